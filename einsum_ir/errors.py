@@ -1,0 +1,63 @@
+"""The project's one error family: every problem a user can cause is reported
+with where it is (file, line, column) and what was expected, never as an
+internal traceback."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Loc:
+    """A position in a source text (1-based line and column)."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+class EinError(Exception):
+    """Base of all errors attnc reports to a user."""
+
+    def __init__(self, message: str, loc: Loc | None = None, source: str | None = None):
+        self.message = message
+        self.loc = loc
+        self.source = source
+        super().__init__(self.render())
+
+    @property
+    def line(self) -> int | None:
+        return self.loc.line if self.loc else None
+
+    @property
+    def column(self) -> int | None:
+        return self.loc.column if self.loc else None
+
+    def render(self) -> str:
+        if self.loc is None:
+            return f"error: {self.message}"
+        text = f"{self.loc}: error: {self.message}"
+        if self.source is not None:
+            lines = self.source.splitlines()
+            if 0 < self.loc.line <= len(lines):
+                src = lines[self.loc.line - 1]
+                text += f"\n  {src}\n  {' ' * (self.loc.column - 1)}^"
+        return text
+
+
+class ParseError(EinError):
+    """The text is not valid `.ein` syntax."""
+
+
+class ValidationError(EinError):
+    """The cascade is syntactically valid but means nothing (undefined tensor, rank mismatch, ...)."""
+
+
+class ShapeError(EinError):
+    """Shapes or input arrays given at run or analysis time do not fit the cascade."""
+
+
+class ExecutionError(EinError):
+    """The reference executor could not evaluate an Einsum (e.g. an index out of range)."""

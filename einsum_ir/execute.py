@@ -1,0 +1,242 @@
+"""The reference executor: the living definition of what a cascade means.
+
+Each Einsum is evaluated over its iteration space by numpy broadcasting (one
+array axis per index variable). Points removed by the `where` predicate, or
+lying past the end of a partitioned rank (m1*M0 + m0 >= M), do not exist:
+they take no part in the reduction, and an output point with no existing
+points gets the reduction's identity (0 for sum and for plain maps, -inf for
+max, +inf for min). Recurrences run step by step over their iterative rank.
+A sum of products is contracted with `np.einsum` instead of materialising
+the whole iteration space; that is the only shortcut.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ExecutionError, ShapeError
+from .graph import schedule
+from .ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, Sym, offset_of, rank_of
+from .ops import REDUCE_RULES, RULES
+from .shapes import resolve
+
+
+@dataclass
+class _Space:
+    """The iteration space of one Einsum evaluation: each variable's range
+    [start, stop) and its axis in the broadcast grid."""
+    vars: list[str]
+    ranges: dict[str, tuple[int, int]]
+
+    def axis_shape(self, v: str) -> tuple[int, ...]:
+        shape = [1] * len(self.vars)
+        lo, hi = self.ranges[v]
+        shape[self.vars.index(v)] = hi - lo
+        return tuple(shape)
+
+    def coords(self, v: str) -> np.ndarray:
+        lo, hi = self.ranges[v]
+        return np.arange(lo, hi).reshape(self.axis_shape(v))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.ranges[v][1] - self.ranges[v][0] for v in self.vars)
+
+
+class _Evaluator:
+    def __init__(self, c: Cascade, env: dict, arrays: dict, dtype):
+        self.c, self.env, self.arrays, self.dtype = c, env, arrays, dtype
+
+    def fail(self, msg, node, einsum):
+        loc = getattr(node, "loc", None) or einsum.loc
+        raise ExecutionError(msg + ("" if loc else f"\n  in: {einsum}"), loc, self.c.source)
+
+    # expressions over the grid ------------------------------------------------
+    def index(self, e: Expr, space: _Space):
+        """Integer value of an index expression, broadcast over the grid."""
+        if isinstance(e, Num):
+            return np.int64(e.value)
+        if isinstance(e, Sym):
+            return np.int64(self.env[e.name])
+        if isinstance(e, Idx):
+            return space.coords(e.name)
+        if isinstance(e, Op):
+            args = [self.index(a, space) for a in e.args]
+            return RULES[e.name].numpy(*args)
+        raise TypeError(e)
+
+    def value(self, e: Expr, space: _Space, mask, einsum: Einsum):
+        if isinstance(e, Num):
+            return self.dtype.type(e.value)
+        if isinstance(e, Sym):
+            return self.dtype.type(self.env[e.name])
+        if isinstance(e, Idx):
+            return space.coords(e.name).astype(self.dtype)
+        if isinstance(e, Access):
+            return self.read(e, space, mask, einsum)
+        if isinstance(e, Op):
+            args = [self.value(a, space, mask, einsum) for a in e.args]
+            return RULES[e.name].numpy(*args)
+        raise TypeError(e)
+
+    def read(self, a: Access, space: _Space, mask, einsum: Einsum):
+        array = self.arrays[a.tensor]
+        idx = []
+        for pos, i in enumerate(a.indices):
+            k = self.index(i, space)
+            n = array.shape[pos]
+            bad = (k < 0) | (k >= n)
+            if np.any(bad):
+                if mask is None or np.any(bad & mask):
+                    rank = self.c.tensor(a.tensor).ranks[pos]
+                    kb = np.broadcast_to(k, np.broadcast_shapes(np.shape(k), np.shape(bad)))
+                    worst = kb[np.broadcast_to(bad, kb.shape)]
+                    self.fail(f"index out of range: {a} at rank {pos + 1} ({rank}) takes values in "
+                              f"[0, {n - 1}], but {i} reaches {int(worst.min()) if worst.min() < 0 else int(worst.max())}",
+                              a, einsum)
+                k = np.clip(k, 0, n - 1)
+            idx.append(k)
+        if not idx:
+            return array[()]
+        return array[tuple(np.broadcast_arrays(*idx))] if len(idx) > 1 else array[idx[0]]
+
+    # one Einsum -----------------------------------------------------------------
+    def mask(self, e: Einsum, space: _Space):
+        conds = []
+        for r in self.c.ranks:
+            if r.part == "outer":
+                inner = next(x for x in self.c.ranks if x.parent == r.parent and x.part == "inner")
+                vo, vi = r.name.lower(), inner.name.lower()
+                if vo in space.vars and vi in space.vars:
+                    conds.append(space.coords(vo) * self.env[inner.name] + space.coords(vi) < self.env[r.parent])
+        if e.predicate is not None:
+            conds.append(np.asarray(self.value(e.predicate, space, None, e), dtype=bool))
+        if not conds:
+            return None
+        m = conds[0]
+        for c in conds[1:]:
+            m = m & c
+        return m
+
+    def run(self, e: Einsum, ranges: dict[str, tuple[int, int]]):
+        space = _Space(e.iteration_vars, {v: ranges.get(v, (0, self.env[rank_of(v)]))
+                                          for v in e.iteration_vars})
+        red = REDUCE_RULES[e.reduce]
+        with np.errstate(all="ignore"):
+            mask = self.mask(e, space)
+            result = self.contract(e, space, mask)
+            if result is None:
+                val = np.broadcast_to(self.value(e.expr, space, mask, e), space.shape)
+                if mask is not None:
+                    val = np.where(mask, val, red.identity)
+                axes = tuple(space.vars.index(v) for v in e.reduced)
+                result = red.numpy(val, axis=axes, keepdims=True) if axes else val
+        self.write(e, space, result)
+
+    def contract(self, e: Einsum, space: _Space, mask):
+        """Sum of a product of factors: np.einsum, never the whole grid."""
+        if e.reduce != "sum" or not e.reduced:
+            return None
+        factors, stack = [], [e.expr]
+        while stack:
+            x = stack.pop()
+            if isinstance(x, Op) and x.name == "mul":
+                stack.extend(x.args)
+            else:
+                factors.append(x)
+        arrays = [np.asarray(self.value(f, space, mask, e), dtype=self.dtype) for f in factors]
+        if mask is not None:
+            arrays.append(np.asarray(mask, dtype=self.dtype))
+        if not all(np.all(np.isfinite(a)) for a in arrays):
+            return None  # inf * 0 at removed points would poison the sum
+        letters = {v: chr(ord("a") + i) for i, v in enumerate(space.vars)}
+        ops, specs = [], []
+        for a in arrays:
+            a = np.asarray(a)
+            if a.ndim == 0:
+                a = a.reshape((1,) * len(space.vars))
+            keep = [i for i, n in enumerate(a.shape) if n != 1]
+            ops.append(a.reshape([a.shape[i] for i in keep]))
+            specs.append("".join(letters[space.vars[i]] for i in keep))
+        present = set("".join(specs))
+        out_vars = [v for v in space.vars if v not in e.reduced and letters[v] in present]
+        out = np.einsum(",".join(specs) + "->" + "".join(letters[v] for v in out_vars), *ops, optimize=True)
+        # back onto the grid: size-1 axes for reduced and absent variables
+        shape = [space.shape[i] if v in out_vars else 1 for i, v in enumerate(space.vars)]
+        return np.broadcast_to(out.reshape(shape), [1 if v in e.reduced else n
+                                                    for v, n in zip(space.vars, space.shape)])
+
+    def write(self, e: Einsum, space: _Space, result):
+        out = self.arrays[e.name]
+        # result has one axis per grid variable (reduced ones of size 1)
+        order = []
+        where = []
+        for i in e.output.indices:
+            if isinstance(i, Num):
+                where.append(int(i.value))
+                continue
+            v, off = offset_of(i)
+            lo, hi = space.ranges[v]
+            where.append(slice(lo + off, hi + off))
+            order.append(space.vars.index(v))
+        rest = [k for k in range(len(space.vars)) if k not in order]
+        result = np.transpose(result, order + rest)
+        result = result.reshape(result.shape[:len(order)])
+        out[tuple(where)] = result
+
+
+def _as_array(x, dtype):
+    if hasattr(x, "detach"):  # a torch tensor
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    return x if x.dtype == bool else x.astype(dtype)
+
+
+def execute(c: Cascade, inputs: dict, shapes: dict | None = None, dtype="float64",
+            keep: str = "outputs") -> dict[str, np.ndarray]:
+    """Run a cascade in numpy. `inputs` maps each input tensor to an array
+    (numpy or torch) with the declared rank order; `shapes` gives symbols not
+    implied by the inputs (tile sizes, window widths). Returns the outputs
+    (`keep="all"`: every tensor)."""
+    dtype = np.dtype(dtype)
+    names = {t.name for t in c.inputs}
+    unknown = [k for k in inputs if k not in names]
+    if unknown:
+        hint = difflib.get_close_matches(unknown[0], sorted(names), n=1)
+        raise ShapeError(f"{unknown[0]} is not an input of {c.name}"
+                         + (f" (did you mean {hint[0]}?)" if hint else f"; its inputs are {', '.join(sorted(names))}"))
+    missing = [t.name for t in c.inputs if t.name not in inputs]
+    if missing:
+        raise ShapeError(f"missing input{'s' * (len(missing) > 1)}: {', '.join(missing)}")
+    env = resolve(c, shapes, inputs)
+    arrays = {}
+    for t in c.tensors:
+        if t.role == "input":
+            arrays[t.name] = _as_array(inputs[t.name], dtype)
+        else:
+            shape = tuple(env[r] + (1 if r in t.iterative else 0) for r in t.ranks)
+            arrays[t.name] = np.zeros(shape, dtype=bool if t.dtype == "bool" else dtype)
+    ev = _Evaluator(c, env, arrays, dtype)
+    for step in schedule(c):
+        if step.var is None:
+            ev.run(c.einsums[step.einsums[0]], {})
+            continue
+        for r in range(env[rank_of(step.var)]):
+            for i in step.einsums:
+                ev.run(c.einsums[i], {step.var: (r, r + 1)})
+    if keep == "all":
+        return arrays
+    return {t.name: arrays[t.name] for t in c.outputs}
+
+
+def random_inputs(c: Cascade, shapes: dict, seed: int = 0, dtype="float64") -> dict[str, np.ndarray]:
+    """Standard-normal inputs (bool inputs: fair coin flips) at the given shapes."""
+    env = resolve(c, shapes)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for t in c.inputs:
+        shape = tuple(env[r] + (1 if r in t.iterative else 0) for r in t.ranks)
+        out[t.name] = rng.random(shape) < 0.5 if t.dtype == "bool" else rng.standard_normal(shape).astype(dtype)
+    return out

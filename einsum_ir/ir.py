@@ -1,0 +1,301 @@
+"""The IR of extended Einsums: immutable nodes that compare by structure.
+
+`str(node)` prints valid `.ein` text (see `printer.py`), so the printer is the
+first debugger. Source locations ride along for error messages but take no
+part in equality or hashing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Iterator
+
+from .errors import Loc
+from .ops import BOOLEAN_OPS, DEFAULT_DTYPE
+
+_LOC = dict(default=None, compare=False, repr=False, hash=False)
+
+
+# ---------------------------------------------------------------- expressions
+
+class Expr:
+    """Base of expression nodes. Arithmetic and ordering operators build nodes
+    (the Python builder API); `==` stays structural equality."""
+
+    def _op(self, name, *others):
+        return Op(name, (self, *map(as_expr, others)))
+
+    def __add__(self, o): return self._op("add", o)
+    def __radd__(self, o): return as_expr(o)._op("add", self)
+    def __sub__(self, o): return self._op("sub", o)
+    def __rsub__(self, o): return as_expr(o)._op("sub", self)
+    def __mul__(self, o): return self._op("mul", o)
+    def __rmul__(self, o): return as_expr(o)._op("mul", self)
+    def __truediv__(self, o): return self._op("div", o)
+    def __rtruediv__(self, o): return as_expr(o)._op("div", self)
+    def __floordiv__(self, o): return self._op("floordiv", o)
+    def __mod__(self, o): return self._op("mod", o)
+    def __neg__(self): return Op("neg", (self,))
+    def __lt__(self, o): return self._op("lt", o)
+    def __le__(self, o): return self._op("le", o)
+    def __gt__(self, o): return self._op("gt", o)
+    def __ge__(self, o): return self._op("ge", o)
+    def __and__(self, o): return self._op("and", o)
+    def __or__(self, o): return self._op("or", o)
+    def __invert__(self): return Op("not", (self,))
+
+    def __str__(self) -> str:
+        from .printer import format_expr
+        return format_expr(self)
+
+
+@dataclass(frozen=True)
+class Num(Expr):
+    """A numeric constant (`inf` included)."""
+    value: float
+    loc: Loc | None = field(**_LOC)
+
+
+@dataclass(frozen=True)
+class Sym(Expr):
+    """A shape symbol (a rank's extent such as `M`, or a free one such as `W`)."""
+    name: str
+    loc: Loc | None = field(**_LOC)
+
+
+@dataclass(frozen=True)
+class Idx(Expr):
+    """An index variable (`m` ranges over rank `M`); in a map expression its
+    coordinate value."""
+    name: str
+    loc: Loc | None = field(**_LOC)
+
+
+@dataclass(frozen=True)
+class Access(Expr):
+    """An element of a tensor: `K[b, h / G, e, m]`."""
+    tensor: str
+    indices: tuple[Expr, ...]
+    loc: Loc | None = field(**_LOC)
+
+
+@dataclass(frozen=True)
+class Op(Expr):
+    """An operator applied to arguments; `name` is a key of `ops.RULES`."""
+    name: str
+    args: tuple[Expr, ...]
+    loc: Loc | None = field(**_LOC)
+
+    def __bool__(self):
+        # `a < b < c` in the builder would silently drop `a < b`.
+        raise TypeError(f"the expression {self} has no truth value; combine conditions with & | ~")
+
+
+def as_expr(x) -> Expr:
+    if isinstance(x, Expr):
+        return x
+    if isinstance(x, bool):
+        raise TypeError("booleans are not expressions; write a comparison")
+    if isinstance(x, (int, float)):
+        return Num(x)
+    raise TypeError(f"cannot use {x!r} in an expression")
+
+
+def walk(e: Expr) -> Iterator[Expr]:
+    """All nodes of an expression, parents first, access indices included."""
+    yield e
+    if isinstance(e, Access):
+        for i in e.indices:
+            yield from walk(i)
+    elif isinstance(e, Op):
+        for a in e.args:
+            yield from walk(a)
+
+
+def index_vars(e: Expr) -> list[str]:
+    """Index variables in order of first appearance."""
+    seen: dict[str, None] = {}
+    for n in walk(e):
+        if isinstance(n, Idx):
+            seen.setdefault(n.name)
+    return list(seen)
+
+
+def accesses(e: Expr) -> list[Access]:
+    return [n for n in walk(e) if isinstance(n, Access)]
+
+
+def is_boolean(e: Expr) -> bool:
+    return isinstance(e, Op) and e.name in BOOLEAN_OPS
+
+
+def rank_of(var: str) -> str:
+    """Index variable `m1` ranges over rank `M1`."""
+    return var.upper()
+
+
+def var_of(rank: str) -> str:
+    return rank.lower()
+
+
+def offset_of(index: Expr) -> tuple[str, int] | None:
+    """`m1` -> ('m1', 0), `m1 + 1` -> ('m1', 1); other forms -> None."""
+    if isinstance(index, Idx):
+        return index.name, 0
+    if (isinstance(index, Op) and index.name == "add" and isinstance(index.args[0], Idx)
+            and isinstance(index.args[1], Num) and index.args[1].value == 1):
+        return index.args[0].name, 1
+    return None
+
+
+# ---------------------------------------------------------------- declarations
+
+@dataclass(frozen=True)
+class Rank:
+    """A named dimension. Its extent is the shape symbol of the same name.
+
+    - a free rank (`rank M`) gets its extent from the user's shapes;
+    - a derived rank (`rank KH = H / G`) has `definition`;
+    - the parts of a partition (`partition M -> M1, M0`) have `parent` = 'M'
+      and `part` 'outer' (extent ceil(M / M0)) or 'inner' (the tile size M0,
+      free); coordinates relate as m = m1 * M0 + m0.
+    """
+    name: str
+    definition: Expr | None = None
+    parent: str | None = None
+    part: str | None = None
+    loc: Loc | None = field(**_LOC)
+
+
+@dataclass(frozen=True)
+class TensorDecl:
+    """A tensor: ordered ranks, element type, and role (input, output, or
+    intermediate `tensor`). An iterative rank (listed in `iterative`) holds
+    extent + 1 iterates, 0 .. extent."""
+    name: str
+    ranks: tuple[str, ...]
+    dtype: str = DEFAULT_DTYPE
+    role: str = "tensor"
+    iterative: frozenset[str] = frozenset()
+    loc: Loc | None = field(**_LOC)
+
+
+@dataclass(frozen=True)
+class Einsum:
+    """`output = reduce[reduced] expr where predicate`.
+
+    The iteration space is every index variable that appears; the ones absent
+    from the output are reduced with `reduce`. An output index `m1 + 1` makes
+    the Einsum iterative over m1; an output index `0` makes it the initial
+    value of an iterative tensor.
+    """
+    output: Access
+    expr: Expr
+    reduce: str = "sum"
+    reduced: tuple[str, ...] = ()
+    predicate: Expr | None = None
+    loc: Loc | None = field(**_LOC)
+
+    @property
+    def name(self) -> str:
+        return self.output.tensor
+
+    @property
+    def output_vars(self) -> list[str]:
+        return index_vars(self.output)
+
+    @property
+    def iteration_vars(self) -> list[str]:
+        seen: dict[str, None] = {}
+        parts = [self.output, self.expr] + ([self.predicate] if self.predicate is not None else [])
+        for part in parts:
+            for v in index_vars(part):
+                seen.setdefault(v)
+        return list(seen)
+
+    @property
+    def iterative_var(self) -> str | None:
+        """The variable v of an output index `v + 1`, if any."""
+        for i in self.output.indices:
+            o = offset_of(i)
+            if o and o[1] == 1:
+                return o[0]
+        return None
+
+    @property
+    def is_initial(self) -> bool:
+        return any(isinstance(i, Num) for i in self.output.indices)
+
+    def reads(self) -> list[Access]:
+        """Tensor accesses of the map expression and the predicate."""
+        found = accesses(self.expr)
+        if self.predicate is not None:
+            found += accesses(self.predicate)
+        return found
+
+    def __str__(self) -> str:
+        from .printer import format_einsum
+        return format_einsum(self)
+
+
+@dataclass(frozen=True)
+class Cascade:
+    """An ordered list of Einsums over declared ranks and tensors.
+
+    Built only through `assemble` (parser or builder), which infers what the
+    text leaves implicit and validates the whole; so every Cascade is valid.
+    """
+    ranks: tuple[Rank, ...]
+    tensors: tuple[TensorDecl, ...]
+    einsums: tuple[Einsum, ...]
+    name: str = field(default="cascade", compare=False)
+    doc: str = field(default="", compare=False, repr=False)
+    source: str | None = field(default=None, compare=False, repr=False)
+
+    # lookups -------------------------------------------------------------
+    def rank(self, name: str) -> Rank:
+        for r in self.ranks:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def tensor(self, name: str) -> TensorDecl:
+        for t in self.tensors:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def has_tensor(self, name: str) -> bool:
+        return any(t.name == name for t in self.tensors)
+
+    @property
+    def inputs(self) -> list[TensorDecl]:
+        return [t for t in self.tensors if t.role == "input"]
+
+    @property
+    def outputs(self) -> list[TensorDecl]:
+        return [t for t in self.tensors if t.role == "output"]
+
+    def writers(self, tensor: str) -> list[Einsum]:
+        return [e for e in self.einsums if e.name == tensor]
+
+    def readers(self, tensor: str) -> list[Einsum]:
+        return [e for e in self.einsums if any(a.tensor == tensor for a in e.reads())]
+
+    def parts(self, root: str) -> list[str]:
+        """A rank and all ranks partitioned out of it, recursively."""
+        out = [root]
+        for r in self.ranks:
+            if r.parent is not None and r.parent in out:
+                out.append(r.name)
+        return out
+
+    def root(self, rank: str) -> str:
+        r = self.rank(rank)
+        return self.root(r.parent) if r.parent else rank
+
+    def replace(self, **changes) -> "Cascade":
+        return replace(self, **changes)
+
+    def __str__(self) -> str:
+        from .printer import format_cascade
+        return format_cascade(self)

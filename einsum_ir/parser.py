@@ -1,0 +1,236 @@
+"""`.ein` text -> Cascade. Syntax comes from `grammar.lark` (Lark, LALR);
+meaning and validation from `assemble`, which the Python builder shares."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import lark
+
+from .errors import Loc, ParseError
+from .ir import Access, Cascade, Einsum, Idx, Num, Op, Rank, Sym, TensorDecl
+from .ops import BINARY_INFIX, DEFAULT_DTYPE, DTYPE_BYTES, FUNCTIONS, REDUCE_RULES, RULES
+
+_TOKEN_NAMES = {
+    "UPPER": "a name (tensor, rank or symbol, upper-case first letter)",
+    "LOWER": "an index variable or function name (lower case)",
+    "NUMBER": "a number", "INT": "an integer", "_NL": "end of line", "$END": "end of input",
+    "ROLE": "'input', 'output' or 'tensor'", "REDOP": "'sum', 'max' or 'min'",
+    "CMPOP": "a comparison (<, <=, >, >=, ==, !=)",
+}
+
+
+@lru_cache(maxsize=1)
+def _lark() -> lark.Lark:
+    grammar = (Path(__file__).parent / "grammar.lark").read_text()
+    return lark.Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+
+
+@dataclass(frozen=True)
+class RankStmt:
+    rank: Rank
+
+
+@dataclass(frozen=True)
+class PartitionStmt:
+    parent: str
+    outer: str
+    inner: str
+    loc: Loc
+
+
+def _describe(names) -> str:
+    terminals = {t.name: t for t in _lark().terminals}
+    out = []
+    for n in sorted(names):
+        if n in _TOKEN_NAMES:
+            out.append(_TOKEN_NAMES[n])
+        elif n in terminals and isinstance(terminals[n].pattern, lark.lexer.PatternStr):
+            out.append(repr(terminals[n].pattern.value))
+        else:
+            out.append(n)
+    if len(out) > 6:
+        out = out[:6] + ["..."]
+    return ", ".join(out)
+
+
+class _ToIR(lark.Transformer):
+    """Parse tree -> IR nodes and statements, each carrying its location."""
+
+    def __init__(self, file: str, source: str):
+        super().__init__()
+        self.file = file
+        self.source = source
+
+    def _loc(self, meta_or_tok) -> Loc | None:
+        line = getattr(meta_or_tok, "line", None)
+        col = getattr(meta_or_tok, "column", None)
+        return Loc(self.file, line, col) if line is not None else None
+
+    def _err(self, message, node):
+        raise ParseError(message, self._loc(node), self.source)
+
+    # expressions -----------------------------------------------------------
+    def number(self, items):
+        tok = items[0]
+        text = str(tok)
+        value = float(text) if any(c in text for c in ".eE") else int(text)
+        return Num(value, loc=self._loc(tok))
+
+    @lark.v_args(meta=True)
+    def inf(self, meta, items):
+        return Num(math.inf, loc=self._loc(meta))
+
+    def sym(self, items):
+        return Sym(str(items[0]), loc=self._loc(items[0]))
+
+    def idx(self, items):
+        return Idx(str(items[0]), loc=self._loc(items[0]))
+
+    @lark.v_args(meta=True)
+    def access(self, meta, items):
+        name, *idx = items
+        idx = () if idx == [None] else tuple(idx)
+        return Access(str(name), idx, loc=self._loc(name))
+
+    @lark.v_args(meta=True)
+    def call(self, meta, items):
+        fn, *args = items
+        args = () if args == [None] else tuple(args)
+        name = str(fn)
+        if name not in FUNCTIONS:
+            import difflib
+            close = difflib.get_close_matches(name, sorted(FUNCTIONS), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else f"; known: {', '.join(sorted(FUNCTIONS))}"
+            self._err(f"unknown function '{name}'{hint}", fn)
+        want = RULES[name].arity
+        if len(args) != want:
+            self._err(f"function '{name}' takes {want} argument{'s' * (want != 1)}, got {len(args)}", fn)
+        return Op(name, args, loc=self._loc(fn))
+
+    def _binary(name):
+        @lark.v_args(meta=True)
+        def f(self, meta, items):
+            return Op(name, (items[0], items[-1]), loc=self._loc(meta))
+        return f
+
+    add, sub, mul, div = _binary("add"), _binary("sub"), _binary("mul"), _binary("div")
+    floordiv, mod, and_, or_ = _binary("floordiv"), _binary("mod"), _binary("and"), _binary("or")
+
+    @lark.v_args(meta=True)
+    def compare(self, meta, items):
+        lhs, op, rhs = items
+        return Op(BINARY_INFIX[str(op)], (lhs, rhs), loc=self._loc(op))
+
+    @lark.v_args(meta=True)
+    def neg(self, meta, items):
+        (a,) = items
+        if isinstance(a, Num):  # literals are folded: `-1` is the constant -1
+            return Num(-a.value, loc=self._loc(meta))
+        return Op("neg", (a,), loc=self._loc(meta))
+
+    @lark.v_args(meta=True)
+    def not_(self, meta, items):
+        return Op("not", (items[0],), loc=self._loc(meta))
+
+    # statements ------------------------------------------------------------
+    def rank_def(self, items):
+        name, definition = items
+        return RankStmt(Rank(str(name), definition, loc=self._loc(name)))
+
+    def rank_stmt(self, items):
+        return list(items)
+
+    def partition_stmt(self, items):
+        parent, outer, inner = (str(t) for t in items)
+        return PartitionStmt(parent, outer, inner, self._loc(items[0]))
+
+    def dim(self, items):
+        name, plus = items
+        if plus is not None and str(plus) != "1":
+            self._err(f"a rank extent can only be extended by 1 (an iterative rank: {name}+1)", plus)
+        return (str(name), plus is not None, self._loc(name))
+
+    def decl(self, items):
+        role, name, *rest = items
+        dtype_tok = rest.pop()
+        dims = [d for d in rest if d is not None]
+        dtype = str(dtype_tok) if dtype_tok is not None else DEFAULT_DTYPE
+        if dtype not in DTYPE_BYTES:
+            self._err(f"unknown element type '{dtype}'; known: {', '.join(DTYPE_BYTES)}", dtype_tok)
+        return TensorDecl(str(name), tuple(d[0] for d in dims), dtype, str(role),
+                          frozenset(d[0] for d in dims if d[1]), loc=self._loc(name))
+
+    def reduction(self, items):
+        op, *vars_ = items
+        vars_ = [] if vars_ == [None] else vars_
+        return (str(op), tuple(str(v) for v in vars_), self._loc(op))
+
+    @lark.v_args(meta=True)
+    def einsum(self, meta, items):
+        lhs, red, expr, pred = items
+        op, reduced = ("sum", None) if red is None else red[:2]
+        return Einsum(lhs, expr, op, reduced, pred, loc=self._loc(lhs))
+
+    def start(self, items):
+        out = []
+        for s in items:
+            if s is None:
+                continue
+            out.extend(s if isinstance(s, list) else [s])
+        return out
+
+
+def parse_statements(text: str, file: str = "<string>") -> list:
+    try:
+        tree = _lark().parse(text if text.endswith("\n") else text + "\n")
+    except lark.exceptions.UnexpectedCharacters as e:
+        raise ParseError(f"unexpected character {text[e.pos_in_stream]!r}; expected {_describe(e.allowed)}",
+                         Loc(file, e.line, e.column), text) from None
+    except lark.exceptions.UnexpectedToken as e:
+        got = "end of line" if e.token.type == "_NL" else (
+            "end of input" if e.token.type == "$END" else repr(str(e.token)))
+        line = e.line if e.line != -1 else text.count("\n") + 1
+        col = e.column if e.column != -1 else 1
+        raise ParseError(f"unexpected {got}; expected {_describe(e.expected)}",
+                         Loc(file, line, col), text) from None
+    except lark.exceptions.UnexpectedEOF as e:
+        raise ParseError(f"unexpected end of input; expected {_describe(e.expected)}",
+                         Loc(file, text.count("\n") + 1, 1), text) from None
+    try:
+        return _ToIR(file, text).transform(tree)
+    except lark.exceptions.VisitError as e:
+        if isinstance(e.orig_exc, ParseError):
+            raise e.orig_exc from None
+        raise
+
+
+def header_comment(text: str) -> str:
+    """The leading `#` comment block: the design's description and source."""
+    doc = []
+    for line in text.splitlines():
+        s = line.strip()
+        if not s.startswith("#"):
+            break
+        doc.append(s[1:].strip() if s[1:2] == " " or len(s) == 1 else s[1:])
+    return "\n".join(doc).strip("\n")
+
+
+def parse(text: str, file: str = "<string>", name: str | None = None) -> Cascade:
+    """Parse and validate `.ein` text. Raises ParseError / ValidationError with file:line:col."""
+    from .assemble import assemble
+    statements = parse_statements(text, file)
+    if name is None:
+        name = Path(file).stem if not file.startswith("<") else "cascade"
+    return assemble(statements, name=name, doc=header_comment(text), source=text, file=file)
+
+
+def parse_file(path: str | Path) -> Cascade:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ParseError(f"cannot read {path}: {e.strerror}") from None
+    return parse(text, file=str(path))

@@ -1,0 +1,217 @@
+"""The verifier of the cascade IR. Every Cascade passes through it when built;
+tests run it again after every transformation. Errors name the construct and
+where it is."""
+from __future__ import annotations
+
+import difflib
+
+from .errors import ValidationError
+from .ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, Sym, index_vars, offset_of, rank_of, walk
+from .ops import BOOLEAN_OPS, DTYPE_BYTES, REDUCE_RULES, RULES
+
+_UPPER_RANK = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
+
+
+def _suggest(name: str, options) -> str:
+    close = difflib.get_close_matches(name, sorted(options), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+class _Checker:
+    def __init__(self, c: Cascade):
+        self.c = c
+        self.ranks = {r.name: r for r in c.ranks}
+        self.tensors = {t.name: t for t in c.tensors}
+
+    def fail(self, msg: str, node=None, einsum: Einsum | None = None):
+        loc = getattr(node, "loc", None) or (einsum.loc if einsum is not None else None)
+        if loc is None and einsum is not None:
+            msg += f"\n  in: {einsum}"
+        raise ValidationError(msg, loc, self.c.source)
+
+    # ranks and declarations ---------------------------------------------------
+    def ranks_ok(self):
+        for r in self.c.ranks:
+            if any(ch not in _UPPER_RANK for ch in r.name):
+                self.fail(f"rank name {r.name} must be upper case (its index variable is {r.name.lower()})", r)
+            if r.name in self.tensors:
+                self.fail(f"{r.name} names both a rank and a tensor", self.tensors[r.name])
+            if r.definition is not None:
+                for n in walk(r.definition):
+                    if isinstance(n, (Idx, Access)):
+                        self.fail(f"the extent of rank {r.name} may use only shape symbols and numbers", n)
+                if r.name in {n.name for n in walk(r.definition) if isinstance(n, Sym)}:
+                    self.fail(f"the extent of rank {r.name} is defined in terms of itself", r)
+            if r.parent is not None and self.ranks[r.parent].parent is None and r.parent == r.name:
+                self.fail(f"rank {r.name} cannot be partitioned into itself", r)
+        for t in self.c.tensors:
+            if t.dtype not in DTYPE_BYTES:
+                self.fail(f"unknown element type {t.dtype!r} of {t.name}; known: {', '.join(DTYPE_BYTES)}", t)
+            if t.role not in ("input", "output", "tensor"):
+                self.fail(f"unknown role {t.role!r} of {t.name}", t)
+            if len(set(t.ranks)) != len(t.ranks):
+                self.fail(f"tensor {t.name} lists a rank twice: {', '.join(t.ranks)}", t)
+            for r in t.ranks:
+                if r not in self.ranks:
+                    self.fail(f"tensor {t.name} uses undeclared rank {r}", t)
+            for r in t.iterative:
+                if r not in t.ranks:
+                    self.fail(f"tensor {t.name}: iterative rank {r} is not one of its ranks", t)
+
+    # expressions --------------------------------------------------------------
+    def kind(self, e: Expr, einsum: Einsum) -> str:
+        """'num' or 'bool'; checks every node below on the way."""
+        if isinstance(e, Num):
+            return "num"
+        if isinstance(e, Idx):
+            if rank_of(e.name) not in self.ranks:
+                self.fail(f"index variable {e.name} has no rank {rank_of(e.name)}"
+                          + _suggest(rank_of(e.name), self.ranks), e, einsum)
+            return "num"
+        if isinstance(e, Sym):
+            if e.name in self.tensors:
+                self.fail(f"{e.name} is a tensor: index it, e.g. {e.name}[...]", e, einsum)
+            return "num"
+        if isinstance(e, Access):
+            self.access(e, einsum)
+            return "bool" if self.tensors[e.tensor].dtype == "bool" else "num"
+        if isinstance(e, Op):
+            rule = RULES.get(e.name)
+            if rule is None:
+                self.fail(f"unknown operator {e.name}", e, einsum)
+            if len(e.args) != rule.arity:
+                self.fail(f"{e.name} takes {rule.arity} arguments, got {len(e.args)}", e, einsum)
+            kinds = [self.kind(a, einsum) for a in e.args]
+            if e.name in ("and", "or", "not"):
+                want = ["bool"] * len(kinds)
+            elif e.name == "select":
+                want = ["bool", "num", "num"]
+            else:
+                want = ["num"] * len(kinds)
+            for a, k, w in zip(e.args, kinds, want):
+                if k != w:
+                    what = "a condition" if w == "bool" else "a number"
+                    got = "a condition" if k == "bool" else "a number"
+                    self.fail(f"{e.name} expects {what} here, got {got}: {a}", a, einsum)
+            return "bool" if e.name in BOOLEAN_OPS else "num"
+        self.fail(f"not an expression: {e!r}", None, einsum)
+
+    def access(self, a: Access, einsum: Einsum):
+        t = self.tensors.get(a.tensor)
+        if t is None:
+            self.fail(f"undefined tensor {a.tensor}" + _suggest(a.tensor, self.tensors), a, einsum)
+        if len(a.indices) != len(t.ranks):
+            self.fail(f"{a.tensor} has {len(t.ranks)} rank{'s' * (len(t.ranks) != 1)} "
+                      f"[{', '.join(t.ranks)}] but is indexed with {len(a.indices)}", a, einsum)
+        for pos, (i, r) in enumerate(zip(a.indices, t.ranks)):
+            for n in walk(i):
+                if isinstance(n, Access):
+                    self.fail(f"an index may not read a tensor ({n.tensor} in {a})", n, einsum)
+                if isinstance(n, Op) and n.name not in ("add", "sub", "mul", "floordiv", "mod", "neg"):
+                    self.fail(f"index {i} of {a.tensor} uses {n.name}; indices allow + - * / % only", n, einsum)
+                if isinstance(n, Num) and not float(n.value).is_integer():
+                    self.fail(f"index {i} of {a.tensor} is not an integer", n, einsum)
+                if isinstance(n, Idx) and rank_of(n.name) not in self.ranks:
+                    self.fail(f"index variable {n.name} has no rank {rank_of(n.name)}"
+                              + _suggest(rank_of(n.name), self.ranks), n, einsum)
+            if isinstance(i, Idx) and rank_of(i.name) != r:
+                self.fail(f"rank mismatch: {a.tensor}'s rank {pos + 1} is {r}, indexed by {i.name} "
+                          f"(rank {rank_of(i.name)})", i, einsum)
+
+    # einsums ----------------------------------------------------------------
+    def einsum(self, e: Einsum):
+        t = self.tensors.get(e.name)
+        if t is None:
+            self.fail(f"undefined tensor {e.name}", e.output, e)
+        if t.role == "input":
+            self.fail(f"{e.name} is an input; it cannot be written by an Einsum", e.output, e)
+        if e.reduce not in REDUCE_RULES:
+            self.fail(f"unknown reduction {e.reduce!r}; use sum, max or min", e, e)
+        self.access(e.output, e)
+        out_vars, special = [], 0
+        for pos, (i, r) in enumerate(zip(e.output.indices, t.ranks)):
+            o = offset_of(i)
+            if isinstance(i, Num):
+                if r not in t.iterative or i.value != 0:
+                    self.fail(f"{e.name}[...{i}...]: a constant output index is allowed only as 0, "
+                              f"the initial value of an iterative rank (declare {r}+1)", i, e)
+                special += 1
+                continue
+            if o is None:
+                self.fail(f"output index {i} of {e.name} must be an index variable, `v + 1` or 0", i, e)
+            v, off = o
+            if rank_of(v) != r:
+                self.fail(f"rank mismatch: {e.name}'s rank {pos + 1} is {r}, written with index {v}", i, e)
+            if off == 1:
+                if r not in t.iterative:
+                    self.fail(f"{e.name} is written at {v}+1 but rank {r} of {e.name} is not iterative "
+                              f"(declare {e.name}[..., {r}+1, ...])", i, e)
+                special += 1
+            if v in out_vars:
+                self.fail(f"index {v} appears twice in the output of {e.name}", i, e)
+            out_vars.append(v)
+        if special > 1:
+            self.fail(f"{e.name}: at most one output index may be iterative (v+1) or initial (0)", e.output, e)
+        if t.iterative and special == 0:
+            self.fail(f"{e.name} has an iterative rank; write it as {e.name}[..., v+1, ...] "
+                      f"or give its initial value {e.name}[..., 0, ...]", e.output, e)
+        if self.kind(e.expr, e) != "num":
+            self.fail(f"the value of {e.name} is a condition; use select(cond, a, b) "
+                      "or put it in a `where` clause", e.expr, e)
+        if e.predicate is not None and self.kind(e.predicate, e) != "bool":
+            self.fail(f"the `where` clause of {e.name} must be a condition (a comparison, and/or/not, "
+                      f"or a bool tensor), got {e.predicate}", e.predicate, e)
+        iteration = e.iteration_vars
+        for v in e.reduced:
+            if v not in iteration:
+                self.fail(f"{e.name} reduces over {v}, which is not in its iteration space", e, e)
+            if v in out_vars:
+                self.fail(f"{e.name} reduces over {v}, which is in its output", e, e)
+        missing = [v for v in iteration if v not in out_vars and v not in e.reduced]
+        if missing:
+            self.fail(f"{e.name}: index {missing[0]} is absent from the output but not reduced", e, e)
+
+    def writers(self):
+        by_tensor: dict[str, list[Einsum]] = {}
+        for e in self.c.einsums:
+            by_tensor.setdefault(e.name, []).append(e)
+        for name, ws in by_tensor.items():
+            inits = [w for w in ws if w.is_initial]
+            main = [w for w in ws if not w.is_initial]
+            if len(main) > 1:
+                self.fail(f"tensor {name} is written by more than one Einsum "
+                          f"(also at {main[0].loc or main[0]})", main[1], main[1])
+            if len(inits) > 1:
+                self.fail(f"tensor {name} has more than one initial value", inits[1], inits[1])
+            if inits and not main:
+                self.fail(f"{name} has an initial value but no Einsum that iterates it", inits[0], inits[0])
+            t = self.tensors[name]
+            if t.iterative and main and not inits:
+                self.fail(f"iterative rank without an initial value: {name} is iterated over "
+                          f"{', '.join(sorted(t.iterative))}; declare e.g. "
+                          f"{name}[{', '.join('0' if r in t.iterative else r.lower() for r in t.ranks)}] = 0",
+                          main[0], main[0])
+        for t in self.c.tensors:
+            if t.role != "input" and t.name not in by_tensor:
+                self.fail(f"tensor {t.name} is declared but no Einsum computes it", t)
+        read = {a.tensor for e in self.c.einsums for a in e.reads()}
+        for t in self.c.inputs:
+            if t.name not in read:
+                self.fail(f"input {t.name} is never read", t)
+        if not self.c.outputs:
+            self.fail("the cascade has no output: every tensor it computes is read again "
+                      "(declare one with `output NAME[...]`)")
+
+
+def validate(c: Cascade) -> None:
+    """Raise ValidationError if the cascade is ill-formed; return None if valid."""
+    from .graph import schedule
+
+    if not c.einsums:
+        raise ValidationError("the cascade has no Einsums", None, c.source)
+    chk = _Checker(c)
+    chk.ranks_ok()
+    for e in c.einsums:
+        chk.einsum(e)
+    chk.writers()
+    schedule(c)  # raises on a cycle that no iterative rank carries

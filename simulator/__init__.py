@@ -1,0 +1,2 @@
+"""Cost models: analytical, event-level and GPU. Not built yet: see the
+spatial-array and GPU-model issues."""
