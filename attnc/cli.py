@@ -1,0 +1,203 @@
+"""The `attnc` command line. Each subcommand parses its arguments, calls the
+user-facing functions, and formats the result; errors in the user's input
+print as `file:line:col: error: ...` and exit with status 2."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+import einsum_ir as ei
+from einsum_ir import EinError
+
+from .report import analysis_json, human, render_analysis, table
+
+_SUFFIX = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
+
+
+def parse_shapes(items: list[str] | None) -> dict:
+    """`M=4096 P=4K density_BM=0.25` (also comma-separated) -> dict."""
+    shapes = {}
+    for item in items or []:
+        for part in item.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if "=" not in part:
+                raise EinError(f"--shape expects NAME=VALUE, got {part!r}")
+            k, v = (s.strip() for s in part.split("=", 1))
+            mult = 1
+            if v[-1:].upper() in _SUFFIX and v[:-1].isdigit():
+                v, mult = v[:-1], _SUFFIX[v[-1:].upper()]
+            try:
+                num = float(v) if any(ch in v for ch in ".eE") else int(v)
+            except ValueError:
+                raise EinError(f"--shape {k}: {v!r} is not a number") from None
+            shapes[k] = num * mult
+    return shapes
+
+
+def _add_design(p):
+    p.add_argument("design", help="a .ein file, or the name of a library design (see `attnc list`)")
+
+
+def _add_shape(p, required=False):
+    p.add_argument("--shape", nargs="+", metavar="SYM=VALUE", required=required,
+                   help="shape symbols, e.g. --shape M=4096 P=4096 E=64 F=64 B=64 H=12 (4K = 4096)")
+
+
+def cmd_list(args) -> int:
+    rows = [[n, ei.library.summary(n)] for n in ei.library.names()]
+    print(table(["design", "description"], rows, "ll"))
+    return 0
+
+
+def cmd_check(args) -> int:
+    c = ei.load(args.design)
+    print(f"{args.design}: ok ({len(c.einsums)} Einsums; inputs "
+          f"{', '.join(t.name for t in c.inputs)}; outputs {', '.join(t.name for t in c.outputs)})")
+    return 0
+
+
+def cmd_print(args) -> int:
+    print(ei.load(args.design), end="")
+    return 0
+
+
+def cmd_analyze(args) -> int:
+    from . import analyze
+    a = analyze(args.design, rank=args.rank)
+    values = a.at(parse_shapes(args.shape)) if args.shape else None
+    if args.json:
+        print(json.dumps(analysis_json(a, values), indent=2, default=str))
+    else:
+        print(render_analysis(a, values))
+    return 0
+
+
+def cmd_run(args) -> int:
+    c = ei.load(args.design)
+    shapes = parse_shapes(args.shape)
+    inputs = ei.random_inputs(c, shapes, seed=args.seed, dtype=args.dtype)
+    import time
+    t0 = time.perf_counter()
+    outs = ei.execute(c, inputs, shapes, dtype=args.dtype)
+    dt = time.perf_counter() - t0
+    rows = []
+    for name, arr in outs.items():
+        finite = np.isfinite(arr)
+        rows.append([name, "x".join(map(str, arr.shape)), str(arr.dtype), f"{np.sum(arr[finite]):.10g}",
+                     f"{np.sqrt(np.mean(arr[finite] ** 2)) if finite.any() else float('nan'):.6g}",
+                     int((~finite).sum())])
+    print(f"{c.name}: executed in {dt:.3f} s on random normal inputs (seed {args.seed}, {args.dtype})")
+    print(table(["output", "shape", "dtype", "sum", "rms", "non-finite"], rows, "lllrrr"))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """Analyse the canonical cascades on BERT-base at 4K tokens, then check
+    the 1-pass cascade against PyTorch attention on small random inputs."""
+    from . import analyze
+    shapes = dict(B=64, H=12, M=4096, P=4096, E=64, F=64, M0=256)
+    print("attnc demo: the FuseMax cascades on BERT-base (B=64, H=12, E=F=64) at 4096 tokens\n")
+    rows = []
+    for name in ["attention-naive", "attention-3pass", "attention-3pass-deferred", "attention-2pass",
+                 "attention-1pass"]:
+        a = analyze(name)
+        used = ei.shapes.symbols_used(a.cascade)
+        v = a.at({k: x for k, x in shapes.items() if k in used})
+        rows.append([name, v["passes"][a.rank], human(v["ops"].get("mac", 0)), human(v["ops"].get("exp", 0)),
+                     human(v["footprint_bytes"], "B"), human(v["traffic"]["total_bytes"], "B"),
+                     f"{v['intensity']:.0f}"])
+    print(table(["design", "passes over M", "MACs", "exps", "min footprint", "compulsory traffic",
+                 "flop/byte"], rows))
+    print("\nWhy the 3-pass cascade needs 3 passes:")
+    for line in analyze("attention-3pass").passes["M"].explain():
+        print("  " + line)
+    print("\nFootprint against sequence length (B=1, H=1): the 3-pass cascade must hold the score "
+          "matrix, the 1-pass one does not")
+    rows = []
+    for n in (1024, 4096, 16384, 65536):
+        row = [n]
+        for name in ("attention-3pass", "attention-1pass"):
+            a = analyze(name)
+            used = ei.shapes.symbols_used(a.cascade)
+            s = {k: x for k, x in dict(shapes, B=1, H=1, M=n, P=n).items() if k in used}
+            row.append(human(a.at(s)["footprint_bytes"], "B"))
+        rows.append(row)
+    print(table(["tokens", "3-pass", "1-pass"], rows))
+
+    print("\nReference execution of attention-1pass (B=2, H=4, M=P=256, M0=64) against "
+          "torch scaled_dot_product_attention:")
+    c = ei.load("attention-1pass")
+    small = dict(B=2, H=4, M=256, P=256, E=64, F=64, M0=64)
+    x = ei.random_inputs(c, small, seed=0)
+    out = ei.execute(c, x, small)["AV"]
+    try:
+        import torch
+        t = {k: torch.from_numpy(v).transpose(-1, -2) for k, v in x.items()}
+        ref = torch.nn.functional.scaled_dot_product_attention(t["Q"], t["K"], t["V"], scale=1.0)
+        err = float(np.abs(out - ref.transpose(-1, -2).numpy()).max() / np.abs(ref.numpy()).max())
+        print(f"  max relative error {err:.2e}")
+    except ImportError:
+        print("  (torch is not installed; skipped)")
+    print("\nNot yet built: hardware models, simulation and code generation (see docs/ and the issues).")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="attnc",
+        description="attnc: analyse attention designs written as cascades of extended Einsums "
+                    "(the .ein notation, docs/notation.md).")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    s = sub.add_parser("list", help="list the designs in the built-in library")
+    s.set_defaults(func=cmd_list)
+
+    s = sub.add_parser("check", help="parse and validate a design; report errors with file:line:col")
+    _add_design(s)
+    s.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("print", help="print a design in canonical .ein form (all declarations explicit)")
+    _add_design(s)
+    s.set_defaults(func=cmd_print)
+
+    s = sub.add_parser("analyze", help="passes, op counts, footprint, traffic and intensity of a design",
+                       description="Symbolic analysis of a design (docs/analysis.md). Without --shape, "
+                                   "every figure is a formula in the shape symbols; with --shape, also "
+                                   "its value.")
+    _add_design(s)
+    _add_shape(s)
+    s.add_argument("--rank", help="the rank whose traversal the footprint assumes (default: the rank "
+                                  "with the most passes, M for attention)")
+    s.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    s.set_defaults(func=cmd_analyze)
+
+    s = sub.add_parser("run", help="execute a design on random inputs; print output shapes and checksums",
+                       description="Run the numpy reference executor on standard-normal inputs.")
+    _add_design(s)
+    _add_shape(s, required=True)
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--dtype", choices=["float64", "float32"], default="float64",
+                   help="arithmetic precision (default float64)")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("demo", help="the main demo: analyse the FuseMax cascades and check one against torch")
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except EinError as e:
+        print(e.render(), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Plain-text tables for the command line. Formatting only: every number
+comes from the analysis object."""
+from __future__ import annotations
+
+import sympy
+
+from einsum_ir.analysis import Analysis
+
+
+def table(headers: list[str], rows: list[list], align: str | None = None) -> str:
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    align = align or "l" + "r" * (len(headers) - 1)
+
+    def fmt(r):
+        return "  ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(r, widths, align)).rstrip()
+    lines = [fmt(cells[0]), "  ".join("-" * w for w in widths)]
+    lines += [fmt(r) for r in cells[1:]]
+    return "\n".join(lines)
+
+
+def human(n: float, unit: str = "") -> str:
+    """1.23 G, 4.00 MiB: readable magnitudes."""
+    if unit == "B":
+        for u, s in (("TiB", 2 ** 40), ("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
+            if abs(n) >= s:
+                return f"{n / s:.2f} {u}"
+        return f"{n:.0f} B"
+    for u, s in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= s:
+            return f"{n / s:.3g} {u}"
+    return f"{n:.4g}" if isinstance(n, float) else str(n)
+
+
+def sym(expr) -> str:
+    return sympy.sstr(expr)
+
+
+def render_analysis(a: Analysis, values: dict | None) -> str:
+    c = a.cascade
+    out = [f"{c.name}: {len(c.einsums)} Einsums, {len(c.tensors)} tensors"]
+    if c.doc:
+        out.append("  " + c.doc.splitlines()[0])
+    if values:
+        shown = {k: v for k, v in values["shapes"].items()}
+        out.append("  at " + " ".join(f"{k}={v}" for k, v in shown.items()))
+    out.append("")
+
+    out.append("Passes over each rank")
+    rows = []
+    for r, p in a.passes.items():
+        why = "; ".join(f"pass {s.pass_}: {s}" for s in p.chain) or "-"
+        rows.append([r, p.passes, why])
+    out.append(table(["rank", "passes", "why"], rows, "lrl"))
+    out.append("")
+
+    out.append("Operations by kind")
+    rows = []
+    for k, v in a.ops.items():
+        row = [k, sym(v)]
+        if values:
+            row.append(human(values["ops"][k]))
+        rows.append(row)
+    flop_row = ["flops (mac = 2)", sym(a.flops)] + ([human(values["flops"])] if values else [])
+    rows.append(flop_row)
+    out.append(table(["kind", "count"] + (["value"] if values else []), rows, "llr"))
+    out.append("")
+
+    out.append("Operations per Einsum")
+    rows = []
+    for name, d in a.einsum_ops.items():
+        if not d:
+            continue
+        ops = ", ".join(f"{k} {sym(v)}" for k, v in d.items())
+        row = [name, ops]
+        if values:
+            row.append(human(sum(values["einsum_ops"][name].values())))
+        rows.append(row)
+    out.append(table(["Einsum", "operations"] + (["total"] if values else []), rows, "llr"))
+    out.append("")
+
+    out.append(f"Minimum live footprint (one traversal of {a.rank} per pass, inputs read once)")
+    if values:
+        out.append(f"  {human(values['footprint_bytes'], 'B')} at the worst point, live: "
+                   + ", ".join(values["footprint_live"]))
+    worst = [f"  {sym(b)}   [{', '.join(n)}]" for b, n in a.footprint.candidates]
+    out.append("  bytes = max of:")
+    out += ["  " + w for w in worst]
+    out.append("")
+
+    out.append("Compulsory off-chip traffic (inputs read once, outputs written once)")
+    rows = [[k, sym(v)] + ([human(values["traffic"][k], "B")] if values else []) for k, v in a.traffic.items()]
+    out.append(table(["", "bytes"] + (["value"] if values else []), rows, "llr"))
+    intensity = f"Operational intensity: {sym(a.intensity)} flop/byte"
+    if values:
+        intensity += f" = {values['intensity']:.4g}"
+    out.append(intensity)
+    out.append("")
+
+    out.append("Tensors")
+    rows = []
+    for t in c.tensors:
+        row = [t.name, t.role, "[" + ", ".join(r + ("+1" if r in t.iterative else "") for r in t.ranks) + "]",
+               t.dtype, sym(a.sizes[t.name])]
+        if values:
+            row.append(human(values["sizes"][t.name], "B"))
+        rows.append(row)
+    out.append(table(["tensor", "role", "ranks", "dtype", "bytes"] + (["value"] if values else []), rows,
+                     "lllllr"))
+    return "\n".join(out)
+
+
+def analysis_json(a: Analysis, values: dict | None) -> dict:
+    c = a.cascade
+    data = {
+        "design": c.name,
+        "sequence_rank": a.rank,
+        "passes": {r: {"passes": p.passes, "einsum_pass": p.einsum_pass, "why": [str(s) for s in p.chain]}
+                   for r, p in a.passes.items()},
+        "ops": {k: sym(v) for k, v in a.ops.items()},
+        "flops": sym(a.flops),
+        "einsum_ops": {n: {k: sym(v) for k, v in d.items()} for n, d in a.einsum_ops.items()},
+        "footprint_bytes": sym(a.footprint.bytes),
+        "traffic": {k: sym(v) for k, v in a.traffic.items()},
+        "intensity": sym(a.intensity),
+        "tensor_bytes": {k: sym(v) for k, v in a.sizes.items()},
+    }
+    if values:
+        data["values"] = values
+    return data

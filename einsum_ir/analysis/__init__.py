@@ -1,0 +1,96 @@
+"""Symbolic analyses of a cascade: what a design costs before any hardware is
+chosen. Every result is a sympy expression in the shape symbols; `Analysis.at`
+evaluates them at concrete shapes. See docs/analysis.md."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy
+
+from ..ir import Cascade
+from ..shapes import resolve
+from .counts import KINDS, einsum_ops, flops, macs, op_counts, ops_per_point
+from .evaluate import evaluate
+from .footprint import Footprint, footprint
+from .passes import PassResult, PassStep, passes
+from .points import Kept, count_points, points
+from .sizes import compulsory_traffic, elements, intensity, size_bytes, tensor_sizes
+
+
+def root_ranks(c: Cascade) -> list[str]:
+    return [r.name for r in c.ranks if r.parent is None]
+
+
+def sequence_rank(c: Cascade, pass_results: dict[str, PassResult] | None = None) -> str:
+    """The rank the design traverses most often: most passes, then most
+    Einsums reducing over it (M for attention)."""
+    pass_results = pass_results or {r: passes(c, r) for r in root_ranks(c)}
+
+    def reductions(r):
+        vs = {p.lower() for p in c.parts(r)}
+        return sum(1 for e in c.einsums if set(e.reduced) & vs)
+    return max(root_ranks(c), key=lambda r: (pass_results[r].passes, reductions(r)))
+
+
+@dataclass(frozen=True)
+class Analysis:
+    cascade: Cascade = field(repr=False)
+    ops: dict[str, sympy.Expr]
+    einsum_ops: dict[str, dict[str, sympy.Expr]]
+    points: dict[str, sympy.Expr]
+    flops: sympy.Expr
+    sizes: dict[str, sympy.Expr]
+    traffic: dict[str, sympy.Expr]
+    intensity: sympy.Expr
+    passes: dict[str, PassResult]
+    rank: str
+    footprint: Footprint
+
+    def at(self, shapes: dict) -> dict:
+        """Every figure as numbers at `shapes` (derived ranks computed)."""
+        given = {k: v for k, v in shapes.items() if not k.startswith("density_")}
+        env = dict(resolve(self.cascade, given))
+        env.update({k: v for k, v in shapes.items() if k.startswith("density_")})
+        ev = lambda x: evaluate(x, env)  # noqa: E731
+        fp_bytes, fp_live = self.footprint.at(env)
+        traffic = {k: ev(v) for k, v in self.traffic.items()}
+        fl = ev(self.flops)
+        return {
+            "shapes": env,
+            "ops": {k: ev(v) for k, v in self.ops.items()},
+            "einsum_ops": {n: {k: ev(v) for k, v in d.items()} for n, d in self.einsum_ops.items()},
+            "points": {n: ev(v) for n, v in self.points.items()},
+            "flops": fl,
+            "sizes": {k: ev(v) for k, v in self.sizes.items()},
+            "traffic": traffic,
+            "intensity": fl / traffic["total_bytes"] if traffic["total_bytes"] else float("inf"),
+            "passes": {r: p.passes for r, p in self.passes.items()},
+            "footprint_bytes": fp_bytes,
+            "footprint_live": list(fp_live),
+        }
+
+
+def analyze(c: Cascade, rank: str | None = None) -> Analysis:
+    pass_results = {r: passes(c, r) for r in root_ranks(c)}
+    rank = rank or sequence_rank(c, pass_results)
+    if rank not in pass_results:
+        from ..errors import EinError
+        raise EinError(f"{c.name} has no rank {rank}; its ranks are {', '.join(pass_results)}")
+    per_einsum: dict[str, dict] = {}
+    pts: dict[str, sympy.Expr] = {}
+    for e in c.einsums:
+        key = e.name if e.name not in pts else f"{e.name} (initial)" if e.is_initial else e.name
+        if e.is_initial:
+            key = f"{e.name}[0]"
+        pts[key] = points(c, e)
+        per_einsum[key] = einsum_ops(c, e)
+    return Analysis(c, op_counts(c), per_einsum, pts, flops(c), tensor_sizes(c), compulsory_traffic(c),
+                    intensity(c), pass_results, rank, footprint(c, rank))
+
+
+__all__ = [
+    "Analysis", "Footprint", "KINDS", "Kept", "PassResult", "PassStep", "analyze", "compulsory_traffic",
+    "count_points", "einsum_ops", "elements", "evaluate", "flops", "footprint", "intensity", "macs",
+    "op_counts", "ops_per_point", "passes", "points", "root_ranks", "sequence_rank", "size_bytes",
+    "tensor_sizes",
+]

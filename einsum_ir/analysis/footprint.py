@@ -1,0 +1,149 @@
+"""The minimum live footprint of a schedule that traverses rank R as few
+times as the pass analysis allows and reads every input once.
+
+The schedule: pass by pass, the Einsums that iterate R run fused, one step of
+R's outermost part at a time (one element of M, or one M0-tile of M1 x M0);
+between passes run the Einsums that do not iterate R. What must be on chip:
+- a tensor that keeps R and is read only in the pass that produces it: one
+  step's slice (the outermost part of R replaced by 1; 2 for an iterative
+  rank: the previous and the current iterate), from its producer to its last
+  reader within the step;
+- a tensor that keeps R and is re-read in a later pass: all of it, until then;
+- a tensor without R (Q, a running max, an accumulator such as GM or AV):
+  all of it, throughout every pass that produces or reads it.
+The footprint is the largest sum of live sizes over the schedule's points;
+it is reported for the whole problem (all batches, heads and queries), in
+elements and in bytes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import prod
+
+import sympy
+
+from ..ir import Cascade
+from ..ops import DTYPE_BYTES
+from ..sym import shape_symbol
+from ..graph import schedule
+from .passes import passes, _streaming_read
+
+
+@dataclass(frozen=True)
+class Footprint:
+    rank: str
+    candidates: tuple[tuple[sympy.Expr, tuple[str, ...]], ...]   # (bytes, live tensors) per point
+    elements: tuple[sympy.Expr, ...] = field(repr=False, default=())
+
+    @property
+    def bytes(self) -> sympy.Expr:
+        return sympy.Max(*[b for b, _ in self.candidates])
+
+    def at(self, values: dict) -> tuple[float, tuple[str, ...]]:
+        """Bytes and the live tensors at the worst point, at concrete shapes."""
+        from .evaluate import evaluate
+        best = max(self.candidates, key=lambda bc: float(evaluate(bc[0], values)))
+        return float(evaluate(best[0], values)), best[1]
+
+
+def _outermost(c: Cascade, ranks: list[str], parts: set[str]) -> str | None:
+    mine = [r for r in ranks if r in parts]
+    for r in mine:
+        if c.rank(r).parent not in mine:
+            return r
+    return None
+
+
+def _as_late_as_possible(c, pr, order, parts, part_vars) -> dict[int, int]:
+    """Pass of each Einsum, moving those that read only cascade inputs (views
+    such as BV[.., m1, m0] = V[.., m1*M0 + m0]) into the pass of their
+    readers, so the input is read where it is used instead of held."""
+    placed = {i: pr.einsum_pass.get(c.einsums[i].name, 0) for i in order}
+    inputs = {t.name for t in c.inputs}
+    for i in reversed(order):
+        e = c.einsums[i]
+        if placed[i] == 0 or any(a.tensor not in inputs for a in e.reads()):
+            continue
+        readers = [j for j in order if any(a.tensor == e.name for a in c.einsums[j].reads())]
+        if readers and all(placed[j] > 0 and set(c.einsums[j].iteration_vars) & part_vars
+                           and all(_streaming_read(c, a, parts) for a in c.einsums[j].reads()
+                                   if a.tensor == e.name) for j in readers):
+            placed[i] = max(placed[i], min(placed[j] for j in readers))
+    return placed
+
+
+def footprint(c: Cascade, rank: str) -> Footprint:
+    pr = passes(c, rank)
+    parts = set(c.parts(rank))
+    part_vars = {p.lower() for p in parts}
+    npass = max(pr.passes, 1)
+
+    # schedule points: (phase, order); phase 2k-1 = pass k, phase 2k = between passes
+    order = [i for s in schedule(c) for i in s.einsums]
+    placed = _as_late_as_possible(c, pr, order, parts, part_vars)
+    point = {}
+    for pos, i in enumerate(order):
+        e = c.einsums[i]
+        p = placed[i]
+        if set(e.iteration_vars) & part_vars and p > 0:
+            phase = 2 * p - 1
+        else:
+            phase = 2 * pr.states[e.name].pass_
+        point[i] = (phase, pos)
+    points = sorted(set(point.values()))
+    phase_span = {}
+    for pt in points:
+        lo, hi = phase_span.get(pt[0], (pt, pt))
+        phase_span[pt[0]] = (min(lo, pt), max(hi, pt))
+
+    def span_of_phase(ph):
+        return phase_span.get(ph)
+
+    live: dict[str, tuple] = {}
+    size: dict[str, sympy.Expr] = {}
+    for t in c.tensors:
+        writers = [i for i in order if c.einsums[i].name == t.name]
+        readers = [(i, a) for i in order for a in c.einsums[i].reads() if a.tensor == t.name]
+        pts = [point[i] for i in writers] + [point[i] for i, _ in readers]
+        if not pts:
+            continue
+        lo, hi = min(pts), max(pts)
+        has_r = bool(set(t.ranks) & parts)
+        full = prod((shape_symbol(r) + (1 if r in t.iterative else 0) for r in t.ranks), start=sympy.Integer(1))
+        if has_r:
+            produced = min((point[i][0] for i in writers), default=0)
+            later = t.role != "input" and any(
+                _streaming_read(c, a, parts) and point[i][0] > produced and point[i][0] % 2 == 1
+                for i, a in readers)
+            if later or (t.role != "input" and produced % 2 == 0):
+                elems = full
+            else:
+                outer = _outermost(c, list(t.ranks), parts)
+                step = 2 if outer in t.iterative else 1
+                elems = full / (shape_symbol(outer) + (1 if outer in t.iterative else 0)) * step
+                if outer in t.iterative:  # a running state lives throughout its pass
+                    for ph in {p[0] for p in pts if p[0] % 2 == 1}:
+                        s = span_of_phase(ph)
+                        lo, hi = min(lo, s[0]), max(hi, s[1])
+        else:
+            elems = full
+            # used inside a pass: needed at every step of that pass
+            for ph in {p[0] for p in pts if p[0] % 2 == 1}:
+                s = span_of_phase(ph)
+                lo, hi = min(lo, s[0]), max(hi, s[1])
+        live[t.name] = (lo, hi)
+        size[t.name] = elems * DTYPE_BYTES[t.dtype]
+
+    candidates = []
+    for pt in points:
+        names = tuple(n for n, (lo, hi) in live.items() if lo <= pt <= hi)
+        total = sympy.expand(sum((size[n] for n in names), sympy.Integer(0)))
+        candidates.append((total, names))
+    # drop points dominated by another with a superset of live tensors
+    kept = [c_ for c_ in candidates
+            if not any(set(c_[1]) < set(o[1]) for o in candidates)]
+    unique = []
+    for k in kept:
+        if k not in unique:
+            unique.append(k)
+    return Footprint(rank, tuple(unique))
