@@ -40,7 +40,8 @@ def render_analysis(a: Analysis, values: dict | None) -> str:
     c = a.cascade
     out = [f"{c.name}: {len(c.einsums)} Einsums, {len(c.tensors)} tensors"]
     if c.doc:
-        out.append("  " + c.doc.splitlines()[0])
+        from einsum_ir.library import first_sentence
+        out.append("  " + first_sentence(c.doc))
     if values:
         shown = {k: v for k, v in values["shapes"].items()}
         out.append("  at " + " ".join(f"{k}={v}" for k, v in shown.items()))

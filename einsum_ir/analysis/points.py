@@ -88,7 +88,10 @@ def _conjuncts(pred):
 
 
 def _grid(vs, ns):
-    return [np.arange(n).reshape([n if j == i else 1 for j in range(len(ns))]) for i, n in enumerate(ns)]
+    """Full (broadcast) coordinate arrays: sympy's numpy printer combines
+    conditions with logical_and.reduce, which needs equal shapes."""
+    return np.broadcast_arrays(*[np.arange(n).reshape([n if j == i else 1 for j in range(len(ns))])
+                                 for i, n in enumerate(ns)])
 
 
 @lru_cache(maxsize=4096)
@@ -140,7 +143,8 @@ def count_points(pred, limits: tuple) -> int:
     count, chunk = 0, max(1, _BRUTE_FORCE_POINTS // max(1, total // ns[0]))
     for start in range(0, ns[0], chunk):
         sub = [np.arange(start, min(ns[0], start + chunk))] + [np.arange(x) for x in ns[1:]]
-        mesh = [a.reshape([len(a) if j == i else 1 for j in range(len(ns))]) for i, a in enumerate(sub)]
+        mesh = np.broadcast_arrays(*[a.reshape([len(a) if j == i else 1 for j in range(len(ns))])
+                                     for i, a in enumerate(sub)])
         count += int(np.count_nonzero(np.broadcast_to(f(*mesh), [len(a) for a in sub])))
     return count
 

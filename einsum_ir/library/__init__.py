@@ -29,8 +29,12 @@ def load(name: str):
 
 
 def summary(name: str) -> str:
-    """First line of the design's header comment."""
-    for line in path(name).read_text().splitlines():
-        if line.startswith("#"):
-            return line.lstrip("# ").strip()
-    return ""
+    """The first sentence of the design's header comment."""
+    from ..parser import header_comment
+    return first_sentence(header_comment(path(name).read_text()))
+
+
+def first_sentence(doc: str) -> str:
+    text = " ".join(doc.split())
+    end = text.find(". ")
+    return text if end < 0 else text[:end + 1]

@@ -1,0 +1,112 @@
+"""The command line: output a person can read, JSON that matches the
+analysis, and errors with file:line:col and exit status 2."""
+import json
+
+import numpy as np
+import pytest
+
+import einsum_ir as ei
+from attnc.cli import main, parse_shapes
+
+SHAPE = ["--shape", "M=1024", "P=1024", "E=64", "F=64", "B=2", "H=4", "M0=128"]
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_list_shows_every_library_design(capsys):
+    code, out, _ = run(capsys, "list")
+    assert code == 0
+    for name in ei.library.names():
+        assert name in out
+
+
+def test_analyze_prints_passes_and_their_reason(capsys):
+    code, out, _ = run(capsys, "analyze", "attention-3pass", *SHAPE[:-1])
+    assert code == 0
+    assert "GM <- max over m of QK; SN re-reads QK over m" in out
+    assert "Minimum live footprint" in out and "Compulsory off-chip traffic" in out
+
+
+def test_analyze_json_matches_the_analysis(capsys):
+    code, out, _ = run(capsys, "analyze", "attention-1pass", *SHAPE, "--json")
+    assert code == 0
+    data = json.loads(out)
+    a = ei.analysis.analyze(ei.library.load("attention-1pass"))
+    v = a.at(parse_shapes(SHAPE[1:]))
+    assert data["passes"]["M"]["passes"] == 1
+    assert data["values"]["ops"]["exp"] == v["ops"]["exp"] == 2 * 4 * 1024 * (1024 + 8)
+    assert data["ops"]["exp"] == "B*H*P*(M + M1)"
+
+
+def test_analyze_without_shapes_is_symbolic(capsys):
+    code, out, _ = run(capsys, "analyze", "attention-1pass")
+    assert code == 0 and "B*H*P*(M + M1)" in out
+
+
+def test_run_checksums_match_the_executor(capsys):
+    code, out, _ = run(capsys, "run", "attention-3pass", "--shape", "M=64,P=32,E=8,F=8,B=2,H=2", "--seed", "3")
+    assert code == 0
+    c = ei.library.load("attention-3pass")
+    shapes = dict(M=64, P=32, E=8, F=8, B=2, H=2)
+    av = ei.execute(c, ei.random_inputs(c, shapes, seed=3), shapes)["AV"]
+    assert f"{np.sum(av):.10g}" in out and "2x2x8x32" in out
+
+
+def test_check_reports_file_line_column(tmp_path, capsys):
+    bad = tmp_path / "bad.ein"
+    bad.write_text("rank M, P\ninput X[M, P]\nY[p] = sum[m] X[m, p] + Z[p]\n")
+    code, _, err = run(capsys, "check", str(bad))
+    assert code == 2
+    assert f"{bad}:3:25: error: undefined tensor Z" in err
+
+
+def test_check_accepts_a_valid_file(tmp_path, capsys):
+    good = tmp_path / "good.ein"
+    good.write_text(ei.library.path("attention-2pass").read_text())
+    code, out, _ = run(capsys, "check", str(good))
+    assert code == 0 and "ok" in out
+
+
+def test_print_is_canonical_and_reparses(capsys):
+    code, out, _ = run(capsys, "print", "attention-1pass")
+    assert code == 0
+    assert ei.parse(out) == ei.library.load("attention-1pass")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["analyze", "attention-3pas"], "did you mean attention-3pass"),
+    (["analyze", "attention-1pass", "--shape", "M=abc"], "not a number"),
+    (["analyze", "attention-1pass", "--shape", "M"], "NAME=VALUE"),
+    (["analyze", "attention-1pass", "--shape", "Q=3"], "not used"),
+    (["analyze", "attention-1pass", "--shape", "M=100", "P=1", "E=1", "F=1", "B=1", "H=1"], "M0"),
+    (["run", "attention-1pass", "--shape", "M=8", "P=8", "E=2", "F=2", "B=1", "H=1", "M0=0"], "positive"),
+    (["analyze", "attention-1pass", "--rank", "X"], "no rank X"),
+])
+def test_bad_arguments_are_clear_errors(capsys, argv, message):
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_shape_suffixes():
+    assert parse_shapes(["M=4K", "P=1M,E=64", "density_X=0.5"]) == {"M": 4096, "P": 1048576, "E": 64,
+                                                                     "density_X": 0.5}
+
+
+def test_help_is_complete(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for cmd in ("list", "check", "print", "analyze", "run", "demo"):
+        assert cmd in out
+
+
+def test_demo_runs(capsys):
+    code, out, _ = run(capsys, "demo")
+    assert code == 0
+    assert "max relative error" in out
