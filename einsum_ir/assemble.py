@@ -105,6 +105,8 @@ def assemble(statements, name: str = "cascade", doc: str = "", source: str | Non
             if o is None:
                 err(f"output index {i} of {e.name} must be an index variable, `v + 1` "
                     "(iterative) or 0 (initial value)", getattr(i, "loc", None) or e.loc)
+            if rank_of(o[0]) not in ranks:
+                err(f"index variable {o[0]} has no rank {rank_of(o[0])}", getattr(i, "loc", None) or e.loc)
             dims.append(rank_of(o[0]))
             if o[1] == 1:
                 iterative.add(rank_of(o[0]))

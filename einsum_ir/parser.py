@@ -41,7 +41,26 @@ class PartitionStmt:
     loc: Loc
 
 
+_OPERATORS = {"AND", "OR", "CMPOP", "PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "__ANON_0", "LPAR",
+              "WHERE", "DOUBLE_SLASH"}
+
+
 def _describe(names) -> str:
+    """Expected tokens, structure first: `',' or ']'` rather than every operator
+    that could also continue an expression."""
+    terminals = {t.name: t for t in _lark().terminals}
+    if "NUMBER" in names:
+        return "an expression (a number, a name, a tensor element, a function call or '(')"
+    ops = {n for n in names if n in _OPERATORS or (
+        n in terminals and isinstance(terminals[n].pattern, lark.lexer.PatternStr)
+        and terminals[n].pattern.value in ("and", "or", "+", "-", "*", "/", "//", "%", "(", "where"))}
+    structural = set(names) - ops
+    if structural and ops:
+        return _describe_all(structural) + " (or an operator continuing the expression)"
+    return _describe_all(names)
+
+
+def _describe_all(names) -> str:
     terminals = {t.name: t for t in _lark().terminals}
     out = []
     for n in sorted(names):
@@ -172,7 +191,7 @@ class _ToIR(lark.Transformer):
     def einsum(self, meta, items):
         lhs, red, expr, pred = items
         op, reduced = ("sum", None) if red is None else red[:2]
-        return Einsum(lhs, expr, op, reduced, pred, loc=self._loc(lhs))
+        return Einsum(lhs, expr, op, reduced, pred, loc=lhs.loc)
 
     def start(self, items):
         out = []

@@ -198,6 +198,8 @@ class _Checker:
         for t in self.c.inputs:
             if t.name not in read:
                 self.fail(f"input {t.name} is never read", t)
+
+    def outputs(self):
         if not self.c.outputs:
             self.fail("the cascade has no output: every tensor it computes is read again "
                       "(declare one with `output NAME[...]`)")
@@ -215,3 +217,4 @@ def validate(c: Cascade) -> None:
         chk.einsum(e)
     chk.writers()
     schedule(c)  # raises on a cycle that no iterative rank carries
+    chk.outputs()
