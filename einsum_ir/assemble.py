@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .errors import ValidationError
-from .ir import Access, Cascade, Einsum, Expr, Num, Op, Rank, TensorDecl, index_vars, offset_of, rank_of
+from .ir import Access, Cascade, Einsum, Expr, Num, Op, Rank, TensorDecl, offset_of, rank_of
 from .ops import DEFAULT_DTYPE
 from .parser import PartitionStmt, RankStmt
 from .validate import validate
@@ -124,4 +124,4 @@ def assemble(statements, name: str = "cascade", doc: str = "", source: str | Non
     return cascade
 
 
-__all__ = ["assemble", "normalise", "normalise_index", "index_vars"]
+__all__ = ["assemble", "normalise", "normalise_index"]

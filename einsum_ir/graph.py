@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from .errors import ValidationError
-from .ir import Cascade, Einsum, Idx, offset_of, var_of
+from .ir import Cascade, Einsum, Idx, offset_of
 
 
 @dataclass(frozen=True)
@@ -95,14 +95,4 @@ def schedule(c: Cascade) -> list[Step]:
     return steps
 
 
-def tensor_order(c: Cascade) -> list[str]:
-    """Tensors in the order the schedule produces them (inputs first)."""
-    names = [t.name for t in c.inputs]
-    for s in schedule(c):
-        for i in s.einsums:
-            if c.einsums[i].name not in names:
-                names.append(c.einsums[i].name)
-    return names
-
-
-__all__ = ["Step", "dependency_graph", "schedule", "iterative_position", "tensor_order", "var_of"]
+__all__ = ["Step", "dependency_graph", "schedule", "iterative_position"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Iterator
 
 from .errors import Loc
-from .ops import BOOLEAN_OPS, DEFAULT_DTYPE
+from .ops import DEFAULT_DTYPE
 
 _LOC = dict(default=None, compare=False, repr=False, hash=False)
 
@@ -122,10 +122,6 @@ def index_vars(e: Expr) -> list[str]:
 
 def accesses(e: Expr) -> list[Access]:
     return [n for n in walk(e) if isinstance(n, Access)]
-
-
-def is_boolean(e: Expr) -> bool:
-    return isinstance(e, Op) and e.name in BOOLEAN_OPS
 
 
 def rank_of(var: str) -> str:

@@ -11,7 +11,7 @@ import lark
 
 from .errors import Loc, ParseError
 from .ir import Access, Cascade, Einsum, Idx, Num, Op, Rank, Sym, TensorDecl
-from .ops import BINARY_INFIX, DEFAULT_DTYPE, DTYPE_BYTES, FUNCTIONS, REDUCE_RULES, RULES
+from .ops import BINARY_INFIX, DEFAULT_DTYPE, DTYPE_BYTES, FUNCTIONS, RULES
 
 _TOKEN_NAMES = {
     "UPPER": "a name (tensor, rank or symbol, upper-case first letter)",

@@ -3,7 +3,6 @@ a value for every rank extent and shape symbol the cascade uses."""
 from __future__ import annotations
 
 import difflib
-import math
 
 import numpy as np
 import sympy
@@ -23,27 +22,6 @@ def symbols_used(c: Cascade) -> list[str]:
             if isinstance(n, Sym):
                 names.setdefault(n.name)
     return list(names)
-
-
-def required_symbols(c: Cascade) -> list[str]:
-    """Symbols the user must give (derived ones are computed)."""
-    derived = {r.name for r in c.ranks if r.definition is not None or r.part == "outer"}
-    return [s for s in symbols_used(c) if s not in derived]
-
-
-def rank_extent_expr(c: Cascade, name: str) -> sympy.Expr:
-    """A rank's extent in terms of the symbols the user gives."""
-    from .sym import to_sympy
-    r = c.rank(name)
-    if r.definition is not None:
-        return to_sympy(r.definition).subs({sympy.Symbol(s.name, positive=True, integer=True):
-                                            rank_extent_expr(c, s.name)
-                                            for s in c.ranks if s.name in {n.name for n in walk(r.definition)
-                                                                           if isinstance(n, Sym)}})
-    if r.part == "outer":
-        inner = next(x.name for x in c.ranks if x.parent == r.parent and x.part == "inner")
-        return sympy.ceiling(rank_extent_expr(c, r.parent) / sympy.Symbol(inner, positive=True, integer=True))
-    return sympy.Symbol(name, positive=True, integer=True)
 
 
 def resolve(c: Cascade, given: dict | None = None, inputs: dict | None = None) -> dict[str, float]:
@@ -120,4 +98,4 @@ def _eval_int(expr, env):
     return int(value) if value.is_integer else float(value)
 
 
-__all__ = ["resolve", "symbols_used", "required_symbols", "rank_extent_expr", "math"]
+__all__ = ["resolve", "symbols_used"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 
 from .errors import ValidationError
-from .ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, Sym, index_vars, offset_of, rank_of, walk
+from .ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, Sym, offset_of, rank_of, walk
 from .ops import BOOLEAN_OPS, DTYPE_BYTES, REDUCE_RULES, RULES
 
 _UPPER_RANK = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"

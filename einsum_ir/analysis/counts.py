@@ -12,7 +12,7 @@ from collections import Counter
 
 import sympy
 
-from ..ir import Access, Cascade, Einsum, Expr, Op
+from ..ir import Cascade, Einsum, Expr, Op
 from ..ops import REDUCE_RULES, RULES
 from .points import points
 

@@ -76,7 +76,6 @@ def footprint(c: Cascade, rank: str) -> Footprint:
     pr = passes(c, rank)
     parts = set(c.parts(rank))
     part_vars = {p.lower() for p in parts}
-    npass = max(pr.passes, 1)
 
     # schedule points: (phase, order); phase 2k-1 = pass k, phase 2k = between passes
     order = [i for s in schedule(c) for i in s.einsums]

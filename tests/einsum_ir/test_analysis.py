@@ -1,6 +1,5 @@
 """The analyses against hand-derived formulas and brute-force counts."""
 import itertools
-import math
 
 import numpy as np
 import pytest
