@@ -107,7 +107,7 @@ class _Evaluator:
         conds = []
         for r in self.c.ranks:
             if r.part == "outer":
-                inner = next(x for x in self.c.ranks if x.parent == r.parent and x.part == "inner")
+                inner = self.c.rank(self.c.inner_of(r.name))
                 vo, vi = r.name.lower(), inner.name.lower()
                 if vo in space.vars and vi in space.vars:
                     conds.append(space.coords(vo) * self.env[inner.name] + space.coords(vi) < self.env[r.parent])

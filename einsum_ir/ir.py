@@ -285,6 +285,11 @@ class Cascade:
                 out.append(r.name)
         return out
 
+    def inner_of(self, outer: str) -> str:
+        """The tile-size rank partitioned out beside `outer` (M0 for M1)."""
+        parent = self.rank(outer).parent
+        return next(x.name for x in self.ranks if x.parent == parent and x.part == "inner")
+
     def root(self, rank: str) -> str:
         r = self.rank(rank)
         return self.root(r.parent) if r.parent else rank

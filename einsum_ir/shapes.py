@@ -67,7 +67,7 @@ def resolve(c: Cascade, given: dict | None = None, inputs: dict | None = None) -
                 value = _eval_int(r.definition, env)
                 what = f"rank {r.name} = {r.definition}"
             elif r.part == "outer":
-                inner = next(x.name for x in c.ranks if x.parent == r.parent and x.part == "inner")
+                inner = c.inner_of(r.name)
                 if r.parent not in env or inner not in env:
                     continue
                 value = -(-env[r.parent] // env[inner])

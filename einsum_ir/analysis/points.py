@@ -155,7 +155,7 @@ def _partition_conditions(c: Cascade, vars_: list[str]):
     for r in c.ranks:
         if r.part != "outer":
             continue
-        inner = next(x.name for x in c.ranks if x.parent == r.parent and x.part == "inner")
+        inner = c.inner_of(r.name)
         vo, vi = r.name.lower(), inner.lower()
         if vo in vars_ and vi in vars_:
             conds.append((vo, vi, r.parent, inner))
