@@ -122,7 +122,7 @@ class _ToIR(lark.Transformer):
         if name not in FUNCTIONS:
             import difflib
             close = difflib.get_close_matches(name, sorted(FUNCTIONS), n=1)
-            hint = f" (did you mean {close[0]}?)" if close else f"; known: {', '.join(sorted(FUNCTIONS))}"
+            hint = (f" (did you mean {close[0]}?)" if close else "") + f"; known: {', '.join(sorted(FUNCTIONS))}"
             self._err(f"unknown function '{name}'{hint}", fn)
         want = RULES[name].arity
         if len(args) != want:

@@ -23,6 +23,12 @@ class _Checker:
         self.ranks = {r.name: r for r in c.ranks}
         self.tensors = {t.name: t for t in c.tensors}
 
+
+    def same_extent(self, a: str, b: str) -> bool:
+        """A bare index variable of rank a may index rank b when b is a or an
+        alias of it (`rank J = M0`: a second index over the same range)."""
+        alias = lambda x, y: x in self.ranks and self.ranks[x].definition == Sym(y)  # noqa: E731
+        return a == b or alias(a, b) or alias(b, a)
     def fail(self, msg: str, node=None, einsum: Einsum | None = None):
         loc = getattr(node, "loc", None) or (einsum.loc if einsum is not None else None)
         if loc is None and einsum is not None:
@@ -114,7 +120,7 @@ class _Checker:
                 if isinstance(n, Idx) and rank_of(n.name) not in self.ranks:
                     self.fail(f"index variable {n.name} has no rank {rank_of(n.name)}"
                               + _suggest(rank_of(n.name), self.ranks), n, einsum)
-            if isinstance(i, Idx) and rank_of(i.name) != r:
+            if isinstance(i, Idx) and not self.same_extent(rank_of(i.name), r):
                 self.fail(f"rank mismatch: {a.tensor}'s rank {pos + 1} is {r}, indexed by {i.name} "
                           f"(rank {rank_of(i.name)})", i, einsum)
 
@@ -140,7 +146,7 @@ class _Checker:
             if o is None:
                 self.fail(f"output index {i} of {e.name} must be an index variable, `v + 1` or 0", i, e)
             v, off = o
-            if rank_of(v) != r:
+            if not self.same_extent(rank_of(v), r):
                 self.fail(f"rank mismatch: {e.name}'s rank {pos + 1} is {r}, written with index {v}", i, e)
             if off == 1:
                 if r not in t.iterative:
