@@ -111,6 +111,17 @@ def walk(e: Expr) -> Iterator[Expr]:
             yield from walk(a)
 
 
+def substitute(e: Expr, values: dict[str, Expr]) -> Expr:
+    """`e` with each index variable named in `values` replaced (let-expansion)."""
+    if isinstance(e, Idx):
+        return values.get(e.name, e)
+    if isinstance(e, Access):
+        return Access(e.tensor, tuple(substitute(i, values) for i in e.indices), loc=e.loc)
+    if isinstance(e, Op):
+        return Op(e.name, tuple(substitute(a, values) for a in e.args), loc=e.loc)
+    return e
+
+
 def index_vars(e: Expr) -> list[str]:
     """Index variables in order of first appearance."""
     seen: dict[str, None] = {}

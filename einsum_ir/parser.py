@@ -10,8 +10,8 @@ from pathlib import Path
 import lark
 
 from .errors import Loc, ParseError
-from .ir import Access, Cascade, Einsum, Idx, Num, Op, Rank, Sym, TensorDecl
-from .ops import BINARY_INFIX, DEFAULT_DTYPE, DTYPE_BYTES, FUNCTIONS, RULES
+from .ir import Access, Cascade, Einsum, Idx, Num, Op, Rank, Sym, TensorDecl, substitute, walk
+from .ops import BINARY_INFIX, DEFAULT_DTYPE, DTYPE_BYTES, FUNCTIONS, REDUCE_RULES, RULES
 
 _TOKEN_NAMES = {
     "UPPER": "a name (tensor, rank or symbol, upper-case first letter)",
@@ -82,6 +82,7 @@ class _ToIR(lark.Transformer):
         super().__init__()
         self.file = file
         self.source = source
+        self.lets: dict[str, tuple[list[str], object]] = {}
 
     def _loc(self, meta_or_tok) -> Loc | None:
         line = getattr(meta_or_tok, "line", None)
@@ -119,6 +120,11 @@ class _ToIR(lark.Transformer):
         fn, *args = items
         args = () if args == [None] else tuple(args)
         name = str(fn)
+        if name in self.lets:
+            params, body = self.lets[name]
+            if len(args) != len(params):
+                self._err(f"'{name}' takes {len(params)} argument{'s' * (len(params) != 1)}, got {len(args)}", fn)
+            return substitute(body, dict(zip(params, args)))
         if name not in FUNCTIONS:
             import difflib
             close = difflib.get_close_matches(name, sorted(FUNCTIONS), n=1)
@@ -165,6 +171,26 @@ class _ToIR(lark.Transformer):
     def partition_stmt(self, items):
         parent, outer, inner = (str(t) for t in items)
         return PartitionStmt(parent, outer, inner, self._loc(items[0]))
+
+    def let_stmt(self, items):
+        """`let near(p, m) = ...`: a named expression, expanded where it is
+        called; the IR holds the expansion, so a cascade means the same
+        with or without lets."""
+        name, *rest = items
+        body = rest.pop()
+        params = [] if rest == [None] else [str(t) for t in rest]
+        if str(name) in FUNCTIONS or str(name) in REDUCE_RULES:
+            self._err(f"'{name}' is a built-in function; choose another name", name)
+        if str(name) in self.lets:
+            self._err(f"'{name}' is already defined", name)
+        if len(set(params)) != len(params):
+            self._err(f"'{name}' repeats a parameter name", name)
+        for n in walk(body):
+            if isinstance(n, Idx) and n.name not in params:
+                self._err(f"'{n.name}' in the body of '{name}' is not one of its parameters "
+                          f"({', '.join(params) or 'none'})", n.loc)
+        self.lets[str(name)] = (params, body)
+        return None
 
     def dim(self, items):
         name, plus = items

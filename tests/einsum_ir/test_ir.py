@@ -89,3 +89,29 @@ def test_library_designs_name_their_source(name):
     c = ei.library.load(name)
     assert "Source:" in c.doc
     assert ei.parse(str(c)) == c
+
+
+def test_let_expands_to_the_same_ir_as_writing_it_out():
+    head = "rank M, P\ninput S[M, P]: f32\n"
+    with_let = ei.parse(head + "let win(q, k, w) = k <= q and q - k < w\n"
+                        "let two(q, k) = win(q, k, W) and k % 2 == 0\n"
+                        "Y[m, p] = S[m, p] * (p - m) where two(p, m)\n")
+    written = ei.parse(head + "Y[m, p] = S[m, p] * (p - m) where m <= p and p - m < W and m % 2 == 0\n")
+    assert with_let == written
+    assert ei.parse(ei.print_cascade(with_let)) == written
+
+
+@pytest.mark.parametrize("text, where, words", [
+    ("let f(q) = q + x\n", (3, 16), ["'x'", "not one of its parameters"]),
+    ("let exp(q) = q\n", (3, 5), ["built-in"]),
+    ("let f(q) = q\nlet f(k) = k\n", (4, 5), ["already defined"]),
+    ("let f(q, q) = q\n", (3, 5), ["repeats"]),
+    ("let f(q) = q\nY[m, p] = S[m, p] where f(m, p) < 3\n", (4, 25), ["takes 1 argument, got 2"]),
+])
+def test_let_errors_name_the_problem_and_place(text, where, words):
+    with pytest.raises(ei.ParseError) as err:
+        ei.parse("rank M, P\ninput S[M, P]: f32\n" + text + "Z[m, p] = S[m, p]\n", file="d.ein")
+    e = err.value
+    assert (e.loc.line, e.loc.column) == where, str(e)
+    for w in words:
+        assert w in str(e)
