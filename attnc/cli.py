@@ -96,6 +96,40 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from pathlib import Path
+
+    from einsum_ir.analysis import KINDS
+
+    from .compare import compare, plot_growth
+    if args.plot and Path(args.plot).exists() and not args.force:
+        raise EinError(f"{args.plot} exists; pass --force to overwrite it or choose another --plot file")
+    rows = compare(args.designs, parse_shapes(args.shape), args.lengths, progress=sys.stderr.isatty())
+    if args.json:
+        print(json.dumps([{"design": r.design, "rank": r.rank, **r.values,
+                           "sweep": {n: dict(zip(("ops", "flops", "footprint_bytes"), v))
+                                     for n, v in r.sweep.items()}} for r in rows], indent=2, default=str))
+    else:
+        print(table(["design", "passes", "MACs", "other ops", "flops", "min footprint", "compulsory traffic",
+                     "flop/byte"],
+                    [[r.design, f"{r.values['passes'][r.rank]} over {r.rank}", human(r.values["ops"].get("mac", 0)),
+                      human(sum(v for k, v in r.values["ops"].items() if k != "mac")), human(r.values["flops"]),
+                      human(r.values["footprint_bytes"], "B"), human(r.values["traffic"]["total_bytes"], "B"),
+                      f"{r.values['intensity']:.3g}"] for r in rows]))
+        kinds = [k for k in KINDS if any(r.values["ops"].get(k, 0) for r in rows)]
+        print("\nOperations by kind")
+        print(table(["design"] + kinds, [[r.design] + [human(r.values["ops"].get(k, 0)) for k in kinds]
+                                         for r in rows]))
+        flat = [r.design for r in rows if not r.swept]
+        if flat:
+            print(f"\n(no sequence symbol M or P in {', '.join(flat)}: left out of the growth plot)")
+    if args.plot:
+        plot_growth(rows, args.plot)
+        print(f"\nwrote {args.plot}: footprint and operations against sequence length "
+              f"({', '.join(map(str, args.lengths))})", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
 def cmd_demo(args) -> int:
     """Analyse the canonical cascades on BERT-base at 4K tokens, then check
     the 1-pass cascade against PyTorch attention on small random inputs."""
@@ -184,6 +218,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                    help="arithmetic precision (default float64)")
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("compare", help="compare designs: passes, ops, footprint, traffic; growth plot",
+                       description="One row per design at the given shapes (each design takes the symbols it "
+                                   "uses from --shape), and optionally a plot of footprint and operation "
+                                   "count against sequence length (M and P set to each --lengths value).")
+    s.add_argument("designs", nargs="+", metavar="design", help="a .ein file or a library design name")
+    _add_shape(s, required=True)
+    s.add_argument("--lengths", nargs="+", type=lambda v: int(parse_shapes([f"L={v}"])["L"]),
+                   default=[512, 1024, 2048, 4096, 8192], metavar="N",
+                   help="sequence lengths of the growth plot (default 512 1K 2K 4K 8K)")
+    s.add_argument("--plot", metavar="FILE.png", help="write the growth plot here (png, pdf or svg)")
+    s.add_argument("--force", action="store_true", help="overwrite an existing --plot file")
+    s.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("demo", help="the main demo: analyse the FuseMax cascades and check one against torch")
     s.set_defaults(func=cmd_demo)

@@ -11,22 +11,25 @@ between passes run the Einsums that do not iterate R. What must be on chip:
 - a tensor that keeps R and is re-read in a later pass: all of it, until then;
 - a tensor without R (Q, a running max, an accumulator such as GM or AV):
   all of it, throughout every pass that produces or reads it.
+A tensor whose writer has a predicate holds only the points it keeps.
 The footprint is the largest sum of live sizes over the schedule's points;
 it is reported for the whole problem (all batches, heads and queries), in
 elements and in bytes.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from math import prod
 
 import sympy
 
-from ..ir import Cascade
+from ..ir import Cascade, Num, index_vars
 from ..ops import DTYPE_BYTES
 from ..sym import shape_symbol
 from ..graph import schedule
 from .passes import passes, _streaming_read
+from .points import points
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,19 @@ def _as_late_as_possible(c, pr, order, parts, part_vars) -> dict[int, int]:
     return placed
 
 
+def stored_elements(c: Cascade, t, dense: sympy.Expr) -> sympy.Expr:
+    """Elements a tensor holds: only the points its writer's predicate keeps
+    (a causal score tensor holds about half of M x P, a windowed one W x P).
+    Dense when the predicate also ranges over reduced variables."""
+    writers = [e for e in c.einsums if e.name == t.name and not e.is_initial]
+    if len(writers) != 1 or writers[0].predicate is None or t.iterative:
+        return dense
+    e = writers[0]
+    if not set(index_vars(e.predicate)) <= set(e.output_vars):
+        return dense
+    return points(c, dataclasses.replace(e, expr=Num(0), reduced=()))
+
+
 def footprint(c: Cascade, rank: str) -> Footprint:
     pr = passes(c, rank)
     parts = set(c.parts(rank))
@@ -109,13 +125,14 @@ def footprint(c: Cascade, rank: str) -> Footprint:
         lo, hi = min(pts), max(pts)
         has_r = bool(set(t.ranks) & parts)
         full = prod((shape_symbol(r) + (1 if r in t.iterative else 0) for r in t.ranks), start=sympy.Integer(1))
+        stored = stored_elements(c, t, full)
         if has_r:
             produced = min((point[i][0] for i in writers), default=0)
             later = t.role != "input" and any(
                 _streaming_read(c, a, parts) and point[i][0] > produced and point[i][0] % 2 == 1
                 for i, a in readers)
             if later or (t.role != "input" and produced % 2 == 0):
-                elems = full
+                elems = stored
             else:
                 outer = _outermost(c, list(t.ranks), parts)
                 step = 2 if outer in t.iterative else 1
@@ -125,7 +142,7 @@ def footprint(c: Cascade, rank: str) -> Footprint:
                         s = span_of_phase(ph)
                         lo, hi = min(lo, s[0]), max(hi, s[1])
         else:
-            elems = full
+            elems = stored
             # used inside a pass: needed at every step of that pass
             for ph in {p[0] for p in pts if p[0] % 2 == 1}:
                 s = span_of_phase(ph)
