@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .errors import ValidationError
+from .errors import Loc, ValidationError
 from .ir import Access, Cascade, Einsum, Expr, Num, Op, Rank, TensorDecl, offset_of, rank_of
 from .ops import DEFAULT_DTYPE
 from .parser import PartitionStmt, RankStmt
@@ -59,8 +59,8 @@ def assemble(statements, name: str = "cascade", doc: str = "", source: str | Non
         elif isinstance(s, PartitionStmt):
             if s.parent not in ranks:
                 add_rank(Rank(s.parent, loc=s.loc))
-            add_rank(Rank(s.outer, parent=s.parent, part="outer", loc=s.loc))
-            add_rank(Rank(s.inner, parent=s.parent, part="inner", loc=s.loc))
+            add_rank(Rank(s.outer, parent=s.parent, part="outer", loc=s.outer_loc or s.loc))
+            add_rank(Rank(s.inner, parent=s.parent, part="inner", loc=s.inner_loc or s.loc))
         elif isinstance(s, TensorDecl):
             if s.name in decls:
                 err(f"tensor {s.name} is declared twice (first at {decls[s.name].loc})", s.loc)
@@ -71,6 +71,10 @@ def assemble(statements, name: str = "cascade", doc: str = "", source: str | Non
                 predicate=None if s.predicate is None else normalise(s.predicate)))
         else:
             raise TypeError(f"not a statement: {s!r}")
+
+    if not einsums and source is not None:
+        # the whole text is at fault: point at its start so the message names the file
+        err("the cascade has no Einsums", Loc(file, 1, 1))
 
     # Ranks named in declarations but never declared are free ranks.
     for d in decls.values():

@@ -40,10 +40,14 @@ class EinError(Exception):
             return f"error: {self.message}"
         text = f"{self.loc}: error: {self.message}"
         if self.source is not None:
-            lines = self.source.splitlines()
+            # Lines as the parser counts them: only \n ends one (not \f, \v, ...
+            # as in str.splitlines); tabs expanded alike in the line and the caret.
+            lines = self.source.split("\n")
             if 0 < self.loc.line <= len(lines):
-                src = lines[self.loc.line - 1]
-                text += f"\n  {src}\n  {' ' * (self.loc.column - 1)}^"
+                src = lines[self.loc.line - 1].removesuffix("\r")
+                col = self.loc.column - 1
+                pad = len(src[:col].expandtabs()) + max(0, col - len(src))
+                text += f"\n  {src.expandtabs()}\n  {' ' * pad}^"
         return text
 
 

@@ -103,14 +103,28 @@ class _Evaluator:
         return array[tuple(np.broadcast_arrays(*idx))] if len(idx) > 1 else array[idx[0]]
 
     # one Einsum -----------------------------------------------------------------
+    def coord(self, rank: str, space: _Space):
+        """Coordinate along `rank` over the grid: its own variable, or, for a
+        rank partitioned further, outer * inner extent + inner (recursively);
+        None where the grid does not determine it."""
+        if rank.lower() in space.vars:
+            return space.coords(rank.lower())
+        outer = next((r.name for r in self.c.ranks if r.parent == rank and r.part == "outer"), None)
+        if outer is None:
+            return None
+        inner = self.c.inner_of(outer)
+        co, ci = self.coord(outer, space), self.coord(inner, space)
+        return None if co is None or ci is None else co * self.env[inner] + ci
+
     def mask(self, e: Einsum, space: _Space):
         conds = []
         for r in self.c.ranks:
             if r.part == "outer":
-                inner = self.c.rank(self.c.inner_of(r.name))
-                vo, vi = r.name.lower(), inner.name.lower()
-                if vo in space.vars and vi in space.vars:
-                    conds.append(space.coords(vo) * self.env[inner.name] + space.coords(vi) < self.env[r.parent])
+                # m1*M0 + m0 < M, with m0 itself composed when M0 is partitioned again
+                inner = self.c.inner_of(r.name)
+                co, ci = self.coord(r.name, space), self.coord(inner, space)
+                if co is not None and ci is not None:
+                    conds.append(co * self.env[inner] + ci < self.env[r.parent])
         if e.predicate is not None:
             conds.append(np.asarray(self.value(e.predicate, space, None, e), dtype=bool))
         if not conds:
@@ -200,7 +214,17 @@ def execute(c: Cascade, inputs: dict, shapes: dict | None = None, dtype="float64
     (numpy or torch) with the declared rank order; `shapes` gives symbols not
     implied by the inputs (tile sizes, window widths). Returns the outputs
     (`keep="all"`: every tensor)."""
+    try:
+        ok = np.dtype(dtype).kind == "f"
+    except TypeError:
+        ok = False
+    if not ok:  # the reductions' identities (-inf, +inf) need a float
+        raise ExecutionError(f"dtype {dtype!r} is not a floating-point type (use e.g. 'float64' or 'float32')")
     dtype = np.dtype(dtype)
+    if inputs is None:
+        inputs = {}
+    if not hasattr(inputs, "keys"):
+        raise ExecutionError(f"inputs must map input names to arrays, got {type(inputs).__name__}")
     names = {t.name for t in c.inputs}
     unknown = [k for k in inputs if k not in names]
     if unknown:
@@ -214,7 +238,10 @@ def execute(c: Cascade, inputs: dict, shapes: dict | None = None, dtype="float64
     arrays = {}
     for t in c.tensors:
         if t.role == "input":
-            arrays[t.name] = _as_array(inputs[t.name], dtype)
+            try:
+                arrays[t.name] = _as_array(inputs[t.name], dtype)
+            except (TypeError, ValueError):
+                raise ShapeError(f"input {t.name} is not an array of numbers") from None
         else:
             shape = tuple(env[r] + (1 if r in t.iterative else 0) for r in t.ranks)
             arrays[t.name] = np.zeros(shape, dtype=bool if t.dtype == "bool" else dtype)

@@ -10,7 +10,7 @@ from pathlib import Path
 import lark
 
 from .errors import Loc, ParseError
-from .ir import Access, Cascade, Einsum, Idx, Num, Op, Rank, Sym, TensorDecl, substitute, walk
+from .ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, Rank, Sym, TensorDecl, substitute, walk
 from .ops import BINARY_INFIX, DEFAULT_DTYPE, DTYPE_BYTES, FUNCTIONS, REDUCE_RULES, RULES
 
 _TOKEN_NAMES = {
@@ -35,10 +35,32 @@ class RankStmt:
 
 @dataclass(frozen=True)
 class PartitionStmt:
+    """`partition M -> M1, M0`; each name keeps its own location, so an error
+    about a part points at that part."""
     parent: str
     outer: str
     inner: str
-    loc: Loc
+    loc: Loc | None
+    outer_loc: Loc | None = None
+    inner_loc: Loc | None = None
+
+
+MAX_DEPTH = 100
+"""Deepest expression accepted. The validator, printer and executor recurse
+over expressions; beyond this they would exhaust Python's stack (real designs
+stay below 20)."""
+
+
+def too_deep(e: Expr, limit: int = MAX_DEPTH) -> Expr | None:
+    """The first node of `e` nested deeper than `limit`, found without recursion."""
+    stack = [(e, 1)]
+    while stack:
+        x, d = stack.pop()
+        if d > limit:
+            return x
+        kids = x.indices if isinstance(x, Access) else x.args if isinstance(x, Op) else ()
+        stack.extend((k, d + 1) for k in kids)
+    return None
 
 
 _OPERATORS = {"AND", "OR", "CMPOP", "PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "__ANON_0", "LPAR",
@@ -75,8 +97,10 @@ def _describe_all(names) -> str:
     return ", ".join(out)
 
 
-class _ToIR(lark.Transformer):
-    """Parse tree -> IR nodes and statements, each carrying its location."""
+class _ToIR(lark.Transformer_NonRecursive):
+    """Parse tree -> IR nodes and statements, each carrying its location.
+    Non-recursive: a deep expression gets to `_check_depth` and a ParseError,
+    not a RecursionError."""
 
     def __init__(self, file: str, source: str):
         super().__init__()
@@ -91,6 +115,12 @@ class _ToIR(lark.Transformer):
 
     def _err(self, message, node):
         raise ParseError(message, self._loc(node), self.source)
+
+    def _check_depth(self, *exprs):
+        for e in exprs:
+            deep = None if e is None else too_deep(e)
+            if deep is not None:
+                self._err(f"expression nested too deeply (more than {MAX_DEPTH} levels)", deep.loc)
 
     # expressions -----------------------------------------------------------
     def number(self, items):
@@ -163,6 +193,7 @@ class _ToIR(lark.Transformer):
     # statements ------------------------------------------------------------
     def rank_def(self, items):
         name, definition = items
+        self._check_depth(definition)
         return RankStmt(Rank(str(name), definition, loc=self._loc(name)))
 
     def rank_stmt(self, items):
@@ -170,7 +201,7 @@ class _ToIR(lark.Transformer):
 
     def partition_stmt(self, items):
         parent, outer, inner = (str(t) for t in items)
-        return PartitionStmt(parent, outer, inner, self._loc(items[0]))
+        return PartitionStmt(parent, outer, inner, *(self._loc(t) for t in items))
 
     def let_stmt(self, items):
         """`let near(p, m) = ...`: a named expression, expanded where it is
@@ -178,6 +209,7 @@ class _ToIR(lark.Transformer):
         with or without lets."""
         name, *rest = items
         body = rest.pop()
+        self._check_depth(body)
         params = [] if rest == [None] else [str(t) for t in rest]
         if str(name) in FUNCTIONS or str(name) in REDUCE_RULES:
             self._err(f"'{name}' is a built-in function; choose another name", name)
@@ -217,6 +249,7 @@ class _ToIR(lark.Transformer):
     def einsum(self, meta, items):
         lhs, red, expr, pred = items
         op, reduced = ("sum", None) if red is None else red[:2]
+        self._check_depth(lhs, expr, pred)
         return Einsum(lhs, expr, op, reduced, pred, loc=lhs.loc)
 
     def start(self, items):
@@ -237,19 +270,31 @@ def parse_statements(text: str, file: str = "<string>") -> list:
     except lark.exceptions.UnexpectedToken as e:
         got = "end of line" if e.token.type == "_NL" else (
             "end of input" if e.token.type == "$END" else repr(str(e.token)))
-        line = e.line if e.line != -1 else text.count("\n") + 1
-        col = e.column if e.column != -1 else 1
-        raise ParseError(f"unexpected {got}; expected {_describe(e.expected)}",
-                         Loc(file, line, col), text) from None
+        if e.token.type == "$END" or e.line == -1:
+            loc = _end_of(text, file)
+        else:
+            loc = Loc(file, e.line, e.column)
+        raise ParseError(f"unexpected {got}; expected {_describe(e.expected)}", loc, text) from None
     except lark.exceptions.UnexpectedEOF as e:
         raise ParseError(f"unexpected end of input; expected {_describe(e.expected)}",
-                         Loc(file, text.count("\n") + 1, 1), text) from None
+                         _end_of(text, file), text) from None
+    except lark.exceptions.LarkError as e:  # nothing but an EinError may reach the user
+        raise ParseError(f"cannot parse: {e}", Loc(file, 1, 1), text) from None
     try:
         return _ToIR(file, text).transform(tree)
     except lark.exceptions.VisitError as e:
         if isinstance(e.orig_exc, ParseError):
             raise e.orig_exc from None
-        raise
+        loc = getattr(e.obj, "meta", e.obj)
+        loc = Loc(file, loc.line, loc.column) if getattr(loc, "line", None) is not None else Loc(file, 1, 1)
+        raise ParseError(f"cannot parse this statement: {e.orig_exc}", loc, text) from None
+
+
+def _end_of(text: str, file: str) -> Loc:
+    """Where the input ends: after its last character, not counting the
+    newline that ends the last line (lark gives $END the last token's place)."""
+    body = text.removesuffix("\n").removesuffix("\r")
+    return Loc(file, body.count("\n") + 1, len(body) - body.rfind("\n"))
 
 
 def header_comment(text: str) -> str:

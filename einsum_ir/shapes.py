@@ -45,12 +45,19 @@ def resolve(c: Cascade, given: dict | None = None, inputs: dict | None = None) -
     for t in c.inputs:
         if inputs is None or t.name not in inputs:
             continue
-        shape = np.shape(inputs[t.name])
+        try:
+            shape = np.shape(inputs[t.name])
+        except ValueError:  # numpy refuses a ragged nest of lists
+            raise ShapeError(f"input {t.name} is not a rectangular array "
+                             "(its rows have different lengths)") from None
         if len(shape) != len(t.ranks):
             raise ShapeError(f"input {t.name} must have {len(t.ranks)} dimensions [{', '.join(t.ranks)}], "
                              f"got shape {tuple(shape)}")
         for r, n in zip(t.ranks, shape):
             n = n - 1 if r in t.iterative else n
+            if n < 1:  # as for given extents: an empty rank has no points to compute
+                raise ShapeError(f"input {t.name} has {r} = {n}: a rank extent must be at least 1 "
+                                 f"(got shape {tuple(shape)})")
             if r in env and env[r] != n:
                 raise ShapeError(f"conflicting shapes: input {t.name} has {r} = {n}, but {r} = {env[r]} "
                                  "(from the shapes given or another input)")

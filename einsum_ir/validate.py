@@ -10,6 +10,9 @@ from .ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, Sym, offset_of, ran
 from .ops import BOOLEAN_OPS, DTYPE_BYTES, REDUCE_RULES, RULES
 
 _UPPER_RANK = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
+# Ranks whose index variable would be a keyword of the notation: the printed
+# cascade would not parse back (`Y[inf]` even parses, as the constant inf).
+_KEYWORD_RANKS = {"SUM", "MAX", "MIN", "NOT", "INF"}
 
 
 def _suggest(name: str, options) -> str:
@@ -40,16 +43,23 @@ class _Checker:
         for r in self.c.ranks:
             if any(ch not in _UPPER_RANK for ch in r.name):
                 self.fail(f"rank name {r.name} must be upper case (its index variable is {r.name.lower()})", r)
+            if r.name in _KEYWORD_RANKS:
+                self.fail(f"rank name {r.name} is not allowed: its index variable {r.name.lower()} "
+                          "is a keyword of the notation", r)
             if r.name in self.tensors:
                 self.fail(f"{r.name} names both a rank and a tensor", self.tensors[r.name])
             if r.definition is not None:
                 for n in walk(r.definition):
                     if isinstance(n, (Idx, Access)):
                         self.fail(f"the extent of rank {r.name} may use only shape symbols and numbers", n)
+                    if isinstance(n, Sym) and n.name in self.tensors:
+                        self.fail(f"the extent of rank {r.name} names tensor {n.name}; "
+                                  "it may use only shape symbols and numbers", n)
                 if r.name in {n.name for n in walk(r.definition) if isinstance(n, Sym)}:
                     self.fail(f"the extent of rank {r.name} is defined in terms of itself", r)
             if r.parent is not None and self.ranks[r.parent].parent is None and r.parent == r.name:
                 self.fail(f"rank {r.name} cannot be partitioned into itself", r)
+        self.no_rank_cycle()
         for t in self.c.tensors:
             if t.dtype not in DTYPE_BYTES:
                 self.fail(f"unknown element type {t.dtype!r} of {t.name}; known: {', '.join(DTYPE_BYTES)}", t)
@@ -63,6 +73,27 @@ class _Checker:
             for r in t.iterative:
                 if r not in t.ranks:
                     self.fail(f"tensor {t.name}: iterative rank {r} is not one of its ranks", t)
+
+    def no_rank_cycle(self):
+        """Derived extents that depend on each other (`rank A = B * 2, B = A + 1`)
+        have no value; say so here rather than as missing shapes later."""
+        uses = {r.name: [n.name for n in walk(r.definition) if isinstance(n, Sym) and n.name in self.ranks]
+                for r in self.c.ranks if r.definition is not None}
+        done: set[str] = set()
+        for start, first in uses.items():
+            path, stack = [start], [iter(first)]
+            while stack:
+                nxt = next(stack[-1], None)
+                if nxt is None:
+                    done.add(path.pop())
+                    stack.pop()
+                elif nxt in path:
+                    cycle = path[path.index(nxt):] + [nxt]
+                    self.fail(f"the extents of ranks {', '.join(sorted(set(cycle)))} are defined in terms of "
+                              f"each other: {' -> '.join(cycle)}", self.ranks[cycle[0]])
+                elif nxt in uses and nxt not in done:
+                    path.append(nxt)
+                    stack.append(iter(uses[nxt]))
 
     # expressions --------------------------------------------------------------
     def kind(self, e: Expr, einsum: Einsum) -> str:
@@ -168,6 +199,9 @@ class _Checker:
             self.fail(f"the `where` clause of {e.name} must be a condition (a comparison, and/or/not, "
                       f"or a bool tensor), got {e.predicate}", e.predicate, e)
         iteration = e.iteration_vars
+        if len(set(e.reduced)) != len(e.reduced):
+            twice = next(v for v in e.reduced if e.reduced.count(v) > 1)
+            self.fail(f"{e.name} lists {twice} twice in its reduction [{', '.join(e.reduced)}]", e, e)
         for v in e.reduced:
             if v not in iteration:
                 self.fail(f"{e.name} reduces over {v}, which is not in its iteration space", e, e)
@@ -207,8 +241,9 @@ class _Checker:
 
     def outputs(self):
         if not self.c.outputs:
+            last = self.c.einsums[-1]  # somewhere to point: the last Einsum written
             self.fail("the cascade has no output: every tensor it computes is read again "
-                      "(declare one with `output NAME[...]`)")
+                      "(declare one with `output NAME[...]`)", last, last)
 
 
 def validate(c: Cascade) -> None:

@@ -468,16 +468,13 @@ MAP[m, p] = max[] X[m, p] where m < p
     np.testing.assert_array_equal(out["MAP"], np.where(keep, X, -np.inf))
 
 
-# ------------------------------------------------------------------ 5. speed
+# ------------------------------------------------- 5. the size the issue names
+# (its speed is measured by benchmarks/executor_speed.py, not here)
 
 @pytest.mark.parametrize("name, shapes", [("attention-1pass", {"M0": 64}), ("attention-3pass", None)])
-def test_executor_is_fast_enough(name, shapes):
+def test_executor_at_the_benchmark_size(name, shapes):
     x = qkv(B=2, H=4, M=256, P=256, E=64, F=64, seed=28)
-    c = ei.library.load(name)
-    start = time.perf_counter()
-    out = ei.execute(c, x, shapes=shapes)["AV"]
-    elapsed = time.perf_counter() - start
-    assert elapsed < 1.5, f"{name} took {elapsed:.2f} s"
+    out = ei.execute(ei.library.load(name), x, shapes=shapes)["AV"]
     assert rel_err(out, sdpa(**x)) < 1e-6
 
 
@@ -570,12 +567,6 @@ def test_index_out_of_range_negative():
 
 # ------------------------------------------------------- executor bugs found
 
-@pytest.mark.xfail(strict=True, reason=(
-    "executor bug: an input with a zero-length rank (here M=0 keys) is accepted by "
-    "shapes.resolve (given extents must be >= 1, input-derived ones are not checked) "
-    "and execute then crashes inside numpy with ValueError ('zero-size array to "
-    "reduction operation maximum which has no identity') instead of a ShapeError "
-    "or the documented identity (-inf for max, so AV = 0)"))
 def test_zero_length_key_rank_is_an_ein_error_or_the_identity():
     x = qkv(B=1, H=1, M=4, P=3, E=2, F=2)
     x["K"], x["V"] = x["K"][..., :0], x["V"][..., :0]
@@ -586,9 +577,6 @@ def test_zero_length_key_rank_is_an_ein_error_or_the_identity():
     assert np.all(out["AV"] == 0.0)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "executor bug: a ragged (non-rectangular) input raises numpy's ValueError "
-    "('inhomogeneous shape') from np.shape in shapes.resolve, not a ShapeError"))
 def test_ragged_input_is_a_shape_error():
     x = qkv(B=1, H=1, M=2, P=2, E=2, F=2)
     x["Q"] = [[[[1.0, 2.0], [3.0]]]]
@@ -596,11 +584,6 @@ def test_ragged_input_is_a_shape_error():
         ei.execute(ei.library.load("attention-3pass"), x)
 
 
-@pytest.mark.xfail(strict=True, raises=ei.ExecutionError, reason=(
-    "executor bug: with nested partitions (partition M -> M1, M0; partition M0 -> M01, M00) "
-    "the points past the end of M (m1*M0 + m01*M00 + m00 >= M) are not removed: "
-    "_Evaluator.mask only applies m1*M0 + m0 < M when m0 itself is an iteration "
-    "variable, so reading X[b, m1*M0 + m01*M00 + m00] fails with 'index out of range'"))
 def test_two_level_tiling_with_partial_tiles():
     X = np.random.default_rng(29).standard_normal((3, 7))
     c = ei.parse("""
@@ -613,3 +596,15 @@ Y[b] = T[b, m1, m01, m00]
 """)
     out = ei.execute(c, {"X": X}, shapes={"M0": 4, "M00": 2})["Y"]
     np.testing.assert_allclose(out, X.sum(axis=1), rtol=1e-12)
+
+
+def test_bad_dtype_or_inputs_are_clear_errors():
+    c = ei.parse("rank N\ninput X[N]: f64\nZ[n] = X[n] * 2\n")
+    with pytest.raises(ei.ExecutionError, match="'bogus' is not a floating-point type"):
+        ei.execute(c, {"X": np.ones(3)}, dtype="bogus")
+    with pytest.raises(ei.ShapeError, match="missing input: X"):
+        ei.execute(c, None)
+    with pytest.raises(ei.ExecutionError, match="inputs must map input names to arrays"):
+        ei.execute(c, [np.ones(3)])
+    with pytest.raises(ei.ShapeError, match="input X is not an array of numbers"):
+        ei.execute(c, {"X": ["a", "b"]})
