@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from ..ir import Cascade
+from ..ir import Cascade, Sym
 from ..shapes import resolve
 from .counts import KINDS, einsum_ops, flops, macs, op_counts, ops_per_point
 from .evaluate import evaluate
@@ -22,14 +22,26 @@ def root_ranks(c: Cascade) -> list[str]:
 
 
 def sequence_rank(c: Cascade, pass_results: dict[str, PassResult] | None = None) -> str:
-    """The rank the design traverses most often: most passes, then most
-    Einsums reducing over it (M for attention)."""
+    """The rank the design traverses most often: most passes, then a rank the
+    design tiles or steps through (partitioned or iterative), then M (the
+    keys, by convention), then most Einsums reducing over it, then most
+    tensors carrying it.
+    A second index over a tile (`rank J = M0`) is not a candidate."""
     pass_results = pass_results or {r: passes(c, r) for r in root_ranks(c)}
+    tiles = {r.name for r in c.ranks if r.parent is not None}
+    candidates = [r for r in root_ranks(c)
+                  if not (isinstance(c.rank(r).definition, Sym) and c.rank(r).definition.name in tiles)]
 
     def reductions(r):
         vs = {p.lower() for p in c.parts(r)}
         return sum(1 for e in c.einsums if set(e.reduced) & vs)
-    return max(root_ranks(c), key=lambda r: (pass_results[r].passes, reductions(r)))
+    def stepped(r):
+        return len(c.parts(r)) > 1 or any(r in t.iterative for t in c.tensors)
+
+    def carried(r):
+        return sum(1 for t in c.tensors if set(t.ranks) & set(c.parts(r)))
+    return max(candidates or root_ranks(c),
+               key=lambda r: (pass_results[r].passes, stepped(r), r == "M", reductions(r), carried(r)))
 
 
 @dataclass(frozen=True)
