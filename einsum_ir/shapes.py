@@ -89,7 +89,9 @@ def resolve(c: Cascade, given: dict | None = None, inputs: dict | None = None) -
             if r.name not in env:
                 env[r.name] = int(value)
                 changed = True
-    missing = [s for s in used if s not in env]
+    # name only what the user can give: derived ranks and tile counts follow
+    derived = {r.name for r in c.ranks if r.definition is not None or r.part == "outer"}
+    missing = [s for s in used if s not in env and s not in derived] or [s for s in used if s not in env]
     if missing:
         raise ShapeError(f"{c.name} needs a value for {', '.join(missing)} "
                          f"(pass e.g. --shape {' '.join(f'{m}=...' for m in missing)})")
