@@ -104,7 +104,8 @@ def cmd_compare(args) -> int:
     from .compare import compare, plot_growth
     if args.plot and Path(args.plot).exists() and not args.force:
         raise EinError(f"{args.plot} exists; pass --force to overwrite it or choose another --plot file")
-    rows = compare(args.designs, parse_shapes(args.shape), args.lengths, progress=sys.stderr.isatty())
+    sweep = args.lengths if args.plot or args.json else ()     # the table alone needs no sweep
+    rows = compare(args.designs, parse_shapes(args.shape), sweep, progress=sys.stderr.isatty())
     if args.json:
         print(json.dumps([{"design": r.design, "rank": r.rank, **r.values,
                            "sweep": {n: dict(zip(("ops", "flops", "footprint_bytes"), v))
@@ -121,7 +122,7 @@ def cmd_compare(args) -> int:
         print(table(["design"] + kinds, [[r.design] + [human(r.values["ops"].get(k, 0)) for k in kinds]
                                          for r in rows]))
         flat = [r.design for r in rows if not r.swept]
-        if flat:
+        if flat and args.plot:
             print(f"\n(no sequence symbol M or P in {', '.join(flat)}: left out of the growth plot)")
     if args.plot:
         plot_growth(rows, args.plot)

@@ -3,6 +3,7 @@ variables become positive-integer / integer sympy symbols."""
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import sympy
 
@@ -36,3 +37,11 @@ def to_sympy(e: Expr, access=None) -> sympy.Basic:
     if isinstance(e, Op):
         return RULES[e.name].sympy(*(to_sympy(a, access) for a in e.args))
     raise TypeError(e)
+
+
+@lru_cache(maxsize=1024)
+def predicate_to_sympy(e: Expr) -> sympy.Basic:
+    """to_sympy of a coordinate expression, memoised: every Einsum of a
+    windowed design repeats one predicate, and building its min/max terms is
+    the slowest step of an analysis."""
+    return to_sympy(e)

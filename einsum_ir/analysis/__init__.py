@@ -9,7 +9,7 @@ import sympy
 
 from ..ir import Cascade, Sym
 from ..shapes import resolve
-from .counts import KINDS, einsum_ops, flops, macs, op_counts, ops_per_point
+from .counts import KINDS, einsum_ops, flops, flops_of, macs, op_counts, ops_per_point, total_ops
 from .evaluate import evaluate
 from .footprint import Footprint, footprint
 from .passes import PassResult, PassStep, passes
@@ -95,9 +95,12 @@ def analyze(c: Cascade, rank: str | None = None) -> Analysis:
         if e.is_initial:
             key = f"{e.name}[0]"
         pts[key] = points(c, e)
-        per_einsum[key] = einsum_ops(c, e)
-    return Analysis(c, op_counts(c), per_einsum, pts, flops(c), tensor_sizes(c), compulsory_traffic(c),
-                    intensity(c), pass_results, rank, footprint(c, rank))
+        per_einsum[key] = einsum_ops(c, e, pts[key])
+    ops = total_ops(per_einsum.values())
+    fl = flops_of(ops)
+    traffic = compulsory_traffic(c)
+    return Analysis(c, ops, per_einsum, pts, fl, tensor_sizes(c), traffic, fl / traffic["total_bytes"],
+                    pass_results, rank, footprint(c, rank))
 
 
 __all__ = [

@@ -14,7 +14,7 @@ import sympy
 
 from ..ir import Cascade, Einsum, Expr, Op
 from ..ops import REDUCE_RULES, RULES
-from .points import points
+from .points import Kept, points
 
 KINDS = ("mac", "add", "mul", "divide", "max", "exp", "log", "sqrt", "sigmoid", "tanh", "abs",
          "compare", "select", "logic")
@@ -43,18 +43,36 @@ def ops_per_point(e: Einsum) -> Counter:
     return Counter({k: v for k, v in per.items() if v})
 
 
-def einsum_ops(c: Cascade, e: Einsum) -> dict[str, sympy.Expr]:
-    n = points(c, e)
+def einsum_ops(c: Cascade, e: Einsum, n: sympy.Expr | None = None) -> dict[str, sympy.Expr]:
+    """Operations of `e` by kind; `n` is its point count when already known."""
+    n = points(c, e) if n is None else n
     return {k: v * n for k, v in ops_per_point(e).items()}
+
+
+def readable(expr: sympy.Expr) -> sympy.Expr:
+    """sympy.factor with each Kept(...) held as one opaque symbol: factoring
+    through a window predicate's min/max terms costs seconds and shows nothing."""
+    kepts = {k: sympy.Dummy(f"kept{i}") for i, k in enumerate(expr.atoms(Kept))}
+    return sympy.factor(expr.xreplace(kepts)).xreplace({d: k for k, d in kepts.items()})
+
+
+def total_ops(per_einsum) -> dict[str, sympy.Expr]:
+    """Sum of per-Einsum op dicts, by kind (kinds with none are absent)."""
+    total: dict[str, sympy.Expr] = {}
+    for ops in per_einsum:
+        for k, v in ops.items():
+            total[k] = total.get(k, 0) + v
+    return {k: readable(total[k]) for k in KINDS if k in total}
+
+
+def flops_of(ops: dict[str, sympy.Expr]) -> sympy.Expr:
+    """Arithmetic operations with a MAC counted as two."""
+    return readable(sum((2 * v if k == "mac" else v) for k, v in ops.items()))
 
 
 def op_counts(c: Cascade) -> dict[str, sympy.Expr]:
     """Total operations of the cascade by kind (kinds with none are absent)."""
-    total: dict[str, sympy.Expr] = {}
-    for e in c.einsums:
-        for k, v in einsum_ops(c, e).items():
-            total[k] = total.get(k, 0) + v
-    return {k: sympy.factor(total[k]) for k in KINDS if k in total}
+    return total_ops(einsum_ops(c, e) for e in c.einsums)
 
 
 def macs(c: Cascade) -> sympy.Expr:
@@ -63,5 +81,4 @@ def macs(c: Cascade) -> sympy.Expr:
 
 def flops(c: Cascade) -> sympy.Expr:
     """Arithmetic operations with a MAC counted as two."""
-    counts = op_counts(c)
-    return sympy.factor(sum((2 * v if k == "mac" else v) for k, v in counts.items()))
+    return flops_of(op_counts(c))

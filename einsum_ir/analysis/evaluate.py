@@ -1,9 +1,22 @@
 """Symbolic analysis results -> numbers at concrete shapes."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 import sympy
 
 from ..errors import ShapeError
+from .points import Kept
+
+
+@lru_cache(maxsize=4096)
+def _at(expr, items: tuple):
+    """expr with the symbols of `items` replaced; Kept(...) terms counted once
+    per shape (one Kept appears in many Einsums' counts and in several figures)."""
+    kepts = {k: _at(k.func(*k.args), tuple((s, v) for s, v in items if s in k.free_symbols))
+             for k in expr.atoms(Kept)} if not isinstance(expr, Kept) else {}
+    out = expr.xreplace(kepts).xreplace({s: sympy.sympify(v) for s, v in items})
+    return out.doit() if out.free_symbols or isinstance(out, Kept) else out
 
 
 def evaluate(expr, values: dict) -> float | int:
@@ -15,9 +28,7 @@ def evaluate(expr, values: dict) -> float | int:
                      and not s.name.islower())
     if missing:
         raise ShapeError(f"no value for {', '.join(missing)} (pass e.g. --shape {missing[0]}=...)")
-    out = expr.xreplace({k: sympy.sympify(v) for k, v in mapping.items()})
-    if out.free_symbols:
-        out = out.doit()
+    out = _at(expr, tuple(sorted(mapping.items(), key=lambda kv: kv[0].name)))
     if out.free_symbols:
         raise ShapeError(f"no value for {', '.join(sorted(str(s) for s in out.free_symbols))}")
     if out.is_Integer:

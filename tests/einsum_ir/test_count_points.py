@@ -1,0 +1,96 @@
+"""Exact point counting: every strategy of count_points (inclusion-exclusion,
+diagonals, intervals with floor-division bounds and congruences) against
+plain enumeration of the box, on the predicate shapes the library uses."""
+import itertools
+
+import numpy as np
+import pytest
+import sympy
+
+import importlib
+
+pts = importlib.import_module("einsum_ir.analysis.points")   # the module, not the function
+from einsum_ir.sym import index_symbol
+
+h, m, p = (index_symbol(v) for v in "hmp")
+
+
+def enumerate_box(pred, limits):
+    vs = [v for v, _ in limits]
+    f = sympy.lambdify(vs, pred, "numpy")
+    return sum(bool(f(*pt)) for pt in itertools.product(*[range(n) for _, n in limits]))
+
+
+def gna(q, k, length, w, s, d):
+    n = sympy.floor((length - 1 - sympy.Mod(q, d)) / d) + 1
+    lead = sympy.Min(sympy.floor(sympy.floor(q / d) / s) * s + s // 2, n - 1)
+    start = sympy.Min(sympy.Max(lead - w // 2, 0), sympy.Max(n - w, 0))
+    return sympy.And(sympy.Eq(sympy.Mod(k, d), sympy.Mod(q, d)),
+                     start <= sympy.floor(k / d), sympy.floor(k / d) < start + w)
+
+
+PREDICATES = {
+    "causal": (sympy.Le(m, p), [(m, 37), (p, 41)]),
+    "window": (sympy.And(m <= p, p - m < 5), [(m, 40), (p, 33)]),
+    "band": (sympy.Abs(p - m) <= 3, [(m, 30), (p, 30)]),
+    "sinks-or-window": (sympy.And(m <= p, sympy.Or(m < 3, p - m < 4)), [(m, 35), (p, 35)]),
+    "streaming-heads": (sympy.And(m <= p, sympy.Or(h >= 2, m < 3, p - m < 4)), [(h, 4), (m, 23), (p, 23)]),
+    "dilated": (sympy.And(sympy.Eq(sympy.Mod(m, 3), sympy.Mod(p, 3)), sympy.Abs(p - m) <= 7), [(m, 31), (p, 29)]),
+    "gna-dilated-strided": (gna(p, m, 29, 5, 2, 3), [(m, 29), (p, 29)]),
+    "gna-blocked": (gna(p, m, 26, 4, 4, 1), [(m, 26), (p, 26)]),
+    "powers-of-two": (sympy.And(m <= p, sympy.Or(sympy.Eq(m, p), sympy.Eq(
+        2 ** sympy.floor(sympy.log(sympy.Max(p - m, 1), 2)), p - m))), [(m, 40), (p, 40)]),
+    "floor-bounds": (sympy.And(sympy.floor(m / 4) <= sympy.floor(p / 4), sympy.floor(m / 4) >= 1),
+                     [(m, 30), (p, 22)]),
+}
+
+
+@pytest.mark.parametrize("name", PREDICATES)
+def test_count_points_equals_enumeration(name, monkeypatch):
+    pred, limits = PREDICATES[name]
+    expected = enumerate_box(pred, limits)
+    assert expected > 0
+    pts.count_points.cache_clear()
+    monkeypatch.setattr(pts, "_BRUTE_FORCE_POINTS", 0)      # force the strategies
+    assert pts.count_points(pred, tuple(limits)) == expected
+    pts.count_points.cache_clear()
+
+
+@pytest.mark.parametrize("name", PREDICATES)
+def test_each_applicable_strategy_is_exact(name):
+    pred, limits = PREDICATES[name]
+    expected = enumerate_box(pred, limits)
+    vs, ns = [v for v, _ in limits], [n for _, n in limits]
+    used = 0
+    if not isinstance(pred, sympy.Or):
+        d = pts._count_by_difference(pred, vs, ns)
+        if d is not None:
+            assert d == expected
+            used += 1
+        for k in range(len(vs)):
+            c = pts._count_by_intervals(pred, vs, ns, k)
+            if c is not None:
+                assert c == expected, (name, vs[k])
+                used += 1
+    assert pts._enumerate(pred, vs, ns) == expected
+
+
+def test_large_windows_are_counted_without_enumeration():
+    n = 1 << 16                      # 4G points: enumeration would take minutes
+    pts.count_points.cache_clear()
+    got = pts.count_points(sympy.And(m <= p, sympy.Or(m < 4, p - m < 512)), ((m, n), (p, n)))
+    W, S = 512, 4
+    expected = sum(min(q + 1, W) + max(0, min(S, q + 1 - W)) for q in range(n))
+    assert got == expected
+    got = pts.count_points(gna(p, m, n, 13, 1, 2), ((m, n), (p, n)))
+    assert got == n * 13
+
+
+def test_independent_axes_multiply():
+    """A 2D neighborhood is a row window times a column window; the count
+    must not enumerate the 4D box (2^40 points here)."""
+    my, mx, py, px = (index_symbol(v) for v in ("my", "mx", "py", "px"))
+    n = 1 << 10
+    pts.count_points.cache_clear()
+    pred = sympy.And(gna(py, my, n, 7, 1, 1), gna(px, mx, n, 5, 1, 1))
+    assert pts.count_points(pred, ((my, n), (mx, n), (py, n), (px, n))) == (n * 7) * (n * 5)
