@@ -13,6 +13,14 @@ from einsum_ir.shapes import symbols_used
 SEQUENCE_SYMBOLS = ("M", "P")
 DEFAULT_LENGTHS = (512, 1024, 2048, 4096, 8192)
 
+# The shape docs/zoo.md states its analyses at: a 32-head, 4K-token prefill
+# with head dim 128 (Llama-2-7B-like); each design takes the symbols it uses.
+# gna-2d lays the 4K tokens out as 64 x 64; decode and the chunked forms use
+# M0 = 256-key chunks.
+ZOO_SHAPE = dict(B=1, H=32, P=4096, M=4096, E=128, F=128, W=512, ST=1, DL=1, M0=256, G=4, NS=4, HS=16,
+                 TQ=128, TK=128, density_BM=0.25, R=8, D=4096, N=49, TOPK=8,
+                 PY=64, PX=64, WY=13, WX=13, STY=1, STX=1, DLY=1, DLX=1)
+
 
 def free_symbols(c: Cascade) -> list[str]:
     """The symbols a user gives a value to: not derived, not a tile count."""
