@@ -1,0 +1,414 @@
+"""The analytical cost model of a cascade mapped onto a spatial array.
+
+From the cascade's exact point counts (predicates included), the mapping's
+loop nest and binding, and the hardware's costs:
+
+- busy cycles of an Einsum on its unit = points x PE cycles per point /
+  PEs used, where an array axis holding a factor smaller than the axis (or a
+  rank the Einsum does not iterate) leaves PEs idle;
+- DRAM traffic per tensor = its size x the extents of the loops, at or
+  outside the loop it is kept under, that do not index it (re-streaming),
+  plus the spilled fraction of on-chip tensors, written and read back;
+- global-buffer occupancy = the tiles kept under each loop; buffer accesses
+  (for energy) = every fill from DRAM, every read into the arrays (once per
+  temporal iteration that does not index the tensor), every write back;
+- latency from the mapping's overlap rule; energy = action counts x energy
+  per action (compute, register files, buffer rows, DRAM bits); no leakage.
+Assumptions and sources: docs/spatial.md.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from math import ceil, prod
+
+import sympy
+
+from einsum_ir import Cascade
+from einsum_ir.analysis import evaluate, ops_per_point, points
+from einsum_ir.ir import Access, accesses
+from einsum_ir.shapes import resolve
+from hw_models.schema import HardwareError
+from hw_models.spatial import SpatialArray
+from mappers.mapping import Leaf, Mapping
+
+PE_LEVEL, STREAM = "pe", "stream"
+
+
+@dataclass(frozen=True)
+class EinsumCost:
+    name: str
+    unit: str
+    points: int
+    cycles_per_point: int
+    pes_used: int
+    busy_cycles: float          # the unit is occupied this long
+    work_cycles: float          # points x cycles per point / all the unit's PEs: useful work
+    compute_pj: float
+    register_pj: float
+
+
+@dataclass(frozen=True)
+class TensorCost:
+    name: str
+    keep: str                   # loop it is kept under, `pe`, or `stream`
+    home: str                   # dram or chip
+    buffer_bytes: float         # occupancy of its kept tile(s)
+    dram_read_bytes: float
+    dram_write_bytes: float
+    buffer_read_bytes: float
+    buffer_write_bytes: float
+
+
+@dataclass(frozen=True)
+class Report:
+    design: str
+    hardware: str
+    shapes: dict
+    factors: dict               # factor -> extent
+    latency_cycles: float
+    latency_s: float
+    dram_cycles: float
+    epochs: int
+    critical_path_cycles: float  # per epoch (epochs overlap only)
+    einsums: tuple[EinsumCost, ...]
+    tensors: tuple[TensorCost, ...]
+    unit_busy_cycles: dict
+    unit_utilisation: dict      # useful work / (PEs x latency)
+    einsum_utilisation: dict    # per Einsum: its useful work on its unit / latency
+    buffer_bytes: float
+    buffer_capacity_bytes: float
+    energy_pj: dict = field(default_factory=dict)   # compute, register_file, buffer, dram
+
+    @property
+    def dram_bytes(self) -> float:
+        return sum(t.dram_read_bytes + t.dram_write_bytes for t in self.tensors)
+
+    @property
+    def total_energy_pj(self) -> float:
+        return sum(self.energy_pj.values())
+
+
+# ------------------------------------------------------------------ the loop nest
+
+class _Nest:
+    """Loop variables of the mapping resolved against the cascade: the rank
+    each one splits and its extent."""
+
+    def __init__(self, c: Cascade, m: Mapping, env: dict, factors: dict):
+        self.c, self.m, self.env, self.factors = c, m, env, factors
+        self.root_of: dict[str, str] = {}
+        for rank, parts in m.factors:
+            for f, _ in parts:
+                self.root_of[f.lower()] = rank
+        for r in c.ranks:
+            if r.parent is not None:
+                self.root_of.setdefault(r.name.lower(), r.parent)
+
+    def extent(self, var: str) -> int:
+        up = var.upper()
+        if up in self.factors:
+            return self.factors[up]
+        if up in self.env:
+            return int(self.env[up])
+        raise HardwareError(f"mapping {self.m.name}: loop variable {var} is neither a rank of "
+                            f"{self.c.name} nor a factor in `factors`")
+
+    def ranks_of(self, var: str) -> set[str]:
+        """The ranks a loop over `var` moves along: its own and the rank it splits."""
+        out = {var.upper()}
+        if var in self.root_of:
+            out.add(self.root_of[var])
+        return out
+
+    def indexes(self, tensor_ranks, var: str) -> bool:
+        return bool(self.ranks_of(var) & set(tensor_ranks))
+
+    def spatial_vars(self, leaf: Leaf) -> set[str]:
+        return {v for _, axes in leaf.spatial for v in axes}
+
+
+# ------------------------------------------------------------------ helpers
+
+def _views(c: Cascade) -> dict[str, str]:
+    """Einsums that only re-index an input (BK[.., m1, m0] = K[.., m1*M0+m0]):
+    the same data, so their reads count as reads of the input."""
+    inputs = {t.name for t in c.inputs}
+    out = {}
+    for e in c.einsums:
+        if isinstance(e.expr, Access) and not e.reduced and e.predicate is None and e.expr.tensor in inputs:
+            out[e.name] = e.expr.tensor
+    return out
+
+
+def _factor_extents(c: Cascade, m: Mapping, env: dict, fit) -> dict[str, int]:
+    out: dict[str, int] = {}
+    pending = []
+    for rank, parts in m.factors:
+        if rank not in env:
+            raise HardwareError(f"mapping {m.name} splits rank {rank}, which {c.name} does not have")
+        n = int(env[rank])
+        fixed = prod(e for _, e in parts if isinstance(e, int))
+        for f, e in parts:
+            if isinstance(e, int):
+                out[f] = e
+        fits = [f for f, e in parts if e == "fit"]
+        rest = [f for f, e in parts if e == "rest"]
+        if fits:
+            pending.append((rank, n, fixed, fits[0], rest[0] if rest else None))
+        elif rest:
+            out[rest[0]] = max(1, ceil(n / fixed))
+    for rank, n, fixed, f, rest in pending:
+        remaining = max(1, ceil(n / fixed))
+        choices = [d for d in range(remaining, 0, -1) if remaining % d == 0]
+        chosen = None
+        for d in choices:
+            trial = dict(out, **{f: d})
+            if rest:
+                trial[rest] = remaining // d
+            if fit(trial):
+                chosen = trial
+                break
+        if chosen is None:
+            trial = dict(out, **{f: 1}, **({rest: remaining} if rest else {}))
+            fit(trial, explain=True)
+        out = chosen
+    return out
+
+
+def _critical_path(expr: str, per_epoch: dict[str, float], fills: dict[str, float], m: Mapping) -> float:
+    names = {**{k: sympy.Symbol(k) for k in per_epoch}, **{k: sympy.Symbol(k) for k in fills}}
+    try:
+        parsed = sympy.sympify(expr, locals={**names, "max": sympy.Max, "min": sympy.Min})
+    except (sympy.SympifyError, SyntaxError, TypeError) as e:
+        raise m.node.error(f"critical_path {expr!r} is not an expression: {e}") from None
+    unknown = sorted(str(s) for s in parsed.free_symbols if str(s) not in per_epoch and str(s) not in fills)
+    if unknown:
+        raise m.node.error(f"critical_path names {', '.join(unknown)}, which is not an Einsum of the mapping "
+                           f"(or fill_<unit>)")
+    value = parsed.xreplace({sympy.Symbol(k): sympy.Float(v) for k, v in {**per_epoch, **fills}.items()})
+    return float(value)
+
+
+# ------------------------------------------------------------------ the model
+
+def simulate(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict) -> Report:
+    """Latency, traffic, energy and utilisation of `c` mapped by `m` on `hw`."""
+    shapes = dict(shapes)
+    own_tiles = {f: e for _, parts in m.factors for f, e in parts
+                 if isinstance(e, int) and any(r.name == f for r in c.ranks)}
+    shapes.update(own_tiles)
+    env = dict(resolve(c, shapes))
+    word = hw.word_bytes
+    views = _views(c)
+    base = lambda t: views.get(t, t)  # noqa: E731
+    einsums = [e for e in c.einsums if not e.is_initial and e.name not in views]
+
+    # every Einsum with work must be placed and bound to a unit that can run it
+    per_point = {e.name: ops_per_point(e) for e in einsums}
+    for e in einsums:
+        if not per_point[e.name]:
+            continue
+        u = m.unit_of(e.name)
+        if u is None:
+            raise m.node.error(f"Einsum {e.name} ({', '.join(per_point[e.name])}) is bound to no unit "
+                               f"in `binding`")
+        unit = hw.unit(u)
+        missing = unit.missing(per_point[e.name])
+        if missing:
+            raise m.node.error(f"Einsum {e.name} needs {', '.join(missing)}, which unit {u} of {hw.name} "
+                               f"cannot perform")
+        if m.leaf_of(e.name) is None:
+            raise m.node.error(f"Einsum {e.name} is not in the nest (no `run` lists it)")
+    known = {e.name for e in c.einsums}
+    for name, _ in m.binding:
+        if name not in known:
+            raise m.node.error(f"`binding` names {name}, which is not an Einsum of {c.name}")
+
+    keep = dict(m.keep)
+    for t in c.tensors:
+        if t.role in ("input", "output") and t.name not in keep:
+            raise m.node.error(f"`keep` must say where {t.role} {t.name} is kept (a loop variable, or stream)")
+    tensors = [t for t in c.tensors if t.name not in views]
+
+    def tile_elems(t, level: str, nest: _Nest) -> float:
+        """Elements of t's tile kept under loop `level` (the largest over the leaves that touch t)."""
+        if level in (PE_LEVEL, STREAM):
+            return 0
+        best = 0
+        for lf in m.leaves:
+            if not any(base(a.tensor) == t.name for n in lf.run for e in c.writers(n) for a in
+                       [e.output] + e.reads()):
+                continue
+            if level not in lf.loops:
+                raise m.node.error(f"{t.name} is kept under loop {level}, which does not enclose the Einsums "
+                                   f"{', '.join(lf.run)} that use it")
+            inside = set(lf.loops[lf.loops.index(level) + 1:]) | nest.spatial_vars(lf)
+            outside = set(lf.loops[:lf.loops.index(level) + 1])
+            n = 1
+            for r in t.ranks:
+                if r in t.iterative:
+                    continue            # updated in place: one iterate
+                split = [v for v in inside | outside if r in nest.ranks_of(v)]
+                if not split:
+                    n *= int(env[r])
+                else:
+                    n *= prod(nest.extent(v) for v in split if v in inside)
+            best = max(best, n)
+        return best
+
+    def occupancy(factors: dict) -> float:
+        nest = _Nest(c, m, env, factors)
+        return sum(tile_elems(t, keep.get(t.name, PE_LEVEL), nest) * word for t in tensors)
+
+    def fit(factors: dict, explain=False) -> bool:
+        used = occupancy(factors)
+        if used <= hw.buffer.capacity_bytes:
+            return True
+        if explain:
+            nest = _Nest(c, m, env, factors)
+            parts = ", ".join(f"{t.name} {tile_elems(t, keep.get(t.name, PE_LEVEL), nest) * word:.0f}"
+                              for t in tensors if keep.get(t.name, PE_LEVEL) not in (PE_LEVEL, STREAM))
+            raise m.node.error(f"no tile fits the {hw.buffer.capacity_bytes} B global buffer of {hw.name}: "
+                               f"even the smallest needs {used:.0f} B ({parts})")
+        return False
+
+    factors = _factor_extents(c, m, env, fit)
+    nest = _Nest(c, m, env, factors)
+    buffer_bytes = occupancy(factors)
+    if buffer_bytes > hw.buffer.capacity_bytes and not m.spill:
+        fit(factors, explain=True)
+
+    # ---- compute
+    costs: list[EinsumCost] = []
+    for e in einsums:
+        ops = per_point[e.name]
+        if not ops:
+            continue
+        unit = hw.unit(m.unit_of(e.name))
+        leaf = m.leaf_of(e.name)
+        n_points = int(evaluate(points(c, e), env))
+        cpp = unit.cycles_per_point(ops, pipelined=e.name in m.pipelined)
+        its = set(e.iteration_vars)
+        used, pad = 1, 1.0
+        for size, var in zip(unit.shape, leaf.axes(unit.name)):
+            if not (nest.ranks_of(var) & {v.upper() for v in its}):
+                continue              # the Einsum does not move along this axis: one PE of it works
+            n = nest.extent(var)
+            used *= min(n, size)
+            root = nest.root_of.get(var, var.upper())
+            covered = prod(nest.extent(f.lower()) for rank, parts in m.factors if rank == root for f, _ in parts)
+            if covered > int(env.get(root, covered)):
+                pad *= covered / int(env[root])
+        busy = n_points * cpp / used * pad
+        reads = len(accesses(e.expr)) + (1 if e.reduced else 0)
+        costs.append(EinsumCost(
+            e.name, unit.name, n_points, cpp, used, busy, n_points * cpp / unit.pes,
+            n_points * unit.energy_per_point_pj(ops),
+            n_points * (reads * unit.register_file.read_pj + unit.register_file.write_pj)))
+
+    # ---- traffic
+    def restream(t, leaf: Leaf, level: str) -> int:
+        loops = leaf.loops if level in (PE_LEVEL, STREAM) else leaf.loops[:leaf.loops.index(level) + 1]
+        return prod(nest.extent(v) for v in loops if not nest.indexes(t.ranks, v))
+
+    def all_irrelevant(t, leaf: Leaf) -> int:
+        return prod(nest.extent(v) for v in leaf.loops if not nest.indexes(t.ranks, v))
+
+    def size_elems(t) -> int:
+        return prod(int(env[r]) + (1 if r in t.iterative else 0) for r in t.ranks)
+
+    spill = dict(m.spill)
+    dram_by_einsum: Counter = Counter()
+    tcosts = []
+    for t in tensors:
+        level = keep.get(t.name, PE_LEVEL)
+        home = "dram" if t.role in ("input", "output") or t.name in m.dram else "chip"
+        size = size_elems(t) * word
+        readers = [(e, m.leaf_of(e.name)) for e in einsums
+                   if any(base(a.tensor) == t.name for a in e.reads()) and m.leaf_of(e.name) is not None]
+        writers = [(e, m.leaf_of(e.name)) for e in einsums if e.name == t.name and m.leaf_of(e.name) is not None]
+        d_read = d_write = b_read = b_write = 0.0
+        counted_levels = set()
+        for e, lf in readers:
+            b_read += size * all_irrelevant(t, lf) if level != PE_LEVEL else 0
+            if home == "dram":
+                key = (level, lf.loops[:lf.loops.index(level) + 1]) if level in lf.loops else id(lf)
+                if key in counted_levels:
+                    continue            # kept across both readers: fetched once
+                counted_levels.add(key)
+                r = size * restream(t, lf, level)
+                d_read += r
+                dram_by_einsum[e.name] += r
+        for e, lf in writers:
+            w = size * restream(t, lf, level) if home == "dram" else 0
+            d_write += w
+            dram_by_einsum[e.name] += w
+            if level != PE_LEVEL:
+                b_write += size * all_irrelevant(t, lf)
+        if home == "chip" and spill.get(t.name):
+            f = spill[t.name]
+            extra_w, extra_r = f * size, f * size * len(readers)
+            d_write += extra_w
+            d_read += extra_r
+            for e, _ in writers:
+                dram_by_einsum[e.name] += extra_w
+            for e, _ in readers:
+                dram_by_einsum[e.name] += extra_r / max(1, len(readers))
+        b_write += d_read if level != PE_LEVEL or home == "dram" else 0
+        b_read += d_write if level != PE_LEVEL or home == "dram" else 0
+        tcosts.append(TensorCost(t.name, level, home, tile_elems(t, level, nest) * word,
+                                 d_read, d_write, b_read, b_write))
+
+    dram_bytes = sum(t.dram_read_bytes + t.dram_write_bytes for t in tcosts)
+    bpc = hw.dram_bytes_per_cycle
+    dram_cycles = dram_bytes / bpc
+
+    # ---- latency
+    busy = Counter()
+    for ec in costs:
+        busy[ec.unit] += ec.busy_cycles
+    by_name = {ec.name: ec for ec in costs}
+    epochs, cp = 1, 0.0
+    if m.overlap == "overlapped":
+        latency = max([dram_cycles] + list(busy.values()))
+    elif m.overlap == "phases":
+        latency = 0.0
+        placed = [n for ph in m.phases for n in ph]
+        for ec in costs:
+            if ec.name not in placed:
+                raise m.node.error(f"Einsum {ec.name} is in no phase of `overlap.phases`")
+        for ph in m.phases:
+            unit_time = Counter()
+            for n in ph:
+                if n in by_name:
+                    unit_time[by_name[n].unit] += by_name[n].busy_cycles
+            mem = sum(dram_by_einsum[n] for n in ph) / bpc
+            latency += max([mem] + list(unit_time.values()))
+    else:
+        main = max(m.leaves, key=lambda lf: sum(1 for n in lf.run if n in by_name))
+        epochs = prod(nest.extent(v) for v in main.loops)
+        per_epoch = {ec.name: ec.busy_cycles / epochs for ec in costs}
+        fills = {f"fill_{u.name}": float(u.shape[0]) for u in hw.units.values()}
+        cp = _critical_path(m.critical_path, per_epoch, fills, m)
+        latency = max(epochs * cp, dram_cycles)
+
+    # ---- energy
+    energy = {
+        "compute": sum(ec.compute_pj for ec in costs),
+        "register_file": sum(ec.register_pj for ec in costs),
+        "buffer": sum(t.buffer_read_bytes / hw.buffer.row_bytes * hw.buffer.read_pj_per_row
+                      + t.buffer_write_bytes / hw.buffer.row_bytes * hw.buffer.write_pj_per_row for t in tcosts),
+        "dram": dram_bytes * 8 * hw.dram.pj_per_bit,
+    }
+    work = Counter()
+    for ec in costs:
+        work[ec.unit] += ec.work_cycles
+    return Report(
+        design=m.name, hardware=hw.name, shapes={k: v for k, v in env.items()}, factors=factors,
+        latency_cycles=latency, latency_s=latency / hw.clock_hz, dram_cycles=dram_cycles, epochs=epochs,
+        critical_path_cycles=cp, einsums=tuple(costs), tensors=tuple(tcosts),
+        unit_busy_cycles=dict(busy),
+        unit_utilisation={u: work[u] / latency if latency else 0.0 for u in hw.units},
+        einsum_utilisation={ec.name: ec.work_cycles / latency if latency else 0.0 for ec in costs},
+        buffer_bytes=buffer_bytes, buffer_capacity_bytes=hw.buffer.capacity_bytes, energy_pj=energy)
