@@ -1,0 +1,103 @@
+"""The analytical model: a small case derived by hand, and invariants that
+must hold for any cascade, mapping and hardware (utilisation never above 1,
+DRAM traffic never below compulsory, latency never below the busiest unit's
+work, energy never below the compute energy)."""
+import dataclasses
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import einsum_ir as ei
+import hw_models as hw
+from einsum_ir.analysis import compulsory_traffic, evaluate
+from mappers.mapping import load_mapping
+from simulator.analytical import simulate
+
+FUSEMAX = hw.load_spatial("fusemax")
+BINDING = load_mapping("fusemax-binding")
+ONE_PASS = ei.library.load("attention-1pass")
+
+
+def test_fusemax_binding_by_hand():
+    """B=H=1, M=P=512, E=F=64 on FuseMax: tiles of 256 x 256, so M1 = 2 and
+    P = 2 x 256 (P1 = 2 fits, P2 = 1): 4 epochs. Per epoch (cycles): BQK 64
+    (64 MACs on each PE), LM 1, SLN 7 (exp = 6 MACs, + the subtraction),
+    SLD 1, SLNV 64; on the 1D array RM 1, PRM 7, SPD 1, RD 1, SPNV 64, RNV 64,
+    and AV's 512*64 divides / 256 PEs = 128 cycles spread over the 4 epochs =
+    32. Critical path: max(64+1, 1+64+32) + 1 + max(7+1, 7+1) + max(64, 64)
+    = 170; latency 4 * 170 = 680 cycles. DRAM: Q, K, V, AV once (K and V are
+    re-read per P2 chunk, and P2 = 1): 4 * 512*64*2 bytes."""
+    r = simulate(ONE_PASS, BINDING, FUSEMAX, dict(B=1, H=1, M=512, P=512, E=64, F=64))
+    assert r.factors == {"M0": 256, "M1": 2, "P0": 256, "P1": 2, "P2": 1}
+    assert r.epochs == 4
+    busy = {e.name: e.busy_cycles for e in r.einsums}
+    assert busy["BQK"] == 4 * 64 and busy["SLN"] == 4 * 7 and busy["RNV"] == 4 * 64 and busy["AV"] == 128
+    assert r.critical_path_cycles == 170
+    assert r.latency_cycles == 680
+    assert r.dram_bytes == 4 * 512 * 64 * 2
+    # 2D useful work: (64 + 1 + 7 + 1 + 64) cycles x 4 epochs on all PEs
+    assert r.unit_utilisation["pe2d"] == pytest.approx(4 * 137 / 680)
+
+
+def test_k_and_v_are_restreamed_once_per_query_chunk():
+    """At 64K tokens, P1 = 128 tiles of 256 queries fit in 16 MiB, so the
+    queries come in P2 = 2 chunks and K, V are read twice."""
+    shapes = dict(B=1, H=1, M=65536, P=65536, E=64, F=64)
+    r = simulate(ONE_PASS, BINDING, FUSEMAX, shapes)
+    assert r.factors["P1"] == 128 and r.factors["P2"] == 2
+    t = {x.name: x for x in r.tensors}
+    size = 65536 * 64 * 2
+    assert t["K"].dram_read_bytes == 2 * size and t["V"].dram_read_bytes == 2 * size
+    assert t["Q"].dram_read_bytes == size and t["AV"].dram_write_bytes == size
+    # the buffer rule of the reference: one K and one V tile, and per query E + 1 + 1 + F words
+    assert r.buffer_bytes == (256 * 64 * 2 + 128 * 256 * (64 + 1 + 1 + 64)) * 2
+
+
+def test_fusemax_utilisation_rises_with_length():
+    shapes = dict(B=64, H=12, E=64, F=64)
+    util = [simulate(ONE_PASS, BINDING, FUSEMAX, dict(shapes, M=n, P=n)).unit_utilisation["pe2d"]
+            for n in (1024, 16384, 1 << 20)]
+    assert util == sorted(util)
+    assert util[0] == pytest.approx(0.89, abs=0.01) and util[-1] == pytest.approx(0.99, abs=0.01)
+
+
+def test_a_tile_larger_than_the_buffer_is_rejected_with_numbers():
+    tiny = FUSEMAX.with_changes(buffer=dataclasses.replace(FUSEMAX.buffer, capacity_bytes=64 * 1024))
+    with pytest.raises(hw.HardwareError, match=r"no tile fits the 65536 B global buffer.*K 32768"):
+        simulate(ONE_PASS, BINDING, tiny, dict(B=1, H=1, M=1024, P=1024, E=64, F=64))
+
+
+def test_an_einsum_on_a_unit_that_cannot_run_it_is_rejected():
+    m = BINDING.with_changes(binding=tuple((e, "pe2d" if e == "AV" else u) for e, u in BINDING.binding))
+    with pytest.raises(hw.HardwareError, match="AV needs divide, which unit pe2d of fusemax cannot perform"):
+        simulate(ONE_PASS, m, FUSEMAX, dict(B=1, H=1, M=512, P=512, E=64, F=64))
+
+
+@settings(max_examples=40, deadline=None)
+@given(side=st.sampled_from([8, 16, 32, 64, 256]), tile=st.sampled_from([16, 64, 256]),
+       length=st.sampled_from([256, 1000, 4096]), e=st.sampled_from([16, 64, 128]),
+       bh=st.sampled_from([(1, 1), (2, 3)]), overlap=st.sampled_from(["epochs", "overlapped"]),
+       buffer_mib=st.sampled_from([1, 16]))
+def test_invariants(side, tile, length, e, bh, overlap, buffer_mib):
+    a = FUSEMAX.with_changes(
+        units={"pe2d": dataclasses.replace(FUSEMAX.unit("pe2d"), shape=(side, side)),
+               "pe1d": dataclasses.replace(FUSEMAX.unit("pe1d"), shape=(side,))},
+        buffer=dataclasses.replace(FUSEMAX.buffer, capacity_bytes=buffer_mib * 2 ** 20))
+    factors = (("M", (("M1", "rest"), ("M0", tile))), ("P", (("P2", "rest"), ("P1", "fit"), ("P0", tile))))
+    m = BINDING.with_changes(factors=factors, overlap=overlap)
+    shapes = dict(B=bh[0], H=bh[1], M=length, P=length, E=e, F=e)
+    try:
+        r = simulate(ONE_PASS, m, a, shapes)
+    except hw.HardwareError as err:
+        assert "no tile fits" in str(err)
+        return
+    for u, util in r.unit_utilisation.items():
+        assert 0 <= util <= 1 + 1e-9, (u, util)
+    for u, busy in r.unit_busy_cycles.items():
+        assert busy <= r.latency_cycles * (1 + 1e-9)
+    env = dict(r.shapes)
+    compulsory = evaluate(compulsory_traffic(ONE_PASS)["total_bytes"], env)   # f16 in and out
+    assert r.dram_bytes >= compulsory
+    assert r.latency_cycles >= r.dram_bytes / a.dram_bytes_per_cycle * (1 - 1e-9)
+    assert r.total_energy_pj >= r.energy_pj["compute"] > 0
+    assert r.buffer_bytes <= a.buffer.capacity_bytes
