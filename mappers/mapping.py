@@ -61,6 +61,19 @@ class Mapping:
     phases: tuple[tuple[str, ...], ...]
     critical_path: str
     node: Node
+    variants: tuple[tuple[tuple[tuple[str, tuple[int, ...]], ...], Node], ...] = ()
+
+    def for_shapes(self, shapes: dict) -> "Mapping":
+        """The mapping with the first variant whose `when` matches `shapes`
+        applied (a design whose configuration depends on the workload, as
+        FLAT's does on the sequence length)."""
+        for when, node in self.variants:
+            if all(shapes.get(k) in vals for k, vals in when):
+                merged = dict(self.node.value)
+                merged.update({k: v for k, v in node.value.items() if k != "when"})
+                merged.pop("variants", None)
+                return from_node(Node(merged, self.node.loc, self.node.path, self.node.source))
+        return self
 
     def unit_of(self, einsum: str) -> str | None:
         return dict(self.binding).get(einsum)
@@ -95,7 +108,7 @@ def parse_mapping(text: str, file: str = "<mapping>") -> Mapping:
 
 def from_node(root: Node) -> Mapping:
     top = root.mapping(required=("name", "cascade", "hardware", "nest", "binding", "overlap"),
-                       optional=("doc", "factors", "keep", "dram", "spill", "pipelined"))
+                       optional=("doc", "factors", "keep", "dram", "spill", "pipelined", "variants"))
     factors = []
     for rank, spec in (top["factors"].items() if "factors" in top else []):
         parts = []
@@ -130,7 +143,15 @@ def from_node(root: Node) -> Mapping:
     for (t, f), (_, node) in zip(spill, top["spill"].items() if "spill" in top else []):
         if f > 1:
             raise node.error(f"a spilled fraction is at most 1, got {f}")
+    variants = []
+    for v in (top["variants"].list() if "variants" in top else []):
+        spec = v.mapping(required=("when",), optional=("factors", "nest", "keep", "dram", "spill", "pipelined",
+                                                       "overlap", "binding"))
+        when = tuple((k, tuple(x.integer() for x in (c.list() if isinstance(c.value, list) else [c])))
+                     for k, c in spec["when"].items())
+        variants.append((when, v))
     return Mapping(
+        variants=tuple(variants),
         name=top["name"].string(), doc=top["doc"].string() if "doc" in top else "",
         cascade=top["cascade"].string(), hardware=top["hardware"].string(),
         factors=tuple(factors), leaves=tuple(leaves), binding=binding,

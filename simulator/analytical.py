@@ -194,6 +194,7 @@ def _critical_path(expr: str, per_epoch: dict[str, float], fills: dict[str, floa
 
 def simulate(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict) -> Report:
     """Latency, traffic, energy and utilisation of `c` mapped by `m` on `hw`."""
+    m = m.for_shapes(shapes)
     shapes = dict(shapes)
     own_tiles = {f: e for _, parts in m.factors for f, e in parts
                  if isinstance(e, int) and any(r.name == f for r in c.ranks)}
@@ -330,7 +331,10 @@ def simulate(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict) -> Report:
         writers = [(e, m.leaf_of(e.name)) for e in einsums if e.name == t.name and m.leaf_of(e.name) is not None]
         d_read = d_write = b_read = b_write = 0.0
         counted_levels = set()
+        written_in = {id(lf) for _, lf in writers}
         for e, lf in readers:
+            if id(lf) in written_in:
+                continue                # produced and consumed in the same leaf: passed directly
             b_read += size * all_irrelevant(t, lf) if level != PE_LEVEL else 0
             if home == "dram":
                 key = (level, lf.loops[:lf.loops.index(level) + 1]) if level in lf.loops else id(lf)
@@ -348,13 +352,14 @@ def simulate(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict) -> Report:
                 b_write += size * all_irrelevant(t, lf)
         if home == "chip" and spill.get(t.name):
             f = spill[t.name]
-            extra_w, extra_r = f * size, f * size * len(readers)
+            far = [(e, lf) for e, lf in readers if id(lf) not in written_in]
+            extra_w, extra_r = f * size, f * size * len(far)
             d_write += extra_w
             d_read += extra_r
             for e, _ in writers:
                 dram_by_einsum[e.name] += extra_w
-            for e, _ in readers:
-                dram_by_einsum[e.name] += extra_r / max(1, len(readers))
+            for e, _ in far:
+                dram_by_einsum[e.name] += extra_r / len(far)
         b_write += d_read if level != PE_LEVEL or home == "dram" else 0
         b_read += d_write if level != PE_LEVEL or home == "dram" else 0
         tcosts.append(TensorCost(t.name, level, home, tile_elems(t, level, nest) * word,
