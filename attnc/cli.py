@@ -182,6 +182,44 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    from pathlib import Path
+
+    from .reproduce import PAPER, reproduce_fusemax
+    out = Path(args.out)
+    names = ("attention.csv", "end2end.csv", "summary.csv", "speedup.png", "utilisation.png", "array_sweep.png")
+    existing = [n for n in names if (out / n).exists()]
+    if existing and not args.force:
+        raise EinError(f"{out} already holds {', '.join(existing)}; pass --force to overwrite them "
+                       "or choose another --out")
+    result = reproduce_fusemax(out, progress=sys.stderr.isatty())
+    rows = [[k, f"{v:.3f}", PAPER.get(k, "")] for k, v in result["summary"].items()]
+    print(table(["FuseMax (binding)", "this model", "paper"], rows))
+    print()
+    for f in result["files"].values():
+        print(f"wrote {f}")
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    import dataclasses
+
+    from hw_models import load_spatial
+    from mappers.mapping import load_mapping
+    from simulator.analytical import simulate
+
+    from .report import render_simulation
+    m = load_mapping(args.mapping)
+    c = ei.load(args.design or m.cascade)
+    hw = load_spatial(args.hw or m.hardware)
+    r = simulate(c, m, hw, parse_shapes(args.shape))
+    if args.json:
+        print(json.dumps(dataclasses.asdict(r), indent=2, default=str))
+    else:
+        print(render_simulation(r))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="attnc",
@@ -233,6 +271,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="overwrite an existing --plot file")
     s.add_argument("--json", action="store_true", help="print JSON instead of tables")
     s.set_defaults(func=cmd_compare)
+
+    s = sub.add_parser("simulate", help="latency, traffic, energy and utilisation of a design on a spatial array",
+                       description="The analytical model (docs/spatial.md) of a design mapped onto a "
+                                   "spatial-array accelerator by a mapping file.")
+    s.add_argument("design", nargs="?", help="a .ein file or library name (default: the mapping's cascade)")
+    s.add_argument("--mapping", required=True, help="a mapping file or name (e.g. fusemax-binding)")
+    s.add_argument("--hw", help="a hardware preset or YAML file (default: the mapping's hardware)")
+    _add_shape(s, required=True)
+    s.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    s.set_defaults(func=cmd_simulate)
+
+    s = sub.add_parser("reproduce", help="recompute a paper's evaluation (fusemax)",
+                       description="fusemax: the five designs of FuseMax's evaluation on BERT, TrXL, T5 and "
+                                   "XLM at 1K..1M tokens; writes CSV tables and figures to --out.")
+    s.add_argument("paper", choices=["fusemax"])
+    s.add_argument("--out", required=True, metavar="DIR", help="directory for the tables and figures")
+    s.add_argument("--force", action="store_true", help="overwrite files of an earlier run in DIR")
+    s.set_defaults(func=cmd_reproduce)
 
     s = sub.add_parser("demo", help="the main demo: analyse the FuseMax cascades and check one against torch")
     s.set_defaults(func=cmd_demo)

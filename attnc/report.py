@@ -129,3 +129,27 @@ def analysis_json(a: Analysis, values: dict | None) -> dict:
     if values:
         data["values"] = values
     return data
+
+
+def render_simulation(r) -> str:
+    """A simulator.analytical.Report as tables."""
+    out = [f"{r.design} on {r.hardware}: " + " ".join(f"{k}={v}" for k, v in r.shapes.items()),
+           "  tiles: " + " ".join(f"{k}={v}" for k, v in r.factors.items()), ""]
+    bound = "memory" if r.latency_cycles <= r.dram_cycles * (1 + 1e-9) else "compute"
+    out.append(f"latency      {r.latency_s * 1e3:.4g} ms ({human(r.latency_cycles)} cycles, {bound}-bound"
+               + (f"; {r.epochs} epochs x {r.critical_path_cycles:.4g} cycles" if r.critical_path_cycles else "")
+               + ")")
+    out.append(f"DRAM         {human(r.dram_bytes, 'B')} ({human(r.dram_cycles)} cycles at full bandwidth)")
+    out.append(f"buffer       {human(r.buffer_bytes, 'B')} of {human(r.buffer_capacity_bytes, 'B')}")
+    out.append(f"energy       {r.total_energy_pj / 1e12:.4g} J  ("
+               + ", ".join(f"{k} {v / r.total_energy_pj:.1%}" for k, v in r.energy_pj.items()) + ")")
+    out.append("utilisation  " + ", ".join(f"{u} {x:.3f}" for u, x in r.unit_utilisation.items()))
+    out.append("")
+    out.append(table(["Einsum", "unit", "points", "cycles/point", "PEs used", "busy cycles", "utilisation"],
+                     [[e.name, e.unit, human(e.points), e.cycles_per_point, e.pes_used, human(e.busy_cycles),
+                       f"{r.einsum_utilisation[e.name]:.3f}"] for e in r.einsums]))
+    out.append("")
+    out.append(table(["tensor", "kept", "in", "buffer", "DRAM read", "DRAM written"],
+                     [[t.name, t.keep, t.home, human(t.buffer_bytes, "B"), human(t.dram_read_bytes, "B"),
+                       human(t.dram_write_bytes, "B")] for t in r.tensors]))
+    return "\n".join(out)

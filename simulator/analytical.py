@@ -78,6 +78,7 @@ class Report:
     einsum_utilisation: dict    # per Einsum: its useful work on its unit / latency
     buffer_bytes: float
     buffer_capacity_bytes: float
+    min_buffer_bytes: float     # with every `fit` factor at 1: the working set the dataflow needs
     energy_pj: dict = field(default_factory=dict)   # compute, register_file, buffer, dram
 
     @property
@@ -275,6 +276,9 @@ def simulate(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict) -> Report:
         return False
 
     factors = _factor_extents(c, m, env, fit)
+    no_fit = m.with_changes(factors=tuple((r, tuple((f, 1 if e == "fit" else e) for f, e in parts))
+                                          for r, parts in m.factors))
+    smallest = _factor_extents(c, no_fit, env, fit=None)
     nest = _Nest(c, m, env, factors)
     buffer_bytes = occupancy(factors)
     if buffer_bytes > hw.buffer.capacity_bytes and not m.spill:
@@ -416,4 +420,5 @@ def simulate(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict) -> Report:
         unit_busy_cycles=dict(busy),
         unit_utilisation={u: work[u] / latency if latency else 0.0 for u in hw.units},
         einsum_utilisation={ec.name: ec.work_cycles / latency if latency else 0.0 for ec in costs},
-        buffer_bytes=buffer_bytes, buffer_capacity_bytes=hw.buffer.capacity_bytes, energy_pj=energy)
+        buffer_bytes=buffer_bytes, buffer_capacity_bytes=hw.buffer.capacity_bytes,
+        min_buffer_bytes=occupancy(smallest), energy_pj=energy)

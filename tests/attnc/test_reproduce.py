@@ -1,0 +1,64 @@
+"""The FuseMax reproduction: the paper's headline averages come out of the
+model (the paper's numbers are only compared against, never used), the
+tables have every point, and the footprint claims show in the tool's output."""
+import csv
+
+import pytest
+
+from attnc.cli import main
+from attnc.reproduce import DESIGNS, LENGTHS, MODELS, evaluate, summary
+
+
+@pytest.fixture(scope="module")
+def points():
+    return evaluate()
+
+
+@pytest.mark.parametrize("figure,paper", [("attention speedup vs flat", 6.7), ("end-to-end speedup vs flat", 5.3),
+                                          ("attention speedup vs unfused", 10.0)])
+def test_headline_speedups_within_3_percent(points, figure, paper):
+    assert summary(points)[figure] == pytest.approx(paper, rel=0.03)
+
+
+@pytest.mark.xfail(strict=True, reason="energy not reproduced yet: the model gives about 0.94 (attention) and "
+                                       "0.95 (end to end) of FLAT's energy, the paper 0.79 and 0.83; "
+                                       "see docs/spatial.md")
+@pytest.mark.parametrize("figure,paper", [("attention energy vs flat", 0.79), ("end-to-end energy vs flat", 0.83)])
+def test_headline_energy_within_3_percent(points, figure, paper):
+    assert summary(points)[figure] == pytest.approx(paper, rel=0.03)
+
+
+def test_fusemax_working_set_is_constant_and_flat_grows(points):
+    fm = [p.attention.min_buffer_bytes for p in points if p.design == "binding" and p.model == "BERT"]
+    flat = [p.attention.min_buffer_bytes for p in points if p.design == "flat" and p.model == "BERT"][:4]
+    assert len(set(fm)) == 1
+    assert flat[0] < flat[1] < flat[2] and min(flat[2:]) > 50 * flat[0]   # 1K .. 64K: QK and A rows on chip
+
+
+def test_designs_rank_as_in_the_paper(points):
+    at = {(p.model, p.length, p.design): p.attention.latency_s for p in points}
+    for model in MODELS:
+        for n in LENGTHS:
+            assert at[model, n, "binding"] < at[model, n, "architecture"] < at[model, n, "flat"] < at[model, n, "unfused"]
+
+
+def test_cli_writes_tables_and_refuses_to_overwrite(tmp_path, capsys):
+    assert main(["reproduce", "fusemax", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "attention speedup vs flat" in out
+    rows = list(csv.DictReader((tmp_path / "attention.csv").open()))
+    assert len(rows) == len(MODELS) * len(LENGTHS) * len(DESIGNS)
+    assert {r["design"] for r in rows} == set(DESIGNS)
+    assert all(0 < float(r["util_2d"]) <= 1 for r in rows)
+    assert (tmp_path / "end2end.csv").exists() and (tmp_path / "array_sweep.png").stat().st_size > 5000
+    before = (tmp_path / "summary.csv").read_text()
+    assert main(["reproduce", "fusemax", "--out", str(tmp_path)]) == 2
+    assert "pass --force" in capsys.readouterr().err
+    assert (tmp_path / "summary.csv").read_text() == before
+
+
+def test_cli_simulate_prints_a_report(capsys):
+    assert main(["simulate", "--mapping", "fusemax-binding", "--shape", "B=2", "H=2", "E=64", "F=64",
+                 "M=1K", "P=1K"]) == 0
+    out = capsys.readouterr().out
+    assert "compute-bound" in out and "BQK" in out and "pe2d" in out
