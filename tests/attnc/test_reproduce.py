@@ -62,3 +62,16 @@ def test_cli_simulate_prints_a_report(capsys):
                  "M=1K", "P=1K"]) == 0
     out = capsys.readouterr().out
     assert "compute-bound" in out and "BQK" in out and "pe2d" in out
+
+
+def test_docs_table_is_what_the_model_gives(points):
+    import re
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[2] / "docs" / "spatial.md").read_text()
+    got = summary(points)
+    for figure in ("attention speedup vs flat", "end-to-end speedup vs flat", "attention speedup vs unfused",
+                   "attention energy vs flat", "end-to-end energy vs flat"):
+        label = figure.replace("flat", "FLAT").replace("unfused", "Unfused")
+        m = re.search(rf"\| {label} \| ([0-9.]+) \|", text)
+        assert m, label
+        assert float(m.group(1)) == pytest.approx(got[figure], abs=0.006), label
