@@ -1,0 +1,41 @@
+"""The event simulation against the analytical model: they agree where the
+analytical model's assumptions hold (many tiles, memory hidden behind
+compute), and the event simulation shows a stall the analytical model
+ignores when they do not."""
+import pytest
+
+import einsum_ir as ei
+import hw_models as hw
+from mappers.mapping import load_mapping
+from simulator.events import simulate_events
+
+FUSEMAX = hw.load_spatial("fusemax")
+BINDING = load_mapping("fusemax-binding")
+ONE_PASS = ei.library.load("attention-1pass")
+
+
+@pytest.mark.parametrize("n", [8192, 16384])
+def test_agrees_within_2_percent_when_tiles_pipeline(n):
+    r = simulate_events(ONE_PASS, BINDING, FUSEMAX, dict(B=1, H=1, E=64, F=64, M=n, P=n))
+    assert abs(r.relative_error) < 0.02
+    # the 2D array is the bottleneck in both: it is busy for the same cycles
+    assert r.unit_busy_cycles["pe2d"] == pytest.approx(r.analytical.unit_busy_cycles["pe2d"])
+
+
+def test_the_error_shrinks_as_start_up_is_amortised():
+    errs = [abs(simulate_events(ONE_PASS, BINDING, FUSEMAX, dict(B=1, H=1, E=64, F=64, M=n, P=n)).relative_error)
+            for n in (1024, 4096, 16384)]
+    assert errs[0] > errs[1] > errs[2]
+
+
+def test_exposed_query_loads_when_the_keys_are_few():
+    """Cross attention with 256 keys and 64K queries: each chunk of P1 x 256
+    queries must be in the buffer before its first tile, and the buffer (which
+    `fit` filled with one chunk) cannot take the next chunk while the current
+    one computes, so every Q load is exposed. The analytical model assumes
+    memory hides behind compute and misses about the whole Q load time."""
+    shapes = dict(B=1, H=1, E=64, F=64, M=256, P=65536)
+    r = simulate_events(ONE_PASS, BINDING, FUSEMAX, shapes)
+    q_load = 65536 * 64 * 2 / FUSEMAX.dram_bytes_per_cycle
+    assert r.latency_cycles - r.analytical.latency_cycles >= 0.9 * q_load
+    assert r.relative_error < -0.2
