@@ -1,0 +1,52 @@
+"""Mapping files: every shipped mapping loads and simulates; mistakes in a
+mapping are errors that say what and where."""
+import pytest
+
+import einsum_ir as ei
+import hw_models as hw
+from mappers.mapping import load_mapping, mapping_names, parse_mapping
+from simulator.analytical import simulate
+
+BINDING_TEXT = (load_mapping("fusemax-binding").node.source)
+
+
+@pytest.mark.parametrize("name", mapping_names())
+def test_every_shipped_mapping_simulates(name):
+    m = load_mapping(name)
+    r = simulate(ei.library.load(m.cascade), m, hw.load_spatial(m.hardware),
+                 dict(B=2, H=2, E=64, F=64, M=4096, P=4096))
+    assert r.latency_cycles > 0 and r.dram_bytes > 0
+
+
+def test_flat_variants_follow_the_length():
+    m = load_mapping("flat")
+    assert dict(m.for_shapes(dict(M=65536, E=64)).spill) == {"QK": 0.00775, "A": 0.00775}
+    assert dict(m.for_shapes(dict(M=65536, E=128)).spill) == {"QK": 0.0154, "A": 0.0154}
+    assert m.for_shapes(dict(M=1 << 20, E=64)).dram == {"QK", "A"}
+    assert m.for_shapes(dict(M=1000, E=64)) is m
+
+
+@pytest.mark.parametrize("old,new,message", [
+    ("overlap:\n  kind: epochs", "overlap:\n  kind: epoch", "unknown overlap kind 'epoch'"),
+    ("  critical_path: max(BQK + LM, RD + RNV + AV) + RM + max(SLN + SLD, PRM + SPD) + max(SLNV, SPNV)\n", "",
+     "needs `critical_path`"),
+    ("keep:            #", "keeps:            #", "did you mean 'keep'"),
+    ("        run: [AV]", "        run: [AV, RM]", "RM runs in two places"),
+])
+def test_mapping_mistakes_are_reported(old, new, message):
+    assert old in BINDING_TEXT
+    with pytest.raises(hw.HardwareError, match=message.replace("(", r"\(").replace(")", r"\)")) as e:
+        parse_mapping(BINDING_TEXT.replace(old, new), "map.yaml")
+    assert e.value.loc.file == "map.yaml"
+
+
+@pytest.mark.parametrize("old,new,message", [
+    ("+ max(SLNV, SPNV)", "+ max(SLNV, SPNVV)", "critical_path names SPNVV"),
+    ("  Q: p2\n", "", "`keep` must say where input Q is kept"),
+    ("  AV: pe1d\n", "", "Einsum AV (divide) is bound to no unit"),
+    ("  K: m1\n", "  K: p1x\n", "K is kept under loop p1x"),
+])
+def test_mapping_mismatches_with_the_cascade_are_reported(old, new, message):
+    m = parse_mapping(BINDING_TEXT.replace(old, new), "map.yaml")
+    with pytest.raises(hw.HardwareError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        simulate(ei.library.load(m.cascade), m, hw.load_spatial("fusemax"), dict(B=1, H=1, E=64, F=64, M=512, P=512))
