@@ -227,6 +227,11 @@ def cmd_simulate(args) -> int:
     c = ei.load(args.design or m.cascade)
     hw = load_spatial(args.hw or m.hardware)
     r = simulate(c, m, hw, parse_shapes(args.shape))
+    if args.formulas:
+        from simulator.analytical import formulas
+        for k, v in formulas(c, m.for_shapes(r.shapes), hw).items():
+            print(f"{k} = {v}")
+        print()
     if args.json:
         print(json.dumps(dataclasses.asdict(r), indent=2, default=str))
     else:
@@ -293,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mapping", required=True, help="a mapping file or name (e.g. fusemax-binding)")
     s.add_argument("--hw", help="a hardware preset or YAML file (default: the mapping's hardware)")
     _add_shape(s, required=True)
+    s.add_argument("--formulas", action="store_true",
+                   help="also print busy cycles per Einsum and DRAM bytes as formulas in the shape symbols")
     s.add_argument("--json", action="store_true", help="print JSON instead of tables")
     s.set_defaults(func=cmd_simulate)
 

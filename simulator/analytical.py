@@ -422,3 +422,76 @@ def simulate(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict) -> Report:
         einsum_utilisation={ec.name: ec.work_cycles / latency if latency else 0.0 for ec in costs},
         buffer_bytes=buffer_bytes, buffer_capacity_bytes=hw.buffer.capacity_bytes,
         min_buffer_bytes=occupancy(smallest), energy_pj=energy)
+
+
+# ------------------------------------------------------------------ formulas
+
+def formulas(c: Cascade, m: Mapping, hw: SpatialArray) -> dict[str, sympy.Expr]:
+    """The model's main figures as sympy expressions in the shape symbols and
+    the mapping's factors (a `fit` factor stays a symbol, e.g. P1; a `rest`
+    factor is ceiling(rank / the others)), for explanation: busy cycles per
+    Einsum (full tiles assumed, no padding), DRAM bytes per tensor and in
+    total. `simulate` gives the numbers; the tests check they agree."""
+    from einsum_ir.analysis import points as points_of
+    from einsum_ir.sym import shape_symbol
+
+    extent: dict[str, sympy.Expr] = {}
+    for rank, parts in m.factors:
+        fixed = sympy.Integer(1)
+        for f, e in parts:
+            if e != "rest":
+                extent[f] = sympy.Integer(e) if isinstance(e, int) else shape_symbol(f)
+                fixed *= extent[f]
+        for f, e in parts:
+            if e == "rest":
+                extent[f] = sympy.ceiling(shape_symbol(rank) / fixed)
+    root_of = {f.lower(): rank for rank, parts in m.factors for f, _ in parts}
+    for r in c.ranks:
+        if r.parent is not None:
+            root_of.setdefault(r.name.lower(), r.parent)
+
+    def ext(v):
+        return extent.get(v.upper(), shape_symbol(v.upper()))
+
+    def ranks_of(v):
+        return {v.upper(), root_of.get(v, v.upper())}
+
+    views = _views(c)
+    word = hw.word_bytes
+    out: dict[str, sympy.Expr] = {}
+    for e in c.einsums:
+        ops = ops_per_point(e)
+        if e.is_initial or e.name in views or not ops:
+            continue
+        unit = hw.unit(m.unit_of(e.name))
+        leaf = m.leaf_of(e.name)
+        used = sympy.Integer(1)
+        its = {v.upper() for v in e.iteration_vars}
+        for size, var in zip(unit.shape, leaf.axes(unit.name)):
+            if ranks_of(var) & its:
+                used *= sympy.Min(ext(var), size)
+        cpp = unit.cycles_per_point(ops, pipelined=e.name in m.pipelined)
+        out[f"busy_cycles[{e.name}]"] = points_of(c, e) * cpp / used
+    keep = dict(m.keep)
+    total = sympy.Integer(0)
+    for t in c.tensors:
+        if t.name in views or not (t.role in ("input", "output") or t.name in m.dram):
+            continue
+        level = keep.get(t.name, STREAM)
+        size = sympy.Mul(*[shape_symbol(r) + (1 if r in t.iterative else 0) for r in t.ranks]) * word
+        moved = sympy.Integer(0)
+        users = [e for e in c.einsums if not e.is_initial and e.name not in views and m.leaf_of(e.name)
+                 and (e.name == t.name or any(views.get(a.tensor, a.tensor) == t.name for a in e.reads()))]
+        seen = set()
+        for e in users:
+            lf = m.leaf_of(e.name)
+            loops = lf.loops if level not in lf.loops else lf.loops[:lf.loops.index(level) + 1]
+            key = (e.name == t.name, loops if level in lf.loops else id(lf))
+            if key in seen:
+                continue
+            seen.add(key)
+            moved += size * sympy.Mul(*[ext(v) for v in loops if not ranks_of(v) & set(t.ranks)])
+        out[f"dram_bytes[{t.name}]"] = moved
+        total += moved
+    out["dram_bytes"] = total
+    return out

@@ -101,3 +101,21 @@ def test_invariants(side, tile, length, e, bh, overlap, buffer_mib):
     assert r.latency_cycles >= r.dram_bytes / a.dram_bytes_per_cycle * (1 - 1e-9)
     assert r.total_energy_pj >= r.energy_pj["compute"] > 0
     assert r.buffer_bytes <= a.buffer.capacity_bytes
+
+
+@pytest.mark.parametrize("mapping,n", [("fusemax-binding", 4096), ("fusemax-cascade", 4096),
+                                       ("fusemax-architecture", 16384), ("unfused", 4096), ("flat", 1024),
+                                       ("flat", 262144)])
+def test_formulas_evaluate_to_the_simulated_numbers(mapping, n):
+    from simulator.analytical import formulas
+    shapes = dict(B=2, H=3, E=64, F=64, M=n, P=n)
+    m = load_mapping(mapping).for_shapes(shapes)
+    c = ei.library.load(m.cascade)
+    a = hw.load_spatial(m.hardware)
+    r = simulate(c, m, a, shapes)
+    f = formulas(c, m, a)
+    env = {**r.shapes, **r.factors}
+    for e in r.einsums:
+        assert evaluate(f[f"busy_cycles[{e.name}]"], env) == pytest.approx(e.busy_cycles), e.name
+    assert evaluate(f["dram_bytes"], env) == pytest.approx(r.dram_bytes)
+    assert {"B", "H", "P"} <= {str(s) for s in f["dram_bytes"].free_symbols}   # a formula, not a number
