@@ -323,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     except EinError as e:
         print(e.render(), file=sys.stderr)
         return 2
+    except BrokenPipeError:          # output piped into `head` and closed: not an error of ours
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
