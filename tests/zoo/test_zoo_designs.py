@@ -174,3 +174,99 @@ def test_block_sparse_with_an_empty_block_row():
     out = run("block-sparse", dict(Q=Q, K=K, V=V, BM=bm.transpose(-1, -2).numpy()), TQ=TQ, TK=TK)
     assert np.all(out[..., 4:8] == 0)
     close(out, ref.softmax_attention(Q, K, V, mask=ref.block_mask_expand(bm, TQ, TK, P, M)))
+
+
+# ------------------------------------------------------------------ 2D neighborhoods, sliding window, PowerAttention
+
+@pytest.mark.parametrize("PY,PX,W,ST,DL", [(6, 7, (3, 5), (1, 2), (1, 1)), (8, 6, (3, 3), (1, 1), (2, 1)),
+                                           (6, 6, (2, 4), (2, 4), (1, 1))])
+def test_gna_2d(PY, PX, W, ST, DL):
+    g = torch.Generator().manual_seed(15)
+    Q, K, V = (torch.randn(B, H, n, PY, PX, generator=g, dtype=torch.float64) for n in (E, E, F))
+    out = ei.execute(ei.library.load("gna-2d"), dict(Q=Q.numpy(), K=K.numpy(), V=V.numpy()),
+                     dict(WY=W[0], WX=W[1], STY=ST[0], STX=ST[1], DLY=DL[0], DLX=DL[1]))["AV"]
+    close(out, ref.na2d_attention(Q, K, V, W, ST, DL))
+
+
+@pytest.mark.parametrize("W", [1, 4, 30])
+def test_sliding_window(W):
+    P = 18
+    Q, K, V = qkv(P, P, 16)
+    close(run("sliding-window", dict(Q=Q, K=K, V=V), W=W),
+          ref.softmax_attention(Q, K, V, mask=ref.streaming_mask(P, P, 0, W)))
+
+
+def test_power_attention():
+    P = 40
+    Q, K, V = qkv(P, P, 17)
+    close(run("power-attention", dict(Q=Q, K=K, V=V)), ref.softmax_attention(Q, K, V, mask=ref.power_mask(P, P)))
+
+
+# ------------------------------------------------------------------ 3. biases
+
+def test_relative_bias_table():
+    P, M = 11, 16
+    Q, K, V = qkv(P, M, 18)
+    table = torch.randn(H, P + M - 1, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    close(run("relative-bias", dict(Q=Q, K=K, V=V, T=table)),
+          ref.softmax_attention(Q, K, V, bias=ref.relative_bias(table, P, M)[None]))
+
+
+@pytest.mark.parametrize("R", [1, 3])
+def test_flashbias_equals_the_dense_bias_it_factors(R):
+    P, M = 13, 17
+    Q, K, V = qkv(P, M, 19)
+    g = torch.Generator().manual_seed(5)
+    U = torch.randn(B, H, R, P, generator=g, dtype=torch.float64)
+    W = torch.randn(B, H, R, M, generator=g, dtype=torch.float64)
+    bias = ref.flashbias_lowrank(U, W)                                 # [B, H, P, M]
+    expected = ref.softmax_attention(Q, K, V, bias=bias)
+    close(run("flashbias-lowrank", dict(Q=Q, K=K, V=V, U=U, W=W)), expected)
+    close(run("dense-bias", dict(Q=Q, K=K, V=V, BIAS=bias.transpose(-1, -2))), expected)
+
+
+# ------------------------------------------------------------------ 4. gating, 13-16
+
+def test_gated_attention():
+    P, M, D = 10, 14, 5
+    Q, K, V = qkv(P, M, 20)
+    g = torch.Generator().manual_seed(6)
+    X = torch.randn(B, D, P, generator=g, dtype=torch.float64)
+    WG = torch.randn(H, F, D, generator=g, dtype=torch.float64)
+    close(run("gated-attention", dict(Q=Q, K=K, V=V, X=X, WG=WG)), ref.gated_attention(Q, K, V, X, WG))
+
+
+@pytest.mark.parametrize("N", [1, 4])
+def test_agent_attention(N):
+    Q, K, V = qkv(12, 19, 21)
+    A = torch.randn(B, H, E, N, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    close(run("agent-attention", dict(Q=Q, K=K, V=V, A=A)), ref.agent_attention(Q, K, V, A))
+
+
+def test_aaren_prefix_outputs():
+    M = 23
+    g = torch.Generator().manual_seed(22)
+    q = torch.randn(B, H, E, generator=g, dtype=torch.float64)
+    K = torch.randn(B, H, E, M, generator=g, dtype=torch.float64)
+    V = torch.randn(B, H, F, M, generator=g, dtype=torch.float64)
+    close(run("aaren", dict(Q=q, K=K, V=V)), ref.aaren(q, K, V))
+
+
+@pytest.mark.parametrize("TOPK", [1, 2, 3])
+def test_mixture_of_heads(TOPK):
+    Q, K, V = qkv(9, 12, 23)
+    router = torch.randn(B, H, 9, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    close(run("moh-attention", dict(Q=Q, K=K, V=V, R=router), TOPK=TOPK), ref.moh_attention(Q, K, V, router, TOPK))
+
+
+def test_sigmoid_and_relu_attention():
+    Q, K, V = qkv(10, 15, 24)
+    close(run("sigmoid-attention", dict(Q=Q, K=K, V=V, SB=np.float64(-np.log(15)))),
+          ref.sigmoid_attention(Q, K, V, -np.log(15)))
+    close(run("relu-attention", dict(Q=Q, K=K, V=V)), ref.relu_attention(Q, K, V))
+
+
+@pytest.mark.parametrize("name,causal", [("linear-attention", False), ("linear-attention-causal", True)])
+def test_linear_attention(name, causal):
+    Q, K, V = qkv(16, 16, 25)
+    close(run(name, dict(Q=Q, K=K, V=V)), ref.linear_attention(Q, K, V, causal=causal))
