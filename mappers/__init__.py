@@ -1,2 +1,6 @@
-"""The mapping space (tiling, loop order, spatial binding, fusion, unit
-binding) and the searches over it. Not built yet: see the spatial-array issue."""
+"""Mappings of cascades onto hardware, as data (mappers/mappings/*.yaml):
+tiling, the loop nest, spatial axes, unit binding, buffer use and the overlap
+rule. See docs/spatial.md. Searches over the space come with the GPU model."""
+from .mapping import Leaf, Mapping, load_mapping, mapping_names, parse_mapping
+
+__all__ = ["Leaf", "Mapping", "load_mapping", "mapping_names", "parse_mapping"]

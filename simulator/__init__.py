@@ -1,2 +1,3 @@
-"""Cost models: analytical, event-level and GPU. Not built yet: see the
-spatial-array and GPU-model issues."""
+"""Cost models: the analytical spatial-array model (simulator.analytical),
+its tile-level event simulation (simulator.events) and the linear layers
+(simulator.linear). The GPU model follows in its issue."""
