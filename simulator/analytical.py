@@ -179,6 +179,9 @@ def _factor_extents(c: Cascade, m: Mapping, env: dict, fit) -> dict[str, int]:
 
 def _critical_path(expr: str, per_epoch: dict[str, float], fills: dict[str, float], m: Mapping) -> float:
     names = {**{k: sympy.Symbol(k) for k in per_epoch}, **{k: sympy.Symbol(k) for k in fills}}
+    import re
+    if not re.fullmatch(r"[A-Za-z0-9_+\-*/(),. ]*", expr):   # sympify evaluates: arithmetic only
+        raise m.node.error(f"critical_path {expr!r} may use only names, numbers, + - * /, max, min and parentheses")
     try:
         parsed = sympy.sympify(expr, locals={**names, "max": sympy.Max, "min": sympy.Min})
     except (sympy.SympifyError, SyntaxError, TypeError) as e:
@@ -199,6 +202,9 @@ def simulate(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict) -> Report:
     shapes = dict(shapes)
     own_tiles = {f: e for _, parts in m.factors for f, e in parts
                  if isinstance(e, int) and any(r.name == f for r in c.ranks)}
+    for f, e in own_tiles.items():
+        if f in shapes and shapes[f] != e:
+            raise m.node.error(f"the mapping sets {f} = {e}, but the shapes give {f} = {shapes[f]}")
     shapes.update(own_tiles)
     env = dict(resolve(c, shapes))
     word = hw.word_bytes

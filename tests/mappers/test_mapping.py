@@ -50,3 +50,13 @@ def test_mapping_mismatches_with_the_cascade_are_reported(old, new, message):
     m = parse_mapping(BINDING_TEXT.replace(old, new), "map.yaml")
     with pytest.raises(hw.HardwareError, match=message.replace("(", r"\(").replace(")", r"\)")):
         simulate(ei.library.load(m.cascade), m, hw.load_spatial("fusemax"), dict(B=1, H=1, E=64, F=64, M=512, P=512))
+
+
+def test_a_critical_path_is_arithmetic_only_and_tile_sizes_do_not_conflict():
+    m = parse_mapping(BINDING_TEXT.replace("+ max(SLNV, SPNV)", "+ __import__('os').getpid()"), "map.yaml")
+    c = ei.library.load(m.cascade)
+    with pytest.raises(hw.HardwareError, match="may use only names"):
+        simulate(c, m, hw.load_spatial("fusemax"), dict(B=1, H=1, E=64, F=64, M=512, P=512))
+    with pytest.raises(hw.HardwareError, match="mapping sets M0 = 256, but the shapes give M0 = 64"):
+        simulate(c, load_mapping("fusemax-binding"), hw.load_spatial("fusemax"),
+                 dict(B=1, H=1, E=64, F=64, M=512, P=512, M0=64))
