@@ -60,3 +60,10 @@ def test_a_critical_path_is_arithmetic_only_and_tile_sizes_do_not_conflict():
     with pytest.raises(hw.HardwareError, match="mapping sets M0 = 256, but the shapes give M0 = 64"):
         simulate(c, load_mapping("fusemax-binding"), hw.load_spatial("fusemax"),
                  dict(B=1, H=1, E=64, F=64, M=512, P=512, M0=64))
+
+
+@pytest.mark.parametrize("bad", ["__import__(os).getpid()", "BQK.func", "max(BQK, LM).args"])
+def test_a_critical_path_cannot_reach_python(bad):
+    m = parse_mapping(BINDING_TEXT.replace("max(SLNV, SPNV)", bad), "map.yaml")
+    with pytest.raises(hw.HardwareError, match="may use only names"):
+        simulate(ei.library.load(m.cascade), m, hw.load_spatial("fusemax"), dict(B=1, H=1, E=64, F=64, M=512, P=512))
