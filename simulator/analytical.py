@@ -18,6 +18,7 @@ Assumptions and sources: docs/spatial.md.
 """
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from math import ceil, prod
@@ -179,7 +180,6 @@ def _factor_extents(c: Cascade, m: Mapping, env: dict, fit) -> dict[str, int]:
 
 def _critical_path(expr: str, per_epoch: dict[str, float], fills: dict[str, float], m: Mapping) -> float:
     names = {**{k: sympy.Symbol(k) for k in per_epoch}, **{k: sympy.Symbol(k) for k in fills}}
-    import re
     if not re.fullmatch(r"[A-Za-z0-9_+\-*/(),. ]*", expr) or "__" in expr or re.search(r"[A-Za-z_)]\s*\.", expr):
         # sympify evaluates Python: allow arithmetic on names and numbers only
         raise m.node.error(f"critical_path {expr!r} may use only names, numbers, + - * /, max, min and parentheses")
