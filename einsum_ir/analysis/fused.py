@@ -1,0 +1,349 @@
+"""The roles of a cascade's Einsums in a fused attention kernel.
+
+A fused kernel gives each program one row tile: one coordinate of the batch
+variables (b, h, ...) and a block of query positions p. It loops over tiles
+of the key rank m and never stores anything indexed by both m and p. This
+module reads those roles off the IR, so that the GPU model
+(simulator.gpu) and the code generator (codegen.triton) work for any design
+of the family without a line of per-design code:
+
+- the score contraction: `S[.., m, p] = Q[.., e, p] * K[.., e, m]`;
+- tile Einsums: element-wise over (m, p), recomputed per key tile;
+- reductions over m: `max`/`min`/`sum` of a tile expression (row
+  statistics), or a value contraction `sum[m] W[.., m, p] * V[.., f, m]`;
+- row Einsums: element-wise over (p[, f]) after or between reductions
+  (normalisers, the epilogue);
+- hoisted Einsums: no key rank and nothing that depends on it (a gate
+  projection X W_g): computed before the kernel.
+
+Passes. A reduction that reads a row statistic needs it final, so it runs in
+a later pass over the keys, except in the online case: a sum whose terms are
+homogeneous of degree one in exp(-G), where the normaliser G is computed
+from max reductions of the same pass. Then the running sum is rescaled by
+exp(G_old - G_new) whenever G grows (softmax's online form, derived here,
+not written by the user). A design that does not fit gets a FusedFormError
+naming the Einsum and the reason.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import EinError
+from ..ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, accesses, index_vars, walk
+
+
+class FusedFormError(EinError):
+    """The cascade does not fit the fused attention kernel family."""
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """A reduction over the key rank, computed in pass `pass_`.
+
+    `kind` is 'max', 'min', 'sum' or 'value' (a value contraction: `weight`
+    times `value`, contracted over keys with tensor cores). `rescaled`: the
+    terms carry exp(-G) of the pass's normaliser, so the running value is
+    multiplied by exp(G_old - G_new) when G changes."""
+
+    einsum: Einsum
+    kind: str
+    pass_: int
+    rescaled: bool = False
+    weight: Expr | None = None        # the term (without V) of a value contraction
+    value: Access | None = None       # the V access of a value contraction
+
+    @property
+    def name(self) -> str:
+        return self.einsum.name
+
+
+@dataclass(frozen=True)
+class FusedForm:
+    cascade: Cascade
+    key: str                      # the key index variable (m)
+    query: str | None             # the query index variable (p); None: one query (decode)
+    batch: tuple[str, ...]        # the row tile's scalar coordinates (b, h)
+    contracted: str               # the score contraction's variable (e)
+    feature: str | None           # the value feature variable (f)
+    scores: Einsum
+    q: Access
+    k: Access
+    tile: tuple[Einsum, ...]
+    reductions: tuple[Reduction, ...]
+    rows: tuple[Einsum, ...]
+    hoisted: tuple[Einsum, ...]
+    normalisers: dict[int, str] = field(default_factory=dict)   # pass -> G
+
+    @property
+    def passes(self) -> int:
+        return 1 + max((r.pass_ for r in self.reductions), default=0)
+
+    def in_pass(self, k: int) -> list[Reduction]:
+        return [r for r in self.reductions if r.pass_ == k]
+
+    def tile_einsum(self, name: str) -> Einsum | None:
+        if name == self.scores.name:
+            return self.scores
+        return next((e for e in self.tile if e.name == name), None)
+
+    def tile_deps(self, expr: Expr) -> list[Einsum]:
+        """Tile Einsums an expression needs, dependencies first."""
+        out: list[Einsum] = []
+
+        def visit(x: Expr):
+            for a in accesses(x):
+                t = self.tile_einsum(a.tensor)
+                if t is not None and t is not self.scores and t not in out:
+                    visit(t.expr)
+                    if t.predicate is not None:
+                        visit(t.predicate)
+                    out.append(t)
+        visit(expr)
+        return out
+
+    def predicates(self, k: int) -> list[Expr | None]:
+        """Predicates of everything the pass computes per tile (None: none)."""
+        preds = []
+        for r in self.in_pass(k):
+            preds.append(r.einsum.predicate)
+            for t in self.tile_deps(r.einsum.expr):
+                preds.append(t.predicate)
+        return preds
+
+    def row_order(self) -> list[str]:
+        """Row tensors in the order the cascade computes them."""
+        return [e.name for e in self.cascade.einsums if e in self.rows or
+                any(r.einsum is e for r in self.reductions)]
+
+
+def _fail(e: Einsum | None, why: str, c: Cascade) -> FusedFormError:
+    where = f"{e.name}: " if e is not None else ""
+    return FusedFormError(f"{c.name} does not fit a fused attention kernel: {where}{why}",
+                          e.loc if e is not None else None, c.source)
+
+
+def _factors(x: Expr) -> list[Expr]:
+    if isinstance(x, Op) and x.name == "mul":
+        return _factors(x.args[0]) + _factors(x.args[1])
+    return [x]
+
+
+def _product(fs: list[Expr]) -> Expr:
+    out = fs[0]
+    for f in fs[1:]:
+        out = Op("mul", (out, f))
+    return out
+
+
+def _plain(a: Access) -> bool:
+    return all(isinstance(i, Idx) for i in a.indices)
+
+
+def _find_scores(c: Cascade):
+    for e in c.einsums:
+        fs = _factors(e.expr)
+        if (e.reduce != "sum" or len(e.reduced) != 1 or len(fs) != 2 or e.iterative_var or e.is_initial
+                or not all(isinstance(f, Access) for f in fs)):
+            continue
+        (red,) = e.reduced
+        a, b = fs
+        va, vb = set(index_vars(a)), set(index_vars(b))
+        if red not in va or red not in vb:
+            continue
+        # K has exactly one variable Q lacks (the key); of Q's own variables the
+        # last is the query (none: decode) and the rest are batch (MQA's heads)
+        for q, k in ((a, b), (b, a)):
+            only_k = set(index_vars(k)) - set(index_vars(q))
+            only_q = [v for v in index_vars(q) if v not in index_vars(k)]
+            if len(only_k) != 1:
+                continue
+            key = next(iter(only_k))
+            if any(key in x.reduced for x in c.einsums if x is not e):
+                return e, q, k, key, (only_q[-1] if only_q else None), red
+    raise _fail(None, "no score contraction S[.., m, p] = Q[.., e, p] * K[.., e, m] over one key variable m "
+                      "that a later Einsum reduces", c)
+
+
+def recognise(c: Cascade) -> FusedForm:
+    """The fused-kernel roles of `c`, or a FusedFormError saying which Einsum
+    does not fit and why."""
+    for e in c.einsums:
+        if e.iterative_var or e.is_initial:
+            raise _fail(e, "an explicit recurrence; write the design without one (the 3-pass form) and "
+                           "the generator derives the online form itself", c)
+    if any(r.parent is not None for r in c.ranks):
+        raise _fail(None, "partitioned ranks (tiles written by hand); write the unpartitioned form and "
+                          "let the mapping choose the tiles", c)
+    scores, q, k, key, query, contracted = _find_scores(c)
+    batch = tuple(v for v in scores.output_vars if v not in (key, query))
+    rowvars = set(batch) | ({query} if query else set())
+    tilevars = rowvars | {key}
+    inputs = {t.name for t in c.inputs} | {e.name for e in c.einsums if e is not scores}
+
+    # which tensors depend on the key rank (transitively)
+    keyed = {scores.name}
+    for e in c.einsums:
+        if any(a.tensor in keyed for a in e.reads()):
+            keyed.add(e.name)
+
+    tile, rows, hoisted, reductions = [], [], [], []
+    kinds: dict[str, str] = {scores.name: "tile"}
+    feature = None
+    for e in c.einsums:
+        if e is scores:
+            continue
+        vars_ = set(e.iteration_vars)
+        over_tile = key in vars_ and (query is None or query in vars_)
+        if e.name not in keyed and not (over_tile and not e.reduced):
+            # never hoist anything over keys x queries: that is a tile
+            hoisted.append(e)
+            kinds[e.name] = "hoisted"
+            continue
+        if key in vars_ and not e.reduced:
+            extra = vars_ - tilevars
+            if extra:
+                raise _fail(e, f"element-wise over the key rank but also over {', '.join(sorted(extra))}; "
+                               "a tile holds only the query and key positions", c)
+            if not _plain(e.output):
+                raise _fail(e, "a tile tensor must be written at plain index variables", c)
+            tile.append(e)
+            kinds[e.name] = "tile"
+            continue
+        if e.reduced == (key,):
+            red = _reduction(c, e, key, rowvars, tilevars, kinds, inputs)
+            if red.kind == "value":
+                f = next(v for v in index_vars(red.value) if v not in tilevars)
+                if feature not in (None, f):
+                    raise _fail(e, f"value contractions over two feature variables ({feature}, {f})", c)
+                feature = f
+            reductions.append(red)
+            kinds[e.name] = "row"
+            continue
+        if e.reduced:
+            raise _fail(e, f"reduces over {', '.join(e.reduced)}" + (f" together with the key rank {key}"
+                           if key in e.reduced else "") + "; a fused kernel reduces only over keys", c)
+        if key in vars_:
+            raise _fail(e, "uses the key rank in an unsupported way", c)
+        rows.append(e)
+        kinds[e.name] = "row"
+    for e in tile + [r.einsum for r in reductions] + rows:
+        for a in e.reads():
+            if kinds.get(a.tensor) == "tile" and not _plain(a):
+                raise _fail(e, f"reads the tile tensor {a.tensor} at shifted indices {a}", c)
+            if kinds.get(a.tensor) == "tile" and e in rows:
+                raise _fail(e, f"reads the tile tensor {a.tensor} without reducing over the key rank", c)
+    for t in c.outputs:
+        if kinds.get(t.name) == "tile":
+            raise _fail(c.writers(t.name)[0], "an output over both keys and queries; a fused kernel never "
+                                              "stores the score matrix", c)
+    form = FusedForm(c, key, query, batch, contracted, feature, scores, q, k, tuple(tile), tuple(reductions), tuple(rows),
+                     tuple(hoisted))
+    return _assign_passes(form)
+
+
+def _reduction(c, e, key, rowvars, tilevars, kinds, inputs) -> Reduction:
+    if e.reduce in ("max", "min"):
+        bad = set(e.iteration_vars) - tilevars
+        if bad:
+            raise _fail(e, f"a {e.reduce} reduction over keys also ranges over {', '.join(sorted(bad))}", c)
+        return Reduction(e, e.reduce, 0)
+    extra = set(e.iteration_vars) - tilevars
+    if not extra:
+        return Reduction(e, "sum", 0)
+    fs = _factors(e.expr)
+    vs = [f for f in fs if isinstance(f, Access) and f.tensor in inputs and key in index_vars(f)
+          and set(index_vars(f)) - tilevars]
+    if len(vs) != 1 or len(set(index_vars(vs[0])) - tilevars) != 1:
+        raise _fail(e, "a sum over keys that is neither a row statistic nor a value contraction "
+                       "(a tile term times one input V[.., f, m])", c)
+    rest = [f for f in fs if f is not vs[0]]
+    weight = _product(rest) if rest else Num(1.0)
+    if set(index_vars(weight)) - tilevars:
+        raise _fail(e, "the term multiplying the values depends on the feature variable", c)
+    return Reduction(e, "value", 0, weight=weight, value=vs[0])
+
+
+def _assign_passes(form: FusedForm) -> FusedForm:
+    c = form.cascade
+    avail: dict[str, int] = {}        # row tensor -> passes completed before it is final
+    from_max: dict[str, int | None] = {}   # row tensor -> pass of the max reductions it derives from
+    reds: list[Reduction] = []
+    normalisers: dict[int, str] = {}
+    by_name = {r.name: r for r in form.reductions}
+
+    def stats_read(x: Expr) -> set[str]:
+        out = set()
+        for a in accesses(x):
+            if a.tensor in avail:
+                out.add(a.tensor)
+            t = form.tile_einsum(a.tensor)
+            if t is not None and t is not form.scores:
+                out |= stats_read(t.expr) | (stats_read(t.predicate) if t.predicate is not None else set())
+        return out
+
+    for e in c.einsums:
+        if e.name in by_name:
+            r = by_name[e.name]
+            term = e.expr if r.kind != "value" else r.weight
+            deps = stats_read(term) | (stats_read(e.predicate) if e.predicate is not None else set())
+            pass_ = max((avail[d] for d in deps), default=0)
+            rescaled = False
+            if r.kind in ("sum", "value"):
+                online = [d for d in deps if avail[d] == pass_ and pass_ > 0 and from_max.get(d) == pass_ - 1]
+                if len(online) == 1 and all(avail[d] < pass_ for d in deps if d != online[0]):
+                    g = online[0]
+                    if normalisers.get(pass_ - 1, g) == g and _degree(form, term, g) == 1:
+                        pass_, rescaled = pass_ - 1, True
+                        normalisers[pass_] = g
+            reds.append(Reduction(e, r.kind, pass_, rescaled, r.weight, r.value))
+            avail[e.name] = pass_ + 1
+            from_max[e.name] = pass_ if r.kind in ("max",) and not stats_read(term) else None
+        elif e in form.rows:
+            deps = [a.tensor for a in e.reads() if a.tensor in avail]
+            avail[e.name] = max((avail[d] for d in deps), default=0)
+            srcs = {from_max.get(d) for d in deps}
+            from_max[e.name] = srcs.pop() if len(srcs) == 1 else None
+    form = FusedForm(**{**form.__dict__, "reductions": tuple(reds), "normalisers": normalisers})
+    return form
+
+
+def _degree(form: FusedForm, x: Expr, g: str) -> int | None:
+    """Degree of `x` in exp(-G): 0 (independent of G), 1 (a factor exp(A - G)
+    times G-free terms), None (anything else)."""
+    if isinstance(x, Num):
+        return 0
+    if isinstance(x, Access):
+        if x.tensor == g:
+            return None
+        t = form.tile_einsum(x.tensor)
+        if t is not None and t is not form.scores:
+            return _degree(form, t.expr, g)
+        return 0
+    if not isinstance(x, Op):
+        return 0
+    if x.name == "exp":
+        a = x.args[0]
+        if isinstance(a, Op) and a.name == "sub" and isinstance(a.args[1], Access) and a.args[1].tensor == g:
+            return 1 if _degree(form, a.args[0], g) == 0 else None
+    ds = [_degree(form, a, g) for a in x.args]
+    if None in ds:
+        return None
+    if x.name == "mul":
+        return ds[0] + ds[1]
+    if x.name == "div":
+        return ds[0] if ds[1] == 0 else None
+    if x.name == "neg":
+        return ds[0]
+    zero = [isinstance(a, Num) and a.value == 0 for a in x.args]
+    if x.name in ("add", "sub"):
+        live = [d for d, z in zip(ds, zero) if not z]
+        return live[0] if len(set(live)) == 1 else None
+    if x.name == "select":
+        if ds[0] != 0:
+            return None
+        live = [d for d, z in zip(ds[1:], zero[1:]) if not z]
+        return live[0] if live and len(set(live)) == 1 else 0
+    return 0 if all(d == 0 for d in ds) else None
+
+
+__all__ = ["FusedForm", "FusedFormError", "Reduction", "recognise"]

@@ -1,0 +1,137 @@
+"""GPUs as data: the rates and sizes a tile-level kernel model needs
+(simulator.gpu), datasheet and measured values side by side, and the few
+efficiency constants the model admits (fitted by `attnc calibrate`).
+Presets are YAML files in hw_models/presets/gpu/."""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import MappingProxyType
+from collections.abc import Mapping
+
+from .schema import HardwareError, Node, load, load_file
+
+GPU_PRESETS = Path(__file__).parent / "presets" / "gpu"
+
+EFFICIENCY_KEYS = {
+    "fused_tensor": "fraction of tensor-core peak a fused attention kernel's MMAs reach",
+    "gemm_tensor": "fraction of tensor-core peak a large GEMM reaches (the unfused model)",
+    "bandwidth": "fraction of datasheet HBM bandwidth reached by streaming kernels",
+    "sm_bandwidth": "fraction of HBM bandwidth one SM can pull on its own",
+    "launch_us": "fixed cost of one kernel launch, microseconds",
+}
+
+
+@dataclass(frozen=True)
+class GPU:
+    name: str
+    doc: str
+    sms: int
+    clock_hz: float
+    tensor_flops: Mapping[str, float]     # dtype -> dense FLOP/s, datasheet
+    fp32_flops: float                     # non-tensor FP32 FLOP/s (an FMA counts 2)
+    sfu_ops_per_clock_per_sm: int
+    hbm_bytes_per_s: float                # datasheet
+    l2_bytes: int
+    smem_per_sm: int
+    smem_per_block: int
+    registers_per_sm: int                 # 32-bit registers
+    max_threads_per_sm: int
+    max_blocks_per_sm: int
+    measured: Mapping[str, float]
+    efficiency: Mapping[str, float]
+
+    # -- the rates the model uses ------------------------------------------------
+    def tensor_peak(self, dtype: str) -> float:
+        if dtype not in self.tensor_flops:
+            raise HardwareError(f"{self.name} has no tensor-core rate for {dtype}; it has "
+                                f"{', '.join(self.tensor_flops)}")
+        return self.tensor_flops[dtype]
+
+    @property
+    def sfu_ops_per_s(self) -> float:
+        return self.sfu_ops_per_clock_per_sm * self.sms * self.clock_hz
+
+    @property
+    def fp32_ops_per_s(self) -> float:
+        """Vector instructions per second (an FMA is one instruction, two FLOPs)."""
+        return self.fp32_flops / 2
+
+    @property
+    def bandwidth(self) -> float:
+        """HBM bytes/s a streaming kernel reaches: measured where known."""
+        return self.measured.get("hbm_bandwidth", self.hbm_bytes_per_s * self.efficiency["bandwidth"])
+
+    def with_efficiency(self, **values) -> "GPU":
+        unknown = set(values) - set(EFFICIENCY_KEYS)
+        if unknown:
+            raise HardwareError(f"unknown efficiency constant {sorted(unknown)[0]!r}; "
+                                f"known: {', '.join(EFFICIENCY_KEYS)}")
+        return replace(self, efficiency=MappingProxyType({**self.efficiency, **values}))
+
+
+def gpu_names() -> list[str]:
+    return sorted(p.stem for p in GPU_PRESETS.glob("*.yaml"))
+
+
+def load_gpu(name_or_path) -> GPU:
+    """A preset name (`a100`, `h100`, `h200`) or a path to a YAML description."""
+    p = Path(str(name_or_path))
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return gpu_from_node(load_file(p))
+    if str(name_or_path) in gpu_names():
+        return gpu_from_node(load_file(GPU_PRESETS / f"{name_or_path}.yaml"))
+    hint = difflib.get_close_matches(str(name_or_path), gpu_names(), n=1)
+    raise HardwareError(f"no GPU preset {str(name_or_path)!r}"
+                        + (f" (did you mean {hint[0]!r}?)" if hint else f"; GPU presets: {', '.join(gpu_names())}"))
+
+
+def parse_gpu(text: str, file: str = "<gpu>") -> GPU:
+    return gpu_from_node(load(text, file))
+
+
+_REQUIRED = ("name", "sms", "clock", "tensor_tflops", "fp32_tflops", "sfu_ops_per_clock_per_sm", "hbm_bandwidth",
+             "l2", "smem_per_sm", "smem_per_block", "registers_per_sm", "max_threads_per_sm",
+             "max_blocks_per_sm", "efficiency")
+
+
+def gpu_from_node(root: Node) -> GPU:
+    top = root.mapping(required=_REQUIRED, optional=("doc", "measured"))
+    tensor = {}
+    for dtype, v in top["tensor_tflops"].items():
+        tensor[dtype] = v.number() * 1e12
+    if not tensor:
+        raise top["tensor_tflops"].error("give at least one dtype's tensor-core rate")
+    measured = {}
+    if "measured" in top:
+        m = top["measured"].mapping(optional=("tensor_tflops_bf16", "hbm_bandwidth"))
+        if "tensor_tflops_bf16" in m:
+            measured["tensor_flops_bf16"] = m["tensor_tflops_bf16"].number() * 1e12
+        if "hbm_bandwidth" in m:
+            measured["hbm_bandwidth"] = m["hbm_bandwidth"].number("bytes/s")
+    eff_node = top["efficiency"]
+    e = eff_node.mapping(required=tuple(EFFICIENCY_KEYS))
+    eff = {}
+    for k in EFFICIENCY_KEYS:
+        v = e[k].number(allow_zero=(k == "launch_us"))
+        if k != "launch_us" and v > 1:
+            raise e[k].error(f"{k} is a fraction ({EFFICIENCY_KEYS[k]}); got {v}, above 1")
+        eff[k] = v
+    gpu = GPU(
+        name=top["name"].string(), doc=top["doc"].string() if "doc" in top else "",
+        sms=top["sms"].integer(), clock_hz=top["clock"].number("Hz"),
+        tensor_flops=MappingProxyType(tensor), fp32_flops=top["fp32_tflops"].number() * 1e12,
+        sfu_ops_per_clock_per_sm=top["sfu_ops_per_clock_per_sm"].integer(),
+        hbm_bytes_per_s=top["hbm_bandwidth"].number("bytes/s"), l2_bytes=int(top["l2"].number("bytes")),
+        smem_per_sm=int(top["smem_per_sm"].number("bytes")), smem_per_block=int(top["smem_per_block"].number("bytes")),
+        registers_per_sm=top["registers_per_sm"].integer(), max_threads_per_sm=top["max_threads_per_sm"].integer(),
+        max_blocks_per_sm=top["max_blocks_per_sm"].integer(),
+        measured=MappingProxyType(measured), efficiency=MappingProxyType(eff))
+    if gpu.smem_per_block > gpu.smem_per_sm:
+        raise top["smem_per_block"].error(f"{gpu.smem_per_block} bytes per block is more than the SM has "
+                                          f"({gpu.smem_per_sm})")
+    return gpu
+
+
+__all__ = ["EFFICIENCY_KEYS", "GPU", "gpu_names", "load_gpu", "parse_gpu"]
