@@ -239,6 +239,59 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def cmd_map(args) -> int:
+    from .gpu import map_design, map_json, render_map
+    r = map_design(args.design, args.hw, parse_shapes(args.shape), args.dtype, args.top)
+    print(json.dumps(map_json(r), indent=2, default=str) if args.json else render_map(r))
+    return 0
+
+
+def _progress(items, desc):
+    if not sys.stderr.isatty():
+        return items
+    from tqdm import tqdm
+    return tqdm(items, desc=desc, file=sys.stderr, leave=False)
+
+
+def cmd_validate(args) -> int:
+    from hw_models import load_gpu
+    from simulator.calibrate import median_abs, read_results, validate
+    gpu = load_gpu(args.hw)
+    cases = read_results(args.results, args.kernel)
+    errors = validate(cases, gpu, progress=lambda xs: _progress(xs, "validate"))
+    rows = [[e.case.label, f"{e.case.measured_s * 1e6:,.1f}", f"{e.predicted_s * 1e6:,.1f}",
+             f"{e.relative:+.1%}"] for e in errors]
+    print(table(["point", "measured us", "predicted us", "error"], rows, "lrrr"))
+    print(f"\nmedian |error| {median_abs(errors):.1%} over {len(errors)} points; max "
+          f"{max(abs(e.relative) for e in errors):.1%} ({gpu.name}: "
+          + ", ".join(f"{k}={v:g}" for k, v in gpu.efficiency.items()) + ")")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from pathlib import Path
+
+    from hw_models import load_gpu
+    from hw_models.gpu import GPU_PRESETS
+    from simulator.calibrate import fit, median_abs, read_results, validate, write_preset
+    source = Path(args.hw) if Path(args.hw).suffix in (".yaml", ".yml") else GPU_PRESETS / f"{args.hw}.yaml"
+    gpu = load_gpu(args.hw)
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise EinError(f"{out} exists; pass --force to overwrite it or choose another --out")
+    cases = read_results(args.results, args.kernel)
+    before = median_abs(validate(cases, gpu))
+    fitted = fit(cases, gpu, tuple(args.fit.split(",")))
+    after = median_abs(validate(cases, fitted))
+    write_preset(source, fitted, out, f"calibrated by `attnc calibrate {args.results}` on {len(cases)} points: "
+                                      f"median |error| {before:.1%} -> {after:.1%}")
+    for k in fitted.efficiency:
+        if fitted.efficiency[k] != gpu.efficiency[k]:
+            print(f"{k}: {gpu.efficiency[k]:g} -> {fitted.efficiency[k]:g}")
+    print(f"median |error| {before:.1%} -> {after:.1%} over {len(cases)} points; wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="attnc",
@@ -302,6 +355,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also print busy cycles per Einsum and DRAM bytes as formulas in the shape symbols")
     s.add_argument("--json", action="store_true", help="print JSON instead of tables")
     s.set_defaults(func=cmd_simulate)
+
+    s = sub.add_parser("map", help="best GPU mapping of a fused kernel for a design, by the model",
+                       description="Rank fused-kernel mappings (tile shape, warps, stages, split-KV, GQA "
+                                   "packing) by the GPU model (docs/gpu.md); print the best with its predicted "
+                                   "time, TFLOP/s, fraction of peak and binding resource, beside the unfused "
+                                   "and linearised alternatives.")
+    _add_design(s)
+    s.add_argument("--hw", default="h100", help="a GPU preset (a100, h100, h200) or YAML file (default h100)")
+    _add_shape(s, required=True)
+    s.add_argument("--dtype", default="bf16", choices=["bf16", "f16", "f8", "f32"],
+                   help="element type of Q, K, V (default bf16)")
+    s.add_argument("--top", type=int, default=5, help="how many mappings to list (default 5)")
+    s.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    s.set_defaults(func=cmd_map)
+
+    for name, func, what in (("validate", cmd_validate, "the GPU model's error per point against measured times"),
+                             ("calibrate", cmd_calibrate, "fit the GPU model's efficiency constants to "
+                                                          "measured times; write a preset")):
+        s = sub.add_parser(name, help=what, description=what + ". RESULTS.csv is the output of "
+                           "benchmarks/gpu_attention.py (or benchmarks/published/h100_attention.csv).")
+        s.add_argument("results", metavar="RESULTS.csv")
+        s.add_argument("--hw", default="h100", help="a GPU preset or YAML file (default h100)")
+        s.add_argument("--kernel", nargs="+", help="only rows of these kernels (e.g. sdpa flash-attention-2)")
+        if name == "calibrate":
+            s.add_argument("--out", required=True, metavar="FILE.yaml", help="the calibrated preset to write")
+            s.add_argument("--fit", default="fused_tensor,sm_bandwidth",
+                           help="constants to fit, comma-separated (default fused_tensor,sm_bandwidth)")
+            s.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+        s.set_defaults(func=func)
 
     s = sub.add_parser("reproduce", help="recompute a paper's evaluation (fusemax)",
                        description="fusemax: the five designs of FuseMax's evaluation on BERT, TrXL, T5 and "

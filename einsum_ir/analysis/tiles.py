@@ -36,9 +36,24 @@ class CellCounts:
     cols: int
 
 
+_CACHE: dict = {}
+
+
 def cell_counts(form: FusedForm, pass_: int, env: dict, inputs: dict | None = None) -> CellCounts:
     """Exact counts per cell for the pass's predicates at the shapes `env`
-    (every symbol resolved) and, for predicates that read tensors, `inputs`."""
+    (every symbol resolved) and, for predicates that read tensors, `inputs`.
+    Index-only predicates are cached per cascade and shapes."""
+    if inputs:
+        return _cell_counts(form, pass_, env, inputs)
+    key = (form.cascade, pass_, tuple(sorted(env.items())))
+    if key not in _CACHE:
+        if len(_CACHE) > 64:
+            _CACHE.clear()
+        _CACHE[key] = _cell_counts(form, pass_, env, None)
+    return _CACHE[key]
+
+
+def _cell_counts(form: FusedForm, pass_: int, env: dict, inputs: dict | None) -> CellCounts:
     preds = form.predicates(pass_)
     none = any(p is None for p in preds)
     preds = list(dict.fromkeys(p for p in preds if p is not None))

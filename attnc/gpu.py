@@ -1,0 +1,72 @@
+"""User-facing GPU functions: choose a fused kernel's mapping by the model
+(`attnc map`), and calibrate or validate the model against measured CSVs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import einsum_ir as ei
+from einsum_ir.analysis.fused import FusedForm, recognise
+from einsum_ir.shapes import resolve
+from hw_models.gpu import GPU, load_gpu
+
+from .report import table
+
+
+@dataclass
+class MapResult:
+    design: str
+    gpu: GPU
+    env: dict
+    form: FusedForm
+    best: list            # simulator.gpu.Prediction, best first
+    unfused: object
+    linear: object
+
+
+def map_design(design, hw: str | GPU = "h100", shapes: dict | None = None, dtype: str = "bf16",
+               top: int = 5, inputs: dict | None = None) -> MapResult:
+    """The best fused-kernel mappings of `design` on `hw`, with the unfused
+    and the chunked-linear alternatives at the same shapes."""
+    from mappers.gpu_search import shortlist
+    from simulator.gpu import predict_linear_chunked, predict_unfused
+    c = ei.load(design) if isinstance(design, str) else design
+    gpu = load_gpu(hw) if isinstance(hw, str) else hw
+    form = recognise(c)
+    env = resolve(c, shapes or {})
+    best = shortlist(form, gpu, env, dtype, top, inputs)
+    return MapResult(c.name, gpu, env, form, best, predict_unfused(form, gpu, env, dtype),
+                     predict_linear_chunked(env, form, gpu, dtype=dtype))
+
+
+def _us(t: float) -> str:
+    return f"{t * 1e6:,.1f} us" if t < 1e-2 else f"{t * 1e3:,.2f} ms"
+
+
+def render_map(r: MapResult) -> str:
+    b = r.best[0]
+    lines = [f"{r.design} on {r.gpu.name} ({r.gpu.doc}), {b.mapping.dtype}, "
+             + " ".join(f"{k}={v}" for k, v in r.env.items()),
+             "",
+             f"best mapping: {b.mapping}",
+             f"  predicted {_us(b.time_s)}, {b.tflops:.0f} TFLOP/s, {b.fraction_of_peak:.0%} of the "
+             f"{b.peak_flops / 1e12:.0f} TFLOP/s peak; bound by {b.binding}",
+             f"  tiles: {b.parts['tiles_full']:.0f} full, {b.parts['tiles_partial']:.0f} partial, "
+             f"{b.parts['tiles_skipped']:.0f} skipped; {b.parts['blocks_per_sm']} blocks/SM "
+             f"({b.parts['smem_bytes'] / 1024:.0f} KiB shared memory, ~{b.parts['regs_per_thread']} registers/thread)",
+             f"  {r.form.passes} pass{'es' * (r.form.passes > 1)} over the keys" +
+             (f"; online normaliser {', '.join(r.form.normalisers.values())}" if r.form.normalisers else ""),
+             *[f"  {n}" for n in b.notes], ""]
+    rows = [[str(p.mapping), _us(p.time_s), f"{p.tflops:.0f}", p.binding] for p in r.best]
+    rows.append(["unfused (QK^T, softmax, PV through HBM)", _us(r.unfused.time_s), f"{r.unfused.tflops:.0f}",
+                 r.unfused.binding])
+    rows.append(["linearised (chunked linear attention)", _us(r.linear.time_s), "-", r.linear.binding])
+    lines.append(table(["mapping", "time", "TFLOP/s", "bound by"], rows, "lrrl"))
+    return "\n".join(lines)
+
+
+def map_json(r: MapResult) -> dict:
+    return {"design": r.design, "gpu": r.gpu.name, "shapes": r.env, "passes": r.form.passes,
+            "best": [p.as_dict() for p in r.best], "unfused": r.unfused.as_dict(), "linear": r.linear.as_dict()}
+
+
+__all__ = ["MapResult", "map_design", "map_json", "render_map"]

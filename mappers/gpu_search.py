@@ -1,0 +1,63 @@
+"""Choosing a fused kernel's GPU mapping by the model: every tile shape,
+warp count, stage count, split-KV count and head packing a fast Triton
+attention kernel uses (../shared/reference/gpus.md), footprints checked,
+ranked by predicted time. The autotuner times only the head of this list."""
+from __future__ import annotations
+
+from itertools import product
+
+from einsum_ir.analysis.fused import FusedForm
+from einsum_ir.analysis.tiles import cell_counts
+from hw_models.gpu import GPU
+from hw_models.schema import HardwareError
+
+from .gpu_mapping import GPUMapping, head_group
+
+BLOCK_M = (64, 128)
+BLOCK_N = (32, 64, 128)
+WARPS = (4, 8)
+STAGES = (2, 3, 4)
+
+
+def candidates(form: FusedForm, gpu: GPU, env: dict, dtype: str = "bf16"):
+    rows = 1 if form.query is None else int(env[form.query.upper()])
+    heads = 1
+    for v in form.batch:
+        heads *= int(env[v.upper()])
+    g = head_group(form)
+    packs = sorted({1, int(env[g])}) if g and rows <= 16 else [1]
+    key_tiles_min = -(-int(env[form.key.upper()]) // max(BLOCK_N))
+    for bm, bn, w, st, pack in product(BLOCK_M if rows > 16 else (16,), BLOCK_N, WARPS, STAGES, packs):
+        programs = heads // pack * -(-rows * pack // bm)
+        splits = [1]
+        if programs < gpu.sms:     # too few programs to fill the SMs: split the keys
+            s = 2
+            while s <= 128 and s <= key_tiles_min * 2:
+                splits.append(s)
+                s *= 2
+        for sp in splits:
+            yield GPUMapping(bm, bn, w, st, sp, pack, dtype)
+
+
+def shortlist(form: FusedForm, gpu: GPU, env: dict, dtype: str = "bf16", top: int = 5, inputs=None):
+    """The `top` best mappings with their predictions, best first; the
+    rejected ones are counted in the first prediction's notes."""
+    from simulator.gpu import predict_fused
+    counts = [cell_counts(form, k, env, inputs) for k in range(form.passes)]
+    preds, rejected = [], 0
+    for m in candidates(form, gpu, env, dtype):
+        try:
+            preds.append(predict_fused(form, m, gpu, env, inputs, counts=counts))
+        except HardwareError:
+            rejected += 1
+    if not preds:
+        raise HardwareError(f"no mapping fits {gpu.name} at these shapes ({rejected} rejected by shared memory "
+                            "or registers)")
+    # ties (the model has no term that tells them apart): the smaller footprint
+    preds.sort(key=lambda p: (round(p.time_s, 12), p.parts["smem_bytes"], p.mapping.warps))
+    best = preds[:top]
+    best[0].notes.append(f"{len(preds) + rejected} mappings considered, {rejected} rejected by their footprint")
+    return best
+
+
+__all__ = ["candidates", "shortlist"]
