@@ -380,8 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--kernel", nargs="+", help="only rows of these kernels (e.g. sdpa flash-attention-2)")
         if name == "calibrate":
             s.add_argument("--out", required=True, metavar="FILE.yaml", help="the calibrated preset to write")
-            s.add_argument("--fit", default="fused_tensor,sm_bandwidth",
-                           help="constants to fit, comma-separated (default fused_tensor,sm_bandwidth)")
+            s.add_argument("--fit", default="fused_tensor,latency_ns",
+                           help="constants to fit, comma-separated (default fused_tensor,latency_ns)")
             s.add_argument("--force", action="store_true", help="overwrite --out if it exists")
         s.set_defaults(func=func)
 

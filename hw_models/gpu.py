@@ -18,9 +18,12 @@ EFFICIENCY_KEYS = {
     "fused_tensor": "fraction of tensor-core peak a fused attention kernel's MMAs reach",
     "gemm_tensor": "fraction of tensor-core peak a large GEMM reaches (the unfused model)",
     "bandwidth": "fraction of datasheet HBM bandwidth reached by streaming kernels",
-    "sm_bandwidth": "fraction of HBM bandwidth one SM can pull on its own",
+    "latency_ns": "HBM load latency: a program with B bytes in flight streams at most B / latency",
     "launch_us": "fixed cost of one kernel launch, microseconds",
 }
+
+
+FRACTIONS = ("fused_tensor", "gemm_tensor", "bandwidth")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class GPU:
     registers_per_sm: int                 # 32-bit registers
     max_threads_per_sm: int
     max_blocks_per_sm: int
+    sm_load_bytes_per_clock: int          # what one SM can load per clock from L2/HBM
     measured: Mapping[str, float]
     efficiency: Mapping[str, float]
 
@@ -93,7 +97,7 @@ def parse_gpu(text: str, file: str = "<gpu>") -> GPU:
 
 _REQUIRED = ("name", "sms", "clock", "tensor_tflops", "fp32_tflops", "sfu_ops_per_clock_per_sm", "hbm_bandwidth",
              "l2", "smem_per_sm", "smem_per_block", "registers_per_sm", "max_threads_per_sm",
-             "max_blocks_per_sm", "efficiency")
+             "max_blocks_per_sm", "sm_load_bytes_per_clock", "efficiency")
 
 
 def gpu_from_node(root: Node) -> GPU:
@@ -115,7 +119,7 @@ def gpu_from_node(root: Node) -> GPU:
     eff = {}
     for k in EFFICIENCY_KEYS:
         v = e[k].number(allow_zero=(k == "launch_us"))
-        if k != "launch_us" and v > 1:
+        if k in FRACTIONS and v > 1:
             raise e[k].error(f"{k} is a fraction ({EFFICIENCY_KEYS[k]}); got {v}, above 1")
         eff[k] = v
     gpu = GPU(
@@ -127,6 +131,7 @@ def gpu_from_node(root: Node) -> GPU:
         smem_per_sm=int(top["smem_per_sm"].number("bytes")), smem_per_block=int(top["smem_per_block"].number("bytes")),
         registers_per_sm=top["registers_per_sm"].integer(), max_threads_per_sm=top["max_threads_per_sm"].integer(),
         max_blocks_per_sm=top["max_blocks_per_sm"].integer(),
+        sm_load_bytes_per_clock=top["sm_load_bytes_per_clock"].integer(),
         measured=MappingProxyType(measured), efficiency=MappingProxyType(eff))
     if gpu.smem_per_block > gpu.smem_per_sm:
         raise top["smem_per_block"].error(f"{gpu.smem_per_block} bytes per block is more than the SM has "
@@ -134,4 +139,4 @@ def gpu_from_node(root: Node) -> GPU:
     return gpu
 
 
-__all__ = ["EFFICIENCY_KEYS", "GPU", "gpu_names", "load_gpu", "parse_gpu"]
+__all__ = ["EFFICIENCY_KEYS", "FRACTIONS", "GPU", "gpu_names", "load_gpu", "parse_gpu"]

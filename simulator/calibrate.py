@@ -17,7 +17,7 @@ from einsum_ir import library
 from einsum_ir.analysis.fused import recognise
 from einsum_ir.errors import EinError
 from einsum_ir.shapes import resolve
-from hw_models.gpu import EFFICIENCY_KEYS, GPU
+from hw_models.gpu import GPU
 from mappers.gpu_mapping import GPUMapping
 
 COLUMNS = ("device", "kernel", "dtype", "batch", "heads", "kv_heads", "q_len", "kv_len", "head_dim", "causal",
@@ -120,21 +120,24 @@ def median_abs(errors: list[Error]) -> float:
     return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
 
 
-def fit(cases: list[Case], gpu: GPU, constants=("fused_tensor", "sm_bandwidth")) -> GPU:
+RANGES = {"fused_tensor": (0.01, 1.0), "gemm_tensor": (0.01, 1.0), "bandwidth": (0.3, 1.0),
+          "latency_ns": (100.0, 3000.0)}
+
+
+def fit(cases: list[Case], gpu: GPU, constants=("fused_tensor", "latency_ns")) -> GPU:
     """Least squares in log(predicted / measured), one constant at a time
-    (golden-section search over (0, 1]), twice round. A constant no row is
-    sensitive to keeps its value."""
+    (golden-section search over its range), twice round. A constant no row
+    is sensitive to keeps its value."""
     for name in constants:
-        if name not in EFFICIENCY_KEYS or name == "launch_us":
-            raise CalibrationError(f"cannot fit {name!r}; fit one of "
-                                   + ", ".join(k for k in EFFICIENCY_KEYS if k != "launch_us"))
+        if name not in RANGES:
+            raise CalibrationError(f"cannot fit {name!r}; fit one of {', '.join(RANGES)}")
 
     def loss(g: GPU) -> float:
         return sum(math.log(predict_case(c, g).time_s / c.measured_s) ** 2 for c in cases)
 
     for _ in range(2):
         for name in constants:
-            lo, hi = 0.01, 1.0
+            lo, hi = RANGES[name]
             phi = (math.sqrt(5) - 1) / 2
             a, b = hi - phi * (hi - lo), lo + phi * (hi - lo)
             fa, fb = loss(gpu.with_efficiency(**{name: a})), loss(gpu.with_efficiency(**{name: b}))
@@ -149,7 +152,7 @@ def fit(cases: list[Case], gpu: GPU, constants=("fused_tensor", "sm_bandwidth"))
                     fb = loss(gpu.with_efficiency(**{name: b}))
             best = (a + b) / 2
             if abs(loss(gpu.with_efficiency(**{name: best})) - loss(gpu)) > 1e-12:
-                gpu = gpu.with_efficiency(**{name: round(best, 4)})
+                gpu = gpu.with_efficiency(**{name: float(f"{best:.4g}")})
     return gpu
 
 

@@ -9,9 +9,11 @@ three run one after another (the kernel class's efficiency constant absorbs
 what overlap there is). Programs are list-scheduled onto SMs x blocks per SM
 in launch order, so wave quantisation and the causal triangle's imbalance
 come out of the schedule. HBM traffic: Q once per program, K/V once per head
-while the heads in flight fit in L2 (else once per program), outputs once;
-time is at least the bytes over the bandwidth, and a program cannot pull
-more than one SM's share. Split-KV adds a combine kernel. The unfused model
+per wave of its programs while L2 holds the tiles in flight (else once per
+program), outputs once;
+time is at least the bytes over the bandwidth, and a program cannot stream
+faster than its bytes in flight per memory latency, nor faster than an
+SM's load path. Split-KV adds a combine kernel. The unfused model
 runs QK^T, softmax and PV as three kernels through HBM; the chunked linear
 model is the cost of linearising the same shapes.
 """
@@ -166,7 +168,7 @@ def predict_fused(form: FusedForm, m: GPUMapping, gpu: GPU, env: dict, inputs: d
     programs_per_head = row_tiles
     head_blocks = heads // pack if heads % pack == 0 else heads
     slots = gpu.sms * fp.blocks_per_sm
-    per_sm_bw = eff["sm_bandwidth"] * gpu.bandwidth
+    latency = eff["latency_ns"] * 1e-9
 
     total_time, hbm, parts = 0.0, 0.0, Counter()
     tiles_seen = Counter()
@@ -199,17 +201,25 @@ def predict_fused(form: FusedForm, m: GPUMapping, gpu: GPU, env: dict, inputs: d
         prog_tiles = np.repeat(n_vis[..., None] / s, s, axis=-1)
         q_bytes = m.block_m * e * b
         occ = fp.blocks_per_sm
-        # the prologue (Q tile in) and epilogue (outputs out) do not overlap the loop
-        edge = (q_bytes + m.block_m * f * b) / per_sm_bw      # hidden by co-resident blocks: not x occ
-        dur = np.maximum(prog_work * occ, prog_tiles * kv_tile * occ / per_sm_bw) + edge
+        # a program streams K/V at most at its bytes in flight (the pipeline
+        # stages) per memory latency; the prologue (Q in) and the epilogue
+        # (outputs out) cost a round trip each, hidden by co-resident blocks
+        prog_bw = min(m.stages * kv_tile / latency, gpu.sm_load_bytes_per_clock * gpu.clock_hz / occ)
+        occ = fp.blocks_per_sm
+        dur = np.maximum(prog_work * occ, prog_tiles * kv_tile / prog_bw) + 2 * latency
         # launch order: head-major, row tiles, splits (the grid's x axis fastest)
         dur_all = np.tile(dur.reshape(-1), max(1, head_blocks // dur.shape[0]))
         makespan = _schedule(dur_all, slots)
-        # HBM: K/V once per head when the heads in flight fit in L2, else per program
+        # HBM: the programs of a head run together (launched one after another)
+        # and read the same K/V tiles within a short window, so K/V come from
+        # HBM once per head per wave of its programs, as long as L2 holds what
+        # all slots stream in that window (their pipeline stages); else once per program
         kv_head = env[form.key.upper()] * (e + f) * b
-        in_flight_heads = max(1, slots // max(1, programs_per_head * s))
-        kv_hbm = head_blocks * kv_head if in_flight_heads * kv_head <= gpu.l2_bytes \
-            else float(prog_tiles.sum()) * head_blocks / n_vis.shape[0] * kv_tile
+        waves_per_head = -(-programs_per_head * s // slots)
+        if slots * m.stages * kv_tile <= gpu.l2_bytes:
+            kv_hbm = head_blocks * kv_head * waves_per_head
+        else:
+            kv_hbm = float(prog_tiles.sum()) * head_blocks / n_vis.shape[0] * kv_tile
         out_bytes = heads * rows * f * b
         pass_bytes = heads * rows * e * b + kv_hbm + (out_bytes if k == form.passes - 1 else 0)
         hbm += pass_bytes
@@ -225,7 +235,7 @@ def predict_fused(form: FusedForm, m: GPUMapping, gpu: GPU, env: dict, inputs: d
         parts["launch_s"] += eff["launch_us"] * 1e-6
         if s > 1:   # combine kernel: read the partials (F values and the statistics, fp32), write O
             partial_bytes = heads * rows * s * (f + 2) * 4
-            t_c = max(partial_bytes / gpu.bandwidth, partial_bytes / (per_sm_bw * min(gpu.sms, heads * row_tiles)))
+            t_c = partial_bytes / gpu.bandwidth + 2 * latency
             total_time += t_c + eff["launch_us"] * 1e-6
             hbm += 2 * partial_bytes
             parts["combine_s"] += t_c + eff["launch_us"] * 1e-6

@@ -232,6 +232,10 @@ def recognise(c: Cascade) -> FusedForm:
                 raise _fail(e, f"reads the tile tensor {a.tensor} at shifted indices {a}", c)
             if kinds.get(a.tensor) == "tile" and e in rows:
                 raise _fail(e, f"reads the tile tensor {a.tensor} without reducing over the key rank", c)
+    if not tile and all(r.kind == "value" and isinstance(r.weight, Access) for r in reductions):
+        raise _fail(reductions[0].einsum if reductions else scores,
+                    f"the scores {scores.name} feed the value contraction with no map between: the product is "
+                    "associative (linear attention), so a kernel over keys x queries is the wrong order", c)
     for t in c.outputs:
         if kinds.get(t.name) == "tile":
             raise _fail(c.writers(t.name)[0], "an output over both keys and queries; a fused kernel never "

@@ -110,3 +110,41 @@ def test_demo_runs(capsys):
     code, out, _ = run(capsys, "demo")
     assert code == 0
     assert "max relative error" in out
+
+
+# ------------------------------------------------------------------ GPU commands
+
+def test_map_names_the_best_mapping_and_the_binding_resource(capsys):
+    assert main(["map", "cab-self-causal", "--shape", "B=2", "H=4", "P=1K", "E=64", "F=64", "--top", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "best mapping: BLOCK_M=" in out and "bound by" in out and "of the 989 TFLOP/s peak" in out
+    assert "unfused" in out and "linearised" in out
+
+
+def test_map_json_and_a_design_outside_the_family(capsys):
+    assert main(["map", "gqa", "--shape", "B=1", "H=8", "G=4", "P=1", "M=256K", "E=64", "F=64", "--json"]) == 0
+    import json
+    r = json.loads(capsys.readouterr().out)
+    assert r["best"][0]["time_s"] > 0 and r["best"][0]["binding"] == "HBM"
+    assert main(["map", "attention-1pass", "--shape", "B=1", "H=1", "P=64", "M=64", "E=8", "F=8", "M0=16"]) == 2
+    assert "explicit recurrence" in capsys.readouterr().err
+
+
+def test_validate_and_calibrate(tmp_path, capsys):
+    src = "benchmarks/published/h100_attention.csv"
+    assert main(["validate", src, "--kernel", "flash-attention-2"]) == 0
+    assert "median |error|" in capsys.readouterr().out
+    rows = [ln for ln in open(src).read().splitlines() if not ln.startswith("#")]
+    small = tmp_path / "r.csv"
+    small.write_text("\n".join([rows[0]] + [r for r in rows[1:] if ",flash-attention-2," in r and ",1024,1024," in r]))
+    out = tmp_path / "cal.yaml"
+    assert main(["calibrate", str(small), "--fit", "fused_tensor", "--out", str(out)]) == 0
+    assert "calibrated by" in out.read_text().splitlines()[0]
+    from hw_models import load_gpu
+    assert 0.3 < load_gpu(str(out)).efficiency["fused_tensor"] < 0.9
+    assert main(["calibrate", str(small), "--out", str(out)]) == 2        # never overwrite without --force
+    assert "--force" in capsys.readouterr().err
+    bad = tmp_path / "bad.csv"
+    bad.write_text("device,kernel\nx,y\n")
+    assert main(["validate", str(bad)]) == 2
+    assert "missing columns" in capsys.readouterr().err

@@ -1,0 +1,162 @@
+"""The GPU model's invariants, hand-checkable cases, and its agreement with
+the published FlashAttention-2 figures (benchmarks/published)."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from einsum_ir import library
+from einsum_ir.analysis.fused import recognise
+from einsum_ir.ops import DTYPE_BYTES
+from einsum_ir.shapes import resolve
+from hw_models import HardwareError, load_gpu
+from mappers.gpu_mapping import GPUMapping, footprint
+from mappers.gpu_search import shortlist
+from simulator.calibrate import fit, median_abs, read_results, validate
+from simulator.gpu import predict_fused, predict_unfused
+
+H100 = load_gpu("h100")
+
+
+def _form(name):
+    return recognise(library.load(name))
+
+
+def _floors(form, env, gpu, dtype="bf16"):
+    """Compute floor: useful FLOPs at the tensor peak; bandwidth floor: Q, K,
+    V and O read or written once at the HBM rate."""
+    b = DTYPE_BYTES[dtype]
+    heads = env["B"] * env["H"]
+    rows = env.get("P", 1)
+    cols = env["M"]
+    kvh = env["B"] * env.get("KH", env["H"])
+    compulsory = (heads * rows * (env["E"] + env["F"]) + kvh * cols * (env["E"] + env["F"])) * b
+    return compulsory / gpu.bandwidth
+
+
+@settings(max_examples=25, deadline=None)
+@given(design=st.sampled_from(["cab-self", "cab-self-causal", "sliding-window", "gqa", "alibi"]),
+       p=st.integers(1, 6).map(lambda k: 64 * k), b=st.integers(1, 3), h=st.sampled_from([2, 4, 8]),
+       d=st.sampled_from([32, 64, 128]), bm=st.sampled_from([16, 64, 128]), bn=st.sampled_from([32, 64, 128]),
+       warps=st.sampled_from([4, 8]), splits=st.sampled_from([1, 2, 4]))
+def test_time_never_below_the_compute_or_bandwidth_floor(design, p, b, h, d, bm, bn, warps, splits):
+    form = _form(design)
+    shapes = dict(B=b, H=h, P=p, E=d, F=d)
+    if design == "gqa":
+        shapes.update(M=p, G=2)
+    if design == "sliding-window":
+        shapes["W"] = 100
+    env = resolve(form.cascade, shapes)
+    try:
+        pred = predict_fused(form, GPUMapping(bm, bn, warps, 2, splits), H100, env)
+    except HardwareError:
+        return
+    assert pred.time_s >= pred.flops / H100.tensor_peak("bf16")
+    assert pred.time_s >= _floors(form, env, H100)
+    assert pred.hbm_bytes >= _floors(form, env, H100) * H100.bandwidth * 0.999
+
+
+def test_skipping_empty_tiles_is_never_slower_and_counts_them():
+    form = _form("sliding-window")
+    env = resolve(form.cascade, dict(B=1, H=8, P=2048, E=64, F=64, W=256))
+    m = GPUMapping(64, 64)
+    skip = predict_fused(form, m, H100, env)
+    visit = predict_fused(form, m, H100, env, skip_empty=False)
+    assert skip.time_s < visit.time_s
+    # every (query tile, key tile) pair is full, partial or skipped: 32 x 32 per head
+    assert skip.parts["tiles_full"] + skip.parts["tiles_partial"] + skip.parts["tiles_skipped"] == 8 * 32 * 32
+    # a window of 256 keys touches at most 5 key tiles of 64 per query tile of 64
+    assert skip.parts["tiles_full"] + skip.parts["tiles_partial"] <= 8 * 32 * 5
+
+
+def test_causal_costs_about_half_of_full_at_long_lengths():
+    """With many programs per slot (the triangle's uneven programs even out)."""
+    env = dict(B=4, H=16, P=8192, E=128, F=128)
+    m = GPUMapping(128, 64)
+    full = predict_fused(_form("cab-self"), m, H100, resolve(_form("cab-self").cascade, env))
+    causal = predict_fused(_form("cab-self-causal"), m, H100, resolve(_form("cab-self-causal").cascade, env))
+    assert 0.45 < causal.time_s / full.time_s < 0.62
+    assert causal.flops / full.flops == pytest.approx(0.5, rel=0.01)
+
+
+def test_wave_quantisation_steps_at_a_multiple_of_the_slots():
+    """Two row tiles per head, identical programs, compute-bound: the time is
+    flat while the programs fit one wave and jumps by a program's time past it."""
+    form = _form("gqa")
+    m = GPUMapping(128, 64)
+    env = lambda h: resolve(form.cascade, dict(B=1, H=h, G=1, P=256, M=4096, E=128, F=128))
+    slots = H100.sms * footprint(form, m, env(1), H100).blocks_per_sm
+    half = slots // 2
+    t = {h: predict_fused(form, m, H100, env(h)) for h in (half - 1, half, half + 1, slots)}
+    assert all(p.binding != "HBM" for p in t.values())
+    assert t[half].time_s == pytest.approx(t[half - 1].time_s, rel=1e-6)
+    assert t[half + 1].time_s > 1.5 * t[half].time_s
+    assert t[slots].time_s == pytest.approx(t[half + 1].time_s, rel=1e-6)
+
+
+def test_a_mapping_over_the_shared_memory_limit_is_rejected_with_numbers():
+    form = _form("cab-self")
+    env = resolve(form.cascade, dict(B=1, H=1, P=1024, E=256, F=256))
+    with pytest.raises(HardwareError, match=r"KiB of shared memory.*allows 227 KiB"):
+        footprint(form, GPUMapping(128, 128, 8, 4), env, H100)
+    with pytest.raises(HardwareError, match="registers per thread"):
+        footprint(form, GPUMapping(128, 128, 4, 2), resolve(form.cascade, dict(B=1, H=1, P=128, E=128, F=128)),
+                  H100)
+
+
+def test_footprint_by_hand():
+    """BLOCK 128 x 64, head dim 128, 2 stages, bf16: Q 128*128*2 = 32 KiB, K/V
+    2 * 64 * 256 * 2 = 64 KiB; registers (128*128 + 128*64) / 128 + 32."""
+    form = _form("cab-self")
+    fp = footprint(form, GPUMapping(128, 64, 4, 2), resolve(form.cascade, dict(B=1, H=1, P=128, E=128, F=128)),
+                   H100)
+    assert fp.smem_bytes == 96 * 1024
+    assert fp.regs_per_thread == (128 * 128 + 128 * 64) // 128 + 32
+    assert fp.blocks_per_sm == 2     # 65536 registers / (224 * 128) = 2.28
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("kv", [4096, 65536, 524288])
+def test_decode_split_kv_beats_no_split_when_tiles_are_fewer_than_sms(batch, kv):
+    form = _form("gqa")
+    env = resolve(form.cascade, dict(B=batch, H=32, G=4, P=1, M=kv, E=128, F=128))
+    best = shortlist(form, H100, env, top=1)[0]
+    assert best.mapping.splits > 1
+    programs = batch * 8    # one block per KV head (4 query heads packed)
+    assert programs < H100.sms
+    nosplit = predict_fused(form, best.mapping.with_changes(splits=1), H100, env)
+    assert best.time_s < nosplit.time_s
+
+
+def test_fused_beats_unfused_for_long_sequences():
+    form = _form("cab-self")
+    env = resolve(form.cascade, dict(B=1, H=16, P=4096, E=128, F=128))
+    assert shortlist(form, H100, env, top=1)[0].time_s < predict_unfused(form, H100, env).time_s
+
+
+def test_published_flash_attention_2_within_20_percent():
+    """The FA2-class mapping with the preset's constants against the
+    published H100 figures (bf16, head dims 64/128, causal and not, 512..16K)."""
+    cases = read_results("benchmarks/published/h100_attention.csv", ["flash-attention-2"])
+    assert len(cases) == 18
+    errors = validate(cases, H100)
+    assert max(abs(e.relative) for e in errors) < 0.20
+    assert median_abs(errors) < 0.08
+
+
+def test_calibration_recovers_a_known_constant(tmp_path):
+    """Times generated by the model with fused_tensor = 0.4 are fitted back."""
+    truth = H100.with_efficiency(fused_tensor=0.4)
+    lines = ["device,kernel,dtype,batch,heads,kv_heads,q_len,kv_len,head_dim,causal,time_s,tflops"]
+    from simulator.calibrate import predict_case, Case
+    for n, d, c in [(512, 64, 0), (1024, 128, 0), (1024, 128, 1)]:
+        row = dict(device="x", kernel="k", dtype="bf16", batch=2, heads=4, kv_heads=4, q_len=n, kv_len=n,
+                   head_dim=d, causal=c)
+        design = "cab-self-causal" if c else "gqa"
+        env = dict(B=2, H=4, P=n, E=d, F=d) if c else dict(B=2, H=4, G=1, P=n, M=n, E=d, F=d)
+        t = predict_case(Case(row, design, env, 1.0), truth).time_s
+        lines.append(",".join(str(row[k]) for k in row) + f",{t},0")
+    path = tmp_path / "r.csv"
+    path.write_text("\n".join(lines) + "\n")
+    fitted = fit(read_results(path), H100, ("fused_tensor",))
+    assert fitted.efficiency["fused_tensor"] == pytest.approx(0.4, abs=0.005)
+    assert median_abs(validate(read_results(path), fitted)) < 0.01
