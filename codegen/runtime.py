@@ -1,0 +1,190 @@
+"""Running a generated kernel: source cached on disk by its hash and
+imported, hoisted Einsums evaluated, block tables built from the exact tile
+classes, outputs allocated, the grid launched (and the split-KV combine)."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from einsum_ir.analysis.fused import FusedForm, recognise
+from einsum_ir.analysis.tiles import FULL, PARTIAL, cell_counts, classify
+from einsum_ir.errors import ShapeError
+from einsum_ir.ir import Access, Cascade, Idx, Op
+from einsum_ir.shapes import resolve
+from mappers.gpu_mapping import GPUMapping
+
+from .triton import KernelSource, generate
+
+CACHE = Path(os.environ.get("ATTNC_CACHE", Path.home() / ".cache" / "attnc" / "triton"))
+
+
+def cache_key(c: Cascade, m: GPUMapping, env: dict) -> str:
+    """Hash of the cascade's text, the mapping and the shapes."""
+    text = f"{c}\n{m!r}\n{sorted(env.items())}"
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _import(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class FusedKernel:
+    """A compiled design: call it with torch tensors by input name; returns
+    the output tensor (or a dict when the design has several outputs)."""
+
+    def __init__(self, c: Cascade, mapping: GPUMapping, shapes: dict | None = None):
+        self.cascade = c
+        self.form: FusedForm = recognise(c)
+        self.mapping = mapping
+        self.shapes = dict(shapes or {})
+        self._modules: dict[str, object] = {}
+        self._tables: dict = {}
+
+    def source(self, env: dict) -> KernelSource:
+        return generate(self.form, self._mapping_for(env), env)
+
+    def _mapping_for(self, env: dict) -> GPUMapping:
+        m = self.mapping
+        if self.form.query is None and m.block_m != 16:
+            m = m.with_changes(block_m=16)
+        if self.form.passes > 1 and m.splits > 1:
+            m = m.with_changes(splits=1)
+        return m
+
+    def module(self, env: dict):
+        m = self._mapping_for(env)
+        key = cache_key(self.cascade, m, {k: env[k] for k in (self.form.contracted.upper(),
+                                                                 (self.form.feature or "").upper()) if k in env})
+        if key not in self._modules:
+            src = generate(self.form, m, env)
+            CACHE.mkdir(parents=True, exist_ok=True)
+            path = CACHE / f"attnc_{key}.py"
+            if not path.exists() or path.read_text() != src.text:
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(src.text)
+                tmp.replace(path)
+            self._modules[key] = (_import(path, f"attnc_kernel_{key}"), src)
+        return self._modules[key]
+
+    # -- block tables ---------------------------------------------------------------
+    def tables(self, env: dict, inputs_np: dict, device):
+        import torch
+        m = self._mapping_for(env)
+        f = self.form
+        out = []
+        reads_tensors = any(isinstance(n, Access) for k in range(f.passes) for p in f.predicates(k)
+                            if p is not None for n in _walk(p))
+        key = (tuple(sorted(env.items())), m.block_m, m.block_n)
+        if not reads_tensors and key in self._tables:
+            return self._tables[key]
+        for k in range(f.passes):
+            cc = cell_counts(f, k, env, inputs_np if reads_tensors else None)
+            cls = classify(cc, m.block_m, m.block_n)
+            # leading axes: the batch variables the predicates read; broadcast to all of them
+            shape = [int(env[v.upper()]) if v in cc.batch else 1 for v in f.batch]
+            cls = cls.reshape(shape + list(cls.shape[-2:]))
+            nb = int(np.prod(cls.shape[:-2]))
+            cls = cls.reshape(nb, cls.shape[-2], cls.shape[-1])
+            rows, kt = cls.shape[-2:]
+            tabs = []
+            for want in (FULL, PARTIAL):
+                hit = cls == want
+                cnt = hit.sum(-1).astype(np.int32)
+                idx = np.argsort(~hit, axis=-1, kind="stable").astype(np.int32)
+                tabs += [torch.tensor(cnt, device=device), torch.tensor(idx, device=device)]
+            bs = rows * kt if nb > 1 else 0
+            out.append((tabs, bs, kt))
+        if not reads_tensors:
+            self._tables[key] = out
+        return out
+
+    # -- calling ----------------------------------------------------------------------
+    def __call__(self, **inputs):
+        import torch
+        c, f = self.cascade, self.form
+        names = {t.name for t in c.inputs}
+        missing = sorted(names - inputs.keys())
+        if missing:
+            raise ShapeError(f"missing input{'s' * (len(missing) > 1)}: {', '.join(missing)}")
+        unknown = sorted(inputs.keys() - names)
+        if unknown:
+            raise ShapeError(f"{unknown[0]} is not an input of {c.name}; its inputs are {', '.join(sorted(names))}")
+        env = resolve(c, self.shapes, inputs)
+        q = inputs[f.q.tensor] if f.q.tensor in inputs else next(iter(inputs.values()))
+        device = q.device
+        tensors = dict(inputs)
+        inputs_np = None
+        if f.hoisted or any(p is not None for k in range(f.passes) for p in f.predicates(k)):
+            inputs_np = {k: v.detach().float().cpu().numpy() for k, v in inputs.items()}
+        if f.hoisted:
+            tensors.update(_hoisted(c, f, env, inputs, inputs_np))
+        mod, src = self.module(env)
+        m = self._mapping_for(env)
+        outs = {}
+        for t in c.outputs:
+            shape = tuple(int(env[r]) for r in t.ranks)
+            outs[t.name] = torch.empty(shape, dtype=q.dtype, device=device)
+        args = []
+        for name in src.tensors:
+            args += _tensor_args(tensors[name])
+        for name in src.outputs:
+            args += _tensor_args(outs[name])
+        args += [int(env[s]) for s in src.symbols]
+        for tabs, bs, kt in self.tables(env, inputs_np, device):
+            args += [tabs[0], tabs[1], tabs[2], tabs[3], bs, kt]
+        rows = 1 if f.query is None else int(env[f.query.upper()])
+        grid_m = -(-rows // m.block_m)
+        nbatch = int(np.prod([env[v.upper()] for v in f.batch]))
+        meta = dict(BLOCK_M=m.block_m, BLOCK_N=m.block_n, BLOCK_E=src.block_e, BLOCK_F=src.block_f,
+                    SPLITS=src.splits)
+        launch = {} if os.environ.get("TRITON_INTERPRET") == "1" else dict(num_warps=m.warps, num_stages=m.stages)
+        if src.splits > 1:
+            per = sum(m.block_m * (src.block_f if kind == "feature" else 1) for _, kind in src.partials)
+            part = torch.empty(nbatch * grid_m * src.splits * per, dtype=torch.float32, device=device)
+            mod.attnc_fused[(grid_m, nbatch, src.splits)](*args, part, per, **meta, **launch)
+            cargs = args[:len(args) - 6 * f.passes]
+            mod.attnc_combine[(grid_m, nbatch)](*cargs, part, per, BLOCK_M=m.block_m, BLOCK_F=src.block_f,
+                                                 SPLITS=src.splits, **launch)
+        else:
+            mod.attnc_fused[(grid_m, nbatch, 1)](*args, **meta, **launch)
+        return outs[c.outputs[0].name] if len(outs) == 1 else outs
+
+
+def _walk(e):
+    from einsum_ir.ir import walk
+    return walk(e)
+
+
+def _tensor_args(t) -> list:
+    return [t] + [int(s) for s in t.stride()] + [int(n) for n in t.shape]
+
+
+def _hoisted(c: Cascade, f: FusedForm, env: dict, inputs: dict, inputs_np: dict) -> dict:
+    """Einsums with no key rank, computed before the kernel: a product of
+    accesses at plain indices by torch.einsum, anything else by the reference
+    executor's evaluator (exact, on the host)."""
+    import torch
+    from einsum_ir.execute import _Evaluator
+    device = next(iter(inputs.values())).device
+    arrays = {k: v.astype(np.float64) if v.dtype != bool else v for k, v in inputs_np.items()}
+    for t in c.tensors:
+        if t.role != "input" and t.name not in arrays:
+            arrays[t.name] = np.zeros(tuple(int(env[r]) for r in t.ranks))
+    ev = _Evaluator(c, env, arrays, np.dtype("float64"))
+    out = {}
+    for e in f.hoisted:
+        ev.run(e, {})
+        out[e.name] = torch.tensor(arrays[e.name], dtype=torch.float32, device=device)
+    return out
+
+
+__all__ = ["CACHE", "FusedKernel", "cache_key"]

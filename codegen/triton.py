@@ -1,0 +1,620 @@
+"""Triton source for a fused attention kernel, generated from the IR.
+
+The roles come from einsum_ir.analysis.fused (scores, tile Einsums,
+reductions with their passes and online form, row Einsums); this module
+only turns them into code. Every element-wise part is printed from the IR's
+own expression, so a new score map, mask or epilogue needs no generator
+change. A program owns BLOCK_M query rows of one batch coordinate and runs,
+per pass, two loops over key tiles taken from a block table: full tiles (no
+mask work) and partial tiles (bounds and predicates applied); empty tiles
+are never visited. With split-KV, programs own a share of the key tiles and
+a combine kernel merges their partial statistics.
+
+Numerics follow the best kernels: fp32 statistics and accumulators, exp as
+exp2 with log2(e) folded in, the normaliser replaced by 0 where it is still
+-inf (fully masked rows stay defined, and end as the design's epilogue
+says).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from einsum_ir.analysis.fused import FusedForm, FusedFormError, Reduction
+from einsum_ir.ir import Access, Expr, Idx, Num, Op, Sym, accesses, index_vars, rank_of
+from mappers.gpu_mapping import GPUMapping, padded
+
+VERSION = "1"
+_CMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
+_BIN = {"add": "+", "sub": "-", "mul": "*", "div": "/", "mod": "%"}
+_FN = {"exp2": "tl.exp2", "log": "tl.log", "log2": "tl.log2", "sqrt": "tl.sqrt", "abs": "tl.abs",
+       "floor": "tl.floor", "sigmoid": "tl.sigmoid"}
+
+
+@dataclass
+class KernelSource:
+    """Generated source and what the launcher needs to call it."""
+    text: str
+    form: FusedForm
+    mapping: GPUMapping
+    block_e: int
+    block_f: int
+    tensors: list[str]            # read by the kernel (inputs and hoisted), in argument order
+    outputs: list[str]
+    symbols: list[str]
+    splits: int
+    partials: list[tuple[str, str]] = field(default_factory=list)   # (name, 'row' | 'feature') per split statistic
+    digest: str = ""
+
+
+class _Ctx:
+    """Axes of the values being computed: a subset of (p, m), (p, f), (p, e), (e, m), (m, f), (p,)."""
+
+    def __init__(self, axes: tuple[str, ...]):
+        self.axes = axes
+
+    def var(self, v: str) -> str:
+        if v not in self.axes:
+            raise KeyError(v)
+        if len(self.axes) == 1:
+            return f"offs_{v}"
+        return f"offs_{v}[:, None]" if self.axes.index(v) == 0 else f"offs_{v}[None, :]"
+
+    def expand(self, code: str, axes: tuple[str, ...]) -> str:
+        """A value with `axes` (a subsequence of this context's) broadcast here."""
+        if axes == self.axes or not axes:
+            return code
+        if len(self.axes) == 2 and len(axes) == 1:
+            return f"{code}[:, None]" if axes[0] == self.axes[0] else f"{code}[None, :]"
+        raise ValueError(f"cannot broadcast {axes} to {self.axes}")
+
+
+class Generator:
+    def __init__(self, form: FusedForm, mapping: GPUMapping, env: dict):
+        self.f = form
+        self.c = form.cascade
+        self.m = mapping
+        self.env = env
+        self.lines: list[str] = []
+        self.ind = 1
+        self.loads: dict = {}
+        self.values: dict[str, tuple[str, tuple[str, ...]]] = {}   # tensor -> (code, axes)
+        self.read: list[str] = []
+        self.role = {self.f.query: "p", self.f.key: "m", self.f.contracted: "e"}
+        if self.f.feature:
+            self.role[self.f.feature] = "f"
+        self.role.pop(None, None)
+        self.normaliser: str | None = None
+        for t in self.c.inputs:
+            self.read.append(t.name)
+        for e in self.f.hoisted:
+            self.read.append(e.name)
+
+    # -- emit helpers ---------------------------------------------------------------
+    def out(self, line: str = ""):
+        self.lines.append("    " * self.ind + line if line else "")
+
+    def sym(self, name: str) -> str:
+        return f"s_{name}"
+
+    # -- index and value expressions -------------------------------------------------
+    def index(self, e: Expr, ctx: _Ctx) -> str:
+        if isinstance(e, Num):
+            return str(int(e.value))
+        if isinstance(e, Sym):
+            return self.sym(e.name)
+        if isinstance(e, Idx):
+            if e.name in self.f.batch:
+                return e.name
+            return ctx.var(self.role[e.name])
+        if isinstance(e, Op):
+            a = [self.index(x, ctx) for x in e.args]
+            if e.name in ("floordiv", "div"):
+                return f"({a[0]} // {a[1]})"
+            if e.name in _BIN:
+                return f"({a[0]} {_BIN[e.name]} {a[1]})"
+            if e.name == "neg":
+                return f"(-{a[0]})"
+            if e.name in ("max", "min"):
+                return f"tl.{'maximum' if e.name == 'max' else 'minimum'}({a[0]}, {a[1]})"
+        raise FusedFormError(f"cannot index with {e}", getattr(e, "loc", None), self.c.source)
+
+    def load(self, a: Access, ctx: _Ctx, raw: bool = False) -> str:
+        """A tile of an input; fp32 unless `raw` (a tensor-core operand keeps its type)."""
+        key = (a, ctx.axes, raw)
+        if key in self.loads:
+            return self.loads[key]
+        t = self.c.tensor(a.tensor) if self.c.has_tensor(a.tensor) else None
+        name = f"ld{len(self.loads)}_{a.tensor}"
+        if not a.indices:
+            self.out(f"{name} = tl.load(t_{a.tensor}).to(tl.float32)")
+        else:
+            offs, masks = [], []
+            for d, i in enumerate(a.indices):
+                code = self.index(i, ctx)
+                offs.append(f"{code} * t_{a.tensor}_s{d}")
+                if any(v not in self.f.batch for v in index_vars(i)):   # batch-only indices are in range
+                    if not isinstance(i, Idx):
+                        masks.append(f"({code} >= 0)")
+                    masks.append(f"({code} < t_{a.tensor}_n{d})")
+            ptr = f"t_{a.tensor} + " + " + ".join(offs)
+            mask = " & ".join(masks) if masks else None
+            if t is not None and t.dtype == "bool":
+                self.out(f"{name} = tl.load({ptr}" + (f", mask={mask}, other=0" if mask else "") + ") != 0")
+            else:
+                self.out(f"{name} = tl.load({ptr}" + (f", mask={mask}, other=0.0" if mask else "")
+                         + (")" if raw else ").to(tl.float32)"))
+        self.loads[key] = name
+        return name
+
+    def value(self, e: Expr, ctx: _Ctx) -> str:
+        if isinstance(e, Num):
+            v = e.value
+            if v == float("inf"):
+                return 'float("inf")'
+            if v == float("-inf"):
+                return 'float("-inf")'
+            return repr(float(v))
+        if isinstance(e, Sym):
+            return self.sym(e.name)
+        if isinstance(e, Idx):
+            if e.name in self.f.batch:
+                return e.name
+            return f"{ctx.var(self.role[e.name])}.to(tl.float32)"
+        if isinstance(e, Access):
+            if e.tensor in self.values:
+                code, axes = self.values[e.tensor]
+                return ctx.expand(code, axes)
+            return self.load(e, ctx)
+        assert isinstance(e, Op)
+        if e.name == "exp":
+            a = e.args[0]
+            g = self.normaliser
+            if (g and isinstance(a, Op) and a.name == "sub" and isinstance(a.args[1], Access)
+                    and a.args[1].tensor == g):
+                return f"tl.exp2({self.value(a.args[0], ctx)} * LOG2E - {ctx.expand('g2', ('p',))})"
+            return f"tl.exp2({self.value(a, ctx)} * LOG2E)"
+        args = [self.value(x, ctx) for x in e.args]
+        if e.name in _BIN:
+            return f"({args[0]} {_BIN[e.name]} {args[1]})"
+        if e.name == "floordiv":
+            return f"tl.floor({args[0]} / {args[1]})"
+        if e.name in _CMP:
+            return f"({args[0]} {_CMP[e.name]} {args[1]})"
+        if e.name == "and":
+            return f"({args[0]} & {args[1]})"
+        if e.name == "or":
+            return f"({args[0]} | {args[1]})"
+        if e.name == "not":
+            return f"({args[0]} == 0)"
+        if e.name == "neg":
+            return f"(-{args[0]})"
+        if e.name in _FN:
+            return f"{_FN[e.name]}(({args[0]}) * 1.0)"
+        if e.name == "tanh":
+            return f"(2.0 * tl.sigmoid(2.0 * ({args[0]})) - 1.0)"
+        if e.name in ("max", "min"):
+            return f"tl.{'maximum' if e.name == 'max' else 'minimum'}({args[0]}, {args[1]})"
+        if e.name == "clip":
+            return f"tl.minimum(tl.maximum({args[0]}, {args[1]}), {args[2]})"
+        if e.name == "select":
+            return f"tl.where({args[0]}, {args[1]}, {args[2]})"
+        raise FusedFormError(f"no Triton form for operator {e.name}", e.loc, self.c.source)
+
+    # -- roles ----------------------------------------------------------------------
+    def axes_of(self, vars_: list[str]) -> tuple[str, ...]:
+        roles = [self.role[v] for v in vars_ if v in self.role]
+        return tuple(r for r in ("p", "m", "e", "f") if r in roles)
+
+    def row_axes(self, e) -> tuple[str, ...]:
+        ax = self.axes_of(e.output_vars)
+        return ("p",) + tuple(a for a in ax if a != "p")
+
+    # -- the kernel -------------------------------------------------------------------
+    def generate(self) -> KernelSource:
+        f, m = self.f, self.m
+        be = padded(self.env[rank_of(f.contracted)])
+        bf = padded(self.env[rank_of(f.feature)]) if f.feature else 16
+        splits = m.splits if f.passes == 1 else 1
+        symbols = sorted(k for k in self.env)
+        params = []
+        for t in self.read:
+            params += self._tensor_params(t, self._rank_count(t))
+        for t in [x.name for x in self.c.outputs]:
+            params += self._tensor_params(t, len(self.c.tensor(t).ranks))
+        params += [self.sym(s) for s in symbols]
+        for k in range(f.passes):
+            params += [f"bt{k}_full_cnt", f"bt{k}_full_idx", f"bt{k}_part_cnt", f"bt{k}_part_idx", f"bt{k}_bs",
+                       f"bt{k}_ks"]
+        partials = self._partials() if splits > 1 else []
+        if splits > 1:
+            params += ["part_ptr", "part_ts"]
+        params += ["BLOCK_M: tl.constexpr", "BLOCK_N: tl.constexpr", "BLOCK_E: tl.constexpr",
+                   "BLOCK_F: tl.constexpr", "SPLITS: tl.constexpr"]
+        self.params = params
+        self.lines = []
+        self.ind = 0
+        self.out("@triton.jit")
+        self.out(f"def {self.kernel_name}(")
+        self.out("        " + ",\n        ".join(params) + "):")
+        self.ind = 1
+        self._prologue()
+        for k in range(f.passes):
+            self._between_passes(k)
+            self._pass(k, splits)
+        if splits > 1:
+            self._store_partials(partials)
+        else:
+            self._epilogue()
+        kernel = "\n".join(self.lines)
+        combine = self._combine(partials, symbols) if splits > 1 else ""
+        text = self._header(be, bf, splits) + kernel + "\n" + combine
+        src = KernelSource(text, f, m, be, bf, list(self.read), [x.name for x in self.c.outputs], symbols, splits,
+                           partials)
+        src.digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        return src
+
+    kernel_name = "attnc_fused"
+
+    def _rank_count(self, t: str) -> int:
+        if self.c.has_tensor(t):
+            return len(self.c.tensor(t).ranks)
+        raise KeyError(t)
+
+    def _tensor_params(self, t: str, n: int) -> list[str]:
+        return [f"t_{t}"] + [f"t_{t}_s{d}" for d in range(n)] + [f"t_{t}_n{d}" for d in range(n)]
+
+    def _header(self, be, bf, splits) -> str:
+        c = self.c
+        doc = " ".join(c.doc.split())[:300]
+        doc = doc.replace("coding", "cod-ing")   # never an encoding declaration
+        lines = [f"# Generated by attnc (codegen.triton v{VERSION}) from the design `{c.name}`.",
+                 "# Change the design (.ein), not this file: it is regenerated from it.",
+                 f"# {doc}" if doc else "#",
+                 f"# Mapping: {self.m}; BLOCK_E={be}, BLOCK_F={bf}; {self.f.passes} pass(es) over the keys"
+                 + (f", online normaliser {', '.join(self.f.normalisers.values())}" if self.f.normalisers else "")
+                 + (f"; split-KV into {splits} with a combine kernel" if splits > 1 else "") + ".",
+                 "# Roles: query " + (self.f.query or "(none: decode)") + f", key {self.f.key}, "
+                 f"contracted {self.f.contracted}, feature {self.f.feature}; batch {', '.join(self.f.batch)}.",
+                 "# The cascade:"]
+        lines += ["#   " + ln for ln in str(c).splitlines() if ln.strip()]
+        lines += ["", "import triton", "import triton.language as tl", "", "LOG2E: tl.constexpr = 1.4426950408889634",
+                  "", ""]
+        return "\n".join(lines)
+
+    def _prologue(self):
+        f = self.f
+        self.out("pid_m = tl.program_id(0)")
+        self.out("pid_b = tl.program_id(1)")
+        self.out("pid_s = tl.program_id(2)")
+        rest = "pid_b"
+        for v in reversed(f.batch):
+            self.out(f"{v} = {rest} % {self.sym(rank_of(v))}")
+            self.out(f"{rest}_{v} = {rest} // {self.sym(rank_of(v))}")
+            rest = f"{rest}_{v}"
+        self.out("offs_p = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)")
+        self.out("offs_e = tl.arange(0, BLOCK_E)")
+        self.out("offs_f = tl.arange(0, BLOCK_F)")
+        rows = self.sym(rank_of(f.query)) if f.query else "1"
+        self.out(f"row_ok = offs_p < {rows}")
+        self.out("# the query tile, loaded once")
+        q = self.load(f.q, _Ctx(("p", "e")), raw=True)
+        self.out(f"q = tl.broadcast_to({q}, (BLOCK_M, BLOCK_E))")
+        self.loads = {}
+
+    def _between_passes(self, k: int):
+        """Row Einsums whose inputs are final before pass k."""
+        self.loads = {}     # loads made inside a loop are not visible after it
+        done = set(self.values)
+        avail = {r.name: r.pass_ + 1 for r in self.f.reductions}
+        for e in self.f.rows:
+            if e.name in done:
+                continue
+            deps = [a.tensor for a in e.reads() if a.tensor in avail or a.tensor in {x.name for x in self.f.rows}]
+            if all(d in done for d in deps if d not in avail) and all(avail.get(d, 0) <= k for d in deps) \
+                    and all(d in self.values for d in deps):
+                self._row(e)
+
+    def _row(self, e):
+        axes = self.row_axes(e)
+        ctx = _Ctx(axes)
+        code = self.value(e.expr, ctx)
+        if e.predicate is not None:
+            code = f"tl.where({self.value(e.predicate, ctx)}, {code}, 0.0)"
+        name = f"r_{e.name}"
+        self.out(f"{name} = {code}")
+        self.values[e.name] = (name, axes)
+
+    def _pass(self, k: int, splits: int):
+        f = self.f
+        reds = f.in_pass(k)
+        g = f.normalisers.get(k)
+        self.out()
+        self.out(f"# ---- pass {k}: " + ", ".join(f"{r.name} ({r.kind}{', rescaled' if r.rescaled else ''})"
+                                                   for r in reds))
+        for r in reds:
+            if r.kind == "value":
+                self.out(f"r_{r.name} = tl.zeros((BLOCK_M, BLOCK_F), dtype=tl.float32)")
+            else:
+                ident = {"max": 'float("-inf")', "min": 'float("inf")', "sum": "0.0"}[r.kind]
+                self.out(f"r_{r.name} = tl.full((BLOCK_M,), {ident}, dtype=tl.float32)")
+            self.values[r.name] = (f"r_{r.name}", ("p", "f") if r.kind == "value" else ("p",))
+        if g:
+            self.out("g_safe = tl.zeros((BLOCK_M,), dtype=tl.float32)")
+            self.out("g2 = g_safe")
+        self.out(f"bt_off = {self._batch_linear()} * bt{k}_bs + pid_m * bt{k}_ks")
+        self.out(f"cnt_off = {self._batch_linear()} * (bt{k}_bs // bt{k}_ks) + pid_m")
+        for partial in (False, True):
+            kind = "part" if partial else "full"
+            self.out(f"n_{kind} = tl.load(bt{k}_{kind}_cnt + cnt_off)")
+            self.out(f"lo_{kind} = n_{kind} * pid_s // SPLITS")
+            self.out(f"hi_{kind} = n_{kind} * (pid_s + 1) // SPLITS")
+            self.out(f"for i in range(lo_{kind}, hi_{kind}):   # {'partial' if partial else 'full'} key tiles")
+            self.ind += 1
+            self.out(f"start_n = tl.load(bt{k}_{kind}_idx + bt_off + i) * BLOCK_N")
+            self.out("offs_m = start_n + tl.arange(0, BLOCK_N)")
+            self._tile_body(k, reds, g, partial)
+            self.ind -= 1
+        self.values = {n: v for n, v in self.values.items()}   # running values are now final
+
+    def _batch_linear(self) -> str:
+        code = "0"
+        for v in self.f.batch:
+            code = f"({code} * {self.sym(rank_of(v))} + {v})"
+        return code
+
+    def _tile_body(self, k: int, reds: list[Reduction], g: str | None, partial: bool):
+        f = self.f
+        self.loads = {}
+        saved = dict(self.values)
+        tile = _Ctx(("p", "m"))
+        kt = self.load(f.k, _Ctx(("e", "m")), raw=True)
+        prec = ", input_precision=\"ieee\"" if self.m.dtype in ("f32",) else ""
+        self.out(f"s = tl.dot(q, tl.broadcast_to({kt}, (BLOCK_E, BLOCK_N)){prec})")
+        keep = "row_ok[:, None] & (offs_m[None, :] < " + self.sym(rank_of(f.key)) + ")"
+        if partial:
+            self.out(f"inb = {keep}")
+        sc = f.scores
+        self._tile_value(sc, "s", tile, partial)
+        # tile Einsums needed by this pass, computed lazily in dependency order
+        needed = []
+        for r in reds:
+            for t in f.tile_deps(r.einsum.expr) + (f.tile_deps(r.einsum.predicate) if r.einsum.predicate is not None
+                                                   else []):
+                if t not in needed:
+                    needed.append(t)
+        maxes = [r for r in reds if r.kind in ("max", "min")]
+        others = [r for r in reds if r.kind not in ("max", "min")]
+        # 1. max/min reductions (they read no statistic of this pass)
+        for t in needed:
+            if self._depends_on_pass(t, reds):
+                continue
+            self._tile_einsum(t, tile, partial)
+        for r in maxes:
+            term = self.value(r.einsum.expr, tile)
+            ident = 'float("-inf")' if r.kind == "max" else 'float("inf")'
+            mask = self._keep(r.einsum, tile, partial)
+            if mask:
+                term = f"tl.where({mask}, {term}, {ident})"
+            op = "tl.max" if r.kind == "max" else "tl.min"
+            comb = "tl.maximum" if r.kind == "max" else "tl.minimum"
+            self.out(f"r_{r.name} = {comb}(r_{r.name}, {op}({term}, 1))")
+        # 2. the normaliser from the running maxima; rescale what was summed under the old one
+        if g:
+            self.normaliser = None
+            chain = self._chain_to(g)
+            for e in chain:
+                self._row(e)
+            gcode = self.values[g][0]
+            self.out(f"g_new = tl.where({gcode} == float(\"-inf\"), 0.0, {gcode})")
+            self.out("alpha = tl.exp2((g_safe - g_new) * LOG2E)")
+            for r in others:
+                if r.rescaled:
+                    self.out(f"r_{r.name} = r_{r.name} * alpha" + ("[:, None]" if r.kind == "value" else ""))
+            self.out("g_safe = g_new")
+            self.out("g2 = g_safe * LOG2E")
+            for e in chain:
+                self.values.pop(e.name, None)
+            self.values[g] = ("g_safe", ("p",))
+            self.normaliser = g
+        # 3. tile Einsums that read this pass's statistics, then the sums
+        for t in needed:
+            if self._depends_on_pass(t, reds):
+                self._tile_einsum(t, tile, partial)
+        for r in others:
+            mask = self._keep(r.einsum, tile, partial)
+            if r.kind == "sum":
+                term = self.value(r.einsum.expr, tile)
+                if mask:
+                    term = f"tl.where({mask}, {term}, 0.0)"
+                self.out(f"r_{r.name} += tl.sum({term}, 1)")
+            else:
+                w = self.value(r.weight, tile)
+                if mask:
+                    w = f"tl.where({mask}, {w}, 0.0)"
+                vt = self.load(r.value, _Ctx(("m", "f")), raw=True)
+                vdt = f"t_{r.value.tensor}.dtype.element_ty"
+                self.out(f"r_{r.name} += tl.dot(({w}).to({vdt}), tl.broadcast_to({vt}, (BLOCK_N, BLOCK_F)){prec})")
+        self.normaliser = None
+        # tile values do not outlive the tile; running statistics do
+        self.values = dict(saved)
+
+    def _depends_on_pass(self, t, reds) -> bool:
+        names = {r.name for r in reds} | set(self.f.normalisers.values())
+        exprs = [t.expr] + ([t.predicate] if t.predicate is not None else [])
+        for x in exprs:
+            for a in accesses(x):
+                if a.tensor in names:
+                    return True
+                dep = self.f.tile_einsum(a.tensor)
+                if dep is not None and dep is not self.f.scores and self._depends_on_pass(dep, reds):
+                    return True
+        return False
+
+    def _chain_to(self, g: str) -> list:
+        """Row Einsums from the running maxima to the normaliser g, in order."""
+        rows = {e.name: e for e in self.f.rows}
+        out = []
+
+        def visit(n):
+            if n in rows and rows[n] not in out:
+                for a in rows[n].reads():
+                    visit(a.tensor)
+                out.append(rows[n])
+        visit(g)
+        return out
+
+    def _keep(self, e, ctx: _Ctx, partial: bool) -> str | None:
+        if not partial:
+            return None
+        parts = ["inb"]
+        if e.predicate is not None:
+            parts.append(self.value(e.predicate, ctx))
+        return " & ".join(parts)
+
+    def _tile_value(self, e, code: str, ctx: _Ctx, partial: bool):
+        name = f"v_{e.name}"
+        if partial and e.predicate is not None:
+            code = f"tl.where(inb & {self.value(e.predicate, ctx)}, {code}, 0.0)"
+        self.out(f"{name} = {code}")
+        self.values[e.name] = (name, ("p", "m"))
+
+    def _tile_einsum(self, e, ctx: _Ctx, partial: bool):
+        self._tile_value(e, self.value(e.expr, ctx), ctx, partial)
+
+    def _epilogue(self):
+        self.out()
+        self.out("# ---- epilogue: row Einsums, then the outputs")
+        self.loads = {}
+        for e in self.f.rows:
+            if e.name not in self.values:
+                self._row(e)
+        self._stores()
+
+    def _stores(self):
+        for t in self.c.outputs:
+            code, axes = self.values[t.name]
+            e = self.c.writers(t.name)[0]
+            ctx = _Ctx(axes)
+            offs, masks = [], []
+            for d, i in enumerate(e.output.indices):
+                ic = self.index(i, ctx)
+                offs.append(f"{ic} * t_{t.name}_s{d}")
+                if not (isinstance(i, Idx) and i.name in self.f.batch):
+                    masks.append(f"({ic} < t_{t.name}_n{d})")
+            masks.append(ctx.expand("row_ok", ("p",)))
+            if not any(isinstance(i, Idx) and self.role.get(i.name) == "p" for i in e.output.indices):
+                offs.append(ctx.expand("(offs_p * 0)", ("p",)))    # decode: every row writes the same place
+            val = code if axes == ctx.axes else ctx.expand(code, axes)
+            self.out(f"tl.store(t_{t.name} + {' + '.join(offs)}, {val}.to(t_{t.name}.dtype.element_ty), "
+                     f"mask={' & '.join(masks)})")
+
+    # -- split-KV ----------------------------------------------------------------------
+    def _partials(self) -> list[tuple[str, str]]:
+        out = [(r.name, "feature" if r.kind == "value" else "row") for r in self.f.reductions]
+        if self.f.normalisers.get(0):
+            out.append(("g_safe", "row"))
+        return out
+
+    def _store_partials(self, partials):
+        """Each split writes its statistics: [row tile program, split, BLOCK_M(, BLOCK_F)] fp32."""
+        self.out()
+        self.out("# ---- this split's statistics, merged by the combine kernel")
+        self.out(f"prog = {self._batch_linear()} * tl.num_programs(0) + pid_m")
+        self.out("base = part_ptr + (prog * SPLITS + pid_s) * part_ts")
+        off = 0
+        for name, kind in partials:
+            src = "g_safe" if name == "g_safe" else f"r_{name}"
+            if kind == "row":
+                self.out(f"tl.store(base + {off} + tl.arange(0, BLOCK_M), {src})")
+                off_inc = "BLOCK_M"
+            else:
+                self.out(f"tl.store(base + {off} + tl.arange(0, BLOCK_M)[:, None] * BLOCK_F + offs_f[None, :], {src})")
+                off_inc = "BLOCK_M * BLOCK_F"
+            off = f"{off} + {off_inc}" if off else off_inc
+
+    def _combine(self, partials, symbols) -> str:
+        f = self.f
+        self.lines = []
+        self.loads = {}
+        self.ind = 0
+        params = []
+        for t in self.read:
+            params += self._tensor_params(t, self._rank_count(t))
+        for t in [x.name for x in self.c.outputs]:
+            params += self._tensor_params(t, len(self.c.tensor(t).ranks))
+        params += [self.sym(s) for s in symbols] + ["part_ptr", "part_ts", "BLOCK_M: tl.constexpr",
+                                                     "BLOCK_F: tl.constexpr", "SPLITS: tl.constexpr"]
+        self.combine_params = params
+        self.out("@triton.jit")
+        self.out("def attnc_combine(")
+        self.out("        " + ",\n        ".join(params) + "):")
+        self.ind = 1
+        self.out("pid_m = tl.program_id(0)")
+        self.out("pid_b = tl.program_id(1)")
+        rest = "pid_b"
+        for v in reversed(f.batch):
+            self.out(f"{v} = {rest} % {self.sym(rank_of(v))}")
+            self.out(f"{rest}_{v} = {rest} // {self.sym(rank_of(v))}")
+            rest = f"{rest}_{v}"
+        self.out("offs_p = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)")
+        self.out("offs_f = tl.arange(0, BLOCK_F)")
+        rows = self.sym(rank_of(f.query)) if f.query else "1"
+        self.out(f"row_ok = offs_p < {rows}")
+        self.out(f"prog = {self._batch_linear()} * tl.num_programs(0) + pid_m")
+        offsets, off = {}, "0"
+        for name, kind in partials:
+            offsets[name] = off
+            off = f"{off} + {'BLOCK_M' if kind == 'row' else 'BLOCK_M * BLOCK_F'}"
+        g = f.normalisers.get(0)
+        self.values = {}
+        reds = {r.name: r for r in f.reductions}
+        # merged maxima first, then the normaliser, then the rescaled sums
+        for name, kind in partials:
+            if name in reds and reds[name].kind in ("max", "min"):
+                comb = "tl.maximum" if reds[name].kind == "max" else "tl.minimum"
+                ident = 'float("-inf")' if reds[name].kind == "max" else 'float("inf")'
+                self.out(f"r_{name} = tl.full((BLOCK_M,), {ident}, dtype=tl.float32)")
+                self.out("for sp in range(SPLITS):")
+                self.out(f"    r_{name} = {comb}(r_{name}, tl.load(part_ptr + (prog * SPLITS + sp) * part_ts + "
+                         f"{offsets[name]} + tl.arange(0, BLOCK_M)))")
+                self.values[name] = (f"r_{name}", ("p",))
+        if g:
+            for e in self._chain_to(g):
+                self._row(e)
+            gcode = self.values[g][0]
+            self.out(f"g_fin = tl.where({gcode} == float(\"-inf\"), 0.0, {gcode})")
+        for name, kind in partials:
+            if name not in reds or reds[name].kind in ("max", "min"):
+                continue
+            r = reds[name]
+            shape = "(BLOCK_M,)" if kind == "row" else "(BLOCK_M, BLOCK_F)"
+            self.out(f"r_{name} = tl.zeros({shape}, dtype=tl.float32)")
+            self.out("for sp in range(SPLITS):")
+            base = f"part_ptr + (prog * SPLITS + sp) * part_ts"
+            if kind == "row":
+                ld = f"tl.load({base} + {offsets[name]} + tl.arange(0, BLOCK_M))"
+            else:
+                ld = (f"tl.load({base} + {offsets[name]} + tl.arange(0, BLOCK_M)[:, None] * BLOCK_F"
+                      " + offs_f[None, :])")
+            if r.rescaled:
+                self.out(f"    g_s = tl.load({base} + {offsets['g_safe']} + tl.arange(0, BLOCK_M))")
+                scale = "tl.exp2((g_s - g_fin) * LOG2E)" + ("[:, None]" if kind == "feature" else "")
+                self.out(f"    r_{name} += {ld} * {scale}")
+            else:
+                self.out(f"    r_{name} += {ld}")
+            self.values[name] = (f"r_{name}", ("p", "f") if kind == "feature" else ("p",))
+        self.loads = {}
+        for e in f.rows:
+            if e.name not in self.values:
+                self._row(e)
+        self._stores()
+        return "\n\n" + "\n".join(self.lines) + "\n"
+
+
+def generate(form: FusedForm, mapping: GPUMapping, env: dict) -> KernelSource:
+    """Triton source of the fused kernel (and the split-KV combine kernel)."""
+    return Generator(form, mapping, env).generate()
+
+
+__all__ = ["KernelSource", "generate"]
