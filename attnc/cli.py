@@ -292,6 +292,33 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def cmd_compile(args) -> int:
+    from pathlib import Path
+
+    from codegen.runtime import FusedKernel
+    from einsum_ir.shapes import resolve
+
+    from .gpu import map_design, usage_example
+    c = ei.load(args.design)
+    shapes = parse_shapes(args.shape)
+    r = map_design(c, args.hw, shapes, args.dtype, top=1)
+    best = r.best[0]
+    src = FusedKernel(c, best.mapping, shapes).source(resolve(c, shapes))
+    out = Path(args.out or f"{c.name}_triton.py")
+    example = out.with_name(out.stem + "_example.py")
+    existing = [str(p) for p in (out, example) if p.exists()]
+    if existing and not args.force:
+        raise EinError(f"{', '.join(existing)} already exist{'s' * (len(existing) == 1)}; pass --force to "
+                       "overwrite or choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(src.text)
+    example.write_text(usage_example(c, src, shapes, str(out)))
+    print(f"{c.name}: {best.mapping} on {r.gpu.name}, predicted {best.time_s * 1e6:,.1f} us "
+          f"({best.tflops:.0f} TFLOP/s, bound by {best.binding})")
+    print(f"wrote {out} (kernel source) and {example} (usage)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="attnc",
@@ -369,6 +396,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top", type=int, default=5, help="how many mappings to list (default 5)")
     s.add_argument("--json", action="store_true", help="print JSON instead of tables")
     s.set_defaults(func=cmd_map)
+
+    s = sub.add_parser("compile", help="generate a fused Triton kernel for a design",
+                       description="Generate the Triton source of a fused forward kernel for the design "
+                                   "(docs/triton.md), with the mapping the GPU model picks for --hw at --shape, "
+                                   "and a usage example beside it. From Python, attnc.compile(...) returns a "
+                                   "callable on torch tensors.")
+    _add_design(s)
+    s.add_argument("--target", default="triton", choices=["triton"], help="code generator (default triton)")
+    s.add_argument("--hw", default="h100", help="the GPU whose model picks the mapping (default h100)")
+    _add_shape(s, required=True)
+    s.add_argument("--dtype", default="bf16", choices=["bf16", "f16", "f32"], help="element type (default bf16)")
+    s.add_argument("--out", metavar="FILE.py", help="where to write the kernel (default DESIGN_triton.py)")
+    s.add_argument("--force", action="store_true", help="overwrite existing files")
+    s.set_defaults(func=cmd_compile)
 
     for name, func, what in (("validate", cmd_validate, "the GPU model's error per point against measured times"),
                              ("calibrate", cmd_calibrate, "fit the GPU model's efficiency constants to "

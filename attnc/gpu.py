@@ -70,3 +70,23 @@ def map_json(r: MapResult) -> dict:
 
 
 __all__ = ["MapResult", "map_design", "map_json", "render_map"]
+
+
+def usage_example(c, src, shapes: dict, source_path: str) -> str:
+    """A short script that runs the compiled design against torch inputs."""
+    from einsum_ir.shapes import resolve
+    env = resolve(c, shapes)
+    lines = [f'"""Run the kernel generated for `{c.name}` ({source_path}) on random inputs."""',
+             "import torch", "", "import attnc", "",
+             f"shapes = {dict(shapes)!r}",
+             f"kernel = attnc.compile({c.name!r}, shapes)",
+             "device = 'cuda' if torch.cuda.is_available() else 'cpu'   # CPU: set TRITON_INTERPRET=1 first"]
+    for t in c.inputs:
+        shape = tuple(int(env[r]) for r in t.ranks)
+        if t.dtype == "bool":
+            lines.append(f"{t.name} = torch.rand({shape}, device=device) < 0.5")
+        else:
+            lines.append(f"{t.name} = torch.randn({shape}, device=device, dtype=torch.bfloat16)")
+    lines.append(f"out = kernel({', '.join(f'{t.name}={t.name}' for t in c.inputs)})")
+    lines.append("print(out.shape if hasattr(out, 'shape') else {k: v.shape for k, v in out.items()})")
+    return "\n".join(lines) + "\n"

@@ -126,7 +126,7 @@ class FusedKernel:
         if f.hoisted or any(p is not None for k in range(f.passes) for p in f.predicates(k)):
             inputs_np = {k: v.detach().float().cpu().numpy() for k, v in inputs.items()}
         if f.hoisted:
-            tensors.update(_hoisted(c, f, env, inputs, inputs_np))
+            tensors.update(_hoisted(c, f, env, inputs, inputs_np))   # later hoisted Einsums may read earlier ones
         mod, src = self.module(env)
         m = self._mapping_for(env)
         outs = {}
@@ -182,9 +182,36 @@ def _hoisted(c: Cascade, f: FusedForm, env: dict, inputs: dict, inputs_np: dict)
     ev = _Evaluator(c, env, arrays, np.dtype("float64"))
     out = {}
     for e in f.hoisted:
+        fast = _as_einsum(e)
+        if fast is not None and all(a.tensor in inputs or a.tensor in out for a in e.reads()):
+            spec, names = fast
+            ops = [(inputs.get(n) if n in inputs else out[n]).float() for n in names]
+            out[e.name] = torch.einsum(spec, *ops).contiguous()
+            continue
         ev.run(e, {})
         out[e.name] = torch.tensor(arrays[e.name], dtype=torch.float32, device=device)
     return out
+
+
+def _as_einsum(e):
+    """`X[b, d, p] * W[h, f, d]` summed (or a plain product): a torch.einsum spec."""
+    from einsum_ir.ir import Access
+    factors, stack = [], [e.expr]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, Op) and x.name == "mul":
+            stack.extend(reversed(x.args))
+        else:
+            factors.append(x)
+    if e.reduce != "sum" or e.predicate is not None or not all(
+            isinstance(x, Access) and all(isinstance(i, Idx) for i in x.indices) for x in factors + [e.output]):
+        return None
+    letters = {}
+    for x in factors + [e.output]:
+        for i in x.indices:
+            letters.setdefault(i.name, chr(ord("a") + len(letters)))
+    spec = ",".join("".join(letters[i.name] for i in x.indices) for x in factors)
+    return spec + "->" + "".join(letters[i.name] for i in e.output.indices), [x.tensor for x in factors]
 
 
 __all__ = ["CACHE", "FusedKernel", "cache_key"]
