@@ -92,6 +92,9 @@ class FusedKernel:
             # leading axes: the batch variables the predicates read; broadcast to all of them
             shape = [int(env[v.upper()]) if v in cc.batch else 1 for v in f.batch]
             cls = cls.reshape(shape + list(cls.shape[-2:]))
+            if cc.batch:     # the kernel indexes the table by every batch coordinate
+                full = [int(env[v.upper()]) for v in f.batch]
+                cls = np.broadcast_to(cls, full + list(cls.shape[-2:]))
             nb = int(np.prod(cls.shape[:-2]))
             cls = cls.reshape(nb, cls.shape[-2], cls.shape[-1])
             rows, kt = cls.shape[-2:]

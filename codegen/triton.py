@@ -110,7 +110,11 @@ class Generator:
         if isinstance(e, Op):
             a = [self.index(x, ctx) for x in e.args]
             if e.name in ("floordiv", "div"):
-                return f"({a[0]} // {a[1]})"
+                if _nonneg(e.args[0]):
+                    return f"({a[0]} // {a[1]})"
+                return f"_floordiv({a[0]}, {a[1]})"
+            if e.name == "mod":
+                return f"({a[0]} % {a[1]})" if _nonneg(e.args[0]) else f"_mod({a[0]}, {a[1]})"
             if e.name in _BIN:
                 return f"({a[0]} {_BIN[e.name]} {a[1]})"
             if e.name == "neg":
@@ -146,6 +150,18 @@ class Generator:
                          + (")" if raw else ").to(tl.float32)"))
         self.loads[key] = name
         return name
+
+    def cond(self, e: Expr, ctx: _Ctx) -> str:
+        """A predicate: comparisons of coordinates in integer arithmetic (exact,
+        no casts); anything else through `value`."""
+        if isinstance(e, Op) and e.name in ("and", "or"):
+            return f"({self.cond(e.args[0], ctx)} {'&' if e.name == 'and' else '|'} {self.cond(e.args[1], ctx)})"
+        if isinstance(e, Op) and e.name == "not":
+            return f"({self.cond(e.args[0], ctx)} == 0)"
+        if isinstance(e, Op) and e.name in _CMP and all(_integer(a) for a in e.args):
+            a, b = (self.index(x, ctx) for x in e.args)
+            return f"({a} {_CMP[e.name]} {b})"
+        return self.value(e, ctx)
 
     def value(self, e: Expr, ctx: _Ctx) -> str:
         if isinstance(e, Num):
@@ -276,7 +292,9 @@ class Generator:
                  "# The cascade:"]
         lines += ["#   " + ln for ln in str(c).splitlines() if ln.strip()]
         lines += ["", "import triton", "import triton.language as tl", "", "LOG2E: tl.constexpr = 1.4426950408889634",
-                  "", ""]
+                  "", "", "@triton.jit", "def _floordiv(a, b):", "    # floor division (the reference's), not C's truncation",
+                  "    q = a // b", "    return tl.where((q * b != a) & ((a < 0) != (b < 0)), q - 1, q)", "", "",
+                  "@triton.jit", "def _mod(a, b):", "    return a - _floordiv(a, b) * b", "", ""]
         return "\n".join(lines)
 
     def _prologue(self):
@@ -317,7 +335,7 @@ class Generator:
         ctx = _Ctx(axes)
         code = self.value(e.expr, ctx)
         if e.predicate is not None:
-            code = f"tl.where({self.value(e.predicate, ctx)}, {code}, 0.0)"
+            code = f"tl.where({self.cond(e.predicate, ctx)}, {code}, 0.0)"
         name = f"r_{e.name}"
         self.out(f"{name} = {code}")
         self.values[e.name] = (name, axes)
@@ -363,6 +381,7 @@ class Generator:
     def _tile_body(self, k: int, reds: list[Reduction], g: str | None, partial: bool):
         f = self.f
         self.loads = {}
+        self.preds = {}
         saved = dict(self.values)
         tile = _Ctx(("p", "m"))
         kt = self.load(f.k, _Ctx(("e", "m")), raw=True)
@@ -462,17 +481,22 @@ class Generator:
         return out
 
     def _keep(self, e, ctx: _Ctx, partial: bool) -> str | None:
+        """The mask of a partial tile for Einsum e: in bounds and its predicate
+        (each distinct predicate computed once per tile)."""
         if not partial:
             return None
-        parts = ["inb"]
-        if e.predicate is not None:
-            parts.append(self.value(e.predicate, ctx))
-        return " & ".join(parts)
+        if e.predicate is None:
+            return "inb"
+        if e.predicate not in self.preds:
+            name = f"keep{len(self.preds)}"
+            self.out(f"{name} = inb & {self.cond(e.predicate, ctx)}")
+            self.preds[e.predicate] = name
+        return self.preds[e.predicate]
 
     def _tile_value(self, e, code: str, ctx: _Ctx, partial: bool):
         name = f"v_{e.name}"
         if partial and e.predicate is not None:
-            code = f"tl.where(inb & {self.value(e.predicate, ctx)}, {code}, 0.0)"
+            code = f"tl.where({self._keep(e, ctx, partial)}, {code}, 0.0)"
         self.out(f"{name} = {code}")
         self.values[e.name] = (name, ("p", "m"))
 
@@ -607,6 +631,27 @@ class Generator:
                 self._row(e)
         self._stores()
         return "\n\n" + "\n".join(self.lines) + "\n"
+
+
+_INT_OPS = {"add", "sub", "mul", "floordiv", "mod", "neg", "max", "min"}
+
+
+def _integer(e: Expr) -> bool:
+    """Coordinates, symbols and whole numbers combined by integer operators."""
+    if isinstance(e, (Idx, Sym)):
+        return True
+    if isinstance(e, Num):
+        return float(e.value).is_integer()
+    return isinstance(e, Op) and e.name in _INT_OPS and all(_integer(a) for a in e.args)
+
+
+def _nonneg(e: Expr) -> bool:
+    """Known non-negative: coordinates, symbols, and their sums and products."""
+    if isinstance(e, (Idx, Sym)):
+        return True
+    if isinstance(e, Num):
+        return e.value >= 0
+    return isinstance(e, Op) and e.name in ("add", "mul", "floordiv", "mod") and all(_nonneg(a) for a in e.args)
 
 
 def generate(form: FusedForm, mapping: GPUMapping, env: dict) -> KernelSource:

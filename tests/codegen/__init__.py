@@ -1,0 +1,1 @@
+"""Tests of codegen: generated Triton kernels run by Triton's CPU interpreter."""
