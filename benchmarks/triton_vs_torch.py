@@ -356,11 +356,11 @@ def summary(rows) -> str:
         a, b = ks.get("attnc"), ks.get(BASELINE[design])
         if a is None and b is None:
             continue
-        any_r = a or b
-        vs.append([design, shape(any_r), BASELINE[design],
+        ratio = a["ratio"] if a else None
+        vs.append([design, shape(a or b), BASELINE[design],
                    opt(b and b["time_s"] * 1e3, ".4f"), opt(a and a["time_s"] * 1e3, ".4f"),
                    opt(b and b["tflops"], ".1f"), opt(a and a["tflops"], ".1f"),
-                   opt(a and a["ratio"] and a["ratio"], ".2f") + ("x" if a and a["ratio"] else "")])
+                   "" if ratio is None else f"{ratio:.2f}x"])
     return (table(["design", "shape", "kernel", "ms", "TFLOP/s", "max_err", "mapping"], all_rows,
                   align="lllrrrl")
             + "\n\nattnc vs baseline (ratio = baseline time / attnc time; above 1: attnc faster)\n"
@@ -402,7 +402,8 @@ class _Bench:
             fn, mapping = self._attnc(design, p, t)
             note = f" (autotune {time.perf_counter() - t0:.1f} s: {mapping})"
         else:
-            fn = baseline_fn(torch, kernel, design, t, *self._flex_api() if "flex" in kernel else (None, None))
+            flex, block_mask = self._flex_api() if "flex" in kernel else (None, None)
+            fn = baseline_fn(torch, kernel, design, t, flex, block_mask)
         first = fn()    # Flex compiles here at a new shape
         torch.cuda.synchronize()
         if "flex" in kernel:
