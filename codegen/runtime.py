@@ -76,13 +76,17 @@ class FusedKernel:
         return self._modules[key]
 
     # -- block tables ---------------------------------------------------------------
+    def _reads_tensors(self) -> bool:
+        f = self.form
+        return any(isinstance(n, Access) for k in range(f.passes) for p in f.predicates(k)
+                   if p is not None for n in _walk(p))
+
     def tables(self, env: dict, inputs_np: dict, device):
         import torch
         m = self._mapping_for(env)
         f = self.form
         out = []
-        reads_tensors = any(isinstance(n, Access) for k in range(f.passes) for p in f.predicates(k)
-                            if p is not None for n in _walk(p))
+        reads_tensors = self._reads_tensors()
         key = (tuple(sorted(env.items())), m.block_m, m.block_n)
         if not reads_tensors and key in self._tables:
             return self._tables[key]
@@ -125,11 +129,11 @@ class FusedKernel:
         q = inputs[f.q.tensor] if f.q.tensor in inputs else next(iter(inputs.values()))
         device = q.device
         tensors = dict(inputs)
-        inputs_np = None
-        if f.hoisted or any(p is not None for k in range(f.passes) for p in f.predicates(k)):
-            inputs_np = {k: v.detach().float().cpu().numpy() for k, v in inputs.items()}
         if f.hoisted:
-            tensors.update(_hoisted(c, f, env, inputs, inputs_np))   # later hoisted Einsums may read earlier ones
+            tensors.update(_hoisted(c, f, env, inputs))
+        # host copies only for predicates that read tensors (block masks)
+        inputs_np = {k: v.detach().float().cpu().numpy() for k, v in inputs.items()} if self._reads_tensors() \
+            else None
         mod, src = self.module(env)
         m = self._mapping_for(env)
         outs = {}
@@ -177,26 +181,29 @@ def _tensor_args(t) -> list:
     return [t] + [int(s) for s in t.stride()] + [int(n) for n in t.shape]
 
 
-def _hoisted(c: Cascade, f: FusedForm, env: dict, inputs: dict, inputs_np: dict) -> dict:
+def _hoisted(c: Cascade, f: FusedForm, env: dict, inputs: dict) -> dict:
     """Einsums with no key rank, computed before the kernel: a product of
-    accesses at plain indices by torch.einsum, anything else by the reference
-    executor's evaluator (exact, on the host)."""
+    accesses at plain indices by torch.einsum on the inputs' device, anything
+    else by the reference executor's evaluator on the host (exact, slow)."""
     import torch
-    from einsum_ir.execute import _Evaluator
     device = next(iter(inputs.values())).device
-    arrays = {k: v.astype(np.float64) if v.dtype != bool else v for k, v in inputs_np.items()}
-    for t in c.tensors:
-        if t.role != "input" and t.name not in arrays:
-            arrays[t.name] = np.zeros(tuple(int(env[r]) for r in t.ranks))
-    ev = _Evaluator(c, env, arrays, np.dtype("float64"))
-    out = {}
+    out, ev, arrays = {}, None, None
     for e in f.hoisted:
         fast = _as_einsum(e)
         if fast is not None and all(a.tensor in inputs or a.tensor in out for a in e.reads()):
             spec, names = fast
-            ops = [(inputs.get(n) if n in inputs else out[n]).float() for n in names]
+            ops = [(inputs[n] if n in inputs else out[n]).float() for n in names]
             out[e.name] = torch.einsum(spec, *ops).contiguous()
             continue
+        if ev is None:
+            from einsum_ir.execute import _Evaluator
+            arrays = {k: v.detach().cpu().numpy() for k, v in inputs.items()}
+            arrays = {k: v if v.dtype == bool else v.astype(np.float64) for k, v in arrays.items()}
+            for h in f.hoisted:     # only what the hoisted Einsums write, never the tiles
+                arrays[h.name] = np.zeros(tuple(int(env[r]) for r in c.tensor(h.name).ranks))
+            ev = _Evaluator(c, env, arrays, np.dtype("float64"))
+        for done, t in out.items():
+            arrays[done] = t.detach().double().cpu().numpy()
         ev.run(e, {})
         out[e.name] = torch.tensor(arrays[e.name], dtype=torch.float32, device=device)
     return out
