@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
-import statistics
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cuda_timing import CudaTimer, first_line  # noqa: E402  (shared with triton_vs_torch.py)
 
 COLUMNS = ("device", "kernel", "dtype", "batch", "heads", "kv_heads", "q_len", "kv_len", "head_dim", "causal",
            "time_s", "tflops")
@@ -25,10 +27,6 @@ DECODE_KV_QUICK = (4096, 65536)
 DECODE_BATCH = (1, 8, 64)
 DECODE_BATCH_QUICK = (1, 8)
 MEMORY_FRACTION = 0.6      # of the device's total: the most a point's Q, K, V and O may take
-WARMUP = 3
-TARGET_S = 0.1             # repetitions cover about this much GPU time
-MIN_REPS, MAX_REPS = 5, 1000
-L2_FLUSH_BYTES = 256 << 20  # larger than any current L2: each repetition starts cold, as a real decode step does
 DEVICE = "cuda"
 
 
@@ -116,7 +114,7 @@ def main(argv=None) -> int:
                 t, note = bench.time(kernel, p)
             except Exception as e:  # an unsupported shape or an out-of-memory: record nothing, go on
                 bench.failed(kernel, p, e)
-                print(f"{tag}: failed: {type(e).__name__}: {_first_line(e)}", flush=True)
+                print(f"{tag}: failed: {type(e).__name__}: {first_line(e)}", flush=True)
                 t = None
             bench.release()
             if t is None:
@@ -136,11 +134,6 @@ def _causal(b, h, q_idx, kv_idx):
     return q_idx >= kv_idx
 
 
-def _first_line(e) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0][:200] if s else ""
-
-
 class _Bench:
     """The GPU side: inputs, kernels and CUDA-event timing. Built only once a GPU is known to be there."""
 
@@ -148,7 +141,7 @@ class _Bench:
         self.torch = torch
         self.device = torch.cuda.get_device_name()
         self.total_bytes = torch.cuda.get_device_properties(0).total_memory
-        self.flush_buf = torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.int32, device=DEVICE)
+        self.timer = CudaTimer(torch, DEVICE)
         self.sdpa_gqa = self._sdpa_has_gqa()
         self._flex = None
         self._flex_failed = set()   # (q_len, head_dim): a failed compile would only fail again, slowly
@@ -174,11 +167,7 @@ class _Bench:
 
     def release(self):
         self._tensors = ()
-        try:
-            self.torch.cuda.synchronize()
-            self.torch.cuda.empty_cache()
-        except RuntimeError as e:  # a kernel fault is sticky: the points after it fail and say why
-            print(f"cuda: {_first_line(e)}", flush=True)
+        self.timer.release()
 
     def time(self, kernel, p) -> tuple[float, str]:
         """Median seconds per call and a note for the summary line."""
@@ -197,10 +186,7 @@ class _Bench:
             fn()   # compiles at a new shape
             torch.cuda.synchronize()
             note = f" (first call {time.perf_counter() - t0:.1f} s)"
-        warm = [self._timed(fn) for _ in range(WARMUP)]
-        est = max(statistics.median(warm), 1e-7)
-        reps = min(MAX_REPS, max(MIN_REPS, math.ceil(TARGET_S / est)))
-        return statistics.median(self._timed_many(fn, reps)), note
+        return self.timer.median_s(fn), note
 
     def _sdpa(self, q, k, v, p):
         torch = self.torch
@@ -232,22 +218,6 @@ class _Bench:
         gqa = p["heads"] != p["kv_heads"]
         flex = self._flex
         return lambda: flex(q, k, v, block_mask=mask, enable_gqa=gqa)
-
-    def _timed(self, fn) -> float:
-        return self._timed_many(fn, 1)[0]
-
-    def _timed_many(self, fn, reps) -> list[float]:
-        """Event pairs around each call; zeroing the flush buffer first empties L2 and lets the CPU run
-        ahead of the GPU, so a short kernel's launch overhead stays outside its events."""
-        torch = self.torch
-        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
-        for s, e in events:
-            self.flush_buf.zero_()
-            s.record()
-            fn()
-            e.record()
-        torch.cuda.synchronize()
-        return [s.elapsed_time(e) / 1e3 for s, e in events]
 
 
 if __name__ == "__main__":

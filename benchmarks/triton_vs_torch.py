@@ -27,9 +27,12 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import statistics
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cuda_timing import CudaTimer, first_line  # noqa: E402  (shared with gpu_attention.py)
 
 COLUMNS = ("device", "design", "kernel", "batch", "heads", "q_len", "kv_len", "head_dim", "time_s", "tflops",
            "ratio_vs_baseline", "mapping", "max_err")
@@ -58,10 +61,6 @@ TOLERANCE = 2e-2           # max abs error of attnc's bf16 output against the fl
 AUTOTUNE_TOP = 4
 AUTOTUNE_REPS = 5         # autotune only ranks the mappings; the row's time is measured below, L2 flushed
 REF_ELEMENTS = 1 << 27     # scores per chunk of the float32 reference (512 MiB)
-WARMUP = 3
-TARGET_S = 0.1             # repetitions cover about this much GPU time
-MIN_REPS, MAX_REPS = 5, 1000
-L2_FLUSH_BYTES = 256 << 20  # larger than any current L2: each repetition starts cold
 DEVICE = "cuda"
 
 
@@ -295,13 +294,13 @@ def main(argv=None) -> int:
             try:
                 t = make_inputs(torch, p)
             except Exception as e:
-                print(f"{tag}: failed to make inputs: {type(e).__name__}: {_first_line(e)}", flush=True)
+                print(f"{tag}: failed to make inputs: {type(e).__name__}: {first_line(e)}", flush=True)
                 bench.release()
                 continue
             try:
                 ref = reference(torch, p["design"], t)
             except Exception as e:   # attnc's rows then go unchecked: say so and carry on
-                print(f"{tag}: reference failed ({type(e).__name__}: {_first_line(e)}): no max_err", flush=True)
+                print(f"{tag}: reference failed ({type(e).__name__}: {first_line(e)}): no max_err", flush=True)
                 ref = None
             times = {}
             for kernel in KERNELS[p["design"]]:
@@ -312,7 +311,7 @@ def main(argv=None) -> int:
                 try:
                     secs, err, mapping, note = bench.run(kernel, p, t, ref)
                 except Exception as e:  # a compile error, a wrong result or an out-of-memory: no row, go on
-                    print(f"{ktag}: failed: {type(e).__name__}: {_first_line(e)}", flush=True)
+                    print(f"{ktag}: failed: {type(e).__name__}: {first_line(e)}", flush=True)
                     bench.release()
                     continue
                 times[kernel] = secs
@@ -371,11 +370,6 @@ def summary(rows) -> str:
                     vs, align="lllrrrrr"))
 
 
-def _first_line(e) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0][:200] if s else ""
-
-
 class _Bench:
     """The GPU side: kernels and CUDA-event timing. Built only once a GPU is known to be there."""
 
@@ -384,15 +378,11 @@ class _Bench:
         self.device = torch.cuda.get_device_name()
         self.hw = hw_for(self.device)
         self.total_bytes = torch.cuda.get_device_properties(0).total_memory
-        self.flush_buf = torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.int32, device=DEVICE)
+        self.timer = CudaTimer(torch, DEVICE)
         self._flex = None
 
     def release(self):
-        try:
-            self.torch.cuda.synchronize()
-            self.torch.cuda.empty_cache()
-        except RuntimeError as e:  # a kernel fault is sticky: the points after it fail and say why
-            print(f"cuda: {_first_line(e)}", flush=True)
+        self.timer.release()
 
     def run(self, kernel, p, t, ref):
         """(median seconds per call, max abs error against the reference or None, attnc's mapping or '',
@@ -418,10 +408,7 @@ class _Bench:
                 raise AssertionError(f"wrong result: max abs error {err:.3g} against the float32 reference "
                                      f"(tolerance {TOLERANCE}), mapping {mapping}")
         del first
-        warm = [self._timed(fn) for _ in range(WARMUP)]
-        est = max(statistics.median(warm), 1e-7)
-        reps = min(MAX_REPS, max(MIN_REPS, math.ceil(TARGET_S / est)))
-        return statistics.median(self._timed_many(fn, reps)), err, mapping, note
+        return self.timer.median_s(fn), err, mapping, note
 
     def _attnc(self, design, p, t):
         """The fastest of the model's top mappings (autotune); if tuning fails, the model's best alone."""
@@ -432,7 +419,7 @@ class _Bench:
             tuned = autotune(design, inputs, shapes, hw=self.hw, top=AUTOTUNE_TOP, reps=AUTOTUNE_REPS)
             kern, mapping = tuned.kernel, str(tuned.timings[0][0])
         except Exception as e:
-            print(f"  attnc {design}: autotune failed ({type(e).__name__}: {_first_line(e)}); "
+            print(f"  attnc {design}: autotune failed ({type(e).__name__}: {first_line(e)}); "
                   f"compiling the model's best mapping alone", flush=True)
             import attnc
             kern = attnc.compile(design, shapes_for(p), hw=self.hw)
@@ -451,24 +438,6 @@ class _Bench:
                     setattr(cfg, name, 4096)
             self._flex = torch.compile(flex_attention, dynamic=False)
         return self._flex, create_block_mask
-
-    def _timed(self, fn) -> float:
-        return self._timed_many(fn, 1)[0]
-
-    def _timed_many(self, fn, reps) -> list[float]:
-        """Event pairs around each call; zeroing the flush buffer first empties L2 and lets the CPU run
-        ahead of the GPU, so a short kernel's launch overhead stays outside its events (as far as the
-        flush's GPU time covers it: a call whose host side is longer, or that synchronises, is timed
-        with its host side)."""
-        torch = self.torch
-        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
-        for s, e in events:
-            self.flush_buf.zero_()
-            s.record()
-            fn()
-            e.record()
-        torch.cuda.synchronize()
-        return [s.elapsed_time(e) / 1e3 for s, e in events]
 
 
 if __name__ == "__main__":

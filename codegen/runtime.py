@@ -14,7 +14,7 @@ import numpy as np
 from einsum_ir.analysis.fused import FusedForm, recognise
 from einsum_ir.analysis.tiles import FULL, PARTIAL, cell_counts, classify
 from einsum_ir.errors import ShapeError
-from einsum_ir.ir import Access, Cascade, Idx, Op
+from einsum_ir.ir import Access, Cascade, Idx, Op, walk
 from einsum_ir.shapes import resolve
 from mappers.gpu_mapping import GPUMapping
 
@@ -79,7 +79,7 @@ class FusedKernel:
     def _reads_tensors(self) -> bool:
         f = self.form
         return any(isinstance(n, Access) for k in range(f.passes) for p in f.predicates(k)
-                   if p is not None for n in _walk(p))
+                   if p is not None for n in walk(p))
 
     def tables(self, env: dict, inputs_np: dict, device):
         import torch
@@ -170,11 +170,6 @@ class FusedKernel:
                                                  SPLITS=src.splits, **launch)
         else:
             mod.attnc_fused[(grid_m, nbatch, 1)](*args, **meta, **launch)
-
-
-def _walk(e):
-    from einsum_ir.ir import walk
-    return walk(e)
 
 
 def _tensor_args(t) -> list:

@@ -233,12 +233,7 @@ class Generator:
         bf = padded(self.env[rank_of(f.feature)]) if f.feature else 16
         splits = m.splits if f.passes == 1 else 1
         symbols = sorted(k for k in self.env)
-        params = []
-        for t in self.read:
-            params += self._tensor_params(t, self._rank_count(t))
-        for t in [x.name for x in self.c.outputs]:
-            params += self._tensor_params(t, len(self.c.tensor(t).ranks))
-        params += [self.sym(s) for s in symbols]
+        params = self._io_params() + [self.sym(s) for s in symbols]
         for k in range(f.passes):
             params += [f"bt{k}_full_cnt", f"bt{k}_full_idx", f"bt{k}_part_cnt", f"bt{k}_part_idx", f"bt{k}_bs",
                        f"bt{k}_ks"]
@@ -247,7 +242,6 @@ class Generator:
             params += ["part_ptr", "part_ts"]
         params += ["BLOCK_M: tl.constexpr", "BLOCK_N: tl.constexpr", "BLOCK_E: tl.constexpr",
                    "BLOCK_F: tl.constexpr", "SPLITS: tl.constexpr"]
-        self.params = params
         self.lines = []
         self.ind = 0
         self.out("@triton.jit")
@@ -272,11 +266,6 @@ class Generator:
 
     kernel_name = "attnc_fused"
 
-    def _rank_count(self, t: str) -> int:
-        if self.c.has_tensor(t):
-            return len(self.c.tensor(t).ranks)
-        raise KeyError(t)
-
     def _tensor_params(self, t: str, n: int) -> list[str]:
         return [f"t_{t}"] + [f"t_{t}_s{d}" for d in range(n)] + [f"t_{t}_n{d}" for d in range(n)]
 
@@ -297,21 +286,32 @@ class Generator:
                   "@triton.jit", "def _mod(a, b):", "    return a - _floordiv(a, b) * b", "", ""]
         return "\n".join(lines)
 
-    def _prologue(self):
-        f = self.f
+    def _coordinates(self):
+        """The program's row tile and batch coordinates (both kernels)."""
         self.out("pid_m = tl.program_id(0)")
         self.out("pid_b = tl.program_id(1)")
-        self.out("pid_s = tl.program_id(2)")
         rest = "pid_b"
-        for v in reversed(f.batch):
+        for v in reversed(self.f.batch):
             self.out(f"{v} = {rest} % {self.sym(rank_of(v))}")
             self.out(f"{rest}_{v} = {rest} // {self.sym(rank_of(v))}")
             rest = f"{rest}_{v}"
         self.out("offs_p = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)")
-        self.out("offs_e = tl.arange(0, BLOCK_E)")
         self.out("offs_f = tl.arange(0, BLOCK_F)")
-        rows = self.sym(rank_of(f.query)) if f.query else "1"
+        rows = self.sym(rank_of(self.f.query)) if self.f.query else "1"
         self.out(f"row_ok = offs_p < {rows}")
+
+    def _io_params(self) -> list[str]:
+        """Pointer, strides and extents of every tensor read, then of every output."""
+        params = []
+        for t in self.read + [x.name for x in self.c.outputs]:
+            params += self._tensor_params(t, len(self.c.tensor(t).ranks))
+        return params
+
+    def _prologue(self):
+        f = self.f
+        self._coordinates()
+        self.out("pid_s = tl.program_id(2)")
+        self.out("offs_e = tl.arange(0, BLOCK_E)")
         self.out("# the query tile, loaded once")
         q = self.load(f.q, _Ctx(("p", "e")), raw=True)
         self.out(f"q = tl.broadcast_to({q}, (BLOCK_M, BLOCK_E))")
@@ -370,7 +370,6 @@ class Generator:
             self.out("offs_m = start_n + tl.arange(0, BLOCK_N)")
             self._tile_body(k, reds, g, partial)
             self.ind -= 1
-        self.values = {n: v for n, v in self.values.items()}   # running values are now final
 
     def _batch_linear(self) -> str:
         code = "0"
@@ -559,29 +558,13 @@ class Generator:
         self.lines = []
         self.loads = {}
         self.ind = 0
-        params = []
-        for t in self.read:
-            params += self._tensor_params(t, self._rank_count(t))
-        for t in [x.name for x in self.c.outputs]:
-            params += self._tensor_params(t, len(self.c.tensor(t).ranks))
-        params += [self.sym(s) for s in symbols] + ["part_ptr", "part_ts", "BLOCK_M: tl.constexpr",
+        params = self._io_params() + [self.sym(s) for s in symbols] + ["part_ptr", "part_ts", "BLOCK_M: tl.constexpr",
                                                      "BLOCK_F: tl.constexpr", "SPLITS: tl.constexpr"]
-        self.combine_params = params
         self.out("@triton.jit")
         self.out("def attnc_combine(")
         self.out("        " + ",\n        ".join(params) + "):")
         self.ind = 1
-        self.out("pid_m = tl.program_id(0)")
-        self.out("pid_b = tl.program_id(1)")
-        rest = "pid_b"
-        for v in reversed(f.batch):
-            self.out(f"{v} = {rest} % {self.sym(rank_of(v))}")
-            self.out(f"{rest}_{v} = {rest} // {self.sym(rank_of(v))}")
-            rest = f"{rest}_{v}"
-        self.out("offs_p = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)")
-        self.out("offs_f = tl.arange(0, BLOCK_F)")
-        rows = self.sym(rank_of(f.query)) if f.query else "1"
-        self.out(f"row_ok = offs_p < {rows}")
+        self._coordinates()
         self.out(f"prog = {self._batch_linear()} * tl.num_programs(0) + pid_m")
         offsets, off = {}, "0"
         for name, kind in partials:

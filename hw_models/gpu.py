@@ -4,13 +4,12 @@ efficiency constants the model admits (fitted by `attnc calibrate`).
 Presets are YAML files in hw_models/presets/gpu/."""
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from collections.abc import Mapping
 
-from .schema import HardwareError, Node, load, load_file
+from .schema import HardwareError, Node, load, load_named
 
 GPU_PRESETS = Path(__file__).parent / "presets" / "gpu"
 
@@ -81,14 +80,7 @@ def gpu_names() -> list[str]:
 
 def load_gpu(name_or_path) -> GPU:
     """A preset name (`a100`, `h100`, `h200`) or a path to a YAML description."""
-    p = Path(str(name_or_path))
-    if p.suffix in (".yaml", ".yml") or p.exists():
-        return gpu_from_node(load_file(p))
-    if str(name_or_path) in gpu_names():
-        return gpu_from_node(load_file(GPU_PRESETS / f"{name_or_path}.yaml"))
-    hint = difflib.get_close_matches(str(name_or_path), gpu_names(), n=1)
-    raise HardwareError(f"no GPU preset {str(name_or_path)!r}"
-                        + (f" (did you mean {hint[0]!r}?)" if hint else f"; GPU presets: {', '.join(gpu_names())}"))
+    return gpu_from_node(load_named(name_or_path, GPU_PRESETS, "GPU preset", "GPU presets"))
 
 
 def parse_gpu(text: str, file: str = "<gpu>") -> GPU:

@@ -133,6 +133,20 @@ def load_file(path) -> Node:
     return load(text, str(path))
 
 
+def load_named(name_or_path, directory: Path, what: str, plural: str) -> Node:
+    """A YAML file by path, or by the name of a file in `directory` (a preset);
+    an unknown name is an error with a did-you-mean or the list."""
+    p = Path(str(name_or_path))
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return load_file(p)
+    names = sorted(q.stem for q in Path(directory).glob("*.yaml"))
+    if str(name_or_path) in names:
+        return load_file(Path(directory) / f"{name_or_path}.yaml")
+    hint = difflib.get_close_matches(str(name_or_path), names, n=1)
+    raise HardwareError(f"no {what} {str(name_or_path)!r}"
+                        + (f" (did you mean {hint[0]!r}?)" if hint else f"; {plural}: {', '.join(names)}"))
+
+
 def _convert(node, path: str, file: str, text: str) -> Node:
     loc = Loc(file, node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):

@@ -10,7 +10,7 @@ from math import prod
 from pathlib import Path
 from types import MappingProxyType
 
-from .schema import HardwareError, Node, load, load_file
+from .schema import HardwareError, Node, load, load_named
 
 PRESETS = Path(__file__).parent / "presets"
 
@@ -127,15 +127,7 @@ def preset_names() -> list[str]:
 
 def load_spatial(name_or_path) -> SpatialArray:
     """A preset name (`fusemax`, `flat`) or a path to a YAML description."""
-    p = Path(str(name_or_path))
-    if p.suffix in (".yaml", ".yml") or p.exists():
-        return from_node(load_file(p))
-    if str(name_or_path) in preset_names():
-        return from_node(load_file(PRESETS / f"{name_or_path}.yaml"))
-    import difflib
-    hint = difflib.get_close_matches(str(name_or_path), preset_names(), n=1)
-    raise HardwareError(f"no hardware preset {str(name_or_path)!r}"
-                        + (f" (did you mean {hint[0]!r}?)" if hint else f"; presets: {', '.join(preset_names())}"))
+    return from_node(load_named(name_or_path, PRESETS, "hardware preset", "presets"))
 
 
 def parse_spatial(text: str, file: str = "<hw>") -> SpatialArray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from einsum_ir.analysis.fused import FusedForm
-from einsum_ir.ir import Access, Idx, Op, Sym, accesses, index_vars
+from einsum_ir.ir import Idx, Op, Sym, accesses, index_vars
 from einsum_ir.ops import DTYPE_BYTES
 from hw_models.gpu import GPU
 from hw_models.schema import HardwareError, Node, load, load_file

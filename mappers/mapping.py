@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from hw_models.schema import HardwareError, Node, load, load_file
+from hw_models.schema import HardwareError, Node, load, load_named
 
 MAPPINGS = Path(__file__).parent / "mappings"
 OVERLAP_KINDS = ("phases", "overlapped", "epochs")
@@ -91,15 +91,7 @@ def mapping_names() -> list[str]:
 
 
 def load_mapping(name_or_path) -> Mapping:
-    p = Path(str(name_or_path))
-    if p.suffix in (".yaml", ".yml") or p.exists():
-        return from_node(load_file(p))
-    if str(name_or_path) in mapping_names():
-        return from_node(load_file(MAPPINGS / f"{name_or_path}.yaml"))
-    import difflib
-    hint = difflib.get_close_matches(str(name_or_path), mapping_names(), n=1)
-    raise HardwareError(f"no mapping {str(name_or_path)!r}"
-                        + (f" (did you mean {hint[0]!r}?)" if hint else f"; mappings: {', '.join(mapping_names())}"))
+    return from_node(load_named(name_or_path, MAPPINGS, "mapping", "mappings"))
 
 
 def parse_mapping(text: str, file: str = "<mapping>") -> Mapping:

@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import EinError
-from ..ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, accesses, index_vars, walk
+from ..ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, accesses, index_vars
 
 
 class FusedFormError(EinError):
