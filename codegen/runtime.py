@@ -37,6 +37,50 @@ def _import(path: Path, name: str):
     return mod
 
 
+def _cached_module(key: str, text: str):
+    """The generated source written to the disk cache (atomically) and imported."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"attnc_{key}.py"
+    if not path.exists() or path.read_text() != text:
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return _import(path, f"attnc_kernel_{key}")
+
+
+def _check_names(c: Cascade, inputs: dict):
+    names = {t.name for t in c.inputs}
+    missing = sorted(names - inputs.keys())
+    if missing:
+        raise ShapeError(f"missing input{'s' * (len(missing) > 1)}: {', '.join(missing)}")
+    unknown = sorted(inputs.keys() - names)
+    if unknown:
+        raise ShapeError(f"{unknown[0]} is not an input of {c.name}; its inputs are {', '.join(sorted(names))}")
+
+
+def compile_kernel(c: Cascade, mapping: GPUMapping, shapes: dict | None = None):
+    """The kernel family the design fits: fused attention, else chunked linear
+    attention; a design that fits neither gets both reasons."""
+    from einsum_ir.analysis.chunked import ChunkedFormError
+    from einsum_ir.analysis.chunked import recognise as recognise_chunked
+    from einsum_ir.analysis.fused import FusedFormError
+    try:
+        return FusedKernel(c, mapping, shapes)
+    except FusedFormError as fused:
+        try:
+            recognise_chunked(c, _extents(c, shapes))
+        except ChunkedFormError as chunked:
+            raise FusedFormError(f"{fused.message}\n  and {chunked.message}", fused.loc, fused.source) from None
+        return ChunkedKernel(c, mapping, shapes)
+
+
+def _extents(c: Cascade, shapes: dict | None) -> dict | None:
+    try:
+        return resolve(c, shapes or {})
+    except ShapeError:
+        return None
+
+
 class FusedKernel:
     """A compiled design: call it with torch tensors by input name; returns
     the output tensor (or a dict when the design has several outputs)."""
@@ -66,13 +110,7 @@ class FusedKernel:
                                                                  (self.form.feature or "").upper()) if k in env})
         if key not in self._modules:
             src = generate(self.form, m, env)
-            CACHE.mkdir(parents=True, exist_ok=True)
-            path = CACHE / f"attnc_{key}.py"
-            if not path.exists() or path.read_text() != src.text:
-                tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_text(src.text)
-                tmp.replace(path)
-            self._modules[key] = (_import(path, f"attnc_kernel_{key}"), src)
+            self._modules[key] = (_cached_module(key, src.text), src)
         return self._modules[key]
 
     # -- block tables ---------------------------------------------------------------
@@ -118,13 +156,7 @@ class FusedKernel:
     def __call__(self, **inputs):
         import torch
         c, f = self.cascade, self.form
-        names = {t.name for t in c.inputs}
-        missing = sorted(names - inputs.keys())
-        if missing:
-            raise ShapeError(f"missing input{'s' * (len(missing) > 1)}: {', '.join(missing)}")
-        unknown = sorted(inputs.keys() - names)
-        if unknown:
-            raise ShapeError(f"{unknown[0]} is not an input of {c.name}; its inputs are {', '.join(sorted(names))}")
+        _check_names(c, inputs)
         env = resolve(c, self.shapes, inputs)
         q = inputs[f.q.tensor] if f.q.tensor in inputs else next(iter(inputs.values()))
         device = q.device
@@ -170,6 +202,54 @@ class FusedKernel:
                                                  SPLITS=src.splits, **launch)
         else:
             mod.attnc_fused[(grid_m, nbatch, 1)](*args, **meta, **launch)
+
+
+class ChunkedKernel:
+    """A compiled linear-time design (codegen.chunked): one program per batch
+    coordinate walks the sequence in chunks. Called like FusedKernel."""
+
+    def __init__(self, c: Cascade, mapping: GPUMapping, shapes: dict | None = None):
+        from einsum_ir.analysis.chunked import recognise as recognise_chunked
+        self.cascade = c
+        self.mapping = mapping
+        self.shapes = dict(shapes or {})
+        self._recognise = recognise_chunked
+        self._modules: dict[str, tuple] = {}
+
+    def source(self, env: dict):
+        from .chunked import generate as generate_chunked
+        return generate_chunked(self._recognise(self.cascade, env), self.mapping, env)
+
+    def module(self, env: dict):
+        key = cache_key(self.cascade, self.mapping, env)
+        if key not in self._modules:
+            src = self.source(env)
+            self._modules[key] = (_cached_module(key, src.text), src)
+        return self._modules[key]
+
+    def __call__(self, **inputs):
+        import torch
+        c = self.cascade
+        _check_names(c, inputs)
+        env = resolve(c, self.shapes, inputs)
+        mod, src = self.module(env)
+        first = next(iter(inputs.values()))
+        tensors = dict(inputs)
+        if src.form.hoisted:
+            tensors.update(_hoisted(c, src.form, env, inputs))
+        out_t = c.outputs[0]
+        out = torch.empty(tuple(int(env[r]) for r in out_t.ranks), dtype=first.dtype, device=first.device)
+        args = []
+        for name in src.tensors:
+            args += _tensor_args(tensors[name])
+        args += _tensor_args(out)
+        args += [int(env[s]) for s in src.symbols]
+        nbatch = int(np.prod([env[v.upper()] for v in src.form.batch]))
+        launch = {} if os.environ.get("TRITON_INTERPRET") == "1" else dict(num_warps=self.mapping.warps,
+                                                                         num_stages=self.mapping.stages)
+        with np.errstate(all="ignore"):
+            mod.attnc_chunked[(nbatch,)](*args, **src.blocks, **launch)
+        return out
 
 
 def _tensor_args(t) -> list:
@@ -225,4 +305,4 @@ def _as_einsum(e):
     return spec + "->" + "".join(letters[i.name] for i in e.output.indices), [x.tensor for x in factors]
 
 
-__all__ = ["CACHE", "FusedKernel", "cache_key"]
+__all__ = ["CACHE", "ChunkedKernel", "FusedKernel", "cache_key", "compile_kernel"]

@@ -1,0 +1,607 @@
+"""Triton source for a chunked, linear-time kernel, generated from the IR.
+
+The structure comes from einsum_ir.analysis.chunked (batch coordinates,
+loops over the sequence in chunks, states, element-wise Einsums to
+substitute); this module turns it into code. Every value is a register
+tile whose axes are a subset of the form's axes, always in the same order,
+so element-wise code only broadcasts (`x[:, None]`) and never transposes.
+A reduction is
+- a `tl.dot` when it is a sum of a product that splits into two sides,
+  [a, c] and [c, b], over one contracted axis c (both sides zeroed where c
+  is out of range, so padding never leaks NaN or inf into the sum);
+- a `tl.cumsum` when it is a prefix sum (`sum[j] X[.., j] where j <= m0`,
+  the cumulative gates of GLA);
+- otherwise a masked broadcast product reduced with tl.sum / tl.max / tl.min.
+A sum over the loop's own token accumulates across chunks; a recurrence over
+the chunk index is a loop-carried state (`st_X`, and `st_X_new` for the
+value after this chunk's step).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from einsum_ir.analysis.chunked import ChunkedForm, ChunkedFormError
+from einsum_ir.ir import Access, Einsum, Expr, Idx, Num, Op, Sym, index_vars, rank_of, substitute
+from mappers.gpu_mapping import GPUMapping, padded
+
+from .triton import _BIN, _CMP, _FN, _integer, _nonneg
+
+VERSION = "1"
+MAX_REGISTER_AXIS = 256
+_IDENT = {"sum": "0.0", "max": 'float("-inf")', "min": 'float("inf")'}
+_DOT_T = {"bf16": "tl.bfloat16", "f16": "tl.float16"}
+
+
+@dataclass
+class ChunkedSource:
+    """Generated source and what the launcher needs to call it."""
+    text: str
+    form: ChunkedForm
+    mapping: GPUMapping
+    blocks: dict[str, int]        # BLOCK_<axis> constexprs
+    tensors: list[str]            # read by the kernel (inputs and hoisted), in argument order
+    outputs: list[str]
+    symbols: list[str]
+    digest: str = ""
+
+
+V = tuple[str, tuple[str, ...]]   # generated code and its axes
+
+
+def _factors(x: Expr) -> list[Expr]:
+    if isinstance(x, Op) and x.name == "mul":
+        return _factors(x.args[0]) + _factors(x.args[1])
+    return [x]
+
+
+def _conjuncts(x: Expr | None) -> list[Expr]:
+    if x is None:
+        return []
+    if isinstance(x, Op) and x.name == "and":
+        return _conjuncts(x.args[0]) + _conjuncts(x.args[1])
+    return [x]
+
+
+class ChunkedGenerator:
+    def __init__(self, form: ChunkedForm, mapping: GPUMapping, env: dict):
+        self.f, self.c, self.m, self.env = form, form.cascade, mapping, env
+        self.pos = {a: i for i, a in enumerate(form.axes)}
+        self.loop_vars = {lp.var for lp in form.loops if lp.var not in lp.axes}
+        self.blocks: dict[str, int] = {}
+        chunk_axes = {a for lp in form.loops for a in lp.axes}
+        for a in form.axes:
+            if form.partitioned and a in chunk_axes:
+                n = int(env[rank_of(form.inner)])
+                if n < 16 or n & (n - 1):
+                    raise ChunkedFormError(f"{self.c.name}: the chunk size {rank_of(form.inner)} = {n} must be a "
+                                           "power of two, at least 16 (a Triton tile)")
+                self.blocks[a] = n
+            elif a in chunk_axes:
+                self.blocks[a] = mapping.block_n
+            else:
+                n = int(env[rank_of(a)])
+                if padded(n) > MAX_REGISTER_AXIS:
+                    raise ChunkedFormError(
+                        f"{self.c.name}: {rank_of(a)} = {n} is held whole in each program's registers "
+                        f"(at most {MAX_REGISTER_AXIS}); a chunked kernel walks only "
+                        + ", ".join(rank_of(lp.var) for lp in form.loops) + " in chunks")
+                self.blocks[a] = padded(n)
+        self.lines: list[str] = []
+        self.ind = 1
+        self.scopes: list[dict[str, str]] = [{}]     # generated code -> temporary, per loop body
+        self.values: dict[str, V] = {}              # materialised tensors visible here
+        self.new_state: dict[str, V] = {}           # X[m1 + 1] after this chunk's step
+        self.loop: str | None = None                # the current loop variable
+        self.tmp = 0
+        self.read = [t.name for t in self.c.inputs] + [e.name for e in form.hoisted]
+
+    # -- emit helpers -----------------------------------------------------------------
+    def out(self, line: str = ""):
+        self.lines.append("    " * self.ind + line if line else "")
+
+    def let(self, code: str, prefix: str = "x") -> str:
+        """Bind `code` to a temporary once per loop body (common subexpressions)."""
+        for scope in reversed(self.scopes):
+            if code in scope:
+                return scope[code]
+        name = f"{prefix}{self.tmp}"
+        self.tmp += 1
+        self.out(f"{name} = {code}")
+        self.scopes[-1][code] = name
+        return name
+
+    def sorted_axes(self, axes) -> tuple[str, ...]:
+        return tuple(sorted(set(axes), key=self.pos.__getitem__))
+
+    def expand(self, v: V, target: tuple[str, ...]) -> str:
+        code, axes = v
+        if axes == target or not axes:
+            return code
+        if not code.isidentifier():
+            code = f"({code})"
+        return f"{code}[{', '.join(':' if a in axes else 'None' for a in target)}]"
+
+    def full(self, v: V, target: tuple[str, ...]) -> str:
+        """`v` broadcast to the whole tile over `target`."""
+        if v[1] == target or not target:
+            return v[0]
+        shape = ", ".join(f"BLOCK_{a.upper()}" for a in target)
+        if not v[1]:
+            return f"({v[0]} + tl.zeros(({shape},), tl.float32))"
+        return f"tl.broadcast_to({self.expand(v, target)}, ({shape},))"
+
+    def combine(self, fmt: str, args: list[V]) -> V:
+        axes = self.sorted_axes(a for _, ax in args for a in ax)
+        return fmt.format(*[self.expand(a, axes) for a in args]), axes
+
+    # -- coordinates ------------------------------------------------------------------
+    def var(self, v: str) -> V:
+        f = self.f
+        if v in f.batch or v in self.loop_vars:
+            return v, ()
+        if v == f.root:
+            return f"({self.loop} * s_{rank_of(f.inner)} + offs_{f.inner})", (f.inner,)
+        if v in self.pos:
+            return f"offs_{v}", (v,)
+        raise ChunkedFormError(f"{self.c.name}: {v} has no place in the chunked kernel")
+
+    def index(self, e: Expr) -> V:
+        if isinstance(e, Num):
+            return str(int(e.value)), ()
+        if isinstance(e, Sym):
+            return f"s_{e.name}", ()
+        if isinstance(e, Idx):
+            return self.var(e.name)
+        if isinstance(e, Op):
+            a = [self.index(x) for x in e.args]
+            if e.name in ("floordiv", "div"):
+                return self.combine("({} // {})" if _nonneg(e.args[0]) else "_floordiv({}, {})", a)
+            if e.name == "mod":
+                return self.combine("({} % {})" if _nonneg(e.args[0]) else "_mod({}, {})", a)
+            if e.name in _BIN:
+                return self.combine(f"({{}} {_BIN[e.name]} {{}})", a)
+            if e.name == "neg":
+                return f"(-{a[0][0]})", a[0][1]
+            if e.name in ("max", "min"):
+                return self.combine(f"tl.{'maximum' if e.name == 'max' else 'minimum'}({{}}, {{}})", a)
+        raise ChunkedFormError(f"cannot index with {e}", getattr(e, "loc", None), self.c.source)
+
+    def cond(self, e: Expr) -> V:
+        if isinstance(e, Op) and e.name in ("and", "or"):
+            return self.combine(f"({{}} {'&' if e.name == 'and' else '|'} {{}})", [self.cond(x) for x in e.args])
+        if isinstance(e, Op) and e.name == "not":
+            c = self.cond(e.args[0])
+            return f"({c[0]} == 0)", c[1]
+        if isinstance(e, Op) and e.name in _CMP and all(_integer(a) for a in e.args):
+            return self.combine(f"({{}} {_CMP[e.name]} {{}})", [self.index(x) for x in e.args])
+        return self.value(e)
+
+    # -- values -------------------------------------------------------------------------
+    def value(self, e: Expr) -> V:
+        if isinstance(e, Num):
+            v = e.value
+            return ('float("inf")' if v == float("inf") else 'float("-inf")' if v == float("-inf")
+                    else repr(float(v))), ()
+        if isinstance(e, Sym):
+            return f"(s_{e.name} + 0.0)", ()
+        if isinstance(e, Idx):
+            code, axes = self.var(e.name)
+            return f"({code} + 0.0)", axes
+        if isinstance(e, Access):
+            return self.access(e)
+        assert isinstance(e, Op)
+        if e.name == "exp":
+            return self.combine("tl.exp2({} * LOG2E)", [self.value(e.args[0])])
+        if e.name in ("and", "or", "not") or e.name in _CMP and all(_integer(a) for a in e.args):
+            return self.cond(e)
+        args = [self.value(x) for x in e.args]
+        if e.name in _CMP:
+            return self.combine(f"({{}} {_CMP[e.name]} {{}})", args)
+        if e.name in _BIN:
+            return self.combine(f"({{}} {_BIN[e.name]} {{}})", args)
+        if e.name == "floordiv":
+            return self.combine("tl.floor({} / {})", args)
+        if e.name == "neg":
+            return f"(-{args[0][0]})", args[0][1]
+        if e.name in _FN:
+            return self.combine(f"{_FN[e.name]}(({{}}) * 1.0)", args)
+        if e.name == "tanh":
+            return self.combine("(2.0 * tl.sigmoid(2.0 * ({})) - 1.0)", args)
+        if e.name in ("max", "min"):
+            return self.combine(f"tl.{'maximum' if e.name == 'max' else 'minimum'}({{}}, {{}})", args)
+        if e.name == "clip":
+            return self.combine("tl.minimum(tl.maximum({}, {}), {})", args)
+        if e.name == "select":
+            return self.combine("tl.where({}, {}, {})", args)
+        raise ChunkedFormError(f"no Triton form for operator {e.name}", e.loc, self.c.source)
+
+    def access(self, a: Access) -> V:
+        if a.tensor in self.f.inline:
+            return self.substituted(self.f.inline[a.tensor], a)
+        if a.tensor in self.values or a.tensor in self.new_state:
+            return self.materialised(a)
+        if a.tensor in self.read:
+            return self.load(a)
+        w = self.c.writers(a.tensor)
+        raise ChunkedFormError(f"{self.c.name}: {a.tensor} is read before it is computed here",
+                               w[0].loc if w else None, self.c.source)
+
+    def substituted(self, e: Einsum, a: Access) -> V:
+        """An element-wise Einsum evaluated at the reader's indices."""
+        binding = {i.name: x for i, x in zip(e.output.indices, a.indices)}
+        body = substitute(e.expr, binding)
+        conds = [substitute(p, binding) for p in self.masks(e)]
+        v = self.value(body)
+        for p in conds:
+            v = self.combine("tl.where({}, {}, 0.0)", [self.cond(p), v])
+        return self.let(v[0]), v[1]
+
+    def materialised(self, a: Access) -> V:
+        """A reduction, state or accumulator read at plain coordinates of this
+        chunk: its axes renamed to the reader's variables."""
+        f = self.f
+        e = next(w for w in self.c.writers(a.tensor) if not w.is_initial)
+        code, axes = self.values.get(a.tensor, (None, ()))
+        rename = {}
+        for mine, theirs in zip(e.output.indices, a.indices):
+            if isinstance(mine, Op):                  # the state's m1 + 1: X[m1] is st_X, X[m1 + 1] is st_X_new
+                if isinstance(theirs, Op) and theirs.name == "add" and theirs.args[0] == mine.args[0]:
+                    code, axes = self.new_state[a.tensor]
+                elif self.loop is None and theirs == Sym(rank_of(mine.args[0].name)):
+                    pass                                  # after the loop: st_X is the last iterate
+                elif not (isinstance(theirs, Idx) and theirs.name == mine.args[0].name):
+                    raise self._far(a, e)
+                continue
+            v = mine.name
+            if v in f.batch or v in self.loop_vars:
+                ok = theirs == mine or (v in self.loop_vars and self._outer_of_root(theirs))
+                if not ok:
+                    raise self._far(a, e)
+                continue
+            if v in self.pos:
+                if isinstance(theirs, Idx) and theirs.name in self.pos:
+                    rename[v] = theirs.name
+                elif self._inner_of_root(theirs):
+                    rename[v] = f.inner
+                else:
+                    raise self._far(a, e)
+        new_axes = tuple(rename.get(x, x) for x in axes)
+        if len(set(new_axes)) != len(new_axes):
+            raise self._far(a, e)
+        want = self.sorted_axes(new_axes)
+        if want != new_axes:
+            perm = [new_axes.index(x) for x in want]
+            code = f"tl.trans({code})" if len(perm) == 2 else f"tl.permute({code}, {tuple(perm)})"
+        return code, want
+
+    def _outer_of_root(self, x: Expr) -> bool:
+        f = self.f
+        return (f.root is not None and isinstance(x, Op) and x.name in ("div", "floordiv")
+                and x.args[0] == Idx(f.root) and x.args[1] == Sym(rank_of(f.inner)))
+
+    def _inner_of_root(self, x: Expr) -> bool:
+        f = self.f
+        return (f.root is not None and isinstance(x, Op) and x.name == "mod"
+                and x.args[0] == Idx(f.root) and x.args[1] == Sym(rank_of(f.inner)))
+
+    def _far(self, a: Access, e: Einsum) -> ChunkedFormError:
+        return ChunkedFormError(f"{self.c.name}: {a} reads {e.name} away from the current chunk; a chunked "
+                                "kernel holds one chunk (and the state) at a time", a.loc, self.c.source)
+
+    def load(self, a: Access) -> V:
+        t = self.c.tensor(a.tensor) if self.c.has_tensor(a.tensor) else None
+        if not a.indices:
+            return self.let(f"tl.load(t_{a.tensor}).to(tl.float32)", "ld"), ()
+        offs, masks = [], []
+        for d, i in enumerate(a.indices):
+            ic = self.index(i)
+            offs.append((f"{ic[0]} * t_{a.tensor}_s{d}", ic[1]))
+            if any(v not in self.f.batch for v in index_vars(i)):
+                if not _nonneg(i):
+                    masks.append((f"({ic[0]} >= 0)", ic[1]))
+                masks.append((f"({ic[0]} < t_{a.tensor}_n{d})", ic[1]))
+        ptr = self.combine(f"t_{a.tensor} + " + " + ".join("{}" for _ in offs), offs)
+        if masks:
+            mask = self.combine(" & ".join("{}" for _ in masks), masks)
+            axes = self.sorted_axes(ptr[1] + mask[1])
+            ld = f"tl.load({self.expand(ptr, axes)}, mask={self.expand(mask, axes)}, other=0"
+        else:
+            axes, ld = ptr[1], f"tl.load({ptr[0]}"
+        if t is not None and t.dtype == "bool":
+            return self.let(ld + ") != 0", "ld"), axes
+        return self.let(ld + (".0" if masks else "") + ").to(tl.float32)", "ld"), axes
+
+    # -- Einsums ------------------------------------------------------------------------
+    def masks(self, e: Einsum) -> list[Expr]:
+        """What limits e's points: its predicate and the partition bound m1 * M0 + m0 < M."""
+        f = self.f
+        out = _conjuncts(e.predicate)
+        its = set(e.iteration_vars)
+        if f.partitioned and (f.root in its or f.inner in its and self.loop in its):
+            m = Idx(f.root) if f.root in its else Op("add", (Op("mul", (Idx(self.loop), Sym(rank_of(f.inner)))),
+                                                              Idx(f.inner)))
+            out.append(Op("lt", (m, Sym(rank_of(f.root)))))
+        return out
+
+    def in_range(self, axis: str) -> Expr | None:
+        """Padding of a register axis, or the tail of a token chunk."""
+        if axis in self.f.token_axes():
+            if self.f.partitioned:
+                return None                       # the partition bound says it
+            return Op("lt", (Idx(axis), Sym(rank_of(axis))))
+        if self.blocks[axis] != int(self.env[rank_of(axis)]):
+            return Op("lt", (Idx(axis), Sym(rank_of(axis))))
+        return None
+
+    def out_axes(self, e: Einsum) -> tuple[str, ...]:
+        axes = []
+        for i in e.output.indices:
+            if isinstance(i, Idx):
+                v = self.var(i.name)
+                axes += v[1]
+        return self.sorted_axes(axes)
+
+    def einsum(self, e: Einsum) -> V:
+        """The chunk's value of e over its output axes."""
+        outa = self.out_axes(e)
+        red = [v for v in e.reduced if v in self.pos]
+        conds = self.masks(e) + [p for v in red if (p := self.in_range(v)) is not None]
+        if not red:
+            v = self.value(e.expr)
+            for p in conds:
+                v = self.combine("tl.where({}, {}, 0.0)", [self.cond(p), v])
+            return v
+        if e.reduce == "sum" and len(red) == 1:
+            done = self.dot(e, red[0], outa, conds) or self.prefix_sum(e, red[0], outa, conds)
+            if done:
+                return done
+        v = self.value(e.expr)
+        for p in conds:
+            v = self.combine(f"tl.where({{}}, {{}}, {_IDENT[e.reduce]})", [self.cond(p), v])
+        axes = self.sorted_axes(v[1] + tuple(red))
+        code = self.full(v, axes)
+        op = {"sum": "tl.sum", "max": "tl.max", "min": "tl.min"}[e.reduce]
+        for r in sorted(red, key=lambda x: -axes.index(x)):
+            code = f"{op}({code}, axis={axes.index(r)})"
+            axes = tuple(x for x in axes if x != r)
+        return self.let(code), axes
+
+    def dot(self, e: Einsum, c: str, outa: tuple[str, ...], conds: list[Expr]) -> V | None:
+        """sum[c] X[a, c] * Y[c, b] as tl.dot, when the factors and masks split so."""
+        if len(outa) != 2 or min(self.blocks[x] for x in outa + (c,)) < 16:
+            return None
+        a, b = outa
+        sides = {a: [], b: [], "post": []}
+        for fac in _factors(e.expr):
+            v = self.value(fac)
+            ax = set(v[1])
+            if ax <= {a, c}:
+                sides[a].append(v)
+            elif ax <= {b, c}:
+                sides[b].append(v)
+            elif ax <= {a, b}:
+                sides["post"].append(v)
+            else:
+                return None
+        mask = {a: [], b: [], "post": []}
+        for p in conds:
+            v = self.cond(p)
+            ax = set(v[1])
+            if ax <= {a, b} and c not in ax:
+                mask["post"].append(v)
+            elif ax <= {a, c}:
+                mask[a].append(v)
+            elif ax <= {b, c}:
+                mask[b].append(v)
+            else:
+                return None
+        if not sides[b] or not sides[a]:
+            return None
+        ok = self.in_range(c)
+        okc = [self.cond(ok)] if ok is not None else []
+        operands = []
+        for side in (a, b):
+            prod = sides[side][0]
+            for v in sides[side][1:]:
+                prod = self.combine("({} * {})", [prod, v])
+            for m in mask[side] + okc:
+                prod = self.combine("tl.where({}, {}, 0.0)", [m, prod])
+            order = (side, c) if side == a else (c, side)
+            tile = self.full(prod, self.sorted_axes(order))
+            if self.sorted_axes(order) != order:
+                tile = f"tl.trans({tile})"
+            operands.append(tile)
+        if self.m.dtype in _DOT_T:
+            x, y = (f"({o}).to({_DOT_T[self.m.dtype]})" for o in operands)
+            code = f"tl.dot({x}, {y})"
+        else:
+            code = f"tl.dot({operands[0]}, {operands[1]}, input_precision=\"ieee\")"
+        v = (self.let(code), outa)
+        for p in sides["post"]:
+            v = self.combine("({} * {})", [v, p])
+        for m in mask["post"]:
+            v = self.combine("tl.where({}, {}, 0.0)", [m, v])
+        return v
+
+    def prefix_sum(self, e: Einsum, c: str, outa: tuple[str, ...], conds: list[Expr]) -> V | None:
+        """sum[j] X[.., j] where j <= m0 (or j < m0): a cumulative sum along j, read at m0."""
+        for k, p in enumerate(conds):
+            if not (isinstance(p, Op) and p.name in ("le", "lt") and p.args[0] == Idx(c)
+                    and isinstance(p.args[1], Idx) and p.args[1].name in outa):
+                continue
+            o = p.args[1].name
+            if o in self.sorted_axes(self.value(e.expr)[1]) or self.blocks[o] != self.blocks[c]:
+                continue
+            v = self.value(e.expr)
+            rest = [self.cond(q) for q in conds[:k] + conds[k + 1:]]
+            pre = [q for q in rest if c in q[1]]
+            if any(o in q[1] for q in pre):
+                continue
+            for q in pre:
+                v = self.combine("tl.where({}, {}, 0.0)", [q, v])
+            axes = self.sorted_axes(v[1] + (c,))
+            x = self.let(self.full(v, axes))
+            code = f"tl.cumsum({x}, axis={axes.index(c)})"
+            if p.name == "lt":
+                code = f"({code} - {x})"
+            renamed = tuple(o if ax == c else ax for ax in axes)
+            code, axes = self.let(code), renamed
+            want = self.sorted_axes(axes)
+            if want != axes:
+                perm = [axes.index(ax) for ax in want]
+                code = f"tl.trans({code})" if len(perm) == 2 else f"tl.permute({code}, {tuple(perm)})"
+            out = (code, want)
+            for q in rest:
+                if c not in q[1]:
+                    out = self.combine("tl.where({}, {}, 0.0)", [q, out])
+            return out
+        return None
+
+    # -- the kernel ---------------------------------------------------------------------
+    def generate(self) -> ChunkedSource:
+        f, c = self.f, self.c
+        symbols = sorted(self.env)
+        params = []
+        for t in self.read + [x.name for x in c.outputs]:
+            n = len(c.tensor(t).ranks)
+            params += [f"t_{t}"] + [f"t_{t}_s{d}" for d in range(n)] + [f"t_{t}_n{d}" for d in range(n)]
+        params += [f"s_{s}" for s in symbols] + [f"BLOCK_{a.upper()}: tl.constexpr" for a in f.axes]
+        self.lines, self.ind = [], 0
+        self.out("@triton.jit")
+        self.out("def attnc_chunked(")
+        self.out("        " + ",\n        ".join(params) + "):")
+        self.ind = 1
+        self.out("pid_b = tl.program_id(0)")
+        rest = "pid_b"
+        for v in reversed(f.batch):
+            self.out(f"{v} = {rest} % s_{rank_of(v)}")
+            self.out(f"{rest}_{v} = {rest} // s_{rank_of(v)}")
+            rest = f"{rest}_{v}"
+        tokens = f.token_axes()
+        for a in f.axes:
+            if not (a in tokens and not f.partitioned):
+                self.out(f"offs_{a} = tl.arange(0, BLOCK_{a.upper()})")
+        for k, lp in enumerate(f.loops):
+            self.emit_loop(lp)
+            for e in f.after[k]:
+                self.emit(e)
+        text = self.header() + "\n".join(self.lines) + "\n"
+        src = ChunkedSource(text, f, self.m, {f"BLOCK_{a.upper()}": n for a, n in self.blocks.items()},
+                            list(self.read), [x.name for x in c.outputs], symbols)
+        src.digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        return src
+
+    def emit_loop(self, lp):
+        f = self.f
+        self.out()
+        self.out(f"# ---- loop over {lp.var}" + (f" (chunks of {rank_of(f.inner)})" if f.partitioned else
+                                               f" in chunks of BLOCK_{lp.var.upper()}"))
+        self.loop = lp.var
+        acc = {}
+        for init, step in lp.states:
+            axes = self.out_axes(step)
+            v = self.einsum(init)
+            self.out(f"st_{step.name} = {self.state_tile(v, axes)}")
+            self.values[step.name] = (f"st_{step.name}", axes)
+        for e in lp.einsums:
+            if self._accumulates(e, lp):
+                axes = self.out_axes(e)
+                shape = ", ".join(f"BLOCK_{a.upper()}" for a in axes)
+                self.out(f"acc_{e.name} = tl.full(({shape},), {_IDENT[e.reduce]}, tl.float32)" if axes
+                         else f"acc_{e.name} = {_IDENT[e.reduce]}")
+                acc[e.name] = axes
+        if f.partitioned:
+            self.out(f"for {lp.var} in range(0, s_{rank_of(lp.var)}):")
+        else:
+            t = lp.var
+            self.out(f"for start_{t} in range(0, s_{rank_of(t)}, BLOCK_{t.upper()}):")
+        self.ind += 1
+        self.scopes.append({})
+        if not f.partitioned:
+            self.out(f"offs_{lp.var} = start_{lp.var} + tl.arange(0, BLOCK_{lp.var.upper()})")
+        inner = []
+        for e in lp.einsums:
+            if e.name in acc:
+                v = self.einsum(e)
+                comb = {"sum": "{0} + {1}", "max": "tl.maximum({0}, {1})", "min": "tl.minimum({0}, {1})"}[e.reduce]
+                self.out(f"acc_{e.name} = " + comb.format(f"acc_{e.name}", self.full(v, acc[e.name])))
+            elif e.iterative_var:
+                v = self.einsum(e)
+                axes = self.values[e.name][1]
+                self.out(f"st_{e.name}_new = {self.state_tile(v, axes)}")
+                self.new_state[e.name] = (f"st_{e.name}_new", axes)
+            else:
+                self.emit(e)
+                inner.append(e.name)
+        for init, step in lp.states:
+            self.out(f"st_{step.name} = st_{step.name}_new")
+        self.scopes.pop()
+        self.ind -= 1
+        for name in inner:
+            self.values.pop(name, None)
+        self.new_state = {}
+        for name, axes in acc.items():
+            self.values[name] = (f"acc_{name}", axes)
+        self.loop = None
+
+    def state_tile(self, v: V, axes: tuple[str, ...]) -> str:
+        """A loop-carried value: fp32, the same full shape in every iteration."""
+        if not axes:
+            return f"({v[0]} + 0.0)"
+        shape = ", ".join(f"BLOCK_{a.upper()}" for a in axes)
+        return f"({self.expand(v, axes)} + tl.zeros(({shape},), tl.float32))"
+
+    def _accumulates(self, e: Einsum, lp) -> bool:
+        return bool(e.reduced) and (lp.var in e.reduced)
+
+    def emit(self, e: Einsum):
+        """A per-chunk (or after-loop) value, stored if it is the output."""
+        v = self.einsum(e)
+        name = f"v_{e.name}"
+        self.out(f"{name} = {v[0]}")
+        self.values[e.name] = (name, v[1])
+        if self.c.tensor(e.name).role == "output":
+            self.store(e, (name, v[1]))
+
+    def store(self, e: Einsum, v: V):
+        offs, masks = [], []
+        for d, i in enumerate(e.output.indices):
+            ic = self.index(i)
+            offs.append((f"{ic[0]} * t_{e.name}_s{d}", ic[1]))
+            if not (isinstance(i, Idx) and i.name in self.f.batch):
+                masks.append((f"({ic[0]} < t_{e.name}_n{d})", ic[1]))
+        ptr = self.combine(" + ".join("{}" for _ in offs), offs)
+        axes = self.sorted_axes(ptr[1] + v[1])
+        mask = self.combine(" & ".join("{}" for _ in masks), masks) if masks else None
+        line = f"tl.store(t_{e.name} + {self.expand(ptr, axes)}, {self.full(v, axes)}.to(t_{e.name}.dtype.element_ty)"
+        if mask:
+            line += f", mask={self.expand(mask, axes)}"
+        self.out(line + ")")
+
+    def header(self) -> str:
+        c, f = self.c, self.f
+        lines = [f"# Generated by attnc (codegen.chunked v{VERSION}) from the design `{c.name}`.",
+                 "# Change the design (.ein), not this file: it is regenerated from it.",
+                 f"# One program per ({', '.join(f.batch)}); "
+                 + "; ".join(f"a loop over {lp.var} with chunk axes {', '.join(lp.axes)}"
+                             + (f", states {', '.join(s.name for _, s in lp.states)}" if lp.states else "")
+                             for lp in f.loops) + ".",
+                 "# Registers: " + ", ".join(f"BLOCK_{a.upper()}={n}" for a, n in self.blocks.items())
+                 + f"; tensor-core operands {self.m.dtype}.",
+                 "# The cascade:"]
+        lines += ["#   " + ln for ln in str(c).splitlines() if ln.strip()]
+        lines += ["", "import triton", "import triton.language as tl", "",
+                  "LOG2E: tl.constexpr = 1.4426950408889634", "", "",
+                  "@triton.jit", "def _floordiv(a, b):", "    # floor division (the reference's), not C's truncation",
+                  "    q = a // b", "    return tl.where((q * b != a) & ((a < 0) != (b < 0)), q - 1, q)", "", "",
+                  "@triton.jit", "def _mod(a, b):", "    return a - _floordiv(a, b) * b", "", ""]
+        return "\n".join(lines)
+
+
+def generate(form: ChunkedForm, mapping: GPUMapping, env: dict) -> ChunkedSource:
+    """Triton source of the chunked kernel."""
+    return ChunkedGenerator(form, mapping, env).generate()
+
+
+__all__ = ["ChunkedSource", "generate"]
