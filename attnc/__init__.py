@@ -21,15 +21,16 @@ def analyze(design_: str | Cascade, rank: str | None = None) -> Analysis:
 
 def compile(design_: str | Cascade, shapes: dict | None = None, hw: str = "h100", mapping=None,
             dtype: str = "bf16"):
-    """A fused Triton kernel for the design, as a callable taking torch
-    tensors by input name. Without `mapping`, the GPU model's best mapping
-    at `shapes` (which must then give every extent) on `hw`."""
-    from codegen.runtime import FusedKernel
+    """A Triton kernel for the design, as a callable taking torch tensors by
+    input name: a fused attention kernel, or for linear-time designs a
+    chunked one. Without `mapping`, the GPU model's best mapping at `shapes`
+    (which must then give every extent) on `hw`."""
+    from codegen.runtime import compile_kernel
     c = design(design_)
     if mapping is None:
-        from .gpu import map_design
-        mapping = map_design(c, hw, shapes, dtype, top=1).best[0].mapping
-    return FusedKernel(c, mapping, shapes)
+        from .gpu import kernel_mapping
+        mapping = kernel_mapping(c, hw, shapes, dtype)[0]
+    return compile_kernel(c, mapping, shapes)
 
 
 __all__ = ["compile", "Analysis", "Cascade", "EinError", "analyze", "design", "execute", "load", "parse", "random_inputs"]

@@ -322,15 +322,14 @@ def cmd_calibrate(args) -> int:
 def cmd_compile(args) -> int:
     from pathlib import Path
 
-    from codegen.runtime import FusedKernel
+    from codegen.runtime import compile_kernel
     from einsum_ir.shapes import resolve
 
-    from .gpu import map_design, usage_example
+    from .gpu import kernel_mapping, usage_example
     c = ei.load(args.design)
     shapes = parse_shapes(args.shape)
-    r = map_design(c, args.hw, shapes, args.dtype, top=1)
-    best = r.best[0]
-    src = FusedKernel(c, best.mapping, shapes).source(resolve(c, shapes))
+    mapping, best = kernel_mapping(c, args.hw, shapes, args.dtype)
+    src = compile_kernel(c, mapping, shapes).source(resolve(c, shapes))
     out = Path(args.out or f"{c.name}_triton.py")
     example = out.with_name(out.stem + "_example.py")
     existing = [str(p) for p in (out, example) if p.exists()]
@@ -340,8 +339,13 @@ def cmd_compile(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(src.text)
     example.write_text(usage_example(c, src, shapes, str(out)))
-    print(f"{c.name}: {best.mapping} on {r.gpu.name}, predicted {best.time_s * 1e6:,.1f} us "
-          f"({best.tflops:.0f} TFLOP/s, bound by {best.binding})")
+    if best is not None:
+        print(f"{c.name}: {best.mapping} on {args.hw}, predicted {best.time_s * 1e6:,.1f} us "
+              f"({best.tflops:.0f} TFLOP/s, bound by {best.binding})")
+    else:
+        loops = "; ".join(f"loop over {lp.var} (chunk axes {', '.join(lp.axes)})" for lp in src.form.loops)
+        print(f"{c.name}: chunked linear-time kernel, one program per ({', '.join(src.form.batch)}); {loops} "
+              "(the GPU model covers the fused family only: no prediction)")
     print(f"wrote {out} (kernel source) and {example} (usage)")
     return 0
 

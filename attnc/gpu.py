@@ -8,6 +8,7 @@ import einsum_ir as ei
 from einsum_ir.analysis.fused import FusedForm, recognise
 from einsum_ir.shapes import resolve
 from hw_models.gpu import GPU, load_gpu
+from mappers.gpu_mapping import GPUMapping
 
 from .report import table
 
@@ -36,6 +37,18 @@ def map_design(design, hw: str | GPU = "h100", shapes: dict | None = None, dtype
     best = shortlist(form, gpu, env, dtype, top, inputs)
     return MapResult(c.name, gpu, env, form, best, predict_unfused(form, gpu, env, dtype),
                      predict_linear_chunked(env, form, gpu, dtype=dtype))
+
+
+def kernel_mapping(c, hw: str | GPU, shapes: dict | None, dtype: str = "bf16"):
+    """(mapping, prediction): the GPU model's best for a fused design; for a
+    chunked linear-time design, which the model does not cover, the
+    defaults (chunks of 64, 4 warps) and no prediction."""
+    from einsum_ir.analysis.fused import FusedFormError
+    try:
+        best = map_design(c, hw, shapes, dtype, top=1).best[0]
+        return best.mapping, best
+    except FusedFormError:
+        return GPUMapping(64, 64, dtype=dtype), None
 
 
 def _us(t: float) -> str:

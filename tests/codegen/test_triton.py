@@ -122,7 +122,13 @@ def test_split_kv_with_a_sink_and_gqa():
                                        ("gna-2d", "no score contraction")])
 def test_designs_outside_the_family_are_refused_by_name(name, why):
     with pytest.raises(FusedFormError, match=why):
-        attnc.compile(name, mapping=MAPPING)
+        recognise(library.load(name))
+
+
+def test_a_design_outside_both_families_gets_both_reasons():
+    shapes = dict(B=1, H=2, PY=20, PX=20, E=16, F=8, WY=3, WX=3, STY=1, STX=1, DLY=1, DLX=1)
+    with pytest.raises(FusedFormError, match="(?s)no score contraction.*chunked linear kernel"):
+        attnc.compile("gna-2d", shapes, mapping=MAPPING)
 
 
 def test_generated_source_is_readable_and_skips_tiles():
