@@ -92,6 +92,8 @@ class FusedKernel:
         self.shapes = dict(shapes or {})
         self._modules: dict[str, object] = {}
         self._tables: dict = {}
+        self._plans: dict = {}
+        self.reads_tensors = self._reads_tensors()
 
     def source(self, env: dict) -> KernelSource:
         return generate(self.form, self._mapping_for(env), env)
@@ -124,7 +126,7 @@ class FusedKernel:
         m = self._mapping_for(env)
         f = self.form
         out = []
-        reads_tensors = self._reads_tensors()
+        reads_tensors = self.reads_tensors
         key = (tuple(sorted(env.items())), m.block_m, m.block_n)
         if not reads_tensors and key in self._tables:
             return self._tables[key]
@@ -156,39 +158,49 @@ class FusedKernel:
     def __call__(self, **inputs):
         import torch
         c, f = self.cascade, self.form
-        _check_names(c, inputs)
-        env = resolve(c, self.shapes, inputs)
-        q = inputs[f.q.tensor] if f.q.tensor in inputs else next(iter(inputs.values()))
-        device = q.device
+        # everything that depends only on the inputs' shapes is prepared once per shape
+        key = tuple((n, tuple(t.shape), t.dtype, str(t.device)) for n, t in inputs.items())
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._plan(inputs)
+        env, mod, src, m, grid_m, nbatch, meta, launch, static = plan
         tensors = dict(inputs)
         if f.hoisted:
             tensors.update(_hoisted(c, f, env, inputs))
-        # host copies only for predicates that read tensors (block masks)
-        inputs_np = {k: v.detach().float().cpu().numpy() for k, v in inputs.items()} if self._reads_tensors() \
-            else None
-        mod, src = self.module(env)
-        m = self._mapping_for(env)
-        outs = {}
-        for t in c.outputs:
-            shape = tuple(int(env[r]) for r in t.ranks)
-            outs[t.name] = torch.empty(shape, dtype=q.dtype, device=device)
+        q = next(iter(inputs.values()))
+        outs = {t.name: torch.empty(shape, dtype=q.dtype, device=q.device) for t, shape in _output_shapes(c, env)}
         args = []
         for name in src.tensors:
             args += _tensor_args(tensors[name])
         for name in src.outputs:
             args += _tensor_args(outs[name])
-        args += [int(env[s]) for s in src.symbols]
-        for tabs, bs, kt in self.tables(env, inputs_np, device):
-            args += [tabs[0], tabs[1], tabs[2], tabs[3], bs, kt]
+        args += static
+        if self.reads_tensors:            # block masks: the tables depend on the values
+            inputs_np = {k: v.detach().float().cpu().numpy() for k, v in inputs.items()}
+            for tabs, bs, kt in self.tables(env, inputs_np, q.device):
+                args += [tabs[0], tabs[1], tabs[2], tabs[3], bs, kt]
+        with np.errstate(all="ignore"):   # the interpreter computes padding rows too (0/0 there is masked)
+            self._launch(mod, src, m, args, grid_m, nbatch, meta, launch, q.device)
+        return outs[c.outputs[0].name] if len(outs) == 1 else outs
+
+    def _plan(self, inputs: dict) -> tuple:
+        c, f = self.cascade, self.form
+        _check_names(c, inputs)
+        env = resolve(c, self.shapes, inputs)
+        device = next(iter(inputs.values())).device
+        mod, src = self.module(env)
+        m = self._mapping_for(env)
+        static = [int(env[s]) for s in src.symbols]
+        if not self.reads_tensors:
+            for tabs, bs, kt in self.tables(env, None, device):
+                static += [tabs[0], tabs[1], tabs[2], tabs[3], bs, kt]
         rows = 1 if f.query is None else int(env[f.query.upper()])
         grid_m = -(-rows // m.block_m)
         nbatch = int(np.prod([env[v.upper()] for v in f.batch]))
         meta = dict(BLOCK_M=m.block_m, BLOCK_N=m.block_n, BLOCK_E=src.block_e, BLOCK_F=src.block_f,
                     SPLITS=src.splits)
         launch = {} if os.environ.get("TRITON_INTERPRET") == "1" else dict(num_warps=m.warps, num_stages=m.stages)
-        with np.errstate(all="ignore"):   # the interpreter computes padding rows too (0/0 there is masked)
-            self._launch(mod, src, m, args, grid_m, nbatch, meta, launch, device)
-        return outs[c.outputs[0].name] if len(outs) == 1 else outs
+        return env, mod, src, m, grid_m, nbatch, meta, launch, static
 
     def _launch(self, mod, src, m, args, grid_m, nbatch, meta, launch, device):
         import torch
@@ -215,6 +227,7 @@ class ChunkedKernel:
         self.shapes = dict(shapes or {})
         self._recognise = recognise_chunked
         self._modules: dict[str, tuple] = {}
+        self._plans: dict = {}
 
     def source(self, env: dict):
         from .chunked import generate as generate_chunked
@@ -230,26 +243,34 @@ class ChunkedKernel:
     def __call__(self, **inputs):
         import torch
         c = self.cascade
-        _check_names(c, inputs)
-        env = resolve(c, self.shapes, inputs)
-        mod, src = self.module(env)
+        key = tuple((n, tuple(t.shape), t.dtype, str(t.device)) for n, t in inputs.items())
+        plan = self._plans.get(key)
+        if plan is None:
+            _check_names(c, inputs)
+            env = resolve(c, self.shapes, inputs)
+            mod, src = self.module(env)
+            nbatch = int(np.prod([env[v.upper()] for v in src.form.batch]))
+            launch = {} if os.environ.get("TRITON_INTERPRET") == "1" else dict(num_warps=self.mapping.warps,
+                                                                             num_stages=self.mapping.stages)
+            plan = self._plans[key] = (env, mod, src, nbatch, launch, [int(env[s]) for s in src.symbols])
+        env, mod, src, nbatch, launch, static = plan
         first = next(iter(inputs.values()))
         tensors = dict(inputs)
         if src.form.hoisted:
             tensors.update(_hoisted(c, src.form, env, inputs))
-        out_t = c.outputs[0]
-        out = torch.empty(tuple(int(env[r]) for r in out_t.ranks), dtype=first.dtype, device=first.device)
+        (_, shape), = _output_shapes(c, env)
+        out = torch.empty(shape, dtype=first.dtype, device=first.device)
         args = []
         for name in src.tensors:
             args += _tensor_args(tensors[name])
-        args += _tensor_args(out)
-        args += [int(env[s]) for s in src.symbols]
-        nbatch = int(np.prod([env[v.upper()] for v in src.form.batch]))
-        launch = {} if os.environ.get("TRITON_INTERPRET") == "1" else dict(num_warps=self.mapping.warps,
-                                                                         num_stages=self.mapping.stages)
+        args += _tensor_args(out) + static
         with np.errstate(all="ignore"):
             mod.attnc_chunked[(nbatch,)](*args, **src.blocks, **launch)
         return out
+
+
+def _output_shapes(c: Cascade, env: dict):
+    return [(t, tuple(int(env[r]) for r in t.ranks)) for t in c.outputs]
 
 
 def _tensor_args(t) -> list:

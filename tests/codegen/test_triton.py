@@ -157,3 +157,17 @@ def test_kernels_are_cached_by_hash_of_cascade_mapping_and_shapes():
 def test_compile_chooses_the_mapping_by_the_model():
     k = attnc.compile("cab-self", dict(B=1, H=2, P=4096, E=64, F=64))
     assert k.mapping.block_m in (64, 128) and k.mapping.block_n in (32, 64, 128)
+
+
+def test_one_kernel_object_serves_several_shapes():
+    """Per-shape plans (env, module, tables, launch arguments) are cached by
+    the inputs' shapes: a second length must not reuse the first's."""
+    c = library.load("cab-self-causal")
+    k = FusedKernel(c, MAPPING, {})
+    for n, seed in ((40, 0), (75, 1), (40, 2)):
+        shapes = dict(B=1, H=2, P=n, E=16, F=8)
+        inp = _inputs(c, shapes, seed)
+        out = k(**{name: torch.tensor(v) for name, v in inp.items()}).double().numpy()
+        ref = execute(c, inp, shapes, dtype="float64")["AV"]
+        assert out.shape == ref.shape and np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
+    assert len(k._plans) == 2
