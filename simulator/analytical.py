@@ -324,8 +324,14 @@ def simulate(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict) -> Report:
         loops = leaf.loops if level in (PE_LEVEL, STREAM) else leaf.loops[:leaf.loops.index(level) + 1]
         return prod(nest.extent(v) for v in loops if not nest.indexes(t.ranks, v))
 
-    def all_irrelevant(t, leaf: Leaf) -> int:
-        return prod(nest.extent(v) for v in leaf.loops if not nest.indexes(t.ranks, v))
+    def buffer_trips(t, leaf: Leaf) -> int:
+        """Times the arrays read (or write back) t in a leaf: once per iteration
+        of each loop that does not index t, except loops inside the innermost
+        one that does, across which t's element stays in the PE (a stationary
+        operand, or a partial sum accumulated in place)."""
+        relevant = [k for k, v in enumerate(leaf.loops) if nest.indexes(t.ranks, v)]
+        inner = relevant[-1] if relevant else -1
+        return prod(nest.extent(v) for k, v in enumerate(leaf.loops) if k < inner and not nest.indexes(t.ranks, v))
 
     def size_elems(t) -> int:
         return prod(int(env[r]) + (1 if r in t.iterative else 0) for r in t.ranks)
@@ -346,7 +352,7 @@ def simulate(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict) -> Report:
         for e, lf in readers:
             if id(lf) in written_in:
                 continue                # produced and consumed in the same leaf: passed directly
-            b_read += size * all_irrelevant(t, lf) if level != PE_LEVEL else 0
+            b_read += size * buffer_trips(t, lf) if level != PE_LEVEL else 0
             if home == "dram":
                 key = (level, lf.loops[:lf.loops.index(level) + 1]) if level in lf.loops else id(lf)
                 if key in counted_levels:
@@ -360,7 +366,7 @@ def simulate(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict) -> Report:
             d_write += w
             dram_by_einsum[e.name] += w
             if level != PE_LEVEL:
-                b_write += size * all_irrelevant(t, lf)
+                b_write += size * buffer_trips(t, lf)
         if home == "chip" and spill.get(t.name):
             f = spill[t.name]
             far = [(e, lf) for e, lf in readers if id(lf) not in written_in]

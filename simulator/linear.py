@@ -1,8 +1,10 @@
 """The linear layers around attention, for end-to-end figures: a GEMM on the
 2D array takes the longer of its compulsory traffic at DRAM bandwidth and its
 MACs at one per PE per cycle (a well-mapped GEMM is bound by one of the two).
-Energy: MACs, the operands' DRAM traffic, and each operand through the
-global buffer once (filled and read)."""
+Energy: MACs with their register-file accesses (two operands and the
+accumulator read, one write, as attention's Einsums are charged), the
+operands' DRAM traffic, and each operand through the global buffer once
+(filled and read)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,7 +34,8 @@ def gemm(name: str, rows: int, inner: int, cols: int, hw: SpatialArray, unit: st
     macs = rows * inner * cols
     cycles = max(dram / hw.dram_bytes_per_cycle, macs / u.pes)
     rows_moved = dram / hw.buffer.row_bytes
-    energy = (macs * u.ops["mac"].energy_pj + dram * 8 * hw.dram.pj_per_bit
+    rf = u.register_file
+    energy = (macs * (u.ops["mac"].energy_pj + 3 * rf.read_pj + rf.write_pj) + dram * 8 * hw.dram.pj_per_bit
               + rows_moved * (hw.buffer.read_pj_per_row + hw.buffer.write_pj_per_row))
     return GemmCost(name, rows, inner, cols, cycles, dram, energy)
 
