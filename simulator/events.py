@@ -12,10 +12,15 @@ are loaded from DRAM one kept tile at a time (a new tile whenever a loop at
 or outside the tensor's keep level moves), as early as the global buffer has
 room for them next to what is still in use; outputs are stored after their
 producer. DRAM serves loads and stores one at a time at full bandwidth.
+A unit whose fill the mapping states as exposed (`fill_<unit>` in an
+epochs critical path: +Architecture, no pipelining across tiles) spends its
+fill time before the first result of each tile, where the dependencies put
+it.
 Latency is when the last task ends. Meant for small and medium shapes (one
 task per Einsum per tile)."""
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 from math import prod
@@ -37,6 +42,7 @@ class EventReport:
     unit_stall_cycles: dict         # latency - busy
     tasks: int
     analytical: Report
+    fill_cycles: dict               # unit -> exposed fill/drain cycles (+Architecture)
 
     @property
     def relative_error(self) -> float:
@@ -137,6 +143,11 @@ def simulate_events(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict) -> E
             t0 = min(pending)
         return transfer(nbytes, t0)
 
+    # +Architecture: the array drains and refills between tiles (the mapping says so in its critical path)
+    exposed = {u.name: float(u.shape[0]) for u in hw.units.values()
+               if m.overlap == "epochs" and re.search(rf"\bfill_{u.name}\b", m.critical_path or "")}
+    tile_of_unit: dict[str, tuple] = {}
+    stalls = Counter()
     state = {"last": 0.0}
     fetched: set = set()
     far_iters = {t: sum(iters[i] for i, lf in enumerate(m.leaves)
@@ -184,6 +195,11 @@ def simulate_events(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict) -> E
             ec = cost[name]
             dur = ec.busy_cycles / iters[li]
             start = max(ready, unit_free[ec.unit])
+            here = (li, tuple(idx.items()))
+            if ec.unit in exposed and tile_of_unit.get(ec.unit) != here:
+                tile_of_unit[ec.unit] = here       # a new tile: the first result comes out a fill later
+                start += exposed[ec.unit]
+                stalls[ec.unit] += exposed[ec.unit]
             end = start + dur
             unit_free[ec.unit] = end
             busy[ec.unit] += dur
@@ -204,4 +220,4 @@ def simulate_events(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict) -> E
         for li, idx in _program(m, nest):
             run(li, idx, phase, barrier)
     latency = max(state["last"], dram_free)
-    return EventReport(latency, dict(busy), {u: latency - b for u, b in busy.items()}, n_tasks, r)
+    return EventReport(latency, dict(busy), {u: latency - b for u, b in busy.items()}, n_tasks, r, dict(stalls))
