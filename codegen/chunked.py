@@ -25,7 +25,7 @@ from einsum_ir.analysis.chunked import ChunkedForm, ChunkedFormError
 from einsum_ir.ir import Access, Einsum, Expr, Idx, Num, Op, Sym, index_vars, rank_of, substitute
 from mappers.gpu_mapping import GPUMapping, padded
 
-from .triton import _BIN, _CMP, _FN, _integer, _nonneg
+from .triton import _BIN, _CMP, _FN, PRELUDE, _integer, _nonneg
 
 VERSION = "1"
 MAX_REGISTER_AXIS = 256
@@ -591,12 +591,7 @@ class ChunkedGenerator:
                  + f"; tensor-core operands {self.m.dtype}.",
                  "# The cascade:"]
         lines += ["#   " + ln for ln in str(c).splitlines() if ln.strip()]
-        lines += ["", "import triton", "import triton.language as tl", "",
-                  "LOG2E: tl.constexpr = 1.4426950408889634", "", "",
-                  "@triton.jit", "def _floordiv(a, b):", "    # floor division (the reference's), not C's truncation",
-                  "    q = a // b", "    return tl.where((q * b != a) & ((a < 0) != (b < 0)), q - 1, q)", "", "",
-                  "@triton.jit", "def _mod(a, b):", "    return a - _floordiv(a, b) * b", "", ""]
-        return "\n".join(lines)
+        return "\n".join(lines + PRELUDE)
 
 
 def generate(form: ChunkedForm, mapping: GPUMapping, env: dict) -> ChunkedSource:

@@ -27,6 +27,11 @@ from mappers.gpu_mapping import GPUMapping, padded
 VERSION = "1"
 _CMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
 _BIN = {"add": "+", "sub": "-", "mul": "*", "div": "/", "mod": "%"}
+# imports, LOG2E and the reference's floor division and modulo, at the top of every generated file
+PRELUDE = ["", "import triton", "import triton.language as tl", "", "LOG2E: tl.constexpr = 1.4426950408889634",
+           "", "", "@triton.jit", "def _floordiv(a, b):", "    # floor division (the reference's), not C's truncation",
+           "    q = a // b", "    return tl.where((q * b != a) & ((a < 0) != (b < 0)), q - 1, q)", "", "",
+           "@triton.jit", "def _mod(a, b):", "    return a - _floordiv(a, b) * b", "", ""]
 _FN = {"exp2": "tl.exp2", "log": "tl.log", "log2": "tl.log2", "sqrt": "tl.sqrt", "abs": "tl.abs",
        "floor": "tl.floor", "sigmoid": "tl.sigmoid"}
 
@@ -280,11 +285,7 @@ class Generator:
                  f"contracted {self.f.contracted}, feature {self.f.feature}; batch {', '.join(self.f.batch)}.",
                  "# The cascade:"]
         lines += ["#   " + ln for ln in str(c).splitlines() if ln.strip()]
-        lines += ["", "import triton", "import triton.language as tl", "", "LOG2E: tl.constexpr = 1.4426950408889634",
-                  "", "", "@triton.jit", "def _floordiv(a, b):", "    # floor division (the reference's), not C's truncation",
-                  "    q = a // b", "    return tl.where((q * b != a) & ((a < 0) != (b < 0)), q - 1, q)", "", "",
-                  "@triton.jit", "def _mod(a, b):", "    return a - _floordiv(a, b) * b", "", ""]
-        return "\n".join(lines)
+        return "\n".join(lines + PRELUDE)
 
     def _coordinates(self):
         """The program's row tile and batch coordinates (both kernels)."""
