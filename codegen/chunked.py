@@ -93,6 +93,7 @@ class ChunkedGenerator:
         self.values: dict[str, V] = {}              # materialised tensors visible here
         self.new_state: dict[str, V] = {}           # X[m1 + 1] after this chunk's step
         self.loop: str | None = None                # the current loop variable
+        self.current: Einsum | None = None          # the Einsum being generated (for messages)
         self.tmp = 0
         self.read = [t.name for t in self.c.inputs] + [e.name for e in form.hoisted]
 
@@ -234,7 +235,7 @@ class ChunkedGenerator:
         conds = [substitute(p, binding) for p in self.masks(e)]
         v = self.value(body)
         for p in conds:
-            v = self.combine("tl.where({}, {}, 0.0)", [self.cond(p), v])
+            v = self.combine(f"tl.where({{}}, {{}}, {_IDENT[e.reduce]})", [self.cond(p), v])
         return self.let(v[0]), v[1]
 
     def materialised(self, a: Access) -> V:
@@ -246,17 +247,23 @@ class ChunkedGenerator:
         rename = {}
         for mine, theirs in zip(e.output.indices, a.indices):
             if isinstance(mine, Op):                  # the state's m1 + 1: X[m1] is st_X, X[m1 + 1] is st_X_new
-                if isinstance(theirs, Op) and theirs.name == "add" and theirs.args[0] == mine.args[0]:
+                step = self._loop_step(theirs)
+                if step == 1 and a.tensor in self.new_state:
                     code, axes = self.new_state[a.tensor]
+                elif step == 0 and self.loop is not None:
+                    pass
                 elif self.loop is None and theirs == Sym(rank_of(mine.args[0].name)):
                     pass                                  # after the loop: st_X is the last iterate
-                elif not (isinstance(theirs, Idx) and theirs.name == mine.args[0].name):
+                else:
                     raise self._far(a, e)
                 continue
             v = mine.name
-            if v in f.batch or v in self.loop_vars:
-                ok = theirs == mine or (v in self.loop_vars and self._outer_of_root(theirs))
-                if not ok:
+            if v in f.batch:
+                if theirs != mine:
+                    raise self._far(a, e)
+                continue
+            if v in self.loop_vars:
+                if self._loop_step(theirs) != 0:
                     raise self._far(a, e)
                 continue
             if v in self.pos:
@@ -275,6 +282,17 @@ class ChunkedGenerator:
             code = f"tl.trans({code})" if len(perm) == 2 else f"tl.permute({code}, {tuple(perm)})"
         return code, want
 
+    def _loop_step(self, x: Expr) -> int | None:
+        """0 for the current chunk (m1, m / M0), 1 for the next (m1 + 1, m / M0 + 1), else None."""
+        if self.loop is None:
+            return None
+        if x == Idx(self.loop) or self._outer_of_root(x):
+            return 0
+        if (isinstance(x, Op) and x.name == "add" and x.args[1] == Num(1)
+                and (x.args[0] == Idx(self.loop) or self._outer_of_root(x.args[0]))):
+            return 1
+        return None
+
     def _outer_of_root(self, x: Expr) -> bool:
         f = self.f
         return (f.root is not None and isinstance(x, Op) and x.name in ("div", "floordiv")
@@ -286,8 +304,10 @@ class ChunkedGenerator:
                 and x.args[0] == Idx(f.root) and x.args[1] == Sym(rank_of(f.inner)))
 
     def _far(self, a: Access, e: Einsum) -> ChunkedFormError:
-        return ChunkedFormError(f"{self.c.name}: {a} reads {e.name} away from the current chunk; a chunked "
-                                "kernel holds one chunk (and the state) at a time", a.loc, self.c.source)
+        where = self.current
+        return ChunkedFormError(f"{self.c.name}: {where.name if where else ''} reads {e.name} away from the current "
+                                f"chunk ({a} after substitution); a chunked kernel holds one chunk (and the state) "
+                                "at a time", where.loc if where else a.loc, self.c.source)
 
     def load(self, a: Access) -> V:
         t = self.c.tensor(a.tensor) if self.c.has_tensor(a.tensor) else None
@@ -297,7 +317,7 @@ class ChunkedGenerator:
         for d, i in enumerate(a.indices):
             ic = self.index(i)
             offs.append((f"{ic[0]} * t_{a.tensor}_s{d}", ic[1]))
-            if any(v not in self.f.batch for v in index_vars(i)):
+            if any(v not in self.f.batch and v not in self.loop_vars for v in index_vars(i)):
                 if not _nonneg(i):
                     masks.append((f"({ic[0]} >= 0)", ic[1]))
                 masks.append((f"({ic[0]} < t_{a.tensor}_n{d})", ic[1]))
@@ -344,13 +364,14 @@ class ChunkedGenerator:
 
     def einsum(self, e: Einsum) -> V:
         """The chunk's value of e over its output axes."""
+        self.current = e
         outa = self.out_axes(e)
         red = [v for v in e.reduced if v in self.pos]
         conds = self.masks(e) + [p for v in red if (p := self.in_range(v)) is not None]
         if not red:
             v = self.value(e.expr)
             for p in conds:
-                v = self.combine("tl.where({}, {}, 0.0)", [self.cond(p), v])
+                v = self.combine(f"tl.where({{}}, {{}}, {_IDENT[e.reduce]})", [self.cond(p), v])
             return v
         if e.reduce == "sum" and len(red) == 1:
             done = self.dot(e, red[0], outa, conds) or self.prefix_sum(e, red[0], outa, conds)
@@ -569,7 +590,7 @@ class ChunkedGenerator:
         for d, i in enumerate(e.output.indices):
             ic = self.index(i)
             offs.append((f"{ic[0]} * t_{e.name}_s{d}", ic[1]))
-            if not (isinstance(i, Idx) and i.name in self.f.batch):
+            if not (isinstance(i, Idx) and (i.name in self.f.batch or i.name in self.loop_vars)):
                 masks.append((f"({ic[0]} < t_{e.name}_n{d})", ic[1]))
         ptr = self.combine(" + ".join("{}" for _ in offs), offs)
         axes = self.sorted_axes(ptr[1] + v[1])

@@ -64,14 +64,18 @@ def compile_kernel(c: Cascade, mapping: GPUMapping, shapes: dict | None = None):
     from einsum_ir.analysis.chunked import ChunkedFormError
     from einsum_ir.analysis.chunked import recognise as recognise_chunked
     from einsum_ir.analysis.fused import FusedFormError
+    env = _extents(c, shapes)
     try:
         return FusedKernel(c, mapping, shapes)
     except FusedFormError as fused:
         try:
-            recognise_chunked(c, _extents(c, shapes))
+            recognise_chunked(c, env)
+            kernel = ChunkedKernel(c, mapping, shapes)
+            if env is not None:
+                kernel.source(env)          # what only the generator can check, said now, not at the first call
         except ChunkedFormError as chunked:
             raise FusedFormError(f"{fused.message}\n  and {chunked.message}", fused.loc, fused.source) from None
-        return ChunkedKernel(c, mapping, shapes)
+        return kernel
 
 
 def _extents(c: Cascade, shapes: dict | None) -> dict | None:
@@ -298,11 +302,26 @@ def _hoisted(c: Cascade, f: FusedForm, env: dict, inputs: dict) -> dict:
             for h in f.hoisted:     # only what the hoisted Einsums write, never the tiles
                 arrays[h.name] = np.zeros(tuple(int(env[r]) for r in c.tensor(h.name).ranks))
             ev = _Evaluator(c, env, arrays, np.dtype("float64"))
+            for x in _inline_reads(c, f):          # element-wise Einsums a hoisted one reads (chunked form)
+                arrays[x.name] = np.zeros(tuple(int(env[r]) for r in c.tensor(x.name).ranks))
+                ev.run(x, {})
         for done, t in out.items():
             arrays[done] = t.detach().double().cpu().numpy()
         ev.run(e, {})
         out[e.name] = torch.tensor(arrays[e.name], dtype=torch.float32, device=device)
     return out
+
+
+def _inline_reads(c: Cascade, f) -> list:
+    """The substituted (element-wise) Einsums the hoisted ones read, in cascade order."""
+    inline = getattr(f, "inline", {})
+    need, stack = set(), [a.tensor for h in f.hoisted for a in h.reads()]
+    while stack:
+        t = stack.pop()
+        if t in inline and t not in need:
+            need.add(t)
+            stack += [a.tensor for a in inline[t].reads()]
+    return [e for e in c.einsums if e.name in need]
 
 
 def _as_einsum(e):

@@ -201,6 +201,16 @@ def recognise(c: Cascade, env: dict | None = None) -> ChunkedForm:
         else:
             body.append(e)
 
+    for e in c.einsums:
+        if root is not None and root in e.iteration_vars and inner in e.iteration_vars:
+            raise _fail(e, f"iterates over both {root} and {inner}; read {root} as {rank_of(root)}1-chunks", c)
+        if root is not None and root in e.reduced:
+            raise _fail(e, f"reduces over {root}, the partitioned rank: write the reduction over "
+                           f"{loops_spec[0][0]} and {inner} (sum[{loops_spec[0][0]}, {inner}] ..)", c)
+        for a in [e.output] + e.reads():
+            for i in a.indices:
+                if isinstance(i, Num) and a is not e.output:
+                    raise _fail(e, f"reads {a} at a fixed index", c)
     # which loop each Einsum runs in; Einsums with no token variable run after the loops they read
     loop_index = {}
     for e in body:
@@ -246,10 +256,6 @@ def recognise(c: Cascade, env: dict | None = None) -> ChunkedForm:
             j = loop_index.get(t)
             if j is not None and (j, pass_of[t]) != node and accumulates(t):
                 before[node].add((j, pass_of[t]))
-        if e.name in states:
-            for r in body:
-                if e.name in _reads(r, inline) and r is not e and pass_of[r.name] != pass_of[e.name]:
-                    raise _fail(r, f"reads the state {e.name} in a later pass over {loops_spec[k][0]}", c)
     order, done = [], set()
     while len(order) < len(before):
         ready = sorted(n for n in before if n not in done and before[n] <= done)
@@ -271,7 +277,7 @@ def recognise(c: Cascade, env: dict | None = None) -> ChunkedForm:
             need.add(t)
             stack += list(_reads(writer[t], inline))
         es = tuple(e for e in body if e in own or e.name in need)
-        st = tuple(states[e.name] for e in own if e.name in states)
+        st = tuple(states[e.name] for e in es if e.name in states)    # a recomputed state runs again from 0
         loops.append(TokenLoop(var, axes, es, st))
         placed |= {e.name for e in es}
         ready = []
@@ -286,13 +292,8 @@ def recognise(c: Cascade, env: dict | None = None) -> ChunkedForm:
                  if var_of(r.name) not in batch and var_of(r.name) != root
                  and var_of(r.name) not in {lv for lv, ax, _ in loops_spec if lv not in ax}
                  and any(var_of(r.name) in e.iteration_vars for e in c.einsums))
-    for e in c.einsums:
-        if root is not None and root in e.iteration_vars and inner in e.iteration_vars:
-            raise _fail(e, f"iterates over both {root} and {inner}; read {root} as {rank_of(root)}1-chunks", c)
-        for a in [e.output] + e.reads():
-            for i in a.indices:
-                if isinstance(i, Num) and a is not e.output:
-                    raise _fail(e, f"reads {a} at a fixed index", c)
+    if root is not None and any(root in e.iteration_vars for e in c.einsums):
+        axes = tuple(dict.fromkeys(axes + (inner,)))     # m is read as m1 * M0 + m0: the m0 axis
     return ChunkedForm(c, batch, axes, tuple(loops), tuple(after), inline, tuple(hoisted), root, inner)
 
 

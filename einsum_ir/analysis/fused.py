@@ -148,8 +148,8 @@ def _find_scores(c: Cascade):
         (red,) = e.reduced
         a, b = fs
         va, vb = set(index_vars(a)), set(index_vars(b))
-        if red not in va or red not in vb:
-            continue
+        if red not in va or red not in vb or e.predicate is not None and red in index_vars(e.predicate):
+            continue                        # the kernel's tl.dot over e cannot skip terms of the sum
         # K has exactly one variable Q lacks (the key); of Q's own variables the
         # last is the query (none: decode) and the rest are batch (MQA's heads)
         for q, k in ((a, b), (b, a)):

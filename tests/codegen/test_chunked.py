@@ -210,3 +210,117 @@ def test_attnc_compile_picks_the_chunked_kernel_and_caches_it():
     env = resolve(c, shapes)
     assert cache_key(c, k.mapping, env) in k._modules
     assert k.module(env) is k._modules[cache_key(c, k.mapping, env)]
+
+
+# Found by an adversarial review; each gave wrong numbers, crashed, or was refused only at the first call.
+EDGE_CASES = {
+    # max[] maps with a predicate: the identity (-inf), not 0, where the predicate fails
+    "max-map-with-where": ("""
+rank B, H, E
+partition M -> M1, M0
+rank J = M0
+input Q[B, H, E, M]: f32
+input K[B, H, E, M]: f32
+BS[b, h, m1, m0, j] = Q[b, h, e, m1 * M0 + m0] * K[b, h, e, m1 * M0 + j] where j <= m0
+SC[b, h, m1, m0, j] = max[] BS[b, h, m1, m0, j] - 100 where j <= m0
+LM[b, h, m1, m0] = max[j] SC[b, h, m1, m0, j]
+AV[b, h, m] = LM[b, h, m / M0, m % M0]
+""", dict(B=2, H=2, E=12, M=70, M0=16)),
+    # a state whose chunk values a second pass needs: the recurrence runs again from its initial value
+    "state-recomputed-in-a-second-pass": ("""
+rank B, H, E
+partition M -> M1, M0
+input K[B, H, E, M]: f32
+GS[b, h, e] = max[m1, m0] K[b, h, e, m1 * M0 + m0]
+S[b, h, e, 0] = 0
+S[b, h, e, m1 + 1] = S[b, h, e, m1] + K[b, h, e, m1 * M0 + m0]
+T[b, h, e, m1] = S[b, h, e, m1] * K[b, h, e, m1 * M0 + m0]
+AV[b, h, e, m] = T[b, h, e, m / M0] / GS[b, h, e]
+""", dict(B=2, H=2, E=12, M=70, M0=16)),
+    # a state that reads a sum over all chunks, read once after the loops
+    "state-after-an-accumulator": ("""
+rank B, H, E
+partition M -> M1, M0
+input K[B, H, E, M]: f32
+GS[b, h, e] = max[m1, m0] K[b, h, e, m1 * M0 + m0]
+S[b, h, e, 0] = 0
+S[b, h, e, m1 + 1] = S[b, h, e, m1] + K[b, h, e, m1 * M0 + m0] / GS[b, h, e]
+AV[b, h, e] = S[b, h, e, M1]
+""", dict(B=2, H=2, E=12, M=70, M0=16)),
+    # a hoisted reduction reading an element-wise Einsum
+    "hoisted-reads-element-wise": ("""
+rank B, H, E, F
+partition M -> M1, M0
+input K[B, H, E, M]: f32
+input V[B, H, F, M]: f32
+input LAM[H]: f32
+input W[H, F]: f32
+DC[h] = exp(M0 * log(LAM[h]))
+WN[h] = sum[f] W[h, f] * DC[h]
+KVU[b, h, e, f, m1] = K[b, h, e, m1 * M0 + m0] * V[b, h, f, m1 * M0 + m0]
+KV[b, h, e, f, 0] = 0
+KV[b, h, e, f, m1 + 1] = DC[h] * KV[b, h, e, f, m1] + KVU[b, h, e, f, m1]
+AV[b, h, e, f] = KV[b, h, e, f, M1] * WN[h]
+""", dict(B=2, H=3, E=12, F=20, M=70, M0=16)),
+    # an output indexed by the chunk index itself
+    "output-at-m1-m0": ("""
+rank B, H, F, E
+partition M -> M1, M0
+input V[B, H, F, M]: f32
+input K[B, H, E, M]: f32
+AV[b, h, f, m1, m0] = sum[e] V[b, h, f, m1 * M0 + m0] * K[b, h, e, m1 * M0 + m0]
+""", dict(B=2, H=2, F=20, E=12, M=70, M0=32)),
+    # a masked sum over the contracted rank: not a fused score contraction, a chunked kernel
+    "masked-state-unpartitioned": ("""
+rank B, H, M, P, E, F
+input Q[B, H, E, P]: f32
+input K[B, H, E, M]: f32
+input V[B, H, F, M]: f32
+KM[b, h, e] = max[m] K[b, h, e, m] where m % 2 == 0
+KN[b, h, e] = min[m] K[b, h, e, m]
+PK[b, h, e, m] = exp(K[b, h, e, m] - 3)
+KV[b, h, e, f] = PK[b, h, e, m] * V[b, h, f, m] where m % 2 == 0
+NUM[b, h, f, p] = Q[b, h, e, p] * KV[b, h, e, f] * exp(-KM[b, h, e])
+DEN[b, h, p] = sum[e] abs(Q[b, h, e, p]) * (KM[b, h, e] - KN[b, h, e])
+AV[b, h, f, p] = NUM[b, h, f, p] / (DEN[b, h, p] + 1)
+""", dict(B=2, H=2, E=12, F=20, M=70, P=45)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EDGE_CASES))
+def test_edge_cases_match_the_reference(name):
+    text, shapes = EDGE_CASES[name]
+    c = parse(text, name=name)
+    inp = _inputs(c, shapes, seed=5)
+    k, out = _run(c, shapes, inp)
+    assert isinstance(k, ChunkedKernel)
+    ref = execute(c, inp, shapes, dtype="float64")[c.outputs[0].name]
+    finite = np.isfinite(ref)
+    assert np.array_equal(np.isfinite(out), finite) and (out[~finite] == ref[~finite]).all()
+    _close(out[finite], ref[finite])
+
+
+def test_reads_away_from_the_chunk_are_refused_when_compiling():
+    base = """
+rank B, H, E, F
+partition M -> M1, M0
+input Q[B, H, E, M]: f32
+input K[B, H, E, M]: f32
+input V[B, H, F, M]: f32
+KVU[b, h, e, f, m1] = K[b, h, e, m1 * M0 + m0] * V[b, h, f, m1 * M0 + m0]
+KV[b, h, e, f, 0] = 0
+KV[b, h, e, f, m1 + 1] = KV[b, h, e, f, m1] + KVU[b, h, e, f, m1]
+OX[b, h, f, m1, m0] = Q[b, h, e, m1 * M0 + m0] * KV[b, h, e, f, m1 + 2] where m1 + 1 < M1
+AV[b, h, f, m] = OX[b, h, f, m / M0, m % M0]
+"""
+    with pytest.raises(FusedFormError, match="OX reads KV away from the current chunk"):
+        compile_kernel(parse(base, name="two-ahead"), MAPPING, dict(B=1, H=1, E=16, F=16, M=64, M0=16))
+    over_m = """
+rank B, H, F
+partition M -> M1, M0
+input V[B, H, F, M]: f32
+GM[b, h, f] = max[m] V[b, h, f, m]
+AV[b, h, f, m] = V[b, h, f, m] - GM[b, h, f]
+"""
+    with pytest.raises(FusedFormError, match=r"GM: reduces over m, the partitioned rank"):
+        compile_kernel(parse(over_m, name="over-m"), MAPPING, dict(B=1, H=1, F=16, M=64, M0=16))
