@@ -428,10 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print JSON instead of tables")
     s.set_defaults(func=cmd_map)
 
-    s = sub.add_parser("compile", help="generate a fused Triton kernel for a design",
-                       description="Generate the Triton source of a fused forward kernel for the design "
-                                   "(docs/triton.md), with the mapping the GPU model picks for --hw at --shape, "
-                                   "and a usage example beside it. From Python, attnc.compile(...) returns a "
+    s = sub.add_parser("compile", help="generate a Triton kernel (fused, or chunked linear-time) for a design",
+                       description="Generate the Triton source of a forward kernel for the design "
+                                   "(docs/triton.md): a fused attention kernel with the mapping the GPU model "
+                                   "picks for --hw at --shape, or a chunked linear-time kernel for linear "
+                                   "attention and its relatives; and a usage example beside it. From Python, attnc.compile(...) returns a "
                                    "callable on torch tensors.")
     _add_design(s)
     s.add_argument("--target", default="triton", choices=["triton"], help="code generator (default triton)")

@@ -17,6 +17,19 @@ def first_line(e) -> str:
     return s.splitlines()[0][:200] if s else ""
 
 
+def compiled_flex_attention(torch):
+    """FlexAttention compiled once, with dynamo's recompile limits raised:
+    every shape is its own static compile, and the default limit (8) would
+    fall back to eager flex."""
+    from torch.nn.attention.flex_attention import flex_attention
+    cfg = torch._dynamo.config
+    for name in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit",
+                 "accumulated_cache_size_limit"):
+        if hasattr(cfg, name):
+            setattr(cfg, name, 4096)
+    return torch.compile(flex_attention, dynamic=False)
+
+
 class CudaTimer:
     def __init__(self, torch, device: str = "cuda"):
         self.torch = torch

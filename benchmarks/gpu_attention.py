@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cuda_timing import CudaTimer, first_line  # noqa: E402  (shared with triton_vs_torch.py)
+from cuda_timing import CudaTimer, compiled_flex_attention, first_line  # noqa: E402  (shared with triton_vs_torch.py)
 
 COLUMNS = ("device", "kernel", "dtype", "batch", "heads", "kv_heads", "q_len", "kv_len", "head_dim", "causal",
            "time_s", "tflops")
@@ -203,15 +203,9 @@ class _Bench:
 
     def _flex_fn(self, q, k, v, p):
         torch = self.torch
-        from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+        from torch.nn.attention.flex_attention import create_block_mask
         if self._flex is None:
-            cfg = torch._dynamo.config
-            # every shape is its own static compile: the default limit (8) would fall back to eager flex
-            for name in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit",
-                         "accumulated_cache_size_limit"):
-                if hasattr(cfg, name):
-                    setattr(cfg, name, 4096)
-            self._flex = torch.compile(flex_attention, dynamic=False)
+            self._flex = compiled_flex_attention(torch)
         mask = None
         if p["causal"]:
             mask = create_block_mask(_causal, None, None, p["q_len"], p["kv_len"], device=DEVICE)

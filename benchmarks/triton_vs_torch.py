@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cuda_timing import CudaTimer, first_line  # noqa: E402  (shared with gpu_attention.py)
+from cuda_timing import CudaTimer, compiled_flex_attention, first_line  # noqa: E402  (shared with gpu_attention.py)
 
 COLUMNS = ("device", "design", "kernel", "batch", "heads", "q_len", "kv_len", "head_dim", "time_s", "tflops",
            "ratio_vs_baseline", "mapping", "max_err")
@@ -428,15 +428,9 @@ class _Bench:
 
     def _flex_api(self):
         torch = self.torch
-        from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+        from torch.nn.attention.flex_attention import create_block_mask
         if self._flex is None:
-            cfg = torch._dynamo.config
-            # every shape is its own static compile: the default limit (8) would fall back to eager flex
-            for name in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit",
-                         "accumulated_cache_size_limit"):
-                if hasattr(cfg, name):
-                    setattr(cfg, name, 4096)
-            self._flex = torch.compile(flex_attention, dynamic=False)
+            self._flex = compiled_flex_attention(torch)
         return self._flex, create_block_mask
 
 

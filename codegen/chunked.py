@@ -25,7 +25,7 @@ from einsum_ir.analysis.chunked import ChunkedForm, ChunkedFormError
 from einsum_ir.ir import Access, Einsum, Expr, Idx, Num, Op, Sym, index_vars, rank_of, substitute
 from mappers.gpu_mapping import GPUMapping, padded
 
-from .triton import _BIN, _CMP, _FN, PRELUDE, _integer, _nonneg
+from .triton import _CMP, PRELUDE, _integer, _nonneg, index_template, value_template
 
 VERSION = "1"
 MAX_REGISTER_AXIS = 256
@@ -154,18 +154,8 @@ class ChunkedGenerator:
             return f"s_{e.name}", ()
         if isinstance(e, Idx):
             return self.var(e.name)
-        if isinstance(e, Op):
-            a = [self.index(x) for x in e.args]
-            if e.name in ("floordiv", "div"):
-                return self.combine("({} // {})" if _nonneg(e.args[0]) else "_floordiv({}, {})", a)
-            if e.name == "mod":
-                return self.combine("({} % {})" if _nonneg(e.args[0]) else "_mod({}, {})", a)
-            if e.name in _BIN:
-                return self.combine(f"({{}} {_BIN[e.name]} {{}})", a)
-            if e.name == "neg":
-                return f"(-{a[0][0]})", a[0][1]
-            if e.name in ("max", "min"):
-                return self.combine(f"tl.{'maximum' if e.name == 'max' else 'minimum'}({{}}, {{}})", a)
+        if isinstance(e, Op) and (t := index_template(e)) is not None:
+            return self.combine(t, [self.index(x) for x in e.args])
         raise ChunkedFormError(f"cannot index with {e}", getattr(e, "loc", None), self.c.source)
 
     def cond(self, e: Expr) -> V:
@@ -196,25 +186,9 @@ class ChunkedGenerator:
             return self.combine("tl.exp2({} * LOG2E)", [self.value(e.args[0])])
         if e.name in ("and", "or", "not") or e.name in _CMP and all(_integer(a) for a in e.args):
             return self.cond(e)
-        args = [self.value(x) for x in e.args]
-        if e.name in _CMP:
-            return self.combine(f"({{}} {_CMP[e.name]} {{}})", args)
-        if e.name in _BIN:
-            return self.combine(f"({{}} {_BIN[e.name]} {{}})", args)
-        if e.name == "floordiv":
-            return self.combine("tl.floor({} / {})", args)
-        if e.name == "neg":
-            return f"(-{args[0][0]})", args[0][1]
-        if e.name in _FN:
-            return self.combine(f"{_FN[e.name]}(({{}}) * 1.0)", args)
-        if e.name == "tanh":
-            return self.combine("(2.0 * tl.sigmoid(2.0 * ({})) - 1.0)", args)
-        if e.name in ("max", "min"):
-            return self.combine(f"tl.{'maximum' if e.name == 'max' else 'minimum'}({{}}, {{}})", args)
-        if e.name == "clip":
-            return self.combine("tl.minimum(tl.maximum({}, {}), {})", args)
-        if e.name == "select":
-            return self.combine("tl.where({}, {}, {})", args)
+        t = value_template(e.name)
+        if t is not None:
+            return self.combine(t, [self.value(x) for x in e.args])
         raise ChunkedFormError(f"no Triton form for operator {e.name}", e.loc, self.c.source)
 
     def access(self, a: Access) -> V:

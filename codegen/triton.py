@@ -112,20 +112,8 @@ class Generator:
             if e.name in self.f.batch:
                 return e.name
             return ctx.var(self.role[e.name])
-        if isinstance(e, Op):
-            a = [self.index(x, ctx) for x in e.args]
-            if e.name in ("floordiv", "div"):
-                if _nonneg(e.args[0]):
-                    return f"({a[0]} // {a[1]})"
-                return f"_floordiv({a[0]}, {a[1]})"
-            if e.name == "mod":
-                return f"({a[0]} % {a[1]})" if _nonneg(e.args[0]) else f"_mod({a[0]}, {a[1]})"
-            if e.name in _BIN:
-                return f"({a[0]} {_BIN[e.name]} {a[1]})"
-            if e.name == "neg":
-                return f"(-{a[0]})"
-            if e.name in ("max", "min"):
-                return f"tl.{'maximum' if e.name == 'max' else 'minimum'}({a[0]}, {a[1]})"
+        if isinstance(e, Op) and (t := index_template(e)) is not None:
+            return t.format(*[self.index(x, ctx) for x in e.args])
         raise FusedFormError(f"cannot index with {e}", getattr(e, "loc", None), self.c.source)
 
     def load(self, a: Access, ctx: _Ctx, raw: bool = False) -> str:
@@ -195,31 +183,9 @@ class Generator:
                     and a.args[1].tensor == g):
                 return f"tl.exp2({self.value(a.args[0], ctx)} * LOG2E - {ctx.expand('g2', ('p',))})"
             return f"tl.exp2({self.value(a, ctx)} * LOG2E)"
-        args = [self.value(x, ctx) for x in e.args]
-        if e.name in _BIN:
-            return f"({args[0]} {_BIN[e.name]} {args[1]})"
-        if e.name == "floordiv":
-            return f"tl.floor({args[0]} / {args[1]})"
-        if e.name in _CMP:
-            return f"({args[0]} {_CMP[e.name]} {args[1]})"
-        if e.name == "and":
-            return f"({args[0]} & {args[1]})"
-        if e.name == "or":
-            return f"({args[0]} | {args[1]})"
-        if e.name == "not":
-            return f"({args[0]} == 0)"
-        if e.name == "neg":
-            return f"(-{args[0]})"
-        if e.name in _FN:
-            return f"{_FN[e.name]}(({args[0]}) * 1.0)"
-        if e.name == "tanh":
-            return f"(2.0 * tl.sigmoid(2.0 * ({args[0]})) - 1.0)"
-        if e.name in ("max", "min"):
-            return f"tl.{'maximum' if e.name == 'max' else 'minimum'}({args[0]}, {args[1]})"
-        if e.name == "clip":
-            return f"tl.minimum(tl.maximum({args[0]}, {args[1]}), {args[2]})"
-        if e.name == "select":
-            return f"tl.where({args[0]}, {args[1]}, {args[2]})"
+        t = value_template(e.name)
+        if t is not None:
+            return t.format(*[self.value(x, ctx) for x in e.args])
         raise FusedFormError(f"no Triton form for operator {e.name}", e.loc, self.c.source)
 
     # -- roles ----------------------------------------------------------------------
@@ -596,7 +562,7 @@ class Generator:
             shape = "(BLOCK_M,)" if kind == "row" else "(BLOCK_M, BLOCK_F)"
             self.out(f"r_{name} = tl.zeros({shape}, dtype=tl.float32)")
             self.out("for sp in range(SPLITS):")
-            base = f"part_ptr + (prog * SPLITS + sp) * part_ts"
+            base = "part_ptr + (prog * SPLITS + sp) * part_ts"
             if kind == "row":
                 ld = f"tl.load({base} + {offsets[name]} + tl.arange(0, BLOCK_M))"
             else:
@@ -615,6 +581,30 @@ class Generator:
                 self._row(e)
         self._stores()
         return "\n\n" + "\n".join(self.lines) + "\n"
+
+
+def value_template(op: str) -> str | None:
+    """Triton code of a value operator, `{}` standing for its arguments
+    (shared by both generators)."""
+    if op in _BIN or op in _CMP:
+        return f"({{}} {_BIN.get(op) or _CMP[op]} {{}})"
+    if op in _FN:
+        return f"{_FN[op]}(({{}}) * 1.0)"
+    return {"floordiv": "tl.floor({} / {})", "and": "({} & {})", "or": "({} | {})", "not": "({} == 0)",
+            "neg": "(-{})", "tanh": "(2.0 * tl.sigmoid(2.0 * ({})) - 1.0)", "max": "tl.maximum({}, {})",
+            "min": "tl.minimum({}, {})", "clip": "tl.minimum(tl.maximum({}, {}), {})",
+            "select": "tl.where({}, {}, {})"}.get(op)
+
+
+def index_template(e: Op) -> str | None:
+    """Triton code of an integer index operator (floor semantics for // and %)."""
+    if e.name in ("floordiv", "div"):
+        return "({} // {})" if _nonneg(e.args[0]) else "_floordiv({}, {})"
+    if e.name == "mod":
+        return "({} % {})" if _nonneg(e.args[0]) else "_mod({}, {})"
+    if e.name in _BIN:
+        return f"({{}} {_BIN[e.name]} {{}})"
+    return {"neg": "(-{})", "max": "tl.maximum({}, {})", "min": "tl.minimum({}, {})"}.get(e.name)
 
 
 _INT_OPS = {"add", "sub", "mul", "floordiv", "mod", "neg", "max", "min"}
