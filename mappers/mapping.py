@@ -14,16 +14,21 @@
   fraction of an on-chip tensor that does not fit and goes to DRAM;
 - `overlap`: how the units' work combines into latency: `phases` (in
   sequence; within a phase compute and memory overlap), `overlapped` (one
-  phase), or `epochs` (software-pipelined tiles with a stated critical path).
+  phase), or `epochs` (software-pipelined tiles with a critical path, parsed
+  here into a tree of sums, maxima and coefficients and checked against the
+  binding; without one, the safe default: every Einsum in sequence).
 
 Nothing here is specific to a paper's design: FuseMax, FLAT and the unfused
 baseline are different files.
 """
 from __future__ import annotations
 
+import difflib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from einsum_ir.errors import Loc
 from hw_models.schema import HardwareError, Node, load, load_named
 
 MAPPINGS = Path(__file__).parent / "mappings"
@@ -59,7 +64,7 @@ class Mapping:
     spill: tuple[tuple[str, float], ...]
     overlap: str
     phases: tuple[tuple[str, ...], ...]
-    critical_path: str
+    critical_path: "CriticalPath | None"   # epochs only; None: the default (every Einsum in sequence)
     node: Node
     variants: tuple[tuple[tuple[tuple[str, tuple[int, ...]], ...], Node], ...] = ()
 
@@ -69,10 +74,7 @@ class Mapping:
         FLAT's does on the sequence length)."""
         for when, node in self.variants:
             if all(shapes.get(k) in vals for k, vals in when):
-                merged = dict(self.node.value)
-                merged.update({k: v for k, v in node.value.items() if k != "when"})
-                merged.pop("variants", None)
-                return from_node(Node(merged, self.node.loc, self.node.path, self.node.source))
+                return from_node(_merged(self.node, node))
         return self
 
     def unit_of(self, einsum: str) -> str | None:
@@ -82,8 +84,20 @@ class Mapping:
         return next((lf for lf in self.leaves if einsum in lf.run), None)
 
     def with_changes(self, **changes) -> "Mapping":
+        """A copy with fields replaced; a `critical_path` given as text is
+        parsed (its names are checked against the cascade by `simulate`)."""
         from dataclasses import replace
+        if isinstance(changes.get("critical_path"), str):
+            changes["critical_path"] = parse_critical_path(changes["critical_path"])
         return replace(self, **changes)
+
+
+def _merged(root: Node, variant: Node) -> Node:
+    """The mapping's top level with a variant's keys replacing its own."""
+    merged = dict(root.value)
+    merged.update({k: v for k, v in variant.value.items() if k != "when"})
+    merged.pop("variants", None)
+    return Node(merged, root.loc, root.path, root.source)
 
 
 def mapping_names() -> list[str]:
@@ -121,15 +135,7 @@ def from_node(root: Node) -> Mapping:
                 raise lf.node.error(f"Einsum {e} runs in two places of the nest")
             seen[e] = lf.node
     binding = tuple((e, u.string()) for e, u in top["binding"].items())
-    ov = top["overlap"].mapping(required=("kind",), optional=("phases", "critical_path"))
-    kind = ov["kind"].string()
-    if kind not in OVERLAP_KINDS:
-        raise ov["kind"].error(f"unknown overlap kind {kind!r}; expected one of {', '.join(OVERLAP_KINDS)}")
-    phases = tuple(tuple(x.string() for x in ph.list()) for ph in ov["phases"].list()) if "phases" in ov else ()
-    if kind == "phases" and not phases:
-        raise ov["kind"].error("overlap kind `phases` needs `phases`: a list of lists of Einsum names")
-    if kind == "epochs" and "critical_path" not in ov:
-        raise ov["kind"].error("overlap kind `epochs` needs `critical_path`, an expression over Einsum names")
+    kind, phases, critical_path = _overlap(top["overlap"], dict(binding), leaves)
     keep = tuple((t, v.string()) for t, v in top["keep"].items()) if "keep" in top else ()
     spill = tuple((t, v.number(allow_zero=True)) for t, v in top["spill"].items()) if "spill" in top else ()
     for (t, f), (_, node) in zip(spill, top["spill"].items() if "spill" in top else []):
@@ -137,11 +143,15 @@ def from_node(root: Node) -> Mapping:
             raise node.error(f"a spilled fraction is at most 1, got {f}")
     variants = []
     for v in (top["variants"].list() if "variants" in top else []):
+        if not isinstance(v.value, dict):
+            v.mapping(required=("when",))
         spec = v.mapping(required=("when",), optional=("factors", "nest", "keep", "dram", "spill", "pipelined",
                                                        "overlap", "binding"))
         when = tuple((k, tuple(x.integer() for x in (c.list() if isinstance(c.value, list) else [c])))
                      for k, c in spec["when"].items())
         variants.append((when, v))
+    for _, v in variants:
+        from_node(_merged(root, v))     # each variant is checked at load, as the mapping itself
     return Mapping(
         variants=tuple(variants),
         name=top["name"].string(), doc=top["doc"].string() if "doc" in top else "",
@@ -150,7 +160,68 @@ def from_node(root: Node) -> Mapping:
         pipelined=frozenset(x.string() for x in top["pipelined"].list()) if "pipelined" in top else frozenset(),
         keep=keep, dram=frozenset(x.string() for x in top["dram"].list()) if "dram" in top else frozenset(),
         spill=spill, overlap=kind, phases=phases,
-        critical_path=ov["critical_path"].string() if "critical_path" in ov else "", node=root)
+        critical_path=critical_path, node=root)
+
+
+def _overlap(node: Node, binding: dict[str, str], leaves: list[Leaf]):
+    """(kind, phases, critical path) of `overlap`, checked against the binding:
+    every name a bound Einsum (a phase may also list an Einsum the nest runs),
+    none twice, every bound Einsum placed."""
+    ov = node.mapping(required=("kind",), optional=("phases", "critical_path"))
+    kind = ov["kind"].string()
+    if kind not in OVERLAP_KINDS:
+        raise ov["kind"].error(f"unknown overlap kind {kind!r}; expected one of {', '.join(OVERLAP_KINDS)}")
+    for key, needs in (("phases", "phases"), ("critical_path", "epochs")):
+        if key in ov and kind != needs:
+            raise ov[key].error(f"`{key}` is used only with overlap kind `{needs}`, not `{kind}`")
+    phases = _phases(ov["phases"], binding, leaves) if "phases" in ov else ()
+    if kind == "phases" and not phases:
+        raise ov["kind"].error("overlap kind `phases` needs `phases`: a list of lists of Einsum names")
+    cp = None
+    if "critical_path" in ov:
+        cp = _critical_path_of(ov["critical_path"])
+        units = set(binding.values()) | {u for lf in leaves for u, _ in lf.spatial}
+        run = {e for lf in leaves for e in lf.run} - set(binding)
+        check_critical_path(cp, binding, units, "an Einsum in `binding`", unbound=run)
+    return kind, phases, cp
+
+
+def _phases(node: Node, binding: dict[str, str], leaves: list[Leaf]) -> tuple[tuple[str, ...], ...]:
+    run = {e for lf in leaves for e in lf.run}
+    seen: set[str] = set()
+    out = []
+    for ph in node.list():
+        names = []
+        for x in ph.list():
+            e = x.string()
+            if e not in binding and e not in run:
+                hint = difflib.get_close_matches(e, sorted(binding), n=1)
+                raise x.error(f"phase names {e}, which is neither bound in `binding` nor run in the nest"
+                              + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+            if e in seen:
+                raise x.error(f"{e} is in two phases (its time would count twice)")
+            seen.add(e)
+            names.append(e)
+        out.append(tuple(names))
+    missing = [e for e in binding if e not in seen]
+    if missing:
+        raise node.error(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} bound but in no phase: "
+                         f"its time would be left out of the latency")
+    return tuple(out)
+
+
+def _critical_path_of(node: Node) -> CriticalPath:
+    """Parse a critical_path scalar, locating its first character in the
+    file (after the quote of a quoted scalar) so errors point at a column."""
+    text = node.string()
+    line = node.source.split("\n")[node.loc.line - 1] if node.source else ""
+    col = node.loc.column
+    if line[col - 1:].startswith(text):
+        return parse_critical_path(text, node.loc, node.source)
+    if line[col - 1:col] in ("'", '"') and line[col:].startswith(text):
+        return parse_critical_path(text, Loc(node.loc.file, node.loc.line, col + 1), node.source)
+    # a folded or escaped scalar: columns in the text are not columns in the file; name the scalar
+    return parse_critical_path(text, node.loc, node.source, columns=False)
 
 
 def _names(node: Node) -> tuple[str, ...]:
@@ -172,3 +243,290 @@ def _walk_nest(node: Node, outer: tuple[str, ...], leaves: list[Leaf]) -> None:
             raise item.error("a nest entry needs `body` or `run`")
         spatial = tuple((u, _names(axes)) for u, axes in it["parfor"].items()) if "parfor" in it else ()
         leaves.append(Leaf(loops, spatial, _names(it["run"]), item))
+
+
+# ------------------------------------------------------------------ the critical path
+#
+# Grammar (whitespace ignored):
+#   path  := term ('+' term)*
+#   term  := atom ('*' atom)*        at most one atom that is not a number; the numbers' product is
+#                                    a coefficient >= 1 (or, with no other atom, a constant >= 0 cycles)
+#   atom  := NUMBER | NAME | 'max' '(' path (',' path)* ')' | '(' path ')'
+# A NAME is a bound Einsum (its busy cycles per epoch) or fill_<unit> (the unit's first dimension).
+# No subtraction, division, min or coefficient below 1: with sums and maxima of non-negative times
+# only, and no unit in two branches of one max, the path is never below any unit's busy time.
+
+@dataclass(frozen=True)
+class Name:
+    name: str
+    loc: Loc
+
+    def value(self, env: dict) -> float:
+        return float(env[self.name])
+
+    def children(self) -> tuple:
+        return ()
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Num:
+    number: float
+
+    def value(self, env: dict) -> float:
+        return self.number
+
+    def children(self) -> tuple:
+        return ()
+
+    def __str__(self) -> str:
+        return f"{self.number:g}"
+
+
+@dataclass(frozen=True)
+class Add:
+    terms: tuple
+
+    def value(self, env: dict) -> float:
+        return sum(t.value(env) for t in self.terms)
+
+    def children(self) -> tuple:
+        return self.terms
+
+    def __str__(self) -> str:
+        return " + ".join(str(t) for t in self.terms)
+
+
+@dataclass(frozen=True)
+class Max:
+    args: tuple
+    loc: Loc
+
+    def value(self, env: dict) -> float:
+        return max(a.value(env) for a in self.args)
+
+    def children(self) -> tuple:
+        return self.args
+
+    def __str__(self) -> str:
+        return f"max({', '.join(str(a) for a in self.args)})"
+
+
+@dataclass(frozen=True)
+class Scale:
+    factor: float
+    arg: object
+
+    def value(self, env: dict) -> float:
+        return self.factor * self.arg.value(env)
+
+    def children(self) -> tuple:
+        return (self.arg,)
+
+    def __str__(self) -> str:
+        inner = f"({self.arg})" if isinstance(self.arg, Add) else str(self.arg)
+        return f"{self.factor:g} * {inner}"
+
+
+@dataclass(frozen=True)
+class CriticalPath:
+    """A parsed critical path: its text, its tree, and where it was written
+    (for errors naming the offending name at its column)."""
+
+    text: str
+    expr: object
+    loc: Loc
+    source: str | None
+
+    def names(self) -> tuple[Name, ...]:
+        out, todo = [], [self.expr]
+        while todo:
+            n = todo.pop(0)
+            if isinstance(n, Name):
+                out.append(n)
+            todo[:0] = list(n.children())
+        return tuple(out)
+
+    def einsums(self) -> tuple[str, ...]:
+        return tuple(n.name for n in self.names() if not n.name.startswith(FILL))
+
+    def fills(self) -> tuple[str, ...]:
+        """The units whose fill/drain the path states as exposed."""
+        return tuple(n.name[len(FILL):] for n in self.names() if n.name.startswith(FILL))
+
+    def value(self, env: dict) -> float:
+        return self.expr.value(env)
+
+    def error(self, message: str, loc: Loc | None = None) -> HardwareError:
+        return HardwareError(f"overlap.critical_path: {message}", loc or self.loc, self.source)
+
+    def __str__(self) -> str:
+        return str(self.expr)
+
+
+FILL = "fill_"
+_TOKEN = re.compile(r"\s*(?:(?P<num>\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+                    r"|(?P<op>[-+*/(),])|(?P<bad>\S))")
+_WHY = {"-": "subtraction could take the path below a unit's busy time",
+        "/": "division could take the path below a unit's busy time (a coefficient must be at least 1)"}
+
+
+def parse_critical_path(text: str, loc: Loc | None = None, source: str | None = None,
+                        columns: bool = True) -> CriticalPath:
+    """Parse `text` into a CriticalPath; `loc` is where its first character is
+    (errors point at the offending token's column; with `columns` false, at
+    `loc` itself)."""
+    loc = loc or Loc("<critical_path>", 1, 1)
+    tokens, pos = [], 0
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None:        # only trailing whitespace is left
+            break
+        kind = m.lastgroup
+        at = Loc(loc.file, loc.line, loc.column + m.start(kind)) if columns else loc
+        tokens.append((kind, m.group(kind), at))
+        pos = m.end()
+    cp = CriticalPath(text, None, loc, source)
+    end = Loc(loc.file, loc.line, loc.column + len(text.rstrip())) if columns else loc
+    parser = _Parser(tokens, cp, end)
+    expr = parser.path()
+    if parser.i < len(tokens):
+        parser.fail(tokens[parser.i], "expected + or the end")
+    return CriticalPath(text, expr, loc, source)
+
+
+class _Parser:
+    """Recursive descent over the tokens of a critical path."""
+
+    def __init__(self, tokens, cp: CriticalPath, end: Loc):
+        self.tokens, self.i, self.cp, self.end = tokens, 0, cp, end
+
+    def peek(self, value=None):
+        tok = self.tokens[self.i] if self.i < len(self.tokens) else None
+        return tok if tok is not None and (value is None or tok[1] == value) else None
+
+    def fail(self, tok, expected: str):
+        if tok is None:
+            raise self.cp.error(f"{self.cp.text!r} ends early: {expected}",
+                                self.end)
+        kind, value, at = tok
+        if value in _WHY:
+            raise self.cp.error(f"{value!r} is not allowed: {_WHY[value]}; a critical path is a sum of "
+                                f"Einsum names, numbers, coefficients >= 1 and max(...)", at)
+        raise self.cp.error(f"unexpected {value!r} ({expected}); a critical path may use only names, numbers, "
+                            f"+, * and max(...)", at)
+
+    def take(self, value: str, expected: str):
+        tok = self.peek(value)
+        if tok is None:
+            self.fail(self.peek(), expected)
+        self.i += 1
+        return tok
+
+    def path(self):
+        terms = [self.term()]
+        while self.peek("+"):
+            self.i += 1
+            terms.append(self.term())
+        return terms[0] if len(terms) == 1 else Add(tuple(terms))
+
+    def term(self):
+        first = self.peek()
+        factor, inner = 1.0, None
+        for k, atom in enumerate(self._atoms()):
+            if isinstance(atom, Num):
+                factor *= atom.number
+            elif inner is not None:
+                raise self.cp.error("a product of two times is not a time: multiply by numbers only", first[2])
+            else:
+                inner = atom
+        if inner is None:
+            return Num(factor)
+        if factor < 1:
+            raise self.cp.error(f"coefficient {factor:g} is below 1: it would count {inner} for less than "
+                                f"its busy time", first[2])
+        return inner if factor == 1 else Scale(factor, inner)
+
+    def _atoms(self):
+        yield self.atom()
+        while self.peek("*"):
+            self.i += 1
+            yield self.atom()
+
+    def atom(self):
+        tok = self.peek()
+        if tok is None:
+            self.fail(None, "expected a name, a number, max(...) or (")
+        kind, value, at = tok
+        self.i += 1
+        if kind == "num":
+            return Num(float(value))
+        if kind == "name" and self.peek("("):
+            if value != "max":
+                why = ("min could take the path below a unit's busy time" if value == "min"
+                       else "the only function is max(...)")
+                raise self.cp.error(f"{value}(...) is not allowed: {why}", at)
+            self.i += 1
+            args = [self.path()]
+            while self.peek(","):
+                self.i += 1
+                args.append(self.path())
+            self.take(")", "expected , or ) closing max(")
+            return Max(tuple(args), at)
+        if kind == "name":
+            return Name(value, at)
+        if value == "(":
+            inner = self.path()
+            self.take(")", "expected ) or +")
+            return inner
+        self.i -= 1
+        self.fail(tok, "expected a name, a number, max(...) or (")
+
+
+def check_critical_path(cp: CriticalPath, bound: dict[str, str], fill_units, context: str,
+                        optional=frozenset(), unbound=frozenset()) -> None:
+    """Every Einsum of `bound` (name -> unit) named exactly once, nothing else
+    named but `optional` Einsums and fill_<unit> for `fill_units`, and no unit
+    in two branches of one max (a unit runs one Einsum at a time). Together
+    these make the path an upper bound of every unit's busy time."""
+    seen: dict[str, Name] = {}
+    for n in cp.names():
+        if n.name in seen:
+            raise cp.error(f"names {n.name} twice (its time would count twice; factor it out of the sum or "
+                           f"max, or write a coefficient)", n.loc)
+        seen[n.name] = n
+        if n.name.startswith(FILL) and n.name[len(FILL):] in fill_units:
+            continue
+        if n.name in unbound:
+            raise cp.error(f"names {n.name}, which the nest runs but `binding` binds to no unit", n.loc)
+        if n.name not in bound and n.name not in optional:
+            known = sorted(bound) + [FILL + u for u in sorted(fill_units)]
+            hint = difflib.get_close_matches(n.name, known, n=1)
+            raise cp.error(f"names {n.name}, which is not {context} (or fill_<unit> for one of its units: "
+                           f"{', '.join(sorted(fill_units)) or 'none'})"
+                           + (f"; did you mean {hint[0]!r}?" if hint else ""), n.loc)
+    missing = [e for e in bound if e not in seen]
+    if missing:
+        raise cp.error(f"does not name {', '.join(f'{e} (on {bound[e]})' for e in missing)}: every "
+                       f"{context.removeprefix('an ')} must be on the path, or its busy time is left out of the "
+                       f"latency")
+    _units_below(cp, cp.expr, bound)
+
+
+def _units_below(cp: CriticalPath, node, bound: dict[str, str]) -> dict[str, str]:
+    """unit -> one Einsum on it under `node`; a max whose branches share a unit is an error."""
+    if isinstance(node, Name):
+        return {bound[node.name]: node.name} if node.name in bound else {}
+    out: dict[str, str] = {}
+    for child in node.children():
+        below = _units_below(cp, child, bound)
+        if isinstance(node, Max):
+            for unit, e in below.items():
+                if unit in out:
+                    raise cp.error(f"{out[unit]} and {e} both run on {unit} but are in different branches of "
+                                   f"{node}: a unit runs one Einsum at a time, so their times add", node.loc)
+        for unit, e in below.items():
+            out.setdefault(unit, e)
+    return out

@@ -18,7 +18,6 @@ Assumptions and sources: docs/spatial.md.
 """
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from math import ceil, prod
@@ -26,12 +25,12 @@ from math import ceil, prod
 import sympy
 
 from einsum_ir import Cascade
-from einsum_ir.analysis import evaluate, ops_per_point, points
+from einsum_ir.analysis import einsum_ops, evaluate, ops_per_point, points
 from einsum_ir.ir import Access, accesses
 from einsum_ir.shapes import resolve
 from hw_models.schema import HardwareError
 from hw_models.spatial import SpatialArray
-from mappers.mapping import Leaf, Mapping
+from mappers.mapping import Add, CriticalPath, Leaf, Mapping, Name, check_critical_path
 
 PE_LEVEL, STREAM = "pe", "stream"
 
@@ -81,6 +80,9 @@ class Report:
     buffer_capacity_bytes: float
     min_buffer_bytes: float     # with every `fit` factor at 1: the working set the dataflow needs
     energy_pj: dict = field(default_factory=dict)   # compute, register_file, buffer, dram
+    latency_rule: str = ""      # how the latency was combined, and which critical path (stated or default)
+    critical_path: str = ""     # epochs: the expression used per epoch
+
 
     @property
     def dram_bytes(self) -> float:
@@ -178,21 +180,114 @@ def _factor_extents(c: Cascade, m: Mapping, env: dict, fit) -> dict[str, int]:
     return out
 
 
-def _critical_path(expr: str, per_epoch: dict[str, float], fills: dict[str, float], m: Mapping) -> float:
-    names = {**{k: sympy.Symbol(k) for k in per_epoch}, **{k: sympy.Symbol(k) for k in fills}}
-    if not re.fullmatch(r"[A-Za-z0-9_+\-*/(),. ]*", expr) or "__" in expr or re.search(r"[A-Za-z_)]\s*\.", expr):
-        # sympify evaluates Python: allow arithmetic on names and numbers only
-        raise m.node.error(f"critical_path {expr!r} may use only names, numbers, + - * /, max, min and parentheses")
-    try:
-        parsed = sympy.sympify(expr, locals={**names, "max": sympy.Max, "min": sympy.Min})
-    except (sympy.SympifyError, SyntaxError, TypeError) as e:
-        raise m.node.error(f"critical_path {expr!r} is not an expression: {e}") from None
-    unknown = sorted(str(s) for s in parsed.free_symbols if str(s) not in per_epoch and str(s) not in fills)
-    if unknown:
-        raise m.node.error(f"critical_path names {', '.join(unknown)}, which is not an Einsum of the mapping "
-                           f"(or fill_<unit>)")
-    value = parsed.xreplace({sympy.Symbol(k): sympy.Float(v) for k, v in {**per_epoch, **fills}.items()})
-    return float(value)
+class InvariantError(AssertionError):
+    """An internal error: the model produced a number that breaks one of its
+    invariants (docs/spatial.md). Never a user's mistake; never ignored."""
+
+
+def _overlap_node(m: Mapping):
+    node = m.node.value.get("overlap") if isinstance(m.node.value, dict) else None
+    return node if node is not None else m.node
+
+
+def _check_schedule(c: Cascade, m: Mapping, hw: SpatialArray, costs: list, dram_by_einsum: Counter) -> None:
+    """The overlap's names against the cascade: every Einsum with work on the
+    critical path (or in exactly one phase), nothing there the cascade lacks."""
+    bound = {ec.name: ec.unit for ec in costs}
+    others = frozenset(e.name for e in c.einsums if not e.is_initial) - set(bound)
+    if m.overlap == "epochs" and m.critical_path is not None:
+        check_critical_path(m.critical_path, bound, set(hw.units), f"an Einsum of {c.name} bound to a unit",
+                            optional=others)
+    if m.overlap != "phases":
+        return
+    node = _overlap_node(m)
+    placed = Counter(n for ph in m.phases for n in ph)
+    for n, k in placed.items():
+        if n not in bound and n not in others:
+            raise node.error(f"`phases` names {n}, which is not an Einsum of {c.name}")
+        if k > 1:
+            raise node.error(f"{n} is in {k} phases (its time would count {k} times)")
+    for n in list(bound) + [n for n, b in dram_by_einsum.items() if b]:
+        if n not in placed:
+            raise node.error(f"Einsum {n} is in no phase of `overlap.phases`: its "
+                             f"{'busy time' if n in bound else 'DRAM traffic'} would be left out of the latency")
+
+
+def _latency(m: Mapping, costs: list, nest: "_Nest", hw: SpatialArray, dram_cycles: float,
+             dram_by_einsum: Counter) -> tuple[float, int, float, str, str]:
+    """(latency, epochs, critical path per epoch, the rule used, the path used)."""
+    busy = Counter()
+    for ec in costs:
+        busy[ec.unit] += ec.busy_cycles
+    if m.overlap == "overlapped":
+        return (max([dram_cycles] + list(busy.values())), 1, 0.0,
+                "overlapped: max of DRAM time and each unit's busy time", "")
+    if m.overlap == "phases":
+        by_name = {ec.name: ec for ec in costs}
+        latency = 0.0
+        for ph in m.phases:
+            unit_time = Counter()
+            for n in ph:
+                if n in by_name:
+                    unit_time[by_name[n].unit] += by_name[n].busy_cycles
+            mem = sum(dram_by_einsum[n] for n in ph) / hw.dram_bytes_per_cycle
+            latency += max([mem] + list(unit_time.values()))
+        return latency, 1, 0.0, f"phases: sum over {len(m.phases)} phases of max(DRAM, each unit)", ""
+    named = {ec.name for ec in costs}
+    main = max(m.leaves, key=lambda lf: sum(1 for n in lf.run if n in named))
+    epochs = prod(nest.extent(v) for v in main.loops)
+    per_epoch = {ec.name: ec.busy_cycles / epochs for ec in costs}
+    per_epoch.update({f"fill_{u.name}": float(u.shape[0]) for u in hw.units.values()})
+    cp: CriticalPath | None = m.critical_path
+    if cp is not None:     # names checked by _check_schedule: any other is an Einsum without work
+        per_epoch.update({n: 0.0 for n in cp.einsums() if n not in per_epoch})
+    if cp is None:
+        path = Add(tuple(Name(ec.name, m.node.loc) for ec in costs))
+        rule = ("epochs: no critical_path stated; default: every Einsum in sequence "
+                "(the sum over units of their busy time, an upper bound)")
+    else:
+        path, rule = cp.expr, "epochs: the mapping's critical_path"
+    per = path.value(per_epoch)
+    return max(epochs * per, dram_cycles), epochs, per, rule, str(path)
+
+
+def _check_invariants(c: Cascade, m: Mapping, hw: SpatialArray, env: dict, r: "Report",
+                      dram_by_einsum: Counter) -> None:
+    """What must hold for any cascade, mapping and hardware (docs/spatial.md);
+    a violation is a bug of the model, raised, never returned as a number."""
+    eps = 1e-9
+    where = f"{m.name} on {hw.name} at {env}"
+
+    def fail(what: str):
+        raise InvariantError(f"internal error: {what} ({where})")
+
+    lat = r.latency_cycles
+    for u, b in r.unit_busy_cycles.items():
+        if b > lat * (1 + eps):
+            fail(f"latency {lat:.6g} cycles is below {u}'s busy time {b:.6g}")
+    for u, x in list(r.unit_utilisation.items()) + list(r.einsum_utilisation.items()):
+        if not 0 <= x <= 1 + eps:
+            fail(f"utilisation of {u} is {x:.6g}, outside [0, 1]")
+    if lat < r.dram_bytes / hw.dram_bytes_per_cycle * (1 - eps):
+        fail(f"latency {lat:.6g} cycles is below the DRAM time {r.dram_bytes / hw.dram_bytes_per_cycle:.6g}")
+    attributed = sum(dram_by_einsum.values())
+    if abs(attributed - r.dram_bytes) > eps * max(1.0, r.dram_bytes):
+        fail(f"DRAM bytes attributed to Einsums ({attributed:.6g}) differ from the tensors' ({r.dram_bytes:.6g})")
+    floor = Counter()
+    einsum = {e.name: e for e in c.einsums if not e.is_initial}
+    for ec in r.einsums:
+        unit = hw.unit(ec.unit)
+        counts = {k: evaluate(v, env) for k, v in einsum_ops(c, einsum[ec.name]).items()}
+        cycles = [n * unit.ops[k].cycles for k, n in counts.items() if n]
+        least = (max(cycles, default=0) if ec.name in m.pipelined else sum(cycles)) / unit.pes
+        if ec.busy_cycles < least * (1 - eps):
+            fail(f"{ec.name} is busy {ec.busy_cycles:.6g} cycles on {ec.unit}, below its operations / the "
+                 f"unit's peak ({least:.6g})")
+        floor[ec.unit] += least
+    for u, least in floor.items():
+        if r.unit_busy_cycles.get(u, 0.0) < least * (1 - eps):
+            fail(f"{u} is busy {r.unit_busy_cycles.get(u, 0.0):.6g} cycles, below its Einsums' operations / "
+                 f"its peak ({least:.6g})")
 
 
 # ------------------------------------------------------------------ the model
@@ -387,33 +482,11 @@ def simulate(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict) -> Report:
     dram_cycles = dram_bytes / bpc
 
     # ---- latency
+    _check_schedule(c, m, hw, costs, dram_by_einsum)
     busy = Counter()
     for ec in costs:
         busy[ec.unit] += ec.busy_cycles
-    by_name = {ec.name: ec for ec in costs}
-    epochs, cp = 1, 0.0
-    if m.overlap == "overlapped":
-        latency = max([dram_cycles] + list(busy.values()))
-    elif m.overlap == "phases":
-        latency = 0.0
-        placed = [n for ph in m.phases for n in ph]
-        for ec in costs:
-            if ec.name not in placed:
-                raise m.node.error(f"Einsum {ec.name} is in no phase of `overlap.phases`")
-        for ph in m.phases:
-            unit_time = Counter()
-            for n in ph:
-                if n in by_name:
-                    unit_time[by_name[n].unit] += by_name[n].busy_cycles
-            mem = sum(dram_by_einsum[n] for n in ph) / bpc
-            latency += max([mem] + list(unit_time.values()))
-    else:
-        main = max(m.leaves, key=lambda lf: sum(1 for n in lf.run if n in by_name))
-        epochs = prod(nest.extent(v) for v in main.loops)
-        per_epoch = {ec.name: ec.busy_cycles / epochs for ec in costs}
-        fills = {f"fill_{u.name}": float(u.shape[0]) for u in hw.units.values()}
-        cp = _critical_path(m.critical_path, per_epoch, fills, m)
-        latency = max(epochs * cp, dram_cycles)
+    latency, epochs, cp, rule, path = _latency(m, costs, nest, hw, dram_cycles, dram_by_einsum)
 
     # ---- energy
     energy = {
@@ -426,7 +499,7 @@ def simulate(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict) -> Report:
     work = Counter()
     for ec in costs:
         work[ec.unit] += ec.work_cycles
-    return Report(
+    report = Report(
         design=m.name, hardware=hw.name, shapes={k: v for k, v in env.items()}, factors=factors,
         latency_cycles=latency, latency_s=latency / hw.clock_hz, dram_cycles=dram_cycles, epochs=epochs,
         critical_path_cycles=cp, einsums=tuple(costs), tensors=tuple(tcosts),
@@ -434,7 +507,9 @@ def simulate(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict) -> Report:
         unit_utilisation={u: work[u] / latency if latency else 0.0 for u in hw.units},
         einsum_utilisation={ec.name: ec.work_cycles / latency if latency else 0.0 for ec in costs},
         buffer_bytes=buffer_bytes, buffer_capacity_bytes=hw.buffer.capacity_bytes,
-        min_buffer_bytes=occupancy(smallest), energy_pj=energy)
+        min_buffer_bytes=occupancy(smallest), energy_pj=energy, latency_rule=rule, critical_path=path)
+    _check_invariants(c, m, hw, env, report, dram_by_einsum)
+    return report
 
 
 # ------------------------------------------------------------------ formulas

@@ -20,7 +20,6 @@ Latency is when the last task ends. Meant for small and medium shapes (one
 task per Einsum per tile)."""
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass
 from math import prod
@@ -144,8 +143,8 @@ def simulate_events(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict) -> E
         return transfer(nbytes, t0)
 
     # +Architecture: the array drains and refills between tiles (the mapping says so in its critical path)
-    exposed = {u.name: float(u.shape[0]) for u in hw.units.values()
-               if m.overlap == "epochs" and re.search(rf"\bfill_{u.name}\b", m.critical_path or "")}
+    stated = m.critical_path.fills() if m.overlap == "epochs" and m.critical_path is not None else ()
+    exposed = {u.name: float(u.shape[0]) for u in hw.units.values() if u.name in stated}
     tile_of_unit: dict[str, tuple] = {}
     stalls = Counter()
     state = {"last": 0.0}
