@@ -18,8 +18,9 @@ import numpy as np
 
 from .errors import ExecutionError, ShapeError
 from .graph import schedule
-from .ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, Sym, offset_of, rank_of
+from .ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, Sym, offset_of, rank_of, walk
 from .ops import REDUCE_RULES, RULES
+from .printer import format_expr
 from .shapes import resolve
 
 
@@ -64,10 +65,16 @@ class _Evaluator:
             return space.coords(e.name)
         if isinstance(e, Op):
             args = [self.index(a, space) for a in e.args]
+            if e.name in ("floordiv", "mod") and np.any(np.asarray(args[1]) == 0):
+                raise ExecutionError(f"division by zero in the index {format_expr(e, True)}", e.loc, self.c.source)
             return RULES[e.name].numpy(*args)
         raise TypeError(e)
 
-    def value(self, e: Expr, space: _Space, mask, einsum: Einsum):
+    def value(self, e: Expr, space: _Space, domain, einsum: Einsum):
+        """Value of `e` over the grid. `domain` (None: everywhere) marks the
+        points where it is needed: reads are bounds-checked there only. The
+        right side of `and` / `or` is needed only where the left side does
+        not decide the result."""
         if isinstance(e, Num):
             return self.dtype.type(e.value)
         if isinstance(e, Sym):
@@ -75,13 +82,18 @@ class _Evaluator:
         if isinstance(e, Idx):
             return space.coords(e.name).astype(self.dtype)
         if isinstance(e, Access):
-            return self.read(e, space, mask, einsum)
+            return self.read(e, space, domain, einsum)
         if isinstance(e, Op):
-            args = [self.value(a, space, mask, einsum) for a in e.args]
+            if e.name in ("and", "or") and _reads_tensor(e.args[1]):
+                left = np.asarray(self.value(e.args[0], space, domain, einsum), dtype=bool)
+                undecided = left if e.name == "and" else ~left
+                right = self.value(e.args[1], space, undecided if domain is None else domain & undecided, einsum)
+                return RULES[e.name].numpy(left, right)
+            args = [self.value(a, space, domain, einsum) for a in e.args]
             return RULES[e.name].numpy(*args)
         raise TypeError(e)
 
-    def read(self, a: Access, space: _Space, mask, einsum: Einsum):
+    def read(self, a: Access, space: _Space, domain, einsum: Einsum):
         array = self.arrays[a.tensor]
         idx = []
         for pos, i in enumerate(a.indices):
@@ -89,18 +101,31 @@ class _Evaluator:
             n = array.shape[pos]
             bad = (k < 0) | (k >= n)
             if np.any(bad):
-                if mask is None or np.any(bad & mask):
-                    rank = self.c.tensor(a.tensor).ranks[pos]
-                    kb = np.broadcast_to(k, np.broadcast_shapes(np.shape(k), np.shape(bad)))
-                    worst = kb[np.broadcast_to(bad, kb.shape)]
-                    self.fail(f"index out of range: {a} at rank {pos + 1} ({rank}) takes values in "
-                              f"[0, {n - 1}], but {i} reaches {int(worst.min()) if worst.min() < 0 else int(worst.max())}",
-                              a, einsum)
-                k = np.clip(k, 0, n - 1)
+                if domain is None or np.any(bad & domain):
+                    self.out_of_bounds(a, pos, k, domain, space, einsum)
+                k = np.clip(k, 0, n - 1)  # only points that do not exist are clipped
             idx.append(k)
         if not idx:
             return array[()]
         return array[tuple(np.broadcast_arrays(*idx))] if len(idx) > 1 else array[idx[0]]
+
+    def out_of_bounds(self, a: Access, pos: int, k, domain, space: _Space, einsum: Einsum):
+        """Raise, naming the access, the rank, and for each side that is
+        overrun the extreme value of the index and one existing point that
+        reaches it."""
+        n = self.arrays[a.tensor].shape[pos]
+        shape = np.broadcast_shapes(np.shape(k), np.shape(domain) if domain is not None else ())
+        kb = np.broadcast_to(k, shape)
+        live = np.ones(shape, dtype=bool) if domain is None else np.broadcast_to(domain, shape)
+        found = []
+        for side, bad, pick in (("past the end", (kb >= n) & live, np.max), ("below 0", (kb < 0) & live, np.min)):
+            if np.any(bad):
+                worst = int(pick(kb[bad]))
+                at = np.argwhere(bad & (kb == worst))[0]
+                found.append(f"{format_expr(a.indices[pos], True)} = {worst} is {side}, at {_point_text(space, shape, at)}")
+        rank = self.c.tensor(a.tensor).ranks[pos]
+        self.fail(f"index out of range: {a} at rank {pos + 1} ({rank}) of {a.tensor}, which takes values in "
+                  f"[0, {n - 1}]: " + "; and ".join(found), a, einsum)
 
     # one Einsum -----------------------------------------------------------------
     def coord(self, rank: str, space: _Space):
@@ -125,14 +150,14 @@ class _Evaluator:
                 co, ci = self.coord(r.name, space), self.coord(inner, space)
                 if co is not None and ci is not None:
                     conds.append(co * self.env[inner] + ci < self.env[r.parent])
-        if e.predicate is not None:
-            conds.append(np.asarray(self.value(e.predicate, space, None, e), dtype=bool))
-        if not conds:
-            return None
-        m = conds[0]
-        for c in conds[1:]:
-            m = m & c
-        return m
+        inside = None  # the points inside every partitioned rank
+        for c in conds:
+            inside = c if inside is None else inside & c
+        if e.predicate is None:
+            return inside
+        # the predicate is evaluated (and its reads checked) only inside
+        pred = np.asarray(self.value(e.predicate, space, inside, e), dtype=bool)
+        return pred if inside is None else inside & pred
 
     def run(self, e: Einsum, ranges: dict[str, tuple[int, int]]):
         space = _Space(e.iteration_vars, {v: ranges.get(v, (0, self.env[rank_of(v)]))
@@ -199,6 +224,19 @@ class _Evaluator:
         result = np.transpose(result, order + rest)
         result = result.reshape(result.shape[:len(order)])
         out[tuple(where)] = result
+
+
+def _reads_tensor(e: Expr) -> bool:
+    return any(isinstance(n, Access) for n in walk(e))
+
+
+def _point_text(space: _Space, shape: tuple, at) -> str:
+    """`p=3, m=0`: coordinates of the grid point `at` of an array of `shape`
+    broadcast over the grid; an axis of length 1 there takes its first value."""
+    at = [0] * (len(space.vars) - len(shape)) + list(at)
+    full = [1] * (len(space.vars) - len(shape)) + list(shape)
+    return ", ".join(f"{v}={space.ranges[v][0] + (int(j) if n > 1 else 0)}"
+                     for v, j, n in zip(space.vars, at, full))
 
 
 def _as_array(x, dtype):

@@ -1,0 +1,450 @@
+"""A second, independent evaluator of a Cascade: slow, plain, obviously right.
+
+It exists to check the numpy executor (`einsum_ir.execute`), so it shares
+nothing with it but the IR: its own operator table (Python floats and `math`),
+its own extent resolution, its own order of evaluation. Every tensor element
+is computed on demand, once, by visiting each point of its Einsum's iteration
+space with `itertools.product` and folding the reduction by hand; a recurrence
+is then just a chain of such demands (`RD[m1+1]` asks for `SPD[m1]`, which asks
+for `RD[m1]`), so no schedule is needed, and a true cycle shows up as an
+element that asks for itself.
+
+Meaning, as in docs/notation.md:
+- a point exists when every partition it spans has `outer*inner + inner' < parent`
+  and the `where` predicate holds; removed points are not evaluated at all;
+- the identity of an empty reduction is 0 for sum and plain maps, -inf for max
+  (`max[]` included), +inf for min;
+- `/` in an access index (and in a rank definition) is floor division of
+  integers, `//` and `%` in values floor like Python;
+- `and` / `or` evaluate their right side only where the left side does not
+  decide (a read guarded by `p - m < N and T[p - m]` is never out of range);
+  both branches of `select` are evaluated at every existing point;
+- an access out of bounds at an existing point is an error.
+
+For tiny shapes only: `evaluate` refuses (OracleTooLarge) above `limit` points.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import sys
+
+import numpy as np
+
+from .errors import ExecutionError, ShapeError
+from .ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, Sym, walk
+from .printer import format_expr
+
+DEFAULT_LIMIT = 200_000
+
+
+class OracleError(ExecutionError):
+    """The oracle cannot give an answer (a cycle, an unwritten element, ...)."""
+
+
+class OracleTooLarge(OracleError):
+    """The shapes have too many points for a Python loop evaluator."""
+
+
+class OracleBoundsError(OracleError):
+    """An access out of its tensor's bounds at an existing point."""
+
+
+# ------------------------------------------------------------------ operators
+
+def _div(a, b):
+    if b != 0:
+        return a / b
+    if a == 0 or a != a:
+        return math.nan
+    return math.copysign(math.inf, a) * math.copysign(1.0, b)
+
+
+def _floordiv(a, b):
+    return a // b if b != 0 else _div(a, b)
+
+
+def _mod(a, b):
+    return a % b if b != 0 else math.nan
+
+
+def _exp(x):
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
+def _exp2(x):
+    try:
+        return 2.0 ** x
+    except OverflowError:
+        return math.inf
+
+
+def _logarithm(fn):
+    def log(x):
+        if x != x or x < 0:
+            return math.nan
+        return -math.inf if x == 0 else fn(x)
+    return log
+
+
+def _sqrt(x):
+    return math.nan if (x != x or x < 0) else math.sqrt(x)
+
+
+def _sigmoid(x):
+    if x != x:
+        return x
+    if x >= 0:
+        return 1.0 / (1.0 + _exp(-x))
+    z = _exp(x)
+    return z / (1.0 + z)
+
+
+def _floor(x):
+    return float(math.floor(x)) if math.isfinite(x) else x
+
+
+def _max(a, b):
+    if a != a or b != b:
+        return math.nan
+    return a if a >= b else b
+
+
+def _min(a, b):
+    if a != a or b != b:
+        return math.nan
+    return a if a <= b else b
+
+
+# name -> function of Python floats / bools. `and` and `or` are listed for
+# completeness; the evaluator short-circuits them itself.
+VALUE_OPS = {
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+    "div": _div,
+    "floordiv": _floordiv,
+    "mod": _mod,
+    "neg": lambda a: -a,
+    "lt": lambda a, b: a < b,
+    "le": lambda a, b: a <= b,
+    "gt": lambda a, b: a > b,
+    "ge": lambda a, b: a >= b,
+    "eq": lambda a, b: a == b,
+    "ne": lambda a, b: a != b,
+    "and": lambda a, b: a and b,
+    "or": lambda a, b: a or b,
+    "not": lambda a: not a,
+    "exp": _exp,
+    "exp2": _exp2,
+    "log": _logarithm(math.log),
+    "log2": _logarithm(math.log2),
+    "sqrt": _sqrt,
+    "sigmoid": _sigmoid,
+    "tanh": math.tanh,
+    "abs": abs,
+    "floor": _floor,
+    "max": _max,
+    "min": _min,
+    "clip": lambda x, lo, hi: _min(_max(x, lo), hi),
+    "select": lambda c, a, b: a if c else b,
+}
+
+# integer arithmetic of access indices and rank definitions
+INDEX_OPS = {
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+    "floordiv": lambda a, b: a // b,
+    "div": lambda a, b: a // b,
+    "mod": lambda a, b: a % b,
+    "neg": lambda a: -a,
+}
+
+# reduction: (identity, fold)
+def _sum(acc, x):
+    return acc + x
+
+
+REDUCTIONS = {"sum": (0.0, _sum), "max": (-math.inf, _max), "min": (math.inf, _min)}
+
+
+# ------------------------------------------------------------------ extents
+
+def _int_expr(e: Expr, env: dict, what: str) -> int:
+    """An integer expression over shape symbols (and, given `env`, variables)."""
+    if isinstance(e, Num):
+        if not float(e.value).is_integer():
+            raise OracleError(f"{what}: {e} is not an integer")
+        return int(e.value)
+    if isinstance(e, (Sym, Idx)):
+        v = env[e.name]
+        if isinstance(v, float) and not v.is_integer():
+            raise OracleError(f"{what}: {e.name} = {v} is not an integer")
+        return int(v)
+    if isinstance(e, Op) and e.name in INDEX_OPS:
+        args = [_int_expr(a, env, what) for a in e.args]
+        if e.name in ("floordiv", "div", "mod") and args[1] == 0:
+            raise OracleError(f"{what}: division by zero in {format_expr(e, True)}")
+        return INDEX_OPS[e.name](*args)
+    raise OracleError(f"{what}: {e} is not integer arithmetic")
+
+
+def _symbols(c: Cascade) -> set[str]:
+    """Every shape symbol a value is needed for: all ranks, and every symbol
+    named in an expression."""
+    names = {r.name for r in c.ranks}
+    exprs = [x for e in c.einsums for x in (e.output, e.expr, e.predicate) if x is not None]
+    exprs += [r.definition for r in c.ranks if r.definition is not None]
+    for x in exprs:
+        names |= {n.name for n in walk(x) if isinstance(n, Sym)}
+    return names
+
+
+def _set(env: dict, name: str, value, why: str):
+    if name in env and env[name] != value:
+        raise ShapeError(f"conflicting shapes: {name} = {env[name]}, but {why} gives {value}")
+    env[name] = value
+
+
+def _from_inputs(c: Cascade, env: dict, arrays: dict):
+    for t in c.inputs:
+        shape = arrays[t.name].shape
+        if len(shape) != len(t.ranks):
+            raise ShapeError(f"input {t.name} has {len(shape)} dimensions, its declaration "
+                             f"[{', '.join(t.ranks)}] {len(t.ranks)}")
+        for r, n in zip(t.ranks, shape):
+            _set(env, r, n - 1 if r in t.iterative else n, f"input {t.name}")
+
+
+def extents(c: Cascade, shapes: dict | None, arrays: dict) -> dict:
+    """Value of every symbol: given, read off the inputs, or derived
+    (`rank KH = H / G`, `rank J = M0`, `M1 = ceil(M / M0)`), until nothing changes."""
+    env = dict(shapes or {})
+    _from_inputs(c, env, arrays)
+    ranks = {r.name: r for r in c.ranks}
+    progress = True
+    while progress:
+        progress = False
+        for r in c.ranks:
+            if r.definition is not None:
+                need = {n.name for n in walk(r.definition) if isinstance(n, Sym)}
+                if need <= env.keys():
+                    value, why = _int_expr(r.definition, env, f"rank {r.name}"), f"{r.name} = {r.definition}"
+                else:
+                    continue
+            elif r.part == "outer":
+                inner = next(x.name for x in c.ranks if x.parent == r.parent and x.part == "inner")
+                if r.parent not in env or inner not in env:
+                    continue
+                value, why = -(-int(env[r.parent]) // int(env[inner])), f"{r.name} = ceil({r.parent} / {inner})"
+            else:
+                continue
+            if r.name not in env:
+                progress = True
+            _set(env, r.name, value, why)
+    missing = sorted(_symbols(c) - env.keys())
+    if missing:
+        raise ShapeError(f"the oracle needs a value for {', '.join(missing)}")
+    for name in ranks:
+        v = env[name]
+        if not float(v).is_integer() or v < 1:
+            raise ShapeError(f"extent of rank {name} is {v}, not a positive integer")
+        env[name] = int(v)
+    return env
+
+
+# ------------------------------------------------------------------ the evaluator
+
+def _variables(e: Einsum) -> list[str]:
+    """Index variables of the output, then of the map, then of the predicate."""
+    seen: dict[str, None] = {}
+    for part in (e.output, e.expr, e.predicate):
+        if part is not None:
+            for n in walk(part):
+                if isinstance(n, Idx):
+                    seen.setdefault(n.name)
+    return list(seen)
+
+
+def _where(e: Einsum, point: dict) -> str:
+    return ", ".join(f"{v}={point[v]}" for v in _variables(e) if v in point)
+
+
+class _Oracle:
+    def __init__(self, c: Cascade, env: dict, arrays: dict):
+        self.c, self.env, self.data = c, env, arrays
+        self.done = {name: np.zeros(a.shape, dtype=np.int8) for name, a in arrays.items()}
+        for t in c.inputs:
+            self.done[t.name][...] = 2
+        # (parent, outer, inner) of every partition
+        self.partitions = [(r.parent, r.name, next(x.name for x in c.ranks
+                                                   if x.parent == r.parent and x.part == "inner"))
+                           for r in c.ranks if r.part == "outer"]
+
+    def fail(self, cls, msg: str, node, e: Einsum):
+        loc = getattr(node, "loc", None) or e.loc
+        raise cls(f"{msg}\n  in: {e}", loc, self.c.source)
+
+    # which Einsum writes an element, at which output point --------------------
+    def writer(self, name: str, idx: tuple):
+        for e in self.c.einsums:
+            if e.output.tensor != name:
+                continue
+            point = self.match(e, idx)
+            if point is not None:
+                return e, point
+        raise OracleError(f"no Einsum writes {name}[{', '.join(map(str, idx))}]")
+
+    def match(self, e: Einsum, idx: tuple):
+        point = {}
+        for i, k in zip(e.output.indices, idx):
+            if isinstance(i, Num):
+                if k != int(i.value):
+                    return None
+            elif isinstance(i, Idx):
+                point[i.name] = k
+            else:  # v + 1
+                v = i.args[0].name
+                if k < 1:
+                    return None
+                point[v] = k - 1
+        return point
+
+    # existence of a point -------------------------------------------------------
+    def coordinate(self, rank: str, point: dict):
+        if rank.lower() in point:
+            return point[rank.lower()]
+        for parent, outer, inner in self.partitions:
+            if parent == rank:
+                co, ci = self.coordinate(outer, point), self.coordinate(inner, point)
+                return None if co is None or ci is None else co * self.env[inner] + ci
+        return None
+
+    def inside(self, point: dict) -> bool:
+        """False past the end of a partitioned rank."""
+        for parent, outer, inner in self.partitions:
+            co, ci = self.coordinate(outer, point), self.coordinate(inner, point)
+            if co is not None and ci is not None and co * self.env[inner] + ci >= self.env[parent]:
+                return False
+        return True
+
+    # elements -------------------------------------------------------------------
+    def element(self, name: str, idx: tuple):
+        state = self.done[name][idx]
+        if state == 2:
+            return self.data[name][idx]
+        if state == 1:
+            raise OracleError(f"{name}[{', '.join(map(str, idx))}] depends on itself")
+        self.done[name][idx] = 1
+        e, point = self.writer(name, idx)
+        self.data[name][idx] = self.reduce(e, point)
+        self.done[name][idx] = 2
+        return self.data[name][idx]
+
+    def reduce(self, e: Einsum, point: dict):
+        identity, fold = REDUCTIONS[e.reduce]
+        acc = identity
+        reduced = [v for v in _variables(e) if v not in point]
+        ranges = [range(self.env[v.upper()]) for v in reduced]
+        for values in itertools.product(*ranges):
+            p = dict(point, **dict(zip(reduced, values)))
+            if not self.inside(p):
+                continue
+            if e.predicate is not None and not self.value(e.predicate, p, e):
+                continue
+            acc = fold(acc, self.value(e.expr, p, e))
+        return acc
+
+    # expressions ------------------------------------------------------------------
+    def value(self, x: Expr, p: dict, e: Einsum):
+        if isinstance(x, Num):
+            return float(x.value)
+        if isinstance(x, Sym):
+            return float(self.env[x.name])
+        if isinstance(x, Idx):
+            return float(p[x.name])
+        if isinstance(x, Access):
+            return self.read(x, p, e)
+        if x.name == "and":
+            return bool(self.value(x.args[0], p, e)) and bool(self.value(x.args[1], p, e))
+        if x.name == "or":
+            return bool(self.value(x.args[0], p, e)) or bool(self.value(x.args[1], p, e))
+        fn = VALUE_OPS.get(x.name)
+        if fn is None:
+            self.fail(OracleError, f"the oracle has no rule for operator {x.name}", x, e)
+        return fn(*(self.value(a, p, e) for a in x.args))
+
+    def read(self, a: Access, p: dict, e: Einsum):
+        decl = self.c.tensor(a.tensor)
+        shape = self.data[a.tensor].shape
+        idx = []
+        for pos, i in enumerate(a.indices):
+            text = format_expr(i, True)
+            try:
+                k = _int_expr(i, p | self.env, f"index {text} of {a}")
+            except OracleError as err:
+                self.fail(OracleError, err.message, a, e)
+            if not 0 <= k < shape[pos]:
+                side = "below 0" if k < 0 else f"past the end (size {shape[pos]})"
+                self.fail(OracleBoundsError,
+                          f"{e.output.tensor}: {a} is out of bounds at rank {pos + 1} ({decl.ranks[pos]}): "
+                          f"{text} = {k}, {side}, at {_where(e, p)}", a, e)
+            idx.append(k)
+        v = self.element(a.tensor, tuple(idx))
+        return bool(v) if decl.dtype == "bool" else float(v)
+
+
+# ------------------------------------------------------------------ entry point
+
+def _arrays(c: Cascade, inputs: dict) -> dict:
+    names = {t.name for t in c.inputs}
+    for k in inputs:
+        if k not in names:
+            raise ShapeError(f"{k} is not an input of {c.name}")
+    out = {}
+    for t in c.inputs:
+        if t.name not in inputs:
+            raise ShapeError(f"missing input {t.name}")
+        x = np.asarray(inputs[t.name])
+        out[t.name] = x.astype(bool) if t.dtype == "bool" else x.astype(np.float64)
+    return out
+
+
+def count_points(c: Cascade, env: dict) -> int:
+    """Points of every iteration space, before predicates and partition ends."""
+    return sum(math.prod(env[v.upper()] for v in _variables(e)) for e in c.einsums)
+
+
+def evaluate(c: Cascade, inputs: dict, shapes: dict | None = None,
+             limit: int = DEFAULT_LIMIT) -> dict[str, np.ndarray]:
+    """Every tensor of `c` (inputs included, float64 or bool), computed point by
+    point. Raises OracleTooLarge above `limit` points, OracleBoundsError for
+    an access out of bounds at an existing point."""
+    arrays = _arrays(c, inputs)
+    env = extents(c, shapes, arrays)
+    total = count_points(c, env)
+    if total > limit:
+        raise OracleTooLarge(f"{c.name} has {total} points at these shapes, over the oracle's limit of "
+                             f"{limit}; the oracle is a Python loop for tiny shapes")
+    for t in c.tensors:
+        if t.role != "input":
+            shape = tuple(env[r] + (1 if r in t.iterative else 0) for r in t.ranks)
+            arrays[t.name] = np.zeros(shape, dtype=bool if t.dtype == "bool" else np.float64)
+    oracle = _Oracle(c, env, arrays)
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, 20_000))
+    try:
+        for t in c.tensors:
+            for idx in np.ndindex(arrays[t.name].shape):
+                oracle.element(t.name, idx)
+    finally:
+        sys.setrecursionlimit(old)
+    return arrays
+
+
+__all__ = ["DEFAULT_LIMIT", "OracleBoundsError", "OracleError", "OracleTooLarge", "VALUE_OPS",
+           "count_points", "evaluate", "extents"]
