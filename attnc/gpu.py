@@ -32,8 +32,8 @@ def map_design(design, hw: str | GPU = "h100", shapes: dict | None = None, dtype
     from simulator.gpu import predict_linear_chunked, predict_unfused
     c = ei.load(design) if isinstance(design, str) else design
     gpu = load_gpu(hw) if isinstance(hw, str) else hw
-    form = recognise(c)
     env = resolve(c, shapes or {})
+    form = recognise(c, env)          # unrolls component ranks read at constant indices
     best = shortlist(form, gpu, env, dtype, top, inputs)
     return MapResult(c.name, gpu, env, form, best, predict_unfused(form, gpu, env, dtype),
                      predict_linear_chunked(env, form, gpu, dtype=dtype))
@@ -67,7 +67,7 @@ def render_map(r: MapResult) -> str:
              f"{b.parts['tiles_skipped']:.0f} skipped; {b.parts['blocks_per_sm']} blocks/SM "
              f"({b.parts['smem_bytes'] / 1024:.0f} KiB shared memory, ~{b.parts['regs_per_thread']} registers/thread)",
              f"  {r.form.passes} pass{'es' * (r.form.passes > 1)} over the keys" +
-             (f"; online normaliser {', '.join(r.form.normalisers.values())}" if r.form.normalisers else ""),
+             (f"; online normaliser {', '.join(g for gs in r.form.normalisers.values() for g in gs)}" if r.form.normalisers else ""),
              *[f"  {n}" for n in b.notes], ""]
     rows = [[str(p.mapping), _us(p.time_s), f"{p.tflops:.0f}", p.binding] for p in r.best]
     rows.append(["unfused (QK^T, softmax, PV through HBM)", _us(r.unfused.time_s), f"{r.unfused.tflops:.0f}",

@@ -90,8 +90,11 @@ class FusedKernel:
     the output tensor (or a dict when the design has several outputs)."""
 
     def __init__(self, c: Cascade, mapping: GPUMapping, shapes: dict | None = None):
-        self.cascade = c
-        self.form: FusedForm = recognise(c)
+        from einsum_ir.unroll import constant_indexed_ranks
+        env = _extents(c, shapes)
+        self.form: FusedForm = recognise(c, env)
+        self.cascade = self.form.cascade            # with component ranks unrolled, if any
+        self.unrolled = {r: int(env[r]) for r in constant_indexed_ranks(c)}
         self.mapping = mapping
         self.shapes = dict(shapes or {})
         self._modules: dict[str, object] = {}
@@ -191,6 +194,10 @@ class FusedKernel:
         c, f = self.cascade, self.form
         _check_names(c, inputs)
         env = resolve(c, self.shapes, inputs)
+        for r, n in self.unrolled.items():
+            if env[r] != n:
+                raise ShapeError(f"this kernel was compiled with {r} = {n} components unrolled; the inputs give "
+                                 f"{r} = {env[r]}: compile it again for that shape")
         device = next(iter(inputs.values())).device
         mod, src = self.module(env)
         m = self._mapping_for(env)
@@ -261,7 +268,7 @@ class ChunkedKernel:
         first = next(iter(inputs.values()))
         tensors = dict(inputs)
         if src.form.hoisted:
-            tensors.update(_hoisted(c, src.form, env, inputs))
+            tensors.update(_hoisted(src.form.cascade, src.form, env, inputs))
         (_, shape), = _output_shapes(c, env)
         out = torch.empty(shape, dtype=first.dtype, device=first.device)
         args = []

@@ -104,6 +104,7 @@ def footprint(form: FusedForm, m: GPUMapping, env: dict, gpu: GPU) -> Footprint:
     e = padded(env[form.contracted.upper()])
     f = padded(env[form.feature.upper()]) if form.feature else 0
     nvalue = max(1, len({r.name for r in form.reductions if r.kind == "value"}))
+    nscore = len(form.scores)
     # shared memory: the Q tile once, K and V tiles per pipeline stage, and any
     # input read per (query, key) point (a dense bias) per stage
     tile_inputs = 0
@@ -113,14 +114,15 @@ def footprint(form: FusedForm, m: GPUMapping, env: dict, gpu: GPU) -> Footprint:
             vs = set(index_vars(a))
             if a.tensor in inputs and form.key in vs and (form.query is None or form.query in vs):
                 tile_inputs += DTYPE_BYTES[form.cascade.tensor(a.tensor).dtype]
-    smem = m.block_m * e * b + m.stages * m.block_n * (e + f * nvalue) * b + m.stages * m.block_m * m.block_n * tile_inputs
+    smem = nscore * m.block_m * e * b + m.stages * m.block_n * (nscore * e + f * nvalue) * b \
+        + m.stages * m.block_m * m.block_n * tile_inputs
     threads = 32 * m.warps
     # registers (32-bit): fp32 accumulators and the fp32 score tile, spread over the block's threads
-    acc = m.block_m * f * nvalue + m.block_m * m.block_n
+    acc = m.block_m * f * nvalue + nscore * m.block_m * m.block_n
     regs = -(-acc // threads) + REG_OVERHEAD
     if smem > gpu.smem_per_block:
         raise HardwareError(f"mapping {m} needs {smem / 1024:.0f} KiB of shared memory per block "
-                            f"(Q {m.block_m}x{e}, {m.stages} stages of K/V {m.block_n}x{e + f * nvalue}); "
+                            f"({nscore} Q {m.block_m}x{e}, {m.stages} stages of K/V {m.block_n}x{nscore * e + f * nvalue}); "
                             f"{gpu.name} allows {gpu.smem_per_block / 1024:.0f} KiB")
     if regs > MAX_REGS_PER_THREAD:
         raise HardwareError(f"mapping {m} needs about {regs} registers per thread "

@@ -81,19 +81,18 @@ class TileWork:
 
 def _pass_ops(form: FusedForm, k: int) -> tuple[Counter, Counter, int]:
     """Element-wise op counts per tile point (all points; partial tiles' extra)
-    and the number of value contractions of pass k."""
+    and the number of value contractions of pass k: the tile Einsums and
+    scores the generator emits for the pass (FusedForm.tile_einsums_in_pass,
+    scores_in_pass), each once per tile."""
     per, extra = Counter(), Counter()
     nvalue = 0
-    seen = []   # a tile Einsum feeding several reductions is computed once per tile
-    for r in form.in_pass(k):
-        for t in form.tile_deps(r.einsum.expr):
-            if t in seen:
-                continue
-            seen.append(t)
+    for t in form.tile_einsums_in_pass(k) + [s.einsum for s in form.scores_in_pass(k)]:
+        if form.score(t.name) is None:
             per.update(ops_per_point(t))
-            if t.predicate is not None:
-                _count(t.predicate, extra)
-                extra["select"] += 1
+        if t.predicate is not None:
+            _count(t.predicate, extra)
+            extra["select"] += 1
+    for r in form.in_pass(k):
         o = ops_per_point(r.einsum)
         if r.kind == "value":
             nvalue += 1
@@ -123,11 +122,13 @@ def tile_work(form: FusedForm, k: int, m: GPUMapping, env: dict) -> TileWork:
     sfu_x = sum(v for kk, v in extra.items() if kk in SFU_KINDS)
     fp_x = sum(v for kk, v in extra.items() if kk not in SFU_KINDS)
     rescaled = [r for r in form.in_pass(k) if r.rescaled]
-    row_fp = sum(f if r.kind == "value" else 1 for r in rescaled) + (2 if rescaled else 0)
-    return TileWork(tensor_flops=2.0 * pts * (padded(e) + padded(f) * nvalue) if f else 2.0 * pts * padded(e),
+    norms = len(form.normalisers.get(k, ()))
+    row_fp = sum(f if r.kind == "value" else 1 for r in rescaled) + 2 * norms
+    nscore = len(form.scores_in_pass(k))
+    return TileWork(tensor_flops=2.0 * pts * (nscore * padded(e) + (padded(f) * nvalue if f else 0)),
                     sfu_full=sfu * pts, fp32_full=fp * pts,
                     sfu_partial=(sfu + sfu_x) * pts, fp32_partial=(fp + fp_x) * pts,
-                    row_fp32=row_fp * m.block_m, row_sfu=(1 if rescaled else 0) * m.block_m)
+                    row_fp32=row_fp * m.block_m, row_sfu=norms * m.block_m)
 
 
 # ------------------------------------------------------------------ the fused model
@@ -172,11 +173,13 @@ def predict_fused(form: FusedForm, m: GPUMapping, gpu: GPU, env: dict, inputs: d
 
     total_time, hbm, parts = 0.0, 0.0, Counter()
     tiles_seen = Counter()
-    kept_points = 0.0
+    useful_flops = 0.0
     for k in range(form.passes):
         cc = counts[k] if counts is not None else cell_counts(form, k, env, inputs)
         cls = classify(cc, m.block_m if rows > 1 else 16, m.block_n)     # [..batch.., row tiles, key tiles]
-        kept_points += float(cc.any.sum()) * heads / max(1, int(np.prod(cc.any.shape[:-2])))
+        kept = float(cc.any.sum()) * heads / max(1, int(np.prod(cc.any.shape[:-2])))
+        useful_flops += kept * 2.0 * (e * len(form.scores_in_pass(k))
+                                      + f * sum(r.kind == "value" for r in form.in_pass(k)))
         if pack > 1:   # packed heads: the same key tiles for every packed row (decode / no mask)
             cls = cls[..., :1, :].repeat(row_tiles, axis=-2)
         cls = cls.reshape(-1, cls.shape[-2], cls.shape[-1])
@@ -192,7 +195,9 @@ def predict_fused(form: FusedForm, m: GPUMapping, gpu: GPU, env: dict, inputs: d
             + w.row_fp32 / sm_fp32 + w.row_sfu / sm_sfu
         t_part = w.tensor_flops / sm_tensor + w.sfu_partial / sm_sfu + w.fp32_partial / sm_fp32 \
             + w.row_fp32 / sm_fp32 + w.row_sfu / sm_sfu
-        kv_tile = m.block_n * (e + f * max(1, sum(r.kind == "value" for r in form.in_pass(k)))) * b
+        nscore = len(form.scores_in_pass(k))
+        nvalue = sum(r.kind == "value" for r in form.in_pass(k))
+        kv_tile = m.block_n * (e * nscore + f * nvalue) * b
         # split-KV: each row tile's key tiles divided among `splits` programs
         s = m.splits
         n_vis = nfull + npart                                      # [heads', row tiles]
@@ -214,14 +219,14 @@ def predict_fused(form: FusedForm, m: GPUMapping, gpu: GPU, env: dict, inputs: d
         # and read the same K/V tiles within a short window, so K/V come from
         # HBM once per head per wave of its programs, as long as L2 holds what
         # all slots stream in that window (their pipeline stages); else once per program
-        kv_head = env[form.key.upper()] * (e + f) * b
+        kv_head = env[form.key.upper()] * (e * nscore + f * nvalue) * b
         waves_per_head = -(-programs_per_head * s // slots)
         if slots * m.stages * kv_tile <= gpu.l2_bytes:
             kv_hbm = head_blocks * kv_head * waves_per_head
         else:
             kv_hbm = float(prog_tiles.sum()) * head_blocks / n_vis.shape[0] * kv_tile
         out_bytes = heads * rows * f * b
-        pass_bytes = heads * rows * e * b + kv_hbm + (out_bytes if k == form.passes - 1 else 0)
+        pass_bytes = heads * rows * e * b * nscore + kv_hbm + (out_bytes if k == form.passes - 1 else 0)
         hbm += pass_bytes
         t = max(makespan, pass_bytes / gpu.bandwidth)
         parts["tensor_s"] += float((n_vis * w.tensor_flops / sm_tensor).sum()) * head_blocks / n_vis.shape[0] / gpu.sms
@@ -240,7 +245,7 @@ def predict_fused(form: FusedForm, m: GPUMapping, gpu: GPU, env: dict, inputs: d
             hbm += 2 * partial_bytes
             parts["combine_s"] += t_c + eff["launch_us"] * 1e-6
             parts["launch_s"] += eff["launch_us"] * 1e-6
-    flops = 2.0 * (e + f) * kept_points
+    flops = useful_flops
     ideal = max(parts["tensor_s"] + parts["sfu_s"] + parts["fp32_s"], parts["hbm_s"])
     pred = Prediction("fused", total_time, flops, hbm, "", peak, dict(parts), m)
     pred.parts.update({"blocks_per_sm": fp.blocks_per_sm, "smem_bytes": fp.smem_bytes,
@@ -277,19 +282,23 @@ def predict_unfused(form: FusedForm, gpu: GPU, env: dict, dtype: str = "bf16") -
     rows = 1 if form.query is None else env[form.query.upper()]
     cols = env[form.key.upper()]
     heads = int(np.prod([env[v.upper()] for v in form.batch]))
+    ns = len(form.scores)                                            # score GEMMs
+    nv = max(1, sum(r.kind == "value" for r in form.reductions))     # value GEMMs
     n = heads * rows * cols
     eff = gpu.efficiency["gemm_tensor"]
-    t1, c1, m1 = _kernel(2.0 * n * e, 0, 0, heads * (rows + cols) * e * b + n * b, gpu, peak, eff)
-    t2, c2, m2 = _kernel(0, n, 4.0 * n, 2.0 * n * b, gpu, peak, eff)
-    t3, c3, m3 = _kernel(2.0 * n * f, 0, 0, n * b + heads * cols * f * b + heads * rows * f * b, gpu, peak, eff)
+    traffic = (ns * (heads * (rows + cols) * e * b + n * b), (ns + nv) * n * b,
+               nv * (n * b + heads * rows * f * b) + heads * cols * f * b)
+    t1, c1, m1 = _kernel(2.0 * n * e * ns, 0, 0, traffic[0], gpu, peak, eff)
+    t2, c2, m2 = _kernel(0, n * ns, 4.0 * n * ns, traffic[1], gpu, peak, eff)
+    t3, c3, m3 = _kernel(2.0 * n * f * nv, 0, 0, traffic[2], gpu, peak, eff)
     counts = cell_counts(form, 0, env) if form.query is not None else None
     kept = float(counts.any.sum()) * heads / max(1, int(np.prod(counts.any.shape[:-2]))) if counts else n
     parts = {"qk_s": t1, "softmax_s": t2, "pv_s": t3}
     mem = m1 + m2 + m3
     comp = c1 + c2 + c3
     binding = "HBM" if mem > comp else "tensor cores"
-    return Prediction("unfused", t1 + t2 + t3, 2.0 * (e + f) * kept,
-                      heads * ((rows + cols) * e + cols * f + rows * f) * b + 4.0 * n * b, binding, peak, parts)
+    return Prediction("unfused", t1 + t2 + t3, 2.0 * (e * ns + f * nv) * kept, float(sum(traffic)), binding, peak,
+                      parts)
 
 
 # ------------------------------------------------------------------ chunked linear attention

@@ -141,7 +141,14 @@ def _longest(c: Cascade, sets: list[set[str]], batch: tuple[str, ...], env: dict
 def recognise(c: Cascade, env: dict | None = None) -> ChunkedForm:
     """The chunked kernel's structure, or a ChunkedFormError saying what does
     not fit. `env` (the extents) picks the sequence ranks of an unpartitioned
-    design; without it the structure must leave only one choice."""
+    design; without it the structure must leave only one choice. A rank read
+    at constant indices (branches on a component rank) is unrolled first."""
+    from ..unroll import UnrollError, unroll_constant_indices
+    try:
+        c = unroll_constant_indices(c, env)
+    except UnrollError as err:
+        raise ChunkedFormError(f"{c.name} does not fit a chunked linear kernel: {err.message}", err.loc,
+                               err.source) from None
     if len(c.outputs) != 1:
         raise _fail(None, f"{len(c.outputs)} outputs; a chunked kernel writes one", c)
     outers = [r for r in c.ranks if r.part == "outer"]
@@ -209,7 +216,7 @@ def recognise(c: Cascade, env: dict | None = None) -> ChunkedForm:
                            f"{loops_spec[0][0]} and {inner} (sum[{loops_spec[0][0]}, {inner}] ..)", c)
         for a in [e.output] + e.reads():
             for i in a.indices:
-                if isinstance(i, Num) and a is not e.output:
+                if isinstance(i, Num) and a is not e.output and c.tensor(a.tensor).role != "input":
                     raise _fail(e, f"reads {a} at a fixed index", c)
     # which loop each Einsum runs in; Einsums with no token variable run after the loops they read
     loop_index = {}

@@ -48,9 +48,27 @@ class Reduction:
     einsum: Einsum
     kind: str
     pass_: int
-    rescaled: bool = False
+    rescaled_by: str | None = None    # the normaliser G whose growth rescales the running value
     weight: Expr | None = None        # the term (without V) of a value contraction
     value: Access | None = None       # the V access of a value contraction
+
+    @property
+    def name(self) -> str:
+        return self.einsum.name
+
+    @property
+    def rescaled(self) -> bool:
+        return self.rescaled_by is not None
+
+
+@dataclass(frozen=True)
+class Score:
+    """A score contraction `S[.., m, p] = Q[.., e, p] * K[.., e, m]`: one
+    tensor-core product per tile. A design may have several over the same
+    keys (differential attention); the kernel walks the keys once for all."""
+    einsum: Einsum
+    q: Access
+    k: Access
 
     @property
     def name(self) -> str:
@@ -63,16 +81,22 @@ class FusedForm:
     key: str                      # the key index variable (m)
     query: str | None             # the query index variable (p); None: one query (decode)
     batch: tuple[str, ...]        # the row tile's scalar coordinates (b, h)
-    contracted: str               # the score contraction's variable (e)
+    contracted: str               # the score contractions' variable (e)
     feature: str | None           # the value feature variable (f)
-    scores: Einsum
-    q: Access
-    k: Access
+    scores: tuple[Score, ...]
     tile: tuple[Einsum, ...]
     reductions: tuple[Reduction, ...]
     rows: tuple[Einsum, ...]
     hoisted: tuple[Einsum, ...]
-    normalisers: dict[int, str] = field(default_factory=dict)   # pass -> G
+    normalisers: dict[int, tuple[str, ...]] = field(default_factory=dict)   # pass -> online normalisers G
+
+    @property
+    def k(self) -> Access:
+        """The first score's key operand (its indices say how heads share K)."""
+        return self.scores[0].k
+
+    def score(self, name: str) -> Score | None:
+        return next((s for s in self.scores if s.name == name), None)
 
     @property
     def passes(self) -> int:
@@ -82,18 +106,27 @@ class FusedForm:
         return [r for r in self.reductions if r.pass_ == k]
 
     def tile_einsum(self, name: str) -> Einsum | None:
-        if name == self.scores.name:
-            return self.scores
+        s = self.score(name)
+        if s is not None:
+            return s.einsum
         return next((e for e in self.tile if e.name == name), None)
 
     def tile_deps(self, expr: Expr) -> list[Einsum]:
-        """Tile Einsums an expression needs, dependencies first."""
+        """Tile Einsums (not scores) an expression needs, dependencies first."""
+        return [t for t in self._tile_closure(expr) if self.score(t.name) is None]
+
+    def scores_of(self, expr: Expr) -> list[Score]:
+        """Score contractions an expression needs (directly or through tile Einsums)."""
+        names = {t.name for t in self._tile_closure(expr)}
+        return [s for s in self.scores if s.name in names]
+
+    def _tile_closure(self, expr: Expr) -> list[Einsum]:
         out: list[Einsum] = []
 
         def visit(x: Expr):
             for a in accesses(x):
                 t = self.tile_einsum(a.tensor)
-                if t is not None and t is not self.scores and t not in out:
+                if t is not None and t not in out:
                     visit(t.expr)
                     if t.predicate is not None:
                         visit(t.predicate)
@@ -101,12 +134,36 @@ class FusedForm:
         visit(expr)
         return out
 
+    def pass_exprs(self, k: int) -> list[Expr]:
+        """The terms and predicates that pass k evaluates per tile."""
+        out = []
+        for r in self.in_pass(k):
+            out.append(r.einsum.expr)
+            if r.einsum.predicate is not None:
+                out.append(r.einsum.predicate)
+        return out
+
+    def scores_in_pass(self, k: int) -> list[Score]:
+        """The score contractions pass k computes per tile (the generator emits
+        these dot products and the GPU model charges exactly these)."""
+        names = {s.name for x in self.pass_exprs(k) for s in self.scores_of(x)}
+        return [s for s in self.scores if s.name in names]
+
+    def tile_einsums_in_pass(self, k: int) -> list[Einsum]:
+        """Tile Einsums pass k computes per tile, once each, dependencies first."""
+        out: list[Einsum] = []
+        for x in self.pass_exprs(k):
+            for t in self.tile_deps(x):
+                if t not in out:
+                    out.append(t)
+        return out
+
     def predicates(self, k: int) -> list[Expr | None]:
         """Predicates of everything the pass computes per tile (None: none)."""
         preds = []
         for r in self.in_pass(k):
             preds.append(r.einsum.predicate)
-            for t in self.tile_deps(r.einsum.expr):
+            for t in self._tile_closure(r.einsum.expr):   # scores included: their removed points are 0
                 preds.append(t.predicate)
         return preds
 
@@ -139,7 +196,9 @@ def _plain(a: Access) -> bool:
     return all(isinstance(i, Idx) for i in a.indices)
 
 
-def _find_scores(c: Cascade):
+def _score_candidates(c: Cascade):
+    """Every contraction `S = Q * K` summed over one variable both operands
+    carry, with its (q, k, key, query, contracted) readings."""
     for e in c.einsums:
         fs = _factors(e.expr)
         if (e.reduce != "sum" or len(e.reduced) != 1 or len(fs) != 2 or e.iterative_var or e.is_initial
@@ -155,18 +214,42 @@ def _find_scores(c: Cascade):
         for q, k in ((a, b), (b, a)):
             only_k = set(index_vars(k)) - set(index_vars(q))
             only_q = [v for v in index_vars(q) if v not in index_vars(k)]
-            if len(only_k) != 1:
-                continue
-            key = next(iter(only_k))
-            if any(key in x.reduced for x in c.einsums if x is not e):
-                return e, q, k, key, (only_q[-1] if only_q else None), red
-    raise _fail(None, "no score contraction S[.., m, p] = Q[.., e, p] * K[.., e, m] over one key variable m "
-                      "that a later Einsum reduces", c)
+            if len(only_k) == 1:
+                yield e, q, k, next(iter(only_k)), (only_q[-1] if only_q else None), red
 
 
-def recognise(c: Cascade) -> FusedForm:
+def _find_scores(c: Cascade):
+    """The key variable (from the first score contraction whose key a later
+    Einsum reduces) and every score contraction over the same keys."""
+    found = None
+    for e, q, k, key, query, red in _score_candidates(c):
+        if any(key in x.reduced for x in c.einsums if x is not e):
+            found = (e, key, query, red)
+            break
+    if found is None:
+        raise _fail(None, "no score contraction S[.., m, p] = Q[.., e, p] * K[.., e, m] over one key variable m "
+                          "that a later Einsum reduces", c)
+    first, key, query, contracted = found
+    batch = {v for v in first.output_vars if v not in (key, query)}
+    scores: dict[str, Score] = {}
+    for e, q, k, key2, query2, red in _score_candidates(c):
+        if key2 != key or e.name in scores:
+            continue
+        if query2 != query or {v for v in e.output_vars if v not in (key, query)} != batch:
+            raise _fail(e, f"a second score contraction over the keys {key} whose queries or batch ranks differ "
+                           f"from {first.name}'s; one kernel walks the keys for one row tile", c)
+        if red != contracted:
+            raise _fail(e, f"score contractions over different variables ({contracted} in {first.name}, {red} "
+                           f"here); the kernel's query and key tiles share one head dimension", c)
+        scores[e.name] = Score(e, q, k)
+    return tuple(scores.values()), key, query, contracted
+
+
+def recognise(c: Cascade, env: dict | None = None) -> FusedForm:
     """The fused-kernel roles of `c`, or a FusedFormError saying which Einsum
-    does not fit and why."""
+    does not fit and why. A rank read at constant indices (branches stacked
+    on a component rank) is unrolled first, which needs its extent in `env`."""
+    from ..unroll import UnrollError, unroll_constant_indices
     for e in c.einsums:
         if e.iterative_var or e.is_initial:
             raise _fail(e, "an explicit recurrence; write the design without one (the 3-pass form) and "
@@ -174,23 +257,29 @@ def recognise(c: Cascade) -> FusedForm:
     if any(r.parent is not None for r in c.ranks):
         raise _fail(None, "partitioned ranks (tiles written by hand); write the unpartitioned form and "
                           "let the mapping choose the tiles", c)
-    scores, q, k, key, query, contracted = _find_scores(c)
-    batch = tuple(v for v in scores.output_vars if v not in (key, query))
+    try:
+        c = unroll_constant_indices(c, env)
+    except UnrollError as err:
+        raise FusedFormError(f"{c.name} does not fit a fused attention kernel: {err.message}", err.loc,
+                             err.source) from None
+    scores, key, query, contracted = _find_scores(c)
+    score_names = {s.name for s in scores}
+    batch = tuple(v for v in scores[0].einsum.output_vars if v not in (key, query))
     rowvars = set(batch) | ({query} if query else set())
     tilevars = rowvars | {key}
-    inputs = {t.name for t in c.inputs} | {e.name for e in c.einsums if e is not scores}
+    inputs = {t.name for t in c.inputs} | {e.name for e in c.einsums if e.name not in score_names}
 
     # which tensors depend on the key rank (transitively)
-    keyed = {scores.name}
+    keyed = set(score_names)
     for e in c.einsums:
         if any(a.tensor in keyed for a in e.reads()):
             keyed.add(e.name)
 
     tile, rows, hoisted, reductions = [], [], [], []
-    kinds: dict[str, str] = {scores.name: "tile"}
+    kinds: dict[str, str] = {n: "tile" for n in score_names}
     feature = None
     for e in c.einsums:
-        if e is scores:
+        if e.name in score_names:
             continue
         vars_ = set(e.iteration_vars)
         over_tile = key in vars_ and (query is None or query in vars_)
@@ -228,19 +317,22 @@ def recognise(c: Cascade) -> FusedForm:
         kinds[e.name] = "row"
     for e in tile + [r.einsum for r in reductions] + rows:
         for a in e.reads():
-            if kinds.get(a.tensor) == "tile" and not _plain(a):
-                raise _fail(e, f"reads the tile tensor {a.tensor} at shifted indices {a}", c)
             if kinds.get(a.tensor) == "tile" and e in rows:
                 raise _fail(e, f"reads the tile tensor {a.tensor} without reducing over the key rank", c)
+            if kinds.get(a.tensor) in ("tile", "row") and a.indices != c.writers(a.tensor)[0].output.indices:
+                # values live in registers at the program's own coordinates: a shifted,
+                # transposed or constant index would read another program's value
+                raise _fail(e, f"reads {a.tensor} at {a}, not at the indices it is written at "
+                               f"({c.writers(a.tensor)[0].output}); a fused kernel holds it only there", c)
     if not tile and all(r.kind == "value" and isinstance(r.weight, Access) for r in reductions):
-        raise _fail(reductions[0].einsum if reductions else scores,
-                    f"the scores {scores.name} feed the value contraction with no map between: the product is "
+        raise _fail(reductions[0].einsum if reductions else scores[0].einsum,
+                    f"the scores {scores[0].name} feed the value contraction with no map between: the product is "
                     "associative (linear attention), so a kernel over keys x queries is the wrong order", c)
     for t in c.outputs:
         if kinds.get(t.name) == "tile":
             raise _fail(c.writers(t.name)[0], "an output over both keys and queries; a fused kernel never "
                                               "stores the score matrix", c)
-    form = FusedForm(c, key, query, batch, contracted, feature, scores, q, k, tuple(tile), tuple(reductions), tuple(rows),
+    form = FusedForm(c, key, query, batch, contracted, feature, scores, tuple(tile), tuple(reductions), tuple(rows),
                      tuple(hoisted))
     return _assign_passes(form)
 
@@ -272,7 +364,7 @@ def _assign_passes(form: FusedForm) -> FusedForm:
     avail: dict[str, int] = {}        # row tensor -> passes completed before it is final
     from_max: dict[str, int | None] = {}   # row tensor -> pass of the max reductions it derives from
     reds: list[Reduction] = []
-    normalisers: dict[int, str] = {}
+    normalisers: dict[int, tuple[str, ...]] = {}
     by_name = {r.name: r for r in form.reductions}
 
     def stats_read(x: Expr) -> set[str]:
@@ -281,7 +373,7 @@ def _assign_passes(form: FusedForm) -> FusedForm:
             if a.tensor in avail:
                 out.add(a.tensor)
             t = form.tile_einsum(a.tensor)
-            if t is not None and t is not form.scores:
+            if t is not None and form.score(a.tensor) is None:
                 out |= stats_read(t.expr) | (stats_read(t.predicate) if t.predicate is not None else set())
         return out
 
@@ -291,15 +383,16 @@ def _assign_passes(form: FusedForm) -> FusedForm:
             term = e.expr if r.kind != "value" else r.weight
             deps = stats_read(term) | (stats_read(e.predicate) if e.predicate is not None else set())
             pass_ = max((avail[d] for d in deps), default=0)
-            rescaled = False
+            rescaled_by = None
             if r.kind in ("sum", "value"):
                 online = [d for d in deps if avail[d] == pass_ and pass_ > 0 and from_max.get(d) == pass_ - 1]
                 if len(online) == 1 and all(avail[d] < pass_ for d in deps if d != online[0]):
                     g = online[0]
-                    if normalisers.get(pass_ - 1, g) == g and _degree(form, term, g) == 1:
-                        pass_, rescaled = pass_ - 1, True
-                        normalisers[pass_] = g
-            reds.append(Reduction(e, r.kind, pass_, rescaled, r.weight, r.value))
+                    if _degree(form, term, g) == 1:
+                        pass_, rescaled_by = pass_ - 1, g
+                        if g not in normalisers.get(pass_, ()):
+                            normalisers[pass_] = normalisers.get(pass_, ()) + (g,)
+            reds.append(Reduction(e, r.kind, pass_, rescaled_by, r.weight, r.value))
             avail[e.name] = pass_ + 1
             from_max[e.name] = pass_ if r.kind in ("max",) and not stats_read(term) else None
         elif e in form.rows:
@@ -320,7 +413,7 @@ def _degree(form: FusedForm, x: Expr, g: str) -> int | None:
         if x.tensor == g:
             return None
         t = form.tile_einsum(x.tensor)
-        if t is not None and t is not form.scores:
+        if t is not None and form.score(x.tensor) is None:
             return _degree(form, t.expr, g)
         return 0
     if not isinstance(x, Op):
@@ -350,4 +443,4 @@ def _degree(form: FusedForm, x: Expr, g: str) -> int | None:
     return 0 if all(d == 0 for d in ds) else None
 
 
-__all__ = ["FusedForm", "FusedFormError", "Reduction", "recognise"]
+__all__ = ["FusedForm", "FusedFormError", "Reduction", "Score", "recognise"]

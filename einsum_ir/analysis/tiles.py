@@ -83,7 +83,7 @@ def _cell_counts(form: FusedForm, pass_: int, env: dict, inputs: dict | None) ->
         space = _Space(list(batch) + [qv, form.key], ranges)
         shape = space.shape
         if preds:
-            vals = [np.broadcast_to(np.asarray(ev.value(p, space, None, form.scores), bool), shape) for p in preds]
+            vals = [np.broadcast_to(np.asarray(ev.value(p, space, None, form.scores[0].einsum), bool), shape) for p in preds]
             a_any = np.logical_or.reduce(vals) if not none else np.ones(shape, bool)
             a_all = np.logical_and.reduce(vals)
         else:

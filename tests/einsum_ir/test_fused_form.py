@@ -13,7 +13,7 @@ def test_softmax_attention_is_one_pass_with_the_online_form_derived():
     assert (f.key, f.query, f.batch, f.contracted, f.feature) == ("m", "p", ("b", "h"), "e", "f")
     kinds = {r.name: (r.kind, r.pass_, r.rescaled) for r in f.reductions}
     assert kinds == {"GM": ("max", 0, False), "SD": ("sum", 0, True), "SNV": ("value", 0, True)}
-    assert f.normalisers == {0: "GM"} and f.passes == 1
+    assert f.normalisers == {0: ("GM",)} and f.passes == 1
 
 
 @pytest.mark.parametrize("name, passes", [("clipped-softmax", 2), ("attention-3pass", 2), ("attention-naive", 2),
@@ -24,7 +24,7 @@ def test_pass_counts(name, passes):
 
 def test_sink_normaliser_is_a_row_einsum_over_a_running_max():
     f = recognise(library.load("sink-logit"))
-    assert f.normalisers == {0: "GM"} and [e.name for e in f.rows] == ["GM", "AV"]
+    assert f.normalisers == {0: ("GM",)} and [e.name for e in f.rows] == ["GM", "AV"]
 
 
 def test_gate_projection_is_hoisted_and_decode_has_no_query():
@@ -69,8 +69,8 @@ def test_tile_classes_match_brute_force(design, shapes, bm, bn):
     P, M = env["P"], env["M"]
     ev = _Evaluator(c, env, {}, np.dtype("float64"))
     space = _Space(["p", "m"], {"p": (0, P), "m": (0, M)})
-    pred = f.scores.predicate
-    keep = np.broadcast_to(np.asarray(ev.value(pred, space, None, f.scores), bool), (P, M))
+    pred = f.scores[0].einsum.predicate
+    keep = np.broadcast_to(np.asarray(ev.value(pred, space, None, f.scores[0].einsum), bool), (P, M))
     for i in range(-(-P // bm)):
         for j in range(-(-M // bn)):
             blk = keep[i * bm:(i + 1) * bm, j * bn:(j + 1) * bn]
