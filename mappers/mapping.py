@@ -67,14 +67,17 @@ class Mapping:
     critical_path: "CriticalPath | None"   # epochs only; None: the default (every Einsum in sequence)
     node: Node
     variants: tuple[tuple[tuple[tuple[str, tuple[int, ...]], ...], Node], ...] = ()
+    changed: tuple[tuple[str, object], ...] = ()     # fields set by with_changes: they outlive a variant
 
     def for_shapes(self, shapes: dict) -> "Mapping":
         """The mapping with the first variant whose `when` matches `shapes`
         applied (a design whose configuration depends on the workload, as
-        FLAT's does on the sequence length)."""
+        FLAT's does on the sequence length). Fields set in code by
+        `with_changes` are kept over the variant's."""
         for when, node in self.variants:
             if all(shapes.get(k) in vals for k, vals in when):
-                return from_node(_merged(self.node, node))
+                merged = from_node(_merged(self.node, node))
+                return merged.with_changes(**dict(self.changed)) if self.changed else merged
         return self
 
     def unit_of(self, einsum: str) -> str | None:
@@ -89,7 +92,8 @@ class Mapping:
         from dataclasses import replace
         if isinstance(changes.get("critical_path"), str):
             changes["critical_path"] = parse_critical_path(changes["critical_path"])
-        return replace(self, **changes)
+        changes.pop("changed", None)
+        return replace(self, **changes, changed=tuple({**dict(self.changed), **changes}.items()))
 
 
 def _merged(root: Node, variant: Node) -> Node:

@@ -275,9 +275,14 @@ def _check_invariants(c: Cascade, m: Mapping, hw: SpatialArray, env: dict, r: "R
         fail(f"DRAM bytes attributed to Einsums ({attributed:.6g}) differ from the tensors' ({r.dram_bytes:.6g})")
     floor = Counter()
     einsum = {e.name: e for e in c.einsums if not e.is_initial}
+    ops = {n: {k: evaluate(v, env) for k, v in einsum_ops(c, e).items()} for n, e in einsum.items()}
+    costed = {ec.name for ec in r.einsums}
+    for n, counts in ops.items():
+        if n not in costed and any(counts.values()):
+            fail(f"{n} performs {', '.join(k for k, v in counts.items() if v)} but has no busy time")
     for ec in r.einsums:
         unit = hw.unit(ec.unit)
-        counts = {k: evaluate(v, env) for k, v in einsum_ops(c, einsum[ec.name]).items()}
+        counts = ops[ec.name]
         cycles = [n * unit.ops[k].cycles for k, n in counts.items() if n]
         least = (max(cycles, default=0) if ec.name in m.pipelined else sum(cycles)) / unit.pes
         if ec.busy_cycles < least * (1 - eps):
