@@ -49,12 +49,13 @@ class Kept(sympy.Function):
 
 
 def _affine(expr, u):
-    """expr = a*u + b with rational a != 0 and b free of u -> (a, b), else None.
+    """expr = a*u + b with a of known sign (a rational, or a product of shape
+    symbols such as M0) and b free of u -> (a, b), else None.
     (sympy turns `floor(m/2) < n` into `m/2 < n` when n is an integer.)"""
     expr = sympy.expand(expr)
     a = expr.coeff(u, 1)
     b = sympy.expand(expr - a * u)
-    if not a.is_Rational or a == 0 or u in b.free_symbols or b.has(u):
+    if not (a.is_positive or a.is_negative) or u in a.free_symbols or u in b.free_symbols or b.has(u):
         return None
     return a, b
 
@@ -278,12 +279,13 @@ def _partition_conditions(c: Cascade, vars_: list[str]):
     return conds
 
 
-def points(c: Cascade, e: Einsum) -> sympy.Expr:
-    """Number of existing points of the iteration space of `e`."""
+def _space(c: Cascade, e: Einsum):
+    """The iteration space of `e`: extents, the sympy conjuncts of its
+    predicate, its mask tensors [(name, variables)], and the partition
+    validity conditions [(vo, vi, parent, inner)] of the pairs present."""
     vars_ = e.iteration_vars
     extent = {v: shape_symbol(rank_of(v)) for v in vars_}
-    factor = sympy.Integer(1)
-    conjuncts = []
+    conjuncts, masks = [], []
     if e.predicate is not None:
         stack = [e.predicate]
         while stack:
@@ -291,19 +293,33 @@ def points(c: Cascade, e: Einsum) -> sympy.Expr:
             if isinstance(x, Op) and x.name == "and":
                 stack.extend(x.args)
             elif isinstance(x, Access):
-                factor *= sympy.Symbol(f"density_{x.tensor}", positive=True)
+                masks.append((x.tensor, frozenset(v for v in _idx_names(x))))
             else:
                 if any(isinstance(n, Access) for n in _nodes(x)):
                     raise EinError(f"cannot count the points of {e.name}: the mask tensor in `{x}` "
                                    "must be a conjunct of the `where` clause on its own", e.loc, c.source)
                 conjuncts.append(predicate_to_sympy(x))
+    return vars_, extent, conjuncts, masks, _partition_conditions(c, vars_)
+
+
+def points(c: Cascade, e: Einsum) -> sympy.Expr:
+    """Number of existing points of the iteration space of `e`."""
+    vars_, extent, conjuncts, masks, parts = _space(c, e)
+    return _count(vars_, extent, conjuncts, [name for name, _ in masks], parts)
+
+
+def _count(vars_, extent, conjuncts, masks, parts) -> sympy.Expr:
+    """Points of the box over `vars_` that the conjuncts, masks (densities)
+    and partition conditions keep; every condition's variables are in `vars_`."""
+    factor = sympy.Integer(1)
+    for name in masks:
+        factor *= sympy.Symbol(f"density_{name}", positive=True)
     covered: set[str] = set()
-    parts = _partition_conditions(c, vars_)
+    conjuncts = list(conjuncts)
     user_vars = {str(s) for p in conjuncts for s in p.free_symbols} & set(vars_)
     for vo, vi, parent, inner in parts:
         if vo in user_vars or vi in user_vars:
-            conjuncts.append(sympy.Lt(index_symbol(vo) * shape_symbol(inner) + index_symbol(vi),
-                                      shape_symbol(parent)))
+            conjuncts.append(_partition_condition(vo, vi, parent, inner))
         else:  # exactly `parent` (m1, m0) pairs exist
             factor *= shape_symbol(parent)
             covered |= {vo, vi}
@@ -318,6 +334,168 @@ def points(c: Cascade, e: Einsum) -> sympy.Expr:
     return factor
 
 
+def _partition_condition(vo, vi, parent, inner):
+    return sympy.Lt(index_symbol(vo) * shape_symbol(inner) + index_symbol(vi), shape_symbol(parent))
+
+
+def _idx_names(x):
+    from ..ir import index_vars
+    return index_vars(x)
+
+
 def _nodes(x):
     from ..ir import walk
     return list(walk(x))
+
+
+# ------------------------------------------------------------ projections
+#
+# An operation that depends on only some variables of an Einsum (exp(-GM[p])
+# in an Einsum over f) is evaluated once per distinct value of those
+# variables over the existing points: the size of the projection of the kept
+# iteration space onto them. A condition that ties a kept variable to one
+# that is projected away (m >= p, keeping p) keeps the tuples for which SOME
+# completion exists; it is found exactly by eliminating the projected
+# variable (integer Fourier-Motzkin: the variable's lower bounds must not
+# exceed its upper bounds), or the projection is not proved.
+
+_MAX_DNF_TERMS = 8
+
+
+def projected_points(c: Cascade, e: Einsum, keep) -> tuple[sympy.Expr, str | None]:
+    """Distinct values of the variables `keep` over the existing points of
+    `e`, and None; or, where that is not proved exact, (points(c, e), reason):
+    the per-point count, an upper bound. No variables: 1 (a constant is
+    evaluated once per Einsum)."""
+    vars_, extent, conjuncts, masks, parts = _space(c, e)
+    keep = set(keep)
+    if not keep <= set(vars_):
+        raise ValueError(f"{sorted(keep - set(vars_))} are not variables of {e.name}")
+    if keep == set(vars_):
+        return points(c, e), None
+    if not keep:
+        return sympy.Integer(1), None
+    for name, mv in masks:
+        if not mv <= keep:
+            return points(c, e), (f"whether the mask {name} keeps some {', '.join(sorted(mv - keep))} "
+                                  "is a property of the data")
+    conds = [(p, frozenset(str(s) for s in p.free_symbols) & set(vars_), None) for p in conjuncts]
+    conds += [(_partition_condition(*pt), frozenset(pt[:2]), pt) for pt in parts]
+    factor, inner_conds, inner_parts, mixed_vars = sympy.Integer(1), [], [], set()
+    for comp, cvars in _components(conds):
+        if cvars <= keep:
+            inner_conds += [p for p, _, pt in comp if pt is None]
+            inner_parts += [pt for _, _, pt in comp if pt is not None]
+            continue
+        part, why = _component_projection(comp, cvars, keep, vars_, extent)
+        if why is not None:
+            return points(c, e), why
+        factor *= part
+        mixed_vars |= cvars & keep
+    kept_vars = [v for v in vars_ if v in keep and v not in mixed_vars]
+    return factor * _count(kept_vars, extent, inner_conds, [n for n, _ in masks], inner_parts), None
+
+
+def _components(conds):
+    """Conditions grouped so that no two groups share a variable: [(conds, vars)]."""
+    groups: list[tuple[list, frozenset]] = []
+    for cond in conds:
+        joined = [g for g in groups if g[1] & cond[1]]
+        merged = ([cond] + [x for g in joined for x in g[0]], cond[1].union(*[g[1] for g in joined]))
+        groups = [g for g in groups if not g[1] & cond[1]] + [merged]
+    return groups
+
+
+def _component_projection(comp, cvars, keep, vars_, extent):
+    """Projection of one group of conditions onto its variables in `keep`
+    (some of its variables are not): (count, None) or (None, reason)."""
+    inside = [v for v in vars_ if v in cvars and v in keep]
+    outside = [v for v in vars_ if v in cvars and v not in keep]
+    if len(comp) == 1 and comp[0][2] is not None:          # a partition's validity alone
+        vo, vi, parent, _ = comp[0][2]
+        if not inside:
+            return sympy.Integer(1), None
+        if vo in inside:          # every tile m1 < ceil(M / M0) holds m0 = 0
+            return extent[vo], None
+        return sympy.Min(extent[vi], shape_symbol(parent)), None   # m0 < M with m1 = 0
+    pred = sympy.And(*[p for p, _, _ in comp])
+    left = eliminate(pred, [(index_symbol(v), extent[v]) for v in outside])
+    if left is None:
+        if not inside:   # exactly 1 if any point is kept, else 0
+            return sympy.Min(1, Kept(pred, *[sympy.Tuple(index_symbol(v), extent[v]) for v in outside])), None
+        return None, (f"cannot eliminate {', '.join(outside)} from `{pred}` (a condition is not an interval "
+                      "or a congruence in it)")
+    free = [v for v in inside if index_symbol(v) in left.free_symbols]
+    rest = sympy.Mul(*[extent[v] for v in inside if v not in free])
+    if not free:
+        return rest * sympy.Piecewise((1, left), (0, True)), None
+    return rest * Kept(left, *[sympy.Tuple(index_symbol(v), extent[v]) for v in free]), None
+
+
+def eliminate(pred, limits):
+    """`exists v1 in [0, n1), v2 ...: pred` as a predicate over the other
+    symbols, exact over the integers; None where some condition is not an
+    interval (linear in v or in v // d) or a congruence (v % d == r) in v."""
+    for v, n in limits:
+        pred = _exists(pred, v, n)
+        if pred is None:
+            return None
+    return pred
+
+
+def _exists(pred, v, n):
+    if v not in pred.free_symbols:
+        return pred
+    if isinstance(pred, sympy.And) and any(isinstance(a, sympy.Or) for a in pred.args):
+        pred = sympy.to_dnf(pred, simplify=False)
+    if isinstance(pred, sympy.Or):
+        if len(pred.args) > _MAX_DNF_TERMS:
+            return None
+        terms = [_exists(t, v, n) for t in pred.args]
+        return None if any(t is None for t in terms) else sympy.Or(*terms)
+    los, his, rest, congruence = [sympy.Integer(0)], [n - 1], [], None
+    for cond in _conjuncts(pred):
+        if v not in cond.free_symbols:
+            rest.append(cond)
+            continue
+        bound = _linear_bound(cond, v)
+        if bound is None:
+            cg = _unit_congruence(cond, v)
+            if cg is None or congruence is not None:
+                return None
+            congruence = cg
+            continue
+        los += [] if bound[0] is None else [bound[0]]
+        his += [] if bound[1] is None else [bound[1]]
+    if any(v in t.free_symbols for t in los + his):
+        return None
+    if congruence is None:   # integer bounds: some v exists iff every lower <= every upper
+        return sympy.And(*rest, *[_at_most(lo, hi) for lo in los for hi in his])
+    d, r = congruence        # values in [L, H] congruent to r mod d: at least one
+    lo, hi = sympy.Max(*los), sympy.Min(*his)
+    return sympy.And(*rest, sympy.Ge(sympy.floor((hi - r) / d) - sympy.floor((lo - 1 - r) / d), 1))
+
+
+def _at_most(lo, hi):
+    """lo <= hi, with a rounding dropped where the other side is an integer:
+    L <= floor(x) iff L <= x, and ceiling(x) <= H iff x <= H (so a bound
+    divided by a tile size M0 stays linear for the next elimination)."""
+    if isinstance(hi, sympy.floor) and lo.is_integer:
+        return sympy.Le(lo, hi.args[0])
+    if isinstance(lo, sympy.ceiling) and hi.is_integer:
+        return sympy.Le(lo.args[0], hi)
+    return sympy.Le(lo, hi)
+
+
+def _unit_congruence(rel, v):
+    """`Eq((+-v + b) mod d, y)`, b and y free of v, integer d -> (d, r) with
+    v = r (mod d); else None."""
+    if not isinstance(rel, sympy.Eq):
+        return None
+    for x, y in ((rel.lhs, rel.rhs), (rel.rhs, rel.lhs)):
+        if not (isinstance(x, sympy.Mod) and x.args[1].is_Integer and v not in y.free_symbols):
+            continue
+        ab = _affine(x.args[0], v)
+        if ab is not None and ab[0] in (1, -1) and ab[1].is_integer is not False:
+            return int(x.args[1]), ab[0] * (y - ab[1])
+    return None
