@@ -202,6 +202,8 @@ class _Evaluator:
         present = set("".join(specs))
         out_vars = [v for v in space.vars if v not in e.reduced and letters[v] in present]
         out = np.einsum(",".join(specs) + "->" + "".join(letters[v] for v in out_vars), *ops, optimize=True)
+        if mask is not None and not np.all(np.isfinite(out)):
+            return None  # finite factors whose product overflows at a removed point: inf * 0
         # back onto the grid: size-1 axes for reduced and absent variables
         shape = [space.shape[i] if v in out_vars else 1 for i, v in enumerate(space.vars)]
         return np.broadcast_to(out.reshape(shape), [1 if v in e.reduced else n

@@ -191,3 +191,12 @@ def test_zero_divisor_in_an_index_is_an_error():
         ei.execute(c, {"X": np.ones(4)}, {"S": 0})
     with pytest.raises(oracle.OracleError, match="division by zero"):
         oracle.evaluate(c, {"X": np.ones(4)}, {"S": 0})
+
+
+def test_products_that_overflow_only_at_removed_points():
+    # 1e200 * 1e200 is inf; a summed product must not let inf * 0 at a removed
+    # point turn an empty row (0) or a kept inf into NaN
+    c = ei.parse("rank M, P\ninput A[M, P]: f64\ninput B[M, P]: f64\nS[p] = A[m, p] * B[m, p] where m < p\n")
+    big = np.full((3, 3), 1e200)
+    out = both_agree(c, {"A": big, "B": big})
+    assert out["S"][0] == 0.0 and np.all(np.isinf(out["S"][1:]))

@@ -281,3 +281,15 @@ def test_the_library_cross_check_covers_partial_tiles_and_masks():
     masked = [n for n in ei.library.names() if any(e.predicate is not None for e in ei.load(n).einsums)]
     assert len(tiled) >= 5 and len(masked) >= 10
     assert SMALL["M"] % SMALL["M0"] != 0
+
+
+def test_an_element_that_needs_itself_is_an_error():
+    # the verifier refuses such a cascade; built directly, the oracle must not loop
+    from einsum_ir.ir import Access, Cascade, Einsum, Idx, Rank, TensorDecl
+    n = (Idx("n"),)
+    c = Cascade((Rank("N"),),
+                (TensorDecl("X", ("N",), "f64", "input"), TensorDecl("A", ("N",), "f64", "tensor"),
+                 TensorDecl("B", ("N",), "f64", "output")),
+                (Einsum(Access("A", n), Access("B", n) + Access("X", n)), Einsum(Access("B", n), Access("A", n))))
+    with pytest.raises(oracle.OracleError, match="depends on itself"):
+        oracle.evaluate(c, {"X": np.ones(3)})
