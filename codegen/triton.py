@@ -384,7 +384,7 @@ class Generator:
         self.active = {}
         chained = []
         for g in gs:
-            chain = self._chain_to(g)
+            chain = self.f.chain_to(g)
             for e in chain:
                 self._row(e)
             chained += chain
@@ -434,19 +434,6 @@ class Generator:
                 if dep is not None and self.f.score(dep.name) is None and self._depends_on_pass(dep, reds):
                     return True
         return False
-
-    def _chain_to(self, g: str) -> list:
-        """Row Einsums from the running maxima to the normaliser g, in order."""
-        rows = {e.name: e for e in self.f.rows}
-        out = []
-
-        def visit(n):
-            if n in rows and rows[n] not in out:
-                for a in rows[n].reads():
-                    visit(a.tensor)
-                out.append(rows[n])
-        visit(g)
-        return out
 
     def _keep(self, e, ctx: _Ctx, partial: bool) -> str | None:
         """The mask of a partial tile for Einsum e: in bounds and its predicate
@@ -552,7 +539,7 @@ class Generator:
                          f"{offsets[name]} + tl.arange(0, BLOCK_M)))")
                 self.values[name] = (f"r_{name}", ("p",))
         for g in gs:
-            for e in self._chain_to(g):
+            for e in self.f.chain_to(g):
                 self._row(e)
             gcode = self.values[g][0]
             self.out(f"g_fin_{g} = tl.where({gcode} == float(\"-inf\"), 0.0, {gcode})")

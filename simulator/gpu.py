@@ -28,7 +28,7 @@ import numpy as np
 from einsum_ir.analysis.counts import ops_per_point
 from einsum_ir.analysis.fused import FusedForm
 from einsum_ir.analysis.tiles import EMPTY, FULL, PARTIAL, cell_counts, classify
-from einsum_ir.ir import Op, walk
+from einsum_ir.ir import Op, index_vars, walk
 from einsum_ir.ops import DTYPE_BYTES
 from hw_models.gpu import GPU
 from mappers.gpu_mapping import GPUMapping, footprint, head_group, padded
@@ -42,13 +42,14 @@ class Prediction:
 
     kind: str                     # fused | unfused | linear-chunked
     time_s: float
-    flops: float                  # useful FLOPs: 2 (E + F) per kept (query, key) point
+    flops: float                  # useful FLOPs: 2 (E + F) per kept (query, key) point, per score / value product
     hbm_bytes: float
     binding: str                  # tensor cores | SFU | fp32 vector | HBM | occupancy/waves | launch
     peak_flops: float
     parts: dict[str, float] = field(default_factory=dict)     # seconds (or counts) by term
     mapping: GPUMapping | None = None
     notes: list[str] = field(default_factory=list)
+    work: dict[str, float] = field(default_factory=dict)     # tensor_flops, sfu_ops, fp32_ops, hbm_bytes charged
 
     @property
     def tflops(self) -> float:
@@ -147,107 +148,258 @@ def _schedule(durations: np.ndarray, slots: int) -> float:
     return max(heap)
 
 
-def predict_fused(form: FusedForm, m: GPUMapping, gpu: GPU, env: dict, inputs: dict | None = None,
-                  counts=None, skip_empty: bool = True) -> Prediction:
-    """Time of the fused kernel(s) for `form` under mapping `m` at shapes `env`.
-    `skip_empty=False` models a kernel that visits every key tile (masking
-    the empty ones), as a kernel without a block table would."""
-    fp = footprint(form, m, env, gpu)
-    eff = gpu.efficiency
-    peak = gpu.tensor_peak(m.dtype)
-    sm_tensor = eff["fused_tensor"] * peak / gpu.sms
-    sm_sfu = gpu.sfu_ops_per_s / gpu.sms
-    sm_fp32 = gpu.fp32_ops_per_s / gpu.sms
+@dataclass(frozen=True)
+class Traffic:
+    """Bytes of one program, from the tensors the form says the kernel loads
+    (FusedForm.pass_loads, epilogue_loads) and stores: what the generated
+    kernel moves, not a fixed Q/K/V/O formula."""
+    key_tile: float        # per key tile, operands indexed by the key only (K, V): shared by a head's programs via L2
+    pair_tile: float       # per key tile, operands over keys and queries (a dense bias): each program its own
+    key_head: float        # the key-only operands of one head, all keys
+    program: float         # per program, operands without the key (Q tiles, gates, per-head scalars)
+
+
+def _elements(form: FusedForm, a, env: dict, rows: int, keys: int) -> float:
+    """Elements of access `a` that one program touches with `rows` query
+    positions and `keys` key positions."""
+    n = 1.0
+    t = form.cascade.tensor(a.tensor)
+    for r, i in zip(t.ranks, a.indices):
+        vs = set(index_vars(i))
+        if form.key in vs:
+            n *= keys + (rows - 1 if form.query in vs else 0)   # p - m: a band of rows + keys - 1
+        elif form.query is not None and form.query in vs:
+            n *= rows
+        elif vs - set(form.batch):
+            n *= env[r]
+    return n
+
+
+def traffic(form: FusedForm, k: int, m: GPUMapping, env: dict) -> Traffic:
     b = DTYPE_BYTES[m.dtype]
-    e = env[form.contracted.upper()]
-    f = env[form.feature.upper()] if form.feature else 0
+    rows = m.block_m if form.query is not None else 1
+    key_tile = pair_tile = key_head = 0.0
+    for a in form.pass_loads(k):
+        if form.key not in index_vars(a):
+            continue
+        if form.query is not None and form.query in index_vars(a):
+            pair_tile += _elements(form, a, env, rows, m.block_n) * b
+        else:
+            key_tile += _elements(form, a, env, rows, m.block_n) * b
+            key_head += _elements(form, a, env, rows, env[form.key.upper()]) * b
+    program = sum(_elements(form, a, env, rows, 0) * b for a in _program_loads(form))
+    return Traffic(key_tile, pair_tile, key_head, program)
+
+
+def _program_loads(form: FusedForm) -> list:
+    """Operands without the key, loaded once per program (all passes)."""
+    loads = [a for k in range(form.passes) for a in form.pass_loads(k)] + form.epilogue_loads()
+    return list(dict.fromkeys(a for a in loads if form.key not in index_vars(a)))
+
+
+def row_work(form: FusedForm, env: dict) -> Counter:
+    """Operations of the row Einsums (normalisers, epilogue) per query row:
+    each once per row, plus the normaliser chains once per row per key tile
+    (returned separately by `chain_work`)."""
+    out = Counter()
+    for e in form.rows:
+        per = ops_per_point(e)
+        n = int(np.prod([env[v.upper()] for v in e.output_vars if v not in form.batch and v != form.query]))
+        for kind, v in per.items():
+            out[kind] += v * n
+    return out
+
+
+def chain_work(form: FusedForm, k: int) -> Counter:
+    out = Counter()
+    for g in form.normalisers.get(k, ()):
+        for e in form.chain_to(g):
+            out.update(ops_per_point(e))
+    return out
+
+
+def _split_counts(counter: Counter) -> tuple[float, float]:
+    """(SFU, fp32) operations of a counter."""
+    sfu = sum(v for kk, v in counter.items() if kk in SFU_KINDS)
+    return float(sfu), float(sum(counter.values()) - sfu)
+
+
+@dataclass
+class _Grid:
+    """The launch: programs, their packing and the slots they run on."""
+    rows: int
+    heads: int
+    pack: int
+    row_tiles: int
+    head_blocks: int
+    slots: int
+    blocks_per_sm: int
+
+
+def _grid(form: FusedForm, m: GPUMapping, gpu: GPU, env: dict, blocks_per_sm: int) -> _Grid:
     rows = 1 if form.query is None else env[form.query.upper()]
     heads = int(np.prod([env[v.upper()] for v in form.batch]))
     g = head_group(form)
     pack = min(m.pack_heads, int(env[g])) if g else 1
     row_tiles = -(-rows // m.block_m) if pack == 1 else -(-rows * pack // m.block_m)
-    programs_per_head = row_tiles
     head_blocks = heads // pack if heads % pack == 0 else heads
-    slots = gpu.sms * fp.blocks_per_sm
-    latency = eff["latency_ns"] * 1e-9
+    return _Grid(rows, heads, pack, row_tiles, head_blocks, gpu.sms * blocks_per_sm, blocks_per_sm)
 
-    total_time, hbm, parts = 0.0, 0.0, Counter()
-    tiles_seen = Counter()
-    useful_flops = 0.0
+
+def _tile_classes(form, k, m, env, inputs, counts, grid: _Grid, skip_empty: bool):
+    """Per (head block, row tile): full and partial key tiles visited, and the
+    kept points of the pass (whole problem)."""
+    cc = counts[k] if counts is not None else cell_counts(form, k, env, inputs)
+    cls = classify(cc, m.block_m if grid.rows > 1 else 16, m.block_n)     # [..batch.., row tiles, key tiles]
+    kept = float(cc.any.sum()) * grid.heads / max(1, int(np.prod(cc.any.shape[:-2])))
+    if grid.pack > 1:   # packed heads: the same key tiles for every packed row (decode / no mask)
+        cls = cls[..., :1, :].repeat(grid.row_tiles, axis=-2)
+    cls = cls.reshape(-1, cls.shape[-2], cls.shape[-1])
+    if not skip_empty:
+        cls = np.where(cls == EMPTY, PARTIAL, cls)
+    return (cls == FULL).sum(-1).astype(float), (cls == PARTIAL).sum(-1).astype(float), \
+        float((cls == EMPTY).sum()), kept
+
+
+def _pass_time(form, k, m, gpu, env, grid: _Grid, nfull, npart, parts: Counter, work: Counter,
+               edge_s: float = 0.0) -> tuple[float, float]:
+    """(time, HBM bytes) of pass k's kernel; adds its parts and work. `edge_s`:
+    each program's once-per-row work (the epilogue), run on its own SM."""
+    eff, latency = gpu.efficiency, gpu.efficiency["latency_ns"] * 1e-9
+    sm_tensor = eff["fused_tensor"] * gpu.tensor_peak(m.dtype) / gpu.sms
+    sm_sfu, sm_fp32 = gpu.sfu_ops_per_s / gpu.sms, gpu.fp32_ops_per_s / gpu.sms
+    w = tile_work(form, k, m, env)
+    chain_sfu, chain_fp = (x * m.block_m for x in _split_counts(chain_work(form, k)))
+    t_full = w.tensor_flops / sm_tensor + (w.sfu_full + w.row_sfu + chain_sfu) / sm_sfu \
+        + (w.fp32_full + w.row_fp32 + chain_fp) / sm_fp32
+    t_part = w.tensor_flops / sm_tensor + (w.sfu_partial + w.row_sfu + chain_sfu) / sm_sfu \
+        + (w.fp32_partial + w.row_fp32 + chain_fp) / sm_fp32
+    tr = traffic(form, k, m, env)
+    tile_bytes = tr.key_tile + tr.pair_tile
+    s = m.splits
+    n_vis = nfull + npart                                      # [heads', row tiles]
+    scale = grid.head_blocks / n_vis.shape[0]                  # table rows -> all head blocks
+    prog_work = np.repeat((nfull * t_full + npart * t_part)[..., None] / s, s, axis=-1)
+    prog_tiles = np.repeat(n_vis[..., None] / s, s, axis=-1)
+    occ = grid.blocks_per_sm
+    # a program streams its tiles at most at its bytes in flight (the pipeline
+    # stages) per memory latency; the prologue and the epilogue cost a round
+    # trip each, hidden by co-resident blocks
+    prog_bw = min(m.stages * max(tile_bytes, 1.0) / latency, gpu.sm_load_bytes_per_clock * gpu.clock_hz / occ)
+    dur = np.maximum(prog_work * occ, prog_tiles * tile_bytes / prog_bw) + 2 * latency + edge_s * occ
+    # launch order: head-major, row tiles, splits (the grid's x axis fastest)
+    makespan = _schedule(np.tile(dur.reshape(-1), max(1, grid.head_blocks // dur.shape[0])), grid.slots)
+    # HBM: the programs of a head run together and read the same key tiles
+    # within a short window, so key-only operands come from HBM once per head
+    # per wave of its programs while L2 holds what all slots stream in that
+    # window; else once per program. Pair operands: each program its own tiles.
+    waves_per_head = -(-grid.row_tiles * s // grid.slots)
+    tiles_all = float(prog_tiles.sum()) * scale
+    if grid.slots * m.stages * tr.key_tile <= gpu.l2_bytes:
+        key_hbm = grid.head_blocks * tr.key_head * waves_per_head
+    else:
+        key_hbm = tiles_all * tr.key_tile
+    pass_bytes = key_hbm + tiles_all * tr.pair_tile
+    tiles_full, tiles_part = float(nfull.sum()) * scale, float(npart.sum()) * scale
+    work["tensor_flops"] += (tiles_full + tiles_part) * w.tensor_flops
+    work["sfu_ops"] += tiles_full * (w.sfu_full + w.row_sfu + chain_sfu) + tiles_part * (w.sfu_partial + w.row_sfu
+                                                                                          + chain_sfu)
+    work["fp32_ops"] += tiles_full * (w.fp32_full + w.row_fp32 + chain_fp) + tiles_part * (w.fp32_partial
+                                                                                           + w.row_fp32 + chain_fp)
+    parts["tensor_s"] += (tiles_full + tiles_part) * w.tensor_flops / sm_tensor / gpu.sms
+    parts["sfu_s"] += (tiles_full * (w.sfu_full + w.row_sfu + chain_sfu)
+                       + tiles_part * (w.sfu_partial + w.row_sfu + chain_sfu)) / sm_sfu / gpu.sms
+    parts["fp32_s"] += (tiles_full * (w.fp32_full + w.row_fp32 + chain_fp)
+                        + tiles_part * (w.fp32_partial + w.row_fp32 + chain_fp)) / sm_fp32 / gpu.sms
+    parts["schedule_s"] += makespan
+    return makespan, pass_bytes
+
+
+def _combine_time(form: FusedForm, m: GPUMapping, gpu: GPU, env: dict, grid: _Grid, parts: Counter) -> tuple:
+    """Split-KV: each split's running statistics (fp32) written, read back and merged."""
+    f = env[form.feature.upper()] if form.feature else 0
+    per_row = sum(f if r.kind == "value" else 1 for r in form.reductions) + len(form.normalisers.get(0, ()))
+    partial_bytes = grid.heads * grid.rows * m.splits * per_row * 4
+    t = partial_bytes / gpu.bandwidth + 2 * gpu.efficiency["latency_ns"] * 1e-9 + gpu.efficiency["launch_us"] * 1e-6
+    parts["combine_s"] += t
+    parts["launch_s"] += gpu.efficiency["launch_us"] * 1e-6
+    return t, 2.0 * partial_bytes
+
+
+def _epilogue_s(form: FusedForm, m: GPUMapping, gpu: GPU, env: dict) -> float:
+    """One program's row Einsums (its BLOCK_M rows) on one SM."""
+    sfu, fp = _split_counts(row_work(form, env))
+    return m.block_m * (sfu / (gpu.sfu_ops_per_s / gpu.sms) + fp / (gpu.fp32_ops_per_s / gpu.sms))
+
+
+def _edges(form: FusedForm, m: GPUMapping, gpu: GPU, env: dict, grid: _Grid, parts: Counter, work: Counter) -> tuple:
+    """Once-per-row work and bytes: the epilogue's row Einsums (their time is
+    in the last pass's programs), the query-side loads and the stores; and the
+    hoisted Einsums, run before the kernel."""
+    from einsum_ir.analysis.counts import einsum_ops
+    from einsum_ir.analysis.evaluate import evaluate
+    b = DTYPE_BYTES[m.dtype]
+    programs = grid.head_blocks * grid.row_tiles * m.splits
+    sfu, fp = _split_counts(row_work(form, env))
+    rows_all = grid.heads * grid.rows
+    work["sfu_ops"] += sfu * rows_all
+    work["fp32_ops"] += fp * rows_all
+    parts["epilogue_s"] += sfu * rows_all / gpu.sfu_ops_per_s + fp * rows_all / gpu.fp32_ops_per_s
+    out_bytes = sum(float(np.prod([env[r] for r in o.ranks])) for o in form.cascade.outputs) * b
+    loads = programs / m.splits * traffic(form, 0, m, env).program
+    hoisted = Counter()
+    for e in form.hoisted:
+        for kind, v in einsum_ops(form.cascade, e).items():
+            hoisted[kind] += float(evaluate(v, env))
+    h_sfu, h_fp = _split_counts(Counter({k: v for k, v in hoisted.items() if k != "mac"}))
+    work["tensor_flops"] += 2.0 * hoisted["mac"]
+    work["sfu_ops"] += h_sfu
+    work["fp32_ops"] += h_fp
+    h_bytes = sum(float(np.prod([env[r] for r in form.cascade.tensor(e.name).ranks])) for e in form.hoisted) * b
+    t_h = (2.0 * hoisted["mac"] / (gpu.efficiency["gemm_tensor"] * gpu.tensor_peak(m.dtype))
+           + h_sfu / gpu.sfu_ops_per_s + h_fp / gpu.fp32_ops_per_s)
+    parts["hoisted_s"] += t_h
+    return t_h, out_bytes + loads + 2 * h_bytes
+
+
+def predict_fused(form: FusedForm, m: GPUMapping, gpu: GPU, env: dict, inputs: dict | None = None,
+                  counts=None, skip_empty: bool = True) -> Prediction:
+    """Time of the fused kernel(s) for `form` under mapping `m` at shapes `env`.
+    `skip_empty=False` models a kernel that visits every key tile (masking
+    the empty ones), as a kernel without a block table would. The work it
+    charges (Prediction.work) is read off the same FusedForm the generator
+    renders: its scores, tile Einsums, reductions, normaliser chains, row and
+    hoisted Einsums, and the tensors they load."""
+    fp = footprint(form, m, env, gpu)
+    grid = _grid(form, m, gpu, env, fp.blocks_per_sm)
+    e = env[form.contracted.upper()]
+    f = env[form.feature.upper()] if form.feature else 0
+    launch = gpu.efficiency["launch_us"] * 1e-6
+    total_time, hbm, parts, work, tiles_seen, useful = 0.0, 0.0, Counter(), Counter(), Counter(), 0.0
     for k in range(form.passes):
-        cc = counts[k] if counts is not None else cell_counts(form, k, env, inputs)
-        cls = classify(cc, m.block_m if rows > 1 else 16, m.block_n)     # [..batch.., row tiles, key tiles]
-        kept = float(cc.any.sum()) * heads / max(1, int(np.prod(cc.any.shape[:-2])))
-        useful_flops += kept * 2.0 * (e * len(form.scores_in_pass(k))
-                                      + f * sum(r.kind == "value" for r in form.in_pass(k)))
-        if pack > 1:   # packed heads: the same key tiles for every packed row (decode / no mask)
-            cls = cls[..., :1, :].repeat(row_tiles, axis=-2)
-        cls = cls.reshape(-1, cls.shape[-2], cls.shape[-1])
-        if not skip_empty:
-            cls = np.where(cls == EMPTY, PARTIAL, cls)
-        nfull = (cls == FULL).sum(-1).astype(float)
-        npart = (cls == PARTIAL).sum(-1).astype(float)
-        tiles_seen["full"] += float(nfull.sum()) * head_blocks / cls.shape[0]
-        tiles_seen["partial"] += float(npart.sum()) * head_blocks / cls.shape[0]
-        tiles_seen["empty"] += float((cls == EMPTY).sum()) * head_blocks / cls.shape[0]
-        w = tile_work(form, k, m, env)
-        t_full = w.tensor_flops / sm_tensor + w.sfu_full / sm_sfu + w.fp32_full / sm_fp32 \
-            + w.row_fp32 / sm_fp32 + w.row_sfu / sm_sfu
-        t_part = w.tensor_flops / sm_tensor + w.sfu_partial / sm_sfu + w.fp32_partial / sm_fp32 \
-            + w.row_fp32 / sm_fp32 + w.row_sfu / sm_sfu
-        nscore = len(form.scores_in_pass(k))
-        nvalue = sum(r.kind == "value" for r in form.in_pass(k))
-        kv_tile = m.block_n * (e * nscore + f * nvalue) * b
-        # split-KV: each row tile's key tiles divided among `splits` programs
-        s = m.splits
-        n_vis = nfull + npart                                      # [heads', row tiles]
-        work = (nfull * t_full + npart * t_part)
-        prog_work = np.repeat(work[..., None] / s, s, axis=-1)
-        prog_tiles = np.repeat(n_vis[..., None] / s, s, axis=-1)
-        q_bytes = m.block_m * e * b
-        occ = fp.blocks_per_sm
-        # a program streams K/V at most at its bytes in flight (the pipeline
-        # stages) per memory latency; the prologue (Q in) and the epilogue
-        # (outputs out) cost a round trip each, hidden by co-resident blocks
-        prog_bw = min(m.stages * kv_tile / latency, gpu.sm_load_bytes_per_clock * gpu.clock_hz / occ)
-        occ = fp.blocks_per_sm
-        dur = np.maximum(prog_work * occ, prog_tiles * kv_tile / prog_bw) + 2 * latency
-        # launch order: head-major, row tiles, splits (the grid's x axis fastest)
-        dur_all = np.tile(dur.reshape(-1), max(1, head_blocks // dur.shape[0]))
-        makespan = _schedule(dur_all, slots)
-        # HBM: the programs of a head run together (launched one after another)
-        # and read the same K/V tiles within a short window, so K/V come from
-        # HBM once per head per wave of its programs, as long as L2 holds what
-        # all slots stream in that window (their pipeline stages); else once per program
-        kv_head = env[form.key.upper()] * (e * nscore + f * nvalue) * b
-        waves_per_head = -(-programs_per_head * s // slots)
-        if slots * m.stages * kv_tile <= gpu.l2_bytes:
-            kv_hbm = head_blocks * kv_head * waves_per_head
-        else:
-            kv_hbm = float(prog_tiles.sum()) * head_blocks / n_vis.shape[0] * kv_tile
-        out_bytes = heads * rows * f * b
-        pass_bytes = heads * rows * e * b * nscore + kv_hbm + (out_bytes if k == form.passes - 1 else 0)
+        nfull, npart, nempty, kept = _tile_classes(form, k, m, env, inputs, counts, grid, skip_empty)
+        useful += kept * 2.0 * (e * len(form.scores_in_pass(k)) + f * sum(r.kind == "value" for r in form.in_pass(k)))
+        scale = grid.head_blocks / nfull.shape[0]
+        tiles_seen["full"] += float(nfull.sum()) * scale
+        tiles_seen["partial"] += float(npart.sum()) * scale
+        tiles_seen["empty"] += nempty * scale
+        last = k == form.passes - 1
+        t, pass_bytes = _pass_time(form, k, m, gpu, env, grid, nfull, npart, parts, work,
+                                   _epilogue_s(form, m, gpu, env) if last else 0.0)
+        if k == 0:
+            t_edge, edge_bytes = _edges(form, m, gpu, env, grid, parts, work)
+            t, pass_bytes = t + t_edge, pass_bytes + edge_bytes
         hbm += pass_bytes
-        t = max(makespan, pass_bytes / gpu.bandwidth)
-        parts["tensor_s"] += float((n_vis * w.tensor_flops / sm_tensor).sum()) * head_blocks / n_vis.shape[0] / gpu.sms
-        parts["sfu_s"] += float((nfull * (w.sfu_full + w.row_sfu) + npart * (w.sfu_partial + w.row_sfu)).sum()) \
-            * head_blocks / n_vis.shape[0] / sm_sfu / gpu.sms
-        parts["fp32_s"] += float((nfull * (w.fp32_full + w.row_fp32) + npart * (w.fp32_partial + w.row_fp32)).sum()) \
-            * head_blocks / n_vis.shape[0] / sm_fp32 / gpu.sms
         parts["hbm_s"] += pass_bytes / gpu.bandwidth
-        parts["schedule_s"] += makespan
-        total_time += t + eff["launch_us"] * 1e-6
-        parts["launch_s"] += eff["launch_us"] * 1e-6
-        if s > 1:   # combine kernel: read the partials (F values and the statistics, fp32), write O
-            partial_bytes = heads * rows * s * (f + 2) * 4
-            t_c = partial_bytes / gpu.bandwidth + 2 * latency
-            total_time += t_c + eff["launch_us"] * 1e-6
-            hbm += 2 * partial_bytes
-            parts["combine_s"] += t_c + eff["launch_us"] * 1e-6
-            parts["launch_s"] += eff["launch_us"] * 1e-6
-    flops = useful_flops
+        total_time += max(t, pass_bytes / gpu.bandwidth) + launch
+        parts["launch_s"] += launch
+        if m.splits > 1:
+            t_c, c_bytes = _combine_time(form, m, gpu, env, grid, parts)
+            total_time, hbm = total_time + t_c, hbm + c_bytes
+    work["hbm_bytes"] = hbm
     ideal = max(parts["tensor_s"] + parts["sfu_s"] + parts["fp32_s"], parts["hbm_s"])
-    pred = Prediction("fused", total_time, flops, hbm, "", peak, dict(parts), m)
+    pred = Prediction("fused", total_time, useful, hbm, "", gpu.tensor_peak(m.dtype), dict(parts), m)
+    pred.work = dict(work)
     pred.parts.update({"blocks_per_sm": fp.blocks_per_sm, "smem_bytes": fp.smem_bytes,
                        "regs_per_thread": fp.regs_per_thread, "tiles_full": tiles_seen["full"],
                        "tiles_partial": tiles_seen["partial"], "tiles_skipped": tiles_seen["empty"]})

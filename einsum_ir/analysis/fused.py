@@ -158,6 +158,39 @@ class FusedForm:
                     out.append(t)
         return out
 
+    def chain_to(self, g: str) -> list[Einsum]:
+        """Row Einsums from the running maxima to the normaliser g, in order:
+        recomputed per key tile while g is a running value."""
+        rows = {e.name: e for e in self.rows}
+        out: list[Einsum] = []
+
+        def visit(n):
+            if n in rows and rows[n] not in out:
+                for a in rows[n].reads():
+                    visit(a.tensor)
+                out.append(rows[n])
+        visit(g)
+        return out
+
+    def memory(self, a: Access) -> bool:
+        """Is `a` read from memory (an input or a hoisted tensor) rather than
+        computed in the kernel?"""
+        return a.tensor not in {e.name for e in self.cascade.einsums} or a.tensor in {h.name for h in self.hoisted}
+
+    def pass_loads(self, k: int) -> list[Access]:
+        """Tensors in memory that pass k reads: per key tile where they carry
+        the key, once per program where they do not."""
+        exprs = [x for s in self.scores_in_pass(k) for x in (s.q, s.k)]
+        for t in self.tile_einsums_in_pass(k) + [e for g in self.normalisers.get(k, ()) for e in self.chain_to(g)]:
+            exprs += [t.expr] + ([t.predicate] if t.predicate is not None else [])
+        exprs += self.pass_exprs(k)
+        return list(dict.fromkeys(a for x in exprs for a in accesses(x) if self.memory(a)))
+
+    def epilogue_loads(self) -> list[Access]:
+        """Tensors in memory that the row Einsums read."""
+        exprs = [x for e in self.rows for x in (e.expr, e.predicate) if x is not None]
+        return list(dict.fromkeys(a for x in exprs for a in accesses(x) if self.memory(a)))
+
     def predicates(self, k: int) -> list[Expr | None]:
         """Predicates of everything the pass computes per tile (None: none)."""
         preds = []
