@@ -12,7 +12,7 @@ from ..shapes import resolve
 from .counts import KINDS, einsum_ops, flops, flops_of, macs, op_counts, ops_per_point, total_ops
 from .evaluate import evaluate
 from .footprint import Footprint, footprint
-from .passes import PassResult, PassStep, passes
+from .passes import Family, PassResult, PassStep, passes, rank_family
 from .points import Kept, count_points, points
 from .sizes import compulsory_traffic, elements, intensity, size_bytes, tensor_sizes
 
@@ -25,23 +25,30 @@ def sequence_rank(c: Cascade, pass_results: dict[str, PassResult] | None = None)
     """The rank the design traverses most often: most passes, then a rank the
     design tiles or steps through (partitioned or iterative), then M (the
     keys, by convention), then most Einsums reducing over it, then most
-    tensors carrying it.
+    tensors carrying it. A rank's family (parts and the aliases that walk it,
+    `passes.rank_family`) counts as the rank. A rank no number of passes can
+    traverse (`passes` None) is chosen only if every rank is such.
     A second index over a tile (`rank J = M0`) is not a candidate."""
     pass_results = pass_results or {r: passes(c, r) for r in root_ranks(c)}
     tiles = {r.name for r in c.ranks if r.parent is not None}
     candidates = [r for r in root_ranks(c)
                   if not (isinstance(c.rank(r).definition, Sym) and c.rank(r).definition.name in tiles)]
+    fams = {r: rank_family(c, r) for r in candidates or root_ranks(c)}
 
     def reductions(r):
-        vs = {p.lower() for p in c.parts(r)}
+        vs = fams[r].vars
         return sum(1 for e in c.einsums if set(e.reduced) & vs)
+
     def stepped(r):
-        return len(c.parts(r)) > 1 or any(r in t.iterative for t in c.tensors)
+        return len(c.parts(r)) > 1 or any(set(t.iterative) & set(fams[r].kind) for t in c.tensors)
 
     def carried(r):
-        return sum(1 for t in c.tensors if set(t.ranks) & set(c.parts(r)))
-    return max(candidates or root_ranks(c),
-               key=lambda r: (pass_results[r].passes, stepped(r), r == "M", reductions(r), carried(r)))
+        return sum(1 for t in c.tensors if set(t.ranks) & set(fams[r].kind))
+
+    def count(r):
+        n = pass_results[r].passes
+        return -1 if n is None else n
+    return max(fams, key=lambda r: (count(r), stepped(r), r == "M", reductions(r), carried(r)))
 
 
 @dataclass(frozen=True)
@@ -104,8 +111,8 @@ def analyze(c: Cascade, rank: str | None = None) -> Analysis:
 
 
 __all__ = [
-    "Analysis", "Footprint", "KINDS", "Kept", "PassResult", "PassStep", "analyze", "compulsory_traffic",
+    "Analysis", "Family", "Footprint", "KINDS", "Kept", "PassResult", "PassStep", "analyze", "compulsory_traffic",
     "count_points", "einsum_ops", "elements", "evaluate", "flops", "footprint", "intensity", "macs",
-    "op_counts", "ops_per_point", "passes", "points", "root_ranks", "sequence_rank", "size_bytes",
+    "op_counts", "ops_per_point", "passes", "points", "rank_family", "root_ranks", "sequence_rank", "size_bytes",
     "tensor_sizes",
 ]

@@ -8,10 +8,17 @@ between passes run the Einsums that do not iterate R. What must be on chip:
   step's slice (the outermost part of R replaced by 1; 2 for an iterative
   rank: the previous and the current iterate), from its producer to its last
   reader within the step;
-- a tensor that keeps R and is re-read in a later pass: all of it, until then;
+- a tensor that keeps R and is re-read in a later pass, or whose elements
+  combine several positions (a sum over an alias `rank J = M` kept at m):
+  all of it, until its last reader;
 - a tensor without R (Q, a running max, an accumulator such as GM or AV):
   all of it, throughout every pass that produces or reads it.
-A tensor whose writer has a predicate holds only the points it keeps.
+R means R's family (`passes.rank_family`): its partition parts and the
+aliases that walk it. A tensor that keeps only an index inside a tile
+(M0, `rank J = M0`) keeps no position of R: it is held like a tensor
+without R. A tensor whose writer has a predicate holds only the points it
+keeps. A rank that no number of passes traverses (`passes` None) has no
+such schedule: `footprint` refuses it.
 The footprint is the largest sum of live sizes over the schedule's points;
 it is reported for the whole problem (all batches, heads and queries), in
 elements and in bytes.
@@ -24,11 +31,12 @@ from math import prod
 
 import sympy
 
+from ..errors import EinError
 from ..ir import Cascade, Num, index_vars
 from ..ops import DTYPE_BYTES
 from ..sym import shape_symbol
 from ..graph import schedule
-from .passes import passes, _streaming_read
+from .passes import POS, ROOT, passes, rank_family, _streaming_read
 from .points import points
 
 
@@ -49,12 +57,16 @@ class Footprint:
         return float(evaluate(best[0], values)), best[1]
 
 
-def _outermost(c: Cascade, ranks: list[str], parts: set[str]) -> str | None:
-    mine = [r for r in ranks if r in parts]
-    for r in mine:
-        if c.rank(r).parent not in mine:
-            return r
-    return None
+def _step_slice(t, fam, full):
+    """Elements of one step of R: the position rank replaced by 1 (2 for an
+    iterative rank: previous and current iterate); a partitioned R kept whole
+    (`V[f, m]`) by one tile."""
+    pos = next(r for r in t.ranks if fam.kind.get(r) in (POS, ROOT))
+    extent = shape_symbol(pos) + (1 if pos in t.iterative else 0)
+    step = 2 if pos in t.iterative else 1
+    if fam.kind[pos] == ROOT:
+        step = shape_symbol(fam.tile)
+    return full / extent * step, pos in t.iterative
 
 
 def _as_late_as_possible(c, pr, order, parts, part_vars) -> dict[int, int]:
@@ -90,8 +102,12 @@ def stored_elements(c: Cascade, t, dense: sympy.Expr) -> sympy.Expr:
 
 def footprint(c: Cascade, rank: str) -> Footprint:
     pr = passes(c, rank)
-    parts = set(c.parts(rank))
-    part_vars = {p.lower() for p in parts}
+    if pr.passes is None:
+        raise EinError(f"{c.name}: no schedule traverses {rank} a finite number of times, so it has no "
+                       f"minimum footprint: {pr.unstreamable}")
+    fam = pr.family or rank_family(c, rank)
+    parts = set(fam.kind)
+    part_vars = fam.vars
 
     # schedule points: (phase, order); phase 2k-1 = pass k, phase 2k = between passes
     order = [i for s in schedule(c) for i in s.einsums]
@@ -100,7 +116,7 @@ def footprint(c: Cascade, rank: str) -> Footprint:
     for pos, i in enumerate(order):
         e = c.einsums[i]
         p = placed[i]
-        if set(e.iteration_vars) & part_vars and p > 0:
+        if p > 0:
             phase = 2 * p - 1
         else:
             phase = 2 * pr.states[e.name].pass_
@@ -123,7 +139,7 @@ def footprint(c: Cascade, rank: str) -> Footprint:
         if not pts:
             continue
         lo, hi = min(pts), max(pts)
-        has_r = bool(set(t.ranks) & parts)
+        has_r = any(fam.kind.get(r) in (POS, ROOT) for r in t.ranks)
         full = prod((shape_symbol(r) + (1 if r in t.iterative else 0) for r in t.ranks), start=sympy.Integer(1))
         stored = stored_elements(c, t, full)
         if has_r:
@@ -131,13 +147,13 @@ def footprint(c: Cascade, rank: str) -> Footprint:
             later = t.role != "input" and any(
                 _streaming_read(c, a, parts) and point[i][0] > produced and point[i][0] % 2 == 1
                 for i, a in readers)
-            if later or (t.role != "input" and produced % 2 == 0):
+            state = pr.states.get(t.name)
+            held = state is not None and t.role != "input" and not state.streams
+            if later or held or (t.role != "input" and produced % 2 == 0):
                 elems = stored
             else:
-                outer = _outermost(c, list(t.ranks), parts)
-                step = 2 if outer in t.iterative else 1
-                elems = full / (shape_symbol(outer) + (1 if outer in t.iterative else 0)) * step
-                if outer in t.iterative:  # a running state lives throughout its pass
+                elems, iterative = _step_slice(t, fam, full)
+                if iterative:  # a running state lives throughout its pass
                     for ph in {p[0] for p in pts if p[0] % 2 == 1}:
                         s = span_of_phase(ph)
                         lo, hi = min(lo, s[0]), max(hi, s[1])

@@ -1,28 +1,189 @@
 """How many passes over a rank's fibers any mapping of the cascade must make.
 
-The rule (docs/analysis.md, after FuseMax Sec. 4): walking the cascade in
-dependency order, a tensor either *streams* the rank R in pass k (it keeps a
-part of R) or is *ready* at the end of pass k (it has none of R, e.g. a full
-reduction over R). An Einsum that iterates over R runs in the latest pass of
-its streamed inputs, and one pass after the latest of its ready inputs: a
-value reduced over a whole fiber exists only after the traversal that
-produced it, so reading the fiber's elements again needs another traversal.
-Reading an iterative tensor at its last iterate (`RD[M1, p]`) is a full
-reduction; reading the current or previous iterate streams.
+The rule (docs/analysis.md, after FuseMax Sec. 4), walking the cascade in
+dependency order. A *position* of the rank R is one coordinate of R (one
+tile m1 when R is partitioned: all m0 of a tile are on chip together). R's
+*family* is R, its partition parts, and its aliases (`rank J = M`,
+`rank J = M0`): an alias index walks R like R's own, so a sum over j is a
+reduction over R. A tensor is, after the pass that makes it,
+- *streamed*: each element is final during the visit of its position (it
+  keeps the position the Einsum visits), readable at that position in that
+  pass and any later one;
+- *held*: it keeps a position of R but its elements combine several
+  positions (a sum over an alias j kept at m); final at the end of the pass;
+- *ready*: it keeps no position (a reduction over R); final at the end of
+  the pass.
+An Einsum that reads an element tied to a position of R *touches* R: it runs
+in the latest pass of its streamed inputs and one pass after each held or
+ready input (a value combined over a whole fiber exists only after the
+traversal that made it, so reading the fiber again needs another one). An
+Einsum that does not touch R (only ready inputs, or tensors computed from
+no streamed data, such as a decay mask DM[m0, j]) runs between passes. A
+read of an iterative tensor at the current or previous iterate streams; at
+the last iterate (`RD[M1, p]`) it reads a ready value. An Einsum that reads
+two different positions at once (`X[m, j] = S[m] * S[j]`, J = M) is not
+streamable: `passes` is None and `unstreamable` says why.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..ir import Access, Cascade, Einsum, index_vars
+from ..errors import EinError
 from ..graph import schedule
+from ..ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, Sym, index_vars, rank_of, substitute
+
+POS, ROOT, INNER = "position", "root", "inner"
 
 
 @dataclass(frozen=True)
+class Family:
+    """R's ranks for the analyses: kind POS (coordinate = position), ROOT (a
+    partitioned R: position = coordinate // tile) or INNER (inside a tile)."""
+    rank: str
+    kind: dict[str, str] = field(hash=False)
+    alias_of: dict[str, str] = field(hash=False)
+    tile: str | None = None
+
+    def var_kind(self, var: str) -> str | None:
+        return self.kind.get(rank_of(var))
+
+    @property
+    def vars(self) -> set[str]:
+        return {r.lower() for r in self.kind}
+
+    def alias_note(self, vars_) -> str:
+        """'rank J = M' for each alias among `vars_` (why j counts as R)."""
+        notes = [f"rank {rank_of(v)} = {self.alias_of[rank_of(v)]}" for v in vars_ if rank_of(v) in self.alias_of]
+        return ", ".join(dict.fromkeys(notes))
+
+
+def _partition_kinds(c: Cascade, rank: str) -> tuple[dict[str, str], str | None]:
+    outer = next((r for r in c.ranks if r.parent == rank and r.part == "outer"), None)
+    if outer is None:
+        return {rank: POS}, None
+    if any(r.parent == outer.name for r in c.ranks):
+        raise EinError(f"{c.name}: the pass analysis over {rank} does not support partitioning its "
+                       f"tile index {outer.name} again")
+    kinds = {rank: ROOT, outer.name: POS}
+    for p in c.parts(rank):
+        kinds.setdefault(p, INNER)
+    return kinds, c.inner_of(outer.name)
+
+
+def _uses(c: Cascade, var_ranks: set[str], slot_ranks: set[str]) -> bool:
+    """Does an access put a variable of `var_ranks` in a slot of `slot_ranks`?"""
+    vs = {r.lower() for r in var_ranks}
+    for e in c.einsums:
+        for a in [e.output] + e.reads():
+            for r, i in zip(c.tensor(a.tensor).ranks, a.indices):
+                if r in slot_ranks and set(index_vars(i)) & vs:
+                    return True
+    return False
+
+
+def rank_family(c: Cascade, rank: str) -> Family:
+    """R, its parts, and the aliases that walk them. An alias (`rank J = X`
+    or `rank X = J`, X of the family) joins when an access indexes a family
+    rank with j or J with a family variable: queries and keys of
+    self-attention (`rank M = P`) that never index each other's tensors stay
+    independent ranks."""
+    kind, tile = _partition_kinds(c, rank)
+    alias_of: dict[str, str] = {}
+    changed = True
+    while changed:
+        changed = False
+        for r in c.ranks:
+            for a, b in ((r.name, r.definition), (getattr(r.definition, "name", None), Sym(r.name))):
+                if not isinstance(b, Sym) or a is None or a in kind or b.name not in kind:
+                    continue
+                fam = set(kind)
+                if _uses(c, {a}, fam) or _uses(c, fam, {a}):
+                    kind[a], alias_of[a] = kind[b.name], b.name
+                    changed = True
+    return Family(rank, kind, alias_of, tile)
+
+
+# ------------------------------------------------------------ positions
+
+def _offset(index: Expr) -> tuple[str, int] | None:
+    if isinstance(index, Idx):
+        return index.name, 0
+    if isinstance(index, Op) and index.name in ("add", "sub") and isinstance(index.args[0], Idx) \
+            and isinstance(index.args[1], Num) and float(index.args[1].value).is_integer():
+        k = int(index.args[1].value)
+        return index.args[0].name, k if index.name == "add" else -k
+    return None
+
+
+def _tile_outer(fam: Family, index: Expr) -> Expr | None:
+    """`a * M0 + b` with b inside the tile -> a."""
+    if not (isinstance(index, Op) and index.name == "add"):
+        return None
+    for x, y in (index.args, index.args[::-1]):
+        if isinstance(x, Op) and x.name == "mul" and Sym(fam.tile) in x.args \
+                and all(fam.var_kind(v) == INNER for v in index_vars(y)):
+            return x.args[0] if x.args[1] == Sym(fam.tile) else x.args[1]
+    return None
+
+
+def position_token(fam: Family, kind: str, index: Expr, iterative: bool):
+    """A name for the position an index of a POS or ROOT slot points at:
+    ('m1', 0), ('m', 1) for m + 1, ('m//', 0) for the tile of m; None for the
+    last or first iterate of an iterative rank (a ready value)."""
+    if not index_vars(index):
+        return None if iterative else ("const", str(index))
+    if kind == ROOT:
+        if isinstance(index, Idx) and fam.var_kind(index.name) == ROOT:
+            return index.name + "//", 0
+        outer = _tile_outer(fam, index)
+        if outer is None:
+            return "expr", f"({index}) // {fam.tile}"
+        index = outer
+    if isinstance(index, Op) and index.name in ("div", "floordiv") and isinstance(index.args[0], Idx) \
+            and index.args[1] == Sym(fam.tile) and fam.var_kind(index.args[0].name) == ROOT:
+        return index.args[0].name + "//", 0
+    o = _offset(index)
+    if o is None:
+        return "expr", str(index)
+    if iterative:  # iterate v + k is made in visit v + k - 1 and carried to visit v + k
+        return o[0], o[1] - 1 if o[1] >= 1 else o[1]
+    return o
+
+
+def access_tokens(c: Cascade, fam: Family, a: Access) -> set:
+    t = c.tensor(a.tensor)
+    out = set()
+    for r, i in zip(t.ranks, a.indices):
+        k = fam.kind.get(r)
+        if k in (POS, ROOT):
+            tok = position_token(fam, k, i, r in t.iterative)
+            if tok is not None:
+                out.add(tok)
+    return out
+
+
+def has_position(c: Cascade, fam: Family, tensor: str) -> bool:
+    return any(fam.kind.get(r) in (POS, ROOT) for r in c.tensor(tensor).ranks)
+
+
+def _show(fam: Family, tok) -> str:
+    name, k = tok
+    if name in ("const", "expr"):
+        return str(k)
+    name = f"{name[:-2]} // {fam.tile}" if name.endswith("//") else name
+    return name + (f" + {k}" if k > 0 else f" - {-k}" if k < 0 else "")
+
+
+# ------------------------------------------------------------ the analysis
+
+@dataclass(frozen=True)
 class State:
-    streams: bool          # keeps a part of R (streamed in `pass_`) or ready at the end of `pass_`
+    streams: bool          # each element final in its position's visit of `pass_`, else final at its end
     pass_: int
-    origin: int | None = None   # for ready values: the Einsum that reduced R away
+    origin: int | None = None   # for held or ready values: the Einsum that combined positions
+    bound: bool = False         # elements tied to positions of R (streamed or held)
+    via: tuple | None = None    # no position, but each element made in one visit: (the read that
+                                # placed the visit, the output access) to name it from a reader
 
 
 @dataclass(frozen=True)
@@ -38,99 +199,183 @@ class PassStep:
     reduced_from: tuple[str, ...]
     rereads: tuple[str, ...]
     vars: tuple[str, ...]
+    aliases: str = ""      # 'rank J = M' when an alias index makes it a reduction over R
 
     def __str__(self) -> str:
         over = ", ".join(self.reduced_vars)
         if self.reduce_op == "last":
             head = f"{self.blocker} <- last iterate of {self.reducer} over {over}"
+        elif self.reduce_op == "moved":
+            head = f"{self.reducer} <- elements of {', '.join(self.reduced_from)} from other positions"
         else:
             src = ", ".join(self.reduced_from) or "its inputs"
             head = f"{self.reducer} <- {self.reduce_op} over {over} of {src}"
-            if self.blocker != self.reducer:
-                head += f" (needed via {self.blocker})"
+        if self.aliases:
+            head += f" ({self.aliases}: a reduction over the whole fiber)"
+        if self.blocker != self.reducer and self.reduce_op != "last":
+            head += f" (needed via {self.blocker})"
         vars_ = ", ".join(self.vars)
         if self.rereads:
             tail = f"{self.reader} re-reads {', '.join(self.rereads)} over {vars_}"
         else:
-            tail = f"{self.reader} traverses {vars_} again"
+            tail = f"{self.reader} traverses {vars_ or 'R'} again"
         return f"{head}; {tail}"
 
 
 @dataclass(frozen=True)
 class PassResult:
     rank: str
-    passes: int
+    passes: int | None     # None: no number of passes computes the cascade (see `unstreamable`)
     einsum_pass: dict[str, int] = field(hash=False)   # Einsum (output tensor) -> pass; 0: outside any pass
     chain: tuple[PassStep, ...] = ()
     states: dict[str, State] = field(default_factory=dict, hash=False, repr=False)
+    unstreamable: str | None = None
+    family: Family | None = field(default=None, hash=False, repr=False, compare=False)
 
     def explain(self) -> list[str]:
+        if self.unstreamable:
+            return [f"not streamable over {self.rank}: {self.unstreamable}"]
         return [f"pass {s.pass_}: {s}" for s in self.chain]
 
 
-def _streaming_read(c: Cascade, a: Access, parts: set[str]) -> bool:
-    """Does this access walk R (an index variable at some R position)?"""
+def _streaming_read(c: Cascade, a: Access, parts) -> bool:
+    """Does this access walk R (an index variable at a slot of R's family)?"""
     t = c.tensor(a.tensor)
     return any(r in parts and index_vars(i) for r, i in zip(t.ranks, a.indices))
 
 
-def passes(c: Cascade, rank: str) -> PassResult:
-    parts = set(c.parts(rank))
-    part_vars = {p.lower() for p in parts}
-    state: dict[str, State] = {}
-    for t in c.inputs:
-        state[t.name] = State(True, 1) if set(t.ranks) & parts else State(False, 0)
-    einsum_pass: dict[int, int] = {}
-    chain: dict[int, PassStep] = {}
+class _Walk:
+    """One walk of the cascade in dependency order (see the module docstring)."""
 
-    def contributions(e: Einsum, internal: set[str]):
-        for a in e.reads():
-            if a.tensor in internal:
-                continue
-            s = state[a.tensor]
-            yield a, s, s.streams and _streaming_read(c, a, parts)
+    def __init__(self, c: Cascade, rank: str):
+        self.c, self.fam = c, rank_family(c, rank)
+        self.state: dict[str, State] = {}
+        for t in c.inputs:
+            pos = has_position(c, self.fam, t.name)
+            self.state[t.name] = State(True, 1, bound=True) if pos else State(False, 0)
+        self.einsum_pass: dict[int, int] = {}
+        self.chain: dict[int, PassStep] = {}
+        self.unstreamable: str | None = None
 
-    for step in schedule(c):
+    def tokens(self, a: Access, internal: set[str]) -> set:
+        s = self.state.get(a.tensor)
+        if a.tensor not in internal and not (s and s.bound):
+            return set()
+        return access_tokens(self.c, self.fam, a)
+
+    def virtual(self, a: Access) -> set:
+        """The visit that made each element of a tensor without R's position
+        (QK[m, p] made in the visit of BM[m / TK, p / TQ]), named through `a`."""
+        s = self.state.get(a.tensor)
+        if s is None or s.via is None:
+            return set()
+        placed, out = s.via
+        names = {i.name: j for i, j in zip(out.indices, a.indices) if isinstance(i, Idx)}
+        return access_tokens(self.c, self.fam, substitute(placed, names))
+
+    def step(self, step) -> None:
+        c = self.c
         members = [c.einsums[i] for i in step.einsums]
         internal = {e.name for e in members} if step.var else set()
-        iterates = any(set(e.iteration_vars) & part_vars for e in members)
-        best, why = (1 if iterates else 0), None
-        for e in members:
-            for a, s, streaming in contributions(e, internal):
-                k = s.pass_ if (streaming or not iterates) else s.pass_ + 1
-                if k > best:
-                    best, why = k, (e, a, s)
+        reads = [(e, a, self.tokens(a, internal)) for e in members for a in e.reads()]
+        touches = any(toks for _, a, toks in reads if a.tensor not in internal)
+        visit = {}
+        for e, a, toks in reads:
+            for t in toks:
+                visit.setdefault(t, (e, a))
+        if touches and len(visit) > 1:
+            self.refuse(visit)
+            return
+        best, why = (1 if touches else 0), None
+        for e, a, toks in reads:
+            if a.tensor in internal:
+                continue
+            s = self.state[a.tensor]
+            if touches and not toks and s.via is not None and self.virtual(a) == set(visit):
+                toks = set(visit)
+            k = (s.pass_ if s.streams else s.pass_ + 1) if toks else s.pass_ + 1 if touches else s.pass_
+            if k > best:
+                best, why = k, (e, a, s)
+        token = next(iter(visit)) if touches else None
         for i, e in zip(step.einsums, members):
-            keeps = bool(set(c.tensor(e.name).ranks) & parts)
-            if iterates and set(e.iteration_vars) & part_vars:
-                einsum_pass[i] = best
-                state[e.name] = State(True, best) if keeps else State(False, best, origin=i)
-            else:
-                einsum_pass[i] = 0
-                origin = why[2].origin if why else None
-                state[e.name] = State(keeps and iterates, best, origin)
-        if iterates and why is not None and best not in chain and best > 1 and not why[1].tensor in internal:
-            chain[best] = _explain(c, best, why, parts, part_vars, state)
-    total = max([p for p in einsum_pass.values()] + [0])
-    by_name = {}
-    for i, p in einsum_pass.items():
+            self.settle(i, e, best, token, why, visit.get(token, (None, None))[1])
+        if touches and why is not None and best not in self.chain and best > 1:
+            self.chain[best] = _explain(self, best, why)
+
+    def settle(self, i: int, e: Einsum, best: int, token, why, placed: Access | None) -> None:
+        c, fam = self.c, self.fam
+        if token is None:
+            self.einsum_pass[i] = 0
+            self.state[e.name] = State(False, best, why[2].origin if why else None)
+            return
+        self.einsum_pass[i] = best
+        out = access_tokens(c, fam, e.output)
+        if not out and placed is not None and _position_vars(c, fam, placed) <= set(e.output_vars):
+            self.state[e.name] = State(True, best, via=(placed, e.output))
+        elif not out:
+            self.state[e.name] = State(False, best, origin=i)
+        elif len(out) == 1 and _same_or_earlier(token, next(iter(out))):
+            self.state[e.name] = State(True, best, bound=True)
+        else:
+            self.state[e.name] = State(False, best, origin=i, bound=True)
+
+    def refuse(self, visit: dict) -> None:
+        (t1, (e, a1)), (t2, (_, a2)) = list(visit.items())[:2]
+        vars_ = [v for a in (a1, a2) for i in a.indices for v in index_vars(i)]
+        note = self.fam.alias_note(vars_)
+        self.unstreamable = (
+            f"{e.name} reads {a1} and {a2} at once, two different positions of {self.fam.rank} "
+            f"({_show(self.fam, t1)} and {_show(self.fam, t2)})"
+            + (f"; {note} walks {self.fam.rank}" if note else "")
+            + "; an element tied to a position is on chip only while that position is visited")
+
+
+def _position_vars(c: Cascade, fam: Family, a: Access) -> set[str]:
+    t = c.tensor(a.tensor)
+    return {v for r, i in zip(t.ranks, a.indices) if fam.kind.get(r) in (POS, ROOT) for v in index_vars(i)}
+
+
+def _same_or_earlier(visit, out) -> bool:
+    """The output element at `out` is final when the visit at `visit` ends:
+    the same position, or an earlier one of the same variable (X[m] = S[m - 1])."""
+    return visit == out or (visit[0] == out[0] and visit[0] not in ("const", "expr") and visit[1] <= out[1])
+
+
+def passes(c: Cascade, rank: str) -> PassResult:
+    w = _Walk(c, rank)
+    for step in schedule(c):
+        w.step(step)
+        if w.unstreamable:
+            return PassResult(rank, None, {}, (), w.state, w.unstreamable, w.fam)
+    by_name: dict[str, int] = {}
+    for i, p in w.einsum_pass.items():
         by_name[c.einsums[i].name] = max(p, by_name.get(c.einsums[i].name, 0))
-    return PassResult(rank, max(total, 1) if any(einsum_pass.values()) else 0, by_name,
-                      tuple(chain[k] for k in sorted(chain)), state)
+    total = max(list(w.einsum_pass.values()) + [0])
+    return PassResult(rank, total, by_name, tuple(w.chain[k] for k in sorted(w.chain)), w.state, None, w.fam)
 
 
-def _explain(c, k, why, parts, part_vars, state) -> PassStep:
+def _explain(w: _Walk, k: int, why) -> PassStep:
+    c, fam, state = w.c, w.fam, w.state
     reader, access, s = why
+    part_vars = fam.vars
     origin = c.einsums[s.origin] if s.origin is not None else None
     rvars = tuple(v for v in reader.iteration_vars if v in part_vars)
     rereads = tuple(dict.fromkeys(
         a.tensor for a in reader.reads()
-        if state[a.tensor].streams and state[a.tensor].pass_ < k and _streaming_read(c, a, parts)))
+        if state[a.tensor].streams and state[a.tensor].pass_ < k and w.tokens(a, set())))
+    if _last_iterate(c, fam, access):
+        writer = next(e for e in c.writers(access.tensor) if e.iterative_var is not None)
+        return PassStep(k, reader.name, access.tensor, writer.name, "last", (writer.iterative_var,), (),
+                        rereads, rvars)
     if origin is None:
         return PassStep(k, reader.name, access.tensor, access.tensor, "sum", (), (), rereads, rvars)
-    if origin.iterative_var is not None and origin.iterative_var in part_vars and not origin.reduced:
-        return PassStep(k, reader.name, access.tensor, origin.name, "last", (origin.iterative_var,), (),
-                        rereads, rvars)
-    reduced = tuple(v for v in origin.reduced if v in part_vars)
-    sources = tuple(dict.fromkeys(a.tensor for a in origin.reads() if _streaming_read(c, a, parts)))
-    return PassStep(k, reader.name, access.tensor, origin.name, origin.reduce, reduced, sources, rereads, rvars)
+    reduced = tuple(v for v in origin.reduced if fam.var_kind(v) in (POS, ROOT))
+    sources = tuple(dict.fromkeys(a.tensor for a in origin.reads() if w.tokens(a, set())))
+    op = origin.reduce if reduced else "moved"
+    return PassStep(k, reader.name, access.tensor, origin.name, op, reduced, sources, rereads, rvars,
+                    fam.alias_note(reduced))
+
+
+def _last_iterate(c: Cascade, fam: Family, a: Access) -> bool:
+    t = c.tensor(a.tensor)
+    return any(r in t.iterative and r in fam.kind and not index_vars(i) for r, i in zip(t.ranks, a.indices))
