@@ -240,6 +240,8 @@ def extents(c: Cascade, shapes: dict | None, arrays: dict) -> dict:
                 inner = next(x.name for x in c.ranks if x.parent == r.parent and x.part == "inner")
                 if r.parent not in env or inner not in env:
                     continue
+                if not env[inner] >= 1:
+                    raise ShapeError(f"tile size {inner} = {env[inner]} must be a positive integer")
                 value, why = -(-int(env[r.parent]) // int(env[inner])), f"{r.name} = ceil({r.parent} / {inner})"
             else:
                 continue
