@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from einsum_ir.errors import Loc
@@ -342,7 +342,7 @@ class CriticalPath:
     text: str
     expr: object
     loc: Loc
-    source: str | None
+    source: str | None = field(default=None, repr=False)
 
     def names(self) -> tuple[Name, ...]:
         out, todo = [], [self.expr]
@@ -439,7 +439,7 @@ class _Parser:
     def term(self):
         first = self.peek()
         factor, inner = 1.0, None
-        for k, atom in enumerate(self._atoms()):
+        for atom in self._atoms():
             if isinstance(atom, Num):
                 factor *= atom.number
             elif inner is not None:
