@@ -139,6 +139,8 @@ def render_simulation(r) -> str:
     out.append(f"latency      {r.latency_s * 1e3:.4g} ms ({human(r.latency_cycles)} cycles, {bound}-bound"
                + (f"; {r.epochs} epochs x {r.critical_path_cycles:.4g} cycles" if r.critical_path_cycles else "")
                + ")")
+    if r.latency_rule:
+        out.append(f"  rule       {r.latency_rule}")
     out.append(f"DRAM         {human(r.dram_bytes, 'B')} ({human(r.dram_cycles)} cycles at full bandwidth)")
     out.append(f"buffer       {human(r.buffer_bytes, 'B')} of {human(r.buffer_capacity_bytes, 'B')}")
     out.append(f"energy       {r.total_energy_pj / 1e12:.4g} J  ("

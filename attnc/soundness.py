@@ -1,0 +1,370 @@
+"""Differential soundness checks: every answer right, or refused with a reason.
+
+A design (usually one from `einsum_ir.random_designs`, which nobody wrote by
+hand) goes through every stage, and each stage is checked against an
+independent reference:
+
+- executor: `einsum_ir.execute` against `einsum_ir.oracle` (plain loops over
+  every point) at the design's tiny shapes, every tensor;
+- passes: the pass analysis against `einsum_ir.analysis.traversal` (a
+  simulated traversal: the count must be enough and minimal);
+- kernel: the generated Triton kernel (interpreter) against the executor, or
+  a refusal that names the Einsum and the reason;
+- gpu-model: the work the GPU model charges (tensor-core flops, SFU
+  operations, HBM bytes) is at least the analysis's counts for the design;
+- spatial: the shipped spatial mappings at random shapes: utilisation <= 1,
+  busy cycles at least the analysis's operations over the units' peak, latency
+  at least every unit's busy time and the DRAM time (`check_spatial`).
+
+Each check returns an `Outcome`: ok, refused (a clean, located refusal),
+mismatch (a wrong answer: must never happen), error (an internal error:
+a traceback where a refusal was due), or n/a (the stage does not apply).
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+import traceback
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from einsum_ir.errors import EinError
+
+STAGES = ("parse", "executor", "passes", "kernel", "gpu-model")
+TILE = 16                    # kernel tiles: small, so that tiny sequences span several, the last partial
+_SEQ_GROWTH = 2 * TILE       # kernel shapes: each sequence extent grown by this (more tiles, a partial last one)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    stage: str
+    status: str              # ok | refused | mismatch | error | n/a
+    detail: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class DesignReport:
+    name: str
+    family: str
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def status(self, stage: str) -> str:
+        return next((o.status for o in self.outcomes if o.stage == stage), "n/a")
+
+    @property
+    def mismatches(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status in ("mismatch", "error")]
+
+
+def _reason(err: BaseException) -> str:
+    """A refusal's reason, first line, without the design's own names and
+    locations, so that refusals group by cause."""
+    msg = err.message if isinstance(err, EinError) else str(err)
+    msg = msg.strip().splitlines()[0] if msg.strip() else type(err).__name__
+    msg = re.sub(r"rand-[\w-]+-\d+", "DESIGN", msg)
+    msg = re.sub(r"<[^>]*>:\d+:\d+: ", "", msg)
+    msg = re.sub(r"\b[A-Z][A-Z0-9_]*\[[^\]]*\]", "T[..]", msg)
+    msg = re.sub(r"\b[A-Z][A-Z0-9_]*\b", "X", msg)
+    return msg[:140]
+
+
+def _timed(stage: str, fn) -> Outcome:
+    t0 = time.perf_counter()
+    try:
+        status, detail = fn()
+    except EinError as err:
+        status, detail = "refused", _reason(err)
+    except Exception as err:         # an internal error is a finding, recorded with where it happened
+        tb = traceback.extract_tb(err.__traceback__)[-1]
+        status, detail = "error", f"{type(err).__name__}: {str(err)[:200]} ({os.path.basename(tb.filename)}:{tb.lineno})"
+    return Outcome(stage, status, detail, time.perf_counter() - t0)
+
+
+# ------------------------------------------------------------------ comparisons
+
+def _close(got: np.ndarray, want: np.ndarray, rtol: float, floor: float = 0.0) -> str | None:
+    """None when `got` equals `want` (NaN where it is NaN, within rtol of the
+    largest magnitude, or `floor`); else what differs."""
+    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+    if got.shape != want.shape:
+        return f"shape {got.shape} != {want.shape}"
+    nan_g, nan_w = np.isnan(got), np.isnan(want)
+    if not np.array_equal(nan_g, nan_w):
+        return f"NaN at {int((nan_g != nan_w).sum())} positions where the reference has none (or the reverse)"
+    ok = ~nan_w
+    if not ok.any():
+        return None
+    g, w = got[ok], want[ok]
+    inf = np.isinf(w) | np.isinf(g)
+    if not np.array_equal(g[inf], w[inf]):
+        return "infinities differ"
+    g, w = g[~inf], w[~inf]
+    if g.size == 0:
+        return None
+    err = float(np.abs(g - w).max())
+    scale = float(np.abs(w).max())
+    if err > max(rtol * scale, floor):
+        return f"max error {err:.3g} (largest magnitude {scale:.3g})"
+    return None
+
+
+# ------------------------------------------------------------------ stages
+
+def check_executor(c, shapes: dict, seed: int = 0) -> tuple[str, str]:
+    """Executor against the point-by-point oracle, every tensor."""
+    from einsum_ir import execute, random_inputs
+    from einsum_ir.oracle import OracleTooLarge, evaluate
+    x = random_inputs(c, shapes, seed=seed)
+    try:
+        want = evaluate(c, x, shapes)
+    except OracleTooLarge as err:
+        return "n/a", str(err)
+    except EinError as err:
+        try:
+            execute(c, x, shapes)
+        except EinError:
+            return "refused", _reason(err)
+        return "mismatch", f"the oracle refuses ({_reason(err)}) but the executor runs"
+    got = execute(c, x, shapes, keep="all")
+    for name, arr in got.items():
+        if name in want:
+            bad = _close(arr, want[name], 1e-9, 1e-12)
+            if bad:
+                return "mismatch", f"{name}: {bad}"
+    return "ok", ""
+
+
+def check_passes(c, shapes: dict) -> tuple[str, str]:
+    """The pass analysis against a simulated traversal, for each sequence rank."""
+    from einsum_ir.analysis import sequence_rank
+    from einsum_ir.analysis.traversal import check_pass_count
+    rank = sequence_rank(c)
+    bad = check_pass_count(c, rank, shapes)
+    return ("mismatch", f"over {rank}: {bad}") if bad else ("ok", f"over {rank}")
+
+
+def kernel_shapes(c, shapes: dict) -> dict:
+    """The design's shapes with each free sequence extent grown, so that a
+    kernel with 16 x 16 tiles walks several tiles and a partial last one."""
+    from einsum_ir.shapes import resolve
+    grown = dict(shapes)
+    for r in ("M", "P"):
+        if r in grown and not any(x.name == r and x.definition is not None for x in c.ranks):
+            grown[r] = shapes[r] + _SEQ_GROWTH
+    try:
+        resolve(c, grown)
+        return grown
+    except EinError:
+        return dict(shapes)
+
+
+def check_kernel(c, shapes: dict, seed: int = 0) -> tuple[str, str]:
+    """The generated kernel in Triton's interpreter against the executor. The
+    tolerance follows the design's conditioning: the kernel computes in f32,
+    so its error may be a few times that of the executor in f32."""
+    import torch
+
+    from codegen.runtime import compile_kernel
+    from einsum_ir import execute, random_inputs
+    from mappers.gpu_mapping import GPUMapping
+    ks = kernel_shapes(c, shapes)
+    kernel = compile_kernel(c, GPUMapping(TILE, TILE, dtype="f32"), ks)
+    x = random_inputs(c, ks, seed=seed, dtype="float32")
+    want = execute(c, x, ks, dtype="float64")
+    f32 = execute(c, x, ks, dtype="float32")
+    out = kernel(**{k: torch.tensor(v) for k, v in x.items()})
+    outs = out if isinstance(out, dict) else {c.outputs[0].name: out}
+    for name, ref in want.items():
+        if name not in outs:
+            continue
+        noise = np.nan_to_num(np.abs(np.asarray(f32[name], np.float64) - ref), nan=0.0, posinf=0.0)
+        bad = _close(outs[name].double().numpy(), ref, 1e-4, 20 * float(noise.max(initial=0.0)))
+        if bad:
+            return "mismatch", f"{type(kernel).__name__} {name}: {bad}"
+    return "ok", type(kernel).__name__
+
+
+def _evaluate(expr, env) -> float:
+    from einsum_ir.analysis.evaluate import evaluate
+    return float(evaluate(expr, env))
+
+
+def check_gpu_model(c, shapes: dict) -> tuple[str, str]:
+    """The GPU model's work is at least what the analysis counts: tensor-core
+    flops >= 2 x the MACs of the products the kernel runs on tensor cores, SFU
+    operations >= the analysis's transcendental and divide counts, HBM bytes
+    >= every input read and every output written once."""
+    from einsum_ir.analysis.counts import einsum_ops
+    from einsum_ir.analysis.fused import FusedFormError, recognise
+    from einsum_ir.ops import DTYPE_BYTES
+    from einsum_ir.shapes import resolve
+    from hw_models.gpu import load_gpu
+    from mappers.gpu_mapping import GPUMapping
+    from simulator.gpu import SFU_KINDS, predict_fused
+    ks = kernel_shapes(c, shapes)
+    env = resolve(c, ks)
+    try:
+        form = recognise(c, env)
+    except FusedFormError as err:
+        return "n/a", "not a fused design: " + _reason(err)
+    m = GPUMapping(TILE, TILE, dtype="f32")
+    pred = predict_fused(form, m, load_gpu("h100"), env)
+    fc = form.cascade
+    dots = {s.name for s in form.scores} | {r.name for r in form.reductions if r.kind == "value"}
+    ops = Counter()
+    for e in fc.einsums:
+        for kind, v in einsum_ops(fc, e).items():
+            ops[("dot-" if e.name in dots else "") + kind] += _evaluate(v, env)
+    need = {"tensor_flops": 2.0 * ops["dot-mac"],
+            "sfu_ops": sum(v for k, v in ops.items() if k.removeprefix("dot-") in SFU_KINDS),
+            "hbm_bytes": DTYPE_BYTES[m.dtype] * sum(
+                math.prod(env[r] for r in t.ranks) for t in fc.tensors if t.role in ("input", "output"))}
+    for key, floor in need.items():
+        if pred.work.get(key, 0.0) < floor * (1 - 1e-9):
+            return "mismatch", f"{key}: the model charges {pred.work.get(key, 0.0):.4g}, the analysis counts {floor:.4g}"
+    return "ok", ""
+
+
+def check_design(d, stages=STAGES, seed: int = 0) -> DesignReport:
+    """Every stage for one generated design."""
+    rep = DesignReport(d.name, d.family)
+    holder = {}
+
+    def parse():
+        holder["c"] = d.cascade()
+        return "ok", ""
+    rep.outcomes.append(_timed("parse", parse))
+    if "c" not in holder:
+        if rep.outcomes[0].status == "refused":      # the generator promises valid designs
+            rep.outcomes[0] = Outcome("parse", "error", "generated design rejected: " + rep.outcomes[0].detail)
+        return rep
+    c = holder["c"]
+    runs = {"executor": lambda: check_executor(c, d.shapes, seed), "passes": lambda: check_passes(c, d.shapes),
+            "kernel": lambda: check_kernel(c, d.shapes, seed), "gpu-model": lambda: check_gpu_model(c, d.shapes)}
+    for stage in stages:
+        if stage in runs:
+            rep.outcomes.append(_timed(stage, runs[stage]))
+    return rep
+
+
+# ------------------------------------------------------------------ spatial
+
+def check_spatial(seed: int = 0, n: int = 20) -> list[Outcome]:
+    """The shipped spatial mappings at random shapes: the simulator's own
+    invariants (it raises rather than report an impossible number) and busy
+    cycles at least the analysis's operations over each unit's peak."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        out.append(_timed("spatial", lambda: _spatial_point(rng)))
+    return out
+
+
+def _spatial_point(rng) -> tuple[str, str]:
+    from einsum_ir import library
+    from hw_models.spatial import load_spatial
+    from mappers.mapping import load_mapping, mapping_names
+    from simulator.analytical import simulate
+    name = str(rng.choice(mapping_names()))
+    m = load_mapping(name)
+    c = library.load(m.cascade)
+    hw = load_spatial(m.hardware)
+    length = int(2 ** rng.integers(10, 17))
+    shapes = dict(B=int(rng.integers(1, 5)), H=int(rng.integers(1, 13)), E=64, F=64, M=length, P=length)
+    rep = simulate(c, m.for_shapes(shapes), hw, shapes)
+    for unit, u in rep.unit_utilisation.items():
+        if not 0.0 <= u <= 1.0 + 1e-9:
+            return "mismatch", f"{name} at {length}: utilisation of {unit} is {u:.3f}"
+    if rep.latency_cycles * (1 + 1e-9) < max(rep.unit_busy_cycles.values(), default=0.0):
+        return "mismatch", f"{name} at {length}: latency below a unit's busy time"
+    return "ok", name
+
+
+# ------------------------------------------------------------------ many designs
+
+@dataclass
+class Summary:
+    reports: list[DesignReport]
+    spatial: list[Outcome]
+    seconds: float
+
+    def table(self) -> str:
+        """Per stage: accepted, refused, mismatches, internal errors, seconds;
+        then the refusals grouped by reason and every mismatch."""
+        lines = [f"{len(self.reports)} generated designs, {self.seconds:.1f} s", "",
+                 "| stage | ok | refused | n/a | mismatch | internal error | seconds |",
+                 "|---|---:|---:|---:|---:|---:|---:|"]
+        by_stage = defaultdict(list)
+        for r in self.reports:
+            for o in r.outcomes:
+                by_stage[o.stage].append(o)
+        by_stage["spatial (shipped mappings)"] = self.spatial
+        for stage, os_ in by_stage.items():
+            n = Counter(o.status for o in os_)
+            lines.append(f"| {stage} | {n['ok']} | {n['refused']} | {n['n/a']} | {n['mismatch']} | {n['error']} | "
+                         f"{sum(o.seconds for o in os_):.1f} |")
+        lines += ["", "Kernels per family (compiled and matching / refused):", "",
+                  "| family | designs | kernel | refused | share compiled |", "|---|---:|---:|---:|---:|"]
+        fam = defaultdict(Counter)
+        for r in self.reports:
+            fam[r.family][r.status("kernel")] += 1
+            fam[r.family]["designs"] += 1
+        for f, n in sorted(fam.items()):
+            lines.append(f"| {f} | {n['designs']} | {n['ok']} | {n['refused']} | {n['ok'] / n['designs']:.0%} |")
+        lines += ["", "Refusals by reason (stage: count x reason):", ""]
+        reasons = Counter((o.stage, o.detail) for r in self.reports for o in r.outcomes if o.status == "refused")
+        lines += [f"- {st}: {k} x {why}" for (st, why), k in reasons.most_common(25)]
+        bad = [(r.name, o) for r in self.reports for o in r.mismatches] + [("spatial", o) for o in self.spatial
+                                                                           if o.status in ("mismatch", "error")]
+        lines += ["", f"Mismatches and internal errors: {len(bad)}"]
+        lines += [f"- {name} [{o.stage}] {o.status}: {o.detail}" for name, o in bad]
+        return "\n".join(lines)
+
+    @property
+    def mismatches(self) -> int:
+        return sum(len(r.mismatches) for r in self.reports) + sum(o.status in ("mismatch", "error")
+                                                                  for o in self.spatial)
+
+
+def _one(args):
+    seed, family, stages = args
+    from einsum_ir.random_designs import random_design
+    return check_design(random_design(seed, family), stages)
+
+
+def run(n: int, seed: int = 0, families=None, stages=STAGES, jobs: int = 1, progress: bool = True,
+        spatial_points: int = 20) -> Summary:
+    """`n` generated designs (seeds seed .. seed + n - 1) through `stages`."""
+    from einsum_ir.random_designs import FAMILIES
+    fams = tuple(families or FAMILIES)
+    work = [(seed + i, fams[i % len(fams)], tuple(stages)) for i in range(n)]
+    t0 = time.perf_counter()
+    bar = _bar(n, progress)
+    reports = []
+    if jobs > 1:
+        import multiprocessing as mp
+        with mp.get_context("spawn").Pool(jobs) as pool:
+            for r in pool.imap(_one, work, chunksize=4):
+                reports.append(r)
+                bar.update(1)
+    else:
+        for w in work:
+            reports.append(_one(w))
+            bar.update(1)
+    bar.close()
+    spatial = check_spatial(seed, spatial_points) if spatial_points else []
+    return Summary(reports, spatial, time.perf_counter() - t0)
+
+
+def _bar(n: int, progress: bool):
+    from tqdm import tqdm
+    return tqdm(total=n, unit="design", disable=not progress, desc="soundness")
+
+
+__all__ = ["STAGES", "DesignReport", "Outcome", "Summary", "check_design", "check_executor", "check_gpu_model",
+           "check_kernel", "check_passes", "check_spatial", "kernel_shapes", "run"]
