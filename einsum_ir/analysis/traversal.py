@@ -104,7 +104,7 @@ class _Sim:
     def pass_of(self, t: int) -> int:
         return t // (self.n + 1)
 
-    def visits_of(self, tensor: str, idx: tuple, last_read: bool = False) -> frozenset | None:
+    def visits_of(self, tensor: str, idx: tuple) -> frozenset | None:
         """Visits at which an element with these coordinates can be read."""
         t = self.c.tensor(tensor)
         out = None
@@ -113,13 +113,17 @@ class _Sim:
             if kind not in (POS, ROOT):
                 continue
             if r in t.iterative:
-                if last_read:
-                    continue
                 v = frozenset(x for x in (i - 1, i) if 0 <= x < self.n)
             else:
                 v = frozenset({i // self.tile if kind == ROOT else i})
             out = v if out is None else out & v
         return out
+
+    def last_iterate(self, a: Access) -> bool:
+        """`RD[M1, p]`: no variable at an iterative slot of R's family."""
+        t = self.c.tensor(a.tensor)
+        return any(r in t.iterative and self.fam.kind.get(r) in (POS, ROOT) and not index_vars(i)
+                   for r, i in zip(t.ranks, a.indices))
 
     def elem(self, a: Access, point: dict) -> tuple[_Elem, frozenset | None]:
         t = self.c.tensor(a.tensor)
@@ -129,8 +133,7 @@ class _Sim:
             if not 0 <= k < n:
                 raise EinError(f"{a} reads {r} = {k} outside [0, {n - 1}] at {point} in the traversal of "
                                f"{self.fam.rank}")
-        last = any(r in t.iterative and self.fam.kind.get(r) in (POS, ROOT) and not index_vars(i)
-                   for r, i in zip(t.ranks, a.indices))
+        last = self.last_iterate(a)
         if t.role == "input":
             vis = self.visits_of(a.tensor, idx)
             return _Elem(self.n, vis is not None, vis), vis
