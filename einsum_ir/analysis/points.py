@@ -447,6 +447,8 @@ def _exists(pred, v, n):
     if v not in pred.free_symbols:
         return pred
     if isinstance(pred, sympy.And) and any(isinstance(a, sympy.Or) for a in pred.args):
+        if prod(len(a.args) for a in pred.args if isinstance(a, sympy.Or)) > _MAX_DNF_TERMS:
+            return None
         pred = sympy.to_dnf(pred, simplify=False)
     if isinstance(pred, sympy.Or):
         if len(pred.args) > _MAX_DNF_TERMS:

@@ -94,3 +94,40 @@ def test_independent_axes_multiply():
     pts.count_points.cache_clear()
     pred = sympy.And(gna(py, my, n, 7, 1, 1), gna(px, mx, n, 5, 1, 1))
     assert pts.count_points(pred, ((my, n), (mx, n), (py, n), (px, n))) == (n * 7) * (n * 5)
+
+
+# Elimination (existential projection): exists v in [0, n): pred, as a predicate
+# over the other variables; checked against the projection of the enumerated box.
+ELIMINABLE = {(name, v) for name in ("causal", "window", "band", "sinks-or-window", "dilated", "floor-bounds")
+              for v in "mp"} | {("streaming-heads", v) for v in "hmp"} | {
+              ("gna-dilated-strided", "m"), ("gna-blocked", "m")}
+
+
+def projection_size(pred, limits, drop):
+    vs = [v for v, _ in limits]
+    f = sympy.lambdify(vs, pred, "numpy")
+    kept = {tuple(x for v, x in zip(vs, pt) if v != drop)
+            for pt in itertools.product(*[range(n) for _, n in limits]) if bool(f(*pt))}
+    return len(kept)
+
+
+@pytest.mark.parametrize("name", PREDICATES)
+def test_elimination_equals_the_projection_of_the_box(name):
+    pred, limits = PREDICATES[name]
+    for v, n in limits:
+        left = pts.eliminate(pred, [(v, sympy.Integer(n))])
+        if left is None:
+            assert (name, str(v)) not in ELIMINABLE, (name, v)
+            continue
+        rest = tuple((u, k) for u, k in limits if u != v)
+        assert v not in left.free_symbols
+        assert enumerate_box(left, rest) == projection_size(pred, limits, v), (name, v)
+
+
+def test_elimination_of_a_causal_key_past_the_keys():
+    """m >= p over M keys: a query p >= M has no key, so min(M, P) queries remain."""
+    M, P = sympy.Symbol("M", positive=True, integer=True), sympy.Symbol("P", positive=True, integer=True)
+    left = pts.eliminate(sympy.Ge(m, p), [(m, M)])
+    for mm, pp in ((3, 8), (8, 3), (5, 5)):
+        got = sum(bool(left.subs({M: mm, p: q})) for q in range(pp))
+        assert got == min(mm, pp)
