@@ -36,7 +36,7 @@ from ..ir import Cascade, Num, index_vars
 from ..ops import DTYPE_BYTES
 from ..sym import shape_symbol
 from ..graph import schedule
-from .passes import POS, ROOT, passes, rank_family, _streaming_read
+from .passes import POS, ROOT, has_position, passes, rank_family, _streaming_read
 from .points import points
 
 
@@ -69,21 +69,26 @@ def _step_slice(t, fam, full):
     return full / extent * step, pos in t.iterative
 
 
-def _as_late_as_possible(c, pr, order, parts, part_vars) -> dict[int, int]:
+def _as_late_as_possible(c, pr, order, parts, part_vars, fam) -> dict[int, int]:
     """Pass of each Einsum, moving those that read only cascade inputs (views
-    such as BV[.., m1, m0] = V[.., m1*M0 + m0]) into the pass of their
-    readers, so the input is read where it is used instead of held."""
+    such as BV[.., m1, m0] = V[.., m1*M0 + m0], masks such as D[h, m, p] from
+    LAM) into the pass of their readers, so the input is read where it is
+    used instead of held."""
     placed = {i: pr.einsum_pass.get(c.einsums[i].name, 0) for i in order}
     inputs = {t.name for t in c.inputs}
     for i in reversed(order):
         e = c.einsums[i]
-        if placed[i] == 0 or any(a.tensor not in inputs for a in e.reads()):
+        # a tensor with a position of R made from no data of R (a decay mask
+        # D[h, m, p] from LAM) runs outside the passes, yet is cheaper made per step
+        free = placed[i] == 0 and has_position(c, fam, e.name)
+        if (placed[i] == 0 and not free) or any(a.tensor not in inputs for a in e.reads()):
             continue
         readers = [j for j in order if any(a.tensor == e.name for a in c.einsums[j].reads())]
         if readers and all(placed[j] > 0 and set(c.einsums[j].iteration_vars) & part_vars
                            and all(_streaming_read(c, a, parts) for a in c.einsums[j].reads()
                                    if a.tensor == e.name) for j in readers):
             placed[i] = max(placed[i], min(placed[j] for j in readers))
+
     return placed
 
 
@@ -111,7 +116,7 @@ def footprint(c: Cascade, rank: str) -> Footprint:
 
     # schedule points: (phase, order); phase 2k-1 = pass k, phase 2k = between passes
     order = [i for s in schedule(c) for i in s.einsums]
-    placed = _as_late_as_possible(c, pr, order, parts, part_vars)
+    placed = _as_late_as_possible(c, pr, order, parts, part_vars, fam)
     point = {}
     for pos, i in enumerate(order):
         e = c.einsums[i]
@@ -148,7 +153,7 @@ def footprint(c: Cascade, rank: str) -> Footprint:
                 _streaming_read(c, a, parts) and point[i][0] > produced and point[i][0] % 2 == 1
                 for i, a in readers)
             state = pr.states.get(t.name)
-            held = state is not None and t.role != "input" and not state.streams
+            held = state is not None and t.role != "input" and state.bound and not state.streams
             if later or held or (t.role != "input" and produced % 2 == 0):
                 elems = stored
             else:
