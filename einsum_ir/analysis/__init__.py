@@ -14,6 +14,7 @@ from .evaluate import evaluate
 from .footprint import Footprint, footprint
 from .passes import Family, PassResult, PassStep, passes, rank_family
 from .points import Kept, count_points, points
+from .traversal import TraversalResult, check_pass_count, simulate_passes
 from .sizes import compulsory_traffic, elements, intensity, size_bytes, tensor_sizes
 
 
@@ -111,7 +112,7 @@ def analyze(c: Cascade, rank: str | None = None) -> Analysis:
 
 
 __all__ = [
-    "Analysis", "Family", "Footprint", "KINDS", "Kept", "PassResult", "PassStep", "analyze", "compulsory_traffic",
+    "Analysis", "Family", "Footprint", "TraversalResult", "check_pass_count", "simulate_passes", "KINDS", "Kept", "PassResult", "PassStep", "analyze", "compulsory_traffic",
     "count_points", "einsum_ops", "elements", "evaluate", "flops", "footprint", "intensity", "macs",
     "op_counts", "ops_per_point", "passes", "points", "rank_family", "root_ranks", "sequence_rank", "size_bytes",
     "tensor_sizes",
