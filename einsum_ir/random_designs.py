@@ -555,7 +555,7 @@ def _ratio(ctx: _Ctx, num: str, den: str, guard: bool) -> str:
 
 
 def _branch(ctx: _Ctx, lay: _Layout, where: str | None, tag: str = "", form: str | None = None,
-            q="Q", k="K", v="V", comp=False, comp_q=True, vcomp=False) -> _Branch:
+            q="Q", k="K", v="V", comp=False, comp_q=True, vcomp=False, comp_scale=False) -> _Branch:
     """One softmax-like branch: score contraction, score map, (max), exp, sum, value product."""
     form = form or ctx.pick(["3pass", "naive", "deferred", "deferred", "fused"])
     ctx.feat(form)
@@ -571,6 +571,10 @@ def _branch(ctx: _Ctx, lay: _Layout, where: str | None, tag: str = "", form: str
              where if ctx.chance(0.5) else None, red)
     s, b = _score_map(ctx, lay, acc(qk, pre, "m", lay.qi), _score_bound(ctx),
                       cap=EXP_SAFE if form == "naive" else None)
+    if comp_scale:   # a per-component temperature
+        ctx.inp("SC", ["C"], "f32")
+        ctx.feat("per-component", "tanh", "mul")
+        s, b = f"{_p(s)} * (1 + 0.5 * tanh(SC[c]))", b * 1.5
     if s != acc(qk, pre, "m", lay.qi) and ctx.chance(0.8):
         sn = ctx.fresh("S" + tag)
         ctx.emit(acc(sn, pre, "m", lay.qi), s, where)
@@ -706,7 +710,7 @@ def _two_branch(ctx: _Ctx) -> None:
     """Differential attention: two or three softmax branches over the same keys,
     each with its own max and sum, combined in the epilogue."""
     lay = _setup(ctx)
-    n = ctx.pick([2, 2, 3])
+    n = ctx.pick([2, 3])
     ctx.feat("two-branches" if n == 2 else "three-branches")
     shared = ctx.chance(0.5)
     preds = [_predicate(ctx, lay) if ctx.chance(0.7) else None] * n if shared else \
@@ -720,7 +724,7 @@ def _two_branch(ctx: _Ctx) -> None:
     for i in range(n):
         _qkv(ctx, lay, f"Q{i + 1}", f"K{i + 1}")
         where = preds[i].render(lay) if preds[i] else None
-        if i == n - 1 and n == 3 and ctx.chance(0.4):
+        if i == n - 1 and n == 3 and ctx.chance(0.5):
             values.append(_sigmoid_branch(ctx, lay, where, i + 1))
             continue
         form = ctx.pick(["deferred", "deferred", "fused", "3pass", "naive"])
@@ -821,7 +825,7 @@ def _const_index(ctx: _Ctx) -> None:
     if ctx.chance(0.3) and not vcomp and "c == 0" not in (where or ""):
         return _const_index_weights(ctx, lay, n, where, guard, comp_q)
     br = _branch(ctx, lay, where, form=ctx.pick(["deferred", "deferred", "fused", "3pass"]),
-                 comp=True, comp_q=comp_q, vcomp=vcomp)
+                 comp=True, comp_q=comp_q, vcomp=vcomp, comp_scale=ctx.chance(0.25))
     parts = []
     for c in range(n):
         ci = ctx.pick([str(c), "C - 1"]) if c == n - 1 else str(c)
@@ -844,7 +848,7 @@ def _const_index_weights(ctx: _Ctx, lay: _Layout, n: int, where, guard, comp_q) 
     qk = acc(ctx.fresh("QK"), pre, "m", lay.qi)
     q = acc("Q", "b", "h", "c" if comp_q else "", "e", lay.qi)
     ctx.emit(qk, f"{q} * {acc('K', 'b', lay.kvh, 'c', 'e', lay.key)}")
-    if ctx.chance(0.4):
+    if ctx.chance(0.6):
         ctx.inp("SC", ["C"], "f32")
         ctx.feat("per-component")
         s = f"{qk} * (1 + 0.5 * tanh(SC[c]))"
@@ -1059,14 +1063,11 @@ def _linear(ctx: _Ctx) -> None:
         _tile(ctx)
     _qkv(ctx, lay)
     pq, pk, d, positive = _feature_maps(ctx, lay, k_idx="m")
-    if mode == "causal-pred":
-        num, den = _linear_causal_pred(ctx, lay, pq, pk, d)
-    elif mode == "iterative":
-        num, den = _linear_iterative(ctx, lay, pq, pk, d)
-    else:
-        num, den = _linear_global(ctx, lay, pq, pk, d)
+    norm = ctx.chance(0.2)        # an output norm instead of the normaliser: no DEN
+    build = {"causal-pred": _linear_causal_pred, "iterative": _linear_iterative}.get(mode, _linear_global)
+    num, den = build(ctx, lay, pq, pk, d, not norm)
     ctx.feat(mode)
-    if ctx.chance(0.2):
+    if norm:
         nrm = acc(ctx.fresh("NRM"), "b", "h", lay.qi)
         ctx.emit(nrm, f"{num} * {num}")
         value = f"{num} / sqrt({nrm} + 1)"
@@ -1076,15 +1077,20 @@ def _linear(ctx: _Ctx) -> None:
     _epilogue(ctx, lay, value, None)
 
 
-def _linear_global(ctx: _Ctx, lay: _Layout, pq, pk, d):
+def _linear_global(ctx: _Ctx, lay: _Layout, pq, pk, d, want_den: bool = True):
     """Non-causal states summed over every key (tile by tile when partitioned)."""
+    emit_den = ctx.emit if want_den else _skip
     kv, ks = ctx.fresh("KV"), ctx.fresh("KS")
     ctx.emit(f"{kv}[b, h, {d}, f]", f"{pk}[b, h, {d}, {lay.key}] * {acc('V', 'b', lay.kvh, 'f', lay.key)}")
-    ctx.emit(f"{ks}[b, h, {d}]", f"{pk}[b, h, {d}, {lay.key}]")
+    emit_den(f"{ks}[b, h, {d}]", f"{pk}[b, h, {d}, {lay.key}]")
     num, den = acc(ctx.fresh("NUM"), "b", "h", "f", lay.qi), acc(ctx.fresh("DEN"), "b", "h", lay.qi)
     ctx.emit(num, f"{acc(pq, 'b', 'h', d, lay.qi)} * {kv}[b, h, {d}, f]")
-    ctx.emit(den, f"{acc(pq, 'b', 'h', d, lay.qi)} * {ks}[b, h, {d}]")
+    emit_den(den, f"{acc(pq, 'b', 'h', d, lay.qi)} * {ks}[b, h, {d}]")
     return num, den
+
+
+def _skip(*args, **kwargs) -> None:
+    """An emit that writes nothing (a normaliser that the design does not use)."""
 
 
 def _decay(ctx: _Ctx) -> str:
@@ -1093,8 +1099,9 @@ def _decay(ctx: _Ctx) -> str:
     return "sigmoid(LG[h])"
 
 
-def _linear_causal_pred(ctx: _Ctx, lay: _Layout, pq, pk, d):
+def _linear_causal_pred(ctx: _Ctx, lay: _Layout, pq, pk, d, want_den: bool = True):
     """Causal through the predicate m <= p, optionally decayed by g^(p - m)."""
+    emit_den = ctx.emit if want_den else _skip
     dec = ""
     if ctx.chance(0.4):
         dec = f" * exp((p - m) * log({_decay(ctx)}))"
@@ -1105,29 +1112,30 @@ def _linear_causal_pred(ctx: _Ctx, lay: _Layout, pq, pk, d):
     v = acc("V", "b", lay.kvh, "f", "m")
     if ctx.chance(0.5):
         ctx.emit(num, f"{pq}[b, h, {d}, p] * {pk}[b, h, {d}, m]{dec} * {v}", where)
-        ctx.emit(den, f"{pq}[b, h, {d}, p] * {pk}[b, h, {d}, m]{dec}", where)
+        emit_den(den, f"{pq}[b, h, {d}, p] * {pk}[b, h, {d}, m]{dec}", where)
         return num, den
     kv, ks = ctx.fresh("KVP"), ctx.fresh("KSP")
     ctx.emit(f"{kv}[b, h, {d}, f, p]", f"{pk}[b, h, {d}, m]{dec} * {v}", where)
-    ctx.emit(f"{ks}[b, h, {d}, p]", f"{pk}[b, h, {d}, m]{dec}", where)
+    emit_den(f"{ks}[b, h, {d}, p]", f"{pk}[b, h, {d}, m]{dec}", where)
     ctx.emit(num, f"{pq}[b, h, {d}, p] * {kv}[b, h, {d}, f, p]")
-    ctx.emit(den, f"{pq}[b, h, {d}, p] * {ks}[b, h, {d}, p]")
+    emit_den(den, f"{pq}[b, h, {d}, p] * {ks}[b, h, {d}, p]")
     ctx.feat("prefix-state")
     return num, den
 
 
-def _linear_iterative(ctx: _Ctx, lay: _Layout, pq, pk, d):
+def _linear_iterative(ctx: _Ctx, lay: _Layout, pq, pk, d, want_den: bool = True):
     """Causal as an RNN: states iterative over the keys, read after key p."""
+    emit_den = ctx.emit if want_den else _skip
     g = f"{_decay(ctx)} * " if ctx.chance(0.4) else ""
     kv, ks = ctx.fresh("KV"), ctx.fresh("KS")
     ctx.emit(f"{kv}[b, h, {d}, f, 0]", "0")
     ctx.emit(f"{kv}[b, h, {d}, f, m + 1]",
              f"{g}{kv}[b, h, {d}, f, m] + {pk}[b, h, {d}, m] * {acc('V', 'b', lay.kvh, 'f', 'm')}")
-    ctx.emit(f"{ks}[b, h, {d}, 0]", "0")
-    ctx.emit(f"{ks}[b, h, {d}, m + 1]", f"{g}{ks}[b, h, {d}, m] + {pk}[b, h, {d}, m]")
+    emit_den(f"{ks}[b, h, {d}, 0]", "0")
+    emit_den(f"{ks}[b, h, {d}, m + 1]", f"{g}{ks}[b, h, {d}, m] + {pk}[b, h, {d}, m]")
     num, den = acc(ctx.fresh("NUM"), "b", "h", "f", "p"), acc(ctx.fresh("DEN"), "b", "h", "p")
     ctx.emit(num, f"{pq}[b, h, {d}, p] * {kv}[b, h, {d}, f, p + 1]")
-    ctx.emit(den, f"{pq}[b, h, {d}, p] * {ks}[b, h, {d}, p + 1]")
+    emit_den(den, f"{pq}[b, h, {d}, p] * {ks}[b, h, {d}, p + 1]")
     ctx.feat("iterative", "causal")
     return num, den
 
