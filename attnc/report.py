@@ -37,6 +37,7 @@ def sym(expr) -> str:
 
 
 def render_analysis(a: Analysis, values: dict | None) -> str:
+    from einsum_ir.analysis.counts import hoisted
     c = a.cascade
     out = [f"{c.name}: {len(c.einsums)} Einsums, {len(c.tensors)} tensors"]
     if c.doc:
@@ -79,6 +80,9 @@ def render_analysis(a: Analysis, values: dict | None) -> str:
         rows.append(row)
     out.append(table(["Einsum", "operations"] + (["total"] if values else []), rows, "llr"))
     out.append("")
+    notes = [f"  {n}: {line}" for n, lines in hoisted(c).items() for line in lines]
+    if notes:
+        out += ["Hoisted out of loops (counted once per distinct value of their variables)"] + notes + [""]
 
     out.append(f"Minimum live footprint (one traversal of {a.rank} per pass, inputs read once)")
     if values:
@@ -112,6 +116,7 @@ def render_analysis(a: Analysis, values: dict | None) -> str:
 
 
 def analysis_json(a: Analysis, values: dict | None) -> dict:
+    from einsum_ir.analysis.counts import hoisted
     c = a.cascade
     data = {
         "design": c.name,
@@ -125,6 +130,7 @@ def analysis_json(a: Analysis, values: dict | None) -> dict:
         "traffic": {k: sym(v) for k, v in a.traffic.items()},
         "intensity": sym(a.intensity),
         "tensor_bytes": {k: sym(v) for k, v in a.sizes.items()},
+        "hoisted": hoisted(c),
     }
     if values:
         data["values"] = values
