@@ -51,8 +51,9 @@ def render_analysis(a: Analysis, values: dict | None) -> str:
     out.append("Passes over each rank")
     rows = []
     for r, p in a.passes.items():
-        why = "; ".join(f"pass {s.pass_}: {s}" for s in p.chain) or "-"
-        rows.append([r, p.passes, why])
+        why = "; ".join(p.explain()) or ("one traversal suffices: no Einsum re-reads a fiber after a reduction "
+                                          "over it" if p.passes == 1 else "-")
+        rows.append([r, p.passes if p.passes is not None else "not streamable", why])
     out.append(table(["rank", "passes", "why"], rows, "lrl"))
     out.append("")
 
