@@ -240,13 +240,20 @@ class ChunkedGenerator:
                 if self._loop_step(theirs) != 0:
                     raise self._far(a, e)
                 continue
-            if v in self.pos:
-                if isinstance(theirs, Idx) and theirs.name in self.pos:
+            if v == f.root:                           # held on the m0 axis: the reader says which position
+                x = self._chunk_position(theirs)
+                if x is None:
+                    raise self._far(a, e)
+                rename[f.inner] = x
+            elif v in self.pos:
+                if isinstance(theirs, Idx) and theirs.name in self.pos and self.blocks[theirs.name] == self.blocks[v]:
                     rename[v] = theirs.name
                 elif self._inner_of_root(theirs):
                     rename[v] = f.inner
                 else:
                     raise self._far(a, e)
+            else:
+                raise self._far(a, e)
         new_axes = tuple(rename.get(x, x) for x in axes)
         if len(set(new_axes)) != len(new_axes):
             raise self._far(a, e)
@@ -265,6 +272,22 @@ class ChunkedGenerator:
         if (isinstance(x, Op) and x.name == "add" and x.args[1] == Num(1)
                 and (x.args[0] == Idx(self.loop) or self._outer_of_root(x.args[0]))):
             return 1
+        return None
+
+    def _chunk_position(self, x: Expr) -> str | None:
+        """The chunk axis of a position of m in the current chunk: m itself
+        (its m0), or m1 * M0 + a for a chunk axis a (m0, or j = M0); else None."""
+        f = self.f
+        if x == Idx(f.root):
+            return f.inner
+        if self.loop is None or not (isinstance(x, Op) and x.name == "add"):
+            return None
+        chunk = Op("mul", (Idx(self.loop), Sym(rank_of(f.inner))))
+        chunk_t = Op("mul", (Sym(rank_of(f.inner)), Idx(self.loop)))
+        for base, off in (x.args, x.args[::-1]):
+            if base in (chunk, chunk_t) and isinstance(off, Idx) and off.name in self.pos \
+                    and self.blocks[off.name] == self.blocks[f.inner] and off.name in self.f.token_axes():
+                return off.name
         return None
 
     def _outer_of_root(self, x: Expr) -> bool:

@@ -287,6 +287,26 @@ AV[b, h, f, p] = NUM[b, h, f, p] / (DEN[b, h, p] + 1)
 }
 
 
+# Found by differential testing of random designs (einsum_ir.random_designs) against the executor.
+FOUND_BY_SEARCH = {
+    # XK, a reduction over e, is held per chunk on the m0 axis; A read it at m1 * M0 + j and got
+    # XK at m1 * M0 + m0 (the writer's m was never matched to the reader's index): wrong at every m > 0
+    "reduction-at-m-read-at-the-alias": ("""
+rank B, H, E, D, F
+partition M -> M1, M0
+rank J = M0
+input K[B, H, E, M]: f32
+input V[B, H, F, M]: f32
+input W[H, E, D]: f32
+XK[b, h, d, m] = K[b, h, e, m] * W[h, e, d]
+A[b, h, m1, m0, j] = XK[b, h, d, m1 * M0 + m0] * XK[b, h, d, m1 * M0 + j] where j <= m0
+OI[b, h, f, m1, m0] = A[b, h, m1, m0, j] * V[b, h, f, m1 * M0 + j] where j <= m0
+AV[b, h, f, m] = OI[b, h, f, m / M0, m % M0]
+""", dict(B=2, H=2, E=3, D=5, F=4, M=37, M0=16)),
+}
+EDGE_CASES.update(FOUND_BY_SEARCH)
+
+
 @pytest.mark.parametrize("name", sorted(EDGE_CASES))
 def test_edge_cases_match_the_reference(name):
     text, shapes = EDGE_CASES[name]
