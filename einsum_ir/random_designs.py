@@ -33,7 +33,12 @@ TINY = "1e-30"
 
 @dataclass(frozen=True)
 class RandomDesign:
-    """One generated design: its `.ein` text and tiny shapes to run it at."""
+    """One generated design: its `.ein` text and tiny shapes to run it at.
+
+    `shapes` gives every free shape symbol (ranks, tile sizes, window widths,
+    ...) and, where a bool mask tensor MK is read, `density_MK` (the analyses
+    need it; `random_inputs` draws fair coins). `features` names what the text
+    uses (see FEATURES), for coverage and for picking designs by trait."""
     seed: int
     family: str
     features: frozenset
@@ -326,6 +331,7 @@ def _predicate(ctx: _Ctx, lay: _Layout, n: int | None = None, allow_let: bool = 
         if a.text == "MASK" and pred.mask is None:
             pred.mask = "MK"
             ctx.inp("MK", (["B", "H"] if pred.mask_bh else []) + ["M"] + lay.qr, "bool")
+            ctx.shapes["density_MK"] = 0.5   # for the analyses: random_inputs flips fair coins
     ctx.feat(*({"and": "intersection", "or": "union"}[o] for o in ops))
     if allow_let and pred.mask is None and ctx.chance(0.35):
         pred.let = ctx.pick(["keep", "visible", "near", "allowed"])
