@@ -276,17 +276,22 @@ class ChunkedGenerator:
 
     def _chunk_position(self, x: Expr) -> str | None:
         """The chunk axis of a position of m in the current chunk: m itself
-        (its m0), or m1 * M0 + a for a chunk axis a (m0, or j = M0); else None."""
+        (its m0), or a chunk start (m1 * M0, m / M0 * M0) plus a chunk axis (m0,
+        j = M0, m % M0); anything else (m1 * M0 + m0 + 1) is None."""
         f = self.f
         if x == Idx(f.root):
             return f.inner
         if self.loop is None or not (isinstance(x, Op) and x.name == "add"):
             return None
-        chunk = Op("mul", (Idx(self.loop), Sym(rank_of(f.inner))))
-        chunk_t = Op("mul", (Sym(rank_of(f.inner)), Idx(self.loop)))
         for base, off in (x.args, x.args[::-1]):
-            if base in (chunk, chunk_t) and isinstance(off, Idx) and off.name in self.pos \
-                    and self.blocks[off.name] == self.blocks[f.inner] and off.name in self.f.token_axes():
+            if not (isinstance(base, Op) and base.name == "mul" and Sym(rank_of(f.inner)) in base.args):
+                continue
+            start = base.args[0] if base.args[1] == Sym(rank_of(f.inner)) else base.args[1]
+            if self._loop_step(start) != 0:
+                continue
+            if self._inner_of_root(off):
+                return f.inner
+            if isinstance(off, Idx) and off.name in f.token_axes() and self.blocks[off.name] == self.blocks[f.inner]:
                 return off.name
         return None
 
@@ -314,7 +319,9 @@ class ChunkedGenerator:
         for d, i in enumerate(a.indices):
             ic = self.index(i)
             offs.append((f"{ic[0]} * t_{a.tensor}_s{d}", ic[1]))
-            if any(v not in self.f.batch and v not in self.loop_vars for v in index_vars(i)):
+            plain = isinstance(i, Idx) and (i.name in self.f.batch or i.name in self.loop_vars) \
+                and t is not None and rank_of(i.name) == t.ranks[d]
+            if not plain:                       # h / G, m1 + 1, a chunk position: may fall outside
                 if not _nonneg(i):
                     masks.append((f"({ic[0]} >= 0)", ic[1]))
                 masks.append((f"({ic[0]} < t_{a.tensor}_n{d})", ic[1]))

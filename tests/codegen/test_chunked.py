@@ -303,6 +303,31 @@ A[b, h, m1, m0, j] = XK[b, h, d, m1 * M0 + m0] * XK[b, h, d, m1 * M0 + j] where 
 OI[b, h, f, m1, m0] = A[b, h, m1, m0, j] * V[b, h, f, m1 * M0 + j] where j <= m0
 AV[b, h, f, m] = OI[b, h, f, m / M0, m % M0]
 """, dict(B=2, H=2, E=3, D=5, F=4, M=37, M0=16)),
+    # the same read spelled through an element-wise Einsum: Y at (m / M0, m % M0) reads R at
+    # m / M0 * M0 + m % M0, which is m; and a chunk start written M0 * m1 with the offset first
+    "reduction-at-m-read-through-div-mod": ("""
+rank B, H, E, F
+partition M -> M1, M0
+rank J = M0
+input K[B, H, E, M]: f32
+input V[B, H, F, M]: f32
+R[b, h, e, m] = max[f] V[b, h, f, m] * K[b, h, e, m]
+Y[b, h, e, m1, m0] = R[b, h, e, m1 * M0 + m0] * 2
+A[b, h, m1, m0, j] = R[b, h, e, j + M0 * m1] * K[b, h, e, m1 * M0 + m0] where j <= m0
+AV[b, h, e, m] = Y[b, h, e, m / M0, m % M0] + A[b, h, m / M0, m % M0, j] where j <= m % M0
+""", dict(B=2, H=2, E=3, F=4, M=37, M0=16)),
+    # an input read at the next chunk index (m1 + 1): its load is bounded like any other index
+    "input-at-the-next-chunk-index": ("""
+rank B, H, E
+partition M -> M1, M0
+input K[B, H, E, M]: f32
+input T[B, H, M1]: f32
+KS[b, h, e, m1] = K[b, h, e, m1 * M0 + m0]
+Y[b, h, e, m1] = KS[b, h, e, m1] * T[b, h, m1 + 1] where m1 + 1 < M1
+S[b, h, e, 0] = 0
+S[b, h, e, m1 + 1] = S[b, h, e, m1] + Y[b, h, e, m1]
+AV[b, h, e] = S[b, h, e, M1]
+""", dict(B=2, H=2, E=3, M=37, M0=16)),
 }
 EDGE_CASES.update(FOUND_BY_SEARCH)
 
@@ -335,6 +360,18 @@ AV[b, h, f, m] = OX[b, h, f, m / M0, m % M0]
 """
     with pytest.raises(FusedFormError, match="OX reads KV away from the current chunk"):
         compile_kernel(parse(base, name="two-ahead"), MAPPING, dict(B=1, H=1, E=16, F=16, M=64, M0=16))
+    next_position = """
+rank B, H, E, F
+partition M -> M1, M0
+input K[B, H, E, M]: f32
+input V[B, H, F, M]: f32
+R[b, h, e, m] = max[f] V[b, h, f, m] * K[b, h, e, m]
+Y[b, h, e, m1, m0] = R[b, h, e, m1 * M0 + m0 + 1] where m1 * M0 + m0 + 1 < M
+AV[b, h, e, m] = Y[b, h, e, m / M0, m % M0]
+"""
+    # R is held for this chunk only; m + 1 is in the next chunk at m0 = M0 - 1
+    with pytest.raises(FusedFormError, match=r"reads R away from the current chunk"):
+        compile_kernel(parse(next_position, name="next-position"), MAPPING, dict(B=1, H=1, E=4, F=4, M=64, M0=16))
     over_m = """
 rank B, H, F
 partition M -> M1, M0
