@@ -450,9 +450,11 @@ class ChunkedGenerator:
         return v
 
     def prefix_sum(self, e: Einsum, c: str, outa: tuple[str, ...], conds: list[Expr]) -> V | None:
-        """sum[j] X[.., j] where j <= m0 (or j < m0): a cumulative sum along j, read at m0."""
+        """sum[j] X[.., j] where j <= m0: a cumulative sum along j, read at m0."""
         for k, p in enumerate(conds):
-            if not (isinstance(p, Op) and p.name in ("le", "lt") and p.args[0] == Idx(c)
+            # only the inclusive form: an exclusive sum as cumsum - x is inf - inf = NaN where x is
+            # infinite (and loses x's digits); j < m0 takes the masked reduction instead
+            if not (isinstance(p, Op) and p.name == "le" and p.args[0] == Idx(c)
                     and isinstance(p.args[1], Idx) and p.args[1].name in outa):
                 continue
             o = p.args[1].name
@@ -468,8 +470,6 @@ class ChunkedGenerator:
             axes = self.sorted_axes(v[1] + (c,))
             x = self.let(self.full(v, axes))
             code = f"tl.cumsum({x}, axis={axes.index(c)})"
-            if p.name == "lt":
-                code = f"({code} - {x})"
             renamed = tuple(o if ax == c else ax for ax in axes)
             code, axes = self.let(code), renamed
             want = self.sorted_axes(axes)

@@ -328,6 +328,17 @@ S[b, h, e, 0] = 0
 S[b, h, e, m1 + 1] = S[b, h, e, m1] + Y[b, h, e, m1]
 AV[b, h, e] = S[b, h, e, M1]
 """, dict(B=2, H=2, E=3, M=37, M0=16)),
+    # an exclusive prefix sum (j < m0) was cumsum - x: -inf - (-inf) = NaN where the executor has a
+    # finite sum of the earlier terms; X is -inf wherever K <= 0
+    "exclusive-prefix-over-minus-inf": ("""
+rank B, H, E
+partition M -> M1, M0
+rank J = M0
+input K[B, H, E, M]: f32
+X[b, h, e, m1, j] = max[] K[b, h, e, m1 * M0 + j] where K[b, h, e, m1 * M0 + j] > 0
+C[b, h, e, m1, m0] = sum[j] X[b, h, e, m1, j] where j < m0
+AV[b, h, e, m] = C[b, h, e, m / M0, m % M0]
+""", dict(B=2, H=2, E=3, M=48, M0=16)),
 }
 EDGE_CASES.update(FOUND_BY_SEARCH)
 
