@@ -66,13 +66,15 @@ def _reason(err: BaseException) -> str:
     locations, so that refusals group by cause."""
     msg = err.message if isinstance(err, EinError) else str(err)
     lines = msg.strip().splitlines() or [type(err).__name__]
-    # "X does not fit a fused ...\n  and X does not fit a chunked ...": the last family's reason
-    msg = next((ln.strip().removeprefix("and ") for ln in reversed(lines) if ln.strip().startswith("and ")), lines[0])
+    # "X does not fit a fused ...\n  and X does not fit a chunked ...": both families' reasons
+    parts = [lines[0]] + [ln.strip().removeprefix("and ") for ln in lines[1:] if ln.strip().startswith("and ")]
+    parts = [re.sub(r"^\S+ does not fit an? (\w+) \w+ kernel: ", r"\1: ", p) for p in parts]
+    msg = " | ".join(parts)
     msg = re.sub(r"rand-[\w-]+-\d+", "DESIGN", msg)
     msg = re.sub(r"<[^>]*>:\d+:\d+: ", "", msg)
     msg = re.sub(r"\b[A-Z][A-Z0-9_]*\[[^\]]*\]", "T[..]", msg)
     msg = re.sub(r"\b[A-Z][A-Z0-9_]*\b", "X", msg)
-    return msg[:140]
+    return " | ".join(p[:110] for p in msg.split(" | "))
 
 
 def _timed(stage: str, fn) -> Outcome:
@@ -244,6 +246,28 @@ def _evaluate(expr, env) -> float:
     return float(evaluate(expr, env))
 
 
+_MODEL_TILE = 64
+
+
+def _model_shapes(c, shapes: dict, form) -> dict:
+    """Shapes at which tiles waste nothing (head dims and lengths multiples of
+    the tile), so that a model that leaves work out falls below the counts
+    rather than hiding behind padding; the design's own where that fails."""
+    from einsum_ir.shapes import resolve
+    out = dict(shapes)
+    for v in (form.contracted, form.feature):
+        if v and v.upper() in out:
+            out[v.upper()] = _MODEL_TILE
+    for r in ("M", "P"):
+        if r in out and not any(x.name == r and x.definition is not None for x in c.ranks):
+            out[r] = 4 * _MODEL_TILE
+    try:
+        resolve(c, out)
+        return out
+    except EinError:
+        return dict(shapes)
+
+
 def check_gpu_model(c, shapes: dict) -> tuple[str, str]:
     """The GPU model's work is at least what the analysis counts: tensor-core
     flops >= 2 x the MACs of the products the kernel runs on tensor cores, SFU
@@ -257,12 +281,14 @@ def check_gpu_model(c, shapes: dict) -> tuple[str, str]:
     from mappers.gpu_mapping import GPUMapping
     from simulator.gpu import SFU_KINDS, predict_fused
     ks = kernel_shapes(c, shapes)
-    env = resolve(c, ks)
     try:
-        form = recognise(c, env)
+        form = recognise(c, resolve(c, ks))
     except FusedFormError as err:
         return "n/a", "not a fused design: " + _reason(err)
-    m = GPUMapping(TILE, TILE, dtype="f32")
+    ks = _model_shapes(c, ks, form)
+    env = resolve(c, ks)
+    form = recognise(c, env)
+    m = GPUMapping(_MODEL_TILE, _MODEL_TILE, dtype="f32")
     from einsum_ir import random_inputs
     x = random_inputs(c, ks, seed=0)          # a mask tensor's values decide which tiles exist
     pred = predict_fused(form, m, load_gpu("h100"), env, inputs=x)

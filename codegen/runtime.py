@@ -174,7 +174,7 @@ class FusedKernel:
         tensors = dict(inputs)
         if f.hoisted:
             tensors.update(_hoisted(c, f, env, inputs))
-        q = next(iter(inputs.values()))
+        q = _float_input(inputs)
         outs = {t.name: torch.empty(shape, dtype=q.dtype, device=q.device) for t, shape in _output_shapes(c, env)}
         args = []
         for name in src.tensors:
@@ -265,7 +265,7 @@ class ChunkedKernel:
                                                                              num_stages=self.mapping.stages)
             plan = self._plans[key] = (env, mod, src, nbatch, launch, [int(env[s]) for s in src.symbols])
         env, mod, src, nbatch, launch, static = plan
-        first = next(iter(inputs.values()))
+        first = _float_input(inputs)
         tensors = dict(inputs)
         if src.form.hoisted:
             tensors.update(_hoisted(src.form.cascade, src.form, env, inputs))
@@ -282,6 +282,17 @@ class ChunkedKernel:
 
 def _output_shapes(c: Cascade, env: dict):
     return [(t, tuple(int(env[r]) for r in t.ranks)) for t in c.outputs]
+
+
+def _float_input(inputs: dict):
+    """The input whose type and device the outputs take: the first
+    floating-point one (a bool mask or an integer table given first must not
+    make the outputs bool)."""
+    import torch
+    floats = [t for t in inputs.values() if torch.is_floating_point(t)]
+    if not floats:
+        raise ShapeError("no floating-point input: the outputs take the type of the first one")
+    return floats[0]
 
 
 def _tensor_args(t) -> list:

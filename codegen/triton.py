@@ -306,7 +306,7 @@ class Generator:
         ctx = _Ctx(axes)
         code = self.value(e.expr, ctx)
         if e.predicate is not None:
-            code = f"tl.where({self.cond(e.predicate, ctx)}, {code}, 0.0)"
+            code = f"tl.where({self.cond(e.predicate, ctx)}, {code}, {_removed(e)})"
         name = f"r_{e.name}"
         self.out(f"{name} = {code}")
         self.values[e.name] = (name, axes)
@@ -451,7 +451,7 @@ class Generator:
     def _tile_value(self, e, code: str, ctx: _Ctx, partial: bool):
         name = f"v_{e.name}"
         if partial and e.predicate is not None:
-            code = f"tl.where({self._keep(e, ctx, partial)}, {code}, 0.0)"
+            code = f"tl.where({self._keep(e, ctx, partial)}, {code}, {_removed(e)})"
         self.out(f"{name} = {code}")
         self.values[e.name] = (name, ("p", "m"))
 
@@ -570,6 +570,12 @@ class Generator:
                 self._row(e)
         self._stores()
         return "\n\n" + "\n".join(self.lines) + "\n"
+
+
+def _removed(e) -> str:
+    """What a map Einsum holds at a point its predicate removes: the identity
+    of its reduction (0; -inf for `max[]`, +inf for `min[]`)."""
+    return {"max": 'float("-inf")', "min": 'float("inf")'}.get(e.reduce, "0.0")
 
 
 def value_template(op: str) -> str | None:

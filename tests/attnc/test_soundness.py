@@ -1,0 +1,100 @@
+"""The soundness benchmark's fixed-seed sample (benchmarks/soundness.py runs
+2000 designs by hand): 200 generated designs, nobody's by hand, through
+every stage of attnc, each against an independent reference; not one wrong
+answer and not one internal error. And the checks themselves fail on planted
+bugs: a check that cannot fail would prove nothing."""
+import numpy as np
+import pytest
+
+import attnc.soundness as sound
+from einsum_ir.random_designs import FAMILIES, random_design
+
+SEED, CHUNKS, PER_CHUNK = 7000, 20, 10          # 200 designs, in chunks the test workers share
+
+
+@pytest.mark.parametrize("chunk", range(CHUNKS))
+def test_generated_designs_are_right_or_refused(chunk):
+    for i in range(PER_CHUNK):
+        seed = SEED + chunk * PER_CHUNK + i
+        rep = sound.check_design(random_design(seed, FAMILIES[seed % len(FAMILIES)]))
+        assert [o.stage for o in rep.outcomes] == list(sound.STAGES)
+        assert not rep.mismatches, f"{rep.name}: " + "; ".join(f"[{o.stage}] {o.detail}" for o in rep.mismatches)
+
+
+def test_spatial_invariants_over_the_shipped_mappings():
+    outcomes = sound.check_spatial(seed=3, n=12)
+    assert all(o.status in ("ok", "refused") for o in outcomes), [o.detail for o in outcomes]
+    assert sum(o.status == "ok" for o in outcomes) >= 8
+
+
+def _design(family, seed=1):
+    d = random_design(seed, family)
+    return d, d.cascade()
+
+
+def test_the_executor_check_catches_a_wrong_executor(monkeypatch):
+    import einsum_ir
+    d, c = _design("softmax")
+    orig = einsum_ir.execute
+
+    def skewed(*a, **k):
+        out = orig(*a, **k)
+        return {n: v * 1.001 if v.dtype != bool else v for n, v in out.items()}
+    monkeypatch.setattr(einsum_ir, "execute", skewed)
+    status, detail = sound.check_executor(c, d.shapes)
+    assert status == "mismatch" and "max error" in detail
+
+
+def test_the_kernel_check_catches_a_wrong_kernel(monkeypatch):
+    from codegen import runtime
+    d = next(d for d in map(lambda s: random_design(s, "softmax"), range(50))
+             if sound.check_kernel(d.cascade(), d.shapes)[0] == "ok")
+    orig = runtime.FusedKernel.__call__
+    monkeypatch.setattr(runtime.FusedKernel, "__call__", lambda self, **x: orig(self, **x) * 1.01)
+    status, detail = sound.check_kernel(d.cascade(), d.shapes)
+    assert status == "mismatch", detail
+
+
+def test_the_pass_check_catches_a_count_too_low(monkeypatch):
+    import importlib
+    passes_mod = importlib.import_module("einsum_ir.analysis.passes")    # the package exports a function of that name
+    c = None
+    for s in range(30):
+        d, c = _design("softmax", s)
+        if sound.check_passes(c, d.shapes)[1].endswith("3 pass(es)"):
+            break
+    orig = passes_mod.passes
+
+    def fewer(cascade, rank):
+        r = orig(cascade, rank)
+        return type(r)(**{**r.__dict__, "passes": r.passes - 1})
+    monkeypatch.setattr(passes_mod, "passes", fewer)
+    status, detail = sound.check_passes(c, d.shapes)
+    assert status == "mismatch" and "too few" in detail
+
+
+def test_the_gpu_model_check_catches_a_dropped_branch(monkeypatch):
+    from einsum_ir.analysis.fused import FusedForm
+    from pathlib import Path
+    from einsum_ir import parse_file
+    c = parse_file(Path(__file__).parents[1] / "codegen" / "designs" / "diff_attention.ein")
+    shapes = dict(B=1, H=2, M=9, P=7, E=4, F=3)
+    assert sound.check_gpu_model(c, shapes)[0] == "ok"
+    orig = FusedForm.scores_in_pass
+    monkeypatch.setattr(FusedForm, "scores_in_pass", lambda self, k: orig(self, k)[:1])   # the old bug
+    status, detail = sound.check_gpu_model(c, shapes)
+    assert status == "mismatch" and "tensor_flops" in detail
+
+
+def test_refusals_group_by_reason_without_the_designs_names():
+    from einsum_ir.errors import EinError
+    a = sound._reason(EinError("rand-softmax-3 does not fit a fused attention kernel: QK1: reads S1[b, h, p] at ..."))
+    b = sound._reason(EinError("rand-softmax-9 does not fit a fused attention kernel: QK7: reads S2[b, h, p] at ..."))
+    assert a == b and a.startswith("fused: ")
+
+
+def test_the_summary_table_counts_every_stage():
+    s = sound.run(6, seed=11, stages=("parse", "executor"), progress=False, spatial_points=2)
+    text = s.table()
+    assert "| parse | 6 |" in text and "| executor |" in text and "Mismatches and internal errors: 0" in text
+    assert np.isfinite(s.seconds)

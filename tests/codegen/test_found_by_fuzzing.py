@@ -1,0 +1,52 @@
+"""Wrong kernels that the soundness benchmark found in generated designs
+(benchmarks/soundness.py), each written small here: every one ran, returned
+numbers and used to be reported as success."""
+import numpy as np
+import pytest
+import torch
+
+from codegen.runtime import compile_kernel
+from einsum_ir import execute, parse, random_inputs
+from mappers.gpu_mapping import GPUMapping
+
+SOFTMAX = """rank B, H, M, P, E, F
+{inputs}
+QK[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m]
+{score}
+GM[b, h, p] = max[m] S[b, h, m, p]
+SN[b, h, m, p] = exp(S[b, h, m, p] - GM[b, h, p])
+SD[b, h, p] = SN[b, h, m, p]
+SNV[b, h, f, p] = SN[b, h, m, p] * V[b, h, f, m]
+AV[b, h, f, p] = SNV[b, h, f, p] / SD[b, h, p]
+"""
+QKV = "input Q[B, H, E, P]: f16\ninput K[B, H, E, M]: f16\ninput V[B, H, F, M]: f16"
+SHAPES = dict(B=1, H=2, M=37, P=39, E=4, F=3, W=5)
+
+
+def _error(text, shapes=SHAPES):
+    c = parse(text, name="found")
+    x = random_inputs(c, shapes, seed=0, dtype="float32")
+    ref = execute(c, x, shapes)["AV"]
+    out = compile_kernel(c, GPUMapping(16, 16, dtype="f32"), shapes)(**{k: torch.tensor(v) for k, v in x.items()})
+    assert out.dtype == torch.float32
+    out = out.double().numpy()
+    assert np.array_equal(np.isnan(out), np.isnan(ref))
+    return np.nanmax(np.abs(out - ref)) / np.nanmax(np.abs(ref))
+
+
+def test_a_max_map_keeps_minus_infinity_at_removed_points_of_a_partial_tile():
+    # `max[]` maps hold -inf where the predicate removes a point; the kernel held 0 there,
+    # so GM saw a 0 that does not exist and exp(S - GM) was wrong on every partial tile
+    score = "S[b, h, m, p] = max[] QK[b, h, m, p] where m <= p and p - m < W"
+    assert _error(SOFTMAX.format(inputs=QKV, score=score)) < 1e-5
+
+
+@pytest.mark.parametrize("pred", ["MK[m, p]", "m <= p or MK[m, p]"])
+def test_outputs_are_floating_point_when_a_mask_is_the_first_input(pred):
+    # the outputs took the type of the first input: a bool mask declared before Q made them bool
+    text = SOFTMAX.format(inputs="input MK[M, P]: bool\n" + QKV, score="S[b, h, m, p] = QK[b, h, m, p]")
+    text = "\n".join(ln + f" where {pred}" if ln.startswith(("GM[", "SN[", "SD[", "SNV[")) else ln
+                     for ln in text.splitlines())
+    text = text.replace("/ SD[b, h, p]", "/ max(SD[b, h, p], 1e-30)")          # rows the mask empties
+    shapes = {k: v for k, v in SHAPES.items() if k != "W"}
+    assert _error(text, shapes) < 1e-5
