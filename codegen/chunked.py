@@ -329,7 +329,11 @@ class ChunkedGenerator:
         if masks:
             mask = self.combine(" & ".join("{}" for _ in masks), masks)
             axes = self.sorted_axes(ptr[1] + mask[1])
-            ld = f"tl.load({self.expand(ptr, axes)}, mask={self.expand(mask, axes)}, other=0"
+            mcode = self.expand(mask, axes)
+            if axes and any(not m[1] for m in masks):     # a scalar bound (h // G < KH) on a tile: Triton's
+                shape = ", ".join(f"BLOCK_{x.upper()}" for x in axes)     # interpreter wants a tile of int1
+                mcode = f"(tl.broadcast_to({mcode}, ({shape},)) != 0)"
+            ld = f"tl.load({self.expand(ptr, axes)}, mask={mcode}, other=0"
         else:
             axes, ld = ptr[1], f"tl.load({ptr[0]}"
         if t is not None and t.dtype == "bool":

@@ -78,9 +78,13 @@ def _fail(e: Einsum | None, why: str, c: Cascade) -> ChunkedFormError:
                             e.loc if e is not None else None, c.source)
 
 
-def _batch(c: Cascade, tokens: set[str]) -> tuple[str, ...]:
-    """Output ranks never reduced, always indexed plainly, and present in every
-    input that is not itself a per-batch parameter (LAM[H])."""
+def _batch(c: Cascade, tokens: set[str], root: str | None = None) -> tuple[str, ...]:
+    """Output variables never reduced, indexed plainly (an input may also be
+    read at an expression of that variable alone, K[b, h / G, ..]), and read
+    by every sequence input: with a partition, every input over the
+    partitioned rank; without, every input that is not itself a per-batch
+    parameter (LAM[H]). Each program fixes them; a tensor without one (a
+    projection WF[H, E, D]) is the same in every program."""
     out = c.outputs[0]
     reduced = {v for e in c.einsums for v in e.reduced}
     cand = []
@@ -89,14 +93,20 @@ def _batch(c: Cascade, tokens: set[str]) -> tuple[str, ...]:
         if v in reduced or v in tokens:
             continue
         if any(v in index_vars(i) and not isinstance(i, Idx)
+               and not (a is not e.output and c.tensor(a.tensor).role == "input" and set(index_vars(i)) == {v})
                for e in c.einsums for a in [e.output] + e.reads() for i in a.indices):
             continue
         cand.append(r)
-    batch = []
-    for r in cand:
-        if all(r in t.ranks for t in c.inputs if not set(t.ranks) <= set(cand)):
-            batch.append(var_of(r))
-    return tuple(batch)
+    used = {t.name: set() for t in c.inputs}          # the variables each input is read at
+    for e in c.einsums:
+        for a in e.reads():
+            if a.tensor in used:
+                used[a.tensor] |= {v for i in a.indices for v in index_vars(i)}
+    if root is not None:
+        seq = [t for t in c.inputs if rank_of(root) in t.ranks]
+    else:
+        seq = [t for t in c.inputs if not set(t.ranks) <= set(cand)]
+    return tuple(var_of(r) for r in cand if all(var_of(r) in used[t.name] for t in seq))
 
 
 def _token_sets(c: Cascade, batch: tuple[str, ...]) -> list[set[str]]:
@@ -162,9 +172,13 @@ def recognise(c: Cascade, env: dict | None = None) -> ChunkedForm:
         chunk = [inner] + [var_of(r.name) for r in c.ranks
                            if r.definition is not None and r.definition == Sym(c.inner_of(o.name))]
         tokens = {root, loop_var, *chunk}
-        batch = _batch(c, tokens)
+        batch = _batch(c, tokens, root)
         loops_spec = [(loop_var, tuple(chunk), tokens)]
     else:
+        for e in c.einsums:               # said first: the token sets below cannot hold such a design
+            if e.iterative_var is not None and not e.is_initial:
+                raise _fail(e, f"a recurrence over {e.iterative_var}, one token at a time; write the chunkwise form "
+                               "(see gla-chunkwise or lightning-attention) so that chunks run in parallel", c)
         batch = _batch(c, set())
         sets = _token_sets(c, batch)
         if env is not None:

@@ -356,6 +356,36 @@ def test_edge_cases_match_the_reference(name):
     _close(out[finite], ref[finite])
 
 
+GQA_PROJECTED = """
+rank B, H, E, F
+partition M -> M1, M0
+rank KH = H / G
+input K[B, KH, E, M]: f32
+input V[B, KH, F, M]: f32
+input W[H, E]: f32
+KV[b, h, e, f] = K[b, h / G, e, m1 * M0 + m0] * W[h, e] * V[b, h / G, f, m1 * M0 + m0]
+AV[b, h, e, f] = KV[b, h, e, f] / M
+"""
+
+
+def test_grouped_heads_and_a_weight_without_b_keep_one_program_per_b_and_h():
+    """K[b, h / G, ..] is read at an expression of h alone and W[H, E] has no B:
+    neither stops b and h from being batch ranks (each program's h / G is a
+    scalar; W is the same in every program), so E and F are the only register
+    axes besides the chunk. Before, h (and b) were held whole in registers."""
+    c = parse(GQA_PROJECTED, name="gqa-projected")
+    shapes = dict(B=2, H=4, G=2, E=12, F=20, M=70, M0=16)
+    assert recognise(c, resolve(c, shapes)).batch == ("b", "h")
+    inp = _inputs(c, shapes, seed=6)
+    _close(_run(c, shapes, inp)[1], execute(c, inp, shapes, dtype="float64")["AV"])
+
+
+def test_a_token_recurrence_without_a_partition_is_named_first():
+    c = library.load("linear-attention-causal")
+    with pytest.raises(ChunkedFormError, match=r"KV: a recurrence over \w, one token at a time"):
+        recognise(c, resolve(c, _shapes(c)))
+
+
 def test_reads_away_from_the_chunk_are_refused_when_compiling():
     base = """
 rank B, H, E, F
