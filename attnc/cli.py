@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 import numpy as np
@@ -31,12 +32,42 @@ def parse_shapes(items: list[str] | None) -> dict:
             mult = 1
             if v[-1:].upper() in _SUFFIX and v[:-1].isdigit():
                 v, mult = v[:-1], _SUFFIX[v[-1:].upper()]
+            if not k:
+                raise EinError(f"--shape expects NAME=VALUE, got {part!r}")
             try:
                 num = float(v) if any(ch in v for ch in ".eE") else int(v)
             except ValueError:
-                raise EinError(f"--shape {k}: {v!r} is not a number") from None
+                raise EinError(f"--shape {k}: {v[:40]!r} is not a number") from None
+            if not math.isfinite(num * mult):
+                raise EinError(f"--shape {k}: {v[:40]!r} is not a finite number")
+            if k in shapes and shapes[k] != num * mult:
+                raise EinError(f"--shape {k} is given twice ({shapes[k]} and {num * mult})")
             shapes[k] = num * mult
     return shapes
+
+
+def _int_arg(lo: int, what: str):
+    """An argparse type: an integer of at least `lo` (argparse prints the
+    error and exits with status 2)."""
+    def conv(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an integer ({what})") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"{v} is too small ({what}; at least {lo})")
+        return v
+    return conv
+
+
+def _length_arg(text: str) -> int:
+    try:
+        v = parse_shapes([f"L={text}"])["L"]
+    except EinError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a sequence length (e.g. 4096 or 4K)") from None
+    if v != int(v) or not 1 <= v <= 2 ** 40:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a sequence length between 1 and 2**40")
+    return int(v)
 
 
 def _add_design(p):
@@ -69,6 +100,8 @@ def cmd_print(args) -> int:
 def cmd_analyze(args) -> int:
     from . import analyze
     a = analyze(args.design, rank=args.rank)
+    if args.shape:
+        ei.resolve(a.cascade, parse_shapes(args.shape))      # every value checked, density_T included
     values = a.at(parse_shapes(args.shape)) if args.shape else None
     if args.json:
         print(json.dumps(analysis_json(a, values), indent=2, default=str))
@@ -102,6 +135,10 @@ def cmd_compare(args) -> int:
     from einsum_ir.analysis import KINDS
 
     from .compare import compare, plot_growth
+    if args.plot and Path(args.plot).suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise EinError(f"--plot {args.plot}: the file name must end in .png, .pdf or .svg")
+    if args.plot and Path(args.plot).is_dir():
+        raise EinError(f"--plot {args.plot} is a directory; give a file name")
     if args.plot and Path(args.plot).exists() and not args.force:
         raise EinError(f"{args.plot} exists; pass --force to overwrite it or choose another --plot file")
     sweep = args.lengths if args.plot or args.json else ()     # the table alone needs no sweep
@@ -383,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run the numpy reference executor on standard-normal inputs.")
     _add_design(s)
     _add_shape(s, required=True)
-    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--seed", type=_int_arg(0, "a random seed"), default=0, help="random seed (default 0)")
     s.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                    help="arithmetic precision (default float64)")
     s.set_defaults(func=cmd_run)
@@ -394,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "count against sequence length (M and P set to each --lengths value).")
     s.add_argument("designs", nargs="+", metavar="design", help="a .ein file or a library design name")
     _add_shape(s, required=True)
-    s.add_argument("--lengths", nargs="+", type=lambda v: int(parse_shapes([f"L={v}"])["L"]),
+    s.add_argument("--lengths", nargs="+", type=_length_arg,
                    default=[512, 1024, 2048, 4096, 8192], metavar="N",
                    help="sequence lengths of the growth plot (default 512 1K 2K 4K 8K)")
     s.add_argument("--plot", metavar="FILE.png", help="write the growth plot here (png, pdf or svg)")
@@ -424,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_shape(s, required=True)
     s.add_argument("--dtype", default="bf16", choices=["bf16", "f16", "f8", "f32"],
                    help="element type of Q, K, V (default bf16)")
-    s.add_argument("--top", type=int, default=5, help="how many mappings to list (default 5)")
+    s.add_argument("--top", type=_int_arg(1, "how many mappings to list"), default=5, help="how many mappings to list (default 5)")
     s.add_argument("--json", action="store_true", help="print JSON instead of tables")
     s.set_defaults(func=cmd_map)
 
@@ -471,16 +508,64 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_args(args) -> None:
+    """Checks shared by every command: a --shape that parses, an --out that is
+    not a directory."""
+    from pathlib import Path
+    if getattr(args, "shape", None):
+        parse_shapes(args.shape)
+    out = getattr(args, "out", None)
+    if out and args.command == "compile" and Path(out).is_dir():
+        raise EinError(f"--out {out} is a directory; give a file name, e.g. {Path(out) / 'kernel.py'}")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. A user's mistake prints `error: ...` (with file:line:col
+    where there is a file) and returns 2; anything else is attnc's bug and
+    prints one line saying so (return 3). No traceback reaches the user
+    unless ATTNC_DEBUG=1 asks for it."""
+    import os
+    debug = os.environ.get("ATTNC_DEBUG", "") not in ("", "0")
     args = build_parser().parse_args(argv)
     try:
+        _check_args(args)
         return args.func(args)
     except EinError as e:
+        if debug:
+            import traceback
+            traceback.print_exc()
         print(e.render(), file=sys.stderr)
         return 2
     except BrokenPipeError:          # output piped into `head` and closed: not an error of ours
         sys.stderr.close()
         return 0
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001  (the last line of defence: never a traceback)
+        if debug:
+            raise
+        print(_internal(e), file=sys.stderr)
+        return 2 if isinstance(e, (MemoryError, OSError)) else 3
+
+
+def _internal(e: BaseException) -> str:
+    """One line for an exception that is not an EinError: out of memory and
+    file-system errors are the user's environment; anything else is a bug."""
+    if isinstance(e, MemoryError):
+        return "error: out of memory (the shapes are too large for this machine)"
+    if isinstance(e, OSError):
+        where = f" {e.filename}" if getattr(e, "filename", None) else ""
+        return f"error: cannot access{where}: {e.strerror or _one_line(e)}"
+    if isinstance(e, RecursionError):
+        return ("internal error (a bug in attnc): input nested too deeply for the implementation; "
+                "rerun with ATTNC_DEBUG=1 for the traceback and report it")
+    return (f"internal error (a bug in attnc): {type(e).__name__}: {_one_line(e)[:300]}; "
+            "rerun with ATTNC_DEBUG=1 for the traceback and report it")
 
 
 if __name__ == "__main__":

@@ -90,8 +90,24 @@ class _Evaluator:
                 right = self.value(e.args[1], space, undecided if domain is None else domain & undecided, einsum)
                 return RULES[e.name].numpy(left, right)
             args = [self.value(a, space, domain, einsum) for a in e.args]
+            if e.name in ("div", "floordiv", "mod") and not _reads_tensor(e.args[1]):
+                self.nonzero_divisor(e, args[1], domain, space)
             return RULES[e.name].numpy(*args)
         raise TypeError(e)
+
+    def nonzero_divisor(self, e: Op, d, domain, space: _Space):
+        """A divisor made of coordinates, symbols and numbers (`m % (p - m)`)
+        that is 0 at an existing point is an error there, as in an index; a
+        tensor value divided by 0 follows IEEE arithmetic (x/0 = inf, 0/0 = NaN)."""
+        zero = np.asarray(d) == 0
+        if domain is not None:
+            zero = zero & domain
+        if np.any(zero):
+            shape = np.shape(zero)
+            at = np.argwhere(zero)[0]
+            raise ExecutionError(f"division by zero: the divisor {format_expr(e.args[1])} of "
+                                 f"{format_expr(e, True)} is 0 at {_point_text(space, shape, at)}",
+                                 e.loc, self.c.source)
 
     def read(self, a: Access, space: _Space, domain, einsum: Einsum):
         array = self.arrays[a.tensor]

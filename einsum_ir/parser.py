@@ -51,6 +51,31 @@ over expressions; beyond this they would exhaust Python's stack (real designs
 stay below 20)."""
 
 
+MAX_NODES = 20_000
+"""Largest expression accepted, counted after `let` expansion. Each call of a
+`let` copies its body, so a few lines of nested lets can expand to billions
+of nodes (and hang every stage); library designs stay below 300."""
+
+MAX_SOURCE_CHARS = 1 << 20
+"""Longest `.ein` text accepted (1 MiB; library designs are under 2 KB): a
+bound on the time and memory a file can cost, e.g. `attnc check /dev/zero`."""
+
+MAX_LITERAL = 2 ** 53
+"""Largest integer literal: every integer up to it is exact in a float64, the
+type the executor and analyses compute in."""
+
+
+def count_nodes(e: Expr, limit: int = MAX_NODES) -> int:
+    """Nodes of `e` (shared subtrees counted each time they occur), counting
+    stops past `limit`: the cost is bounded however large `e` is."""
+    n, stack = 0, [e]
+    while stack and n <= limit:
+        x = stack.pop()
+        n += 1
+        stack.extend(x.indices if isinstance(x, Access) else x.args if isinstance(x, Op) else ())
+    return n
+
+
 def too_deep(e: Expr, limit: int = MAX_DEPTH) -> Expr | None:
     """The first node of `e` nested deeper than `limit`, found without recursion."""
     stack = [(e, 1)]
@@ -118,6 +143,8 @@ class _ToIR(lark.Transformer_NonRecursive):
 
     def _check_depth(self, *exprs):
         for e in exprs:
+            if e is not None and count_nodes(e) > MAX_NODES:
+                self._err(f"expression too large (more than {MAX_NODES} nodes)", e.loc)
             deep = None if e is None else too_deep(e)
             if deep is not None:
                 self._err(f"expression nested too deeply (more than {MAX_DEPTH} levels)", deep.loc)
@@ -126,7 +153,16 @@ class _ToIR(lark.Transformer_NonRecursive):
     def number(self, items):
         tok = items[0]
         text = str(tok)
-        value = float(text) if any(c in text for c in ".eE") else int(text)
+        if any(c in text for c in ".eE"):
+            value = float(text)
+            if not math.isfinite(value):
+                self._err(f"number {_short(text)} is too large for a float64 (write inf for infinity)", tok)
+        else:
+            digits = text.lstrip("0")
+            if len(digits) > 16 or int(text) > MAX_LITERAL:
+                self._err(f"integer {_short(text)} is too large: integers are limited to 2**53 "
+                          f"({MAX_LITERAL}), the largest that a float64 holds exactly", tok)
+            value = int(text)
         return Num(value, loc=self._loc(tok))
 
     @lark.v_args(meta=True)
@@ -154,7 +190,11 @@ class _ToIR(lark.Transformer_NonRecursive):
             params, body = self.lets[name]
             if len(args) != len(params):
                 self._err(f"'{name}' takes {len(params)} argument{'s' * (len(params) != 1)}, got {len(args)}", fn)
-            return substitute(body, dict(zip(params, args)))
+            out = substitute(body, dict(zip(params, args)))
+            if count_nodes(out) > MAX_NODES:
+                self._err(f"the call of '{name}' expands to more than {MAX_NODES} nodes (nested `let`s "
+                          "multiply their bodies); simplify the definitions", fn)
+            return out
         if name not in FUNCTIONS:
             import difflib
             close = difflib.get_close_matches(name, sorted(FUNCTIONS), n=1)
@@ -261,7 +301,14 @@ class _ToIR(lark.Transformer_NonRecursive):
         return out
 
 
+def _short(text: str, n: int = 24) -> str:
+    return text if len(text) <= n else f"{text[:n // 2]}...{text[-4:]} ({len(text)} characters)"
+
+
 def parse_statements(text: str, file: str = "<string>") -> list:
+    if len(text) > MAX_SOURCE_CHARS:
+        raise ParseError(f"the text is {len(text)} characters long; the limit is {MAX_SOURCE_CHARS} "
+                         "(1 MiB; designs are a few KB)", Loc(file, 1, 1))
     try:
         tree = _lark().parse(text if text.endswith("\n") else text + "\n")
     except lark.exceptions.UnexpectedCharacters as e:
@@ -317,10 +364,28 @@ def parse(text: str, file: str = "<string>", name: str | None = None) -> Cascade
     return assemble(statements, name=name, doc=header_comment(text), source=text, file=file)
 
 
-def parse_file(path: str | Path) -> Cascade:
+def read_source(path: str | Path, limit: int = MAX_SOURCE_CHARS, error=ParseError) -> str:
+    """A text file as UTF-8, at most `limit` bytes read (so `/dev/zero` or a
+    huge file is refused, not loaded), a bad byte reported at its line and
+    column. `error` is the EinError class to raise."""
     path = Path(path)
     try:
-        text = path.read_text()
+        if path.is_dir():
+            raise error(f"cannot read {path}: it is a directory")
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
     except OSError as e:
-        raise ParseError(f"cannot read {path}: {e.strerror}") from None
-    return parse(text, file=str(path))
+        raise error(f"cannot read {path}: {e.strerror or e}") from None
+    if len(data) > limit:
+        raise error(f"{path} is larger than {limit} bytes, the limit for an input file", Loc(str(path), 1, 1))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = len(data[data.rfind(b"\n", 0, e.start) + 1:e.start].decode("utf-8", "replace")) + 1
+        raise error(f"byte 0x{data[e.start]:02x} is not valid UTF-8 (the file must be UTF-8 text)",
+                    Loc(str(path), line, col)) from None
+
+
+def parse_file(path: str | Path) -> Cascade:
+    return parse(read_source(path), file=str(path))

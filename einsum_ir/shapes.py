@@ -7,8 +7,16 @@ import difflib
 import numpy as np
 import sympy
 
+import math
+
 from .errors import ShapeError
-from .ir import Cascade, Sym, walk
+from .ir import Access, Cascade, Idx, Num, Op, Sym, walk
+from .ops import RULES
+
+MAX_EXTENT = 2 ** 40
+"""Largest rank extent accepted (about 10^12: a million-token sequence is
+2^20). Past it, counts overflow the float64 the models compute in, and
+sizes, tile loops and simulations stop meaning anything or ending."""
 
 
 def symbols_used(c: Cascade) -> list[str]:
@@ -31,17 +39,7 @@ def resolve(c: Cascade, given: dict | None = None, inputs: dict | None = None) -
     used = symbols_used(c)
     ranks = {r.name: r for r in c.ranks}
     for k, v in (given or {}).items():
-        if k not in used and not k.startswith("density_"):
-            hint = difflib.get_close_matches(k, used, n=1)
-            raise ShapeError(f"shape symbol {k} is not used by {c.name}"
-                             + (f" (did you mean {hint[0]}?)" if hint else f"; it uses {', '.join(used)}"))
-        if k in ranks:
-            if isinstance(v, float) and v.is_integer():
-                v = int(v)
-            if not isinstance(v, (int, np.integer)) or v < 1:
-                raise ShapeError(f"extent of rank {k} must be a positive integer, got {v!r}")
-            v = int(v)
-        env[k] = v
+        env[k] = _given_value(c, k, v, used, ranks)
     for t in c.inputs:
         if inputs is None or t.name not in inputs:
             continue
@@ -81,6 +79,9 @@ def resolve(c: Cascade, given: dict | None = None, inputs: dict | None = None) -
                 what = f"rank {r.name} = ceil({r.parent} / {inner})"
             else:
                 continue
+            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
+                raise ShapeError(f"{what} has no value (a division by zero?) at "
+                                 + ", ".join(f"{s}={env[s]}" for s in sorted(env)), r.loc, c.source)
             if value is None or value < 1 or value != int(value):
                 raise ShapeError(f"{what} gives {value}, not a positive integer, at "
                                  + ", ".join(f"{s}={env[s]}" for s in sorted(env)))
@@ -95,12 +96,97 @@ def resolve(c: Cascade, given: dict | None = None, inputs: dict | None = None) -
     if missing:
         raise ShapeError(f"{c.name} needs a value for {', '.join(missing)} "
                          f"(pass e.g. --shape {' '.join(f'{m}=...' for m in missing)})")
+    for r in c.ranks:
+        if env[r.name] > MAX_EXTENT:
+            raise ShapeError(f"rank {r.name} = {env[r.name]} is larger than {MAX_EXTENT} (2**40), the largest "
+                             "extent attnc models: counts and sizes past it are not exact in float64 and "
+                             "loops over it would not end", r.loc, c.source)
+    check_divisors(c, env)
     return env
+
+
+def _given_value(c: Cascade, k: str, v, used: list[str], ranks: dict):
+    """One user-given shape value, checked: a finite number; a positive integer
+    of at most MAX_EXTENT for a rank; a fraction in [0, 1] for density_T, where
+    T is a bool tensor of the cascade."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise ShapeError(f"shape {k} must be a number, got {v!r}")
+    if not math.isfinite(v):
+        raise ShapeError(f"shape {k} must be a finite number, got {v}")
+    if k.startswith("density_"):
+        t = k[len("density_"):]
+        if not c.has_tensor(t) or c.tensor(t).dtype != "bool":
+            masks = [x.name for x in c.tensors if x.dtype == "bool"]
+            raise ShapeError(f"{k}: {c.name} has no bool tensor {t}"
+                             + (f"; its masks: {', '.join('density_' + m for m in masks)}" if masks
+                                else " (density_T gives the fraction of true elements of a mask tensor T)"))
+        if not 0 <= v <= 1:
+            raise ShapeError(f"{k} is the fraction of true elements of {t}: it must lie in [0, 1], got {v}")
+        return float(v)
+    if k not in used:
+        hint = difflib.get_close_matches(k, used, n=1)
+        raise ShapeError(f"shape symbol {k} is not used by {c.name}"
+                         + (f" (did you mean {hint[0]}?)" if hint else f"; it uses {', '.join(used)}"))
+    if k in ranks:
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if not isinstance(v, (int, np.integer)) or v < 1:
+            raise ShapeError(f"extent of rank {k} must be a positive integer, got {v!r}")
+        if v > MAX_EXTENT:
+            raise ShapeError(f"extent of rank {k} = {v} is larger than {MAX_EXTENT} (2**40), the largest "
+                             "attnc models (counts past it are not exact in float64; loops would not end)")
+        return int(v)
+    return v
+
+
+def _const(e, env):
+    """Value of an expression of numbers and shape symbols; None if it uses
+    coordinates or tensors (its value varies over the iteration space)."""
+    if isinstance(e, Num):
+        return e.value
+    if isinstance(e, Sym):
+        return env.get(e.name)
+    if isinstance(e, (Idx, Access)) or not isinstance(e, Op):
+        return None
+    args = [_const(a, env) for a in e.args]
+    if any(a is None for a in args) or e.name not in ("add", "sub", "mul", "neg", "div", "floordiv", "mod"):
+        return None
+    if e.name in ("div", "floordiv", "mod") and args[1] == 0:
+        return None
+    with np.errstate(all="ignore"):
+        return float(RULES[e.name].numpy(*(np.float64(a) for a in args)))
+
+
+def division_sites(c: Cascade):
+    """(Einsum, division node) for every `/`, `//` and `%` in the cascade's
+    indices, maps and predicates."""
+    for e in c.einsums:
+        for x in (e.output, e.expr, e.predicate):
+            for n in walk(x) if x is not None else ():
+                if isinstance(n, Op) and n.name in ("div", "floordiv", "mod"):
+                    yield e, n
+
+
+def check_divisors(c: Cascade, env: dict) -> None:
+    """A `/`, `//` or `%` whose divisor is a shape expression equal to 0 at
+    these shapes (`m % W` with W = 0) is an error at its place, in every
+    stage that resolves shapes; a divisor that varies over the iteration
+    space is checked where it is evaluated (the executor)."""
+    from .printer import format_expr
+    for e, n in division_sites(c):
+        d = _const(n.args[1], env)
+        if d == 0:
+            raise ShapeError(f"division by zero in {e.name}: the divisor {format_expr(n.args[1], True)} of "
+                             f"{format_expr(n, True)} is 0 at "
+                             + ", ".join(f"{s}={env[s]}" for s in sorted(env) if not s.startswith("density_")),
+                             n.loc or e.loc, c.source)
 
 
 def _eval_int(expr, env):
     from .sym import to_sympy
     value = to_sympy(expr).subs({sympy.Symbol(k, positive=True, integer=True): v for k, v in env.items()})
+    if value.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+        return float("nan")        # a division by zero: the caller names the rank
     value = sympy.nsimplify(value)
     if not value.is_number:
         return None

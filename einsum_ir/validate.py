@@ -52,6 +52,8 @@ class _Checker:
                 for n in walk(r.definition):
                     if isinstance(n, (Idx, Access)):
                         self.fail(f"the extent of rank {r.name} may use only shape symbols and numbers", n)
+                    if isinstance(n, Op):
+                        self.no_zero_divisor(n, None)
                     if isinstance(n, Sym) and n.name in self.tensors:
                         self.fail(f"the extent of rank {r.name} names tensor {n.name}; "
                                   "it may use only shape symbols and numbers", n)
@@ -119,6 +121,7 @@ class _Checker:
             if len(e.args) != rule.arity:
                 self.fail(f"{e.name} takes {rule.arity} arguments, got {len(e.args)}", e, einsum)
             kinds = [self.kind(a, einsum) for a in e.args]
+            self.no_zero_divisor(e, einsum)
             if e.name in ("and", "or", "not"):
                 want = ["bool"] * len(kinds)
             elif e.name == "select":
@@ -133,6 +136,33 @@ class _Checker:
             return "bool" if e.name in BOOLEAN_OPS else "num"
         self.fail(f"not an expression: {e!r}", None, einsum)
 
+    def no_zero_divisor(self, e: Op, einsum: Einsum):
+        """`x / 0`, `m % (2 - 2)`: a divisor that is 0 whatever the shapes is an
+        error here, at its place (one that depends on shapes is checked when
+        they are given: shapes.check_divisors)."""
+        from .shapes import _const
+        if e.name in ("div", "floordiv", "mod") and _const(e.args[1], {}) == 0:
+            sign = {"div": "/", "floordiv": "//", "mod": "%"}[e.name]
+            self.fail(f"division by zero: the divisor of `{sign}` is always 0", e.args[1], einsum)
+
+    def fixed_divisors(self, e: Einsum):
+        """In a predicate and in indices, a divisor is a number or a shape
+        expression (`(p - m) % D`), never a coordinate or a tensor element:
+        the analyses evaluate these expressions over whole iteration spaces
+        and could not say where `m % (p - m)` divides by zero."""
+        places = [(e.predicate, "the `where` clause")] if e.predicate is not None else []
+        places += [(i, f"an index of {a.tensor}") for x in (e.output, e.expr, e.predicate) if x is not None
+                   for a in walk(x) if isinstance(a, Access) for i in a.indices]
+        for x, where in places:
+            for n in walk(x):
+                if isinstance(n, Op) and n.name in ("div", "floordiv", "mod"):
+                    bad = next((d for d in walk(n.args[1]) if isinstance(d, (Idx, Access))), None)
+                    if bad is not None:
+                        sign = {"div": "/", "floordiv": "//", "mod": "%"}[n.name]
+                        self.fail(f"the divisor of `{sign}` in {where} uses {bad}: a divisor there must be a "
+                                  "number or shape symbols (a coordinate divisor may be 0 at some point)",
+                                  n.args[1], e)
+
     def access(self, a: Access, einsum: Einsum):
         t = self.tensors.get(a.tensor)
         if t is None:
@@ -146,6 +176,8 @@ class _Checker:
                     self.fail(f"an index may not read a tensor ({n.tensor} in {a})", n, einsum)
                 if isinstance(n, Op) and n.name not in ("add", "sub", "mul", "floordiv", "mod", "neg"):
                     self.fail(f"index {i} of {a.tensor} uses {n.name}; indices allow + - * / % only", n, einsum)
+                if isinstance(n, Op):
+                    self.no_zero_divisor(n, einsum)
                 if isinstance(n, Num) and not float(n.value).is_integer():
                     self.fail(f"index {i} of {a.tensor} is not an integer", n, einsum)
                 if isinstance(n, Idx) and rank_of(n.name) not in self.ranks:
@@ -192,6 +224,7 @@ class _Checker:
         if t.iterative and special == 0:
             self.fail(f"{e.name} has an iterative rank; write it as {e.name}[..., v+1, ...] "
                       f"or give its initial value {e.name}[..., 0, ...]", e.output, e)
+        self.fixed_divisors(e)
         if self.kind(e.expr, e) != "num":
             self.fail(f"the value of {e.name} is a condition; use select(cond, a, b) "
                       "or put it in a `where` clause", e.expr, e)
