@@ -14,7 +14,7 @@ import einsum_ir as ei
 import hw_models as hw
 from einsum_ir.analysis import einsum_ops, evaluate
 from mappers.mapping import load_mapping, mapping_names
-from simulator import analytical
+from simulator import schedule, tiling
 from simulator.analytical import InvariantError, simulate
 
 DESIGNS = mapping_names()
@@ -192,12 +192,11 @@ def test_a_broken_latency_is_an_internal_error_not_a_number(monkeypatch):
     """Were the latency rule to go wrong (half the latency, as the reported
     bug gave), simulate raises instead of returning utilisation above 1."""
     c, m, a = _design("fusemax-binding")
-    real = analytical._latency
+    real = schedule.latency
 
     def halved(*args):
-        lat, *rest = real(*args)
-        return (lat / 2, *rest)
-    monkeypatch.setattr(analytical, "_latency", halved)
+        return dataclasses.replace(real(*args), latency_cycles=real(*args).latency_cycles / 2)
+    monkeypatch.setattr(schedule, "latency", halved)
     with pytest.raises(InvariantError, match="below"):
         simulate(c, m, a, dict(B=1, H=1, E=64, F=64, M=2048, P=2048))
 
@@ -206,8 +205,8 @@ def test_latency_below_the_dram_time_is_an_internal_error(monkeypatch):
     """A memory-bound mapping whose latency rule forgot the DRAM time."""
     c, m, a = _design("fusemax-binding")
     slow = a.with_changes(dram=dataclasses.replace(a.dram, bandwidth_bytes_per_s=a.dram.bandwidth_bytes_per_s / 1e3))
-    real = analytical._latency
-    monkeypatch.setattr(analytical, "_latency", lambda m, costs, nest, hw, dram_cycles, by: real(
+    real = schedule.latency
+    monkeypatch.setattr(schedule, "latency", lambda m, costs, nest, hw, dram_cycles, by: real(
         m, costs, nest, hw, 0.0, by))
     with pytest.raises(InvariantError, match="below the DRAM time"):
         simulate(c, m, slow, dict(B=1, H=1, E=64, F=64, M=2048, P=2048))
@@ -217,7 +216,7 @@ def test_busy_time_below_the_operations_is_an_internal_error(monkeypatch):
     """An Einsum charged fewer cycles than its operations need at the unit's
     peak (SLN's exp dropped), or none at all (BQK's MACs dropped)."""
     c, m, a = _design("fusemax-binding")
-    real = analytical.ops_per_point
+    real = tiling.ops_per_point
 
     def without(name, kind):
         def ops(e):
@@ -228,10 +227,10 @@ def test_busy_time_below_the_operations_is_an_internal_error(monkeypatch):
             return out
         return ops
     shapes = dict(B=1, H=1, E=64, F=64, M=1024, P=1024)
-    monkeypatch.setattr(analytical, "ops_per_point", without("SLN", "exp"))
+    monkeypatch.setattr(tiling, "ops_per_point", without("SLN", "exp"))
     with pytest.raises(InvariantError, match="SLN is busy .* below its operations"):
         simulate(c, m, a, shapes)
-    monkeypatch.setattr(analytical, "ops_per_point", without("BQK", "mac"))
+    monkeypatch.setattr(tiling, "ops_per_point", without("BQK", "mac"))
     with pytest.raises(InvariantError, match="BQK performs mac but has no busy time"):
         simulate(c, m, a, shapes)
 
