@@ -156,7 +156,7 @@ def check_passes(c, shapes: dict) -> tuple[str, str]:
     from einsum_ir.analysis.traversal import simulate_passes
     rank = sequence_rank(c)
     claim = passes(c, rank)
-    longer = _grown(c, shapes, 8)
+    longer = _grown(c, shapes, 8, ("M", "P", c.root(rank)))
     for at in (shapes, longer):
         sim = simulate_passes(c, rank, at, max_passes=max(8, (claim.passes or 0) + 2))
         if (claim.passes is None) != (sim.passes is None):
@@ -185,12 +185,12 @@ def _unmasked(c):
     return c.replace(einsums=tuple(keep))
 
 
-def _grown(c, shapes: dict, by: int) -> dict:
-    """`shapes` with the free sequence extents M and P grown by `by` (when the
-    design still resolves)."""
+def _grown(c, shapes: dict, by: int, ranks=("M", "P")) -> dict:
+    """`shapes` with the free extents of `ranks` (the sequence ranks M and P)
+    grown by `by` (when the design still resolves)."""
     from einsum_ir.shapes import resolve
     grown = dict(shapes)
-    for r in ("M", "P"):
+    for r in dict.fromkeys(ranks):
         if r in grown and not any(x.name == r and x.definition is not None for x in c.ranks):
             grown[r] = shapes[r] + by
     try:
@@ -288,10 +288,17 @@ def check_gpu_model(c, shapes: dict) -> tuple[str, str]:
     ks = _model_shapes(c, ks, form)
     env = resolve(c, ks)
     form = recognise(c, env)
-    m = GPUMapping(_MODEL_TILE, _MODEL_TILE, dtype="f32")
     from einsum_ir import random_inputs
+    from hw_models.schema import HardwareError
     x = random_inputs(c, ks, seed=0)          # a mask tensor's values decide which tiles exist
-    pred = predict_fused(form, m, load_gpu("h100"), env, inputs=x)
+    for tile in (_MODEL_TILE, 32, TILE):      # the largest tiles whose operands fit shared memory
+        m = GPUMapping(tile, tile, dtype="f32")
+        try:
+            pred = predict_fused(form, m, load_gpu("h100"), env, inputs=x)
+            break
+        except HardwareError:
+            if tile == TILE:
+                raise
     fc = form.cascade
     dots = {s.name for s in form.scores} | {r.name for r in form.reductions if r.kind == "value"}
     ops = Counter()

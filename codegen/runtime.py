@@ -355,6 +355,9 @@ def _as_einsum(e):
     if e.reduce != "sum" or e.predicate is not None or not all(
             isinstance(x, Access) and all(isinstance(i, Idx) for i in x.indices) for x in factors + [e.output]):
         return None
+    inside = {i.name for x in factors for i in x.indices}
+    if any(i.name not in inside for i in e.output.indices):
+        return None           # an output index no factor carries (a broadcast): the evaluator's job
     letters = {}
     for x in factors + [e.output]:
         for i in x.indices:

@@ -355,7 +355,9 @@ def _edges(form: FusedForm, m: GPUMapping, gpu: GPU, env: dict, grid: _Grid, par
     work["tensor_flops"] += 2.0 * hoisted["mac"]
     work["sfu_ops"] += h_sfu
     work["fp32_ops"] += h_fp
-    h_bytes = sum(float(np.prod([env[r] for r in form.cascade.tensor(e.name).ranks])) for e in form.hoisted) * b
+    h_reads = {a.tensor for e in form.hoisted for a in e.reads()} - {e.name for e in form.hoisted}
+    h_bytes = sum(float(np.prod([env[r] for r in form.cascade.tensor(t).ranks]))
+                  for t in h_reads | {e.name for e in form.hoisted}) * b
     t_h = (2.0 * hoisted["mac"] / (gpu.efficiency["gemm_tensor"] * gpu.tensor_peak(m.dtype))
            + h_sfu / gpu.sfu_ops_per_s + h_fp / gpu.fp32_ops_per_s)
     parts["hoisted_s"] += t_h

@@ -218,13 +218,6 @@ def _factors(x: Expr) -> list[Expr]:
     return [x]
 
 
-def _product(fs: list[Expr]) -> Expr:
-    out = fs[0]
-    for f in fs[1:]:
-        out = Op("mul", (out, f))
-    return out
-
-
 def _plain(a: Access) -> bool:
     return all(isinstance(i, Idx) for i in a.indices)
 
@@ -379,17 +372,40 @@ def _reduction(c, e, key, rowvars, tilevars, kinds, inputs) -> Reduction:
     extra = set(e.iteration_vars) - tilevars
     if not extra:
         return Reduction(e, "sum", 0)
-    fs = _factors(e.expr)
-    vs = [f for f in fs if isinstance(f, Access) and f.tensor in inputs and key in index_vars(f)
-          and set(index_vars(f)) - tilevars]
-    if len(vs) != 1 or len(set(index_vars(vs[0])) - tilevars) != 1:
+    def is_value(x):
+        return (isinstance(x, Access) and x.tensor in inputs and key in index_vars(x)
+                and len(set(index_vars(x)) - tilevars) == 1)
+    vs = [x for x in accesses(e.expr) if is_value(x)]
+    split = _split_value(e.expr, vs[0]) if len(vs) == 1 else None
+    if split is None:
         raise _fail(e, "a sum over keys that is neither a row statistic nor a value contraction "
                        "(a tile term times one input V[.., f, m])", c)
-    rest = [f for f in fs if f is not vs[0]]
-    weight = _product(rest) if rest else Num(1.0)
+    weight = split
     if set(index_vars(weight)) - tilevars:
         raise _fail(e, "the term multiplying the values depends on the feature variable", c)
     return Reduction(e, "value", 0, weight=weight, value=vs[0])
+
+
+def _split_value(x: Expr, v: Access) -> Expr | None:
+    """The weight W with x = W * v, when x is a product or quotient in which
+    v appears once, as a factor of the numerator; else None."""
+    if x == v:
+        return Num(1.0)
+    if not isinstance(x, Op) or x.name not in ("mul", "div", "neg"):
+        return None
+    if x.name == "neg":
+        w = _split_value(x.args[0], v)
+        return None if w is None else Op("neg", (w,))
+    a, b = x.args
+    in_a, in_b = v in accesses(a), v in accesses(b)
+    one = Num(1.0)
+    if in_a and not in_b:
+        w = _split_value(a, v)
+        return None if w is None else b if (w == one and x.name == "mul") else Op(x.name, (w, b))
+    if in_b and not in_a and x.name == "mul":
+        w = _split_value(b, v)
+        return None if w is None else a if w == one else Op("mul", (a, w))
+    return None
 
 
 def _assign_passes(form: FusedForm) -> FusedForm:

@@ -50,3 +50,22 @@ def test_outputs_are_floating_point_when_a_mask_is_the_first_input(pred):
     text = text.replace("/ SD[b, h, p]", "/ max(SD[b, h, p], 1e-30)")          # rows the mask empties
     shapes = {k: v for k, v in SHAPES.items() if k != "W"}
     assert _error(text, shapes) < 1e-5
+
+
+def test_a_value_contraction_divided_by_a_row_statistic():
+    # `sum[m] SN * V / SD` was refused (only products were split into weight and value);
+    # it is the 3-pass form with the division inside the sum: two passes over the keys
+    text = SOFTMAX.format(inputs=QKV, score="S[b, h, m, p] = QK[b, h, m, p] where m <= p")
+    text = text.replace("SNV[b, h, f, p] = SN[b, h, m, p] * V[b, h, f, m]",
+                        "SNV[b, h, f, p] = SN[b, h, m, p] * V[b, h, f, m] / SD[b, h, p]")
+    text = text.replace("AV[b, h, f, p] = SNV[b, h, f, p] / SD[b, h, p]", "AV[b, h, f, p] = SNV[b, h, f, p]")
+    shapes = {k: v for k, v in SHAPES.items() if k != "W"}
+    assert _error(text, shapes) < 1e-5
+
+
+def test_a_hoisted_einsum_that_broadcasts_over_an_output_rank():
+    # `X[b, h, e] = W[h]`-like hoisted Einsums crashed the launcher (torch.einsum has no broadcast output)
+    text = SOFTMAX.format(inputs=QKV + "\ninput SC[H]: f32", score="S[b, h, m, p] = QK[b, h, m, p] * T[b, h, p]")
+    text = text.replace("QK[b, h, m, p] = Q", "T[b, h, p] = SC[h]\nQK[b, h, m, p] = Q")
+    shapes = {k: v for k, v in SHAPES.items() if k != "W"}
+    assert _error(text, shapes) < 1e-5
