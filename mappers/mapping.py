@@ -26,13 +26,62 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
+from enum import Enum
+from functools import lru_cache
 from pathlib import Path
 
 from einsum_ir.errors import Loc
 from hw_models.schema import HardwareError, Node, load, load_named
 
 MAPPINGS = Path(__file__).parent / "mappings"
-OVERLAP_KINDS = ("phases", "overlapped", "epochs")
+
+
+class Overlap(str, Enum):
+    """How the units' work combines into latency."""
+
+    PHASES = "phases"            # lists of Einsums in sequence; within a phase compute and memory overlap
+    OVERLAPPED = "overlapped"    # everything overlaps
+    EPOCHS = "epochs"            # software-pipelined tiles with a critical path per epoch
+
+    def __str__(self) -> str:
+        return self.value
+
+
+OVERLAP_KINDS = tuple(k.value for k in Overlap)
+
+
+class Where(str, Enum):
+    """Where a tensor lives on chip."""
+
+    LOOP = "loop"                # a tile kept in the global buffer under a loop of the nest
+    STREAM = "stream"            # not kept: between DRAM and the PEs, staged only for reuse within a leaf
+    PE = "pe"                    # an intermediate not listed in `keep`: PE registers
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Keep:
+    """A tensor's `keep` entry: a loop of the nest, `stream`, or PE registers."""
+
+    where: Where
+    loop: str | None = None
+
+    @property
+    def in_buffer(self) -> bool:
+        return self.where is Where.LOOP
+
+    def __str__(self) -> str:
+        return self.loop if self.where is Where.LOOP else self.where.value
+
+
+IN_PE = Keep(Where.PE)
+STREAMED = Keep(Where.STREAM)
+
+
+def keep_of(text: str) -> Keep:
+    return STREAMED if text == Where.STREAM.value else Keep(Where.LOOP, text)
 
 
 @dataclass(frozen=True)
@@ -59,25 +108,30 @@ class Mapping:
     leaves: tuple[Leaf, ...]
     binding: tuple[tuple[str, str], ...]
     pipelined: frozenset[str]
-    keep: tuple[tuple[str, str], ...]
+    keep: tuple[tuple[str, Keep], ...]
     dram: frozenset[str]
     spill: tuple[tuple[str, float], ...]
-    overlap: str
+    overlap: Overlap
     phases: tuple[tuple[str, ...], ...]
     critical_path: "CriticalPath | None"   # epochs only; None: the default (every Einsum in sequence)
     node: Node
     variants: tuple[tuple[tuple[tuple[str, tuple[int, ...]], ...], Node], ...] = ()
     changed: tuple[tuple[str, object], ...] = ()     # fields set by with_changes: they outlive a variant
+    reread: frozenset[str] = frozenset()     # operands re-read from the buffer at every use, not held in PEs
+    uncharged: frozenset[str] = frozenset()  # operation kinds the evaluation's accounting leaves uncharged
+    _variant_cache: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     def for_shapes(self, shapes: dict) -> "Mapping":
         """The mapping with the first variant whose `when` matches `shapes`
         applied (a design whose configuration depends on the workload, as
         FLAT's does on the sequence length). Fields set in code by
         `with_changes` are kept over the variant's."""
-        for when, node in self.variants:
+        for i, (when, node) in enumerate(self.variants):
             if all(shapes.get(k) in vals for k, vals in when):
-                merged = from_node(_merged(self.node, node))
-                return merged.with_changes(**dict(self.changed)) if self.changed else merged
+                if i not in self._variant_cache:
+                    merged = from_node(_merged(self.node, node))
+                    self._variant_cache[i] = merged.with_changes(**dict(self.changed)) if self.changed else merged
+                return self._variant_cache[i]
         return self
 
     def unit_of(self, einsum: str) -> str | None:
@@ -86,14 +140,23 @@ class Mapping:
     def leaf_of(self, einsum: str) -> Leaf | None:
         return next((lf for lf in self.leaves if einsum in lf.run), None)
 
+    def keep_of(self, tensor: str) -> Keep:
+        return dict(self.keep).get(tensor, IN_PE)
+
     def with_changes(self, **changes) -> "Mapping":
         """A copy with fields replaced; a `critical_path` given as text is
-        parsed (its names are checked against the cascade by `simulate`)."""
+        parsed (its names are checked against the cascade by `simulate`), an
+        overlap kind or a keep level as text is typed."""
         from dataclasses import replace
         if isinstance(changes.get("critical_path"), str):
             changes["critical_path"] = parse_critical_path(changes["critical_path"])
+        if "overlap" in changes:
+            changes["overlap"] = Overlap(changes["overlap"])
+        if "keep" in changes:
+            changes["keep"] = tuple((t, k if isinstance(k, Keep) else keep_of(k)) for t, k in changes["keep"])
         changes.pop("changed", None)
-        return replace(self, **changes, changed=tuple({**dict(self.changed), **changes}.items()))
+        return replace(self, **changes, changed=tuple({**dict(self.changed), **changes}.items()),
+                       _variant_cache={})
 
 
 def _merged(root: Node, variant: Node) -> Node:
@@ -116,20 +179,57 @@ def parse_mapping(text: str, file: str = "<mapping>") -> Mapping:
     return from_node(load(text, file))
 
 
-def from_node(root: Node) -> Mapping:
-    top = root.mapping(required=("name", "cascade", "hardware", "nest", "binding", "overlap"),
-                       optional=("doc", "factors", "keep", "dram", "spill", "pipelined", "variants"))
+KEYS = ("doc", "factors", "keep", "dram", "spill", "pipelined", "variants", "reread", "uncharged_in_evaluation")
+VARIANT_KEYS = ("factors", "nest", "keep", "dram", "spill", "pipelined", "overlap", "binding", "reread")
+
+
+def _factors(top: dict) -> tuple:
     factors = []
     for rank, spec in (top["factors"].items() if "factors" in top else []):
-        parts = []
-        for f, ext in spec.items():
-            if ext.value in ("rest", "fit"):
-                parts.append((f, ext.value))
-            else:
-                parts.append((f, ext.integer()))
+        parts = tuple((f, ext.value if ext.value in ("rest", "fit") else ext.integer()) for f, ext in spec.items())
         if sum(1 for _, e in parts if e == "rest") > 1:
             raise spec.error("at most one factor of a rank can be `rest`")
-        factors.append((rank, tuple(parts)))
+        factors.append((rank, parts))
+    return tuple(factors)
+
+
+def _strings(top: dict, key: str) -> frozenset[str]:
+    return frozenset(x.string() for x in top[key].list()) if key in top else frozenset()
+
+
+def _spill(top: dict) -> tuple:
+    out = []
+    for t, node in (top["spill"].items() if "spill" in top else []):
+        f = node.number(allow_zero=True)
+        if f > 1:
+            raise node.error(f"a spilled fraction is at most 1, got {f}")
+        out.append((t, f))
+    return tuple(out)
+
+
+def _variants(root: Node, top: dict) -> tuple:
+    variants = []
+    for v in (top["variants"].list() if "variants" in top else []):
+        spec = v.mapping(required=("when",), optional=VARIANT_KEYS)
+        when = tuple((k, tuple(x.integer() for x in (c.list() if isinstance(c.value, list) else [c])))
+                     for k, c in spec["when"].items())
+        variants.append((when, v))
+    for _, v in variants:
+        from_node(_merged(root, v))     # each variant is checked at load, as the mapping itself
+    return tuple(variants)
+
+
+def _uncharged(top: dict) -> frozenset[str]:
+    from hw_models.spatial import OP_KINDS
+    for x in (top["uncharged_in_evaluation"].list() if "uncharged_in_evaluation" in top else []):
+        if x.string() not in OP_KINDS:
+            hint = difflib.get_close_matches(x.string(), OP_KINDS, n=1)
+            raise x.error(f"{x.string()!r} is not an operation kind" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+    return _strings(top, "uncharged_in_evaluation")
+
+
+def from_node(root: Node) -> Mapping:
+    top = root.mapping(required=("name", "cascade", "hardware", "nest", "binding", "overlap"), optional=KEYS)
     leaves: list[Leaf] = []
     _walk_nest(top["nest"], (), leaves)
     seen: dict[str, Node] = {}
@@ -140,31 +240,101 @@ def from_node(root: Node) -> Mapping:
             seen[e] = lf.node
     binding = tuple((e, u.string()) for e, u in top["binding"].items())
     kind, phases, critical_path = _overlap(top["overlap"], dict(binding), leaves)
-    keep = tuple((t, v.string()) for t, v in top["keep"].items()) if "keep" in top else ()
-    spill = tuple((t, v.number(allow_zero=True)) for t, v in top["spill"].items()) if "spill" in top else ()
-    for (t, f), (_, node) in zip(spill, top["spill"].items() if "spill" in top else []):
-        if f > 1:
-            raise node.error(f"a spilled fraction is at most 1, got {f}")
-    variants = []
-    for v in (top["variants"].list() if "variants" in top else []):
-        if not isinstance(v.value, dict):
-            v.mapping(required=("when",))
-        spec = v.mapping(required=("when",), optional=("factors", "nest", "keep", "dram", "spill", "pipelined",
-                                                       "overlap", "binding"))
-        when = tuple((k, tuple(x.integer() for x in (c.list() if isinstance(c.value, list) else [c])))
-                     for k, c in spec["when"].items())
-        variants.append((when, v))
-    for _, v in variants:
-        from_node(_merged(root, v))     # each variant is checked at load, as the mapping itself
-    return Mapping(
-        variants=tuple(variants),
+    keep = tuple((t, keep_of(v.string())) for t, v in top["keep"].items()) if "keep" in top else ()
+    m = Mapping(
+        variants=_variants(root, top),
         name=top["name"].string(), doc=top["doc"].string() if "doc" in top else "",
         cascade=top["cascade"].string(), hardware=top["hardware"].string(),
-        factors=tuple(factors), leaves=tuple(leaves), binding=binding,
-        pipelined=frozenset(x.string() for x in top["pipelined"].list()) if "pipelined" in top else frozenset(),
-        keep=keep, dram=frozenset(x.string() for x in top["dram"].list()) if "dram" in top else frozenset(),
-        spill=spill, overlap=kind, phases=phases,
-        critical_path=critical_path, node=root)
+        factors=_factors(top), leaves=tuple(leaves), binding=binding, pipelined=_strings(top, "pipelined"),
+        keep=keep, dram=_strings(top, "dram"), spill=_spill(top), overlap=kind, phases=phases,
+        critical_path=critical_path, node=root, reread=_strings(top, "reread"), uncharged=_uncharged(top))
+    known = _known(m.cascade, m.hardware)
+    if known is not None:
+        check_names(m, *known)
+    return m
+
+
+@lru_cache(maxsize=32)
+def _known(cascade: str, hardware: str):
+    """(cascade, hardware) when both name library entries, else None: a
+    mapping is checked against them at load where they are known."""
+    import einsum_ir as ei
+    from einsum_ir.library import names as library_names
+    from hw_models.spatial import load_spatial, preset_names
+    if cascade not in library_names() or hardware not in preset_names():
+        return None
+    return ei.library.load(cascade), load_spatial(hardware)
+
+
+def _at(m: Mapping, *path: str) -> Node:
+    """The node at `path` in the mapping's file (the root when it is not there)."""
+    node = m.node
+    for key in path:
+        if not isinstance(node.value, dict) or key not in node.value:
+            return node
+        node = node.value[key]
+    return node
+
+
+def _hint(name: str, known) -> str:
+    found = difflib.get_close_matches(name, sorted(known), n=1)
+    return f" (did you mean {found[0]!r}?)" if found else ""
+
+
+def check_names(m: Mapping, c, hw) -> None:
+    """Every name of the mapping against the cascade `c` and the hardware
+    `hw`, at the line and column where it is written: bound and run Einsums,
+    units, loop variables, kept, streamed, spilled and re-read tensors."""
+    einsums = {e.name for e in c.einsums}
+    tensors = {t.name for t in c.tensors}
+    for e, u in m.binding:
+        node = _at(m, "binding", e)
+        if e not in einsums:
+            raise HardwareError(f"binding: {e} is not an Einsum of {c.name}{_hint(e, einsums)}",
+                                node.key_loc, node.source)
+        if u not in hw.units:
+            raise node.error(f"unit {u!r} is not a unit of {hw.name} ({', '.join(hw.units)}){_hint(u, hw.units)}")
+    _check_nest(m, c, hw, einsums)
+    for key in ("keep", "spill"):
+        for t, _ in (m.keep if key == "keep" else m.spill):
+            if t not in tensors:
+                node = _at(m, key, t)
+                raise HardwareError(f"{key}: {t} is not a tensor of {c.name}{_hint(t, tensors)}",
+                                    node.key_loc, node.source)
+    for key, names in (("dram", m.dram), ("reread", m.reread), ("pipelined", m.pipelined)):
+        for t in names - (tensors | einsums):
+            raise _at(m, key).error(f"{t} is not a tensor or Einsum of {c.name}{_hint(t, tensors | einsums)}")
+    for t, k in m.keep:
+        users = [lf for lf in m.leaves if any(_uses(c, n, t) for n in lf.run)]
+        for lf in users:
+            if k.in_buffer and k.loop not in lf.loops:
+                raise _at(m, "keep", t).error(f"{t} is kept under loop {k.loop}, which does not enclose the "
+                                              f"Einsums {', '.join(lf.run)} that use it")
+
+
+def _uses(c, einsum: str, tensor: str) -> bool:
+    """Whether `einsum` writes or reads `tensor` (directly or through a view of it)."""
+    from einsum_ir.ir import Access
+    views = {e.name: e.expr.tensor for e in c.einsums if isinstance(e.expr, Access) and not e.reduced}
+    return any(views.get(a.tensor, a.tensor) == tensor or a.tensor == tensor
+               for e in c.writers(einsum) for a in [e.output] + e.reads())
+
+
+def _check_nest(m: Mapping, c, hw, einsums: set) -> None:
+    """Run Einsums exist; parfor units exist; loop variables are ranks or factors."""
+    variables = {r.name.lower() for r in c.ranks} | {f.lower() for _, parts in m.factors for f, _ in parts}
+    for lf in m.leaves:
+        for n in lf.run:
+            if n not in einsums:
+                raise lf.node.error(f"runs {n}, which is not an Einsum of {c.name}{_hint(n, einsums)}")
+        for u, axes in lf.spatial:
+            if u not in hw.units:
+                raise lf.node.error(f"parfor names unit {u!r}, which {hw.name} does not have "
+                                    f"({', '.join(hw.units)}){_hint(u, hw.units)}")
+        for v in lf.loops + tuple(a for _, axes in lf.spatial for a in axes):
+            if v not in variables:
+                raise lf.node.error(f"loop variable {v} is neither a rank of {c.name} nor a factor in "
+                                    f"`factors`{_hint(v, variables)}")
 
 
 def _overlap(node: Node, binding: dict[str, str], leaves: list[Leaf]):
@@ -175,6 +345,7 @@ def _overlap(node: Node, binding: dict[str, str], leaves: list[Leaf]):
     kind = ov["kind"].string()
     if kind not in OVERLAP_KINDS:
         raise ov["kind"].error(f"unknown overlap kind {kind!r}; expected one of {', '.join(OVERLAP_KINDS)}")
+    kind = Overlap(kind)
     for key, needs in (("phases", "phases"), ("critical_path", "epochs")):
         if key in ov and kind != needs:
             raise ov[key].error(f"`{key}` is used only with overlap kind `{needs}`, not `{kind}`")

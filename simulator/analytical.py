@@ -34,7 +34,7 @@ from .compute import EinsumCost
 from .invariants import InvariantError, check_invariants
 from .numbers import Numeric, Symbolic
 from .tiling import PE_LEVEL, STREAM, Nest, views
-from .traffic import TensorCost
+from .traffic import Home, TensorCost
 
 __all__ = ["simulate", "formulas", "Report", "EinsumCost", "TensorCost", "InvariantError", "PE_LEVEL", "STREAM",
            "Nest", "views"]
@@ -120,7 +120,7 @@ def formulas(c: Cascade, m: Mapping, hw: SpatialArray) -> dict[str, sympy.Expr]:
         out[f"busy_cycles[{ec.name}]"] = ec.busy_cycles
     moved = _traffic.traffic(s, n, hw.word_bytes)
     for tc in moved.tensors:
-        if tc.home == "dram":
+        if tc.home is Home.DRAM:
             out[f"dram_bytes[{tc.name}]"] = sympy.sympify(tc.dram_read_bytes + tc.dram_write_bytes)
     out["dram_bytes"] = sympy.sympify(moved.dram_bytes)
     return out

@@ -27,11 +27,12 @@ from math import prod
 from einsum_ir import Cascade
 from einsum_ir.ir import index_vars, offset_of
 from hw_models.spatial import SpatialArray
-from mappers.mapping import Mapping
+from mappers.mapping import Mapping, Overlap
 
 from .analytical import Report, simulate
 from .numbers import Numeric
-from .tiling import PE_LEVEL, STREAM, Nest, nest, views
+from .traffic import Home
+from .tiling import Nest, nest, views
 
 MAX_TASKS = 2_000_000
 
@@ -87,7 +88,6 @@ class _Run:
         self.cost = {e.name: e for e in r.einsums}
         self.iters = {i: prod(self.nest.extent(v) for v in lf.loops) for i, lf in enumerate(m.leaves)}
         self.einsum = {e.name: e for e in c.einsums if not e.is_initial}
-        self.keep = dict(m.keep)
         self.tensors = {t.name: t for t in c.tensors}
         self.traffic = {t.name: t for t in r.tensors}
         self.reads = {name: self._reads_of(name) for name in self.cost}
@@ -98,7 +98,7 @@ class _Run:
         self.resident = sum(t.buffer_bytes for t in r.tensors if self.tensors[t.name].role != "input")
         self.live: list[list] = []                 # [bytes, free time or None while in use]
         self.current_tile: dict[str, list] = {}    # input -> [key, load finish, entry in live, last use]
-        stated = m.critical_path.fills() if m.overlap == "epochs" and m.critical_path is not None else ()
+        stated = m.critical_path.fills() if m.overlap is Overlap.EPOCHS and m.critical_path is not None else ()
         self.exposed = {u.name: float(u.shape[0]) for u in hw.units.values() if u.name in stated}
         self.tile_of_unit: dict[str, tuple] = {}
         self.fetched: set = set()
@@ -122,8 +122,8 @@ class _Run:
 
     def key_loops(self, t: str, lf) -> tuple:
         """The loops whose move brings a new tile of input t: those at or outside its keep level."""
-        level = self.keep.get(t, STREAM)
-        return lf.loops if level in (STREAM, PE_LEVEL) else lf.loops[:lf.loops.index(level) + 1]
+        level = self.m.keep_of(t)
+        return lf.loops[:lf.loops.index(level.loop) + 1] if level.in_buffer else lf.loops
 
     def transfer(self, nbytes: float, not_before: float) -> float:
         t0 = max(self.dram_free, not_before)
@@ -161,7 +161,7 @@ class _Run:
         src = self.leaf_of.get(t)
         if src is None:
             return ready
-        far_load = (self.traffic[t].home == "dram" and src != li
+        far_load = (self.traffic[t].home is Home.DRAM and src != li
                     and (t, li, tuple(idx.items())) not in self.fetched)
         shared = tuple(v for v in self.m.leaves[src].loops if v in idx)
         key_idx = dict(idx)
@@ -201,7 +201,7 @@ class _Run:
         for t, _ in self.reads[name]:
             if self.tensors[t].role == "input" and t in self.current_tile:
                 self.current_tile[t][3] = max(self.current_tile[t][3], end)
-        if self.traffic[name].home == "dram" and self.traffic[name].dram_write_bytes:
+        if self.traffic[name].home is Home.DRAM and self.traffic[name].dram_write_bytes:
             end = self.transfer(self.traffic[name].dram_write_bytes / self.iters[li], end)   # the store
         self.last = max(self.last, end)
 
@@ -214,7 +214,7 @@ def simulate_events(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict) -> E
     if n_tasks > MAX_TASKS:
         raise ValueError(f"{n_tasks} tasks: the event simulation is for small and medium shapes")
     # `phases`: each phase runs over the whole workload before the next starts
-    phases = [set(ph) for ph in m.phases] if m.overlap == "phases" else [set(run.cost)]
+    phases = [set(ph) for ph in m.phases] if m.overlap is Overlap.PHASES else [set(run.cost)]
     for phase in phases:
         barrier = run.last
         for li, idx in _program(m, run.nest):

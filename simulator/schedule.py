@@ -16,7 +16,7 @@ from math import prod
 
 from einsum_ir import Cascade
 from hw_models.spatial import SpatialArray
-from mappers.mapping import Add, Mapping, Name, check_critical_path
+from mappers.mapping import Add, Mapping, Name, Overlap, check_critical_path
 
 from .tiling import Nest
 
@@ -41,10 +41,10 @@ def check_schedule(c: Cascade, m: Mapping, hw: SpatialArray, costs, by_einsum: C
     critical path (or in exactly one phase), nothing there the cascade lacks."""
     bound = {ec.name: ec.unit for ec in costs}
     others = frozenset(e.name for e in c.einsums if not e.is_initial) - set(bound)
-    if m.overlap == "epochs" and m.critical_path is not None:
+    if m.overlap is Overlap.EPOCHS and m.critical_path is not None:
         check_critical_path(m.critical_path, bound, set(hw.units), f"an Einsum of {c.name} bound to a unit",
                             optional=others)
-    if m.overlap != "phases":
+    if m.overlap is not Overlap.PHASES:
         return
     node = _overlap_node(m)
     placed = Counter(n for ph in m.phases for n in ph)
@@ -99,10 +99,10 @@ def _epochs(m: Mapping, costs, n: Nest, hw: SpatialArray) -> tuple:
 
 def latency(m: Mapping, costs, n: Nest, hw: SpatialArray, dram_cycles: float, by_einsum: Counter) -> Schedule:
     busy = unit_busy(costs)
-    if m.overlap == "overlapped":
+    if m.overlap is Overlap.OVERLAPPED:
         return Schedule(max([dram_cycles] + list(busy.values())), 1, 0.0,
                         "overlapped: max of DRAM time and each unit's busy time", "", dict(busy))
-    if m.overlap == "phases":
+    if m.overlap is Overlap.PHASES:
         return Schedule(_phases(m, costs, hw, by_einsum), 1, 0.0,
                         f"phases: sum over {len(m.phases)} phases of max(DRAM, each unit)", "", dict(busy))
     epochs, per, rule, path = _epochs(m, costs, n, hw)

@@ -20,9 +20,9 @@ from einsum_ir.shapes import resolve
 from einsum_ir.sym import shape_symbol
 from hw_models.schema import HardwareError
 from hw_models.spatial import SpatialArray
-from mappers.mapping import Leaf, Mapping
+from mappers.mapping import IN_PE, STREAMED, Keep, Leaf, Mapping, check_names
 
-PE_LEVEL, STREAM = "pe", "stream"
+PE_LEVEL, STREAM = IN_PE, STREAMED
 
 
 def views(c: Cascade) -> dict[str, str]:
@@ -63,6 +63,7 @@ def space(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict) -> Space:
     vs = views(c)
     einsums = tuple(e for e in c.einsums if not e.is_initial and e.name not in vs)
     ops = {e.name: ops_per_point(e) for e in einsums}
+    check_names(m, c, hw)
     _check_placement(c, m, hw, einsums, ops)
     keep = dict(m.keep)
     for t in c.tensors:
@@ -152,10 +153,11 @@ def symbolic_factors(m: Mapping) -> dict:
 
 # ------------------------------------------------------------------ kept tiles and the buffer
 
-def tile_elems(s: Space, t, level: str, n: Nest):
-    """Elements of t's tile kept under loop `level` (the largest over the leaves that touch t)."""
-    if level in (PE_LEVEL, STREAM):
+def tile_elems(s: Space, t, keep: Keep, n: Nest):
+    """Elements of t's tile kept under its loop (the largest over the leaves that touch t)."""
+    if not keep.in_buffer:
         return 0
+    level = keep.loop
     best = 0
     for lf in s.mapping.leaves:
         if not any(s.base(a.tensor) == t.name for name in lf.run for e in s.cascade.writers(name)
@@ -178,8 +180,7 @@ def tile_elems(s: Space, t, level: str, n: Nest):
 
 def kept_bytes(s: Space, n: Nest, word: int) -> dict:
     """Bytes of each tensor's kept tile (0 for tensors not kept in the buffer)."""
-    keep = dict(s.mapping.keep)
-    return {t.name: tile_elems(s, t, keep.get(t.name, PE_LEVEL), n) * word for t in s.tensors}
+    return {t.name: tile_elems(s, t, s.mapping.keep_of(t.name), n) * word for t in s.tensors}
 
 
 def _fits(s: Space, hw: SpatialArray, factors: dict, explain: bool = False) -> bool:
@@ -189,9 +190,7 @@ def _fits(s: Space, hw: SpatialArray, factors: dict, explain: bool = False) -> b
     if used <= hw.buffer.capacity_bytes:
         return True
     if explain:
-        keep = dict(s.mapping.keep)
-        parts = ", ".join(f"{t.name} {kept[t.name]:.0f}" for t in s.tensors
-                          if keep.get(t.name, PE_LEVEL) not in (PE_LEVEL, STREAM))
+        parts = ", ".join(f"{t.name} {kept[t.name]:.0f}" for t in s.tensors if s.mapping.keep_of(t.name).in_buffer)
         raise s.mapping.node.error(f"no tile fits the {hw.buffer.capacity_bytes} B global buffer of {hw.name}: "
                                    f"even the smallest needs {used:.0f} B ({parts})")
     return False

@@ -18,18 +18,30 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from enum import Enum
 from math import prod
 
-from mappers.mapping import Leaf
+from mappers.mapping import Keep, Leaf, Where
 
-from .tiling import PE_LEVEL, STREAM, Nest, Space
+from .tiling import Nest, Space
+
+
+class Home(str, Enum):
+    """Where a tensor's whole lives: DRAM (inputs, outputs, `dram`
+    intermediates) or the chip."""
+
+    DRAM = "dram"
+    CHIP = "chip"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)
 class TensorCost:
     name: str
-    keep: str                   # loop it is kept under, `pe`, or `stream`
-    home: str                   # dram or chip
+    keep: Keep                  # the loop it is kept under, `stream`, or PE registers
+    home: Home
     buffer_bytes: float         # occupancy of its kept tile(s)
     dram_read_bytes: float
     dram_write_bytes: float
@@ -47,9 +59,9 @@ class Traffic:
         return sum(t.dram_read_bytes + t.dram_write_bytes for t in self.tensors)
 
 
-def restream(n: Nest, t, leaf: Leaf, level: str):
+def restream(n: Nest, t, leaf: Leaf, level: Keep):
     """Fetches of t's tile in `leaf`: the loops at or outside its keep level that do not index it."""
-    loops = leaf.loops if level in (PE_LEVEL, STREAM) else leaf.loops[:leaf.loops.index(level) + 1]
+    loops = leaf.loops[:leaf.loops.index(level.loop) + 1] if level.in_buffer else leaf.loops
     return prod(n.extent(v) for v in loops if not n.indexes(t.ranks, v))
 
 
@@ -78,8 +90,9 @@ def users(s: Space, t) -> tuple[list, list]:
 
 def tensor_traffic(s: Space, n: Nest, t, word: int, kept: float, by_einsum: Counter) -> TensorCost:
     m = s.mapping
-    level = dict(m.keep).get(t.name, PE_LEVEL)
-    home = "dram" if t.role in ("input", "output") or t.name in m.dram else "chip"
+    level = m.keep_of(t.name)
+    in_pe = level.where is Where.PE
+    home = Home.DRAM if t.role in ("input", "output") or t.name in m.dram else Home.CHIP
     size = size_elems(n, t) * word
     readers, writers = users(s, t)
     d_read = d_write = b_read = b_write = n.num.zero
@@ -88,9 +101,9 @@ def tensor_traffic(s: Space, n: Nest, t, word: int, kept: float, by_einsum: Coun
     for e, lf in readers:
         if id(lf) in written_in:
             continue                # produced and consumed in the same leaf: passed directly
-        b_read += size * buffer_trips(n, t, lf) if level != PE_LEVEL else 0
-        if home == "dram":
-            key = (level, lf.loops[:lf.loops.index(level) + 1]) if level in lf.loops else id(lf)
+        b_read += size * buffer_trips(n, t, lf) if not in_pe else 0
+        if home is Home.DRAM:
+            key = (level, lf.loops[:lf.loops.index(level.loop) + 1]) if level.loop in lf.loops else id(lf)
             if key in counted:
                 continue            # kept across both readers: fetched once
             counted.add(key)
@@ -98,13 +111,13 @@ def tensor_traffic(s: Space, n: Nest, t, word: int, kept: float, by_einsum: Coun
             d_read += r
             by_einsum[e.name] += r
     for e, lf in writers:
-        w = size * restream(n, t, lf, level) if home == "dram" else 0
+        w = size * restream(n, t, lf, level) if home is Home.DRAM else 0
         d_write += w
         by_einsum[e.name] += w
-        if level != PE_LEVEL:
+        if not in_pe:
             b_write += size * buffer_trips(n, t, lf)
     f = dict(m.spill).get(t.name)
-    if home == "chip" and f:
+    if home is Home.CHIP and f:
         far = [e for e, lf in readers if id(lf) not in written_in]
         extra_w, extra_r = f * size, f * size * len(far)
         d_write += extra_w
@@ -113,8 +126,8 @@ def tensor_traffic(s: Space, n: Nest, t, word: int, kept: float, by_einsum: Coun
             by_einsum[e.name] += extra_w
         for e in far:
             by_einsum[e.name] += extra_r / len(far)
-    b_write += d_read if level != PE_LEVEL or home == "dram" else 0
-    b_read += d_write if level != PE_LEVEL or home == "dram" else 0
+    b_write += d_read if not in_pe or home is Home.DRAM else 0
+    b_read += d_write if not in_pe or home is Home.DRAM else 0
     return TensorCost(t.name, level, home, kept, d_read, d_write, b_read, b_write)
 
 

@@ -231,9 +231,14 @@ def test_a_binding_changed_in_code_is_checked_against_the_path():
 
 
 def test_a_binding_for_another_cascade_is_refused():
-    m = parse_mapping(TEXT.replace("  AV: pe1d\n", "  AV: pe1d\n  EXTRA: pe1d\n").replace(
-        PATH, PATH + " + EXTRA"), "map.yaml")
-    with pytest.raises(hw.HardwareError, match="`binding` names EXTRA, which is not an Einsum of attention-1pass"):
+    """At load (the mapping names a library cascade), at the line of the name;
+    and at simulate time for a mapping whose cascade is not known at load."""
+    text = TEXT.replace("  AV: pe1d\n", "  AV: pe1d\n  EXTRA: pe1d\n").replace(PATH, PATH + " + EXTRA")
+    with pytest.raises(hw.HardwareError, match="binding: EXTRA is not an Einsum of attention-1pass") as e:
+        parse_mapping(text, "map.yaml")
+    assert (e.value.loc.file, e.value.loc.line) == ("map.yaml", text[:text.index("EXTRA")].count("\n") + 1)
+    m = parse_mapping(text.replace("cascade: attention-1pass", "cascade: my-own.ein"), "map.yaml")
+    with pytest.raises(hw.HardwareError, match="binding: EXTRA is not an Einsum of attention-1pass"):
         simulate(ONE_PASS, m, FUSEMAX, SHAPES)
 
 

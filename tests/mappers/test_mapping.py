@@ -1,5 +1,7 @@
 """Mapping files: every shipped mapping loads and simulates; mistakes in a
 mapping are errors that say what and where."""
+import re
+
 import pytest
 
 import einsum_ir as ei
@@ -44,7 +46,6 @@ def test_mapping_mistakes_are_reported(old, new, message):
 @pytest.mark.parametrize("old,new,message", [
     ("  Q: p2\n", "", "`keep` must say where input Q is kept"),
     ("  AV: pe1d\n", "", "Einsum AV (divide) is bound to no unit"),
-    ("  K: m1\n", "  K: p1x\n", "K is kept under loop p1x"),
 ])
 def test_mapping_mismatches_with_the_cascade_are_reported(old, new, message):
     text = BINDING_TEXT.replace(old, new)
@@ -71,3 +72,38 @@ def test_a_critical_path_cannot_reach_python(bad, message):
     with pytest.raises(hw.HardwareError, match=message.replace("(", r"\(").replace(")", r"\)")) as e:
         parse_mapping(BINDING_TEXT.replace("max(SLNV, SPNV)", bad), "map.yaml")
     assert e.value.loc.file == "map.yaml" and e.value.loc.line == BINDING_TEXT[:BINDING_TEXT.index("critical_path")].count("\n") + 1
+
+
+@pytest.mark.parametrize("old,new,message,at", [
+    ("  K: m1\n", "  K: p1x\n", "K is kept under loop p1x, which does not enclose", "p1x"),
+    ("  K: m1\n", "  KK: m1\n", "keep: KK is not a tensor of attention-1pass (did you mean 'K'?)", "KK"),
+    ("  BQK: pe2d\n", "  BQK: pe2e\n", "unit 'pe2e' is not a unit of fusemax", "pe2e"),
+    ("parfor: {pe1d: [p0]}", "parfor: {pe3d: [p0]}", "parfor names unit 'pe3d'", "for: [p1]"),
+    ("      - for: [p1]\n", "      - for: [q1]\n", "loop variable q1 is neither a rank", "for: [q1]"),
+    ("  AV: stream\n", "  AV: stream\nreread: [KV]\n", "KV is not a tensor or Einsum", "[KV]"),
+    ("  AV: stream\n", "  AV: stream\nuncharged_in_evaluation: [expp]\n", "'expp' is not an operation kind "
+     "(did you mean 'exp'?)", "expp"),
+])
+def test_names_are_checked_against_the_cascade_and_hardware_at_load(old, new, message, at):
+    """The mapping names a library cascade and a hardware preset, so every
+    name is checked when it loads, at the file, line and column of the name
+    (or of the nest entry that holds it)."""
+    assert old in BINDING_TEXT
+    text = BINDING_TEXT.replace(old, new)
+    with pytest.raises(hw.HardwareError, match=re.escape(message)) as e:
+        parse_mapping(text, "map.yaml")
+    loc = e.value.loc
+    line = text.split("\n")[loc.line - 1]
+    assert loc.file == "map.yaml" and at in line, (loc, line)
+
+
+def test_mapping_values_are_typed():
+    from mappers.mapping import Keep, Overlap, Where
+    m = load_mapping("fusemax-binding")
+    assert m.overlap is Overlap.EPOCHS
+    keep = dict(m.keep)
+    assert keep["K"] == Keep(Where.LOOP, "m1") and keep["AV"].where is Where.STREAM
+    assert m.keep_of("BQK").where is Where.PE
+    assert m.with_changes(overlap="phases", phases=(("BQK",),)).overlap is Overlap.PHASES
+    with pytest.raises(ValueError):
+        m.with_changes(overlap="sometimes")

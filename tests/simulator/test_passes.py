@@ -77,8 +77,8 @@ def test_traffic_restream_and_trips_by_hand():
     k = next(x for x in ONE.tensors if x.name == "K")
     q = next(x for x in ONE.tensors if x.name == "Q")
     main = s.mapping.leaf_of("BQK")
-    assert traffic.restream(t.nest, k, main, "m1") == 2
-    assert traffic.restream(t.nest, q, main, "p2") == 1
+    assert traffic.restream(t.nest, k, main, s.mapping.keep_of("K")) == 2
+    assert traffic.restream(t.nest, q, main, s.mapping.keep_of("Q")) == 1
     assert traffic.buffer_trips(t.nest, q, main) == 256
     moved = traffic.traffic(s, t.nest, 2, t.kept_bytes)
     assert sum(moved.by_einsum.values()) == moved.dram_bytes == 2 * 65536 * 64 * (1 + 2 + 2 + 1)
