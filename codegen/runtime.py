@@ -4,23 +4,42 @@ classes, outputs allocated, the grid launched (and the split-KV combine)."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
+import linecache
 import os
 import sys
+import tempfile
+import types
 from pathlib import Path
 
 import numpy as np
 
 from einsum_ir.analysis.fused import FusedForm, recognise
 from einsum_ir.analysis.tiles import FULL, PARTIAL, cell_counts, classify
-from einsum_ir.errors import ShapeError
+from einsum_ir.errors import EinError, ShapeError
 from einsum_ir.ir import Access, Cascade, Idx, Op, walk
 from einsum_ir.shapes import resolve
 from mappers.gpu_mapping import GPUMapping
 
 from .triton import KernelSource, generate
 
-CACHE = Path(os.environ.get("ATTNC_CACHE", Path.home() / ".cache" / "attnc" / "triton"))
+class CacheError(EinError):
+    """The kernel cache cannot be trusted (writable by others, not the user's)."""
+
+
+def cache_dir() -> Path:
+    """The kernel cache, `$ATTNC_CACHE` or `~/.cache/attnc/triton`, read at
+    each use (tests point it at a temporary directory). It holds code that is
+    imported, so it must be the user's and writable by nobody else."""
+    d = Path(os.environ.get("ATTNC_CACHE") or Path.home() / ".cache" / "attnc" / "triton")
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    st = d.stat()
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise CacheError(f"the kernel cache {d} belongs to another user: refusing to import code from it "
+                         "(set ATTNC_CACHE to a directory of your own)")
+    if st.st_mode & 0o022:
+        raise CacheError(f"the kernel cache {d} is writable by others (mode {st.st_mode & 0o777:o}): refusing to "
+                         f"import code from it (chmod go-w {d}, or set ATTNC_CACHE to a private directory)")
+    return d
 
 
 def cache_key(c: Cascade, m: GPUMapping, env: dict) -> str:
@@ -29,23 +48,37 @@ def cache_key(c: Cascade, m: GPUMapping, env: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def _import(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
+def _import(path: Path, name: str, text: str):
+    """A module from `text`, compiled here: no bytecode is read from the cache
+    (a planted `__pycache__/*.pyc` beside the file is never used). The file
+    stays because Triton reads a kernel's source from it; it holds `text`."""
+    mod = types.ModuleType(name)
+    mod.__file__ = str(path)
     sys.modules[name] = mod
-    spec.loader.exec_module(mod)
+    linecache.checkcache(str(path))
+    exec(compile(text, str(path), "exec", dont_inherit=True), mod.__dict__)
     return mod
 
 
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def _cached_module(key: str, text: str):
-    """The generated source written to the disk cache (atomically) and imported."""
-    CACHE.mkdir(parents=True, exist_ok=True)
-    path = CACHE / f"attnc_{key}.py"
-    if not path.exists() or path.read_text() != text:
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-    return _import(path, f"attnc_kernel_{key}")
+    """The generated source written to the disk cache and imported, after
+    checking that the file holds exactly `text` (by content hash). Written
+    through a new file of an unpredictable name (O_EXCL), then renamed."""
+    d = cache_dir()
+    path = d / f"attnc_{key}.py"
+    want = _digest(text.encode())
+    for _ in range(2):
+        if path.is_file() and not path.is_symlink() and _digest(path.read_bytes()) == want:
+            return _import(path, f"attnc_kernel_{key}", text)
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=f".attnc_{key}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    raise CacheError(f"the kernel cache file {path} changes under attnc: refusing to import it")
 
 
 def _check_names(c: Cascade, inputs: dict):
@@ -366,4 +399,4 @@ def _as_einsum(e):
     return spec + "->" + "".join(letters[i.name] for i in e.output.indices), [x.tensor for x in factors]
 
 
-__all__ = ["CACHE", "ChunkedKernel", "FusedKernel", "cache_key", "compile_kernel"]
+__all__ = ["CacheError", "ChunkedKernel", "FusedKernel", "cache_dir", "cache_key", "compile_kernel"]
