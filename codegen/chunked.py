@@ -25,6 +25,7 @@ from einsum_ir.analysis.chunked import ChunkedForm, ChunkedFormError
 from einsum_ir.ir import Access, Einsum, Expr, Idx, Num, Op, Sym, index_vars, rank_of, substitute
 from mappers.gpu_mapping import GPUMapping, padded
 
+from .names import Identifiers, check_source, comment_text
 from .triton import _CMP, PRELUDE, _integer, _nonneg, index_template, value_template
 
 VERSION = "1"
@@ -95,6 +96,7 @@ class ChunkedGenerator:
         self.loop: str | None = None                # the current loop variable
         self.current: Einsum | None = None          # the Einsum being generated (for messages)
         self.tmp = 0
+        self.ident = Identifiers()           # (kind, design name) -> identifier in the kernel
         self.read = [t.name for t in self.c.inputs] + [e.name for e in form.hoisted]
 
     # -- emit helpers -----------------------------------------------------------------
@@ -136,13 +138,19 @@ class ChunkedGenerator:
         axes = self.sorted_axes(a for _, ax in args for a in ax)
         return fmt.format(*[self.expand(a, axes) for a in args]), axes
 
+    def t(self, tensor: str) -> str:
+        return self.ident("t", tensor)
+
+    def sym(self, name: str) -> str:
+        return self.ident("sym", name)
+
     # -- coordinates ------------------------------------------------------------------
     def var(self, v: str) -> V:
         f = self.f
         if v in f.batch or v in self.loop_vars:
-            return v, ()
+            return self.ident("c", v), ()
         if v == f.root:
-            return f"({self.loop} * s_{rank_of(f.inner)} + offs_{f.inner})", (f.inner,)
+            return f"({self.ident('c', self.loop)} * {self.sym(rank_of(f.inner))} + offs_{f.inner})", (f.inner,)
         if v in self.pos:
             return f"offs_{v}", (v,)
         raise ChunkedFormError(f"{self.c.name}: {v} has no place in the chunked kernel")
@@ -151,7 +159,7 @@ class ChunkedGenerator:
         if isinstance(e, Num):
             return str(int(e.value)), ()
         if isinstance(e, Sym):
-            return f"s_{e.name}", ()
+            return self.sym(e.name), ()
         if isinstance(e, Idx):
             return self.var(e.name)
         if isinstance(e, Op) and (t := index_template(e)) is not None:
@@ -175,7 +183,7 @@ class ChunkedGenerator:
             return ('float("inf")' if v == float("inf") else 'float("-inf")' if v == float("-inf")
                     else repr(float(v))), ()
         if isinstance(e, Sym):
-            return f"(s_{e.name} + 0.0)", ()
+            return f"({self.sym(e.name)} + 0.0)", ()
         if isinstance(e, Idx):
             code, axes = self.var(e.name)
             return f"({code} + 0.0)", axes
@@ -314,18 +322,18 @@ class ChunkedGenerator:
     def load(self, a: Access) -> V:
         t = self.c.tensor(a.tensor) if self.c.has_tensor(a.tensor) else None
         if not a.indices:
-            return self.let(f"tl.load(t_{a.tensor}).to(tl.float32)", "ld"), ()
+            return self.let(f"tl.load({self.t(a.tensor)}).to(tl.float32)", "ld"), ()
         offs, masks = [], []
         for d, i in enumerate(a.indices):
             ic = self.index(i)
-            offs.append((f"{ic[0]} * t_{a.tensor}_s{d}", ic[1]))
+            offs.append((f"{ic[0]} * {self.t(a.tensor)}_s{d}", ic[1]))
             plain = isinstance(i, Idx) and (i.name in self.f.batch or i.name in self.loop_vars) \
                 and t is not None and rank_of(i.name) == t.ranks[d]
             if not plain:                       # h / G, m1 + 1, a chunk position: may fall outside
                 if not _nonneg(i):
                     masks.append((f"({ic[0]} >= 0)", ic[1]))
-                masks.append((f"({ic[0]} < t_{a.tensor}_n{d})", ic[1]))
-        ptr = self.combine(f"t_{a.tensor} + " + " + ".join("{}" for _ in offs), offs)
+                masks.append((f"({ic[0]} < {self.t(a.tensor)}_n{d})", ic[1]))
+        ptr = self.combine(f"{self.t(a.tensor)} + " + " + ".join("{}" for _ in offs), offs)
         if masks:
             mask = self.combine(" & ".join("{}" for _ in masks), masks)
             axes = self.sorted_axes(ptr[1] + mask[1])
@@ -494,8 +502,9 @@ class ChunkedGenerator:
         params = []
         for t in self.read + [x.name for x in c.outputs]:
             n = len(c.tensor(t).ranks)
-            params += [f"t_{t}"] + [f"t_{t}_s{d}" for d in range(n)] + [f"t_{t}_n{d}" for d in range(n)]
-        params += [f"s_{s}" for s in symbols] + [f"BLOCK_{a.upper()}: tl.constexpr" for a in f.axes]
+            base = self.t(t)
+            params += [base] + [f"{base}_s{d}" for d in range(n)] + [f"{base}_n{d}" for d in range(n)]
+        params += [self.sym(s) for s in symbols] + [f"BLOCK_{a.upper()}: tl.constexpr" for a in f.axes]
         self.lines, self.ind = [], 0
         self.out("@triton.jit")
         self.out("def attnc_chunked(")
@@ -503,10 +512,10 @@ class ChunkedGenerator:
         self.ind = 1
         self.out("pid_b = tl.program_id(0)")
         rest = "pid_b"
-        for v in reversed(f.batch):
-            self.out(f"{v} = {rest} % s_{rank_of(v)}")
-            self.out(f"{rest}_{v} = {rest} // s_{rank_of(v)}")
-            rest = f"{rest}_{v}"
+        for i, v in enumerate(reversed(f.batch)):
+            self.out(f"{self.ident('c', v)} = {rest} % {self.sym(rank_of(v))}")
+            self.out(f"rest{i} = {rest} // {self.sym(rank_of(v))}")
+            rest = f"rest{i}"
         tokens = f.token_axes()
         for a in f.axes:
             if not (a in tokens and not f.partitioned):
@@ -516,6 +525,7 @@ class ChunkedGenerator:
             for e in f.after[k]:
                 self.emit(e)
         text = self.header() + "\n".join(self.lines) + "\n"
+        check_source(text, c.name)
         src = ChunkedSource(text, f, self.m, {f"BLOCK_{a.upper()}": n for a, n in self.blocks.items()},
                             list(self.read), [x.name for x in c.outputs], symbols)
         src.digest = hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -531,20 +541,21 @@ class ChunkedGenerator:
         for init, step in lp.states:
             axes = self.out_axes(step)
             v = self.einsum(init)
-            self.out(f"st_{step.name} = {self.state_tile(v, axes)}")
-            self.values[step.name] = (f"st_{step.name}", axes)
+            self.out(f"{self.ident('st', step.name)} = {self.state_tile(v, axes)}")
+            self.values[step.name] = (self.ident("st", step.name), axes)
         for e in lp.einsums:
             if self._accumulates(e, lp):
                 axes = self.out_axes(e)
                 shape = ", ".join(f"BLOCK_{a.upper()}" for a in axes)
-                self.out(f"acc_{e.name} = tl.full(({shape},), {_IDENT[e.reduce]}, tl.float32)" if axes
-                         else f"acc_{e.name} = {_IDENT[e.reduce]}")
+                acc_name = self.ident("acc", e.name)
+                self.out(f"{acc_name} = tl.full(({shape},), {_IDENT[e.reduce]}, tl.float32)" if axes
+                         else f"{acc_name} = {_IDENT[e.reduce]}")
                 acc[e.name] = axes
         if f.partitioned:
-            self.out(f"for {lp.var} in range(0, s_{rank_of(lp.var)}):")
+            self.out(f"for {self.ident('c', lp.var)} in range(0, {self.sym(rank_of(lp.var))}):")
         else:
             t = lp.var
-            self.out(f"for start_{t} in range(0, s_{rank_of(t)}, BLOCK_{t.upper()}):")
+            self.out(f"for start_{t} in range(0, {self.sym(rank_of(t))}, BLOCK_{t.upper()}):")
         self.ind += 1
         self.scopes.append({})
         if not f.partitioned:
@@ -554,24 +565,25 @@ class ChunkedGenerator:
             if e.name in acc:
                 v = self.einsum(e)
                 comb = {"sum": "{0} + {1}", "max": "tl.maximum({0}, {1})", "min": "tl.minimum({0}, {1})"}[e.reduce]
-                self.out(f"acc_{e.name} = " + comb.format(f"acc_{e.name}", self.full(v, acc[e.name])))
+                acc_name = self.ident("acc", e.name)
+                self.out(f"{acc_name} = " + comb.format(acc_name, self.full(v, acc[e.name])))
             elif e.iterative_var:
                 v = self.einsum(e)
                 axes = self.values[e.name][1]
-                self.out(f"st_{e.name}_new = {self.state_tile(v, axes)}")
-                self.new_state[e.name] = (f"st_{e.name}_new", axes)
+                self.out(f"{self.ident('stn', e.name)} = {self.state_tile(v, axes)}")
+                self.new_state[e.name] = (self.ident("stn", e.name), axes)
             else:
                 self.emit(e)
                 inner.append(e.name)
         for init, step in lp.states:
-            self.out(f"st_{step.name} = st_{step.name}_new")
+            self.out(f"{self.ident('st', step.name)} = {self.ident('stn', step.name)}")
         self.scopes.pop()
         self.ind -= 1
         for name in inner:
             self.values.pop(name, None)
         self.new_state = {}
         for name, axes in acc.items():
-            self.values[name] = (f"acc_{name}", axes)
+            self.values[name] = (self.ident("acc", name), axes)
         self.loop = None
 
     def state_tile(self, v: V, axes: tuple[str, ...]) -> str:
@@ -587,7 +599,7 @@ class ChunkedGenerator:
     def emit(self, e: Einsum):
         """A per-chunk (or after-loop) value, stored if it is the output."""
         v = self.einsum(e)
-        name = f"v_{e.name}"
+        name = self.ident("v", e.name)
         self.out(f"{name} = {v[0]}")
         self.values[e.name] = (name, v[1])
         if self.c.tensor(e.name).role == "output":
@@ -597,20 +609,21 @@ class ChunkedGenerator:
         offs, masks = [], []
         for d, i in enumerate(e.output.indices):
             ic = self.index(i)
-            offs.append((f"{ic[0]} * t_{e.name}_s{d}", ic[1]))
+            offs.append((f"{ic[0]} * {self.t(e.name)}_s{d}", ic[1]))
             if not (isinstance(i, Idx) and (i.name in self.f.batch or i.name in self.loop_vars)):
-                masks.append((f"({ic[0]} < t_{e.name}_n{d})", ic[1]))
+                masks.append((f"({ic[0]} < {self.t(e.name)}_n{d})", ic[1]))
         ptr = self.combine(" + ".join("{}" for _ in offs), offs)
         axes = self.sorted_axes(ptr[1] + v[1])
         mask = self.combine(" & ".join("{}" for _ in masks), masks) if masks else None
-        line = f"tl.store(t_{e.name} + {self.expand(ptr, axes)}, {self.full(v, axes)}.to(t_{e.name}.dtype.element_ty)"
+        line = (f"tl.store({self.t(e.name)} + {self.expand(ptr, axes)}, "
+                f"{self.full(v, axes)}.to({self.t(e.name)}.dtype.element_ty)")
         if mask:
             line += f", mask={self.expand(mask, axes)}"
         self.out(line + ")")
 
     def header(self) -> str:
         c, f = self.c, self.f
-        lines = [f"# Generated by attnc (codegen.chunked v{VERSION}) from the design `{c.name}`.",
+        lines = [f"# Generated by attnc (codegen.chunked v{VERSION}) from the design {comment_text(c.name)}.",
                  "# Change the design (.ein), not this file: it is regenerated from it.",
                  f"# One program per ({', '.join(f.batch)}); "
                  + "; ".join(f"a loop over {lp.var} with chunk axes {', '.join(lp.axes)}"
@@ -618,8 +631,9 @@ class ChunkedGenerator:
                              for lp in f.loops) + ".",
                  "# Registers: " + ", ".join(f"BLOCK_{a.upper()}={n}" for a, n in self.blocks.items())
                  + f"; tensor-core operands {self.m.dtype}.",
+                 self.ident.header(),
                  "# The cascade:"]
-        lines += ["#   " + ln for ln in str(c).splitlines() if ln.strip()]
+        lines += ["#   " + comment_text(ln) for ln in str(c).splitlines() if ln.strip()]
         return "\n".join(lines + PRELUDE)
 
 

@@ -24,6 +24,8 @@ from einsum_ir.analysis.fused import FusedForm, FusedFormError, Reduction
 from einsum_ir.ir import Access, Expr, Idx, Num, Op, Sym, accesses, index_vars, rank_of
 from mappers.gpu_mapping import GPUMapping, padded
 
+from .names import GeneratedCodeError, Identifiers, check_source, comment_text  # noqa: F401
+
 VERSION = "1"
 _CMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
 _BIN = {"add": "+", "sub": "-", "mul": "*", "div": "/", "mod": "%"}
@@ -89,7 +91,7 @@ class Generator:
         if self.f.feature:
             self.role[self.f.feature] = "f"
         self.role.pop(None, None)
-        self.idents: dict[tuple[str, str], str] = {}   # (kind, design name) -> identifier in the kernel
+        self.ident = Identifiers()           # (kind, design name) -> identifier in the kernel
         self.active: dict[str, str] = {}     # online normaliser G -> its running value * LOG2E in code
         self.q_tiles: dict[str, str] = {}    # score -> its query tile variable
         for t in self.c.inputs:
@@ -100,16 +102,6 @@ class Generator:
     # -- emit helpers ---------------------------------------------------------------
     def out(self, line: str = ""):
         self.lines.append("    " * self.ind + line if line else "")
-
-    def ident(self, kind: str, name: str) -> str:
-        """The kernel's identifier for a design name: kind, a number, then the
-        name for the reader (`t0_Q`, `r3_SD`, `c1_h`). The number makes it
-        unique whatever the name (a rank named like a kernel variable, a
-        keyword, a tensor called `Q_s0`); the header lists every one."""
-        key = (kind, name)
-        if key not in self.idents:
-            self.idents[key] = f"{kind}{sum(k[0] == kind for k in self.idents)}_{name}"
-        return self.idents[key]
 
     def sym(self, name: str) -> str:
         return self.ident("sym", name)
@@ -273,7 +265,7 @@ class Generator:
                  + (f"; split-KV into {splits} with a combine kernel" if splits > 1 else "") + ".",
                  "# Roles: query " + (self.f.query or "(none: decode)") + f", key {self.f.key}, "
                  f"contracted {self.f.contracted}, feature {self.f.feature}; batch {', '.join(self.f.batch)}.",
-                 "# Names: " + ", ".join(f"{v} = {kind_name(k)} {n}" for (k, n), v in self.idents.items()) + ".",
+                 self.ident.header(),
                  "# The cascade:"]
         lines += ["#   " + comment_text(ln) for ln in str(c).splitlines() if ln.strip()]
         return "\n".join(lines + PRELUDE)
@@ -596,36 +588,6 @@ class Generator:
                 self._row(e)
         self._stores()
         return "\n\n" + "\n".join(self.lines) + "\n"
-
-
-_KINDS = {"t": "tensor", "r": "row value", "v": "tile value", "c": "coordinate", "sym": "symbol",
-          "gs": "normaliser", "gl": "normaliser x log2(e)", "gf": "final normaliser"}
-
-
-def kind_name(kind: str) -> str:
-    return _KINDS.get(kind, kind)
-
-
-def comment_text(text: str) -> str:
-    """`text` safe inside a `#` comment: one line, control characters and
-    anything a Python tokenizer might take for a line break escaped."""
-    return "".join(ch if ch.isprintable() and ch not in "\u2028\u2029\x85" else ch.encode("unicode_escape").decode()
-                   for ch in str(text))
-
-
-class GeneratedCodeError(RuntimeError):
-    """attnc wrote a kernel that is not valid Python: a bug in attnc, never
-    the design's fault."""
-
-
-def check_source(text: str, design: str) -> None:
-    """Compile the generated text before anyone imports it: invalid code is
-    reported as attnc's bug, not returned as a kernel."""
-    try:
-        compile(text, f"<attnc kernel for {comment_text(design)}>", "exec")
-    except SyntaxError as err:
-        raise GeneratedCodeError(f"attnc generated invalid Python for {comment_text(design)} (line {err.lineno}: "
-                                 f"{err.msg}); this is a bug in attnc, please report it with the design") from None
 
 
 def _removed(e) -> str:

@@ -83,3 +83,32 @@ def test_comments_cannot_break_out_of_the_header():
 def test_invalid_generated_code_is_reported_as_attncs_bug():
     with pytest.raises(GeneratedCodeError, match="bug in attnc"):
         check_source("def f(:\n", "d")
+
+
+CHUNKED = """rank B, H, E, F
+partition M -> M1, M0
+input Q[B, H, E, M]: f16
+input K[B, H, E, M]: f16
+input V[B, H, F, M]: f16
+PQ[b, h, e, m] = sigmoid(Q[b, h, e, m])
+PK[b, h, e, m] = sigmoid(K[b, h, e, m])
+KVC[b, h, e, f, m1] = PK[b, h, e, m1 * M0 + m0] * V[b, h, f, m1 * M0 + m0]
+ST[b, h, e, f, 0] = 0
+ST[b, h, e, f, m1 + 1] = ST[b, h, e, f, m1] + KVC[b, h, e, f, m1]
+AV[b, h, f, m] = PQ[b, h, e, m] * ST[b, h, e, f, m / M0 + 1]
+"""
+
+
+@pytest.mark.parametrize("rank, name", [("M1", "X1"), ("M1", "I"), ("M1", "TL"), ("M1", "REST0"), ("H", "X0"),
+                                        ("H", "LD0"), ("H", "IF"), ("H", "PID_B"), ("B", "C0_H")])
+def test_the_chunked_kernel_with_ranks_named_like_its_variables(rank, name):
+    text = re.sub(rf"\b{rank}\b", name, CHUNKED)
+    text = re.sub(rf"\b{rank.lower()}\b", name.lower(), text)
+    c = parse(text, name="hostile-chunked")
+    shapes = {(name if r == rank else r): v for r, v in dict(B=2, H=2, M=37, E=4, F=3, M0=16).items()}
+    x = random_inputs(c, shapes, seed=0, dtype="float32")
+    ref = execute(c, x, shapes)["AV"]
+    k = compile_kernel(c, GPUMapping(16, 16, dtype="f32"), shapes)
+    assert type(k).__name__ == "ChunkedKernel"
+    out = k(**{n: torch.tensor(v) for n, v in x.items()}).double().numpy()
+    assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
