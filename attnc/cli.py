@@ -290,7 +290,7 @@ def cmd_simulate(args) -> int:
     m = load_mapping(args.mapping)
     c = ei.load(args.design or m.cascade)
     hw = load_spatial(args.hw or m.hardware)
-    r = simulate(c, m, hw, parse_shapes(args.shape))
+    r = simulate(c, m, hw, parse_shapes(args.shape), accounting=args.accounting)
     if args.formulas:
         from simulator.analytical import formulas
         for k, v in formulas(c, m.for_shapes(r.shapes), hw).items():
@@ -303,8 +303,28 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+GPU_MODEL_POSITIONS = 2 ** 30
+"""Most query x key positions the GPU model is asked to classify: it visits
+every 16 x 16 cell of the score matrix (about 30 s and 2 GiB at 32K x 32K;
+minutes and 9 GiB at 64K x 64K), so larger shapes are refused up front."""
+
+
+def _gpu_model_fits(design: str, shapes: dict) -> None:
+    """Refuse shapes whose score matrix the GPU model cannot classify in
+    reasonable time: the two longest root ranks stand for queries and keys."""
+    c = ei.load(design)
+    env = ei.resolve(c, shapes)
+    longest = sorted(((int(env[r.name]), r.name) for r in c.ranks if r.parent is None), reverse=True)[:2]
+    positions = math.prod(n for n, _ in longest)
+    if positions > GPU_MODEL_POSITIONS:
+        raise EinError(f"{' x '.join(f'{r}={n}' for n, r in longest)} = {positions:,} positions is more than "
+                       f"the GPU model classifies ({GPU_MODEL_POSITIONS:,}, e.g. 32K x 32K): it visits every "
+                       "16 x 16 cell of the score matrix; model a shorter sequence")
+
+
 def cmd_map(args) -> int:
     from .gpu import map_design, map_json, render_map
+    _gpu_model_fits(args.design, parse_shapes(args.shape))
     r = map_design(args.design, args.hw, parse_shapes(args.shape), args.dtype, args.top)
     print(json.dumps(map_json(r), indent=2, default=str) if args.json else render_map(r))
     return 0
@@ -365,6 +385,7 @@ def cmd_compile(args) -> int:
     from .gpu import kernel_mapping, usage_example
     c = ei.load(args.design)
     shapes = parse_shapes(args.shape)
+    _gpu_model_fits(args.design, shapes)
     mapping, best = kernel_mapping(c, args.hw, shapes, args.dtype)
     src = compile_kernel(c, mapping, shapes).source(resolve(c, shapes))
     out = Path(args.out or f"{c.name}_triton.py")
@@ -387,8 +408,15 @@ def cmd_compile(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block): `attnc run: error: ...`."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="attnc",
         description="attnc: analyse attention designs written as cascades of extended Einsums "
                     "(the .ein notation, docs/notation.md).")
@@ -446,6 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mapping", required=True, help="a mapping file or name (e.g. fusemax-binding)")
     s.add_argument("--hw", help="a hardware preset or YAML file (default: the mapping's hardware)")
     _add_shape(s, required=True)
+    s.add_argument("--accounting", choices=["physical", "evaluation"],
+                   help="energy rules (docs/spatial.md; default: the hardware file's, else physical)")
     s.add_argument("--formulas", action="store_true",
                    help="also print busy cycles per Einsum and DRAM bytes as formulas in the shape symbols")
     s.add_argument("--json", action="store_true", help="print JSON instead of tables")

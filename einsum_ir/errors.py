@@ -65,3 +65,9 @@ class ShapeError(EinError):
 
 class ExecutionError(EinError):
     """The reference executor could not evaluate an Einsum (e.g. an index out of range)."""
+
+
+class ZeroDivisorError(ShapeError, ExecutionError):
+    """A divisor is 0 at the shapes given (`m % W` with W = 0): a shape error
+    found before execution, raised as an execution error too, since running
+    the cascade is what it prevents."""

@@ -24,6 +24,19 @@ from .printer import format_expr
 from .shapes import resolve
 
 
+MAX_ELEMENTS = 2 ** 28
+"""Most elements the reference executor puts in one array (a tensor, or the
+iteration space of an Einsum it cannot contract): 2 GiB in float64. The
+executor is the ground truth for small shapes; past this it would exhaust
+memory or run for hours, so it refuses and says which array is too big."""
+
+
+def _too_big(n: int, what: str, dims: str, loc=None, source=None):
+    if n > MAX_ELEMENTS:
+        raise ShapeError(f"{what} would hold {n:,} elements ({dims}); the reference executor holds at most "
+                         f"{MAX_ELEMENTS:,} (2**28) in one array: run it at smaller shapes", loc, source)
+
+
 @dataclass
 class _Space:
     """The iteration space of one Einsum evaluation: each variable's range
@@ -179,6 +192,9 @@ class _Evaluator:
         space = _Space(e.iteration_vars, {v: ranges.get(v, (0, self.env[rank_of(v)]))
                                           for v in e.iteration_vars})
         red = REDUCE_RULES[e.reduce]
+        if e.reduce != "sum" or not e.reduced or e.predicate is not None:
+            _too_big(int(np.prod([float(n) for n in space.shape])), f"the iteration space of {e.name}",
+                     " x ".join(f"{v}={n}" for v, n in zip(space.vars, space.shape)), e.loc, self.c.source)
         with np.errstate(all="ignore"):
             mask = self.mask(e, space)
             result = self.contract(e, space, mask)
@@ -291,6 +307,10 @@ def execute(c: Cascade, inputs: dict, shapes: dict | None = None, dtype="float64
     if missing:
         raise ShapeError(f"missing input{'s' * (len(missing) > 1)}: {', '.join(missing)}")
     env = resolve(c, shapes, inputs)
+    for t in c.tensors:
+        shape = [env[r] + (1 if r in t.iterative else 0) for r in t.ranks]
+        _too_big(int(np.prod([float(n) for n in shape])), f"tensor {t.name}",
+                 " x ".join(f"{r}={n}" for r, n in zip(t.ranks, shape)), t.loc, c.source)
     arrays = {}
     for t in c.tensors:
         if t.role == "input":
@@ -317,6 +337,10 @@ def execute(c: Cascade, inputs: dict, shapes: dict | None = None, dtype="float64
 def random_inputs(c: Cascade, shapes: dict, seed: int = 0, dtype="float64") -> dict[str, np.ndarray]:
     """Standard-normal inputs (bool inputs: fair coin flips) at the given shapes."""
     env = resolve(c, shapes)
+    for t in c.inputs:
+        shape = [env[r] + (1 if r in t.iterative else 0) for r in t.ranks]
+        _too_big(int(np.prod([float(n) for n in shape])), f"input {t.name}",
+                 " x ".join(f"{r}={n}" for r, n in zip(t.ranks, shape)), t.loc, c.source)
     rng = np.random.default_rng(seed)
     out = {}
     for t in c.inputs:

@@ -9,14 +9,14 @@ import sympy
 
 import math
 
-from .errors import ShapeError
+from .errors import ShapeError, ZeroDivisorError
 from .ir import Access, Cascade, Idx, Num, Op, Sym, walk
 from .ops import RULES
 
-MAX_EXTENT = 2 ** 40
-"""Largest rank extent accepted (about 10^12: a million-token sequence is
-2^20). Past it, counts overflow the float64 the models compute in, and
-sizes, tile loops and simulations stop meaning anything or ending."""
+MAX_EXTENT = 2 ** 32
+"""Largest rank extent accepted (4 Gi; a million-token sequence is 2^20).
+Past it the models' loops over tiles (the spatial simulator's tiling search
+among them) run for minutes or do not end, and counts lose exactness."""
 
 
 def symbols_used(c: Cascade) -> list[str]:
@@ -98,9 +98,8 @@ def resolve(c: Cascade, given: dict | None = None, inputs: dict | None = None) -
                          f"(pass e.g. --shape {' '.join(f'{m}=...' for m in missing)})")
     for r in c.ranks:
         if env[r.name] > MAX_EXTENT:
-            raise ShapeError(f"rank {r.name} = {env[r.name]} is larger than {MAX_EXTENT} (2**40), the largest "
-                             "extent attnc models: counts and sizes past it are not exact in float64 and "
-                             "loops over it would not end", r.loc, c.source)
+            raise ShapeError(f"rank {r.name} = {env[r.name]} is larger than {MAX_EXTENT} (2**32), the largest "
+                             "extent attnc models (its models' loops over longer ranks would not end)", r.loc, c.source)
     check_divisors(c, env)
     return env
 
@@ -133,8 +132,8 @@ def _given_value(c: Cascade, k: str, v, used: list[str], ranks: dict):
         if not isinstance(v, (int, np.integer)) or v < 1:
             raise ShapeError(f"extent of rank {k} must be a positive integer, got {v!r}")
         if v > MAX_EXTENT:
-            raise ShapeError(f"extent of rank {k} = {v} is larger than {MAX_EXTENT} (2**40), the largest "
-                             "attnc models (counts past it are not exact in float64; loops would not end)")
+            raise ShapeError(f"extent of rank {k} = {v} is larger than {MAX_EXTENT} (2**32), the largest "
+                             "attnc models (its models' loops over longer ranks would not end)")
         return int(v)
     return v
 
@@ -176,7 +175,7 @@ def check_divisors(c: Cascade, env: dict) -> None:
     for e, n in division_sites(c):
         d = _const(n.args[1], env)
         if d == 0:
-            raise ShapeError(f"division by zero in {e.name}: the divisor {format_expr(n.args[1], True)} of "
+            raise ZeroDivisorError(f"division by zero in {e.name}: the divisor {format_expr(n.args[1], True)} of "
                              f"{format_expr(n, True)} is 0 at "
                              + ", ".join(f"{s}={env[s]}" for s in sorted(env) if not s.startswith("density_")),
                              n.loc or e.loc, c.source)

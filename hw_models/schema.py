@@ -4,6 +4,7 @@ instead of a silent default or a wrong number."""
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,14 +70,25 @@ class Node:
             v = _with_unit(v, unit, self)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise self.error(f"expected a number{' in ' + unit if unit else ''}, got {_kind(v)}")
+        try:
+            v = float(v)
+        except OverflowError:
+            v = math.inf
+        if not math.isfinite(v):
+            raise self.error(f"expected a finite number, got {self.value}")
         if positive and (v < 0 or (v == 0 and not allow_zero)):
             raise self.error(f"must be {'non-negative' if allow_zero else 'positive'}, got {v}")
-        return float(v)
+        if v != 0 and not PLAUSIBLE[0] <= abs(v) <= PLAUSIBLE[1]:
+            raise self.error(f"{self.value} is not a plausible value for a hardware quantity (its magnitude "
+                             f"must lie in [{PLAUSIBLE[0]:g}, {PLAUSIBLE[1]:g}] in base units)")
+        return v
 
     def integer(self, positive=True) -> int:
         v = self.number(positive=positive)
         if v != int(v):
             raise self.error(f"expected a whole number, got {self.value}")
+        if abs(v) > 2 ** 53:
+            raise self.error(f"{self.value} is too large for a count (the limit is 2**53)")
         return int(v)
 
     def string(self) -> str:
@@ -84,6 +96,11 @@ class Node:
             raise self.error(f"expected a name, got {_kind(self.value)}")
         return self.value
 
+
+PLAUSIBLE = (1e-24, 1e24)
+"""Magnitudes a hardware number may take in base units (Hz, bytes, pJ, um^2,
+FLOP/s): 1e-300 MHz or 1e300 bytes would only make a model's arithmetic
+underflow or overflow into 0, inf or NaN ("predicted nan ms")."""
 
 _UNITS = {"": 1, "B": 1, "KiB": 2 ** 10, "MiB": 2 ** 20, "GiB": 2 ** 30, "TiB": 2 ** 40,
           "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "K": 1e3, "M": 1e6, "G": 1e9,
@@ -111,26 +128,67 @@ def _kind(v) -> str:
     return repr(v)
 
 
+MAX_YAML_BYTES = 1 << 20
+"""Largest hardware or mapping file read (1 MiB; presets are a few KB)."""
+MAX_YAML_NODES = 100_000
+"""Most values a file may hold once its aliases are expanded: an alias of an
+alias of ... (a "billion laughs" file) multiplies a few lines into billions."""
+MAX_YAML_DEPTH = 64
+"""Deepest nesting of mappings and lists (presets nest 4 deep)."""
+
+
 def load(text: str, file: str) -> Node:
-    """Parse YAML text into Nodes that remember their line and column."""
+    """Parse YAML text into Nodes that remember their line and column. Safe
+    loading only (no Python objects); size, nesting and alias expansion are
+    bounded, and a value that contains itself is refused."""
+    if len(text) > MAX_YAML_BYTES:
+        raise HardwareError(f"the file is larger than {MAX_YAML_BYTES} bytes", Loc(file, 1, 1))
     try:
-        root = yaml.compose(text)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         loc = Loc(file, mark.line + 1, mark.column + 1) if mark else Loc(file, 1, 1)
         raise HardwareError(f"not valid YAML: {getattr(e, 'problem', e)}", loc, text) from None
+    except RecursionError:
+        raise HardwareError(f"nested too deeply (the limit is {MAX_YAML_DEPTH} levels)", Loc(file, 1, 1)) from None
     if root is None:
         raise HardwareError("the file is empty", Loc(file, 1, 1), text)
+    _check_graph(root, file, text)
     return _convert(root, "", file, text)
 
 
+def _check_graph(root, file: str, text: str) -> None:
+    """Walk the composed YAML (aliases followed) without recursion: refuse a
+    value that contains itself, nesting deeper than MAX_YAML_DEPTH, and more
+    than MAX_YAML_NODES values in all."""
+    def where(n):
+        return Loc(file, n.start_mark.line + 1, n.start_mark.column + 1)
+    count, path = 0, set()
+    stack = [(root, 1, False)]
+    while stack:
+        node, depth, leaving = stack.pop()
+        if leaving:
+            path.discard(id(node))
+            continue
+        count += 1
+        if count > MAX_YAML_NODES:
+            raise HardwareError(f"the file expands to more than {MAX_YAML_NODES} values (aliases of "
+                                "aliases multiply them)", where(node), text)
+        if depth > MAX_YAML_DEPTH:
+            raise HardwareError(f"nested too deeply (more than {MAX_YAML_DEPTH} levels)", where(node), text)
+        if not isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            continue
+        if id(node) in path:
+            raise HardwareError("this value contains itself (an alias to an enclosing anchor)", where(node), text)
+        path.add(id(node))
+        stack.append((node, depth, True))
+        kids = [x for kv in node.value for x in kv] if isinstance(node, yaml.MappingNode) else node.value
+        stack.extend((k, depth + 1, False) for k in kids)
+
+
 def load_file(path) -> Node:
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise HardwareError(f"cannot read {path}: {e.strerror}") from None
-    return load(text, str(path))
+    from einsum_ir.parser import read_source
+    return load(read_source(path, MAX_YAML_BYTES, HardwareError), str(path))
 
 
 def load_named(name_or_path, directory: Path, what: str, plural: str) -> Node:
@@ -152,7 +210,7 @@ def _convert(node, path: str, file: str, text: str) -> Node:
     if isinstance(node, yaml.MappingNode):
         out = {}
         for k, v in node.value:
-            key = yaml.safe_load(yaml.serialize(k)) if not isinstance(k, yaml.ScalarNode) else k.value
+            key = k.value if isinstance(k, yaml.ScalarNode) else None
             if not isinstance(key, str):
                 raise HardwareError(f"{path or 'top level'}: keys must be names, got {key!r}",
                                     Loc(file, k.start_mark.line + 1, k.start_mark.column + 1), text)
@@ -166,5 +224,9 @@ def _convert(node, path: str, file: str, text: str) -> Node:
     if isinstance(node, yaml.SequenceNode):
         return Node([_convert(v, f"{path}[{i}]", file, text) for i, v in enumerate(node.value)],
                     loc, path, text)
-    value = yaml.safe_load(yaml.serialize(node))
+    try:
+        value = yaml.SafeLoader("").construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, OverflowError) as e:
+        raise HardwareError(f"{path or 'top level'}: cannot read this value: {getattr(e, 'problem', None) or e}",
+                            loc, text) from None
     return Node(value, loc, path, text)
