@@ -86,20 +86,56 @@ __all__ = ["MapResult", "map_design", "map_json", "render_map"]
 
 
 def usage_example(c, src, shapes: dict, source_path: str) -> str:
-    """A short script that runs the compiled design against torch inputs."""
+    """A script that compiles the design (its text is embedded, so a user's own
+    file works as well as a library design) and checks the kernel against the
+    reference executor at small shapes, on a GPU or in Triton's CPU
+    interpreter; on a GPU it also runs at the compile shapes. Every string from
+    the design is written as a Python literal (repr), never as code."""
+    from codegen.names import comment_text
+    small = _small_shapes(c, shapes)
+    return "\n".join([
+        f'"""Run the kernel attnc generated for the design {comment_text(c.name)} and check it against the',
+        "reference executor.",
+        "",
+        "The check runs at small shapes (SMALL); on a GPU the kernel then also runs at the shapes it was compiled",
+        "for (SHAPES). Without a GPU, set TRITON_INTERPRET=1 to run it in Triton's CPU interpreter.",
+        f'Kernel source: {comment_text(source_path)}"""',
+        "import os", "import sys", "", "import numpy as np", "import torch", "", "import attnc", "import einsum_ir", "",
+        f"DESIGN = {str(c)!r}", f"NAME = {c.name!r}",
+        f"SHAPES = {dict(shapes)!r}", f"SMALL = {small!r}", "",
+        "if torch.cuda.is_available():", "    device = 'cuda'", "elif os.environ.get('TRITON_INTERPRET') == '1':",
+        "    device = 'cpu'", "else:",
+        "    sys.exit('no GPU here: run again with TRITON_INTERPRET=1 to use Triton\\'s CPU interpreter (slow, "
+        "small shapes), or on a machine with a CUDA GPU')",
+        "c = einsum_ir.parse(DESIGN, name=NAME)",
+        "kernel = attnc.compile(c, SHAPES)                           # the GPU model's mapping for SHAPES",
+        "check = attnc.compile(c, SMALL, mapping=kernel.mapping)     # the same kernel, at SMALL",
+        "inputs = einsum_ir.random_inputs(c, SMALL, dtype='float32')",
+        "out = check(**{k: torch.tensor(v, device=device) for k, v in inputs.items()})",
+        "outs = out if isinstance(out, dict) else {c.outputs[0].name: out}",
+        "for name, ref in einsum_ir.execute(c, inputs, SMALL).items():",
+        "    got = outs[name].double().cpu().numpy()",
+        "    ok = ~np.isnan(ref)",
+        "    err = np.abs(got[ok] - ref[ok]).max() / max(np.abs(ref[ok]).max(), 1e-30) if ok.any() else 0.0",
+        "    print(f'{name}: shape {tuple(got.shape)}, relative error {err:.1e} against the reference at {SMALL}')",
+        "if device == 'cuda':",
+        "    big = einsum_ir.random_inputs(c, SHAPES, dtype='float32')",
+        "    out = kernel(**{k: torch.tensor(v, device=device) for k, v in big.items()})",
+        "    torch.cuda.synchronize()",
+        "    print('ran at', SHAPES)",
+        ""])
+
+
+def _small_shapes(c, shapes: dict, cap: int = 64) -> dict:
+    """The compile shapes with every extent over `cap` brought down to it
+    (tile sizes kept), so the interpreter and the reference run in seconds;
+    the compile shapes themselves if the design does not resolve so."""
+    from einsum_ir.errors import EinError
     from einsum_ir.shapes import resolve
-    env = resolve(c, shapes)
-    lines = [f'"""Run the kernel generated for `{c.name}` ({source_path}) on random inputs."""',
-             "import torch", "", "import attnc", "",
-             f"shapes = {dict(shapes)!r}",
-             f"kernel = attnc.compile({c.name!r}, shapes)",
-             "device = 'cuda' if torch.cuda.is_available() else 'cpu'   # CPU: set TRITON_INTERPRET=1 first"]
-    for t in c.inputs:
-        shape = tuple(int(env[r]) for r in t.ranks)
-        if t.dtype == "bool":
-            lines.append(f"{t.name} = torch.rand({shape}, device=device) < 0.5")
-        else:
-            lines.append(f"{t.name} = torch.randn({shape}, device=device, dtype=torch.bfloat16)")
-    lines.append(f"out = kernel({', '.join(f'{t.name}={t.name}' for t in c.inputs)})")
-    lines.append("print(out.shape if hasattr(out, 'shape') else {k: v.shape for k, v in out.items()})")
-    return "\n".join(lines) + "\n"
+    tiles = {r.name for r in c.ranks if r.part == "inner"}
+    small = {k: (v if k in tiles or not isinstance(v, int) else min(v, cap)) for k, v in shapes.items()}
+    try:
+        resolve(c, small)
+        return small
+    except EinError:
+        return dict(shapes)
