@@ -150,15 +150,49 @@ def render_simulation(r) -> str:
         out.append(f"  rule       {r.latency_rule}")
     out.append(f"DRAM         {human(r.dram_bytes, 'B')} ({human(r.dram_cycles)} cycles at full bandwidth)")
     out.append(f"buffer       {human(r.buffer_bytes, 'B')} of {human(r.buffer_capacity_bytes, 'B')}")
-    out.append(f"energy       {r.total_energy_pj / 1e12:.4g} J  ("
-               + ", ".join(f"{k} {v / r.total_energy_pj:.1%}" for k, v in r.energy_pj.items()) + ")")
+    total = r.total_energy_pj
+    out.append(f"energy       {total / 1e12:.4g} J, {r.accounting} accounting ("
+               + ", ".join(f"{k} {v / total:.1%}" for k, v in r.energy_pj.items() if v) + ")")
+    others = [a for a in r.energies if a != r.accounting]
+    for a in others:
+        out.append(f"  {a:<10} {r.total_energy(a) / 1e12:.4g} J")
     out.append("utilisation  " + ", ".join(f"{u} {x:.3f}" for u, x in r.unit_utilisation.items()))
     out.append("")
     out.append(table(["Einsum", "unit", "points", "cycles/point", "PEs used", "busy cycles", "utilisation"],
                      [[e.name, e.unit, human(e.points), e.cycles_per_point, e.pes_used, human(e.busy_cycles),
                        f"{r.einsum_utilisation[e.name]:.3f}"] for e in r.einsums]))
     out.append("")
-    out.append(table(["tensor", "kept", "in", "buffer", "DRAM read", "DRAM written"],
-                     [[t.name, t.keep, t.home, human(t.buffer_bytes, "B"), human(t.dram_read_bytes, "B"),
-                       human(t.dram_write_bytes, "B")] for t in r.tensors]))
+    out.append(table(["tensor", "kept", "in", "buffer", "DRAM read", "DRAM written", "buffer read", "buffer written"],
+                     [[t.name, str(t.keep), str(t.home), human(t.buffer_bytes, "B"), human(t.dram_read_bytes, "B"),
+                       human(t.dram_write_bytes, "B"), human(t.buffer_read_bytes, "B"),
+                       human(t.buffer_write_bytes, "B")] for t in r.tensors
+                      if t.buffer_bytes or t.dram_read_bytes or t.dram_write_bytes or t.buffer_read_bytes
+                      or t.buffer_write_bytes]))
+    out += ["", f"Energy by component ({r.accounting} accounting, pJ)"]
+    out.append(_energy_table(r))
     return "\n".join(out)
+
+
+def _energy_table(r) -> str:
+    from simulator.energy import COMPONENTS
+    used = [c for c in COMPONENTS if r.energy_pj.get(c)]
+    rows = [[f"Einsum {n}"] + [human(parts[c]) if parts.get(c) else "" for c in used]
+            for n, parts in r.einsum_energy_pj.items()]
+    rows += [[f"tensor {n}"] + [human(parts[c]) if parts.get(c) else "" for c in used]
+             for n, parts in r.tensor_energy_pj.items() if any(parts.values())]
+    rows.append(["total"] + [human(r.energy_pj[c]) for c in used])
+    return table([""] + [c.replace("_", " ") for c in used], rows)
+
+
+def simulation_json(r) -> dict:
+    """A Report as plain JSON data: every field, typed values as their text,
+    energy by component, per Einsum and per tensor under each accounting."""
+    import dataclasses
+    data = {f.name: getattr(r, f.name) for f in dataclasses.fields(r) if f.name != "energies"}
+    data["einsums"] = [dataclasses.asdict(e) for e in r.einsums]
+    data["tensors"] = [{**dataclasses.asdict(t), "keep": str(t.keep), "home": str(t.home)} for t in r.tensors]
+    data["dram_bytes"] = r.dram_bytes
+    data["total_energy_pj"] = r.total_energy_pj
+    data["energies"] = {a: {"total_pj": e.total_pj, "by_component": e.by_component, "by_einsum": e.by_einsum,
+                            "by_tensor": e.by_tensor} for a, e in r.energies.items()}
+    return data

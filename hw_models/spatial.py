@@ -13,6 +13,7 @@ from types import MappingProxyType
 from .schema import HardwareError, Node, load, load_named
 
 PRESETS = Path(__file__).parent / "presets"
+ACCOUNTINGS = ("physical", "evaluation")     # simulator.energy: the rules each names
 
 # The operation kinds of einsum_ir.analysis.counts.KINDS, which a unit may support.
 OP_KINDS = ("mac", "add", "mul", "divide", "max", "exp", "log", "sqrt", "sigmoid", "tanh", "abs",
@@ -100,6 +101,8 @@ class SpatialArray:
     units: Mapping[str, ComputeUnit]
     buffer: Buffer
     dram: DRAM
+    staging: RegisterFile | None = None     # one register file between the arrays (FuseMax), if any
+    accounting: str = "physical"            # energy rules by default: physical or evaluation (docs/spatial.md)
 
     def unit(self, name: str) -> ComputeUnit:
         if name not in self.units:
@@ -136,7 +139,7 @@ def parse_spatial(text: str, file: str = "<hw>") -> SpatialArray:
 
 def from_node(root: Node) -> SpatialArray:
     top = root.mapping(required=("name", "clock", "word_bytes", "units", "global_buffer", "dram"),
-                       optional=("doc",))
+                       optional=("doc", "staging_register_file", "accounting"))
     units = {}
     for uname, u in top["units"].items():
         units[uname] = _unit(uname, u)
@@ -155,7 +158,12 @@ def from_node(root: Node) -> SpatialArray:
     if buffer.capacity_bytes < buffer.row_bytes:
         raise gb["capacity"].error(f"{buffer.capacity_bytes} bytes is less than one row ({buffer.row_bytes} bytes)")
     d = top["dram"].mapping(required=("bandwidth", "pj_per_bit"))
+    staging = _register_file(top["staging_register_file"]) if "staging_register_file" in top else None
+    accounting = top["accounting"].string() if "accounting" in top else "physical"
+    if accounting not in ACCOUNTINGS:
+        raise top["accounting"].error(f"unknown accounting {accounting!r}; expected one of {', '.join(ACCOUNTINGS)}")
     return SpatialArray(
+        staging=staging, accounting=accounting,
         name=top["name"].string(), doc=top["doc"].string() if "doc" in top else "",
         clock_hz=top["clock"].number("Hz"), word_bytes=word_bytes,
         units=MappingProxyType(units), buffer=buffer,
@@ -188,8 +196,11 @@ def _unit(name: str, node: Node) -> ComputeUnit:
                 raise where.error(f"{kind} is composed of {k}, which unit {name} does not perform directly")
         ops[kind] = OpCost(sum(direct[k].cycles * n for k, n in parts),
                            sum(direct[k].energy_pj * n for k, n in parts), tuple(parts))
-    rf = u["register_file"].mapping(required=("read_pj", "write_pj"), optional=("words",))
-    return ComputeUnit(name, shape, MappingProxyType(ops),
-                       RegisterFile(rf["read_pj"].number(allow_zero=True), rf["write_pj"].number(allow_zero=True),
-                                    rf["words"].integer() if "words" in rf else None),
+    return ComputeUnit(name, shape, MappingProxyType(ops), _register_file(u["register_file"]),
                        u["area_um2_per_pe"].number())
+
+
+def _register_file(node: Node) -> RegisterFile:
+    rf = node.mapping(required=("read_pj", "write_pj"), optional=("words",))
+    return RegisterFile(rf["read_pj"].number(allow_zero=True), rf["write_pj"].number(allow_zero=True),
+                        rf["words"].integer() if "words" in rf else None)

@@ -119,6 +119,7 @@ class Mapping:
     changed: tuple[tuple[str, object], ...] = ()     # fields set by with_changes: they outlive a variant
     reread: frozenset[str] = frozenset()     # operands re-read from the buffer at every use, not held in PEs
     uncharged: frozenset[str] = frozenset()  # operation kinds the evaluation's accounting leaves uncharged
+    fit_budget: float | None = None          # bytes `fit` factors may fill (default: the whole buffer)
     _variant_cache: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     def for_shapes(self, shapes: dict) -> "Mapping":
@@ -179,7 +180,8 @@ def parse_mapping(text: str, file: str = "<mapping>") -> Mapping:
     return from_node(load(text, file))
 
 
-KEYS = ("doc", "factors", "keep", "dram", "spill", "pipelined", "variants", "reread", "uncharged_in_evaluation")
+KEYS = ("doc", "factors", "keep", "dram", "spill", "pipelined", "variants", "reread", "uncharged_in_evaluation",
+        "fit_budget")
 VARIANT_KEYS = ("factors", "nest", "keep", "dram", "spill", "pipelined", "overlap", "binding", "reread")
 
 
@@ -247,15 +249,16 @@ def from_node(root: Node) -> Mapping:
         cascade=top["cascade"].string(), hardware=top["hardware"].string(),
         factors=_factors(top), leaves=tuple(leaves), binding=binding, pipelined=_strings(top, "pipelined"),
         keep=keep, dram=_strings(top, "dram"), spill=_spill(top), overlap=kind, phases=phases,
-        critical_path=critical_path, node=root, reread=_strings(top, "reread"), uncharged=_uncharged(top))
-    known = _known(m.cascade, m.hardware)
+        critical_path=critical_path, node=root, reread=_strings(top, "reread"), uncharged=_uncharged(top),
+        fit_budget=top["fit_budget"].number("bytes") if "fit_budget" in top else None)
+    known = library_pair(m.cascade, m.hardware)
     if known is not None:
         check_names(m, *known)
     return m
 
 
 @lru_cache(maxsize=32)
-def _known(cascade: str, hardware: str):
+def library_pair(cascade: str, hardware: str):
     """(cascade, hardware) when both name library entries, else None: a
     mapping is checked against them at load where they are known."""
     import einsum_ir as ei
@@ -304,20 +307,21 @@ def check_names(m: Mapping, c, hw) -> None:
     for key, names in (("dram", m.dram), ("reread", m.reread), ("pipelined", m.pipelined)):
         for t in names - (tensors | einsums):
             raise _at(m, key).error(f"{t} is not a tensor or Einsum of {c.name}{_hint(t, tensors | einsums)}")
+    used = {n: _used(c, n) for lf in m.leaves for n in lf.run}
     for t, k in m.keep:
-        users = [lf for lf in m.leaves if any(_uses(c, n, t) for n in lf.run)]
+        users = [lf for lf in m.leaves if any(t in used[n] for n in lf.run)]
         for lf in users:
             if k.in_buffer and k.loop not in lf.loops:
                 raise _at(m, "keep", t).error(f"{t} is kept under loop {k.loop}, which does not enclose the "
                                               f"Einsums {', '.join(lf.run)} that use it")
 
 
-def _uses(c, einsum: str, tensor: str) -> bool:
-    """Whether `einsum` writes or reads `tensor` (directly or through a view of it)."""
+def _used(c, einsum: str) -> set[str]:
+    """The tensors `einsum` writes or reads (directly or through a view of an input)."""
     from einsum_ir.ir import Access
     views = {e.name: e.expr.tensor for e in c.einsums if isinstance(e.expr, Access) and not e.reduced}
-    return any(views.get(a.tensor, a.tensor) == tensor or a.tensor == tensor
-               for e in c.writers(einsum) for a in [e.output] + e.reads())
+    names = {a.tensor for e in c.writers(einsum) for a in [e.output] + e.reads()}
+    return names | {views[x] for x in names if x in views}
 
 
 def _check_nest(m: Mapping, c, hw, einsums: set) -> None:

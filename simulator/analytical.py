@@ -59,9 +59,24 @@ class Report:
     buffer_bytes: float
     buffer_capacity_bytes: float
     min_buffer_bytes: float     # with every `fit` factor at 1: the working set the dataflow needs
-    energy_pj: dict = field(default_factory=dict)   # compute, register_file, buffer, dram
+    energy_pj: dict = field(default_factory=dict)   # component -> pJ under `accounting` (energy.COMPONENTS)
     latency_rule: str = ""      # how the latency was combined, and which critical path (stated or default)
     critical_path: str = ""     # epochs: the expression used per epoch
+    accounting: str = "physical"
+    energies: dict = field(default_factory=dict)    # accounting name -> energy.Energy (both, from the same counts)
+
+    @property
+    def einsum_energy_pj(self) -> dict:
+        """Einsum -> component -> pJ under the report's accounting."""
+        return self.energies[self.accounting].by_einsum
+
+    @property
+    def tensor_energy_pj(self) -> dict:
+        """Tensor -> component -> pJ under the report's accounting."""
+        return self.energies[self.accounting].by_tensor
+
+    def total_energy(self, accounting: str | None = None) -> float:
+        return self.energies[accounting or self.accounting].total_pj
 
     @property
     def dram_bytes(self) -> float:
@@ -80,8 +95,11 @@ def _utilisation(hw: SpatialArray, costs, latency: float) -> tuple[dict, dict]:
             {ec.name: ec.work_cycles / latency if latency else 0.0 for ec in costs})
 
 
-def simulate(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict) -> Report:
-    """Latency, traffic, energy and utilisation of `c` mapped by `m` on `hw`."""
+def simulate(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict, accounting: str | None = None) -> Report:
+    """Latency, traffic, energy and utilisation of `c` mapped by `m` on `hw`;
+    energy under `accounting` (default: the hardware's), the other kept
+    beside it in `Report.energies`."""
+    acct = _energy.accounting(accounting or hw.accounting)
     s = _tiling.space(c, m, hw, shapes)
     t = _tiling.tiling(s, hw)
     costs = _compute.compute(s, t.nest, hw)
@@ -91,14 +109,16 @@ def simulate(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict) -> Report:
     _schedule.check_schedule(c, s.mapping, hw, costs, moved.by_einsum)
     sch = _schedule.latency(s.mapping, costs, t.nest, hw, dram_cycles, moved.by_einsum)
     unit_util, einsum_util = _utilisation(hw, costs, sch.latency_cycles)
+    energies = {a.name: _energy.energy(hw, costs, moved.tensors, a, s.mapping.uncharged)
+                for a in _energy.ACCOUNTINGS.values()}
     report = Report(
         design=s.mapping.name, hardware=hw.name, shapes=dict(s.env), factors=t.factors,
         latency_cycles=sch.latency_cycles, latency_s=sch.latency_cycles / hw.clock_hz, dram_cycles=dram_cycles,
         epochs=sch.epochs, critical_path_cycles=sch.critical_path_cycles, einsums=costs, tensors=moved.tensors,
         unit_busy_cycles=sch.unit_busy_cycles, unit_utilisation=unit_util, einsum_utilisation=einsum_util,
         buffer_bytes=t.buffer_bytes, buffer_capacity_bytes=hw.buffer.capacity_bytes,
-        min_buffer_bytes=t.min_buffer_bytes, energy_pj=_energy.energy(hw, costs, moved.tensors, dram_bytes),
-        latency_rule=sch.rule, critical_path=sch.path)
+        min_buffer_bytes=t.min_buffer_bytes, energy_pj=energies[acct.name].by_component,
+        latency_rule=sch.rule, critical_path=sch.path, accounting=acct.name, energies=energies)
     check_invariants(c, s.mapping, hw, s.env, report, moved.by_einsum)
     return report
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import prod
 
-from einsum_ir.analysis import points
-from einsum_ir.ir import accesses
 from hw_models.spatial import SpatialArray
 
+from .facts import facts
 from .tiling import Nest, Space
 
 
@@ -29,13 +28,14 @@ class EinsumCost:
     pes_used: int
     busy_cycles: float          # the unit is occupied this long
     work_cycles: float          # points x cycles per point / all the unit's PEs: useful work
-    compute_pj: float
-    register_pj: float
+    ops: dict                   # operation kind -> count (points x per point)
+    rf_reads: float             # PE register-file reads over all PEs: an operand each, and a reduction's accumulator
+    rf_writes: float            # one result per point
 
 
 def pes_used(s: Space, n: Nest, e, unit) -> tuple:
     """(PEs the Einsum keeps busy, padding factor of its partial tiles)."""
-    its = {v.upper() for v in e.iteration_vars}
+    its = facts(s.cascade).its[e.name]
     used, pad = 1, 1
     for size, var in zip(unit.shape, s.mapping.leaf_of(e.name).axes(unit.name)):
         if not (n.ranks_of(var) & its):
@@ -50,16 +50,15 @@ def pes_used(s: Space, n: Nest, e, unit) -> tuple:
 def einsum_cost(s: Space, n: Nest, hw: SpatialArray, e) -> EinsumCost:
     ops = s.ops[e.name]
     unit = hw.unit(s.mapping.unit_of(e.name))
-    n_points = n.num.count(points(s.cascade, e))
+    n_points = n.num.count(facts(s.cascade).points[e.name])
     cpp = unit.cycles_per_point(ops, pipelined=e.name in s.mapping.pipelined)
     used, pad = pes_used(s, n, e, unit)
     busy = n_points * cpp / used
     if pad != 1:
         busy = busy * pad
-    reads = len(accesses(e.expr)) + (1 if e.reduced else 0)
-    rf = unit.register_file
+    reads = facts(s.cascade).operands[e.name]
     return EinsumCost(e.name, unit.name, n_points, cpp, used, busy, n_points * cpp / unit.pes,
-                      n_points * unit.energy_per_point_pj(ops), n_points * (reads * rf.read_pj + rf.write_pj))
+                      {k: n_points * c for k, c in ops.items() if c}, n_points * reads, n_points)
 
 
 def compute(s: Space, n: Nest, hw: SpatialArray) -> tuple[EinsumCost, ...]:

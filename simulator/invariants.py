@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from einsum_ir.analysis import einsum_ops, evaluate
+from .facts import facts
 
 
 class InvariantError(AssertionError):
@@ -43,8 +43,7 @@ def check_attribution(r, by_einsum) -> None:
 def check_work(c, m, hw, env, r) -> None:
     """Every Einsum with operations busy at least its operations / the unit's peak."""
     floor = Counter()
-    einsum = {e.name: e for e in c.einsums if not e.is_initial}
-    ops = {n: {k: evaluate(v, env) for k, v in einsum_ops(c, e).items()} for n, e in einsum.items()}
+    ops = {n: {k: v(env) for k, v in kinds.items()} for n, kinds in facts(c).ops.items()}
     costed = {ec.name for ec in r.einsums}
     for n, counts in ops.items():
         if n not in costed and any(counts.values()):

@@ -1,13 +1,18 @@
 """The linear layers around attention, for end-to-end figures: a GEMM on the
 2D array takes the longer of its compulsory traffic at DRAM bandwidth and its
 MACs at one per PE per cycle (a well-mapped GEMM is bound by one of the two).
-Energy: MACs with their register-file accesses (two operands and the
-accumulator read, one write, as attention's Einsums are charged), the
-operands' DRAM traffic, and each operand through the global buffer once
-(filled and read)."""
+
+Energy, counted by the same rules as attention's Einsums: MACs; the PE
+register files (two operands and the accumulator read, one write per MAC),
+charged in full under the physical accounting and per PE under the
+evaluation's; the buffer: each operand row read once per block of the other
+operand along the array (rows x inner x ceil(cols / C) + inner x cols x
+ceil(rows / R) words, about 2/256 per MAC on a 256 x 256 array) and each
+output written once; compulsory DRAM traffic."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from math import ceil
 
 from hw_models.spatial import SpatialArray
 
@@ -20,24 +25,31 @@ class GemmCost:
     cols: int
     latency_cycles: float
     dram_bytes: float
-    energy_pj: float
+    energies: dict = field(default_factory=dict)     # accounting -> component -> pJ
 
     @property
     def macs(self) -> int:
         return self.rows * self.inner * self.cols
 
+    def energy_pj(self, accounting: str = "physical") -> float:
+        return sum(self.energies[accounting].values())
+
 
 def gemm(name: str, rows: int, inner: int, cols: int, hw: SpatialArray, unit: str = "pe2d") -> GemmCost:
     u = hw.unit(unit)
-    word = hw.word_bytes
+    word, buf = hw.word_bytes, hw.buffer
+    r_axis, c_axis = (u.shape + (1,))[:2]
     dram = (rows * inner + inner * cols + rows * cols) * word
     macs = rows * inner * cols
     cycles = max(dram / hw.dram_bytes_per_cycle, macs / u.pes)
-    rows_moved = dram / hw.buffer.row_bytes
-    rf = u.register_file
-    energy = (macs * (u.ops["mac"].energy_pj + 3 * rf.read_pj + rf.write_pj) + dram * 8 * hw.dram.pj_per_bit
-              + rows_moved * (hw.buffer.read_pj_per_row + hw.buffer.write_pj_per_row))
-    return GemmCost(name, rows, inner, cols, cycles, dram, energy)
+    operand_words = rows * inner * ceil(cols / c_axis) + inner * cols * ceil(rows / r_axis)
+    common = {"mac": macs * u.ops["mac"].energy_pj, "other_ops": 0.0,
+              "buffer_read": operand_words * word / buf.row_bytes * buf.read_pj_per_row,
+              "buffer_write": rows * cols * word / buf.row_bytes * buf.write_pj_per_row,
+              "dram": dram * 8 * hw.dram.pj_per_bit}
+    rf = macs * (3 * u.register_file.read_pj + u.register_file.write_pj)
+    energies = {"physical": {**common, "register_files": rf}, "evaluation": {**common, "register_files": rf / u.pes}}
+    return GemmCost(name, rows, inner, cols, cycles, dram, energies)
 
 
 def encoder_linear_layers(B: int, P: int, H: int, E: int, D: int, S: int, hw: SpatialArray) -> list[GemmCost]:

@@ -28,8 +28,9 @@ class Numeric:
         return name in self.env
 
     def count(self, expr) -> int:
-        """An einsum_ir count (a sympy expression in the shapes) at `env`."""
-        return int(evaluate(expr, self.env))
+        """An einsum_ir count (a sympy expression in the shapes, or a compiled
+        facts.Count of one) at `env`."""
+        return int(expr(self.env) if callable(expr) else evaluate(expr, self.env))
 
     @staticmethod
     def min(a, b):
@@ -60,7 +61,7 @@ class Symbolic:
 
     @staticmethod
     def count(expr) -> sympy.Expr:
-        return sympy.sympify(expr)
+        return sympy.sympify(getattr(expr, "expr", expr))
 
     @staticmethod
     def min(a, b):

@@ -20,6 +20,7 @@ from einsum_ir.shapes import resolve
 from einsum_ir.sym import shape_symbol
 from hw_models.schema import HardwareError
 from hw_models.spatial import SpatialArray
+from .facts import facts
 from mappers.mapping import IN_PE, STREAMED, Keep, Leaf, Mapping, check_names
 
 PE_LEVEL, STREAM = IN_PE, STREAMED
@@ -159,20 +160,20 @@ def tile_elems(s: Space, t, keep: Keep, n: Nest):
         return 0
     level = keep.loop
     best = 0
+    touches = facts(s.cascade).touches
     for lf in s.mapping.leaves:
-        if not any(s.base(a.tensor) == t.name for name in lf.run for e in s.cascade.writers(name)
-                   for a in [e.output] + e.reads()):
+        if not any(t.name in touches.get(name, ()) for name in lf.run):
             continue
         if level not in lf.loops:
             raise s.mapping.node.error(f"{t.name} is kept under loop {level}, which does not enclose the Einsums "
                                        f"{', '.join(lf.run)} that use it")
         inside = set(lf.loops[lf.loops.index(level) + 1:]) | n.spatial_vars(lf)
-        outside = set(lf.loops[:lf.loops.index(level) + 1])
+        moves = {v: n.ranks_of(v) for v in inside | set(lf.loops[:lf.loops.index(level) + 1])}
         elems = 1
         for r in t.ranks:
             if r in t.iterative:
                 continue            # updated in place: one iterate
-            split = [v for v in inside | outside if r in n.ranks_of(v)]
+            split = [v for v, ranks in moves.items() if r in ranks]
             elems *= n.num.shape(r) if not split else prod(n.extent(v) for v in split if v in inside)
         best = max(best, elems)
     return best
@@ -187,7 +188,7 @@ def _fits(s: Space, hw: SpatialArray, factors: dict, explain: bool = False) -> b
     from .numbers import Numeric
     kept = kept_bytes(s, nest(s.cascade, s.mapping, factors, Numeric(s.env)), hw.word_bytes)
     used = sum(kept.values())
-    if used <= hw.buffer.capacity_bytes:
+    if used <= min(hw.buffer.capacity_bytes, s.mapping.fit_budget or hw.buffer.capacity_bytes):
         return True
     if explain:
         parts = ", ".join(f"{t.name} {kept[t.name]:.0f}" for t in s.tensors if s.mapping.keep_of(t.name).in_buffer)

@@ -1,18 +1,32 @@
 """Pass 3 of the spatial model: traffic per level. For every tensor, the
-bytes it moves between DRAM and the chip and between the global buffer and
-the arrays, from which loops index it and where the mapping keeps it:
+bytes it moves between DRAM and the chip, between the global buffer and the
+arrays, and through a staging register file between two arrays, from which
+loops index it, where the mapping keeps it and which unit uses it:
 
-- DRAM: a tensor read in a leaf, kept under loop L, is fetched once per
-  iteration of each loop at or outside L that does not index it
-  (re-streaming); one kept across two readers' leaves is fetched once; a
-  tensor produced and consumed in the same leaf moves nothing; outputs and
-  DRAM intermediates are written likewise; a spilled fraction f adds f x
-  size written and f x size read back by each reader outside the writer's
-  leaf.
-- Buffer: every fill and drain, and every read into the arrays (or write
-  back) once per iteration of each loop that does not index the tensor and
-  lies outside the innermost loop that does (inside it the element stays in
-  the PE: a stationary operand, or a partial sum accumulated in place).
+- Trips: an array reads (or writes back) a tensor once per iteration of
+  each loop of the leaf that does not index it and lies outside the
+  innermost loop that does (inside it the element stays in the PE: a
+  stationary operand, or a partial sum accumulated in place); a `reread`
+  tensor is not held: once per iteration of every loop that does not index it.
+- Kept in the buffer under loop L: filled from DRAM once per iteration of
+  each loop at or outside L that does not index it (re-streaming; once
+  across readers that share those loops); read by every reader outside its
+  writer's leaf, by a reader of an earlier iterate (a recurrence's carried
+  state) and by a reader on another unit, each access x trips; written
+  access x trips, and a partial sum read back on every trip but the first;
+  an output drained to DRAM once per fill-level iteration.
+- `stream` (or not kept) and in DRAM: straight between DRAM and the PEs,
+  access x trips, written straight to DRAM; staged in the buffer (one fill,
+  a read per reader) only when several Einsums of one leaf read it.
+- On chip and not kept (PE registers): nothing, except a value passed from
+  one array to another in its writer's leaf, written once to the staging
+  register file and read by each reader there.
+- Spill: a fraction f of an on-chip tensor is written to DRAM (f x size)
+  and read back by each reader outside its writer's leaf.
+
+An access counts the elements it touches: an iterative rank its steps when
+the access moves along it (RNV[m1], RNV[m1+1]), one iterate when it reads a
+fixed one (RNV[M1]).
 """
 from __future__ import annotations
 
@@ -21,8 +35,10 @@ from dataclasses import dataclass
 from enum import Enum
 from math import prod
 
-from mappers.mapping import Keep, Leaf, Where
+from einsum_ir.ir import index_vars, offset_of
+from mappers.mapping import Keep, Leaf
 
+from .facts import facts
 from .tiling import Nest, Space
 
 
@@ -47,6 +63,8 @@ class TensorCost:
     dram_write_bytes: float
     buffer_read_bytes: float
     buffer_write_bytes: float
+    staging_read_bytes: float = 0.0     # through the staging register file between two arrays
+    staging_write_bytes: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -65,12 +83,13 @@ def restream(n: Nest, t, leaf: Leaf, level: Keep):
     return prod(n.extent(v) for v in loops if not n.indexes(t.ranks, v))
 
 
-def buffer_trips(n: Nest, t, leaf: Leaf):
-    """Times the arrays read (or write back) t in a leaf: once per iteration
+def buffer_trips(n: Nest, t, leaf: Leaf, reread: bool = False):
+    """Times an array reads (or writes back) t in a leaf: once per iteration
     of each loop that does not index t, except loops inside the innermost
-    one that does, across which t's element stays in the PE."""
+    one that does, across which t's element stays in the PE (unless t is
+    re-read at every use)."""
     relevant = [k for k, v in enumerate(leaf.loops) if n.indexes(t.ranks, v)]
-    inner = relevant[-1] if relevant else -1
+    inner = len(leaf.loops) if reread else (relevant[-1] if relevant else -1)
     return prod(n.extent(v) for k, v in enumerate(leaf.loops) if k < inner and not n.indexes(t.ranks, v))
 
 
@@ -79,56 +98,139 @@ def size_elems(n: Nest, t):
     return prod(n.num.shape(r) + (1 if r in t.iterative else 0) for r in t.ranks)
 
 
+def accessed(n: Nest, t, a, moves=None):
+    """Elements of t one access touches over the whole run: an iterative rank
+    counts its steps where the access moves along it, one iterate where it
+    names a fixed one; a view's access touches all of its input."""
+    if not t.iterative or a.tensor != t.name:
+        return prod(n.num.shape(r) for r in t.ranks)
+    moving = moves.get(id(a)) if moves else None
+    moving = moving if moving is not None else tuple(bool(index_vars(i)) for i in a.indices)
+    return prod((n.num.shape(r) if mv else 1) if r in t.iterative else n.num.shape(r)
+                for r, mv in zip(t.ranks, moving))
+
+
+def _previous_iterate(s: Space, t, a) -> bool:
+    """A read of the iterate before the one its writer writes (RM[m1] beside RM[m1 + 1])."""
+    if not t.iterative:
+        return False
+    w = next((e for e in s.einsums if e.name == t.name), None)
+    v = w.iterative_var if w is not None else None
+    return bool(v) and v in index_vars(a) and not any(offset_of(i) == (v, 1) for i in a.indices)
+
+
 def users(s: Space, t) -> tuple[list, list]:
-    """(readers, writers) of t as (Einsum, leaf), Einsums the nest runs."""
-    readers = [(e, s.mapping.leaf_of(e.name)) for e in s.einsums
-               if any(s.base(a.tensor) == t.name for a in e.reads()) and s.mapping.leaf_of(e.name) is not None]
-    writers = [(e, s.mapping.leaf_of(e.name)) for e in s.einsums
-               if e.name == t.name and s.mapping.leaf_of(e.name) is not None]
-    return readers, writers
+    """(reads, writes) of t as (Einsum, leaf, access), for Einsums the nest runs."""
+    run = [(e, s.mapping.leaf_of(e.name)) for e in s.einsums if s.mapping.leaf_of(e.name) is not None]
+    einsum_reads = facts(s.cascade).reads
+    reads = [(e, lf, a) for e, lf in run for a in einsum_reads[e.name] if s.base(a.tensor) == t.name]
+    writes = [(e, lf, e.output) for e, lf in run if e.name == t.name]
+    return reads, writes
 
 
-def tensor_traffic(s: Space, n: Nest, t, word: int, kept: float, by_einsum: Counter) -> TensorCost:
+@dataclass(frozen=True)
+class _Tensor:
+    """What the read and write rules need to know about one tensor."""
+
+    t: object
+    level: Keep
+    home: Home
+    size: object                # bytes, the initial iterate included
+    word: int
+    reread: bool
+    writer_leaves: tuple
+    writer_unit: str | None
+
+
+def _local_read(s: Space, n: Nest, x: _Tensor, e, a, acc: Counter, staged: set) -> None:
+    """A read in the writer's leaf of the iterate just written: passed
+    directly, through the buffer when it is kept there and the reader is on
+    another unit, through the staging register file when it is not."""
+    unit = s.mapping.unit_of(e.name)
+    if unit is None or x.writer_unit is None or unit == x.writer_unit:
+        return
+    words = accessed(n, x.t, a, facts(s.cascade).moves) * x.word
+    if x.level.in_buffer:
+        acc["buffer_read"] += words * buffer_trips(n, x.t, s.mapping.leaf_of(e.name), x.reread)
+    elif x.home is Home.CHIP:
+        acc["staging_read"] += words
+        if x.t.name not in staged:
+            staged.add(x.t.name)
+            acc["staging_write"] += words
+
+
+def _reads(s: Space, n: Nest, x: _Tensor, reads: list, acc: Counter, by_einsum: Counter) -> None:
+    fetched, per_leaf = set(), Counter(id(lf) for e, lf, a in reads if id(lf) not in x.writer_leaves)
+    staged: set = set()
+    for e, lf, a in reads:
+        if id(lf) in x.writer_leaves and not _previous_iterate(s, x.t, a):
+            _local_read(s, n, x, e, a, acc, staged)
+            continue
+        trips = buffer_trips(n, x.t, lf, x.reread)
+        words = accessed(n, x.t, a, facts(s.cascade).moves) * x.word * trips
+        if x.level.in_buffer:
+            acc["buffer_read"] += words
+            key = (x.level.loop, lf.loops[:lf.loops.index(x.level.loop) + 1])
+            if x.home is Home.DRAM and key not in fetched:      # kept across readers that share it: fetched once
+                fetched.add(key)
+                fill = x.size * restream(n, x.t, lf, x.level)
+                acc["dram_read"] += fill
+                acc["buffer_write"] += fill
+                by_einsum[e.name] += fill
+        elif x.home is Home.DRAM:
+            if id(lf) not in fetched:                          # one fetch per leaf, staged if shared
+                fetched.add(id(lf))
+                acc["dram_read"] += words
+                by_einsum[e.name] += words
+                if per_leaf[id(lf)] > 1:
+                    acc["buffer_write"] += words
+            if per_leaf[id(lf)] > 1:
+                acc["buffer_read"] += words
+
+
+def _writes(s: Space, n: Nest, x: _Tensor, writes: list, acc: Counter, by_einsum: Counter) -> None:
+    for e, lf, a in writes:
+        trips = buffer_trips(n, x.t, lf)
+        words = accessed(n, x.t, a, facts(s.cascade).moves) * x.word
+        if x.level.in_buffer:
+            acc["buffer_write"] += words * trips
+            acc["buffer_read"] += words * (trips - 1)          # partial sums read back on every trip but the first
+            if x.home is Home.DRAM:
+                drain = x.size * restream(n, x.t, lf, x.level)
+                acc["buffer_read"] += drain
+                acc["dram_write"] += drain
+                by_einsum[e.name] += drain
+        elif x.home is Home.DRAM:
+            acc["dram_write"] += words * trips
+            by_einsum[e.name] += words * trips
+
+
+def _spill(s: Space, x: _Tensor, reads: list, writes: list, acc: Counter, by_einsum: Counter) -> None:
+    f = dict(s.mapping.spill).get(x.t.name)
+    if x.home is not Home.CHIP or not f:
+        return
+    far = [e for e, lf, a in reads if id(lf) not in x.writer_leaves]
+    acc["dram_write"] += f * x.size
+    acc["dram_read"] += f * x.size * len(far)
+    for e, _, _ in writes:
+        by_einsum[e.name] += f * x.size
+    for e in far:
+        by_einsum[e.name] += f * x.size
+
+
+def tensor_traffic(s: Space, n: Nest, t, word: int, kept, by_einsum: Counter) -> TensorCost:
     m = s.mapping
-    level = m.keep_of(t.name)
-    in_pe = level.where is Where.PE
+    reads, writes = users(s, t)
     home = Home.DRAM if t.role in ("input", "output") or t.name in m.dram else Home.CHIP
-    size = size_elems(n, t) * word
-    readers, writers = users(s, t)
-    d_read = d_write = b_read = b_write = n.num.zero
-    counted = set()
-    written_in = {id(lf) for _, lf in writers}
-    for e, lf in readers:
-        if id(lf) in written_in:
-            continue                # produced and consumed in the same leaf: passed directly
-        b_read += size * buffer_trips(n, t, lf) if not in_pe else 0
-        if home is Home.DRAM:
-            key = (level, lf.loops[:lf.loops.index(level.loop) + 1]) if level.loop in lf.loops else id(lf)
-            if key in counted:
-                continue            # kept across both readers: fetched once
-            counted.add(key)
-            r = size * restream(n, t, lf, level)
-            d_read += r
-            by_einsum[e.name] += r
-    for e, lf in writers:
-        w = size * restream(n, t, lf, level) if home is Home.DRAM else 0
-        d_write += w
-        by_einsum[e.name] += w
-        if not in_pe:
-            b_write += size * buffer_trips(n, t, lf)
-    f = dict(m.spill).get(t.name)
-    if home is Home.CHIP and f:
-        far = [e for e, lf in readers if id(lf) not in written_in]
-        extra_w, extra_r = f * size, f * size * len(far)
-        d_write += extra_w
-        d_read += extra_r
-        for e, _ in writers:
-            by_einsum[e.name] += extra_w
-        for e in far:
-            by_einsum[e.name] += extra_r / len(far)
-    b_write += d_read if not in_pe or home is Home.DRAM else 0
-    b_read += d_write if not in_pe or home is Home.DRAM else 0
-    return TensorCost(t.name, level, home, kept, d_read, d_write, b_read, b_write)
+    x = _Tensor(t, m.keep_of(t.name), home, size_elems(n, t) * word, word, t.name in m.reread,
+                tuple(id(lf) for _, lf, _ in writes), m.unit_of(t.name))
+    acc: Counter = Counter({k: n.num.zero for k in ("dram_read", "dram_write", "buffer_read", "buffer_write",
+                                                     "staging_read", "staging_write")})
+    _reads(s, n, x, reads, acc, by_einsum)
+    _writes(s, n, x, writes, acc, by_einsum)
+    _spill(s, x, reads, writes, acc, by_einsum)
+    return TensorCost(t.name, x.level, home, kept, acc["dram_read"], acc["dram_write"], acc["buffer_read"],
+                      acc["buffer_write"], acc["staging_read"], acc["staging_write"])
 
 
 def traffic(s: Space, n: Nest, word: int, kept: dict | None = None) -> Traffic:

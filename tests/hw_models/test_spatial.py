@@ -85,3 +85,15 @@ def test_unit_without_an_operation_says_which():
 def test_unknown_preset_suggests_one():
     with pytest.raises(hw.HardwareError, match="did you mean 'fusemax'"):
         hw.load_spatial("fusmax")
+
+
+def test_staging_register_file_and_accounting_are_read():
+    fm = hw.load_spatial("fusemax")
+    assert fm.staging.read_pj == pytest.approx(2.194) and fm.staging.write_pj == pytest.approx(1.906)
+    assert hw.load_spatial("flat").staging is None
+    assert fm.buffer.read_pj_per_row / (fm.buffer.row_bytes // fm.word_bytes) == pytest.approx(48.88, abs=0.01)
+    a = hw.parse_spatial(GOOD + "accounting: evaluation\n", "tiny.yaml")
+    assert a.accounting == "evaluation" and hw.parse_spatial(GOOD, "tiny.yaml").accounting == "physical"
+    with pytest.raises(hw.HardwareError, match="unknown accounting 'evaluations'") as e:
+        hw.parse_spatial(GOOD + "accounting: evaluations\n", "tiny.yaml")
+    assert e.value.loc.line == GOOD.count("\n") + 1

@@ -22,8 +22,8 @@ def test_every_shipped_mapping_simulates(name):
 
 def test_flat_variants_follow_the_length():
     m = load_mapping("flat")
-    assert dict(m.for_shapes(dict(M=65536, E=64)).spill) == {"QK": 0.00775, "A": 0.00775}
-    assert dict(m.for_shapes(dict(M=65536, E=128)).spill) == {"QK": 0.0154, "A": 0.0154}
+    assert dict(m.for_shapes(dict(M=65536, E=64)).spill) == {"QK": 0.00775, "SN": 0.00775, "A": 0.00775}
+    assert dict(m.for_shapes(dict(M=65536, E=128)).spill) == {"QK": 0.0154, "SN": 0.0154, "A": 0.0154}
     assert m.for_shapes(dict(M=1 << 20, E=64)).dram == {"QK", "A"}
     assert m.for_shapes(dict(M=1000, E=64)) is m
 
@@ -80,7 +80,7 @@ def test_a_critical_path_cannot_reach_python(bad, message):
     ("  BQK: pe2d\n", "  BQK: pe2e\n", "unit 'pe2e' is not a unit of fusemax", "pe2e"),
     ("parfor: {pe1d: [p0]}", "parfor: {pe3d: [p0]}", "parfor names unit 'pe3d'", "for: [p1]"),
     ("      - for: [p1]\n", "      - for: [q1]\n", "loop variable q1 is neither a rank", "for: [q1]"),
-    ("  AV: stream\n", "  AV: stream\nreread: [KV]\n", "KV is not a tensor or Einsum", "[KV]"),
+    ("reread: [K, V]", "reread: [KV]", "KV is not a tensor or Einsum", "[KV]"),
     ("  AV: stream\n", "  AV: stream\nuncharged_in_evaluation: [expp]\n", "'expp' is not an operation kind "
      "(did you mean 'exp'?)", "expp"),
 ])

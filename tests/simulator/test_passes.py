@@ -86,7 +86,7 @@ def test_traffic_restream_and_trips_by_hand():
 
 def test_schedule_rules_on_made_up_costs():
     """The three overlap rules over costs written by hand."""
-    ec = lambda n, u, b: compute.EinsumCost(n, u, 0, 1, 1, b, 0.0, 0.0, 0.0)   # noqa: E731
+    ec = lambda n, u, b: compute.EinsumCost(n, u, 0, 1, 1, b, 0.0, {}, 0, 0)   # noqa: E731
     costs = (ec("X", "pe2d", 10.0), ec("Y", "pe1d", 4.0), ec("Z", "pe1d", 3.0))
     m = load_mapping("unfused")
     by = Counter({"X": 0.0, "Y": 0.0, "Z": 0.0})
