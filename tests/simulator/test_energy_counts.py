@@ -188,3 +188,15 @@ def test_linear_layer_by_rule_8():
     base = macs * 17.1645 + reads * _word(FM, "read") + 512 * 1000 * _word(FM, "write") + dram * 8 * 3.9
     assert g.energy_pj("evaluation") == pytest.approx(base + rf / 65536)
     assert g.energy_pj("physical") == pytest.approx(base + rf)
+
+
+def test_the_hardware_file_chooses_the_default_accounting():
+    """`accounting:` in the hardware file sets the report's rules; a flag
+    (simulate's `accounting=`) overrides it; both are always in `energies`."""
+    m = load_mapping("fusemax-binding")
+    c, shapes = ei.library.load(m.cascade), dict(B=1, H=1, E=64, F=64, M=512, P=512)
+    r = simulate(c, m, FM.with_changes(accounting="evaluation"), shapes)
+    assert r.accounting == "evaluation" and r.total_energy_pj == r.total_energy("evaluation")
+    assert simulate(c, m, FM, shapes).accounting == "physical"
+    assert simulate(c, m, FM.with_changes(accounting="evaluation"), shapes, accounting="physical").accounting == "physical"
+    assert r.total_energy("physical") > r.total_energy("evaluation")
