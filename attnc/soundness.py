@@ -146,11 +146,11 @@ def check_executor(c, shapes: dict, seed: int = 0) -> tuple[str, str]:
 def check_passes(c, shapes: dict) -> tuple[str, str]:
     """The pass analysis against a simulated traversal of the sequence rank.
     Enough: at the design's shapes and at longer ones, the traversal never
-    needs more passes than the analysis says. Minimal: the analysis counts a
-    fiber's dependency chain whatever the mask keeps (a window that keeps two
-    keys per row lets a 3-pass chain finish in 2), so minimality is checked
-    on the design without its coordinate predicates, at lengths with more
-    positions than passes."""
+    needs more passes than the analysis says. The analysis counts a fiber's
+    dependency chain whatever the mask keeps (a window that keeps two keys per
+    row lets a 3-pass chain finish in 2), so the count must also be exactly
+    what the design needs without its coordinate predicates, at lengths with
+    more positions than passes."""
     from einsum_ir.analysis import sequence_rank
     from einsum_ir.analysis.passes import passes
     from einsum_ir.analysis.traversal import simulate_passes
@@ -173,7 +173,10 @@ def check_passes(c, shapes: dict) -> tuple[str, str]:
         sim = simulate_passes(bare, rank, {k: v for k, v in longer.items() if k in used}, max_passes=claim.passes + 2)
     except EinError as err:
         return "ok", f"over {rank}: {claim.passes} pass(es); minimality not checked ({_reason(err)})"
-    if sim.passes is not None and sim.passes < claim.passes:
+    if sim.passes is None or sim.passes > claim.passes:
+        return "mismatch", (f"over {rank}: {claim.passes} pass(es) is too few: without its masks the traversal "
+                            f"at {longer} needs {sim.passes or 'more'} ({sim.why})")
+    if sim.passes < claim.passes:
         return "mismatch", (f"over {rank}: {claim.passes} pass(es) is not minimal: without its masks the traversal "
                             f"at {longer} completes in {sim.passes} ({sim.why})")
     return "ok", f"over {rank}: {claim.passes} pass(es)"
