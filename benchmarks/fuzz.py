@@ -399,6 +399,8 @@ _SCALARS = [".nan", ".inf", "-.inf", "-1", "0", "1e-300", "1e300", "abc", "[]", 
 
 def yaml_mutate(text: str, rng: random.Random) -> str:
     import re
+    if isinstance(text, bytes):                       # already not text: one more byte
+        return text + bytes([rng.randrange(256)])
     lines = text.split("\n")
     op = rng.randrange(8)
     idx = [i for i, ln in enumerate(lines) if re.match(r"\s*[\w-]+:\s*\S", ln)]

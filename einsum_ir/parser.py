@@ -301,6 +301,20 @@ class _ToIR(lark.Transformer_NonRecursive):
         return out
 
 
+def _parse_tree(text: str):
+    """Lark's parse, with no state kept from one call to the next: should the
+    cached parser fail in a way a grammar error cannot explain (a KeyError
+    inside lark, seen after a kernel had failed in Triton's interpreter in
+    the same process), it is rebuilt and the text parsed afresh once."""
+    try:
+        return _lark().parse(text)
+    except lark.exceptions.LarkError:
+        raise
+    except Exception:  # noqa: BLE001
+        _lark.cache_clear()
+        return _lark().parse(text)
+
+
 def _short(text: str, n: int = 24) -> str:
     return text if len(text) <= n else f"{text[:n // 2]}...{text[-4:]} ({len(text)} characters)"
 
@@ -310,7 +324,7 @@ def parse_statements(text: str, file: str = "<string>") -> list:
         raise ParseError(f"the text is {len(text)} characters long; the limit is {MAX_SOURCE_CHARS} "
                          "(1 MiB; designs are a few KB)", Loc(file, 1, 1))
     try:
-        tree = _lark().parse(text if text.endswith("\n") else text + "\n")
+        tree = _parse_tree(text if text.endswith("\n") else text + "\n")
     except lark.exceptions.UnexpectedCharacters as e:
         raise ParseError(f"unexpected character {text[e.pos_in_stream]!r}; expected {_describe(e.allowed)}",
                          Loc(file, e.line, e.column), text) from None
