@@ -178,3 +178,98 @@ def test_compile_a_linear_time_design_gives_a_chunked_kernel(tmp_path, capsys):
     code, _, err = run(capsys, "compile", "linear-attention-causal", "--target", "triton", "--out",
                        str(tmp_path / "x.py"), "--shape", "B=1", "H=1", "E=64", "F=64", "P=512")
     assert code == 2 and "chunkwise form" in err and not (tmp_path / "x.py").exists()
+
+
+# ------------------------------------------------------------------ hostile command lines (issue 17)
+
+NESTED_LETS = "rank M\ninput S[M]: f32\nlet a0(x) = x + 1\n" + "".join(
+    f"let a{i}(x) = a{i - 1}(a{i - 1}(x)) + a{i - 1}(x)\n" for i in range(1, 12)) + "Y[m] = S[m] * a11(m)\n"
+SMALL = ["--shape", "M=8", "P=8", "E=2", "F=2", "B=1", "H=1"]
+
+
+def hostile_files(tmp_path):
+    (tmp_path / "lets.ein").write_text(NESTED_LETS)
+    (tmp_path / "latin1.ein").write_bytes(b"rank M\ninput S[M]: f32\nY[m] = S[m] # caf\xe9\n")
+    (tmp_path / "zero.ein").write_text("rank M, P\ninput S[M, P]: f32\nY[m, p] = S[m, p] where m % W == 0\n")
+    (tmp_path / "bomb.yaml").write_text('a: &a ["x","x","x","x","x","x","x","x","x"]\n' + "".join(
+        f"{c}: &{c} [{', '.join('*' + p for _ in range(9))}]\n" for p, c in zip("abcdefg", "bcdefgh")))
+    (tmp_path / "self.yaml").write_text("&a [*a]\n")
+    (tmp_path / "deep.yaml").write_text("[" * 5000 + "]" * 5000 + "\n")
+    (tmp_path / "outdir").mkdir()
+    return tmp_path
+
+
+HOSTILE = [
+    (["check", "/dev/zero"], "larger than"),
+    (["check", "{d}/lets.ein"], "expands to more than"),
+    (["check", "{d}/latin1.ein"], "not valid UTF-8"),
+    (["check", "{d}/outdir"], "is a directory"),
+    (["run", "{d}/zero.ein", "--shape", "M=4", "P=4", "W=0"], "division by zero"),
+    (["run", "attention-3pass", "--shape", "M=100000", "P=100000", "E=2", "F=2", "B=1", "H=1"], "would hold"),
+    (["run", "gqa", "--shape", "M=8", "P=8", "E=2", "F=2", "B=1", "H=2", "G=0"], "division by zero"),
+    (["run", "attention-3pass", "--shape", "M=nan"], "not a number"),
+    (["run", "attention-3pass", "--shape", "M=1e999"], "not a finite number"),
+    (["run", "attention-3pass", "--seed", "-1", *SMALL], "--seed"),
+    (["run", "attention-3pass", "--shape", "M=8", "M=9"], "given twice"),
+    (["analyze", "block-sparse", "--shape", "density_BM=2"], r"must lie in \[0, 1\]"),
+    (["analyze", "block-sparse", "--shape", "density_ZZ=0.5"], "no bool tensor ZZ"),
+    (["map", "attention-3pass", "--top", "0", *SMALL], "--top"),
+    (["map", "attention-3pass", "--top", "-1", *SMALL], "--top"),
+    (["map", "attention-3pass", "--hw", "{d}/bomb.yaml", *SMALL], "more than 100000 values"),
+    (["map", "attention-3pass", "--hw", "{d}/self.yaml", *SMALL], "contains itself"),
+    (["map", "attention-3pass", "--hw", "{d}/deep.yaml", *SMALL], "nested too deeply"),
+    (["map", "attention-3pass", "--shape", "M=65536", "P=65536", "E=64", "F=64", "B=1", "H=1"], "GPU model"),
+    (["compile", "attention-3pass", "--shape", "M=65536", "P=65536", "E=64", "F=64", "B=1", "H=1"],
+     "GPU model"),
+    (["compile", "attention-3pass", *SMALL, "--out", "{d}/outdir"], "is a directory"),
+    (["simulate", "--mapping", "fusemax-binding", "--shape", "M=1e18", "P=1e18", "E=64", "F=64", "B=1", "H=1"],
+     r"2\*\*32"),
+    (["compare", "attention-3pass", *SMALL, "--plot", "x.xyz"], r"\.png, \.pdf or \.svg"),
+    (["compare", "attention-3pass", *SMALL, "--lengths", "abc"], "--lengths"),
+    (["compare", "attention-3pass", *SMALL, "--plot", "{d}/outdir.png/x.png"], "error"),
+]
+
+
+@pytest.mark.parametrize("argv, words", HOSTILE, ids=[" ".join(a)[:60] for a, _ in HOSTILE])
+def test_hostile_command_lines_give_one_clean_error(tmp_path, capsys, argv, words):
+    d = hostile_files(tmp_path)
+    argv = [a.replace("{d}", str(d)) for a in argv]
+    try:
+        code, out, err = run(capsys, *argv)
+    except SystemExit as e:                      # argparse's own errors
+        code, err = e.code, capsys.readouterr().err
+    assert code == 2
+    assert "Traceback" not in err and "internal error" not in err
+    first = err.strip().split("\n")[0]
+    assert "error:" in first and re.search(words, first), err
+    # one error line; a located error may add the source line and a caret under it
+    assert len(err.strip().split("\n")) in (1, 3)
+
+
+def test_an_internal_error_is_one_line_and_debug_shows_the_traceback(capsys, monkeypatch):
+    import attnc.cli as cli
+
+    def broken(args):
+        raise KeyError(122)
+    monkeypatch.setattr(cli, "cmd_list", broken)
+    monkeypatch.delenv("ATTNC_DEBUG", raising=False)
+    code, _, err = run(capsys, "list")
+    assert code == 3 and err.count("\n") == 1
+    assert err.startswith("internal error (a bug in attnc): KeyError: 122") and "ATTNC_DEBUG=1" in err
+    monkeypatch.setenv("ATTNC_DEBUG", "1")
+    with pytest.raises(KeyError):
+        main(["list"])
+
+
+def test_debug_prints_the_traceback_of_a_user_error_too(capsys, monkeypatch):
+    monkeypatch.setenv("ATTNC_DEBUG", "1")
+    code, _, err = run(capsys, "run", "attention-3pass", "--shape", "M=8", "ZZ=1")
+    assert code == 2 and "Traceback" in err and "ZZ is not used" in err
+
+
+def test_the_module_exits_with_status_2_and_no_traceback(tmp_path):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "attnc", "check", "/dev/zero"], capture_output=True, text=True,
+                       timeout=120, env={k: v for k, v in __import__("os").environ.items() if k != "ATTNC_DEBUG"})
+    assert r.returncode == 2 and r.stderr.startswith("/dev/zero:1:1: error:") and "Traceback" not in r.stderr
