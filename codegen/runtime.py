@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from einsum_ir.analysis.fused import FusedForm, recognise
+from einsum_ir.analysis.tile_program import tile_program
 from einsum_ir.analysis.tiles import FULL, PARTIAL, cell_counts, classify
 from einsum_ir.errors import EinError, ShapeError
 from einsum_ir.ir import Access, Cascade, Idx, Op, walk
@@ -126,6 +127,7 @@ class FusedKernel:
         from einsum_ir.unroll import constant_indexed_ranks
         env = _extents(c, shapes)
         self.form: FusedForm = recognise(c, env)
+        self.program = tile_program(self.form)     # what runs: rendered here, charged by simulator.gpu
         self.cascade = self.form.cascade            # with component ranks unrolled, if any
         self.unrolled = {r: int(env[r]) for r in constant_indexed_ranks(c)}
         self.mapping = mapping
@@ -135,8 +137,14 @@ class FusedKernel:
         self._plans: dict = {}
         self.reads_tensors = self._reads_tensors()
 
+    def predict(self, gpu, env: dict, inputs: dict | None = None):
+        """The GPU model's prediction for this kernel: it charges the same
+        tile program the kernel is rendered from."""
+        from simulator.gpu import predict_fused
+        return predict_fused(self.program, self._mapping_for(env), gpu, env, inputs)
+
     def source(self, env: dict) -> KernelSource:
-        return generate(self.form, self._mapping_for(env), env)
+        return generate(self.program, self._mapping_for(env), env)
 
     def _mapping_for(self, env: dict) -> GPUMapping:
         m = self.mapping
@@ -151,7 +159,7 @@ class FusedKernel:
         key = cache_key(self.cascade, m, {k: env[k] for k in (self.form.contracted.upper(),
                                                                  (self.form.feature or "").upper()) if k in env})
         if key not in self._modules:
-            src = generate(self.form, m, env)
+            src = generate(self.program, m, env)
             self._modules[key] = (_cached_module(key, src.text), src)
         return self._modules[key]
 

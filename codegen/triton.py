@@ -20,7 +20,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from einsum_ir.analysis.fused import FusedForm, FusedFormError, Reduction
+from einsum_ir.analysis.fused import FusedForm, FusedFormError
+from einsum_ir.analysis.tile_program import PassProgram, TileProgram, tile_program
 from einsum_ir.ir import Access, Expr, Idx, Num, Op, Sym, accesses, index_vars, rank_of
 from mappers.gpu_mapping import GPUMapping, padded
 
@@ -51,6 +52,7 @@ class KernelSource:
     symbols: list[str]
     splits: int
     partials: list[tuple[str, str]] = field(default_factory=list)   # (name, 'row' | 'feature') per split statistic
+    program: TileProgram | None = None   # what the kernel runs: the GPU model charges this same object
     digest: str = ""
 
 
@@ -77,8 +79,12 @@ class _Ctx:
 
 
 class Generator:
-    def __init__(self, form: FusedForm, mapping: GPUMapping, env: dict):
-        self.f = form
+    """Renders a TileProgram statement by statement; it decides nothing about
+    what runs (that is the program's), only how each statement is written."""
+
+    def __init__(self, program: TileProgram, mapping: GPUMapping, env: dict):
+        self.p = program
+        self.f = form = program.form
         self.c = form.cascade
         self.m = mapping
         self.env = env
@@ -233,9 +239,9 @@ class Generator:
         self.out("        " + ",\n        ".join(params) + "):")
         self.ind = 1
         self._prologue()
-        for k in range(f.passes):
-            self._between_passes(k)
-            self._pass(k, splits)
+        for pp in self.p.passes:
+            self._rows(pp.rows)
+            self._pass(pp, splits)
         if splits > 1:
             self._store_partials(partials)
         else:
@@ -245,7 +251,7 @@ class Generator:
         text = self._header(be, bf, splits) + kernel + "\n" + combine
         check_source(text, self.c.name)
         src = KernelSource(text, f, m, be, bf, list(self.read), [x.name for x in self.c.outputs], symbols, splits,
-                           partials)
+                           partials, program=self.p)
         src.digest = hashlib.sha256(text.encode()).hexdigest()[:16]
         return src
 
@@ -303,18 +309,11 @@ class Generator:
             self.out(f"q{i} = tl.broadcast_to({q}, (BLOCK_M, BLOCK_E))")
         self.loads = {}
 
-    def _between_passes(self, k: int):
-        """Row Einsums whose inputs are final before pass k."""
+    def _rows(self, rows):
+        """Row Einsums whose inputs are final before a pass."""
         self.loads = {}     # loads made inside a loop are not visible after it
-        done = set(self.values)
-        avail = {r.name: r.pass_ + 1 for r in self.f.reductions}
-        for e in self.f.rows:
-            if e.name in done:
-                continue
-            deps = [a.tensor for a in e.reads() if a.tensor in avail or a.tensor in {x.name for x in self.f.rows}]
-            if all(d in done for d in deps if d not in avail) and all(avail.get(d, 0) <= k for d in deps) \
-                    and all(d in self.values for d in deps):
-                self._row(e)
+        for e in rows:
+            self._row(e)
 
     def _row(self, e):
         axes = self.row_axes(e)
@@ -326,10 +325,9 @@ class Generator:
         self.out(f"{name} = {code}")
         self.values[e.name] = (name, axes)
 
-    def _pass(self, k: int, splits: int):
-        f = self.f
-        reds = f.in_pass(k)
-        gs = f.normalisers.get(k, ())
+    def _pass(self, pp: PassProgram, splits: int):
+        k, reds = pp.index, pp.init
+        gs = [n.name for n in pp.normalise]
         self.out()
         self.out(f"# ---- pass {k}: " + ", ".join(f"{r.name} ({r.kind}{', rescaled' if r.rescaled else ''})"
                                                    for r in reds))
@@ -353,7 +351,7 @@ class Generator:
             self.ind += 1
             self.out(f"start_n = tl.load(bt{k}_{kind}_idx + bt_off + i) * BLOCK_N")
             self.out("offs_m = start_n + tl.arange(0, BLOCK_N)")
-            self._tile_body(k, reds, gs, partial)
+            self._tile_body(pp, partial)
             self.ind -= 1
 
     def _batch_linear(self) -> str:
@@ -362,7 +360,7 @@ class Generator:
             code = f"({code} * {self.sym(rank_of(v))} + {self.coord(v)})"
         return code
 
-    def _tile_body(self, k: int, reds: list[Reduction], gs: tuple[str, ...], partial: bool):
+    def _tile_body(self, pp: PassProgram, partial: bool):
         f = self.f
         self.loads = {}
         self.preds = {}
@@ -373,20 +371,14 @@ class Generator:
         if partial:
             self.out(f"inb = {keep}")
         # the score contractions this pass reads: one tensor-core product each
-        for i, sc in enumerate(f.scores_in_pass(k)):
+        for i, sc in enumerate(pp.scores):
             kt = self.load(sc.k, _Ctx(("e", "m")), raw=True)
             self.out(f"s{i} = tl.dot({self.q_tiles[sc.name]}, tl.broadcast_to({kt}, (BLOCK_E, BLOCK_N)){prec})")
             self._tile_value(sc.einsum, f"s{i}", tile, partial)
-        # tile Einsums needed by this pass, computed lazily in dependency order
-        needed = f.tile_einsums_in_pass(k)
-        maxes = [r for r in reds if r.kind in ("max", "min")]
-        others = [r for r in reds if r.kind not in ("max", "min")]
-        # 1. max/min reductions (they read no statistic of this pass)
-        for t in needed:
-            if self._depends_on_pass(t, reds):
-                continue
+        # 1. tile Einsums that read no statistic of the pass, then the max/min reductions
+        for t in pp.early:
             self._tile_einsum(t, tile, partial)
-        for r in maxes:
+        for r in pp.maxima:
             term = self.value(r.einsum.expr, tile)
             ident = 'float("-inf")' if r.kind == "max" else 'float("inf")'
             mask = self._keep(r.einsum, tile, partial)
@@ -398,30 +390,28 @@ class Generator:
         # 2. each normaliser from the running maxima; rescale what was summed under its old value
         self.active = {}
         chained = []
-        for g in gs:
-            chain = self.f.chain_to(g)
-            for e in chain:
+        for n in pp.normalise:
+            g = n.name
+            for e in n.chain:
                 self._row(e)
-            chained += chain
+            chained += n.chain
             gcode = self.values[g][0]
             self.out(f"g_new = tl.where({gcode} == float(\"-inf\"), 0.0, {gcode})")
             g_safe, g_log2 = self.ident("gs", g), self.ident("gl", g)
             self.out(f"alpha = tl.exp2(({g_safe} - g_new) * LOG2E)")
-            for r in others:
-                if r.rescaled_by == g:
-                    self.out(f"{self.r(r.name)} = {self.r(r.name)} * alpha" + ("[:, None]" if r.kind == "value" else ""))
+            for r in n.rescaled:
+                self.out(f"{self.r(r.name)} = {self.r(r.name)} * alpha" + ("[:, None]" if r.kind == "value" else ""))
             self.out(f"{g_safe} = g_new")
             self.out(f"{g_log2} = {g_safe} * LOG2E")
         for e in chained:
             self.values.pop(e.name, None)
-        for g in gs:
-            self.values[g] = (self.ident("gs", g), ("p",))
-            self.active[g] = self.ident("gl", g)
-        # 3. tile Einsums that read this pass's statistics, then the sums
-        for t in needed:
-            if self._depends_on_pass(t, reds):
-                self._tile_einsum(t, tile, partial)
-        for r in others:
+        for n in pp.normalise:
+            self.values[n.name] = (self.ident("gs", n.name), ("p",))
+            self.active[n.name] = self.ident("gl", n.name)
+        # 3. tile Einsums that read this pass's normalisers, then the sums and value products
+        for t in pp.late:
+            self._tile_einsum(t, tile, partial)
+        for r in pp.sums:
             mask = self._keep(r.einsum, tile, partial)
             if r.kind == "sum":
                 term = self.value(r.einsum.expr, tile)
@@ -438,18 +428,6 @@ class Generator:
         self.active = {}
         # tile values do not outlive the tile; running statistics do
         self.values = dict(saved)
-
-    def _depends_on_pass(self, t, reds) -> bool:
-        names = {r.name for r in reds} | {g for gs in self.f.normalisers.values() for g in gs}
-        exprs = [t.expr] + ([t.predicate] if t.predicate is not None else [])
-        for x in exprs:
-            for a in accesses(x):
-                if a.tensor in names:
-                    return True
-                dep = self.f.tile_einsum(a.tensor)
-                if dep is not None and self.f.score(dep.name) is None and self._depends_on_pass(dep, reds):
-                    return True
-        return False
 
     def _keep(self, e, ctx: _Ctx, partial: bool) -> str | None:
         """The mask of a partial tile for Einsum e: in bounds and its predicate
@@ -478,9 +456,8 @@ class Generator:
         self.out()
         self.out("# ---- epilogue: row Einsums, then the outputs")
         self.loads = {}
-        for e in self.f.rows:
-            if e.name not in self.values:
-                self._row(e)
+        for e in self.p.epilogue:
+            self._row(e)
         self._stores()
 
     def _stores(self):
@@ -641,9 +618,12 @@ def _nonneg(e: Expr) -> bool:
     return isinstance(e, Op) and e.name in ("add", "mul", "floordiv", "mod") and all(_nonneg(a) for a in e.args)
 
 
-def generate(form: FusedForm, mapping: GPUMapping, env: dict) -> KernelSource:
-    """Triton source of the fused kernel (and the split-KV combine kernel)."""
-    return Generator(form, mapping, env).generate()
+def generate(program: TileProgram | FusedForm, mapping: GPUMapping, env: dict) -> KernelSource:
+    """Triton source of the fused kernel (and the split-KV combine kernel) for
+    a tile program (or the program of a fused form)."""
+    if isinstance(program, FusedForm):
+        program = tile_program(program)
+    return Generator(program, mapping, env).generate()
 
 
 __all__ = ["KernelSource", "generate"]

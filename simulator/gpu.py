@@ -27,6 +27,7 @@ import numpy as np
 
 from einsum_ir.analysis.counts import ops_per_point
 from einsum_ir.analysis.fused import FusedForm
+from einsum_ir.analysis.tile_program import PassProgram, TileProgram, tile_program
 from einsum_ir.analysis.tiles import EMPTY, FULL, PARTIAL, cell_counts, classify
 from einsum_ir.ir import Op, index_vars, walk
 from einsum_ir.ops import DTYPE_BYTES
@@ -50,6 +51,7 @@ class Prediction:
     mapping: GPUMapping | None = None
     notes: list[str] = field(default_factory=list)
     work: dict[str, float] = field(default_factory=dict)     # tensor_flops, sfu_ops, fp32_ops, hbm_bytes charged
+    program: object = field(default=None, repr=False)        # the TileProgram charged (fused kernels)
 
     @property
     def tflops(self) -> float:
@@ -80,20 +82,24 @@ class TileWork:
     row_sfu: float
 
 
-def _pass_ops(form: FusedForm, k: int) -> tuple[Counter, Counter, int]:
+def _program(x) -> TileProgram:
+    """The tile program to charge: the kernel's own, or a fused form's."""
+    return x if isinstance(x, TileProgram) else tile_program(x)
+
+
+def _pass_ops(pp: PassProgram) -> tuple[Counter, Counter, int]:
     """Element-wise op counts per tile point (all points; partial tiles' extra)
-    and the number of value contractions of pass k: the tile Einsums and
-    scores the generator emits for the pass (FusedForm.tile_einsums_in_pass,
-    scores_in_pass), each once per tile."""
+    and the number of value contractions of one pass of the tile program:
+    its tile Einsums and score products, each once per tile."""
     per, extra = Counter(), Counter()
     nvalue = 0
-    for t in form.tile_einsums_in_pass(k) + [s.einsum for s in form.scores_in_pass(k)]:
-        if form.score(t.name) is None:
+    for t in pp.tile_einsums + tuple(s.einsum for s in pp.scores):
+        if t not in tuple(s.einsum for s in pp.scores):
             per.update(ops_per_point(t))
         if t.predicate is not None:
             _count(t.predicate, extra)
             extra["select"] += 1
-    for r in form.in_pass(k):
+    for r in pp.init:
         o = ops_per_point(r.einsum)
         if r.kind == "value":
             nvalue += 1
@@ -113,8 +119,12 @@ def _count(e, counter: Counter):
             counter[RULES[n.name].kind] += 1
 
 
-def tile_work(form: FusedForm, k: int, m: GPUMapping, env: dict) -> TileWork:
-    per, extra, nvalue = _pass_ops(form, k)
+def tile_work(program, k: int, m: GPUMapping, env: dict) -> TileWork:
+    """Work of one (row tile, key tile) step of pass k of `program` (a
+    TileProgram, or a FusedForm whose program is taken)."""
+    program = _program(program)
+    form, pp = program.form, program.passes[k]
+    per, extra, nvalue = _pass_ops(pp)
     e = env[form.contracted.upper()]
     f = env[form.feature.upper()] if form.feature else 0
     pts = m.block_m * m.block_n
@@ -122,10 +132,10 @@ def tile_work(form: FusedForm, k: int, m: GPUMapping, env: dict) -> TileWork:
     fp = sum(v for kk, v in per.items() if kk not in SFU_KINDS)
     sfu_x = sum(v for kk, v in extra.items() if kk in SFU_KINDS)
     fp_x = sum(v for kk, v in extra.items() if kk not in SFU_KINDS)
-    rescaled = [r for r in form.in_pass(k) if r.rescaled]
-    norms = len(form.normalisers.get(k, ()))
+    rescaled = [r for n in pp.normalise for r in n.rescaled]
+    norms = len(pp.normalise)
     row_fp = sum(f if r.kind == "value" else 1 for r in rescaled) + 2 * norms
-    nscore = len(form.scores_in_pass(k))
+    nscore = len(pp.scores)
     return TileWork(tensor_flops=2.0 * pts * (nscore * padded(e) + (padded(f) * nvalue if f else 0)),
                     sfu_full=sfu * pts, fp32_full=fp * pts,
                     sfu_partial=(sfu + sfu_x) * pts, fp32_partial=(fp + fp_x) * pts,
@@ -175,11 +185,13 @@ def _elements(form: FusedForm, a, env: dict, rows: int, keys: int) -> float:
     return n
 
 
-def traffic(form: FusedForm, k: int, m: GPUMapping, env: dict) -> Traffic:
+def traffic(program, k: int, m: GPUMapping, env: dict) -> Traffic:
+    program = _program(program)
+    form = program.form
     b = DTYPE_BYTES[m.dtype]
     rows = m.block_m if form.query is not None else 1
     key_tile = pair_tile = key_head = 0.0
-    for a in form.pass_loads(k):
+    for a in program.passes[k].loads:
         if form.key not in index_vars(a):
             continue
         if form.query is not None and form.query in index_vars(a):
@@ -187,22 +199,23 @@ def traffic(form: FusedForm, k: int, m: GPUMapping, env: dict) -> Traffic:
         else:
             key_tile += _elements(form, a, env, rows, m.block_n) * b
             key_head += _elements(form, a, env, rows, env[form.key.upper()]) * b
-    program = sum(_elements(form, a, env, rows, 0) * b for a in _program_loads(form))
-    return Traffic(key_tile, pair_tile, key_head, program)
+    once = sum(_elements(form, a, env, rows, 0) * b for a in _program_loads(program))
+    return Traffic(key_tile, pair_tile, key_head, once)
 
 
-def _program_loads(form: FusedForm) -> list:
+def _program_loads(program: TileProgram) -> list:
     """Operands without the key, loaded once per program (all passes)."""
-    loads = [a for k in range(form.passes) for a in form.pass_loads(k)] + form.epilogue_loads()
-    return list(dict.fromkeys(a for a in loads if form.key not in index_vars(a)))
+    loads = [a for pp in program.passes for a in pp.loads] + list(program.epilogue_loads)
+    return list(dict.fromkeys(a for a in loads if program.form.key not in index_vars(a)))
 
 
-def row_work(form: FusedForm, env: dict) -> Counter:
-    """Operations of the row Einsums (normalisers, epilogue) per query row:
-    each once per row, plus the normaliser chains once per row per key tile
-    (returned separately by `chain_work`)."""
+def row_work(program: TileProgram, env: dict) -> Counter:
+    """Operations of the program's row Einsums (before the passes and in the
+    epilogue) per query row; the normaliser chains, once per row per key
+    tile, are `chain_work`."""
+    form = program.form
     out = Counter()
-    for e in form.rows:
+    for e in [e for pp in program.passes for e in pp.rows] + list(program.epilogue):
         per = ops_per_point(e)
         n = int(np.prod([env[v.upper()] for v in e.output_vars if v not in form.batch and v != form.query]))
         for kind, v in per.items():
@@ -210,10 +223,10 @@ def row_work(form: FusedForm, env: dict) -> Counter:
     return out
 
 
-def chain_work(form: FusedForm, k: int) -> Counter:
+def chain_work(pp: PassProgram) -> Counter:
     out = Counter()
-    for g in form.normalisers.get(k, ()):
-        for e in form.chain_to(g):
+    for n in pp.normalise:
+        for e in n.chain:
             out.update(ops_per_point(e))
     return out
 
@@ -261,20 +274,20 @@ def _tile_classes(form, k, m, env, inputs, counts, grid: _Grid, skip_empty: bool
         float((cls == EMPTY).sum()), kept
 
 
-def _pass_time(form, k, m, gpu, env, grid: _Grid, nfull, npart, parts: Counter, work: Counter,
+def _pass_time(program: TileProgram, k, m, gpu, env, grid: _Grid, nfull, npart, parts: Counter, work: Counter,
                edge_s: float = 0.0) -> tuple[float, float]:
     """(time, HBM bytes) of pass k's kernel; adds its parts and work. `edge_s`:
     each program's once-per-row work (the epilogue), run on its own SM."""
     eff, latency = gpu.efficiency, gpu.efficiency["latency_ns"] * 1e-9
     sm_tensor = eff["fused_tensor"] * gpu.tensor_peak(m.dtype) / gpu.sms
     sm_sfu, sm_fp32 = gpu.sfu_ops_per_s / gpu.sms, gpu.fp32_ops_per_s / gpu.sms
-    w = tile_work(form, k, m, env)
-    chain_sfu, chain_fp = (x * m.block_m for x in _split_counts(chain_work(form, k)))
+    w = tile_work(program, k, m, env)
+    chain_sfu, chain_fp = (x * m.block_m for x in _split_counts(chain_work(program.passes[k])))
     t_full = w.tensor_flops / sm_tensor + (w.sfu_full + w.row_sfu + chain_sfu) / sm_sfu \
         + (w.fp32_full + w.row_fp32 + chain_fp) / sm_fp32
     t_part = w.tensor_flops / sm_tensor + (w.sfu_partial + w.row_sfu + chain_sfu) / sm_sfu \
         + (w.fp32_partial + w.row_fp32 + chain_fp) / sm_fp32
-    tr = traffic(form, k, m, env)
+    tr = traffic(program, k, m, env)
     tile_bytes = tr.key_tile + tr.pair_tile
     s = m.splits
     n_vis = nfull + npart                                      # [heads', row tiles]
@@ -315,10 +328,11 @@ def _pass_time(form, k, m, gpu, env, grid: _Grid, nfull, npart, parts: Counter, 
     return makespan, pass_bytes
 
 
-def _combine_time(form: FusedForm, m: GPUMapping, gpu: GPU, env: dict, grid: _Grid, parts: Counter) -> tuple:
+def _combine_time(program: TileProgram, m: GPUMapping, gpu: GPU, env: dict, grid: _Grid, parts: Counter) -> tuple:
     """Split-KV: each split's running statistics (fp32) written, read back and merged."""
+    form, pp = program.form, program.passes[0]
     f = env[form.feature.upper()] if form.feature else 0
-    per_row = sum(f if r.kind == "value" else 1 for r in form.reductions) + len(form.normalisers.get(0, ()))
+    per_row = sum(f if r.kind == "value" else 1 for r in pp.init) + len(pp.normalise)
     partial_bytes = grid.heads * grid.rows * m.splits * per_row * 4
     t = partial_bytes / gpu.bandwidth + 2 * gpu.efficiency["latency_ns"] * 1e-9 + gpu.efficiency["launch_us"] * 1e-6
     parts["combine_s"] += t
@@ -326,27 +340,29 @@ def _combine_time(form: FusedForm, m: GPUMapping, gpu: GPU, env: dict, grid: _Gr
     return t, 2.0 * partial_bytes
 
 
-def _epilogue_s(form: FusedForm, m: GPUMapping, gpu: GPU, env: dict) -> float:
+def _epilogue_s(program: TileProgram, m: GPUMapping, gpu: GPU, env: dict) -> float:
     """One program's row Einsums (its BLOCK_M rows) on one SM."""
-    sfu, fp = _split_counts(row_work(form, env))
+    sfu, fp = _split_counts(row_work(program, env))
     return m.block_m * (sfu / (gpu.sfu_ops_per_s / gpu.sms) + fp / (gpu.fp32_ops_per_s / gpu.sms))
 
 
-def _edges(form: FusedForm, m: GPUMapping, gpu: GPU, env: dict, grid: _Grid, parts: Counter, work: Counter) -> tuple:
+def _edges(program: TileProgram, m: GPUMapping, gpu: GPU, env: dict, grid: _Grid, parts: Counter,
+           work: Counter) -> tuple:
     """Once-per-row work and bytes: the epilogue's row Einsums (their time is
     in the last pass's programs), the query-side loads and the stores; and the
     hoisted Einsums, run before the kernel."""
     from einsum_ir.analysis.counts import einsum_ops
     from einsum_ir.analysis.evaluate import evaluate
+    form = program.form
     b = DTYPE_BYTES[m.dtype]
     programs = grid.head_blocks * grid.row_tiles * m.splits
-    sfu, fp = _split_counts(row_work(form, env))
+    sfu, fp = _split_counts(row_work(program, env))
     rows_all = grid.heads * grid.rows
     work["sfu_ops"] += sfu * rows_all
     work["fp32_ops"] += fp * rows_all
     parts["epilogue_s"] += sfu * rows_all / gpu.sfu_ops_per_s + fp * rows_all / gpu.fp32_ops_per_s
     out_bytes = sum(float(np.prod([env[r] for r in o.ranks])) for o in form.cascade.outputs) * b
-    loads = programs / m.splits * traffic(form, 0, m, env).program
+    loads = programs / m.splits * traffic(program, 0, m, env).program
     hoisted = Counter()
     for e in form.hoisted:
         for kind, v in einsum_ops(form.cascade, e).items():
@@ -364,44 +380,47 @@ def _edges(form: FusedForm, m: GPUMapping, gpu: GPU, env: dict, grid: _Grid, par
     return t_h, out_bytes + loads + 2 * h_bytes
 
 
-def predict_fused(form: FusedForm, m: GPUMapping, gpu: GPU, env: dict, inputs: dict | None = None,
+def predict_fused(program, m: GPUMapping, gpu: GPU, env: dict, inputs: dict | None = None,
                   counts=None, skip_empty: bool = True) -> Prediction:
-    """Time of the fused kernel(s) for `form` under mapping `m` at shapes `env`.
-    `skip_empty=False` models a kernel that visits every key tile (masking
-    the empty ones), as a kernel without a block table would. The work it
-    charges (Prediction.work) is read off the same FusedForm the generator
-    renders: its scores, tile Einsums, reductions, normaliser chains, row and
-    hoisted Einsums, and the tensors they load."""
+    """Time of the fused kernel(s) under mapping `m` at shapes `env`, for a
+    TileProgram (the kernel's own: `FusedKernel.program`) or a FusedForm
+    (whose program is taken). `skip_empty=False` models a kernel that visits
+    every key tile (masking the empty ones), as a kernel without a block
+    table would. The work it charges (Prediction.work) is the program's,
+    statement by statement: the object the generator renders."""
+    program = _program(program)
+    form = program.form
     fp = footprint(form, m, env, gpu)
     grid = _grid(form, m, gpu, env, fp.blocks_per_sm)
     e = env[form.contracted.upper()]
     f = env[form.feature.upper()] if form.feature else 0
     launch = gpu.efficiency["launch_us"] * 1e-6
     total_time, hbm, parts, work, tiles_seen, useful = 0.0, 0.0, Counter(), Counter(), Counter(), 0.0
-    for k in range(form.passes):
+    for k, pp in enumerate(program.passes):
         nfull, npart, nempty, kept = _tile_classes(form, k, m, env, inputs, counts, grid, skip_empty)
-        useful += kept * 2.0 * (e * len(form.scores_in_pass(k)) + f * sum(r.kind == "value" for r in form.in_pass(k)))
+        useful += kept * 2.0 * (e * len(pp.scores) + f * len(pp.values))
         scale = grid.head_blocks / nfull.shape[0]
         tiles_seen["full"] += float(nfull.sum()) * scale
         tiles_seen["partial"] += float(npart.sum()) * scale
         tiles_seen["empty"] += nempty * scale
-        last = k == form.passes - 1
-        t, pass_bytes = _pass_time(form, k, m, gpu, env, grid, nfull, npart, parts, work,
-                                   _epilogue_s(form, m, gpu, env) if last else 0.0)
+        last = k == len(program.passes) - 1
+        t, pass_bytes = _pass_time(program, k, m, gpu, env, grid, nfull, npart, parts, work,
+                                   _epilogue_s(program, m, gpu, env) if last else 0.0)
         if k == 0:
-            t_edge, edge_bytes = _edges(form, m, gpu, env, grid, parts, work)
+            t_edge, edge_bytes = _edges(program, m, gpu, env, grid, parts, work)
             t, pass_bytes = t + t_edge, pass_bytes + edge_bytes
         hbm += pass_bytes
         parts["hbm_s"] += pass_bytes / gpu.bandwidth
         total_time += max(t, pass_bytes / gpu.bandwidth) + launch
         parts["launch_s"] += launch
         if m.splits > 1:
-            t_c, c_bytes = _combine_time(form, m, gpu, env, grid, parts)
+            t_c, c_bytes = _combine_time(program, m, gpu, env, grid, parts)
             total_time, hbm = total_time + t_c, hbm + c_bytes
     work["hbm_bytes"] = hbm
     ideal = max(parts["tensor_s"] + parts["sfu_s"] + parts["fp32_s"], parts["hbm_s"])
     pred = Prediction("fused", total_time, useful, hbm, "", gpu.tensor_peak(m.dtype), dict(parts), m)
     pred.work = dict(work)
+    pred.program = program
     pred.parts.update({"blocks_per_sm": fp.blocks_per_sm, "smem_bytes": fp.smem_bytes,
                        "regs_per_thread": fp.regs_per_thread, "tiles_full": tiles_seen["full"],
                        "tiles_partial": tiles_seen["partial"], "tiles_skipped": tiles_seen["empty"]})
