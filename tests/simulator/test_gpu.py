@@ -1,5 +1,6 @@
 """The GPU model's invariants, hand-checkable cases, and its agreement with
 the published FlashAttention-2 figures (benchmarks/published)."""
+from pathlib import Path
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -136,7 +137,8 @@ def test_fused_beats_unfused_for_long_sequences():
 def test_published_flash_attention_2_within_20_percent():
     """The FA2-class mapping with the preset's constants against the
     published H100 figures (bf16, head dims 64/128, causal and not, 512..16K)."""
-    cases = read_results("benchmarks/published/h100_attention.csv", ["flash-attention-2"])
+    cases = read_results(str(Path(__file__).resolve().parents[2] / "benchmarks" / "published" / "h100_attention.csv"),
+                         ["flash-attention-2"])
     assert len(cases) == 18
     errors = validate(cases, H100)
     assert max(abs(e.relative) for e in errors) < 0.20
