@@ -1,6 +1,7 @@
 """The GPU model's invariants, hand-checkable cases, and its agreement with
 the published FlashAttention-2 figures (benchmarks/published)."""
 from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
