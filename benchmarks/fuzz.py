@@ -203,6 +203,9 @@ def run_all(cases: list[Case], timeout: float, workers: int, progress=None):
     with ctx.Pool(workers, initializer=_init_worker, maxtasksperchild=200) as pool:
         for i, r in enumerate(pool.imap_unordered(_worker, [(c, timeout) for c in cases], chunksize=4)):
             results.append(r)
+            if progress and r[1] not in ("accepted", "clean error"):
+                print(f"  found: {r[1]} ({r[0].kind}, {r[0].source}): {r[0].payload!r}"[:3000]
+                      + "\n" + r[3][-1500:], file=sys.stderr, flush=True)
             if progress and (i + 1) % 500 == 0:
                 print(f"  {i + 1}/{len(cases)}", file=sys.stderr, flush=True)
     return results
