@@ -287,7 +287,17 @@ def cmd_simulate(args) -> int:
     from simulator.analytical import simulate
 
     from .report import render_simulation
-    m = load_mapping(args.mapping)
+    if args.mapping is None:             # no mapping given: the spatial mapper finds one first
+        if not args.design or not args.hw:
+            raise EinError("simulate without --mapping needs a design and --hw (a spatial preset or file): "
+                           "the mapper then finds the mapping (docs/mapper.md)")
+        from .spatial_map import map_spatial
+        _, _, found, _ = map_spatial(args.design, args.hw, parse_shapes(args.shape))
+        print(f"mapped by the spatial mapper ({found.evaluated:,} mappings in {found.seconds:.1f} s)\n",
+              file=sys.stderr)
+        m = found.mapping
+    else:
+        m = load_mapping(args.mapping)
     c = ei.load(args.design or m.cascade)
     hw = load_spatial(args.hw or m.hardware)
     r = simulate(c, m, hw, parse_shapes(args.shape), accounting=args.accounting)
@@ -323,10 +333,29 @@ def _gpu_model_fits(design: str, shapes: dict) -> None:
 
 
 def cmd_map(args) -> int:
+    from .spatial_map import is_spatial
+    if is_spatial(args.hw):
+        return _map_spatial(args)
     from .gpu import map_design, map_json, render_map
     _gpu_model_fits(args.design, parse_shapes(args.shape))
     r = map_design(args.design, args.hw, parse_shapes(args.shape), args.dtype, args.top)
     print(json.dumps(map_json(r), indent=2, default=str) if args.json else render_map(r))
+    return 0
+
+
+def _map_spatial(args) -> int:
+    """`attnc map` on a spatial array: search, write the mapping file, report."""
+    from pathlib import Path
+
+    from .spatial_map import map_spatial, render_spatial_map, spatial_json
+    if args.out and Path(args.out).exists() and not args.force:
+        raise EinError(f"{args.out} exists; pass --force to overwrite it")
+    c, hw, found, b = map_spatial(args.design, args.hw, parse_shapes(args.shape), args.objective, args.search,
+                                  args.seed, args.budget, progress=sys.stderr.isatty())
+    if args.out:
+        Path(args.out).write_text(found.text)
+    print(json.dumps(spatial_json(c, hw, found, b), indent=2, default=str) if args.json
+          else render_spatial_map(c, hw, found, b, args.out))
     return 0
 
 
@@ -337,10 +366,23 @@ def _progress(items, desc):
     return tqdm(items, desc=desc, file=sys.stderr, leave=False)
 
 
+MAX_RESULTS_BYTES = 64 << 20
+"""Largest results table `validate` and `calibrate` read (64 MiB; the
+published one is 5 KB)."""
+
+
+def _check_results_file(path: str) -> None:
+    """A results table that is UTF-8 text of bounded size (`/dev/zero` is
+    refused, not read without end), before simulator.calibrate parses it."""
+    from einsum_ir.parser import read_source
+    read_source(path, MAX_RESULTS_BYTES, EinError)
+
+
 def cmd_validate(args) -> int:
     from hw_models import load_gpu
     from simulator.calibrate import median_abs, read_results, validate
     gpu = load_gpu(args.hw)
+    _check_results_file(args.results)
     cases = read_results(args.results, args.kernel)
     errors = validate(cases, gpu, progress=lambda xs: _progress(xs, "validate"))
     rows = [[e.case.label, f"{e.case.measured_s * 1e6:,.1f}", f"{e.predicted_s * 1e6:,.1f}",
@@ -363,6 +405,7 @@ def cmd_calibrate(args) -> int:
     out = Path(args.out)
     if out.exists() and not args.force:
         raise EinError(f"{out} exists; pass --force to overwrite it or choose another --out")
+    _check_results_file(args.results)
     cases = read_results(args.results, args.kernel)
     before = median_abs(validate(cases, gpu))
     fitted = fit(cases, gpu, tuple(args.fit.split(",")))
@@ -378,6 +421,13 @@ def cmd_calibrate(args) -> int:
 
 def cmd_compile(args) -> int:
     from pathlib import Path
+    if args.target == "rtl":
+        from codegen.rtl.cli import compile_rtl
+        return compile_rtl(args.design, args.hw or "fusemax", args.mapping, args.out, args.force)
+    if args.mapping:
+        raise EinError("--mapping is a spatial mapping: it goes with --target rtl")
+    if not args.shape:
+        raise EinError("--target triton needs --shape (the GPU model picks the mapping at those shapes)")
 
     from codegen.runtime import compile_kernel
     from einsum_ir.shapes import resolve
@@ -386,7 +436,7 @@ def cmd_compile(args) -> int:
     c = ei.load(args.design)
     shapes = parse_shapes(args.shape)
     _gpu_model_fits(args.design, shapes)
-    mapping, best = kernel_mapping(c, args.hw, shapes, args.dtype)
+    mapping, best = kernel_mapping(c, args.hw or "h100", shapes, args.dtype)
     src = compile_kernel(c, mapping, shapes).source(resolve(c, shapes))
     out = Path(args.out or f"{c.name}_triton.py")
     example = out.with_name(out.stem + "_example.py")
@@ -471,7 +521,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="The analytical model (docs/spatial.md) of a design mapped onto a "
                                    "spatial-array accelerator by a mapping file.")
     s.add_argument("design", nargs="?", help="a .ein file or library name (default: the mapping's cascade)")
-    s.add_argument("--mapping", required=True, help="a mapping file or name (e.g. fusemax-binding)")
+    s.add_argument("--mapping", help="a mapping file or name (e.g. fusemax-binding); without it the spatial "
+                                     "mapper finds one for the design on --hw")
     s.add_argument("--hw", help="a hardware preset or YAML file (default: the mapping's hardware)")
     _add_shape(s, required=True)
     s.add_argument("--accounting", choices=["physical", "evaluation"],
@@ -487,8 +538,18 @@ def build_parser() -> argparse.ArgumentParser:
                                    "time, TFLOP/s, fraction of peak and binding resource, beside the unfused "
                                    "and linearised alternatives.")
     _add_design(s)
-    s.add_argument("--hw", default="h100", help="a GPU preset (a100, h100, h200) or YAML file (default h100)")
+    s.add_argument("--hw", default="h100", help="a GPU preset (a100, h100, h200), a spatial preset (fusemax, "
+                                                "flat: the spatial mapper, docs/mapper.md) or YAML file "
+                                                "(default h100)")
     _add_shape(s, required=True)
+    s.add_argument("--objective", default="latency", choices=["latency", "energy", "edp", "pareto"],
+                   help="spatial: what the mapper minimises (default latency)")
+    s.add_argument("--search", default="fused", choices=["fused", "exhaustive", "random"],
+                   help="spatial: the search (default fused)")
+    s.add_argument("--seed", type=_int_arg(0, "a seed"), default=0, help="spatial: random seed (default 0)")
+    s.add_argument("--budget", type=_int_arg(1, "a budget"), help="spatial: mappings to evaluate at most")
+    s.add_argument("--out", metavar="MAPPING.yaml", help="spatial: write the best mapping file here")
+    s.add_argument("--force", action="store_true", help="spatial: overwrite --out")
     s.add_argument("--dtype", default="bf16", choices=["bf16", "f16", "f8", "f32"],
                    help="element type of Q, K, V (default bf16)")
     s.add_argument("--top", type=_int_arg(1, "how many mappings to list"), default=5, help="how many mappings to list (default 5)")
@@ -502,9 +563,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "attention and its relatives; and a usage example beside it. From Python, attnc.compile(...) returns a "
                                    "callable on torch tensors.")
     _add_design(s)
-    s.add_argument("--target", default="triton", choices=["triton"], help="code generator (default triton)")
-    s.add_argument("--hw", default="h100", help="the GPU whose model picks the mapping (default h100)")
-    _add_shape(s, required=True)
+    s.add_argument("--target", default="triton", choices=["triton", "rtl"],
+                   help="code generator (default triton; rtl: Verilog for the spatial array, docs/rtl.md)")
+    s.add_argument("--hw", default=None, help="the GPU whose model picks the mapping (default h100); "
+                                              "with --target rtl the spatial hardware (default fusemax)")
+    s.add_argument("--mapping", metavar="FILE", help="--target rtl: the spatial mapping (default: the library's)")
+    _add_shape(s, required=False)
     s.add_argument("--dtype", default="bf16", choices=["bf16", "f16", "f32"], help="element type (default bf16)")
     s.add_argument("--out", metavar="FILE.py", help="where to write the kernel (default DESIGN_triton.py)")
     s.add_argument("--force", action="store_true", help="overwrite existing files")
@@ -545,7 +609,7 @@ def _check_args(args) -> None:
     if getattr(args, "shape", None):
         parse_shapes(args.shape)
     out = getattr(args, "out", None)
-    if out and args.command == "compile" and Path(out).is_dir():
+    if out and args.command == "compile" and getattr(args, "target", "triton") == "triton" and Path(out).is_dir():
         raise EinError(f"--out {out} is a directory; give a file name, e.g. {Path(out) / 'kernel.py'}")
 
 

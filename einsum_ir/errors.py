@@ -18,6 +18,9 @@ class Loc:
         return f"{self.file}:{self.line}:{self.column}"
 
 
+_CONTEXT = 60     # characters shown either side of the column of an error in a long line
+
+
 class EinError(Exception):
     """Base of all errors attnc reports to a user."""
 
@@ -46,6 +49,10 @@ class EinError(Exception):
             if 0 < self.loc.line <= len(lines):
                 src = lines[self.loc.line - 1].removesuffix("\r")
                 col = self.loc.column - 1
+                if len(src) > 2 * _CONTEXT:        # a long line: the part around the column
+                    lo = max(0, min(col - _CONTEXT, len(src) - 2 * _CONTEXT))
+                    src = ("..." if lo else "") + src[lo:lo + 2 * _CONTEXT] + ("..." if lo + 2 * _CONTEXT < len(src) else "")
+                    col = col - lo + (3 if lo else 0)
                 pad = len(src[:col].expandtabs()) + max(0, col - len(src))
                 text += f"\n  {src.expandtabs()}\n  {' ' * pad}^"
         return text

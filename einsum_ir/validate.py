@@ -15,6 +15,17 @@ _UPPER_RANK = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
 _KEYWORD_RANKS = {"SUM", "MAX", "MIN", "NOT", "INF"}
 
 
+MAX_RANKS = 64
+"""Most ranks a cascade declares (library designs use under 20): every
+analysis runs once per root rank."""
+MAX_VARS = 24
+"""Most index variables in one Einsum or ranks of one tensor: the executor
+gives each its own array axis (numpy allows 32 to 64, and np.einsum one
+letter each)."""
+MAX_EINSUMS = 256
+"""Most Einsums in a cascade (library designs have under 40)."""
+
+
 def _suggest(name: str, options) -> str:
     close = difflib.get_close_matches(name, sorted(options), n=1)
     return f" (did you mean {close[0]}?)" if close else ""
@@ -39,6 +50,23 @@ class _Checker:
         raise ValidationError(msg, loc, self.c.source)
 
     # ranks and declarations ---------------------------------------------------
+    def sizes_ok(self):
+        """Bounds on the size of the cascade, so that no stage runs for long on
+        a design that is merely large (each limit is far above real designs)."""
+        c = self.c
+        if len(c.ranks) > MAX_RANKS:
+            self.fail(f"the cascade declares {len(c.ranks)} ranks; at most {MAX_RANKS} are allowed", c.ranks[MAX_RANKS])
+        if len(c.einsums) > MAX_EINSUMS:
+            self.fail(f"the cascade has {len(c.einsums)} Einsums; at most {MAX_EINSUMS} are allowed",
+                      c.einsums[MAX_EINSUMS], c.einsums[MAX_EINSUMS])
+        for t in c.tensors:
+            if len(t.ranks) > MAX_VARS:
+                self.fail(f"tensor {t.name} has {len(t.ranks)} ranks; at most {MAX_VARS} are allowed", t)
+        for e in c.einsums:
+            if len(e.iteration_vars) > MAX_VARS:
+                self.fail(f"{e.name} iterates over {len(e.iteration_vars)} index variables; at most {MAX_VARS} "
+                          "are allowed (the executor gives each an array axis)", e.output, e)
+
     def ranks_ok(self):
         for r in self.c.ranks:
             if any(ch not in _UPPER_RANK for ch in r.name):
@@ -286,6 +314,7 @@ def validate(c: Cascade) -> None:
     if not c.einsums:
         raise ValidationError("the cascade has no Einsums", None, c.source)
     chk = _Checker(c)
+    chk.sizes_ok()
     chk.ranks_ok()
     for e in c.einsums:
         chk.einsum(e)

@@ -291,3 +291,29 @@ def test_every_limit_is_an_ein_error():
                  HEAD + "Y[m, p] = " + " + ".join(["S[m, p]"] * 12000) + "\n"):
         with pytest.raises(EinError):
             ei.parse(text)
+
+
+def test_cascade_size_limits_are_located():
+    from einsum_ir.validate import MAX_EINSUMS, MAX_RANKS, MAX_VARS
+    text = "rank " + ", ".join(f"R{i}" for i in range(300)) + "\ninput S[R0]: f32\nY[r0] = S[r0]\n"
+    with pytest.raises(ValidationError, match=f"300 ranks; at most {MAX_RANKS}") as e:
+        ei.parse(text, file="r.ein")
+    assert e.value.loc.column == text.index(f"R{MAX_RANKS},") + 1
+    rs = [f"R{i}" for i in range(MAX_VARS + 1)]
+    half = len(rs) // 2
+    text = (f"input S[{', '.join(rs[:half])}]: f32\ninput T[{', '.join(rs[half:])}]: f32\n"
+            f"Y[] = S[{', '.join(r.lower() for r in rs[:half])}] * T[{', '.join(r.lower() for r in rs[half:])}]\n")
+    with pytest.raises(ValidationError, match=f"iterates over {MAX_VARS + 1} index variables"):
+        ei.parse(text)
+    many = "rank M\ninput S[M]: f32\n" + "".join(f"T{i}[m] = S[m] + {i}\n" for i in range(MAX_EINSUMS + 1))
+    with pytest.raises(ValidationError, match=f"at most {MAX_EINSUMS}"):
+        ei.parse(many)
+
+
+def test_a_long_line_is_shown_around_the_error():
+    text = "rank M\ninput S[M]: f32\nY[m] = S[m]" + " + 1" * 500 + " $\n"
+    with pytest.raises(ParseError) as e:
+        ei.parse(text)
+    shown = str(e.value).split("\n")
+    assert len(shown) == 3 and len(shown[1]) < 140 and shown[1].rstrip().endswith("$")
+    assert shown[2].index("^") == shown[1].index("$")
