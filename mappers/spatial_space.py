@@ -341,6 +341,8 @@ def keep_options(r: Roles, tensor: str, order: str) -> list[str]:
             break
         common.append(vs[0])
     nb = len(r.batch)
+    if len(leaves) > 1:                    # sibling leaves share only the outer loops
+        common = common[:nb + (1 if r.row else 0)]
     levels = common[max(0, nb - 1):]
     carried = bool(t.iterative) and r.key_split is not None and len(leaves) == 1
     kvar = r.key_names[0].lower() if r.key_split else r.key.lower()
@@ -412,14 +414,18 @@ def to_yaml(r: Roles, cand: Candidate, name: str = "auto") -> str:
     lines.append("nest:")
     axes = {(i, u): vs for i, u, vs in cand.axes}
     binding = dict(cand.binding)
+    shared = len(r.batch) + (1 if r.row else 0)        # the loops every leaf shares
+    lines.append(f"  - for: [{', '.join(_loops(r, 0, cand.order)[:shared])}]")
+    lines.append("    body:")
     for i, lf in enumerate(r.leaves):
         run = [e for e in lf.run]
-        lines.append(f"  - for: [{', '.join(loop_vars(r, i, cand.order, uncovered(r, cand.axes, i)))}]")
+        own = loop_vars(r, i, cand.order, uncovered(r, cand.axes, i))[shared:]
+        lines.append(f"      - for: [{', '.join(own)}]")
         used = sorted({binding[e] for e in run if e in binding})
         par = [f"{u}: [{', '.join(axes.get((i, u), ()))}]" for u in used if axes.get((i, u))]
         if par:
-            lines.append(f"    parfor: {{{', '.join(par)}}}")
-        lines.append(f"    run: [{', '.join(run)}]")
+            lines.append(f"        parfor: {{{', '.join(par)}}}")
+        lines.append(f"        run: [{', '.join(run)}]")
     lines.append("binding: {" + ", ".join(f"{e}: {u}" for e, u in cand.binding) + "}")
     kept = [(t, k) for t, k in cand.keep if k not in (PE, DRAM)]
     kept += [(t, STREAM) for t, k in cand.keep if k == DRAM]
@@ -459,7 +465,8 @@ def factor_grid(r: Roles) -> list[tuple[int, int, int]]:
     if not r.row:
         return [(k, 1, 1) for k in ks]
     n = int(r.env[r.row])
-    qs = [q for q in tile_sizes(side, n) if q >= min(16, n)]
+    qs = tile_sizes(side, n)
+    qs = [q for q in qs if q >= min(16, qs[-1])]
     out = []
     for k, q in product(ks, qs):
         left = -(-n // q)
