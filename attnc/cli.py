@@ -142,6 +142,7 @@ def cmd_compare(args) -> int:
     if args.plot and Path(args.plot).exists() and not args.force:
         raise EinError(f"{args.plot} exists; pass --force to overwrite it or choose another --plot file")
     sweep = args.lengths if args.plot or args.json else ()     # the table alone needs no sweep
+    _check_compare_shapes(args.designs, parse_shapes(args.shape))
     rows = compare(args.designs, parse_shapes(args.shape), sweep, progress=sys.stderr.isatty())
     if args.json:
         print(json.dumps([{"design": r.design, "rank": r.rank, **r.values,
@@ -166,6 +167,23 @@ def cmd_compare(args) -> int:
         print(f"\nwrote {args.plot}: footprint and operations against sequence length "
               f"({', '.join(map(str, args.lengths))})", file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def _check_compare_shapes(designs: list[str], shapes: dict) -> None:
+    """Each design's share of the shared shape list checked as `resolve`
+    checks it (densities included). Symbols a design does not use are left
+    to the others, but a density_T that names no design's bool tensor is an
+    error, not ignored."""
+    from .compare import shapes_for
+    cascades = [ei.load(d) for d in designs]       # an unknown design first
+    used = set()
+    for c in cascades:
+        mine = shapes_for(c, shapes)
+        ei.resolve(c, mine)
+        used |= mine.keys()
+    unused = [k for k in shapes if k.startswith("density_") and k not in used]
+    if unused:
+        raise EinError(f"--shape {unused[0]}: no design compared has a bool tensor {unused[0][8:]}")
 
 
 def cmd_demo(args) -> int:

@@ -226,6 +226,10 @@ HOSTILE = [
      r"2\*\*32"),
     (["compare", "attention-3pass", *SMALL, "--plot", "x.xyz"], r"\.png, \.pdf or \.svg"),
     (["compare", "attention-3pass", *SMALL, "--lengths", "abc"], "--lengths"),
+    (["compare", "attention-3pass", *SMALL, "density_ZZ=0.5"], "no design compared has a bool tensor ZZ"),
+    (["compare", "block-sparse", *SMALL, "TQ=4", "TK=4", "density_BM=1.5"], r"must lie in \[0, 1\]"),
+    (["validate", "/dev/zero"], "larger than"),
+    (["calibrate", "{d}/latin1.ein", "--out", "{d}/c.yaml"], "not valid UTF-8"),
     (["compare", "attention-3pass", *SMALL, "--plot", "{d}/outdir.png/x.png"], "error"),
 ]
 
