@@ -351,7 +351,12 @@ def _gpu_model_fits(design: str, shapes: dict) -> None:
 
 
 def cmd_map(args) -> int:
+    from pathlib import Path
+
     from .spatial_map import is_spatial
+    if Path(args.hw).suffix in (".yaml", ".yml"):
+        from hw_models.schema import load_file
+        load_file(args.hw)           # bounded and checked (alias bombs, nesting, size) before is_spatial reads it
     if is_spatial(args.hw):
         return _map_spatial(args)
     from .gpu import map_design, map_json, render_map
