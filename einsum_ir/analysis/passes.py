@@ -233,9 +233,21 @@ class PassResult:
     family: Family | None = field(default=None, hash=False, repr=False, compare=False)
 
     def explain(self) -> list[str]:
+        """One line per extra pass saying which reduction forces it; for a
+        design that needs a single pass, one line saying why one suffices."""
         if self.unstreamable:
             return [f"not streamable over {self.rank}: {self.unstreamable}"]
-        return [f"pass {s.pass_}: {s}" for s in self.chain]
+        if self.chain or self.passes is None:
+            return [f"pass {s.pass_}: {s}" for s in self.chain]
+        inside = [e for e, p in self.einsum_pass.items() if p >= 1]
+        after = [e for e, p in self.einsum_pass.items() if p == 0]
+        if not inside:
+            return [f"no Einsum traverses {self.rank}: {self.passes} pass{'es' * (self.passes != 1)}"]
+        line = (f"1 pass over {self.rank}: {', '.join(inside)} run in one traversal; none needs a "
+                f"reduction over {self.rank} complete before reading {self.rank} again")
+        if after:
+            line += f" ({', '.join(after)}: outside the traversal)"
+        return [line]
 
 
 def _streaming_read(c: Cascade, a: Access, parts) -> bool:
