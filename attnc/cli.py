@@ -139,13 +139,20 @@ def cmd_compare(args) -> int:
         raise EinError(f"--plot {args.plot}: the file name must end in .png, .pdf or .svg")
     if args.plot and Path(args.plot).is_dir():
         raise EinError(f"--plot {args.plot} is a directory; give a file name")
-    if args.plot and Path(args.plot).exists() and not args.force:
-        raise EinError(f"{args.plot} exists; pass --force to overwrite it or choose another --plot file")
-    sweep = args.lengths if args.plot or args.json else ()     # the table alone needs no sweep
-    _check_compare_shapes(args.designs, parse_shapes(args.shape))
+    for f in (args.plot, args.plot and Path(args.plot).with_suffix(".csv")):
+        if f and Path(f).exists() and not args.force:
+            raise EinError(f"{f} exists; pass --force to overwrite it or choose another --plot file")
+    from .compare import lengths_around
+    lengths = args.lengths or lengths_around(parse_shapes(args.shape))
+    sweep = lengths if args.plot or args.json else ()     # the table alone needs no sweep
+    notes = _check_compare_shapes(args.designs, parse_shapes(args.shape))
+    for n in notes:
+        print(f"note: {n}", file=sys.stderr if args.json else sys.stdout)
+    if notes and not args.json:
+        print()
     rows = compare(args.designs, parse_shapes(args.shape), sweep, progress=sys.stderr.isatty())
     if args.json:
-        print(json.dumps([{"design": r.design, "rank": r.rank, **r.values,
+        print(json.dumps([{"design": r.design, "rank": r.rank, "assumed": r.assumed, **r.values,
                            "sweep": {n: dict(zip(("ops", "flops", "footprint_bytes"), v))
                                      for n, v in r.sweep.items()}} for r in rows], indent=2, default=str))
     else:
@@ -163,27 +170,35 @@ def cmd_compare(args) -> int:
         if flat and args.plot:
             print(f"\n(no sequence symbol M or P in {', '.join(flat)}: left out of the growth plot)")
     if args.plot:
-        plot_growth(rows, args.plot)
-        print(f"\nwrote {args.plot}: footprint and operations against sequence length "
-              f"({', '.join(map(str, args.lengths))})", file=sys.stderr if args.json else sys.stdout)
+        data = plot_growth(rows, args.plot, marked=lengths_around(parse_shapes(args.shape), only_given=True))
+        print(f"\nwrote {args.plot} and {data}: footprint and operations against sequence length "
+              f"({', '.join(map(str, lengths))})", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
-def _check_compare_shapes(designs: list[str], shapes: dict) -> None:
+def _check_compare_shapes(designs: list[str], shapes: dict) -> list[str]:
     """Each design's share of the shared shape list checked as `resolve`
-    checks it (densities included). Symbols a design does not use are left
-    to the others, but a density_T that names no design's bool tensor is an
+    checks it (densities included); returns the notes to print (defaults
+    assumed, symbols some designs ignore). A design lacking a symbol is one
+    line naming it; a density_T that names no design's bool tensor is an
     error, not ignored."""
-    from .compare import shapes_for
+    from .compare import design_shapes, missing_line, shape_notes
     cascades = [ei.load(d) for d in designs]       # an unknown design first
-    used = set()
+    used, missing = set(), []
     for c in cascades:
-        mine = shapes_for(c, shapes)
-        ei.resolve(c, mine)
-        used |= mine.keys()
+        ds = design_shapes(c, shapes)
+        if ds.missing:
+            missing.append(missing_line(c.name, ds.missing))
+            continue
+        ei.resolve(c, ds.values)
+        used |= ds.values.keys() | set(ds.assumed.values())
+    if missing:
+        raise EinError("\n  ".join(["not every design has the symbols it needs:"] + missing)
+                       if len(missing) > 1 else missing[0])
     unused = [k for k in shapes if k.startswith("density_") and k not in used]
     if unused:
         raise EinError(f"--shape {unused[0]}: no design compared has a bool tensor {unused[0][8:]}")
+    return shape_notes(cascades, shapes)
 
 
 def cmd_demo(args) -> int:
@@ -532,10 +547,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "count against sequence length (M and P set to each --lengths value).")
     s.add_argument("designs", nargs="+", metavar="design", help="a .ein file or a library design name")
     _add_shape(s, required=True)
-    s.add_argument("--lengths", nargs="+", type=_length_arg,
-                   default=[512, 1024, 2048, 4096, 8192], metavar="N",
-                   help="sequence lengths of the growth plot (default 512 1K 2K 4K 8K)")
-    s.add_argument("--plot", metavar="FILE.png", help="write the growth plot here (png, pdf or svg)")
+    s.add_argument("--lengths", nargs="+", type=_length_arg, metavar="N",
+                   help="sequence lengths of the growth plot (default: 1/8x to 8x the --shape's P or M "
+                        "in powers of 2; 512 to 8K when neither is given)")
+    s.add_argument("--plot", metavar="FILE.png", help="write the growth plot here (png, pdf or svg), "
+                                                      "and its data beside it (FILE.csv)")
     s.add_argument("--force", action="store_true", help="overwrite an existing --plot file")
     s.add_argument("--json", action="store_true", help="print JSON instead of tables")
     s.set_defaults(func=cmd_compare)

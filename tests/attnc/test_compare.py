@@ -97,3 +97,48 @@ def test_cli_errors_are_clear(capsys, argv, words):
     assert "Traceback" not in err
     for w in words:
         assert w in err
+
+
+def test_designs_with_different_symbols_compare_with_stated_defaults(capsys):
+    """The README's command (issue 19): linear-attention has its own M, taken
+    as M = P and said so; W, used by one design only, is listed once."""
+    argv = ["compare", "cab-self", "sliding-window", "linear-attention",
+            "--shape", "B=1", "H=2", "P=1K", "E=16", "F=8", "W=64"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    notes = [ln for ln in out.splitlines() if ln.startswith("note:")]
+    assert notes == ["note: linear-attention: M not given; M = P = 1024 assumed (self-attention)",
+                     "note: W: used by sliding-window only; ignored for cab-self, linear-attention"]
+    code, out, _ = run(capsys, *argv, "--json")
+    data = {d["design"]: d for d in json.loads(out)}
+    assert data["linear-attention"]["assumed"] == {"M": "P"}
+    assert data["linear-attention"]["shapes"]["M"] == data["linear-attention"]["shapes"]["P"] == 1024
+    assert data["cab-self"]["assumed"] == {}
+    # the figures at M = P equal those of an explicit M
+    explicit = compare(["linear-attention"], dict(B=1, H=2, P=1024, M=1024, E=16, F=8), lengths=())[0]
+    assert data["linear-attention"]["flops"] == explicit.values["flops"]
+
+
+def test_each_design_missing_a_symbol_gets_one_line(capsys):
+    code, out, err = run(capsys, "compare", "gna-1d", "attention-1pass", "cab-self",
+                         "--shape", "B=1", "H=1", "P=64", "E=8", "F=8")
+    assert code == 2 and out == ""
+    lines = err.splitlines()
+    assert [ln.split()[0] for ln in lines[1:]] == ["gna-1d", "attention-1pass"]
+    assert "W" in lines[1] and "M0" in lines[2] and "M," not in lines[2]    # M is assumed = P, M0 is not
+
+
+def test_plot_lengths_default_around_the_shape_and_data_is_written(capsys, tmp_path):
+    import csv
+    plot = tmp_path / "g.png"
+    code, out, err = run(capsys, "compare", "cab-self", "linear-attention", "--shape", "B=1", "H=1", "P=256",
+                         "E=8", "F=8", "--plot", str(plot))
+    assert code == 0, err
+    recs = list(csv.DictReader(open(tmp_path / "g.csv")))
+    lengths = sorted({int(r["length"]) for r in recs})
+    assert lengths == [256 * 2 ** k for k in range(-3, 4)]            # 1/8x .. 8x the P asked for
+    for r in recs:                                                     # each point is the analysis at that length
+        want = compare([r["design"]], dict(B=1, H=1, P=int(r["length"]), E=8, F=8), lengths=())[0].values
+        assert float(r["flops"]) == float(want["flops"])
+        assert float(r["footprint_bytes"]) == float(want["footprint_bytes"])
+    assert plot.read_bytes()[:4] == b"\x89PNG"
