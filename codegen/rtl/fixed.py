@@ -32,7 +32,10 @@ import math
 from dataclasses import dataclass
 
 
-class RTLError(ValueError):
+from einsum_ir.errors import EinError
+
+
+class RTLError(EinError):
     """A design, mapping or parameter the RTL generator cannot serve, with the reason."""
 
 

@@ -134,8 +134,7 @@ class _Lower:
 
     def fail(self, node: Expr, why: str) -> RTLError:
         loc = getattr(node, "loc", None) or self.e.loc
-        where = f"{loc}: " if loc is not None and str(loc) else ""
-        return RTLError(f"{where}{self.c.name}: Einsum {self.e.name}: {why}")
+        return RTLError(f"{self.c.name}: Einsum {self.e.name}: {why}", loc, self.c.source)
 
     # -- leaves ----------------------------------------------------------------------------
     def leaf(self, e: Expr) -> Val:
