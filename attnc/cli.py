@@ -80,9 +80,24 @@ def _add_shape(p, required=False):
 
 
 def cmd_list(args) -> int:
-    rows = [[n, ei.library.summary(n)] for n in ei.library.names()]
+    """The library's designs, one line each cut to the terminal's width
+    (`--long`: the whole first sentence)."""
+    import shutil
+    names = ei.library.names()
+    width = shutil.get_terminal_size((100, 24)).columns
+    room = max(20, width - max(map(len, names)) - 3)
+    rows = [[n, ei.library.summary(n) if args.long else _clip(ei.library.summary(n), room)] for n in names]
     print(table(["design", "description"], rows, "ll"))
+    if not args.long:
+        print("\n(--long: the full descriptions; `attnc print DESIGN`: the design)")
     return 0
+
+
+def _clip(text: str, room: int) -> str:
+    """`text` cut at a word to at most `room` characters, '...' marking the cut."""
+    if len(text) <= room:
+        return text
+    return text[:room - 3].rsplit(" ", 1)[0].rstrip(",;:") + "..."
 
 
 def cmd_check(args) -> int:
@@ -510,14 +525,21 @@ def build_parser() -> argparse.ArgumentParser:
                     "(the .ein notation, docs/notation.md).")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    s = sub.add_parser("list", help="list the designs in the built-in library")
+    s = sub.add_parser("list", help="list the designs in the built-in library",
+                       description="The designs in the built-in library (einsum_ir/library/), each with the "
+                                   "first sentence of its header comment, cut to the terminal's width.")
+    s.add_argument("--long", action="store_true", help="the full descriptions, not cut to the terminal")
     s.set_defaults(func=cmd_list)
 
-    s = sub.add_parser("check", help="parse and validate a design; report errors with file:line:col")
+    s = sub.add_parser("check", help="parse and validate a design; report errors with file:line:col",
+                       description="Parse and validate a design: `ok` with its inputs and outputs, or the "
+                                   "first error as file:line:col with the source line (exit status 2).")
     _add_design(s)
     s.set_defaults(func=cmd_check)
 
-    s = sub.add_parser("print", help="print a design in canonical .ein form (all declarations explicit)")
+    s = sub.add_parser("print", help="print a design in canonical .ein form (all declarations explicit)",
+                       description="Print a design in canonical .ein form: every declaration explicit; the "
+                                   "text parses back to the same IR.")
     _add_design(s)
     s.set_defaults(func=cmd_print)
 
@@ -636,7 +658,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="overwrite files of an earlier run in DIR")
     s.set_defaults(func=cmd_reproduce)
 
-    s = sub.add_parser("demo", help="the main demo: analyse the FuseMax cascades and check one against torch")
+    s = sub.add_parser("demo", help="the main demo: analyse the FuseMax cascades and check one against torch",
+                       description="The main demo: the FuseMax cascades side by side on BERT-base, the "
+                                   "1-pass cascade against PyTorch attention, the five FuseMax designs on "
+                                   "their accelerators, and a fused Triton kernel run in the interpreter.")
     s.set_defaults(func=cmd_demo)
     return p
 

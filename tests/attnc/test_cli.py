@@ -278,3 +278,28 @@ def test_the_module_exits_with_status_2_and_no_traceback(tmp_path):
     r = subprocess.run([sys.executable, "-m", "attnc", "check", "/dev/zero"], capture_output=True, text=True,
                        timeout=120, env={k: v for k, v in __import__("os").environ.items() if k != "ATTNC_DEBUG"})
     assert r.returncode == 2 and r.stderr.startswith("/dev/zero:1:1: error:") and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("columns", [60, 80, 120])
+def test_list_fits_the_terminal_and_long_shows_everything(capsys, monkeypatch, columns):
+    monkeypatch.setenv("COLUMNS", str(columns))
+    code, out, _ = run(capsys, "list")
+    assert code == 0
+    assert all(len(line) <= columns for line in out.splitlines())
+    for name in ei.library.names():
+        line = next(ln for ln in out.splitlines() if ln.split() and ln.split()[0] == name)
+        summary = ei.library.summary(name)
+        shown = line[len(name):].strip()
+        assert shown == summary or (shown.endswith("...") and summary.startswith(shown[:-3]))
+    code, out, _ = run(capsys, "list", "--long")
+    for name in ei.library.names():
+        assert ei.library.summary(name) in out
+
+
+def test_every_subcommand_has_a_description():
+    from attnc.cli import build_parser
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    for name, p in sub.choices.items():
+        assert p.description and len(p.description) > 30, name
+    helps = {a.dest: a.help for a in sub._choices_actions}
+    assert set(helps) == set(sub.choices) and all(helps.values())
