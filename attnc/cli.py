@@ -89,7 +89,7 @@ def cmd_list(args) -> int:
     rows = [[n, ei.library.summary(n) if args.long else _clip(ei.library.summary(n), room)] for n in names]
     print(table(["design", "description"], rows, "ll"))
     if not args.long:
-        print("\n(--long: the full descriptions; `attnc print DESIGN`: the design)")
+        print("\n(--long: full descriptions; `attnc print NAME`: a design)")
     return 0
 
 
