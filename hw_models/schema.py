@@ -143,6 +143,7 @@ def load(text: str, file: str) -> Node:
     bounded, and a value that contains itself is refused."""
     if len(text) > MAX_YAML_BYTES:
         raise HardwareError(f"the file is larger than {MAX_YAML_BYTES} bytes", Loc(file, 1, 1))
+    _flow_depth_ok(text, file)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as e:
@@ -155,6 +156,35 @@ def load(text: str, file: str) -> Node:
         raise HardwareError("the file is empty", Loc(file, 1, 1), text)
     _check_graph(root, file, text)
     return _convert(root, "", file, text)
+
+
+def _flow_depth_ok(text: str, file: str) -> None:
+    """Refuse `[[[[...` or `{{{{...` nested past MAX_YAML_DEPTH before PyYAML
+    sees it: its scanner takes time quadratic in the nesting (5000 levels ran
+    for seconds) and its composer recurses once per level. Brackets inside
+    quotes and comments do not count."""
+    depth, quote, line, col = 0, None, 1, 0
+    comment = False
+    for ch in text:
+        col += 1
+        if ch == "\n":
+            line, col, comment = line + 1, 0, False
+            continue
+        if comment:
+            continue
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#":
+            comment = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise HardwareError(f"nested too deeply (more than {MAX_YAML_DEPTH} levels)", Loc(file, line, col),
+                                    text)
+        elif ch in "]}":
+            depth = max(0, depth - 1)
 
 
 def _check_graph(root, file: str, text: str) -> None:
