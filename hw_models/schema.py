@@ -163,6 +163,14 @@ def _flow_depth_ok(text: str, file: str) -> None:
     sees it: its scanner takes time quadratic in the nesting (5000 levels ran
     for seconds) and its composer recurses once per level. Brackets inside
     quotes and comments do not count."""
+    for n, ln in enumerate(text.split("\n"), 1):           # block nesting: by indentation
+        body = ln.lstrip(" \t")
+        indent = len(ln) - len(body)
+        while body[:2] in ("- ", "? ", ": "):
+            indent, body = indent + 2, body[2:].lstrip(" ")
+        if indent > 4 * MAX_YAML_DEPTH:
+            raise HardwareError(f"indented too deeply ({indent} columns; nesting is limited to {MAX_YAML_DEPTH} "
+                                "levels)", Loc(file, n, 1), text)
     depth, quote, line, col = 0, None, 1, 0
     comment = False
     for ch in text:

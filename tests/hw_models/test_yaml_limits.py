@@ -59,8 +59,12 @@ def test_deep_nesting_is_refused(depth):
         load("[" * depth + "]" * depth + "\n", "deep.yaml")
     keys = min(depth, 900)
     block = "".join("  " * i + f"k{i}:\n" for i in range(keys)) + "  " * keys + "v\n"
-    with pytest.raises(HardwareError, match="nested too deeply"):
+    with pytest.raises(HardwareError, match="nested too deeply|indented too deeply"):
         load(block, "deep.yaml")
+    t0 = time.perf_counter()
+    with pytest.raises(HardwareError, match="indented too deeply"):
+        load("- " * 2000 + "x\n", "dashes.yaml")          # compact nested sequences
+    assert time.perf_counter() - t0 < 1
 
 
 def test_nesting_at_the_limit_is_fine():
