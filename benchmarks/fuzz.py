@@ -559,7 +559,8 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=5.0, help="seconds per case (default 5)")
     args = ap.parse_args(argv)
     rng = random.Random(args.seed)
-    cases = design_cases(rng, args.designs) + yaml_cases(rng, args.yaml) + cli_cases(rng, args.cli)
+    designs, yamls, clis = design_cases(rng, args.designs), yaml_cases(rng, args.yaml), cli_cases(rng, args.cli)
+    cases = clis + yamls + designs                  # the quick kinds first
     t0 = time.perf_counter()
     results = run_all(cases, args.timeout, args.workers, progress=True)
     print(f"{len(cases)} cases, seed {args.seed}, {args.workers} workers, {args.timeout:g} s limit, "
