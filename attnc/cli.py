@@ -102,7 +102,8 @@ def _clip(text: str, room: int) -> str:
 
 def cmd_check(args) -> int:
     c = ei.load(args.design)
-    print(f"{args.design}: ok ({len(c.einsums)} Einsums; inputs "
+    from einsum_ir.errors import printable
+    print(f"{printable(args.design)}: ok ({len(c.einsums)} Einsums; inputs "
           f"{', '.join(t.name for t in c.inputs)}; outputs {', '.join(t.name for t in c.outputs)})")
     return 0
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import lark
 
-from .errors import Loc, ParseError
+from .errors import Loc, ParseError, printable
 from .ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, Rank, Sym, TensorDecl, substitute, walk
 from .ops import BINARY_INFIX, DEFAULT_DTYPE, DTYPE_BYTES, FUNCTIONS, REDUCE_RULES, RULES
 
@@ -383,15 +383,16 @@ def read_source(path: str | Path, limit: int = MAX_SOURCE_CHARS, error=ParseErro
     huge file is refused, not loaded), a bad byte reported at its line and
     column. `error` is the EinError class to raise."""
     path = Path(path)
+    shown = printable(str(path))
     try:
         if path.is_dir():
-            raise error(f"cannot read {path}: it is a directory")
+            raise error(f"cannot read {shown}: it is a directory")
         with open(path, "rb") as f:
             data = f.read(limit + 1)
     except OSError as e:
-        raise error(f"cannot read {path}: {e.strerror or e}") from None
+        raise error(f"cannot read {shown}: {e.strerror or e}") from None
     if len(data) > limit:
-        raise error(f"{path} is larger than {limit} bytes, the limit for an input file", Loc(str(path), 1, 1))
+        raise error(f"{shown} is larger than {limit} bytes, the limit for an input file", Loc(str(path), 1, 1))
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:

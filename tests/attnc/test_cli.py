@@ -303,3 +303,14 @@ def test_every_subcommand_has_a_description():
         assert p.description and len(p.description) > 30, name
     helps = {a.dest: a.help for a in sub._choices_actions}
     assert set(helps) == set(sub.choices) and all(helps.values())
+
+
+def test_a_file_name_with_a_newline_stays_on_one_line(tmp_path, capsys):
+    bad = tmp_path / "new\nline.ein"
+    bad.write_text("rank M\ninput S[M]: f32\nY[m] = S[m] $\n")
+    code, _, err = run(capsys, "check", str(bad))
+    assert code == 2 and err.split("\n")[0].startswith(str(tmp_path) + "/new\\nline.ein:3:13: error:")
+    good = tmp_path / "ok\nline.ein"
+    good.write_text("rank M\ninput S[M]: f32\nY[m] = S[m]\n")
+    code, out, _ = run(capsys, "check", str(good))
+    assert code == 0 and out.count("\n") == 1 and "ok\\nline.ein: ok" in out
