@@ -461,16 +461,55 @@ def cmd_calibrate(args) -> int:
         raise EinError(f"{out} exists; pass --force to overwrite it or choose another --out")
     _check_results_file(args.results)
     cases = read_results(args.results, args.kernel)
-    before = median_abs(validate(cases, gpu))
-    fitted = fit(cases, gpu, tuple(args.fit.split(",")))
-    after = median_abs(validate(cases, fitted))
-    write_preset(source, fitted, out, f"calibrated by `attnc calibrate {args.results}` on {len(cases)} points: "
-                                      f"median |error| {before:.1%} -> {after:.1%}")
+    constants = tuple(args.fit.split(","))
+    start = {k: gpu.efficiency[k] for k in constants if k in gpu.efficiency}
+    start.update(_start_values(args.start, constants))
+    gpu = gpu.with_efficiency(**start)
+    args.start = ",".join(f"{k}={v:g}" for k, v in start.items())     # recorded: the fit is reproducible
+    from tqdm import tqdm
+
+    from simulator.calibrate import fit_evaluations
+    with tqdm(total=2 * len(cases) + fit_evaluations(constants), desc="calibrate", unit="step", leave=False,
+              disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
+        before = median_abs(validate(cases, gpu))
+        bar.update(len(cases))
+        fitted = fit(cases, gpu, constants, tick=bar.update)
+        after = median_abs(validate(cases, fitted))
+        bar.update(len(cases))
+    write_preset(source, fitted, out, f"`{_calibrate_command(args)}` on {len(cases)} points of {args.results} "
+                                      f"(sha256 {_sha256(args.results)[:16]}): median |error| "
+                                      f"{before:.1%} -> {after:.1%}")
     for k in fitted.efficiency:
         if fitted.efficiency[k] != gpu.efficiency[k]:
             print(f"{k}: {gpu.efficiency[k]:g} -> {fitted.efficiency[k]:g}")
     print(f"median |error| {before:.1%} -> {after:.1%} over {len(cases)} points; wrote {out}")
     return 0
+
+
+def _calibrate_command(args) -> str:
+    """The calibrate command that reproduces this fit (its --out aside)."""
+    import shlex
+    words = ["attnc", "calibrate", args.results, "--hw", args.hw, "--fit", args.fit, "--start", args.start]
+    if args.kernel:
+        words += ["--kernel", *args.kernel]
+    return shlex.join(words)
+
+
+def _start_values(text: str | None, constants: tuple) -> dict:
+    """--start fused_tensor=0.5,latency_ns=600: where the fit starts (the
+    search's result depends on it a little; recorded so that it can be re-run)."""
+    out = {}
+    for k, v in parse_shapes([text] if text else []).items():
+        if k not in constants:
+            raise EinError(f"--start {k}: not one of the constants fitted ({', '.join(constants)})")
+        out[k] = float(v)
+    return out
+
+
+def _sha256(path: str) -> str:
+    import hashlib
+    from pathlib import Path
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def cmd_compile(args) -> int:
@@ -649,6 +688,8 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--fit", default="fused_tensor,latency_ns",
                            help="constants to fit, comma-separated (default fused_tensor,latency_ns)")
             s.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+            s.add_argument("--start", metavar="K=V,...", help="the fitted constants' starting values (default: "
+                                                              "the preset's); recorded in --out")
         s.set_defaults(func=func)
 
     s = sub.add_parser("reproduce", help="recompute a paper's evaluation (fusemax)",

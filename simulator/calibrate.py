@@ -124,15 +124,26 @@ RANGES = {"fused_tensor": (0.01, 1.0), "gemm_tensor": (0.01, 1.0), "bandwidth": 
           "latency_ns": (100.0, 3000.0)}
 
 
-def fit(cases: list[Case], gpu: GPU, constants=("fused_tensor", "latency_ns")) -> GPU:
+FIT_STEPS = 18
+
+
+def fit_evaluations(constants) -> int:
+    """How many times `fit` evaluates the loss (for a progress bar)."""
+    return 2 * len(constants) * (FIT_STEPS + 4)
+
+
+def fit(cases: list[Case], gpu: GPU, constants=("fused_tensor", "latency_ns"), tick=None) -> GPU:
     """Least squares in log(predicted / measured), one constant at a time
     (golden-section search over its range), twice round. A constant no row
-    is sensitive to keeps its value."""
+    is sensitive to keeps its value. `tick()` is called once per evaluation
+    of the loss (fit_evaluations(constants) in all): a progress bar's."""
     for name in constants:
         if name not in RANGES:
             raise CalibrationError(f"cannot fit {name!r}; fit one of {', '.join(RANGES)}")
 
     def loss(g: GPU) -> float:
+        if tick:
+            tick()
         return sum(math.log(predict_case(c, g).time_s / c.measured_s) ** 2 for c in cases)
 
     for _ in range(2):
@@ -141,7 +152,7 @@ def fit(cases: list[Case], gpu: GPU, constants=("fused_tensor", "latency_ns")) -
             phi = (math.sqrt(5) - 1) / 2
             a, b = hi - phi * (hi - lo), lo + phi * (hi - lo)
             fa, fb = loss(gpu.with_efficiency(**{name: a})), loss(gpu.with_efficiency(**{name: b}))
-            for _ in range(18):
+            for _ in range(FIT_STEPS):
                 if fa <= fb:
                     hi, b, fb = b, a, fa
                     a = hi - phi * (hi - lo)
@@ -160,16 +171,29 @@ def write_preset(source: Path, gpu: GPU, out: Path, note: str) -> None:
     """`source`'s text with the efficiency block's values replaced (comments
     kept) and a line saying where they came from."""
     text = Path(source).read_text()
-    m = re.search(r"^efficiency:\n((?:[ \t]+.*\n?)+)", text, re.M)
+    m = re.search(r"^efficiency:[^\n]*\n((?:[ \t]+.*\n?)+)", text, re.M)
     if not m:
         raise CalibrationError(f"{source} has no efficiency block")
     block = m.group(1)
     for k, v in gpu.efficiency.items():
         block = re.sub(rf"^(\s+{k}:\s*)[^#\n]*", lambda mm: f"{mm.group(1)}{v:g}", block, flags=re.M)
     text = text[:m.start(1)] + block + text[m.end(1):]
-    text = f"# {note}\n" + text
+    text = re.sub(rf"^{PROVENANCE}.*\n", "", text, flags=re.M)       # the record of an earlier fit
+    text = f"{PROVENANCE}{note}\n" + text
     Path(out).write_text(text)
 
 
-__all__ = ["COLUMNS", "Case", "CalibrationError", "Error", "fa2_mapping", "fit", "median_abs", "predict_case",
+PROVENANCE = "# calibration: "
+"""The first line of a preset written by `write_preset`: the command that
+fitted it, on what data, and the error before and after, so that the fit
+can be re-run (tests/simulator/test_calibration_provenance.py does)."""
+
+
+def provenance(path) -> str | None:
+    """The `attnc calibrate ...` command recorded in a preset, or None."""
+    m = re.search(rf"^{PROVENANCE}`(attnc calibrate [^`]*)`", Path(path).read_text(), re.M)
+    return m.group(1) if m else None
+
+
+__all__ = ["COLUMNS", "Case", "CalibrationError", "Error", "fa2_mapping", "fit", "median_abs", "predict_case", "provenance",
            "read_results", "validate", "write_preset"]
