@@ -69,12 +69,29 @@ def render_map(r: MapResult) -> str:
              f"  {r.form.passes} pass{'es' * (r.form.passes > 1)} over the keys" +
              (f"; online normaliser {', '.join(g for gs in r.form.normalisers.values() for g in gs)}" if r.form.normalisers else ""),
              *[f"  {n}" for n in b.notes], ""]
-    rows = [[str(p.mapping), _us(p.time_s), f"{p.tflops:.0f}", p.binding] for p in r.best]
-    rows.append(["unfused (QK^T, softmax, PV through HBM)", _us(r.unfused.time_s), f"{r.unfused.tflops:.0f}",
-                 r.unfused.binding])
-    rows.append(["linearised (chunked linear attention)", _us(r.linear.time_s), "-", r.linear.binding])
-    lines.append(table(["mapping", "time", "TFLOP/s", "bound by"], rows, "lrrl"))
+    rows = [[str(p.mapping) + (f" (= {n} more: {alt})" if n else ""), _us(p.time_s), f"{p.tflops:.0f}", p.binding]
+            for p, n, alt in distinct(r.best)]
+    rows.append(["same design, unfused (QK^T, softmax, PV through HBM)", _us(r.unfused.time_s),
+                 f"{r.unfused.tflops:.0f}", r.unfused.binding])
+    rows.append(["other algorithm: linear attention, chunked (not this design)", _us(r.linear.time_s), "-",
+                 r.linear.binding])
+    lines.append(table(["fused mapping (distinct predictions)", "time", "TFLOP/s", "bound by"], rows, "lrrl"))
     return "\n".join(lines)
+
+
+def distinct(preds: list) -> list[tuple]:
+    """(prediction, how many others tie with it, what differs) for each
+    distinct predicted time: mappings the model cannot tell apart are one
+    row, not a screenful."""
+    groups: dict = {}
+    for p in preds:
+        groups.setdefault((round(p.time_s, 12), p.binding), []).append(p)
+    out = []
+    for ps in groups.values():
+        first = str(ps[0].mapping).split()
+        differ = sorted({w for p in ps[1:] for w in str(p.mapping).split() if w not in first})
+        out.append((ps[0], len(ps) - 1, " ".join(differ)))
+    return out
 
 
 def map_json(r: MapResult) -> dict:

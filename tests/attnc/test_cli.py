@@ -119,7 +119,20 @@ def test_map_names_the_best_mapping_and_the_binding_resource(capsys):
     assert main(["map", "cab-self-causal", "--shape", "B=2", "H=4", "P=1K", "E=64", "F=64", "--top", "2"]) == 0
     out = capsys.readouterr().out
     assert "best mapping: BLOCK_M=" in out and "bound by" in out and "of the 989 TFLOP/s peak" in out
-    assert "unfused" in out and "linearised" in out
+    assert "same design, unfused" in out and "other algorithm: linear attention" in out
+
+
+def test_map_collapses_mappings_the_model_cannot_tell_apart():
+    """Issue 19: the top rows were ties. Each row of the table is a distinct
+    prediction; the tied mappings are counted on it."""
+    from attnc.gpu import distinct, map_design
+    r = map_design("sliding-window", "h100", dict(B=1, H=2, P=2048, E=64, F=64, W=256), top=8)
+    rows = distinct(r.best)
+    keys = [(p.time_s, p.binding) for p, _, _ in rows]
+    assert len(set(keys)) == len(keys)
+    assert sum(1 + n for _, n, _ in rows) == len(r.best)
+    for p, n, _ in rows:
+        assert n == sum(1 for q in r.best if (q.time_s, q.binding) == (p.time_s, p.binding)) - 1
 
 
 def test_map_json_and_a_design_outside_the_family(capsys):
