@@ -156,8 +156,14 @@ class FusedKernel:
 
     def module(self, env: dict):
         m = self._mapping_for(env)
-        key = cache_key(self.cascade, m, {k: env[k] for k in (self.form.contracted.upper(),
-                                                                 (self.form.feature or "").upper()) if k in env})
+        from .triton import wide_tensors
+        # the source depends on the contracted and feature extents and on which
+        # tensors need 64-bit offsets: one module per combination
+        shapes = {k: env[k] for k in (self.form.contracted.upper(), (self.form.feature or "").upper()) if k in env}
+        wide = wide_tensors(self.cascade, env)
+        if wide:
+            shapes["64-bit"] = ",".join(sorted(wide))
+        key = cache_key(self.cascade, m, shapes)
         if key not in self._modules:
             src = generate(self.program, m, env)
             self._modules[key] = (_cached_module(key, src.text), src)

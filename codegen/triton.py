@@ -27,7 +27,8 @@ from mappers.gpu_mapping import GPUMapping, padded
 
 from .names import GeneratedCodeError, Identifiers, check_source, comment_text  # noqa: F401
 
-VERSION = "1"
+VERSION = "2"
+WIDE_ELEMENTS = 2 ** 31     # a tensor with this many elements or more is addressed with 64-bit offsets
 _CMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
 _BIN = {"add": "+", "sub": "-", "mul": "*", "div": "/", "mod": "%"}
 # imports, LOG2E and the reference's floor division and modulo, at the top of every generated file
@@ -104,6 +105,8 @@ class Generator:
             self.read.append(t.name)
         for e in self.f.hoisted:
             self.read.append(e.name)
+        self.wide = wide_tensors(self.c, env)   # addressed with 64-bit offsets
+        self.full_tile = False                  # rendering the full-tile loop: K/V loads need no mask
 
     # -- emit helpers ---------------------------------------------------------------
     def out(self, line: str = ""):
@@ -148,7 +151,9 @@ class Generator:
             offs, masks = [], []
             for d, i in enumerate(a.indices):
                 code = self.index(i, ctx)
-                offs.append(f"{code} * {self.t(a.tensor)}_s{d}")
+                offs.append(self._offset(a.tensor, code, d))
+                if self._in_bounds(a.tensor, d, i):
+                    continue
                 if any(v not in self.f.batch for v in index_vars(i)):   # batch-only indices are in range
                     if not isinstance(i, Idx):
                         masks.append(f"({code} >= 0)")
@@ -162,6 +167,28 @@ class Generator:
                          + (")" if raw else ").to(tl.float32)"))
         self.loads[key] = name
         return name
+
+    def _offset(self, tensor: str, code: str, d: int) -> str:
+        """One dimension's term of an address: 64-bit where the tensor can
+        exceed 2^31 elements (a 32-bit product would wrap)."""
+        if tensor in self.wide:
+            return f"({code}).to(tl.int64) * {self.t(tensor)}_s{d}"
+        return f"{code} * {self.t(tensor)}_s{d}"
+
+    def _in_bounds(self, tensor: str, d: int, i) -> bool:
+        """Whether dimension d of `tensor`, indexed by `i`, needs no bounds
+        check in the full-tile loop: a full tile has every (query, key) point
+        in range (the block table says so), and the contracted and feature
+        axes are whole when their extent is the block's."""
+        if not self.full_tile or not isinstance(i, Idx) or i.name not in self.role:
+            return False
+        rank = rank_of(i.name)
+        if self.c.tensor(tensor).ranks[d] != rank:
+            return False
+        role = self.role[i.name]
+        if role in ("p", "m"):
+            return True
+        return int(self.env.get(rank, -1)) == padded(int(self.env.get(rank, 1)))
 
     def cond(self, e: Expr, ctx: _Ctx) -> str:
         """A predicate: comparisons of coordinates in integer arithmetic (exact,
@@ -361,6 +388,13 @@ class Generator:
         return code
 
     def _tile_body(self, pp: PassProgram, partial: bool):
+        self.full_tile = not partial
+        try:
+            self._tile_statements(pp, partial)
+        finally:
+            self.full_tile = False
+
+    def _tile_statements(self, pp: PassProgram, partial: bool):
         f = self.f
         self.loads = {}
         self.preds = {}
@@ -468,7 +502,7 @@ class Generator:
             offs, masks = [], []
             for d, i in enumerate(e.output.indices):
                 ic = self.index(i, ctx)
-                offs.append(f"{ic} * {self.t(t.name)}_s{d}")
+                offs.append(self._offset(t.name, ic, d))
                 if not (isinstance(i, Idx) and i.name in self.f.batch):
                     masks.append(f"({ic} < {self.t(t.name)}_n{d})")
             masks.append(ctx.expand("row_ok", ("p",)))
@@ -616,6 +650,19 @@ def _nonneg(e: Expr) -> bool:
     if isinstance(e, Num):
         return e.value >= 0
     return isinstance(e, Op) and e.name in ("add", "mul", "floordiv", "mod") and all(_nonneg(a) for a in e.args)
+
+
+def wide_tensors(c, env: dict) -> frozenset:
+    """Tensors of `c` with WIDE_ELEMENTS or more elements at `env` (every
+    tensor when an extent is unknown: 64-bit is always right)."""
+    out = set()
+    for t in c.tensors:
+        n = 1
+        for r in t.ranks:
+            n *= int(env.get(r, WIDE_ELEMENTS))
+        if n >= WIDE_ELEMENTS:
+            out.add(t.name)
+    return frozenset(out)
 
 
 def generate(program: TileProgram | FusedForm, mapping: GPUMapping, env: dict) -> KernelSource:

@@ -14,15 +14,29 @@ from .schema import HardwareError, Node, load, load_named
 GPU_PRESETS = Path(__file__).parent / "presets" / "gpu"
 
 EFFICIENCY_KEYS = {
-    "fused_tensor": "fraction of tensor-core peak a fused attention kernel's MMAs reach",
+    "fused_tensor": "fraction of its matrix-instruction path's rate a fused attention kernel's MMAs reach "
+                    "(a property of attention kernels, the same on every GPU)",
     "gemm_tensor": "fraction of tensor-core peak a large GEMM reaches (the unfused model)",
     "bandwidth": "fraction of datasheet HBM bandwidth reached by streaming kernels",
     "latency_ns": "HBM load latency: a program with B bytes in flight streams at most B / latency",
     "launch_us": "fixed cost of one kernel launch, microseconds",
 }
 
+# optional constants, with their defaults: per matrix-instruction path the
+# fraction of the dense peak a large GEMM on that path reaches (a GPU
+# property), and per kernel class how much of the shorter of MMA and softmax
+# time hides under the longer (a property of the kernel design)
+OPTIONAL_EFFICIENCY = {
+    "mma": ("fraction of dense peak reachable with Ampere-style mma.sync (any GPU since Ampere)", 0.81),
+    "wgmma": ("fraction of dense peak reachable with Hopper wgmma; 0: the GPU has no wgmma", 0.0),
+    "serial_overlap": ("FA2-class kernels: fraction of softmax / MMA time that co-resident blocks hide", 0.5),
+    "ws_overlap": ("Hopper warp-specialised kernels: fraction of the shorter of softmax / MMA time hidden "
+                   "(ping-pong warpgroups, softmax under the next tile's products)", 0.8),
+    "combine_us": ("fixed cost of a split-KV combine kernel beyond its bytes, microseconds", 2.0),
+}
 
-FRACTIONS = ("fused_tensor", "gemm_tensor", "bandwidth")
+
+FRACTIONS = ("fused_tensor", "gemm_tensor", "bandwidth", "mma", "wgmma", "serial_overlap", "ws_overlap")
 
 
 @dataclass(frozen=True)
@@ -42,6 +56,7 @@ class GPU:
     max_threads_per_sm: int
     max_blocks_per_sm: int
     sm_load_bytes_per_clock: int          # what one SM can load per clock from L2/HBM
+    smem_bytes_per_clock: int             # shared-memory bandwidth of one SM (MMA operands read from it)
     measured: Mapping[str, float]
     efficiency: Mapping[str, float]
 
@@ -66,11 +81,24 @@ class GPU:
         """HBM bytes/s a streaming kernel reaches: measured where known."""
         return self.measured.get("hbm_bandwidth", self.hbm_bytes_per_s * self.efficiency["bandwidth"])
 
+    def path_fraction(self, path: str) -> float:
+        """Fraction of the dense peak a GEMM on matrix-instruction `path`
+        (mma, wgmma) reaches on this GPU."""
+        v = self.efficiency.get(path, 0.0)
+        if v <= 0:
+            raise HardwareError(f"{self.name} has no {path} path (efficiency.{path} is 0); "
+                                f"{'only Hopper has wgmma' if path == 'wgmma' else 'give efficiency.' + path}")
+        return v
+
+    @property
+    def has_wgmma(self) -> bool:
+        return self.efficiency.get("wgmma", 0.0) > 0
+
     def with_efficiency(self, **values) -> "GPU":
-        unknown = set(values) - set(EFFICIENCY_KEYS)
+        unknown = set(values) - set(EFFICIENCY_KEYS) - set(OPTIONAL_EFFICIENCY)
         if unknown:
             raise HardwareError(f"unknown efficiency constant {sorted(unknown)[0]!r}; "
-                                f"known: {', '.join(EFFICIENCY_KEYS)}")
+                                f"known: {', '.join([*EFFICIENCY_KEYS, *OPTIONAL_EFFICIENCY])}")
         return replace(self, efficiency=MappingProxyType({**self.efficiency, **values}))
 
 
@@ -93,7 +121,7 @@ _REQUIRED = ("name", "sms", "clock", "tensor_tflops", "fp32_tflops", "sfu_ops_pe
 
 
 def gpu_from_node(root: Node) -> GPU:
-    top = root.mapping(required=_REQUIRED, optional=("doc", "measured"))
+    top = root.mapping(required=_REQUIRED, optional=("doc", "measured", "smem_bytes_per_clock"))
     tensor = {}
     for dtype, v in top["tensor_tflops"].items():
         tensor[dtype] = v.number() * 1e12
@@ -107,12 +135,12 @@ def gpu_from_node(root: Node) -> GPU:
         if "hbm_bandwidth" in m:
             measured["hbm_bandwidth"] = m["hbm_bandwidth"].number("bytes/s")
     eff_node = top["efficiency"]
-    e = eff_node.mapping(required=tuple(EFFICIENCY_KEYS))
-    eff = {}
-    for k in EFFICIENCY_KEYS:
-        v = e[k].number(allow_zero=(k == "launch_us"))
+    e = eff_node.mapping(required=tuple(EFFICIENCY_KEYS), optional=tuple(OPTIONAL_EFFICIENCY))
+    eff = {k: d for k, (_, d) in OPTIONAL_EFFICIENCY.items()}
+    for k in [k for k in (*EFFICIENCY_KEYS, *OPTIONAL_EFFICIENCY) if k in e]:
+        v = e[k].number(allow_zero=(k in ("launch_us", "wgmma", "serial_overlap", "ws_overlap", "combine_us")))
         if k in FRACTIONS and v > 1:
-            raise e[k].error(f"{k} is a fraction ({EFFICIENCY_KEYS[k]}); got {v}, above 1")
+            raise e[k].error(f"{k} is a fraction ({EFFICIENCY_KEYS.get(k) or OPTIONAL_EFFICIENCY[k][0]}); got {v}, above 1")
         eff[k] = v
     gpu = GPU(
         name=top["name"].string(), doc=top["doc"].string() if "doc" in top else "",
@@ -124,6 +152,7 @@ def gpu_from_node(root: Node) -> GPU:
         registers_per_sm=top["registers_per_sm"].integer(), max_threads_per_sm=top["max_threads_per_sm"].integer(),
         max_blocks_per_sm=top["max_blocks_per_sm"].integer(),
         sm_load_bytes_per_clock=top["sm_load_bytes_per_clock"].integer(),
+        smem_bytes_per_clock=top["smem_bytes_per_clock"].integer() if "smem_bytes_per_clock" in top else 128,
         measured=MappingProxyType(measured), efficiency=MappingProxyType(eff))
     if gpu.smem_per_block > gpu.smem_per_sm:
         raise top["smem_per_block"].error(f"{gpu.smem_per_block} bytes per block is more than the SM has "
@@ -131,4 +160,4 @@ def gpu_from_node(root: Node) -> GPU:
     return gpu
 
 
-__all__ = ["EFFICIENCY_KEYS", "FRACTIONS", "GPU", "gpu_names", "load_gpu", "parse_gpu"]
+__all__ = ["EFFICIENCY_KEYS", "FRACTIONS", "OPTIONAL_EFFICIENCY", "GPU", "gpu_names", "load_gpu", "parse_gpu"]

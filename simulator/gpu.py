@@ -32,6 +32,7 @@ from einsum_ir.analysis.tiles import EMPTY, FULL, PARTIAL, cell_counts, classify
 from einsum_ir.ir import Op, index_vars, walk
 from einsum_ir.ops import DTYPE_BYTES
 from hw_models.gpu import GPU
+from hw_models.schema import HardwareError
 from mappers.gpu_mapping import GPUMapping, footprint, head_group, padded
 
 SFU_KINDS = ("exp", "log", "sqrt", "sigmoid", "tanh", "divide")
@@ -52,6 +53,7 @@ class Prediction:
     notes: list[str] = field(default_factory=list)
     work: dict[str, float] = field(default_factory=dict)     # tensor_flops, sfu_ops, fp32_ops, hbm_bytes charged
     program: object = field(default=None, repr=False)        # the TileProgram charged (fused kernels)
+    kclass: object = None                                    # the KernelClass assumed (fused kernels)
 
     @property
     def tflops(self) -> float:
@@ -65,6 +67,7 @@ class Prediction:
         return {"kind": self.kind, "time_s": self.time_s, "tflops": self.tflops,
                 "fraction_of_peak": self.fraction_of_peak, "binding": self.binding, "hbm_bytes": self.hbm_bytes,
                 "flops": self.flops, "mapping": str(self.mapping) if self.mapping else None,
+                "kernel_class": self.kclass.name if self.kclass else None,
                 "parts": self.parts, "notes": self.notes}
 
 
@@ -144,17 +147,31 @@ def tile_work(program, k: int, m: GPUMapping, env: dict) -> TileWork:
 
 # ------------------------------------------------------------------ the fused model
 
-def _schedule(durations: np.ndarray, slots: int) -> float:
-    """Makespan of programs issued in order onto `slots` identical slots."""
-    if len(durations) == 0:
+def _schedule(alone: np.ndarray, share: np.ndarray, sms: int, per_sm: int) -> float:
+    """Makespan of programs issued in order onto `sms` SMs of `per_sm` slots.
+    A program that starts while u programs are unfinished shares its SM with
+    about min(per_sm, ceil(u / sms)) - 1 others: it takes max(alone, that
+    many x share). So a launch of fewer programs than SMs, or a partial last
+    wave, is not charged for co-residents it does not have."""
+    n = len(alone)
+    if n == 0:
         return 0.0
-    uniq = np.unique(durations)
-    if len(uniq) == 1:
-        return float(-(-len(durations) // slots) * uniq[0])
-    heap = [0.0] * min(slots, len(durations))
-    for d in durations:
-        t = heapq.heappop(heap)
-        heapq.heappush(heap, t + float(d))
+    slots = sms * per_sm
+    if np.ptp(alone) == 0 and np.ptp(share) == 0:        # equal programs: by waves
+        t, left = 0.0, n
+        while left > 0:
+            k = min(slots, left)
+            co = min(per_sm, -(-left // sms))
+            t += max(float(alone[0]), co * float(share[0]))
+            left -= k
+        return t
+    heap: list[float] = [0.0] * min(slots, n)
+    pop, push = heapq.heappop, heapq.heappush
+    for i, (a, s) in enumerate(zip(alone.tolist(), share.tolist())):
+        now = pop(heap)
+        unfinished = n - i + min(i, len(heap))       # this and later ones, plus the others still running
+        co = min(per_sm, max(1, -(-unfinished // sms)))
+        push(heap, now + (a if a >= co * s else co * s))
     return max(heap)
 
 
@@ -259,11 +276,29 @@ def _grid(form: FusedForm, m: GPUMapping, gpu: GPU, env: dict, blocks_per_sm: in
     return _Grid(rows, heads, pack, row_tiles, head_blocks, gpu.sms * blocks_per_sm, blocks_per_sm)
 
 
+_CLASSIFIED: dict = {}
+
+
+def _classify(cc, bm: int, bn: int) -> np.ndarray:
+    """classify(), remembered per counts object and tile shape (a search or
+    a fit predicts the same shapes under many mappings and constants)."""
+    key = (id(cc), bm, bn)
+    hit = _CLASSIFIED.get(key)
+    if hit is not None and hit[0] is cc:
+        return hit[1]
+    if len(_CLASSIFIED) > 256:
+        _CLASSIFIED.clear()
+    cls = classify(cc, bm, bn)
+    cls.setflags(write=False)
+    _CLASSIFIED[key] = (cc, cls)
+    return cls
+
+
 def _tile_classes(form, k, m, env, inputs, counts, grid: _Grid, skip_empty: bool):
     """Per (head block, row tile): full and partial key tiles visited, and the
     kept points of the pass (whole problem)."""
     cc = counts[k] if counts is not None else cell_counts(form, k, env, inputs)
-    cls = classify(cc, m.block_m if grid.rows > 1 else 16, m.block_n)     # [..batch.., row tiles, key tiles]
+    cls = _classify(cc, m.block_m if grid.rows > 1 else 16, m.block_n)    # [..batch.., row tiles, key tiles]
     kept = float(cc.any.sum()) * grid.heads / max(1, int(np.prod(cc.any.shape[:-2])))
     if grid.pack > 1:   # packed heads: the same key tiles for every packed row (decode / no mask)
         cls = cls[..., :1, :].repeat(grid.row_tiles, axis=-2)
@@ -274,34 +309,125 @@ def _tile_classes(form, k, m, env, inputs, counts, grid: _Grid, skip_empty: bool
         float((cls == EMPTY).sum()), kept
 
 
+@dataclass(frozen=True)
+class KernelClass:
+    """How a fused kernel is built, which sets how its work overlaps:
+    `serial`: softmax then MMAs in the same warps (FlashAttention-2, Triton's
+    tutorial, the generated kernel); co-resident blocks hide part of one's
+    softmax under another's MMAs. `warp-specialised` (Hopper: FlashAttention-3,
+    cuDNN): producer warps load by TMA, two consumer warpgroups ping-pong so
+    one's softmax runs under the other's (and the next tile's) MMAs.
+    `path`: the matrix instruction (mma on any GPU, wgmma on Hopper; `auto`:
+    wgmma where the GPU has it, as Triton compiles)."""
+    name: str
+    overlap: str          # serial | warp-specialised
+    path: str             # mma | wgmma | auto
+    doc: str
+
+    def path_on(self, gpu: GPU) -> str:
+        return ("wgmma" if gpu.has_wgmma else "mma") if self.path == "auto" else self.path
+
+
+KERNEL_CLASSES = {
+    "triton": KernelClass("triton", "serial", "auto",
+                          "FA2-class, serial softmax, wgmma on Hopper / mma elsewhere (the generated Triton kernel)"),
+    "fa2": KernelClass("fa2", "serial", "mma", "FlashAttention-2 class: serial softmax, mma.sync on every GPU"),
+    "hopper-ws": KernelClass("hopper-ws", "warp-specialised", "wgmma",
+                             "Hopper warp-specialised (FlashAttention-3 / cuDNN class): TMA loads, softmax "
+                             "overlapped with the next tile's wgmma"),
+}
+
+
+def kernel_class(name: str | KernelClass) -> KernelClass:
+    if isinstance(name, KernelClass):
+        return name
+    if name not in KERNEL_CLASSES:
+        raise HardwareError(f"unknown kernel class {name!r}; known: {', '.join(KERNEL_CLASSES)}")
+    return KERNEL_CLASSES[name]
+
+
+@dataclass(frozen=True)
+class _Rates:
+    """One SM's rates for a kernel class and mapping."""
+    tensor: float         # FLOP/s the class's MMAs reach on the path
+    smem: float           # bytes/s of shared memory
+    sfu: float
+    fp32: float
+    path: str
+
+
+def _rates(gpu: GPU, m: GPUMapping, kc: KernelClass) -> _Rates:
+    path = kc.path_on(gpu)
+    tensor = gpu.efficiency["fused_tensor"] * gpu.path_fraction(path) * gpu.tensor_peak(m.dtype) / gpu.sms
+    return _Rates(tensor, gpu.smem_bytes_per_clock * gpu.clock_hz, gpu.sfu_ops_per_s / gpu.sms,
+                  gpu.fp32_ops_per_s / gpu.sms, path)
+
+
+def smem_operand_bytes(program: TileProgram, k: int, m: GPUMapping, env: dict, path: str) -> float:
+    """Shared-memory bytes the MMAs of one tile step read. mma.sync: every
+    warp reads the whole K and V tiles (warps split the rows), so more warps
+    over the same rows read more; wgmma: each warpgroup (4 warps, at least
+    64 rows) reads them once, and the Q tile too (its A operand from shared
+    memory)."""
+    form, pp = program.form, program.passes[k]
+    b = DTYPE_BYTES[m.dtype]
+    e = padded(env[form.contracted.upper()])
+    f = padded(env[form.feature.upper()]) if form.feature else 0
+    kv = m.block_n * (len(pp.scores) * e + f * sum(r.kind == "value" for r in pp.init)) * b
+    if path == "mma":
+        return m.warps * kv
+    groups = max(1, min(m.warps // 4, m.block_m // 64))
+    return groups * kv + len(pp.scores) * m.block_m * e * b
+
+
+def _tile_times(w_tensor: float, smem: float, sfu: float, fp32: float, r: _Rates, gpu: GPU,
+                kc: KernelClass) -> tuple[float, float]:
+    """(alone, share): a tile step's time for a program alone on its SM, and
+    the SM time it takes when it shares the SM with others. The warps of a
+    block drift apart, so even a serial kernel hides part of the shorter of
+    its MMA and softmax time under the longer (serial_overlap); a
+    warp-specialised one by design hides more (ws_overlap). Both are
+    throughputs, so alone and shared are the same per tile; what differs is
+    how many programs share (`_schedule`)."""
+    t_mma = max(w_tensor / r.tensor, smem / r.smem)
+    t_vec = sfu / r.sfu + fp32 / r.fp32
+    lo, hi = min(t_mma, t_vec), max(t_mma, t_vec)
+    ov = gpu.efficiency["ws_overlap" if kc.overlap == "warp-specialised" else "serial_overlap"]
+    t = hi + (1 - ov) * lo
+    return t, t
+
+
 def _pass_time(program: TileProgram, k, m, gpu, env, grid: _Grid, nfull, npart, parts: Counter, work: Counter,
-               edge_s: float = 0.0) -> tuple[float, float]:
+               edge_s: float = 0.0, kc: KernelClass = KERNEL_CLASSES["triton"]) -> tuple[float, float]:
     """(time, HBM bytes) of pass k's kernel; adds its parts and work. `edge_s`:
     each program's once-per-row work (the epilogue), run on its own SM."""
-    eff, latency = gpu.efficiency, gpu.efficiency["latency_ns"] * 1e-9
-    sm_tensor = eff["fused_tensor"] * gpu.tensor_peak(m.dtype) / gpu.sms
-    sm_sfu, sm_fp32 = gpu.sfu_ops_per_s / gpu.sms, gpu.fp32_ops_per_s / gpu.sms
+    latency = gpu.efficiency["latency_ns"] * 1e-9
+    r = _rates(gpu, m, kc)
     w = tile_work(program, k, m, env)
+    smem = smem_operand_bytes(program, k, m, env, r.path)
     chain_sfu, chain_fp = (x * m.block_m for x in _split_counts(chain_work(program.passes[k])))
-    t_full = w.tensor_flops / sm_tensor + (w.sfu_full + w.row_sfu + chain_sfu) / sm_sfu \
-        + (w.fp32_full + w.row_fp32 + chain_fp) / sm_fp32
-    t_part = w.tensor_flops / sm_tensor + (w.sfu_partial + w.row_sfu + chain_sfu) / sm_sfu \
-        + (w.fp32_partial + w.row_fp32 + chain_fp) / sm_fp32
+    sfu_f, fp_f = w.sfu_full + w.row_sfu + chain_sfu, w.fp32_full + w.row_fp32 + chain_fp
+    sfu_p, fp_p = w.sfu_partial + w.row_sfu + chain_sfu, w.fp32_partial + w.row_fp32 + chain_fp
+    alone_f, share_f = _tile_times(w.tensor_flops, smem, sfu_f, fp_f, r, gpu, kc)
+    alone_p, share_p = _tile_times(w.tensor_flops, smem, sfu_p, fp_p, r, gpu, kc)
     tr = traffic(program, k, m, env)
     tile_bytes = tr.key_tile + tr.pair_tile
     s = m.splits
     n_vis = nfull + npart                                      # [heads', row tiles]
     scale = grid.head_blocks / n_vis.shape[0]                  # table rows -> all head blocks
-    prog_work = np.repeat((nfull * t_full + npart * t_part)[..., None] / s, s, axis=-1)
+    alone = np.repeat((nfull * alone_f + npart * alone_p)[..., None] / s, s, axis=-1)
+    share = np.repeat((nfull * share_f + npart * share_p)[..., None] / s, s, axis=-1)
     prog_tiles = np.repeat(n_vis[..., None] / s, s, axis=-1)
-    occ = grid.blocks_per_sm
     # a program streams its tiles at most at its bytes in flight (the pipeline
-    # stages) per memory latency; the prologue and the epilogue cost a round
-    # trip each, hidden by co-resident blocks
-    prog_bw = min(m.stages * max(tile_bytes, 1.0) / latency, gpu.sm_load_bytes_per_clock * gpu.clock_hz / occ)
-    dur = np.maximum(prog_work * occ, prog_tiles * tile_bytes / prog_bw) + 2 * latency + edge_s * occ
+    # stages) per memory latency, and at most at its share of the SM's load
+    # path; the prologue and the epilogue cost a round trip each
+    prog_bw = min(m.stages * max(tile_bytes, 1.0) / latency, gpu.sm_load_bytes_per_clock * gpu.clock_hz)
+    stream = prog_tiles * tile_bytes / prog_bw
+    reps = max(1, grid.head_blocks // alone.shape[0])
+    fixed = 2 * latency + edge_s
     # launch order: head-major, row tiles, splits (the grid's x axis fastest)
-    makespan = _schedule(np.tile(dur.reshape(-1), max(1, grid.head_blocks // dur.shape[0])), grid.slots)
+    makespan = _schedule(np.tile(np.maximum(alone, stream).reshape(-1), reps) + fixed,
+                         np.tile(np.maximum(share, stream).reshape(-1), reps) + fixed, gpu.sms, grid.blocks_per_sm)
     # HBM: the programs of a head run together and read the same key tiles
     # within a short window, so key-only operands come from HBM once per head
     # per wave of its programs while L2 holds what all slots stream in that
@@ -314,16 +440,14 @@ def _pass_time(program: TileProgram, k, m, gpu, env, grid: _Grid, nfull, npart, 
         key_hbm = tiles_all * tr.key_tile
     pass_bytes = key_hbm + tiles_all * tr.pair_tile
     tiles_full, tiles_part = float(nfull.sum()) * scale, float(npart.sum()) * scale
-    work["tensor_flops"] += (tiles_full + tiles_part) * w.tensor_flops
-    work["sfu_ops"] += tiles_full * (w.sfu_full + w.row_sfu + chain_sfu) + tiles_part * (w.sfu_partial + w.row_sfu
-                                                                                          + chain_sfu)
-    work["fp32_ops"] += tiles_full * (w.fp32_full + w.row_fp32 + chain_fp) + tiles_part * (w.fp32_partial
-                                                                                           + w.row_fp32 + chain_fp)
-    parts["tensor_s"] += (tiles_full + tiles_part) * w.tensor_flops / sm_tensor / gpu.sms
-    parts["sfu_s"] += (tiles_full * (w.sfu_full + w.row_sfu + chain_sfu)
-                       + tiles_part * (w.sfu_partial + w.row_sfu + chain_sfu)) / sm_sfu / gpu.sms
-    parts["fp32_s"] += (tiles_full * (w.fp32_full + w.row_fp32 + chain_fp)
-                        + tiles_part * (w.fp32_partial + w.row_fp32 + chain_fp)) / sm_fp32 / gpu.sms
+    tiles = tiles_full + tiles_part
+    work["tensor_flops"] += tiles * w.tensor_flops
+    work["sfu_ops"] += tiles_full * sfu_f + tiles_part * sfu_p
+    work["fp32_ops"] += tiles_full * fp_f + tiles_part * fp_p
+    work["smem_bytes"] += tiles * smem
+    parts["tensor_s"] += tiles * max(w.tensor_flops / r.tensor, smem / r.smem) / gpu.sms
+    parts["sfu_s"] += (tiles_full * sfu_f + tiles_part * sfu_p) / r.sfu / gpu.sms
+    parts["fp32_s"] += (tiles_full * fp_f + tiles_part * fp_p) / r.fp32 / gpu.sms
     parts["schedule_s"] += makespan
     return makespan, pass_bytes
 
@@ -334,9 +458,9 @@ def _combine_time(program: TileProgram, m: GPUMapping, gpu: GPU, env: dict, grid
     f = env[form.feature.upper()] if form.feature else 0
     per_row = sum(f if r.kind == "value" else 1 for r in pp.init) + len(pp.normalise)
     partial_bytes = grid.heads * grid.rows * m.splits * per_row * 4
-    t = partial_bytes / gpu.bandwidth + 2 * gpu.efficiency["latency_ns"] * 1e-9 + gpu.efficiency["launch_us"] * 1e-6
+    t = partial_bytes / gpu.bandwidth + 2 * gpu.efficiency["latency_ns"] * 1e-9 + gpu.efficiency["combine_us"] * 1e-6
     parts["combine_s"] += t
-    parts["launch_s"] += gpu.efficiency["launch_us"] * 1e-6
+    parts["launch_s"] += gpu.efficiency["combine_us"] * 1e-6
     return t, 2.0 * partial_bytes
 
 
@@ -381,14 +505,18 @@ def _edges(program: TileProgram, m: GPUMapping, gpu: GPU, env: dict, grid: _Grid
 
 
 def predict_fused(program, m: GPUMapping, gpu: GPU, env: dict, inputs: dict | None = None,
-                  counts=None, skip_empty: bool = True) -> Prediction:
+                  counts=None, skip_empty: bool = True, kclass: str | KernelClass = "triton") -> Prediction:
     """Time of the fused kernel(s) under mapping `m` at shapes `env`, for a
     TileProgram (the kernel's own: `FusedKernel.program`) or a FusedForm
     (whose program is taken). `skip_empty=False` models a kernel that visits
     every key tile (masking the empty ones), as a kernel without a block
     table would. The work it charges (Prediction.work) is the program's,
-    statement by statement: the object the generator renders."""
+    statement by statement: the object the generator renders. `kclass`: how
+    the kernel is built (KERNEL_CLASSES; the generated kernel is `triton`)."""
     program = _program(program)
+    kc = kernel_class(kclass)
+    if kc.path_on(gpu) == "wgmma" and not gpu.has_wgmma:
+        raise HardwareError(f"kernel class {kc.name} needs wgmma; {gpu.name} has none (Hopper only)")
     form = program.form
     fp = footprint(form, m, env, gpu)
     grid = _grid(form, m, gpu, env, fp.blocks_per_sm)
@@ -405,7 +533,7 @@ def predict_fused(program, m: GPUMapping, gpu: GPU, env: dict, inputs: dict | No
         tiles_seen["empty"] += nempty * scale
         last = k == len(program.passes) - 1
         t, pass_bytes = _pass_time(program, k, m, gpu, env, grid, nfull, npart, parts, work,
-                                   _epilogue_s(program, m, gpu, env) if last else 0.0)
+                                   _epilogue_s(program, m, gpu, env) if last else 0.0, kc)
         if k == 0:
             t_edge, edge_bytes = _edges(program, m, gpu, env, grid, parts, work)
             t, pass_bytes = t + t_edge, pass_bytes + edge_bytes
@@ -419,6 +547,7 @@ def predict_fused(program, m: GPUMapping, gpu: GPU, env: dict, inputs: dict | No
     work["hbm_bytes"] = hbm
     ideal = max(parts["tensor_s"] + parts["sfu_s"] + parts["fp32_s"], parts["hbm_s"])
     pred = Prediction("fused", total_time, useful, hbm, "", gpu.tensor_peak(m.dtype), dict(parts), m)
+    pred.kclass = kc
     pred.work = dict(work)
     pred.program = program
     pred.parts.update({"blocks_per_sm": fp.blocks_per_sm, "smem_bytes": fp.smem_bytes,
@@ -497,9 +626,9 @@ def predict_linear_chunked(env: dict, form: FusedForm, gpu: GPU, chunk: int = 64
         bytes_ = heads * rows * (2 * e + 2 * f) * b
     chunks = max(1, -(-rows // chunk))
     t, comp, mem = _kernel(flops, 0, heads * chunks * chunk * chunk, bytes_, gpu, peak,
-                           gpu.efficiency["fused_tensor"])
+                           gpu.efficiency["fused_tensor"] * gpu.path_fraction("mma"))
     return Prediction("linear-chunked", t, flops, bytes_, "HBM" if mem > comp else "tensor cores", peak,
                       {"compute_s": comp, "hbm_s": mem})
 
 
-__all__ = ["Prediction", "TileWork", "predict_fused", "predict_linear_chunked", "predict_unfused", "tile_work"]
+__all__ = ["KERNEL_CLASSES", "KernelClass", "Prediction", "TileWork", "kernel_class", "smem_operand_bytes", "predict_fused", "predict_linear_chunked", "predict_unfused", "tile_work"]

@@ -7,7 +7,7 @@ from hw_models.gpu import GPU_PRESETS
 
 
 def test_presets_carry_the_reference_figures():
-    assert gpu_names() == ["a100", "h100", "h200"]
+    assert gpu_names() == ["a100", "a100-pcie", "h100", "h200"]
     h100 = load_gpu("h100")
     assert (h100.sms, h100.l2_bytes, h100.smem_per_sm) == (132, 50e6, 228 * 1024)
     assert h100.tensor_peak("bf16") == 989e12 and h100.hbm_bytes_per_s == 3.35e12
@@ -25,7 +25,8 @@ def _with(change: str, old: str) -> str:
 
 @pytest.mark.parametrize("change, old, message", [
     ("sms: -4", "sms: 132", "sms: must be positive"),
-    ("  fused_tensor: 1.7", "  fused_tensor: 0.5636", "fused_tensor is a fraction"),
+    ("  fused_tensor: 1.7", "  fused_tensor: 0.8109", "fused_tensor is a fraction"),
+    ("  ws_overlap: 1.5", "  ws_overlap: 0.7533", "ws_overlap is a fraction"),
     ("smem_per_block: 300 KiB", "smem_per_block: 227 KiB", "more than the SM has"),
     ("smem_per_sn: 228 KiB", "smem_per_sm: 228 KiB", "did you mean 'smem_per_sm'"),
     ("clock: fast", "clock: 1.98 GHz", "expected a number"),
