@@ -55,12 +55,26 @@ def _us(t: float) -> str:
     return f"{t * 1e6:,.1f} us" if t < 1e-2 else f"{t * 1e3:,.2f} ms"
 
 
+def _other_class(r: MapResult, b) -> str:
+    """The same mapping as a Hopper warp-specialised kernel, where the GPU has wgmma."""
+    from hw_models.schema import HardwareError
+    from simulator.gpu import predict_fused
+    if not r.gpu.has_wgmma:
+        return ""
+    try:
+        ws = predict_fused(r.form, b.mapping, r.gpu, r.env, kclass="hopper-ws")
+    except HardwareError:
+        return ""
+    return f"\n  as a Hopper warp-specialised kernel (FA3 / cuDNN class): predicted {_us(ws.time_s)}, {ws.tflops:.0f} TFLOP/s"
+
+
 def render_map(r: MapResult) -> str:
     b = r.best[0]
     lines = [f"{r.design} on {r.gpu.name} ({r.gpu.doc}), {b.mapping.dtype}, "
              + " ".join(f"{k}={v}" for k, v in r.env.items()),
              "",
              f"best mapping: {b.mapping}",
+             f"  kernel class assumed: {b.kclass.doc if b.kclass else 'triton'}" + _other_class(r, b),
              f"  predicted {_us(b.time_s)}, {b.tflops:.0f} TFLOP/s, {b.fraction_of_peak:.0%} of the "
              f"{b.peak_flops / 1e12:.0f} TFLOP/s peak; bound by {b.binding}",
              f"  tiles: {b.parts['tiles_full']:.0f} full, {b.parts['tiles_partial']:.0f} partial, "
