@@ -153,7 +153,7 @@ def test_validate_and_calibrate(tmp_path, capsys):
     small.write_text("\n".join([rows[0]] + [r for r in rows[1:] if ",flash-attention-2," in r and ",1024,1024," in r]))
     out = tmp_path / "cal.yaml"
     assert main(["calibrate", str(small), "--fit", "fused_tensor", "--out", str(out)]) == 0
-    assert "calibrated by" in out.read_text().splitlines()[0]
+    assert "# calibration: `attnc calibrate " in out.read_text().splitlines()[0]
     from hw_models import load_gpu
     assert 0.3 < load_gpu(str(out)).efficiency["fused_tensor"] < 0.9
     assert main(["calibrate", str(small), "--out", str(out)]) == 2        # never overwrite without --force
