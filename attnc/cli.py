@@ -438,6 +438,8 @@ def cmd_validate(args) -> int:
     gpu = load_gpu(args.hw)
     _check_results_file(args.results)
     cases = read_results(args.results, args.kernel)
+    if args.cv:
+        return _cross_validate(cases)
     errors = validate(cases, gpu, progress=lambda xs: _progress(xs, "validate"))
     rows = [[e.case.label, f"{e.case.measured_s * 1e6:,.1f}", f"{e.predicted_s * 1e6:,.1f}",
              f"{e.relative:+.1%}"] for e in errors]
@@ -445,6 +447,16 @@ def cmd_validate(args) -> int:
     print(f"\nmedian |error| {median_abs(errors):.1%} over {len(errors)} points; max "
           f"{max(abs(e.relative) for e in errors):.1%} ({gpu.name}: "
           + ", ".join(f"{k}={v:g}" for k, v in gpu.efficiency.items()) + ")")
+    return 0
+
+
+def _cross_validate(cases) -> int:
+    """Leave one GPU out and leave one kernel class out: fit without the
+    group, predict it (simulator.calibrate.cross_validate)."""
+    from hw_models import load_gpu
+    from simulator.calibrate import cross_validate, render_cv
+    gpus = {g: load_gpu(g) for g in sorted({c.row["device"] for c in cases})}
+    print(render_cv(cross_validate(cases, gpus, progress=lambda xs: _progress(xs, "cross-validate"))))
     return 0
 
 
@@ -683,6 +695,9 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("results", metavar="RESULTS.csv")
         s.add_argument("--hw", default="h100", help="a GPU preset or YAML file (default h100)")
         s.add_argument("--kernel", nargs="+", help="only rows of these kernels (e.g. sdpa flash-attention-2)")
+        if name == "validate":
+            s.add_argument("--cv", action="store_true", help="leave-one-group-out cross-validation: fit without "
+                           "each GPU and each kernel class, predict it (published-measurement files)")
         if name == "calibrate":
             s.add_argument("--out", required=True, metavar="FILE.yaml", help="the calibrated preset to write")
             s.add_argument("--fit", default="fused_tensor,latency_ns",

@@ -1,5 +1,6 @@
 """Leave-one-group-out cross-validation of the GPU model on published
-measurements (../shared/reference/gpu_measured.csv by default): for each
+measurements (benchmarks/published/gpu_measured.csv by default, a copy of
+../shared/reference/gpu_measured.csv): for each
 GPU and each kernel class, fit the model's constants without it and predict
 it; print the markdown table of docs/benchmarks.md ("GPU model,
 cross-validated") and the in-sample fit. Takes a few minutes on one core.
@@ -18,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hw_models.gpu import load_gpu  # noqa: E402
 from simulator.calibrate import Error, Fold, cross_validate, fit_many, predict_case, read_results, render_cv  # noqa: E402
 
-DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "reference" / "gpu_measured.csv"
+DEFAULT = Path(__file__).resolve().parent / "published" / "gpu_measured.csv"   # a copy of the shared reference
 
 
 def main(argv=None) -> int:
