@@ -195,6 +195,20 @@ def _init_worker():
         import attnc.gpu  # noqa: F401
     except ImportError:
         pass
+    # warm every lazy import and the parser's tables (built once, then shared by
+    # every forked case: ~0.5 s a case otherwise), and make the cases run the
+    # code as it was when the run began, even if files change during the run
+    import einsum_ir as ei
+    from hw_models import load_gpu, load_spatial
+    from mappers.mapping import load_mapping
+    for name in ("attention-1pass", "block-sparse", "gqa", "gla-chunkwise"):
+        try:
+            _run_design(ei.library.path(name).read_text())
+        except ei.EinError:
+            pass
+    load_gpu("h100"), load_spatial("fusemax"), load_mapping("fusemax-binding")
+    from attnc.cli import build_parser
+    build_parser()
 
 
 def run_all(cases: list[Case], timeout: float, workers: int, progress=None):

@@ -68,8 +68,11 @@ class _Evaluator:
         raise ExecutionError(msg + ("" if loc else f"\n  in: {einsum}"), loc, self.c.source)
 
     # expressions over the grid ------------------------------------------------
-    def index(self, e: Expr, space: _Space):
-        """Integer value of an index expression, broadcast over the grid."""
+    def index(self, e: Expr, space: _Space, zeros: list | None = None):
+        """Integer value of an index expression, broadcast over the grid. A
+        divisor that is 0 somewhere raises, or, given `zeros`, is recorded
+        there as (node, where) and replaced by 1, for the caller to judge
+        against the points that exist."""
         if isinstance(e, Num):
             return np.int64(e.value)
         if isinstance(e, Sym):
@@ -77,9 +80,13 @@ class _Evaluator:
         if isinstance(e, Idx):
             return space.coords(e.name)
         if isinstance(e, Op):
-            args = [self.index(a, space) for a in e.args]
+            args = [self.index(a, space, zeros) for a in e.args]
             if e.name in ("floordiv", "mod") and np.any(np.asarray(args[1]) == 0):
-                raise ExecutionError(f"division by zero in the index {format_expr(e, True)}", e.loc, self.c.source)
+                if zeros is None:
+                    raise ExecutionError(f"division by zero in the index {format_expr(e, True)}", e.loc,
+                                         self.c.source)
+                zeros.append((e, np.asarray(args[1]) == 0))
+                args[1] = np.where(np.asarray(args[1]) == 0, 1, args[1])
             return RULES[e.name].numpy(*args)
         raise TypeError(e)
 
@@ -126,7 +133,14 @@ class _Evaluator:
         array = self.arrays[a.tensor]
         idx = []
         for pos, i in enumerate(a.indices):
-            k = self.index(i, space)
+            zeros: list = []
+            k = self.index(i, space, zeros)
+            for op, where in zeros:              # a zero divisor matters only at a point that exists
+                live = where if domain is None else where & domain
+                if np.any(live):
+                    at = np.argwhere(np.broadcast_to(live, np.broadcast_shapes(live.shape, space.shape)))[0]
+                    self.fail(f"division by zero in the index {format_expr(op, True)} of {a}, at "
+                              f"{_point_text(space, space.shape, at)}", op, einsum)
             n = array.shape[pos]
             bad = (k < 0) | (k >= n)
             if np.any(bad):

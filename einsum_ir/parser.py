@@ -3,6 +3,7 @@ meaning and validation from `assemble`, which the Python builder shares."""
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -60,9 +61,11 @@ MAX_SOURCE_CHARS = 1 << 20
 """Longest `.ein` text accepted (1 MiB; library designs are under 2 KB): a
 bound on the time and memory a file can cost, e.g. `attnc check /dev/zero`."""
 
-MAX_LITERAL = 2 ** 53
-"""Largest integer literal: every integer up to it is exact in a float64, the
-type the executor and analyses compute in."""
+MAX_INDEX_LITERAL = 2 ** 53
+"""Largest integer in an index or a rank's extent (checked by the validator):
+exact in the float64 the analyses use and far inside the executor's int64.
+A number in a map may be any float64 value; an integer literal past the
+float64 range (a 300-digit one) is an error."""
 
 
 def count_nodes(e: Expr, limit: int = MAX_NODES) -> int:
@@ -154,14 +157,12 @@ class _ToIR(lark.Transformer_NonRecursive):
         tok = items[0]
         text = str(tok)
         if any(c in text for c in ".eE"):
-            value = float(text)
-            if not math.isfinite(value):
-                self._err(f"number {_short(text)} is too large for a float64 (write inf for infinity)", tok)
+            value = float(text)            # past the float64 range: inf, as IEEE rounds it
         else:
             digits = text.lstrip("0")
-            if len(digits) > 16 or int(text) > MAX_LITERAL:
-                self._err(f"integer {_short(text)} is too large: integers are limited to 2**53 "
-                          f"({MAX_LITERAL}), the largest that a float64 holds exactly", tok)
+            if len(digits) > 308 or int(text) > sys.float_info.max:
+                self._err(f"integer {_short(text)} is too large: it has no float64 value (write inf, or a "
+                          "float such as 1e300)", tok)
             value = int(text)
         return Num(value, loc=self._loc(tok))
 

@@ -7,6 +7,7 @@ import difflib
 
 from .errors import ValidationError
 from .ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, Sym, offset_of, rank_of, walk
+from .parser import MAX_INDEX_LITERAL
 from .ops import BOOLEAN_OPS, DTYPE_BYTES, REDUCE_RULES, RULES
 
 _UPPER_RANK = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
@@ -24,6 +25,10 @@ gives each its own array axis (numpy allows 32 to 64, and np.einsum one
 letter each)."""
 MAX_EINSUMS = 256
 """Most Einsums in a cascade (library designs have under 40)."""
+
+
+def _reads_tensor(e: Expr) -> bool:
+    return any(isinstance(n, Access) for n in walk(e))
 
 
 def _suggest(name: str, options) -> str:
@@ -82,6 +87,9 @@ class _Checker:
                         self.fail(f"the extent of rank {r.name} may use only shape symbols and numbers", n)
                     if isinstance(n, Op):
                         self.no_zero_divisor(n, None)
+                    if isinstance(n, Num) and (abs(n.value) > MAX_INDEX_LITERAL or not float(n.value).is_integer()):
+                        self.fail(f"the extent of rank {r.name} uses {n.value}: extents use integers up to 2**53",
+                                  n)
                     if isinstance(n, Sym) and n.name in self.tensors:
                         self.fail(f"the extent of rank {r.name} names tensor {n.name}; "
                                   "it may use only shape symbols and numbers", n)
@@ -174,17 +182,18 @@ class _Checker:
             self.fail(f"division by zero: the divisor of `{sign}` is always 0", e.args[1], einsum)
 
     def fixed_divisors(self, e: Einsum):
-        """In a predicate and in indices, a divisor is a number or a shape
-        expression (`(p - m) % D`), never a coordinate or a tensor element:
-        the analyses evaluate these expressions over whole iteration spaces
-        and could not say where `m % (p - m)` divides by zero."""
-        places = [(e.predicate, "the `where` clause")] if e.predicate is not None else []
-        places += [(i, f"an index of {a.tensor}") for x in (e.output, e.expr, e.predicate) if x is not None
-                   for a in walk(x) if isinstance(a, Access) for i in a.indices]
+        """In a predicate of coordinates, a divisor is a number or a shape
+        expression (`(p - m) % D`), not one of coordinates: the analyses
+        evaluate these expressions over whole iteration spaces and could not
+        say where `m % (p - m)` divides by zero. A predicate that reads a
+        tensor is data, evaluated by the executor alone, which locates a zero
+        divisor of coordinates where it meets one, as it does in indices."""
+        places = [(e.predicate, "the `where` clause")] if e.predicate is not None and not _reads_tensor(
+            e.predicate) else []
         for x, where in places:
             for n in walk(x):
-                if isinstance(n, Op) and n.name in ("div", "floordiv", "mod"):
-                    bad = next((d for d in walk(n.args[1]) if isinstance(d, (Idx, Access))), None)
+                if isinstance(n, Op) and n.name in ("div", "floordiv", "mod") and not _reads_tensor(n.args[1]):
+                    bad = next((d for d in walk(n.args[1]) if isinstance(d, Idx)), None)
                     if bad is not None:
                         sign = {"div": "/", "floordiv": "//", "mod": "%"}[n.name]
                         self.fail(f"the divisor of `{sign}` in {where} uses {bad}: a divisor there must be a "
@@ -208,6 +217,9 @@ class _Checker:
                     self.no_zero_divisor(n, einsum)
                 if isinstance(n, Num) and not float(n.value).is_integer():
                     self.fail(f"index {i} of {a.tensor} is not an integer", n, einsum)
+                if isinstance(n, Num) and abs(n.value) > MAX_INDEX_LITERAL:
+                    self.fail(f"index {i} of {a.tensor}: {n.value:.6g} is too large for an index "
+                              f"(at most 2**53)", n, einsum)
                 if isinstance(n, Idx) and rank_of(n.name) not in self.ranks:
                     self.fail(f"index variable {n.name} has no rank {rank_of(n.name)}"
                               + _suggest(rank_of(n.name), self.ranks), n, einsum)
