@@ -201,8 +201,13 @@ def _init_worker():
     import einsum_ir as ei
     from hw_models import load_gpu, load_spatial
     from mappers.mapping import load_mapping
-    for name in ("attention-1pass", "block-sparse", "gqa", "gla-chunkwise"):
+    # the library once, so that the analyses' caches (sympy forms of
+    # predicates) are warm as in a long-running process: a cold analysis of
+    # gna-2d alone takes ~6 s on the shared 2-core sandbox
+    from einsum_ir.analysis import analyze
+    for name in ei.library.names():
         try:
+            analyze(ei.library.load(name))
             _run_design(ei.library.path(name).read_text())
         except ei.EinError:
             pass
@@ -214,7 +219,7 @@ def _init_worker():
 def run_all(cases: list[Case], timeout: float, workers: int, progress=None):
     ctx = mp.get_context("fork")
     results = []
-    with ctx.Pool(workers, initializer=_init_worker, maxtasksperchild=200) as pool:
+    with ctx.Pool(workers, initializer=_init_worker) as pool:
         for i, r in enumerate(pool.imap_unordered(_worker, [(c, timeout) for c in cases], chunksize=4)):
             results.append(r)
             if progress and r[1] not in ("accepted", "clean error"):

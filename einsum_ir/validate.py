@@ -85,6 +85,9 @@ class _Checker:
                 for n in walk(r.definition):
                     if isinstance(n, (Idx, Access)):
                         self.fail(f"the extent of rank {r.name} may use only shape symbols and numbers", n)
+                    if isinstance(n, Op) and n.name not in ("add", "sub", "mul", "div", "floordiv", "mod", "neg"):
+                        self.fail(f"the extent of rank {r.name} uses {n.name}; an extent is an integer "
+                                  "expression of shape symbols and numbers (+ - * / %)", n)
                     if isinstance(n, Op):
                         self.no_zero_divisor(n, None)
                     if isinstance(n, Num) and (abs(n.value) > MAX_INDEX_LITERAL or not float(n.value).is_integer()):

@@ -341,3 +341,11 @@ def test_a_long_line_is_shown_around_the_error():
     shown = str(e.value).split("\n")
     assert len(shown) == 3 and len(shown[1]) < 140 and shown[1].rstrip().endswith("$")
     assert shown[2].index("^") == shown[1].index("$")
+
+
+def test_a_rank_extent_is_an_integer_expression():
+    # found by the fuzzer: `rank RL = M != P - 1` reached sympy as a boolean
+    for definition, op in (("M != P - 1", "ne"), ("exp(M)", "exp"), ("max(M, P)", "max")):
+        with pytest.raises(ValidationError, match=f"the extent of rank RL uses {op}") as e:
+            ei.parse(f"rank M, P\nrank RL = {definition}\ninput S[M, RL]: f32\nY[m] = S[m, rl]\n", file="r.ein")
+        assert e.value.loc.line == 2
