@@ -145,17 +145,18 @@ def test_map_json_and_a_design_outside_the_family(capsys):
 
 
 def test_validate_and_calibrate(tmp_path, capsys):
-    src = "benchmarks/published/h100_attention.csv"
-    assert main(["validate", src, "--kernel", "flash-attention-2"]) == 0
-    assert "median |error|" in capsys.readouterr().out
-    rows = [ln for ln in open(src).read().splitlines() if not ln.startswith("#")]
-    small = tmp_path / "r.csv"
+    from pathlib import Path
+    src = Path(__file__).resolve().parents[2] / "benchmarks" / "published" / "h100_attention.csv"
+    rows = [ln for ln in src.read_text().splitlines() if not ln.startswith("#")]
+    small = tmp_path / "r.csv"            # two points: the commands, not the model, are under test here
     small.write_text("\n".join([rows[0]] + [r for r in rows[1:] if ",flash-attention-2," in r and ",1024,1024," in r]))
+    assert main(["validate", str(small), "--kernel", "flash-attention-2"]) == 0
+    assert "median |error|" in capsys.readouterr().out
     out = tmp_path / "cal.yaml"
     assert main(["calibrate", str(small), "--fit", "fused_tensor", "--out", str(out)]) == 0
     assert "# calibration: `attnc calibrate " in out.read_text().splitlines()[0]
     from hw_models import load_gpu
-    assert 0.3 < load_gpu(str(out)).efficiency["fused_tensor"] < 0.9
+    assert 0.3 < load_gpu(str(out)).efficiency["fused_tensor"] <= 1.0      # a fraction of the path's rate
     assert main(["calibrate", str(small), "--out", str(out)]) == 2        # never overwrite without --force
     assert "--force" in capsys.readouterr().err
     bad = tmp_path / "bad.csv"
