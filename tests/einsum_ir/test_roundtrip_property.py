@@ -23,11 +23,12 @@ import math
 from dataclasses import dataclass, field
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import einsum_ir as ei
 from einsum_ir.assemble import assemble
+from einsum_ir.errors import ValidationError
 from einsum_ir.builder import CascadeBuilder, indices
 from einsum_ir.ir import (
     Access,
@@ -418,7 +419,13 @@ def check_round_trip(c: Cascade) -> None:
 @given(cascades())
 def test_random_cascades_round_trip(spec: Spec):
     doc = "\n".join(spec.doc)
-    built = assemble(spec.statements, doc=doc)            # through the IR objects
+    try:
+        built = assemble(spec.statements, doc=doc)        # through the IR objects
+    except ValidationError as err:
+        # the generator may draw a divisor that is always 0, or one over coordinates in a
+        # coordinate predicate: the validator refuses those (docs/notation.md), so do both paths
+        assume("divisor" not in err.message and "division by zero" not in err.message)
+        raise
     parsed = ei.parse(spec.text, file="random.ein")        # through independent text
     assert parsed == built, f"the text and the IR disagree:\n{spec.text}\n---\n{built}"
     assert exact(parsed) == exact(built)
