@@ -18,11 +18,8 @@ def is_spatial(hw: str) -> bool:
         return True
     p = Path(hw)
     if p.suffix in (".yaml", ".yml") and p.is_file():
-        import yaml
-        try:
-            top = yaml.safe_load(p.read_text())
-        except yaml.YAMLError:
-            return False
+        from hw_models.schema import load_file     # bounded: size, depth and alias expansion limits
+        top = load_file(p).value
         return isinstance(top, dict) and "units" in top
     return False
 
