@@ -38,10 +38,16 @@ def test_a_calibrated_preset_is_reproduced_by_its_recorded_command(tmp_path, mon
     assert provenance(tmp_path / "again.yaml") == cmd
 
 
-@pytest.mark.parametrize("preset", sorted(p.name for p in PRESETS.glob("*.yaml") if provenance(p)))
-def test_shipped_presets_with_a_record_are_reproduced(preset, tmp_path, monkeypatch):
-    assert rerun(provenance(PRESETS / preset), tmp_path / preset, monkeypatch) == \
-        dict(load_gpu(str(PRESETS / preset)).efficiency)
+def test_shipped_presets_with_a_record_are_reproduced(tmp_path, monkeypatch):
+    """A shipped preset written by `attnc calibrate` carries its command; re-running it gives its
+    constants. (The shipped GPU presets are fitted across GPUs by benchmarks/gpu_validate.py, whose
+    header says so; a preset re-calibrated on measured runs must keep its record reproducible.)"""
+    recorded = [p for p in sorted(PRESETS.glob("*.yaml")) if provenance(p)]
+    for p in recorded:
+        assert rerun(provenance(p), tmp_path / p.name, monkeypatch) == dict(load_gpu(str(p)).efficiency)
+    unrecorded = [p for p in sorted(PRESETS.glob("*.yaml")) if p not in recorded]
+    for p in unrecorded:
+        assert "gpu_validate.py" in p.read_text().split("\nname:")[0], f"{p.name} says nowhere where its constants come from"
 
 
 def test_write_preset_replaces_an_earlier_record(tmp_path):
