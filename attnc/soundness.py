@@ -34,7 +34,7 @@ import numpy as np
 
 from einsum_ir.errors import EinError
 
-STAGES = ("parse", "executor", "passes", "kernel", "gpu-model")
+STAGES = ("parse", "executor", "passes", "kernel", "gpu-model", "spatial")
 TILE = 16                    # kernel tiles: small, so that tiny sequences span several, the last partial
 _SEQ_GROWTH = 2 * TILE       # kernel shapes: each sequence extent grown by this (more tiles, a partial last one)
 
@@ -343,6 +343,25 @@ def _read_whole(c, form, pred) -> list:
         skipped and any(c.root(r) == key_rank for r in t.ranks))]
 
 
+def check_spatial_design(c, shapes: dict, seed: int = 0) -> tuple[str, str]:
+    """The design mapped onto the FuseMax array by the spatial mapper (a small
+    seeded random search) and simulated: the simulator raises on utilisation
+    above 1, latency below a unit's busy time or the DRAM time, and busy
+    cycles below the analysis's operations over the unit's peak; here the
+    utilisation and the busy-time bound are checked again from the report. A
+    design no unit can run is refused by the mapper, naming the Einsum."""
+    from hw_models.spatial import load_spatial
+    from mappers.spatial_search import search
+    found = search(c, load_spatial("fusemax"), dict(shapes), method="random", budget=64, seed=seed)
+    rep = found.report
+    for unit, u in rep.unit_utilisation.items():
+        if not 0.0 <= u <= 1.0 + 1e-9:
+            return "mismatch", f"utilisation of {unit} is {u:.3f}"
+    if rep.latency_cycles * (1 + 1e-9) < max(rep.unit_busy_cycles.values(), default=0.0):
+        return "mismatch", "latency below a unit's busy time"
+    return "ok", "mapped on fusemax"
+
+
 def check_design(d, stages=STAGES, seed: int = 0) -> DesignReport:
     """Every stage for one generated design."""
     rep = DesignReport(d.name, d.family)
@@ -358,7 +377,8 @@ def check_design(d, stages=STAGES, seed: int = 0) -> DesignReport:
         return rep
     c = holder["c"]
     runs = {"executor": lambda: check_executor(c, d.shapes, seed), "passes": lambda: check_passes(c, d.shapes),
-            "kernel": lambda: check_kernel(c, d.shapes, seed), "gpu-model": lambda: check_gpu_model(c, d.shapes)}
+            "kernel": lambda: check_kernel(c, d.shapes, seed), "gpu-model": lambda: check_gpu_model(c, d.shapes),
+            "spatial": lambda: check_spatial_design(c, d.shapes, seed)}
     for stage in stages:
         if stage in runs:
             rep.outcomes.append(_timed(stage, runs[stage]))

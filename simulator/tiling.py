@@ -175,7 +175,7 @@ def tile_elems(s: Space, t, keep: Keep, n: Nest):
                 continue            # updated in place: one iterate
             split = [v for v, ranks in moves.items() if r in ranks]
             elems *= n.num.shape(r) if not split else prod(n.extent(v) for v in split if v in inside)
-        best = max(best, elems)
+        best = n.num.max(best, elems)        # symbolic shapes: a sympy Max, never a Python comparison
     return best
 
 
