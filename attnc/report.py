@@ -95,6 +95,8 @@ def render_analysis(a: Analysis, values: dict | None) -> str:
     out.append("")
 
     out.append("Compulsory off-chip traffic (inputs read once, outputs written once)")
+    from einsum_ir.analysis.sizes import declared_widths
+    out.append("  bytes at each tensor's declared type: " + declared_widths(c.inputs + c.outputs))
     rows = [[k, sym(v)] + ([human(values["traffic"][k], "B")] if values else []) for k, v in a.traffic.items()]
     out.append(table(["", "bytes"] + (["value"] if values else []), rows, "llr"))
     intensity = f"Operational intensity: {sym(a.intensity)} flop/byte"
@@ -118,6 +120,7 @@ def render_analysis(a: Analysis, values: dict | None) -> str:
 
 def analysis_json(a: Analysis, values: dict | None) -> dict:
     from einsum_ir.analysis.counts import hoisted
+    from einsum_ir.ops import DTYPE_BYTES
     c = a.cascade
     data = {
         "design": c.name,
@@ -131,6 +134,7 @@ def analysis_json(a: Analysis, values: dict | None) -> dict:
         "traffic": {k: sym(v) for k, v in a.traffic.items()},
         "intensity": sym(a.intensity),
         "tensor_bytes": {k: sym(v) for k, v in a.sizes.items()},
+        "element_bytes": {t.name: DTYPE_BYTES[t.dtype] for t in c.tensors},   # the declared types (the byte rule)
         "hoisted": hoisted(c),
     }
     if values:
@@ -149,6 +153,8 @@ def render_simulation(r) -> str:
     if r.latency_rule:
         out.append(f"  rule       {r.latency_rule}")
     out.append(f"DRAM         {human(r.dram_bytes, 'B')} ({human(r.dram_cycles)} cycles at full bandwidth)")
+    if r.bytes_rule:
+        out.append(f"  bytes      {r.bytes_rule}")
     out.append(f"buffer       {human(r.buffer_bytes, 'B')} of {human(r.buffer_capacity_bytes, 'B')}")
     total = r.total_energy_pj
     out.append(f"energy       {total / 1e12:.4g} J, {r.accounting} accounting ("

@@ -64,6 +64,7 @@ class Report:
     critical_path: str = ""     # epochs: the expression used per epoch
     accounting: str = "physical"
     energies: dict = field(default_factory=dict)    # accounting name -> energy.Energy (both, from the same counts)
+    bytes_rule: str = ""        # the byte-width rule as applied here (`bytes_rule`)
 
     @property
     def einsum_energy_pj(self) -> dict:
@@ -85,6 +86,17 @@ class Report:
     @property
     def total_energy_pj(self) -> float:
         return sum(self.energy_pj.values())
+
+
+def bytes_rule(c: Cascade, hw: SpatialArray, tensors) -> str:
+    """The byte-width rule (simulator.traffic) in one line, with the types it
+    applied: DRAM bytes at each DRAM tensor's declared type, on-chip bytes at
+    the hardware's word."""
+    from einsum_ir.analysis.sizes import declared_widths
+    home = {tc.name for tc in tensors if tc.home is Home.DRAM or tc.dram_read_bytes or tc.dram_write_bytes}
+    dram = declared_widths([t for t in c.tensors if t.name in home])
+    return (f"in DRAM at each tensor's declared type ({dram or 'none'}); on the chip at {hw.name}'s "
+            f"{hw.word_bytes}-byte word")
 
 
 def _utilisation(hw: SpatialArray, costs, latency: float) -> tuple[dict, dict]:
@@ -118,7 +130,8 @@ def simulate(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict, accounting:
         unit_busy_cycles=sch.unit_busy_cycles, unit_utilisation=unit_util, einsum_utilisation=einsum_util,
         buffer_bytes=t.buffer_bytes, buffer_capacity_bytes=hw.buffer.capacity_bytes,
         min_buffer_bytes=t.min_buffer_bytes, energy_pj=energies[acct.name].by_component,
-        latency_rule=sch.rule, critical_path=sch.path, accounting=acct.name, energies=energies)
+        latency_rule=sch.rule, critical_path=sch.path, accounting=acct.name, energies=energies,
+        bytes_rule=bytes_rule(c, hw, moved.tensors))
     check_invariants(c, s.mapping, hw, s.env, report, moved.by_einsum)
     return report
 

@@ -27,6 +27,12 @@ loops index it, where the mapping keeps it and which unit uses it:
 An access counts the elements it touches: an iterative rank its steps when
 the access moves along it (RNV[m1], RNV[m1+1]), one iterate when it reads a
 fixed one (RNV[M1]).
+
+Bytes (the byte-width rule, one for every command; docs/spatial.md): an
+element in DRAM takes its tensor's declared type (`input Q[...]: f32` is 4
+bytes, as `attnc analyze` counts it); on the chip (buffer, staging register
+file, PEs) it takes the hardware's word (`word_bytes`), the width its
+datapath converts every value to.
 """
 from __future__ import annotations
 
@@ -36,6 +42,7 @@ from enum import Enum
 from math import prod
 
 from einsum_ir.ir import index_vars, offset_of
+from einsum_ir.ops import DTYPE_BYTES
 from mappers.mapping import Keep, Leaf
 
 from .facts import facts
@@ -135,8 +142,9 @@ class _Tensor:
     t: object
     level: Keep
     home: Home
-    size: object                # bytes, the initial iterate included
-    word: int
+    size: object                # elements, the initial iterate included
+    word: int                   # bytes of an element on the chip: the hardware's word
+    dram_word: int              # bytes of an element in DRAM: the tensor's declared type
     reread: bool
     writer_leaves: tuple
     writer_unit: str | None
@@ -167,42 +175,42 @@ def _reads(s: Space, n: Nest, x: _Tensor, reads: list, acc: Counter, by_einsum: 
             _local_read(s, n, x, e, a, acc, staged)
             continue
         trips = buffer_trips(n, x.t, lf, x.reread)
-        words = accessed(n, x.t, a, facts(s.cascade).moves) * x.word * trips
+        elems = accessed(n, x.t, a, facts(s.cascade).moves) * trips
         if x.level.in_buffer:
-            acc["buffer_read"] += words
+            acc["buffer_read"] += elems * x.word
             key = (x.level.loop, lf.loops[:lf.loops.index(x.level.loop) + 1])
             if x.home is Home.DRAM and key not in fetched:      # kept across readers that share it: fetched once
                 fetched.add(key)
                 fill = x.size * restream(n, x.t, lf, x.level)
-                acc["dram_read"] += fill
-                acc["buffer_write"] += fill
-                by_einsum[e.name] += fill
+                acc["dram_read"] += fill * x.dram_word
+                acc["buffer_write"] += fill * x.word
+                by_einsum[e.name] += fill * x.dram_word
         elif x.home is Home.DRAM:
             if id(lf) not in fetched:                          # one fetch per leaf, staged if shared
                 fetched.add(id(lf))
-                acc["dram_read"] += words
-                by_einsum[e.name] += words
+                acc["dram_read"] += elems * x.dram_word
+                by_einsum[e.name] += elems * x.dram_word
                 if per_leaf[id(lf)] > 1:
-                    acc["buffer_write"] += words
+                    acc["buffer_write"] += elems * x.word
             if per_leaf[id(lf)] > 1:
-                acc["buffer_read"] += words
+                acc["buffer_read"] += elems * x.word
 
 
 def _writes(s: Space, n: Nest, x: _Tensor, writes: list, acc: Counter, by_einsum: Counter) -> None:
     for e, lf, a in writes:
         trips = buffer_trips(n, x.t, lf)
-        words = accessed(n, x.t, a, facts(s.cascade).moves) * x.word
+        elems = accessed(n, x.t, a, facts(s.cascade).moves)
         if x.level.in_buffer:
-            acc["buffer_write"] += words * trips
-            acc["buffer_read"] += words * (trips - 1)          # partial sums read back on every trip but the first
+            acc["buffer_write"] += elems * x.word * trips
+            acc["buffer_read"] += elems * x.word * (trips - 1)   # partial sums read back on every trip but the first
             if x.home is Home.DRAM:
                 drain = x.size * restream(n, x.t, lf, x.level)
-                acc["buffer_read"] += drain
-                acc["dram_write"] += drain
-                by_einsum[e.name] += drain
+                acc["buffer_read"] += drain * x.word
+                acc["dram_write"] += drain * x.dram_word
+                by_einsum[e.name] += drain * x.dram_word
         elif x.home is Home.DRAM:
-            acc["dram_write"] += words * trips
-            by_einsum[e.name] += words * trips
+            acc["dram_write"] += elems * trips * x.dram_word
+            by_einsum[e.name] += elems * trips * x.dram_word
 
 
 def _spill(s: Space, x: _Tensor, reads: list, writes: list, acc: Counter, by_einsum: Counter) -> None:
@@ -210,19 +218,20 @@ def _spill(s: Space, x: _Tensor, reads: list, writes: list, acc: Counter, by_ein
     if x.home is not Home.CHIP or not f:
         return
     far = [e for e, lf, a in reads if id(lf) not in x.writer_leaves]
-    acc["dram_write"] += f * x.size
-    acc["dram_read"] += f * x.size * len(far)
+    spilt = f * x.size * x.dram_word
+    acc["dram_write"] += spilt
+    acc["dram_read"] += spilt * len(far)
     for e, _, _ in writes:
-        by_einsum[e.name] += f * x.size
+        by_einsum[e.name] += spilt
     for e in far:
-        by_einsum[e.name] += f * x.size
+        by_einsum[e.name] += spilt
 
 
 def tensor_traffic(s: Space, n: Nest, t, word: int, kept, by_einsum: Counter) -> TensorCost:
     m = s.mapping
     reads, writes = users(s, t)
     home = Home.DRAM if t.role in ("input", "output") or t.name in m.dram else Home.CHIP
-    x = _Tensor(t, m.keep_of(t.name), home, size_elems(n, t) * word, word, t.name in m.reread,
+    x = _Tensor(t, m.keep_of(t.name), home, size_elems(n, t), word, DTYPE_BYTES[t.dtype], t.name in m.reread,
                 tuple(id(lf) for _, lf, _ in writes), m.unit_of(t.name))
     acc: Counter = Counter({k: n.num.zero for k in ("dram_read", "dram_write", "buffer_read", "buffer_write",
                                                      "staging_read", "staging_write")})

@@ -33,6 +33,12 @@ class Kept(sympy.Function):
 
     @classmethod
     def eval(cls, pred, *limits):
+        canon = _canonical_kept(pred, limits)
+        if canon != (pred, tuple(limits)):     # one term per count: Kept[m <= p | m < M, p < P] only
+            if _canonical_kept(*canon) != canon:       # sympy re-shaped a floor: keep it as it is
+                canon = _canonical_kept(pred, limits, floors=False)
+            if canon != (pred, tuple(limits)):
+                return cls(canon[0], *canon[1])
         if pred is sympy.true:
             return sympy.Mul(*[n for _, n in limits])
         if pred is sympy.false:
@@ -46,6 +52,28 @@ class Kept(sympy.Function):
         pred, *limits = self.args
         lim = ", ".join(f"{v} < {printer._print(n)}" for v, n in limits)
         return f"Kept[{printer._print(pred)} | {lim}]"
+
+
+def _flip(rel):
+    """`a >= b` as `b <= a`, `a > b` as `b < a`: one direction for every bound."""
+    return (sympy.Le if isinstance(rel, sympy.Ge) else sympy.Lt)(rel.rhs, rel.lhs, evaluate=False)
+
+
+def _canonical_kept(pred, limits, floors: bool = True) -> tuple:
+    """(pred, limits) in one canonical form, so that the same count written
+    from two Einsums (their loop variables in another order, a bound written
+    the other way round) is one sympy term and sums merge: limits sorted by
+    variable name, `>`/`>=` turned into `<`/`<=`, the argument of a floor
+    over one denominator (`floor((P - 1)/D)`, not `floor(P/D - 1/D)`).
+    Idempotent (eval checks it for floors, which sympy may evaluate again)."""
+    limits = tuple(sorted((sympy.Tuple(*lim) for lim in limits), key=lambda lim: str(lim[0])))
+    if not isinstance(pred, sympy.Basic):
+        return pred, limits
+    if pred.has(sympy.Ge, sympy.Gt):
+        pred = pred.replace(lambda x: isinstance(x, (sympy.Ge, sympy.Gt)), _flip)
+    if floors and pred.has(sympy.floor):
+        pred = pred.replace(lambda x: isinstance(x, sympy.floor), lambda x: sympy.floor(sympy.together(x.args[0])))
+    return pred, limits
 
 
 def _affine(expr, u):

@@ -24,6 +24,16 @@ def size_bytes(t: TensorDecl) -> sympy.Expr:
     return elements(t) * DTYPE_BYTES[t.dtype]
 
 
+def declared_widths(tensors) -> str:
+    """`Q, K, V: f32, 4 B; AV: f16, 2 B`: the element types of `tensors`,
+    grouped, for the line that states the byte-width rule (a tensor in
+    memory takes its declared type; docs/analysis.md) in every output."""
+    groups: dict = {}
+    for t in tensors:
+        groups.setdefault(t.dtype, []).append(t.name)
+    return "; ".join(f"{', '.join(ns)}: {d}, {DTYPE_BYTES[d]} B" for d, ns in groups.items())
+
+
 def tensor_sizes(c: Cascade) -> dict[str, sympy.Expr]:
     """Bytes of every tensor."""
     return {t.name: size_bytes(t) for t in c.tensors}
