@@ -21,8 +21,10 @@ import hashlib
 from dataclasses import dataclass, field
 
 from einsum_ir.analysis.fused import FusedForm, FusedFormError
-from einsum_ir.analysis.tile_program import PassProgram, TileProgram, tile_program
+from einsum_ir.analysis.tile_program import (PassProgram, TileProgram, axes_of, integer_expr, reciprocal_divisor,
+                                              tile_program)
 from einsum_ir.ir import Access, Expr, Idx, Num, Op, Sym, accesses, index_vars, rank_of
+from einsum_ir.ops import BOOLEAN_OPS
 from mappers.gpu_mapping import GPUMapping, padded
 
 from .names import GeneratedCodeError, Identifiers, check_source, comment_text  # noqa: F401
@@ -35,9 +37,40 @@ _BIN = {"add": "+", "sub": "-", "mul": "*", "div": "/", "mod": "%"}
 PRELUDE = ["", "import triton", "import triton.language as tl", "", "LOG2E: tl.constexpr = 1.4426950408889634",
            "", "", "@triton.jit", "def _floordiv(a, b):", "    # floor division (the reference's), not C's truncation",
            "    q = a // b", "    return tl.where((q * b != a) & ((a < 0) != (b < 0)), q - 1, q)", "", "",
-           "@triton.jit", "def _mod(a, b):", "    return a - _floordiv(a, b) * b", "", ""]
+           "@triton.jit", "def _mod(a, b):", "    return a - _floordiv(a, b) * b", "", ""] + [
+    # values (float, or int promoted): numpy's np.mod and np.floor_divide exactly, with Triton's `%` being
+    # C's fmod; a quotient is rounded to the nearest integer, so an inexact `/` cannot move it
+    "@triton.jit", "def _vmod(a, b):", "    a = a * 1.0", "    b = b * 1.0", "    r = a % b",
+    "    return tl.where((r != 0) & ((r < 0) != (b < 0)), r + b, r)", "", "",
+    "@triton.jit", "def _vfloordiv(a, b):", "    a = a * 1.0", "    b = b * 1.0", "    r = a % b",
+    "    d = (a - r) / b", "    d = tl.where((r != 0) & ((r < 0) != (b < 0)), d - 1.0, d)", "    f = tl.floor(d)",
+    "    f = tl.where(d - f > 0.5, f + 1.0, f)", "    f = tl.where(d == 0, 0.0 * (a / b), f)",
+    "    return tl.where(b == 0, a / b, f)", "", "",
+    # `empty rows = 0`: a quotient 0 / 0 is 0 (docs/notation.md, Empty rows)
+    "@triton.jit", "def _div00(a, b):", "    q = a / b", "    return tl.where((b == 0) & (a == 0), 0.0, q)", "", ""]
 _FN = {"exp2": "tl.exp2", "log": "tl.log", "log2": "tl.log2", "sqrt": "tl.sqrt", "abs": "tl.abs",
-       "floor": "tl.floor", "sigmoid": "tl.sigmoid"}
+       "floor": "tl.floor", "sigmoid": "tl.sigmoid", "sin": "tl.sin", "cos": "tl.cos", "erf": "tl.erf",
+       "tan": "_tan", "log1p": "_log1p", "expm1": "_expm1", "softplus": "_softplus", "logsigmoid": "_logsigmoid"}
+# The new operators' stable forms (libdevice's tan, log1p, expm1 and pow do not run in the interpreter):
+# log1p and expm1 by Goldberg's and Kahan's corrections, softplus = max(x, 0) + log1p(exp(-|x|)), and
+# x ^ y = exp2(y log2 |x|) with numpy's signs (a negative base to a fraction is NaN, 0 ^ 0 is 1).
+PRELUDE = PRELUDE + [
+    "@triton.jit", "def _tan(x):", "    return tl.sin(x) / tl.cos(x)", "", "",
+    "@triton.jit", "def _log1p(x):", "    u = 1.0 + x", "    d = u - 1.0",
+    "    r = tl.log(u) * (x / tl.where(d == 0.0, 1.0, d))",
+    "    return tl.where(d == 0.0, x, tl.where(u == float('inf'), u, r))", "", "",
+    "@triton.jit", "def _expm1(x):", "    u = tl.exp(x)", "    lu = tl.log(u)",
+    "    r = (u - 1.0) * (x / tl.where(lu == 0.0, 1.0, lu))", "    r = tl.where(u == 1.0, x, r)",
+    "    r = tl.where(u - 1.0 == -1.0, -1.0, r)", "    return tl.where(u == float('inf'), u, r)", "", "",
+    "@triton.jit", "def _softplus(x):", "    return tl.maximum(x, 0.0) + _log1p(tl.exp(-tl.abs(x)))", "", "",
+    "@triton.jit", "def _logsigmoid(x):", "    return tl.minimum(x, 0.0) - _log1p(tl.exp(-tl.abs(x)))", "", "",
+    "@triton.jit", "def _pow(a, b):", "    a = a * 1.0", "    b = b * 1.0", "    whole = tl.floor(b) == b",
+    "    odd = whole & (b - 2.0 * tl.floor(b * 0.5) == 1.0)", "    m = tl.exp2(b * tl.log2(tl.abs(a)))",
+    "    r = tl.where(a < 0.0, tl.where(odd, -m, m), m)",     # nested: `&` of a scalar and a tile fails
+    "    r = tl.where(a < 0.0, tl.where(whole, r, float('nan')), r)",
+    "    return tl.where(b == 0.0, 1.0, tl.where(a == 1.0, 1.0, r))", "", ""]
+_INT = "tl.cast({}, tl.int32)"      # a bitwise operand in a float expression: whole, so exact in int32
+_BITS = {"band": "&", "bor": "|", "xor": "^", "shl": "<<", "shr": ">>"}
 
 
 @dataclass
@@ -107,6 +140,8 @@ class Generator:
             self.read.append(e.name)
         self.wide = wide_tensors(self.c, env)   # addressed with 64-bit offsets
         self.full_tile = False                  # rendering the full-tile loop: K/V loads need no mask
+        self.bools = frozenset(t.name for t in self.c.tensors if t.dtype == "bool")   # loads that are conditions
+        self.extents = frozenset(r.name for r in self.c.ranks)   # symbols known >= 1 (floor // and % bare)
 
     # -- emit helpers ---------------------------------------------------------------
     def out(self, line: str = ""):
@@ -134,7 +169,7 @@ class Generator:
             if e.name in self.f.batch:
                 return self.coord(e.name)
             return ctx.var(self.role[e.name])
-        if isinstance(e, Op) and (t := index_template(e)) is not None:
+        if isinstance(e, Op) and (t := index_template(e, self.extents)) is not None:
             return t.format(*[self.index(x, ctx) for x in e.args])
         raise FusedFormError(f"cannot index with {e}", getattr(e, "loc", None), self.c.source)
 
@@ -222,6 +257,15 @@ class Generator:
                 return ctx.expand(code, axes)
             return self.load(e, ctx)
         assert isinstance(e, Op)
+        if integer_expr(e) and axes_of(self.f, e):
+            # coordinates in integer arithmetic (exact, floor // and %), one value per row / key / point
+            return f"({self.index(e, ctx)}).to(tl.float32)"
+        if e.name == "select":
+            a, b = (self.value(x, ctx) for x in e.args[1:])
+            return f"tl.where({self.cond(e.args[0], ctx)}, {a}, {b})"
+        if e.name == "div" and reciprocal_divisor(self.f, e.args[1]) and axes_of(self.f, e.args[0]):
+            # a divisor uniform over the tile: inverted once, a multiply per point
+            return f"({self.value(e.args[0], ctx)} * (1.0 / {self.value(e.args[1], ctx)}))"
         if e.name == "exp":
             a = e.args[0]
             if (isinstance(a, Op) and a.name == "sub" and isinstance(a.args[1], Access)
@@ -229,9 +273,11 @@ class Generator:
                 g2 = self.active[a.args[1].tensor]
                 return f"tl.exp2({self.value(a.args[0], ctx)} * LOG2E - {ctx.expand(g2, ('p',))})"
             return f"tl.exp2({self.value(a, ctx)} * LOG2E)"
-        t = value_template(e.name)
+        if e.name == "div" and self.c.empty_rows == "0":
+            return zero_quotient(e).format(*[self.value(x, ctx) for x in e.args])
+        t = op_template(e)
         if t is not None:
-            return t.format(*[self.value(x, ctx) for x in e.args])
+            return t.format(*number_codes(e, [self.value(x, ctx) for x in e.args], self.bools))
         raise FusedFormError(f"no Triton form for operator {e.name}", e.loc, self.c.source)
 
     # -- roles ----------------------------------------------------------------------
@@ -365,8 +411,8 @@ class Generator:
                 ident = {"max": 'float("-inf")', "min": 'float("inf")', "sum": "0.0"}[r.kind]
                 self.out(f"{self.r(r.name)} = tl.full((BLOCK_M,), {ident}, dtype=tl.float32)")
             self.values[r.name] = (self.r(r.name), ("p", "f") if r.kind == "value" else ("p",))
-        for g in gs:
-            self.out(f"{self.ident('gs', g)} = tl.zeros((BLOCK_M,), dtype=tl.float32)")
+        for g in gs:        # the running normaliser: -inf until a row sees a key
+            self.out(f"{self.ident('gs', g)} = tl.full((BLOCK_M,), float(\"-inf\"), dtype=tl.float32)")
         self.out(f"bt_off = {self._batch_linear()} * bt{k}_bs + pid_m * bt{k}_ks")
         self.out(f"cnt_off = {self._batch_linear()} * (bt{k}_bs // bt{k}_ks) + pid_m")
         for partial in (False, True):
@@ -398,6 +444,7 @@ class Generator:
         f = self.f
         self.loads = {}
         self.preds = {}
+        self.masked = set(pp.masked)
         saved = dict(self.values)
         tile = _Ctx(("p", "m"))
         prec = ", input_precision=\"ieee\"" if self.m.dtype in ("f32",) else ""
@@ -430,13 +477,16 @@ class Generator:
                 self._row(e)
             chained += n.chain
             gcode = self.values[g][0]
+            # alpha rescales what was summed under the previous value: exp2(-inf) = 0 while that was -inf
+            # (nothing summed), never -inf - -inf = NaN nor an overflow to inf times the empty sums; the
+            # exponents use the value itself, as the reference does (exp(-inf - -inf) is NaN there too)
             self.out(f"g_new = tl.where({gcode} == float(\"-inf\"), 0.0, {gcode})")
-            g_safe, g_log2 = self.ident("gs", g), self.ident("gl", g)
-            self.out(f"alpha = tl.exp2(({g_safe} - g_new) * LOG2E)")
+            g_run, g_log2 = self.ident("gs", g), self.ident("gl", g)
+            self.out(f"alpha = tl.exp2(({g_run} - g_new) * LOG2E)")
             for r in n.rescaled:
                 self.out(f"{self.r(r.name)} = {self.r(r.name)} * alpha" + ("[:, None]" if r.kind == "value" else ""))
-            self.out(f"{g_safe} = g_new")
-            self.out(f"{g_log2} = {g_safe} * LOG2E")
+            self.out(f"{g_run} = {gcode}")
+            self.out(f"{g_log2} = {g_run} * LOG2E")
         for e in chained:
             self.values.pop(e.name, None)
         for n in pp.normalise:
@@ -466,8 +516,8 @@ class Generator:
     def _keep(self, e, ctx: _Ctx, partial: bool) -> str | None:
         """The mask of a partial tile for Einsum e: in bounds and its predicate
         (each distinct predicate computed once per tile)."""
-        if not partial:
-            return None
+        if not partial or e not in self.masked:
+            return None             # full tile, or what it reads is already masked (TileProgram.masked)
         if e.predicate is None:
             return "inb"
         if e.predicate not in self.preds:
@@ -478,7 +528,7 @@ class Generator:
 
     def _tile_value(self, e, code: str, ctx: _Ctx, partial: bool):
         name = self.ident("v", e.name)
-        if partial and e.predicate is not None:
+        if partial and e in self.masked:
             code = f"tl.where({self._keep(e, ctx, partial)}, {code}, {_removed(e)})"
         self.out(f"{name} = {code}")
         self.values[e.name] = (name, ("p", "m"))
@@ -607,31 +657,81 @@ def _removed(e) -> str:
     return {"max": 'float("-inf")', "min": 'float("inf")'}.get(e.reduce, "0.0")
 
 
+def op_template(e: Op) -> str | None:
+    """`value_template` of `e`, with `x ^ n` for a whole literal |n| <= 4 as
+    a product (exact, any sign of x; numpy's 0 ^ -1 = inf, x ^ 0 = 1)."""
+    if e.name == "pow" and isinstance(e.args[1], Num) and float(e.args[1].value).is_integer() \
+            and abs(e.args[1].value) <= 4:
+        n = int(e.args[1].value)
+        if n == 0:
+            return "tl.where(({0}) == ({0}), 1.0, 1.0)"
+        prod = " * ".join(["({0})"] * abs(n))
+        return f"({prod})" if n > 0 else f"(1.0 / ({prod}))"
+    return value_template(e.name)
+
+
+def number_codes(e: Op, codes: list[str], bools=frozenset()) -> list[str]:
+    """The operands' code where `e` wants numbers: a condition is 1.0 or 0.0
+    (Triton's int1 arithmetic wraps: (a < b) - (c < d) would be 1, not -1).
+    `bools`: the bool tensors, whose loads are conditions too."""
+    if e.name in ("and", "or", "not"):
+        return codes
+    out = []
+    for k, (a, code) in enumerate(zip(e.args, codes)):
+        cond = (isinstance(a, Op) and a.name in BOOLEAN_OPS) or (isinstance(a, Access) and a.tensor in bools)
+        out.append(f"({code}).to(tl.float32)" if cond and not (e.name == "select" and k == 0) else code)
+    return out
+
+
 def value_template(op: str) -> str | None:
     """Triton code of a value operator, `{}` standing for its arguments
-    (shared by both generators)."""
+    (shared by both generators). `%` and `//` floor as numpy does, for
+    float and integer operands alike (Triton's own `%` is C's fmod)."""
+    if op in ("mod", "floordiv"):
+        return "_vmod({}, {})" if op == "mod" else "_vfloordiv({}, {})"
     if op in _BIN or op in _CMP:
         return f"({{}} {_BIN.get(op) or _CMP[op]} {{}})"
     if op in _FN:
         return f"{_FN[op]}(({{}}) * 1.0)"
-    return {"floordiv": "tl.floor({} / {})", "and": "({} & {})", "or": "({} | {})", "not": "({} == 0)",
+    if op in _BITS:
+        return f"({_INT} {_BITS[op]} {_INT}).to(tl.float32)"
+    if op == "pow":
+        return "_pow({}, {})"
+    return {"and": "({} & {})", "or": "({} | {})", "not": "({} == 0)",
             "neg": "(-{})", "tanh": "(2.0 * tl.sigmoid(2.0 * ({})) - 1.0)", "max": "tl.maximum({}, {})",
             "min": "tl.minimum({}, {})", "clip": "tl.minimum(tl.maximum({}, {}), {})",
             "select": "tl.where({}, {}, {})"}.get(op)
 
 
-def index_template(e: Op) -> str | None:
-    """Triton code of an integer index operator (floor semantics for // and %)."""
-    if e.name in ("floordiv", "div"):
-        return "({} // {})" if _nonneg(e.args[0]) else "_floordiv({}, {})"
-    if e.name == "mod":
-        return "({} % {})" if _nonneg(e.args[0]) else "_mod({}, {})"
+def zero_quotient(e: Op) -> str:
+    """Triton code of the quotient `e` under `empty rows = 0`, where 0 / 0 is
+    0, `{0}` and `{1}` standing for its operands (shared by both generators);
+    a literal operand other than 0 cannot make 0 / 0."""
+    num, den = e.args
+    if isinstance(den, Num) or isinstance(num, Num) and num.value != 0:
+        return "({0} / {1})"
+    if isinstance(num, Num):              # 0 / b: 0, or NaN for a NaN divisor
+        return "tl.where({1} != {1}, {1}, 0.0)"
+    return "_div00({0}, {1})"
+
+
+def index_template(e: Op, ranks=frozenset()) -> str | None:
+    """Triton code of an integer index operator (floor semantics for // and %:
+    Triton's truncate, so they are used bare only for a dividend known >= 0
+    and a divisor known > 0; `ranks`: symbols that are extents, so >= 1)."""
+    if e.name in ("floordiv", "div", "mod"):
+        bare = _nonneg(e.args[0], ranks) and _positive(e.args[1], ranks)
+        if e.name == "mod":
+            return "({} % {})" if bare else "_mod({}, {})"
+        return "({} // {})" if bare else "_floordiv({}, {})"
     if e.name in _BIN:
         return f"({{}} {_BIN[e.name]} {{}})"
+    if e.name in _BITS:                 # int32: a shift count lies in 0..31 in a kernel
+        return f"({{}} {_BITS[e.name]} {{}})"
     return {"neg": "(-{})", "max": "tl.maximum({}, {})", "min": "tl.minimum({}, {})"}.get(e.name)
 
 
-_INT_OPS = {"add", "sub", "mul", "floordiv", "mod", "neg", "max", "min"}
+_INT_OPS = {"add", "sub", "mul", "floordiv", "mod", "neg", "max", "min"} | set(_BITS)
 
 
 def _integer(e: Expr) -> bool:
@@ -643,13 +743,28 @@ def _integer(e: Expr) -> bool:
     return isinstance(e, Op) and e.name in _INT_OPS and all(_integer(a) for a in e.args)
 
 
-def _nonneg(e: Expr) -> bool:
-    """Known non-negative: coordinates, symbols, and their sums and products."""
-    if isinstance(e, (Idx, Sym)):
+def _nonneg(e: Expr, ranks=frozenset()) -> bool:
+    """Known non-negative: coordinates, extents (symbols in `ranks`; any other
+    shape symbol may be negative), numbers >= 0, and their sums, products and
+    floor quotients and remainders by a positive divisor."""
+    if isinstance(e, Idx):
         return True
+    if isinstance(e, Sym):
+        return e.name in ranks
     if isinstance(e, Num):
         return e.value >= 0
-    return isinstance(e, Op) and e.name in ("add", "mul", "floordiv", "mod") and all(_nonneg(a) for a in e.args)
+    if isinstance(e, Op) and e.name in ("floordiv", "div", "mod"):
+        return _positive(e.args[1], ranks) and (e.name == "mod" or _nonneg(e.args[0], ranks))
+    return isinstance(e, Op) and e.name in ("add", "mul") and all(_nonneg(a, ranks) for a in e.args)
+
+
+def _positive(e: Expr, ranks=frozenset()) -> bool:
+    """Known > 0: numbers > 0, extents, and their sums and products."""
+    if isinstance(e, Sym):
+        return e.name in ranks
+    if isinstance(e, Num):
+        return e.value > 0
+    return isinstance(e, Op) and e.name in ("add", "mul") and all(_positive(a, ranks) for a in e.args)
 
 
 def wide_tensors(c, env: dict) -> frozenset:

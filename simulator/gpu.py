@@ -27,15 +27,27 @@ import numpy as np
 
 from einsum_ir.analysis.counts import ops_per_point
 from einsum_ir.analysis.fused import FusedForm
-from einsum_ir.analysis.tile_program import PassProgram, TileProgram, tile_program
+from einsum_ir.analysis.tile_program import (KEY, POINT, ROW, UNIFORM, PassProgram, TileProgram, statement_ops,
+                                              tile_program)
 from einsum_ir.analysis.tiles import EMPTY, FULL, PARTIAL, cell_counts, classify
 from einsum_ir.ir import Op, index_vars, walk
-from einsum_ir.ops import DTYPE_BYTES
+from einsum_ir.ops import DTYPE_BYTES, KIND_UNITS, REDUCE_RULES
 from hw_models.gpu import GPU
 from hw_models.schema import HardwareError
 from mappers.gpu_mapping import GPUMapping, footprint, head_group, padded
 
-SFU_KINDS = ("exp", "log", "sqrt", "sigmoid", "tanh", "divide")
+SFU_KINDS = tuple(k for k, u in KIND_UNITS.items() if "sfu" in u)   # kinds that use the SFU at all
+_GPU_KINDS = {"convert": {"fp32": 1}}      # the model's own: P to 16 bit for the MMA
+
+
+def kind_units(kind: str) -> dict[str, int]:
+    """SFU, FP32 and integer operations one operation of `kind` costs
+    (einsum_ir.ops.KIND_UNITS); a kind with no row is refused, never
+    charged as something else."""
+    units = KIND_UNITS.get(kind) or _GPU_KINDS.get(kind)
+    if units is None:
+        raise ValueError(f"the GPU model has no cost for operation kind {kind!r} (add it to einsum_ir.ops.KIND_UNITS)")
+    return units
 
 
 @dataclass
@@ -83,6 +95,13 @@ class TileWork:
     fp32_partial: float
     row_fp32: float       # per row per tile: online rescaling
     row_sfu: float
+    int_full: float = 0.0       # integer ALU operations (index arithmetic, integer predicates)
+    int_partial: float = 0.0
+
+
+# integer ALU issue rate relative to fp32: an Ampere / Hopper SM has 64 INT32
+# lanes per clock against 128 FP32 (CUDA programming guide, throughput table)
+INT_PER_FP32 = 0.5
 
 
 def _program(x) -> TileProgram:
@@ -90,36 +109,44 @@ def _program(x) -> TileProgram:
     return x if isinstance(x, TileProgram) else tile_program(x)
 
 
-def _pass_ops(pp: PassProgram) -> tuple[Counter, Counter, int]:
-    """Element-wise op counts per tile point (all points; partial tiles' extra)
-    and the number of value contractions of one pass of the tile program:
-    its tile Einsums and score products, each once per tile."""
+def _pass_ops(pp: PassProgram, form: FusedForm) -> tuple[Counter, Counter, int]:
+    """Operations of one tile step of a pass as (kind, axes) -> count, for
+    every tile and the partial tiles' extra, and the number of value
+    contractions: each statement of the program once, each distinct
+    predicate once (the kernel computes `keep = inb & predicate` once per
+    tile and every masked statement selects with it); full tiles evaluate
+    no predicate."""
     per, extra = Counter(), Counter()
     nvalue = 0
-    for t in pp.tile_einsums + tuple(s.einsum for s in pp.scores):
-        if t not in tuple(s.einsum for s in pp.scores):
-            per.update(ops_per_point(t))
-        if t.predicate is not None:
-            _count(t.predicate, extra)
-            extra["select"] += 1
+    for t in pp.tile_einsums:
+        per.update(statement_ops(form, t.expr))
     for r in pp.init:
-        o = ops_per_point(r.einsum)
         if r.kind == "value":
             nvalue += 1
-            o.pop("mac", None)
-            per["convert"] += 1         # P to 16 bit for the MMA
-        per.update(o)
-        if r.einsum.predicate is not None:
-            _count(r.einsum.predicate, extra)
-            extra["select"] += 1
+            per.update(statement_ops(form, r.weight))
+            per["convert", POINT] += 1          # P to 16 bit for the MMA
+        else:
+            per.update(statement_ops(form, r.einsum.expr))
+            per[REDUCE_RULES[r.kind].kind, POINT] += 1
+    extra["compare", KEY] += 1                  # inb: the tile's bounds
+    extra["logic", POINT] += 1
+    for pred in pp.predicates:
+        extra.update(statement_ops(form, pred, cond=True))
+        extra["logic", POINT] += 1              # keep = inb & predicate
+    extra["select", POINT] += len(pp.masked)
     return per, extra, nvalue
 
 
-def _count(e, counter: Counter):
-    from einsum_ir.ops import RULES
-    for n in walk(e):
-        if isinstance(n, Op) and RULES[n.name].kind:
-            counter[RULES[n.name].kind] += 1
+def _weigh(counter: Counter, m: GPUMapping) -> tuple[float, float, float]:
+    """(SFU, fp32, integer) operations of one tile: each counted at the size
+    of its axes (a point, a row, a key; a scalar once)."""
+    size = {POINT: m.block_m * m.block_n, ROW: m.block_m, KEY: m.block_n, UNIFORM: 1}
+    sfu = fp = it = 0.0
+    for (kind, axes), v in counter.items():
+        n = v * size[axes]
+        u = kind_units(kind)
+        sfu, fp, it = sfu + n * u.get("sfu", 0), fp + n * u.get("fp32", 0), it + n * u.get("int", 0)
+    return sfu, fp, it
 
 
 def tile_work(program, k: int, m: GPUMapping, env: dict) -> TileWork:
@@ -127,22 +154,19 @@ def tile_work(program, k: int, m: GPUMapping, env: dict) -> TileWork:
     TileProgram, or a FusedForm whose program is taken)."""
     program = _program(program)
     form, pp = program.form, program.passes[k]
-    per, extra, nvalue = _pass_ops(pp)
+    per, extra, nvalue = _pass_ops(pp, form)
     e = env[form.contracted.upper()]
     f = env[form.feature.upper()] if form.feature else 0
     pts = m.block_m * m.block_n
-    sfu = sum(v for kk, v in per.items() if kk in SFU_KINDS)
-    fp = sum(v for kk, v in per.items() if kk not in SFU_KINDS)
-    sfu_x = sum(v for kk, v in extra.items() if kk in SFU_KINDS)
-    fp_x = sum(v for kk, v in extra.items() if kk not in SFU_KINDS)
+    sfu, fp, it = _weigh(per, m)
+    sfu_x, fp_x, it_x = _weigh(extra, m)
     rescaled = [r for n in pp.normalise for r in n.rescaled]
     norms = len(pp.normalise)
     row_fp = sum(f if r.kind == "value" else 1 for r in rescaled) + 2 * norms
     nscore = len(pp.scores)
     return TileWork(tensor_flops=2.0 * pts * (nscore * padded(e) + (padded(f) * nvalue if f else 0)),
-                    sfu_full=sfu * pts, fp32_full=fp * pts,
-                    sfu_partial=(sfu + sfu_x) * pts, fp32_partial=(fp + fp_x) * pts,
-                    row_fp32=row_fp * m.block_m, row_sfu=norms * m.block_m)
+                    sfu_full=sfu, fp32_full=fp, sfu_partial=sfu + sfu_x, fp32_partial=fp + fp_x,
+                    row_fp32=row_fp * m.block_m, row_sfu=norms * m.block_m, int_full=it, int_partial=it + it_x)
 
 
 # ------------------------------------------------------------------ the fused model
@@ -250,8 +274,9 @@ def chain_work(pp: PassProgram) -> Counter:
 
 def _split_counts(counter: Counter) -> tuple[float, float]:
     """(SFU, fp32) operations of a counter."""
-    sfu = sum(v for kk, v in counter.items() if kk in SFU_KINDS)
-    return float(sfu), float(sum(counter.values()) - sfu)
+    sfu = sum(v * kind_units(kk).get("sfu", 0) for kk, v in counter.items())
+    rest = sum(v * (kind_units(kk).get("fp32", 0) + kind_units(kk).get("int", 0)) for kk, v in counter.items())
+    return float(sfu), float(rest)
 
 
 @dataclass
@@ -408,6 +433,8 @@ def _pass_time(program: TileProgram, k, m, gpu, env, grid: _Grid, nfull, npart, 
     chain_sfu, chain_fp = (x * m.block_m for x in _split_counts(chain_work(program.passes[k])))
     sfu_f, fp_f = w.sfu_full + w.row_sfu + chain_sfu, w.fp32_full + w.row_fp32 + chain_fp
     sfu_p, fp_p = w.sfu_partial + w.row_sfu + chain_sfu, w.fp32_partial + w.row_fp32 + chain_fp
+    # integer work issues on the INT32 lanes, at INT_PER_FP32 of the fp32 rate
+    fp_f, fp_p = fp_f + w.int_full / INT_PER_FP32, fp_p + w.int_partial / INT_PER_FP32
     alone_f, share_f = _tile_times(w.tensor_flops, smem, sfu_f, fp_f, r, gpu, kc)
     alone_p, share_p = _tile_times(w.tensor_flops, smem, sfu_p, fp_p, r, gpu, kc)
     tr = traffic(program, k, m, env)
@@ -444,6 +471,7 @@ def _pass_time(program: TileProgram, k, m, gpu, env, grid: _Grid, nfull, npart, 
     work["tensor_flops"] += tiles * w.tensor_flops
     work["sfu_ops"] += tiles_full * sfu_f + tiles_part * sfu_p
     work["fp32_ops"] += tiles_full * fp_f + tiles_part * fp_p
+    work["int_ops"] += tiles_full * w.int_full + tiles_part * w.int_partial
     work["smem_bytes"] += tiles * smem
     parts["tensor_s"] += tiles * max(w.tensor_flops / r.tensor, smem / r.smem) / gpu.sms
     parts["sfu_s"] += (tiles_full * sfu_f + tiles_part * sfu_p) / r.sfu / gpu.sms
@@ -631,4 +659,257 @@ def predict_linear_chunked(env: dict, form: FusedForm, gpu: GPU, chunk: int = 64
                       {"compute_s": comp, "hbm_s": mem})
 
 
-__all__ = ["KERNEL_CLASSES", "KernelClass", "Prediction", "TileWork", "kernel_class", "smem_operand_bytes", "predict_fused", "predict_linear_chunked", "predict_unfused", "tile_work"]
+# ------------------------------------------------------------------ chunked kernels (their own program)
+
+@dataclass(frozen=True)
+class ChunkWork:
+    """Work of one chunk of a walk of a ChunkProgram (or of the steps run
+    once per program): tensor-core flops of its dots and the SFU, fp32 and
+    integer operations of everything else, each at its tile's size."""
+    tensor_flops: float
+    sfu: float
+    fp32: float
+    int_ops: float
+    dots: int
+    cumsums: int
+
+
+def _chunk_expr_ops(program, x, loop: str | None, out: Counter):
+    """Operator kinds of an expression as the chunked kernel evaluates it:
+    an element-wise Einsum read is its body substituted (and a select per
+    condition of its mask), evaluated again where it is read."""
+    from einsum_ir.analysis.chunk_program import point_masks
+    from einsum_ir.ir import Access, substitute
+    from einsum_ir.ops import RULES
+    if isinstance(x, Op):
+        kind = RULES[x.name].kind
+        if kind:
+            out[kind] += 1
+        for y in x.args:
+            _chunk_expr_ops(program, y, loop, out)
+    elif isinstance(x, Access) and x.tensor in program.inline:
+        e = program.inline[x.tensor]
+        binding = {i.name: v for i, v in zip(e.output.indices, x.indices)}
+        _chunk_expr_ops(program, substitute(e.expr, binding), loop, out)
+        for p in point_masks(program.form, e, loop):
+            _chunk_expr_ops(program, substitute(p, binding), loop, out)
+            out["select"] += 1
+
+
+def _tile(program, axes) -> int:
+    n = 1
+    for a in set(axes):
+        n *= program.blocks[a]
+    return n
+
+
+def step_work(program, s, loop: str | None) -> tuple[float, Counter]:
+    """(tensor flops, operations by kind) of one step at its tiles: a dot's
+    sides at [a, c] and [c, b], its product at [a, b]; a reduction over its
+    whole tile (result axes and reduced axes); an accumulator's combine at
+    its tile."""
+    from einsum_ir.analysis.chunk_program import factors
+    ops, e = Counter(), s.einsum
+
+    def add(x, n: int, select: bool = False):
+        one = Counter()
+        _chunk_expr_ops(program, x, loop, one)
+        one["select"] += select
+        for kind, v in one.items():
+            ops[kind] += v * n
+    if s.how == "dot":
+        d, fs = s.dot, factors(e.expr)
+        tensor = 2.0 * _tile(program, (d.a, d.b, d.c))
+        for idx, midx, axes in ((d.left, d.mask_left, (d.a, d.c)), (d.right, d.mask_right, (d.c, d.b)),
+                                (d.post, d.mask_post, (d.a, d.b))):
+            n = _tile(program, axes)
+            for i in idx:
+                add(fs[i], n)
+            ops["mul"] += max(0, len(idx) - 1) * n
+            for i in midx:
+                add(s.conds[i], n, select=True)
+        return tensor, ops
+    n = _tile(program, s.axes + s.reduced)
+    add(e.expr, n)
+    for p in s.conds:
+        add(p, n, select=True)
+    if s.how in ("reduce", "cumsum"):
+        ops[REDUCE_RULES[e.reduce].kind] += n
+    if s.role == "accumulate":
+        ops[REDUCE_RULES[e.reduce].kind] += _tile(program, s.axes)
+    return 0.0, ops
+
+
+def chunk_work(program, k: int | None) -> ChunkWork:
+    """Work of one chunk of walk k of `program`; k = None: the steps each
+    program runs once (the states' initial values and the Einsums after each
+    walk)."""
+    if k is None:
+        parts = [(s, lp.var) for lp in program.loops for s in lp.states] + \
+                [(s, None) for lp in program.loops for s in lp.after]
+    else:
+        parts = [(s, program.loops[k].var) for s in program.loops[k].steps]
+    tensor, ops = 0.0, Counter()
+    for s, loop in parts:
+        t, o = step_work(program, s, loop)
+        tensor += t
+        ops.update(o)
+    sfu = fp = it = 0.0
+    for kind, v in ops.items():
+        u = kind_units(kind)
+        sfu, fp, it = sfu + v * u.get("sfu", 0), fp + v * u.get("fp32", 0), it + v * u.get("int", 0)
+    steps = [s for s, _ in parts]
+    return ChunkWork(tensor, sfu, fp, it, sum(s.how == "dot" for s in steps), sum(s.how == "cumsum" for s in steps))
+
+
+def chunk_loads(program, k: int | None) -> list:
+    """Loads of walk k (each distinct access once per chunk) or, k = None, of
+    the steps run once per program."""
+    if k is None:
+        steps = [s for lp in program.loops for s in lp.states + lp.after]
+    else:
+        steps = list(program.loops[k].steps)
+    return list({ld.access: ld for s in steps for ld in s.loads}.values())
+
+
+def chunk_traffic(program, m: GPUMapping, env: dict) -> tuple[float, float]:
+    """(bytes one program reads, bytes its largest chunk reads): tiles that
+    move with the chunk once per chunk, the rest once per walk (cached)."""
+    b = DTYPE_BYTES[m.dtype]
+    total = peak = 0.0
+    for k, lp in enumerate(program.loops):
+        loads = chunk_loads(program, k)
+        moving = sum(ld.elements for ld in loads if ld.per_chunk) * b
+        total += lp.trips * moving + sum(ld.elements for ld in loads if not ld.per_chunk) * b
+        peak = max(peak, moving)
+    total += sum(ld.elements for ld in chunk_loads(program, None)) * b
+    return total, peak
+
+
+def _chunk_registers(program, m: GPUMapping) -> int:
+    """32-bit registers per thread: the states and accumulators live across
+    the walk, and about two step tiles at a time."""
+    from mappers.gpu_mapping import REG_OVERHEAD
+    live = sum(_tile(program, s.axes) for lp in program.loops for s in lp.states + lp.accumulators)
+    biggest = max((_step_tile(program, s) for s in program.steps), default=0)
+    return -(-(live + 2 * biggest) // (32 * m.warps)) + REG_OVERHEAD
+
+
+def _step_tile(program, s) -> int:
+    """Register elements of a step's largest tile: a dot's operands and
+    result; a masked reduction's broadcast tile (result and reduced axes)."""
+    if s.how == "dot":
+        d = s.dot
+        return max(_tile(program, (d.a, d.c)), _tile(program, (d.c, d.b)), _tile(program, (d.a, d.b)))
+    return _tile(program, s.axes + s.reduced)
+
+
+def _hoisted_cost(c, hoisted, m: GPUMapping, gpu: GPU, env: dict, parts: Counter, work: Counter) -> tuple:
+    """(time, HBM bytes) of the Einsums hoisted before the kernel: their
+    analysis counts, run as GEMMs and vector work, inputs and results through HBM."""
+    from einsum_ir.analysis.counts import einsum_ops
+    from einsum_ir.analysis.evaluate import evaluate
+    ops = Counter()
+    for e in hoisted:
+        for kind, v in einsum_ops(c, e).items():
+            ops[kind] += float(evaluate(v, env))
+    sfu = fp = 0.0
+    for kind, v in ops.items():
+        if kind != "mac":
+            u = kind_units(kind)
+            sfu, fp = sfu + v * u.get("sfu", 0), fp + v * (u.get("fp32", 0) + u.get("int", 0))
+    work["tensor_flops"] += 2.0 * ops["mac"]
+    work["sfu_ops"] += sfu
+    work["fp32_ops"] += fp
+    names = {e.name for e in hoisted}
+    touched = ({a.tensor for e in hoisted for a in e.reads()} - names) | names
+    nbytes = sum(float(np.prod([env[r] for r in c.tensor(t).ranks])) for t in touched) * DTYPE_BYTES[m.dtype]
+    t = (2.0 * ops["mac"] / (gpu.efficiency["gemm_tensor"] * gpu.tensor_peak(m.dtype))
+         + sfu / gpu.sfu_ops_per_s + fp / gpu.fp32_ops_per_s)
+    parts["hoisted_s"] += t
+    return t, 2 * nbytes if hoisted else 0.0
+
+
+def predict_chunked(program, m: GPUMapping, gpu: GPU, env: dict, kclass: str | KernelClass = "triton") -> Prediction:
+    """Time of a chunked linear-time kernel from its ChunkProgram (the object
+    codegen.chunked renders: `ChunkedKernel.program_for(env)`). One program per
+    batch coordinate walks its loops: per chunk the walk's work (`chunk_work`)
+    on one SM, at least its bytes at the program's streaming rate; programs
+    list-scheduled onto the SMs (waves); HBM: every program's loads, the
+    output once, hoisted Einsums before."""
+    from einsum_ir.analysis.chunk_program import batch_programs
+    from mappers.gpu_mapping import MAX_REGS_PER_THREAD
+    kc = kernel_class(kclass)
+    r = _rates(gpu, m, kc)
+    latency = gpu.efficiency["latency_ns"] * 1e-9
+    parts, work, notes = Counter(), Counter(), []
+    per_prog, alone = Counter(), 0.0
+    for k, lp in enumerate(list(program.loops) + [None]):
+        w = chunk_work(program, k if lp is not None else None)
+        n = lp.trips if lp is not None else 1
+        t, _ = _tile_times(w.tensor_flops, 0.0, w.sfu, w.fp32 + INT_PER_FP32 * w.int_ops, r, gpu, kc)
+        alone += n * t
+        for key, v in (("tensor_flops", w.tensor_flops), ("sfu_ops", w.sfu), ("fp32_ops", w.fp32),
+                       ("int_ops", w.int_ops)):
+            per_prog[key] += n * v
+    nprog = batch_programs(program, env)
+    prog_bytes, chunk_bytes = chunk_traffic(program, m, env)
+    prog_bw = min(m.stages * max(chunk_bytes, 1.0) / latency, gpu.sm_load_bytes_per_clock * gpu.clock_hz)
+    each = max(alone, prog_bytes / prog_bw) + 2 * latency
+    regs = _chunk_registers(program, m)
+    threads = 32 * m.warps
+    if regs > MAX_REGS_PER_THREAD:
+        notes.append(f"about {regs} registers per thread: the kernel spills (more warps, or smaller chunks)")
+    per_sm = max(1, min(gpu.registers_per_sm // (min(regs, MAX_REGS_PER_THREAD) * threads),
+                        gpu.max_threads_per_sm // threads, gpu.max_blocks_per_sm))
+    makespan = _schedule(np.full(nprog, each), np.full(nprog, each), gpu.sms, per_sm)
+    for key, v in per_prog.items():
+        work[key] += nprog * v
+    out_bytes = sum(float(np.prod([env[x] for x in o.ranks])) for o in program.cascade.outputs) * DTYPE_BYTES[m.dtype]
+    t_h, h_bytes = _hoisted_cost(program.cascade, _before_kernel(program), m, gpu, env, parts, work)
+    hbm = nprog * prog_bytes + out_bytes + h_bytes
+    work["hbm_bytes"] = hbm
+    launch = gpu.efficiency["launch_us"] * 1e-6
+    total = max(makespan, (hbm - h_bytes) / gpu.bandwidth) + launch + t_h
+    parts.update({"tensor_s": work["tensor_flops"] / (r.tensor * gpu.sms), "sfu_s": work["sfu_ops"] / (r.sfu * gpu.sms),
+                  "fp32_s": work["fp32_ops"] / (r.fp32 * gpu.sms), "hbm_s": hbm / gpu.bandwidth,
+                  "schedule_s": makespan, "launch_s": launch})
+    useful = nprog * sum(lp.trips * _useful_dot_flops(program, lp.steps, env) for lp in program.loops) \
+        + nprog * _useful_dot_flops(program, [s for lp in program.loops for s in lp.states + lp.after], env)
+    pred = Prediction("chunked", total, useful, hbm, "", gpu.tensor_peak(m.dtype), dict(parts), m, notes)
+    pred.work, pred.program, pred.kclass = dict(work), program, kc
+    pred.parts.update({"programs": nprog, "blocks_per_sm": per_sm, "regs_per_thread": regs,
+                       "waves": -(-nprog // (gpu.sms * per_sm))})
+    pred.binding = _binding(parts, max(parts["tensor_s"] + parts["sfu_s"] + parts["fp32_s"], parts["hbm_s"]), total)
+    return pred
+
+
+def _before_kernel(program) -> list:
+    """The hoisted Einsums and the element-wise ones they read (the runtime
+    evaluates those too, before the kernel), in cascade order."""
+    need, stack = set(), [a.tensor for h in program.hoisted for a in h.reads()]
+    while stack:
+        t = stack.pop()
+        if t in program.inline and t not in need:
+            need.add(t)
+            stack += [a.tensor for a in program.inline[t].reads()]
+    names = need | {h.name for h in program.hoisted}
+    return [e for e in program.cascade.einsums if e.name in names]
+
+
+def _useful_dot_flops(program, steps, env: dict) -> float:
+    """2 x the MACs of the dots at the extents (no padding): a chunk's token
+    axes at their block, the others at their rank's extent."""
+    from einsum_ir.ir import rank_of
+    tokens = program.form.token_axes()
+    total = 0.0
+    for s in steps:
+        if s.how == "dot":
+            n = 2.0
+            for a in (s.dot.a, s.dot.b, s.dot.c):
+                n *= program.blocks[a] if a in tokens else min(program.blocks[a], int(env[rank_of(a)]))
+            total += n
+    return total
+
+
+__all__ = ["KERNEL_CLASSES", "KernelClass", "Prediction", "TileWork", "kernel_class", "smem_operand_bytes", "ChunkWork", "chunk_loads", "chunk_traffic", "chunk_work", "predict_chunked", "predict_fused", "predict_linear_chunked", "predict_unfused", "tile_work"]

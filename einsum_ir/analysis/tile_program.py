@@ -27,7 +27,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ir import Access, Einsum, accesses
+from collections import Counter
+
+from ..ir import Access, Einsum, Expr, Idx, Num, Op, Sym, accesses, walk
+from ..ops import RULES
 from .fused import FusedForm, Reduction, Score
 
 
@@ -52,6 +55,8 @@ class PassProgram:
     late: tuple[Einsum, ...]
     sums: tuple[Reduction, ...]
     loads: tuple[Access, ...]
+    predicates: tuple[Expr, ...] = ()     # distinct predicates a partial tile evaluates, once each
+    masked: tuple[Einsum, ...] = ()       # statements a partial tile masks with a select (see _masked)
 
     @property
     def tile_einsums(self) -> tuple[Einsum, ...]:
@@ -110,9 +115,59 @@ def _pass_program(form: FusedForm, k: int, done: set[str]) -> PassProgram:
     late = tuple(t for t in tiles if _reads_pass_statistics(form, t, names))
     norms = tuple(Normalise(g, tuple(form.chain_to(g)), tuple(r for r in reds if r.rescaled_by == g))
                   for g in form.normalisers.get(k, ()))
-    return PassProgram(k, rows, reds, tuple(form.scores_in_pass(k)), tuple(t for t in tiles if t not in late),
+    scores = tuple(form.scores_in_pass(k))
+    masked = _masked(form, [s.einsum for s in scores] + list(tiles), list(reds))
+    preds = tuple(dict.fromkeys(e.predicate for e in masked if e.predicate is not None))
+    return PassProgram(k, rows, reds, scores, tuple(t for t in tiles if t not in late),
                        tuple(r for r in reds if r.kind in ("max", "min")), norms, late,
-                       tuple(r for r in reds if r.kind not in ("max", "min")), tuple(form.pass_loads(k)))
+                       tuple(r for r in reds if r.kind not in ("max", "min")), tuple(form.pass_loads(k)), preds,
+                       masked)
+
+
+def _removed_value(e: Einsum) -> float:
+    """What a tile value holds where its predicate removes a point."""
+    return {"max": float("-inf"), "min": float("inf")}.get(e.reduce, 0.0)
+
+
+def _masked(form: FusedForm, values: list[Einsum], reds: list[Reduction]) -> tuple[Einsum, ...]:
+    """The statements a partial tile must mask (`tl.where(keep, x, removed)`).
+    A reduction whose term is a masked tile value V that already holds the
+    reduction's identity where V's predicate (the same as the reduction's,
+    or the reduction has none) removes a point needs no mask of its own.
+    A tile value needs its mask only if a reader relies on its removed
+    points: a reduction that dropped its mask for it, or a statement with
+    another predicate; a reader with the same predicate overrides them."""
+    by_name = {v.name: v for v in values}
+    relied: set[str] = set()
+    masked_reds = []
+    for r in reds:
+        term = r.weight if r.kind == "value" else r.einsum.expr
+        v = by_name.get(term.tensor) if isinstance(term, Access) else None
+        ident = {"max": float("-inf"), "min": float("inf")}.get(r.kind, 0.0)
+        if (v is not None and v.predicate is not None and _removed_value(v) == ident
+                and r.einsum.predicate in (None, v.predicate)):
+            relied.add(v.name)
+        else:
+            masked_reds.append(r.einsum)
+        _rely(r.einsum, r.einsum.expr, by_name, relied)
+    for v in reversed(values):                  # readers after what they read
+        if v.predicate is not None and v.name in relied:
+            _rely(v, v.expr, by_name, relied)
+        else:
+            _rely(v, v.expr, by_name, relied, only_other=True)
+    return tuple(v for v in values if v.predicate is not None and v.name in relied) + tuple(masked_reds)
+
+
+def _rely(reader: Einsum, x: Expr, by_name: dict, relied: set, only_other: bool = False):
+    """Mark the tile values `reader` reads with another predicate than its own."""
+    for a in accesses(x):
+        v = by_name.get(a.tensor)
+        if v is not None and v.predicate != reader.predicate:
+            relied.add(v.name)
+    if reader.predicate is not None and not only_other:
+        for a in accesses(reader.predicate):
+            if a.tensor in by_name:
+                relied.add(a.tensor)
 
 
 def tile_program(form: FusedForm) -> TileProgram:
@@ -123,4 +178,100 @@ def tile_program(form: FusedForm) -> TileProgram:
     return TileProgram(form, passes, epilogue, tuple(form.epilogue_loads()))
 
 
-__all__ = ["Normalise", "PassProgram", "TileProgram", "tile_program"]
+# ------------------------------------------------------------------ what a statement costs per tile
+#
+# The kernel computes each subexpression at the shape of its operands, with
+# Triton's broadcasting: `p // W` once per query row, `m % W` once per key,
+# `p - m` per point, `KW // 2` or `sqrt(E)` once (a scalar). So an operation
+# is charged at its axes: POINT (block_m x block_n), ROW, KEY or UNIFORM.
+# Comparisons of integer expressions in a predicate, and integer expressions
+# of coordinates in a map, run in integer arithmetic ('int'); a divisor that
+# is uniform over the tile is inverted once and multiplied ('mul').
+
+UNIFORM, ROW, KEY, POINT = frozenset(), frozenset("p"), frozenset("m"), frozenset("pm")
+INT_OPS = frozenset({"add", "sub", "mul", "floordiv", "mod", "neg", "max", "min"})
+_LOGIC = frozenset({"and", "or", "not"})
+
+
+def integer_expr(x: Expr) -> bool:
+    """Coordinates, symbols and whole numbers combined by integer operators
+    (the generator evaluates these in integer arithmetic)."""
+    if isinstance(x, (Idx, Sym)):
+        return True
+    if isinstance(x, Num):
+        return float(x.value).is_integer()
+    return (isinstance(x, Op) and (x.name in INT_OPS or RULES[x.name].kind == "int")
+            and all(integer_expr(a) for a in x.args))
+
+
+def axes_of(form: FusedForm, x: Expr) -> frozenset:
+    """The tile axes a value varies over: 'p' (query rows), 'm' (keys)."""
+    if isinstance(x, Idx):
+        return KEY if x.name == form.key else ROW if x.name == form.query else UNIFORM
+    if isinstance(x, Access):
+        if form.tile_einsum(x.tensor) is not None:
+            return POINT
+        return frozenset().union(*[axes_of(form, i) for i in x.indices]) if x.indices else UNIFORM
+    if isinstance(x, Op):
+        return frozenset().union(*[axes_of(form, a) for a in x.args])
+    return UNIFORM
+
+
+def statement_ops(form: FusedForm, x: Expr, cond: bool = False) -> Counter:
+    """Operations of one evaluation of `x` over a tile, as (kind, axes) ->
+    count, following how the generator renders it (a predicate if `cond`)."""
+    out: Counter = Counter()
+    _ops(form, x, out, "cond" if cond else "value")
+    return out
+
+
+def _ops(form: FusedForm, x: Expr, out: Counter, mode: str) -> frozenset:
+    if isinstance(x, Access):
+        for i in x.indices:
+            if isinstance(i, Op):
+                _ops(form, i, out, "int")          # address arithmetic
+        return axes_of(form, x)
+    if not isinstance(x, Op):
+        return axes_of(form, x)
+    if mode == "value" and integer_expr(x) and axes_of(form, x):
+        mode = "int"
+    if mode == "cond" and x.name in _LOGIC:
+        ax = frozenset().union(*[_ops(form, a, out, "cond") for a in x.args])
+        out["logic", ax] += 1
+        return ax
+    if mode == "cond" and RULES[x.name].group == "compare" and all(integer_expr(a) for a in x.args):
+        ax = frozenset().union(*[_ops(form, a, out, "int") for a in x.args])
+        out["int", ax] += 1
+        return ax
+    if mode == "int":
+        ax = frozenset().union(*[_ops(form, a, out, "int") for a in x.args])
+        if RULES[x.name].kind is not None:
+            out["int", ax] += 1
+        return ax
+    if x.name == "select":
+        ax = _ops(form, x.args[0], out, "cond")
+        ax = ax.union(*[_ops(form, a, out, "value") for a in x.args[1:]])
+        out["select", ax] += 1
+        return ax
+    modes = ["cond" if mode == "cond" and RULES[x.name].group in ("compare", "logic") else "value"] * len(x.args)
+    axs = [_ops(form, a, out, m) for a, m in zip(x.args, modes)]
+    ax = frozenset().union(*axs)
+    kind = RULES[x.name].kind
+    if x.name == "div" and reciprocal_divisor(form, x.args[1]) and axs[1] != ax:
+        out["divide", axs[1]] += 1                 # the reciprocal, once per divisor value
+        kind = "mul"
+    if kind is not None:
+        out[kind, ax] += 1
+    return ax
+
+
+def reciprocal_divisor(form: FusedForm, d: Expr) -> bool:
+    """A divisor the generator inverts once and multiplies by: shape
+    symbols, numbers and batch coordinates (the same for every point of the
+    tile; no tensor value, so no subnormal whose reciprocal overflows)."""
+    return not any(isinstance(n, Access) or isinstance(n, Idx) and n.name in (form.key, form.query)
+                   for n in walk(d))
+
+
+__all__ = ["INT_OPS", "KEY", "Normalise", "POINT", "PassProgram", "ROW", "TileProgram", "UNIFORM", "axes_of",
+           "integer_expr", "reciprocal_divisor", "statement_ops", "tile_program"]
