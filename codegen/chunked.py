@@ -21,15 +21,17 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from einsum_ir.analysis.chunk_program import (MAX_REGISTER_AXIS, ChunkLoop, ChunkProgram, Step,  # noqa: F401
+                                              chunk_program, factors, in_range, point_masks)
 from einsum_ir.analysis.chunked import ChunkedForm, ChunkedFormError
 from einsum_ir.ir import Access, Einsum, Expr, Idx, Num, Op, Sym, index_vars, rank_of, substitute
-from mappers.gpu_mapping import GPUMapping, padded
+from mappers.gpu_mapping import GPUMapping
 
 from .names import Identifiers, check_source, comment_text
-from .triton import _CMP, PRELUDE, _integer, _nonneg, index_template, value_template
+from .triton import (_CMP, PRELUDE, _integer, _nonneg, index_template, number_codes, op_template,
+                     zero_quotient)
 
 VERSION = "1"
-MAX_REGISTER_AXIS = 256
 _IDENT = {"sum": "0.0", "max": 'float("-inf")', "min": 'float("inf")'}
 _DOT_T = {"bf16": "tl.bfloat16", "f16": "tl.float16"}
 
@@ -45,49 +47,30 @@ class ChunkedSource:
     outputs: list[str]
     symbols: list[str]
     digest: str = ""
+    program: ChunkProgram | None = None   # what the kernel runs: the GPU model charges this same object
 
 
 V = tuple[str, tuple[str, ...]]   # generated code and its axes
 
 
-def _factors(x: Expr) -> list[Expr]:
-    if isinstance(x, Op) and x.name == "mul":
-        return _factors(x.args[0]) + _factors(x.args[1])
-    return [x]
-
-
-def _conjuncts(x: Expr | None) -> list[Expr]:
-    if x is None:
-        return []
-    if isinstance(x, Op) and x.name == "and":
-        return _conjuncts(x.args[0]) + _conjuncts(x.args[1])
-    return [x]
+def _disagree(s: Step, what: str) -> RuntimeError:
+    """The renderer met a value the program did not describe: an internal
+    error (never a silently different kernel)."""
+    return RuntimeError(f"internal error: the chunk program and the chunked generator disagree on {what} of "
+                        f"{s.name} ({s.role}, {s.how})")
 
 
 class ChunkedGenerator:
-    def __init__(self, form: ChunkedForm, mapping: GPUMapping, env: dict):
-        self.f, self.c, self.m, self.env = form, form.cascade, mapping, env
-        self.pos = {a: i for i, a in enumerate(form.axes)}
-        self.loop_vars = {lp.var for lp in form.loops if lp.var not in lp.axes}
-        self.blocks: dict[str, int] = {}
-        chunk_axes = {a for lp in form.loops for a in lp.axes}
-        for a in form.axes:
-            if form.partitioned and a in chunk_axes:
-                n = int(env[rank_of(form.inner)])
-                if n < 16 or n & (n - 1):
-                    raise ChunkedFormError(f"{self.c.name}: the chunk size {rank_of(form.inner)} = {n} must be a "
-                                           "power of two, at least 16 (a Triton tile)")
-                self.blocks[a] = n
-            elif a in chunk_axes:
-                self.blocks[a] = mapping.block_n
-            else:
-                n = int(env[rank_of(a)])
-                if padded(n) > MAX_REGISTER_AXIS:
-                    raise ChunkedFormError(
-                        f"{self.c.name}: {rank_of(a)} = {n} is held whole in each program's registers "
-                        f"(at most {MAX_REGISTER_AXIS}); a chunked kernel walks only "
-                        + ", ".join(rank_of(lp.var) for lp in form.loops) + " in chunks")
-                self.blocks[a] = padded(n)
+    """Renders a ChunkProgram step by step: what runs (the walk, each step's
+    role and reduction, the register blocks) is the program's; this class
+    decides only how each step is written."""
+
+    def __init__(self, program: ChunkProgram, mapping: GPUMapping, env: dict):
+        self.p = program
+        self.f, self.c, self.m, self.env = program.form, program.cascade, mapping, env
+        self.pos = {a: i for i, a in enumerate(program.axes)}
+        self.loop_vars = {lp.var for lp in self.f.loops if lp.var not in lp.axes}
+        self.blocks: dict[str, int] = dict(program.blocks)
         self.lines: list[str] = []
         self.ind = 1
         self.scopes: list[dict[str, str]] = [{}]     # generated code -> temporary, per loop body
@@ -95,9 +78,11 @@ class ChunkedGenerator:
         self.new_state: dict[str, V] = {}           # X[m1 + 1] after this chunk's step
         self.loop: str | None = None                # the current loop variable
         self.current: Einsum | None = None          # the Einsum being generated (for messages)
+        self.bools = frozenset(t.name for t in self.c.tensors if t.dtype == "bool")   # loads that are conditions
         self.tmp = 0
         self.ident = Identifiers()           # (kind, design name) -> identifier in the kernel
-        self.read = [t.name for t in self.c.inputs] + [e.name for e in form.hoisted]
+        self.read = list(program.reads)
+        self.extents = frozenset(r.name for r in self.c.ranks)   # symbols known >= 1 (floor // and % bare)
 
     # -- emit helpers -----------------------------------------------------------------
     def out(self, line: str = ""):
@@ -162,7 +147,7 @@ class ChunkedGenerator:
             return self.sym(e.name), ()
         if isinstance(e, Idx):
             return self.var(e.name)
-        if isinstance(e, Op) and (t := index_template(e)) is not None:
+        if isinstance(e, Op) and (t := index_template(e, self.extents)) is not None:
             return self.combine(t, [self.index(x) for x in e.args])
         raise ChunkedFormError(f"cannot index with {e}", getattr(e, "loc", None), self.c.source)
 
@@ -194,9 +179,13 @@ class ChunkedGenerator:
             return self.combine("tl.exp2({} * LOG2E)", [self.value(e.args[0])])
         if e.name in ("and", "or", "not") or e.name in _CMP and all(_integer(a) for a in e.args):
             return self.cond(e)
-        t = value_template(e.name)
+        if e.name == "div" and self.c.empty_rows == "0":
+            return self.combine(zero_quotient(e), [self.value(x) for x in e.args])
+        t = op_template(e)
         if t is not None:
-            return self.combine(t, [self.value(x) for x in e.args])
+            args = [self.value(x) for x in e.args]
+            codes = number_codes(e, [a[0] for a in args], self.bools)
+            return self.combine(t, [(code, a[1]) for code, a in zip(codes, args)])
         raise ChunkedFormError(f"no Triton form for operator {e.name}", e.loc, self.c.source)
 
     def access(self, a: Access) -> V:
@@ -350,101 +339,57 @@ class ChunkedGenerator:
 
     # -- Einsums ------------------------------------------------------------------------
     def masks(self, e: Einsum) -> list[Expr]:
-        """What limits e's points: its predicate and the partition bound m1 * M0 + m0 < M."""
-        f = self.f
-        out = _conjuncts(e.predicate)
-        its = set(e.iteration_vars)
-        if f.partitioned and (f.root in its or f.inner in its and self.loop in its):
-            m = Idx(f.root) if f.root in its else Op("add", (Op("mul", (Idx(self.loop), Sym(rank_of(f.inner)))),
-                                                              Idx(f.inner)))
-            out.append(Op("lt", (m, Sym(rank_of(f.root)))))
-        return out
+        """What limits e's points (the program's rule): its predicate and the partition bound."""
+        return point_masks(self.f, e, self.loop)
 
-    def in_range(self, axis: str) -> Expr | None:
-        """Padding of a register axis, or the tail of a token chunk."""
-        if axis in self.f.token_axes():
-            if self.f.partitioned:
-                return None                       # the partition bound says it
-            return Op("lt", (Idx(axis), Sym(rank_of(axis))))
-        if self.blocks[axis] != int(self.env[rank_of(axis)]):
-            return Op("lt", (Idx(axis), Sym(rank_of(axis))))
-        return None
-
-    def out_axes(self, e: Einsum) -> tuple[str, ...]:
-        axes = []
-        for i in e.output.indices:
-            if isinstance(i, Idx):
-                v = self.var(i.name)
-                axes += v[1]
-        return self.sorted_axes(axes)
-
-    def einsum(self, e: Einsum) -> V:
-        """The chunk's value of e over its output axes."""
-        self.current = e
-        outa = self.out_axes(e)
-        red = [v for v in e.reduced if v in self.pos]
-        conds = self.masks(e) + [p for v in red if (p := self.in_range(v)) is not None]
-        if not red:
+    def einsum(self, s: Step) -> V:
+        """The chunk's value of the step's Einsum, reduced the way the program says."""
+        e = self.current = s.einsum
+        if s.how == "dot":
+            v = self.dot(s)
+        elif s.how == "cumsum":
+            v = self.prefix_sum(s)
+        else:
             v = self.value(e.expr)
-            for p in conds:
+            for p in s.conds:
                 v = self.combine(f"tl.where({{}}, {{}}, {_IDENT[e.reduce]})", [self.cond(p), v])
-            return v
-        if e.reduce == "sum" and len(red) == 1:
-            done = self.dot(e, red[0], outa, conds) or self.prefix_sum(e, red[0], outa, conds)
-            if done:
-                return done
-        v = self.value(e.expr)
-        for p in conds:
-            v = self.combine(f"tl.where({{}}, {{}}, {_IDENT[e.reduce]})", [self.cond(p), v])
-        axes = self.sorted_axes(v[1] + tuple(red))
-        code = self.full(v, axes)
-        op = {"sum": "tl.sum", "max": "tl.max", "min": "tl.min"}[e.reduce]
-        for r in sorted(red, key=lambda x: -axes.index(x)):
-            code = f"{op}({code}, axis={axes.index(r)})"
-            axes = tuple(x for x in axes if x != r)
-        return self.let(code), axes
+            if s.how == "reduce":
+                axes = self.sorted_axes(v[1] + s.reduced)
+                code = self.full(v, axes)
+                op = {"sum": "tl.sum", "max": "tl.max", "min": "tl.min"}[e.reduce]
+                for r in sorted(s.reduced, key=lambda x: -axes.index(x)):
+                    code = f"{op}({code}, axis={axes.index(r)})"
+                    axes = tuple(x for x in axes if x != r)
+                v = self.let(code), axes
+        full = s.role in ("accumulate", "state", "init")      # broadcast to the step's whole tile
+        if (not set(v[1]) <= set(s.axes)) if full else v[1] != s.axes:
+            raise _disagree(s, f"axes ({', '.join(v[1])})")
+        return v
 
-    def dot(self, e: Einsum, c: str, outa: tuple[str, ...], conds: list[Expr]) -> V | None:
-        """sum[c] X[a, c] * Y[c, b] as tl.dot, when the factors and masks split so."""
-        if len(outa) != 2 or min(self.blocks[x] for x in outa + (c,)) < 16:
-            return None
-        a, b = outa
-        sides = {a: [], b: [], "post": []}
-        for fac in _factors(e.expr):
-            v = self.value(fac)
-            ax = set(v[1])
-            if ax <= {a, c}:
-                sides[a].append(v)
-            elif ax <= {b, c}:
-                sides[b].append(v)
-            elif ax <= {a, b}:
-                sides["post"].append(v)
-            else:
-                return None
-        mask = {a: [], b: [], "post": []}
-        for p in conds:
-            v = self.cond(p)
-            ax = set(v[1])
-            if ax <= {a, b} and c not in ax:
-                mask["post"].append(v)
-            elif ax <= {a, c}:
-                mask[a].append(v)
-            elif ax <= {b, c}:
-                mask[b].append(v)
-            else:
-                return None
-        if not sides[b] or not sides[a]:
-            return None
-        ok = self.in_range(c)
+    def dot(self, s: Step) -> V:
+        """sum[c] X[a, c] * Y[c, b] as tl.dot, with the program's split of the factors and masks."""
+        d = s.dot
+        a, b, c = d.a, d.b, d.c
+        vals = [self.value(x) for x in factors(s.einsum.expr)]
+        conds = [self.cond(p) for p in s.conds]
+
+        def side(vs, idx, allowed):
+            if any(not set(vs[i][1]) <= allowed for i in idx):
+                raise _disagree(s, "the sides of its dot")
+            return [vs[i] for i in idx]
+        sides = {a: side(vals, d.left, {a, c}), b: side(vals, d.right, {b, c}), "post": side(vals, d.post, {a, b})}
+        mask = {a: side(conds, d.mask_left, {a, c}), b: side(conds, d.mask_right, {b, c}),
+                "post": side(conds, d.mask_post, {a, b})}
+        ok = in_range(self.f, self.blocks, self.env, c)
         okc = [self.cond(ok)] if ok is not None else []
         operands = []
-        for side in (a, b):
-            prod = sides[side][0]
-            for v in sides[side][1:]:
+        for sd in (a, b):
+            prod = sides[sd][0]
+            for v in sides[sd][1:]:
                 prod = self.combine("({} * {})", [prod, v])
-            for m in mask[side] + okc:
+            for m in mask[sd] + okc:
                 prod = self.combine("tl.where({}, {}, 0.0)", [m, prod])
-            order = (side, c) if side == a else (c, side)
+            order = (sd, c) if sd == a else (c, sd)
             tile = self.full(prod, self.sorted_axes(order))
             if self.sorted_axes(order) != order:
                 tile = f"tl.trans({tile})"
@@ -454,46 +399,36 @@ class ChunkedGenerator:
             code = f"tl.dot({x}, {y})"
         else:
             code = f"tl.dot({operands[0]}, {operands[1]}, input_precision=\"ieee\")"
-        v = (self.let(code), outa)
+        v = (self.let(code), (a, b))
         for p in sides["post"]:
             v = self.combine("({} * {})", [v, p])
         for m in mask["post"]:
             v = self.combine("tl.where({}, {}, 0.0)", [m, v])
         return v
 
-    def prefix_sum(self, e: Einsum, c: str, outa: tuple[str, ...], conds: list[Expr]) -> V | None:
+    def prefix_sum(self, s: Step) -> V:
         """sum[j] X[.., j] where j <= m0: a cumulative sum along j, read at m0."""
-        for k, p in enumerate(conds):
-            # only the inclusive form: an exclusive sum as cumsum - x is inf - inf = NaN where x is
-            # infinite (and loses x's digits); j < m0 takes the masked reduction instead
-            if not (isinstance(p, Op) and p.name == "le" and p.args[0] == Idx(c)
-                    and isinstance(p.args[1], Idx) and p.args[1].name in outa):
-                continue
-            o = p.args[1].name
-            if o in self.sorted_axes(self.value(e.expr)[1]) or self.blocks[o] != self.blocks[c]:
-                continue
-            v = self.value(e.expr)
-            rest = [self.cond(q) for q in conds[:k] + conds[k + 1:]]
-            pre = [q for q in rest if c in q[1]]
-            if any(o in q[1] for q in pre):
-                continue
-            for q in pre:
+        c, o, k = s.prefix.c, s.prefix.o, s.prefix.bound
+        conds = list(s.conds)
+        v = self.value(s.einsum.expr)
+        rest = [self.cond(q) for q in conds[:k] + conds[k + 1:]]
+        for q in rest:
+            if c in q[1]:
                 v = self.combine("tl.where({}, {}, 0.0)", [q, v])
-            axes = self.sorted_axes(v[1] + (c,))
-            x = self.let(self.full(v, axes))
-            code = f"tl.cumsum({x}, axis={axes.index(c)})"
-            renamed = tuple(o if ax == c else ax for ax in axes)
-            code, axes = self.let(code), renamed
-            want = self.sorted_axes(axes)
-            if want != axes:
-                perm = [axes.index(ax) for ax in want]
-                code = f"tl.trans({code})" if len(perm) == 2 else f"tl.permute({code}, {tuple(perm)})"
-            out = (code, want)
-            for q in rest:
-                if c not in q[1]:
-                    out = self.combine("tl.where({}, {}, 0.0)", [q, out])
-            return out
-        return None
+        axes = self.sorted_axes(v[1] + (c,))
+        x = self.let(self.full(v, axes))
+        code = f"tl.cumsum({x}, axis={axes.index(c)})"
+        renamed = tuple(o if ax == c else ax for ax in axes)
+        code, axes = self.let(code), renamed
+        want = self.sorted_axes(axes)
+        if want != axes:
+            perm = [axes.index(ax) for ax in want]
+            code = f"tl.trans({code})" if len(perm) == 2 else f"tl.permute({code}, {tuple(perm)})"
+        out = (code, want)
+        for q in rest:
+            if c not in q[1]:
+                out = self.combine("tl.where({}, {}, 0.0)", [q, out])
+        return out
 
     # -- the kernel ---------------------------------------------------------------------
     def generate(self) -> ChunkedSource:
@@ -520,37 +455,34 @@ class ChunkedGenerator:
         for a in f.axes:
             if not (a in tokens and not f.partitioned):
                 self.out(f"offs_{a} = tl.arange(0, BLOCK_{a.upper()})")
-        for k, lp in enumerate(f.loops):
+        for lp in self.p.loops:
             self.emit_loop(lp)
-            for e in f.after[k]:
-                self.emit(e)
+            for s in lp.after:
+                self.emit(s)
         text = self.header() + "\n".join(self.lines) + "\n"
         check_source(text, c.name)
         src = ChunkedSource(text, f, self.m, {f"BLOCK_{a.upper()}": n for a, n in self.blocks.items()},
-                            list(self.read), [x.name for x in c.outputs], symbols)
+                            list(self.read), [x.name for x in c.outputs], symbols, program=self.p)
         src.digest = hashlib.sha256(text.encode()).hexdigest()[:16]
         return src
 
-    def emit_loop(self, lp):
+    def emit_loop(self, lp: ChunkLoop):
+        """One walk of the program: its states' initial values, the chunk loop
+        running the program's steps in order, its accumulators final after it."""
         f = self.f
         self.out()
         self.out(f"# ---- loop over {lp.var}" + (f" (chunks of {rank_of(f.inner)})" if f.partitioned else
                                                f" in chunks of BLOCK_{lp.var.upper()}"))
         self.loop = lp.var
-        acc = {}
-        for init, step in lp.states:
-            axes = self.out_axes(step)
-            v = self.einsum(init)
-            self.out(f"{self.ident('st', step.name)} = {self.state_tile(v, axes)}")
-            self.values[step.name] = (self.ident("st", step.name), axes)
-        for e in lp.einsums:
-            if self._accumulates(e, lp):
-                axes = self.out_axes(e)
-                shape = ", ".join(f"BLOCK_{a.upper()}" for a in axes)
-                acc_name = self.ident("acc", e.name)
-                self.out(f"{acc_name} = tl.full(({shape},), {_IDENT[e.reduce]}, tl.float32)" if axes
-                         else f"{acc_name} = {_IDENT[e.reduce]}")
-                acc[e.name] = axes
+        for s in lp.states:
+            v = self.einsum(s)                    # the initial value writes the state's own tensor
+            self.out(f"{self.ident('st', s.name)} = {self.state_tile(v, s.axes)}")
+            self.values[s.name] = (self.ident("st", s.name), s.axes)
+        for s in lp.accumulators:
+            shape = ", ".join(f"BLOCK_{a.upper()}" for a in s.axes)
+            acc_name = self.ident("acc", s.name)
+            self.out(f"{acc_name} = tl.full(({shape},), {_IDENT[s.einsum.reduce]}, tl.float32)" if s.axes
+                     else f"{acc_name} = {_IDENT[s.einsum.reduce]}")
         if f.partitioned:
             self.out(f"for {self.ident('c', lp.var)} in range(0, {self.sym(rank_of(lp.var))}):")
         else:
@@ -561,29 +493,29 @@ class ChunkedGenerator:
         if not f.partitioned:
             self.out(f"offs_{lp.var} = start_{lp.var} + tl.arange(0, BLOCK_{lp.var.upper()})")
         inner = []
-        for e in lp.einsums:
-            if e.name in acc:
-                v = self.einsum(e)
-                comb = {"sum": "{0} + {1}", "max": "tl.maximum({0}, {1})", "min": "tl.minimum({0}, {1})"}[e.reduce]
-                acc_name = self.ident("acc", e.name)
-                self.out(f"{acc_name} = " + comb.format(acc_name, self.full(v, acc[e.name])))
-            elif e.iterative_var:
-                v = self.einsum(e)
-                axes = self.values[e.name][1]
-                self.out(f"{self.ident('stn', e.name)} = {self.state_tile(v, axes)}")
-                self.new_state[e.name] = (self.ident("stn", e.name), axes)
+        for s in lp.steps:
+            if s.role == "accumulate":
+                v = self.einsum(s)
+                comb = {"sum": "{0} + {1}", "max": "tl.maximum({0}, {1})",
+                        "min": "tl.minimum({0}, {1})"}[s.einsum.reduce]
+                acc_name = self.ident("acc", s.name)
+                self.out(f"{acc_name} = " + comb.format(acc_name, self.full(v, s.axes)))
+            elif s.role == "state":
+                v = self.einsum(s)
+                self.out(f"{self.ident('stn', s.name)} = {self.state_tile(v, s.axes)}")
+                self.new_state[s.name] = (self.ident("stn", s.name), s.axes)
             else:
-                self.emit(e)
-                inner.append(e.name)
-        for init, step in lp.states:
-            self.out(f"{self.ident('st', step.name)} = {self.ident('stn', step.name)}")
+                self.emit(s)
+                inner.append(s.name)
+        for s in lp.states:
+            self.out(f"{self.ident('st', s.name)} = {self.ident('stn', s.name)}")
         self.scopes.pop()
         self.ind -= 1
         for name in inner:
             self.values.pop(name, None)
         self.new_state = {}
-        for name, axes in acc.items():
-            self.values[name] = (self.ident("acc", name), axes)
+        for s in lp.accumulators:
+            self.values[s.name] = (self.ident("acc", s.name), s.axes)
         self.loop = None
 
     def state_tile(self, v: V, axes: tuple[str, ...]) -> str:
@@ -593,17 +525,14 @@ class ChunkedGenerator:
         shape = ", ".join(f"BLOCK_{a.upper()}" for a in axes)
         return f"({self.expand(v, axes)} + tl.zeros(({shape},), tl.float32))"
 
-    def _accumulates(self, e: Einsum, lp) -> bool:
-        return bool(e.reduced) and (lp.var in e.reduced)
-
-    def emit(self, e: Einsum):
+    def emit(self, s: Step):
         """A per-chunk (or after-loop) value, stored if it is the output."""
-        v = self.einsum(e)
-        name = self.ident("v", e.name)
+        v = self.einsum(s)
+        name = self.ident("v", s.name)
         self.out(f"{name} = {v[0]}")
-        self.values[e.name] = (name, v[1])
-        if self.c.tensor(e.name).role == "output":
-            self.store(e, (name, v[1]))
+        self.values[s.name] = (name, v[1])
+        if s.role == "output":
+            self.store(s.einsum, (name, v[1]))
 
     def store(self, e: Einsum, v: V):
         offs, masks = [], []
@@ -637,9 +566,12 @@ class ChunkedGenerator:
         return "\n".join(lines + PRELUDE)
 
 
-def generate(form: ChunkedForm, mapping: GPUMapping, env: dict) -> ChunkedSource:
-    """Triton source of the chunked kernel."""
-    return ChunkedGenerator(form, mapping, env).generate()
+def generate(program: ChunkProgram | ChunkedForm, mapping: GPUMapping, env: dict) -> ChunkedSource:
+    """Triton source of the chunked kernel: `program` rendered (a ChunkedForm
+    is first made into its program at `env` and the mapping's chunk)."""
+    if isinstance(program, ChunkedForm):
+        program = chunk_program(program, env, mapping.block_n)
+    return ChunkedGenerator(program, mapping, env).generate()
 
 
 __all__ = ["ChunkedSource", "generate"]

@@ -12,6 +12,7 @@ the whole iteration space; that is the only shortcut.
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,7 @@ import numpy as np
 from .errors import ExecutionError, ShapeError
 from .graph import schedule
 from .ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, Sym, offset_of, rank_of, walk
-from .ops import REDUCE_RULES, RULES
+from .ops import BITWISE_OPS, REDUCE_RULES, RULES
 from .printer import format_expr
 from .shapes import resolve
 
@@ -87,6 +88,8 @@ class _Evaluator:
                                          self.c.source)
                 zeros.append((e, np.asarray(args[1]) == 0))
                 args[1] = np.where(np.asarray(args[1]) == 0, 1, args[1])
+            if e.name in BITWISE_OPS:
+                return self.bitwise(e, args, None)
             return RULES[e.name].numpy(*args)
         raise TypeError(e)
 
@@ -112,8 +115,26 @@ class _Evaluator:
             args = [self.value(a, space, domain, einsum) for a in e.args]
             if e.name in ("div", "floordiv", "mod") and not _reads_tensor(e.args[1]):
                 self.nonzero_divisor(e, args[1], domain, space)
+            if e.name not in ("and", "or", "not"):   # a condition where a number is wanted is 1 or 0
+                args = [a if (e.name == "select" and k == 0) or np.asarray(a).dtype != bool
+                        else np.asarray(a, dtype=self.dtype) for k, a in enumerate(args)]
+            if e.name in BITWISE_OPS:
+                return self.bitwise(e, args, domain).astype(self.dtype)
+            if e.name == "div" and self.c.empty_rows == "0":
+                return zero_quotient(*args)
             return RULES[e.name].numpy(*args)
         raise TypeError(e)
+
+    def bitwise(self, e: Op, args, domain):
+        """A bitwise operator on the points that exist (elsewhere its operands
+        may be anything, e.g. a masked read): a fraction or an out-of-range
+        shift count there is an error at the operator."""
+        if domain is not None:
+            args = [np.where(domain, a, 0) for a in args]
+        try:
+            return np.asarray(RULES[e.name].numpy(*args))
+        except ValueError as x:
+            raise ExecutionError(f"{x} in {format_expr(e)}", e.loc, self.c.source) from None
 
     def nonzero_divisor(self, e: Op, d, domain, space: _Space):
         """A divisor made of coordinates, symbols and numbers (`m % (p - m)`)
@@ -274,6 +295,14 @@ class _Evaluator:
         out[tuple(where)] = result
 
 
+def zero_quotient(a, b):
+    """a / b under `empty rows = 0`: 0 / 0 is 0 (IEEE: NaN), everything else
+    IEEE's quotient; so a row with no visible key, whose normaliser and
+    numerator are both sums over no point, ends as 0."""
+    q = np.divide(a, b)
+    return np.where((np.asarray(a) == 0) & (np.asarray(b) == 0), 0.0, q)
+
+
 def _reads_tensor(e: Expr) -> bool:
     return any(isinstance(n, Access) for n in walk(e))
 
@@ -295,11 +324,12 @@ def _as_array(x, dtype):
 
 
 def execute(c: Cascade, inputs: dict, shapes: dict | None = None, dtype="float64",
-            keep: str = "outputs") -> dict[str, np.ndarray]:
+            keep: str = "outputs", check_domains: bool = False) -> dict[str, np.ndarray]:
     """Run a cascade in numpy. `inputs` maps each input tensor to an array
     (numpy or torch) with the declared rank order; `shapes` gives symbols not
     implied by the inputs (tile sizes, window widths). Returns the outputs
-    (`keep="all"`: every tensor)."""
+    (`keep="all"`: every tensor). `check_domains=True` first checks every
+    input against its declared domain (`input G[..]: f32 in (0, 1)`)."""
     try:
         ok = np.dtype(dtype).kind == "f"
     except TypeError:
@@ -321,6 +351,8 @@ def execute(c: Cascade, inputs: dict, shapes: dict | None = None, dtype="float64
     if missing:
         raise ShapeError(f"missing input{'s' * (len(missing) > 1)}: {', '.join(missing)}")
     env = resolve(c, shapes, inputs)
+    if check_domains:
+        _check_domains(c, inputs)
     for t in c.tensors:
         shape = [env[r] + (1 if r in t.iterative else 0) for r in t.ranks]
         _too_big(int(np.prod([float(n) for n in shape])), f"tensor {t.name}",
@@ -349,7 +381,10 @@ def execute(c: Cascade, inputs: dict, shapes: dict | None = None, dtype="float64
 
 
 def random_inputs(c: Cascade, shapes: dict, seed: int = 0, dtype="float64") -> dict[str, np.ndarray]:
-    """Standard-normal inputs (bool inputs: fair coin flips) at the given shapes."""
+    """Standard-normal inputs (bool inputs: fair coin flips) at the given
+    shapes; an input with a declared domain is drawn inside it (see
+    `_into_domain`), from the same random stream, so the other inputs are the
+    same with or without it."""
     env = resolve(c, shapes)
     for t in c.inputs:
         shape = [env[r] + (1 if r in t.iterative else 0) for r in t.ranks]
@@ -359,5 +394,68 @@ def random_inputs(c: Cascade, shapes: dict, seed: int = 0, dtype="float64") -> d
     out = {}
     for t in c.inputs:
         shape = tuple(env[r] + (1 if r in t.iterative else 0) for r in t.ranks)
-        out[t.name] = rng.random(shape) < 0.5 if t.dtype == "bool" else rng.standard_normal(shape).astype(dtype)
+        if t.dtype == "bool":
+            out[t.name] = rng.random(shape) < 0.5
+        elif t.domain is None:
+            out[t.name] = rng.standard_normal(shape).astype(dtype)
+        else:
+            out[t.name] = _into_domain(rng.standard_normal(shape), t, np.dtype(dtype), c)
     return out
+
+
+_EPS = {"f64": 2.0 ** -52, "f32": 2.0 ** -23, "tf32": 2.0 ** -10, "f16": 2.0 ** -10, "bf16": 2.0 ** -7,
+        "f8": 2.0 ** -3}
+"""Relative spacing of each element type's numbers: how far inside an open
+end a drawn value stays, so that rounding it to the declared type (a kernel
+loads an f16 gate as f16) cannot land on the end (0.9999 is 1.0 in f16)."""
+
+
+def _into_domain(z: np.ndarray, t, dtype: np.dtype, c: Cascade) -> np.ndarray:
+    """Standard-normal draws mapped into t's domain: onto (lo, hi) through a
+    logistic (as a sigmoid gate is), onto a half-line as lo + exp(z) (or hi - exp(z));
+    open ends kept out by a margin of the coarser of t's type and `dtype`;
+    integer types (i32, i8) get whole numbers of the domain."""
+    d = t.domain
+    u = 1.0 / (1.0 + np.exp(-z))
+    if t.dtype in ("i32", "i8"):
+        lo, hi = d.integer_ends()
+        if math.isfinite(d.lo) and math.isfinite(d.hi):
+            x = lo + np.minimum(np.floor(u * (hi - lo + 1)), hi - lo)
+        else:
+            x = lo + np.floor(np.exp(z)) if math.isfinite(d.lo) else hi - np.floor(np.exp(z))
+        return x.astype(dtype)
+    eps = max(_EPS.get(t.dtype, 2.0 ** -10), float(np.finfo(dtype).eps))
+    lo = d.lo if d.lo_closed or not math.isfinite(d.lo) else d.lo + eps * max(abs(d.lo), 1.0)
+    hi = d.hi if d.hi_closed or not math.isfinite(d.hi) else d.hi - eps * max(abs(d.hi), 1.0)
+    if lo > hi:
+        raise ShapeError(f"the domain {d} of input {t.name} is too narrow to draw {t.dtype} values strictly "
+                         "inside it", t.loc, c.source)
+    with np.errstate(over="ignore"):
+        if math.isfinite(d.lo) and math.isfinite(d.hi):
+            x = d.lo * (1 - u) + d.hi * u
+        elif math.isfinite(d.lo):
+            x = d.lo + np.exp(z)
+        elif math.isfinite(d.hi):
+            x = d.hi - np.exp(z)
+        else:
+            x = z
+    return np.clip(x, lo, hi).astype(dtype)
+
+
+def check_domains(c: Cascade, inputs: dict) -> None:
+    """Raise ShapeError if an input holds a value outside its declared domain
+    (NaN included), naming the tensor, the first such element and the domain."""
+    for t in c.inputs:
+        if t.domain is None or t.name not in inputs:
+            continue
+        x = _as_array(inputs[t.name], np.float64)
+        with np.errstate(invalid="ignore"):
+            bad = ~np.asarray(t.domain.contains(x), dtype=bool)
+        if np.any(bad):
+            at = tuple(int(i) for i in np.argwhere(bad)[0])
+            where = ", ".join(f"{r.lower()}={i}" for r, i in zip(t.ranks, at))
+            raise ShapeError(f"input {t.name} has {x[at]!r} at [{where}], outside its declared domain "
+                             f"{t.domain} ({int(bad.sum())} of {bad.size} elements are outside)", t.loc, c.source)
+
+
+_check_domains = check_domains  # execute's parameter of the same name hides the function there

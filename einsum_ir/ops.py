@@ -9,6 +9,7 @@ silent default.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
 from typing import Callable
 
 import numpy as np
@@ -25,18 +26,131 @@ class OpRule:
     infix: str | None = None  # symbol when written infix; None: written as a call
     precedence: int = 100     # binding strength of the infix form (higher binds tighter)
     group: str = "elementwise"
+    right_assoc: bool = False  # `a ^ b ^ c` is `a ^ (b ^ c)`
 
 
 def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def _rule(name, arity, np_fn, sp_fn, kind, infix=None, prec=100, group="elementwise"):
-    return OpRule(name, arity, np_fn, sp_fn, kind, infix, prec, group)
+def _softplus(x):
+    """log(1 + e^x) without overflow (x = 1000 gives 1000) or loss (x = -100 gives e^-100)."""
+    x = np.asarray(x, dtype=np.result_type(x, np.float16))
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
 
 
-# Precedence levels of the infix forms, lowest first.
-OR, AND, NOT, CMP, ADD, MUL, NEG = 1, 2, 3, 4, 5, 6, 7
+def _logsigmoid(x):
+    """log(sigmoid(x)) = -softplus(-x), exact for large |x| (-100 gives -100, 100 gives -e^-100)."""
+    x = np.asarray(x, dtype=np.result_type(x, np.float16))
+    return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
+
+
+_erf_scalar = np.frompyfunc(math.erf, 1, 1)
+
+
+def _erf(x):
+    """numpy has no erf: Python's math.erf, elementwise (correctly rounded to double)."""
+    x = np.asarray(x)
+    ft = np.result_type(x, np.float16)
+    return _erf_scalar(x.astype(np.float64)).astype(ft)
+
+
+def _pow(a, b):
+    """x ^ y as numpy's float power: a negative base with a non-integer
+    exponent is NaN, 0 ^ 0 is 1, 0 ^ -1 is inf. Integer operands are raised
+    as floats (numpy refuses an integer to a negative integer power)."""
+    a, b = np.asarray(a), np.asarray(b)
+    ft = np.result_type(a, b, np.float16)
+    a, b = a.astype(ft), b.astype(ft)
+    with np.errstate(invalid="ignore"):
+        fraction = (a < 0) & np.isfinite(b) & (b != np.floor(b))
+        # numpy's fast path for 0.5 is sqrt, so (-inf) ^ 0.5 is NaN but (-inf) ^ 1.5 inf: one rule here
+        return np.where(fraction, np.array(np.nan, ft), np.power(a, b))
+
+
+def as_int(x):
+    """Operands of a bitwise operator as int64: the validator proves them
+    integers (coordinates, symbols, integer tensors); a value that is not
+    whole here is an error, never truncated."""
+    x = np.asarray(x)
+    if x.dtype.kind in "iub":
+        return x.astype(np.int64)
+    if not np.all(np.isfinite(x) & (x == np.floor(x))):
+        bad = x[~(np.isfinite(x) & (x == np.floor(x)))].flat[0]
+        raise ValueError(f"a bitwise operand is not an integer: {bad}")
+    return x.astype(np.int64)
+
+
+def _bitwise(fn):
+    def f(a, b):
+        return fn(as_int(a), as_int(b))
+    return f
+
+
+def _shift(left: bool):
+    """Shifts of int64 by 0..62 bits: `a << s` is a * 2^s, `a >> s` is floor(a / 2^s)."""
+    def f(a, s):
+        a, s = as_int(a), as_int(s)
+        if np.any((s < 0) | (s > 62)):
+            raise ValueError(f"a shift count must lie in 0..62, got {s[(s < 0) | (s > 62)].flat[0]}")
+        return np.left_shift(a, s) if left else np.right_shift(a, s)
+    return f
+
+
+class _IntFn(sympy.Function):
+    """A bitwise operator in sympy: evaluated on integers, kept unevaluated
+    (an integer-valued function) on symbols."""
+    is_integer = True
+    _op = None
+
+    @classmethod
+    def eval(cls, a, b):
+        if a.is_Integer and b.is_Integer:
+            v = cls._op(int(a), int(b))
+            return None if v is None else sympy.Integer(v)
+        return None
+
+
+# `_imp_`: the numpy meaning sympy.lambdify uses (point counts evaluate predicates on grids)
+class BitAnd(_IntFn):
+    _op = staticmethod(lambda a, b: a & b)
+    _imp_ = staticmethod(_bitwise(np.bitwise_and))
+
+
+class BitOr(_IntFn):
+    _op = staticmethod(lambda a, b: a | b)
+    _imp_ = staticmethod(_bitwise(np.bitwise_or))
+
+
+class BitXor(_IntFn):
+    _op = staticmethod(lambda a, b: a ^ b)
+    _imp_ = staticmethod(_bitwise(np.bitwise_xor))
+
+
+class ShiftLeft(_IntFn):
+    _op = staticmethod(lambda a, b: a << b if 0 <= b <= 62 else None)
+    _imp_ = staticmethod(_shift(True))
+
+
+class ShiftRight(_IntFn):
+    _op = staticmethod(lambda a, b: a >> b if 0 <= b <= 62 else None)
+    _imp_ = staticmethod(_shift(False))
+
+
+def as_number_sympy(x):
+    """A condition used as a number is 1 where it holds, 0 elsewhere."""
+    if isinstance(x, (sympy.logic.boolalg.Boolean, sympy.core.relational.Relational)):
+        return sympy.Piecewise((1, x), (0, True))
+    return x
+
+
+def _rule(name, arity, np_fn, sp_fn, kind, infix=None, prec=100, group="elementwise", right_assoc=False):
+    return OpRule(name, arity, np_fn, sp_fn, kind, infix, prec, group, right_assoc)
+
+
+# Precedence levels of the infix forms, lowest first (bitwise below + - as in
+# Python, so `m & 3 == 0` is `(m & 3) == 0`; `^` above unary minus: -x^2 = -(x^2)).
+OR, AND, NOT, CMP, BOR, BAND, SHIFT, ADD, MUL, NEG, POW = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
 
 RULES: dict[str, OpRule] = {r.name: r for r in [
     # arithmetic
@@ -47,6 +161,13 @@ RULES: dict[str, OpRule] = {r.name: r for r in [
     _rule("floordiv", 2, np.floor_divide, lambda a, b: sympy.floor(a / b), "divide", "//", MUL),
     _rule("mod", 2, np.mod, lambda a, b: sympy.Mod(a, b), "divide", "%", MUL),
     _rule("neg", 1, np.negative, lambda a: -a, None, "-", NEG),
+    _rule("pow", 2, _pow, lambda a, b: a ** b, "pow", "^", POW, right_assoc=True),
+    # bitwise, on integers only (validate.py checks the operands)
+    _rule("band", 2, _bitwise(np.bitwise_and), BitAnd, "int", "&", BAND, "bitwise"),
+    _rule("bor", 2, _bitwise(np.bitwise_or), BitOr, "int", "|", BOR, "bitwise"),
+    _rule("xor", 2, _bitwise(np.bitwise_xor), BitXor, "int", group="bitwise"),
+    _rule("shl", 2, _shift(True), ShiftLeft, "int", "<<", SHIFT, "bitwise"),
+    _rule("shr", 2, _shift(False), ShiftRight, "int", ">>", SHIFT, "bitwise"),
     # comparison and logic (the vocabulary of predicates and select conditions)
     _rule("lt", 2, np.less, sympy.Lt, "compare", "<", CMP, "compare"),
     _rule("le", 2, np.less_equal, sympy.Le, "compare", "<=", CMP, "compare"),
@@ -65,6 +186,15 @@ RULES: dict[str, OpRule] = {r.name: r for r in [
     _rule("sqrt", 1, np.sqrt, sympy.sqrt, "sqrt", group="transcendental"),
     _rule("sigmoid", 1, _sigmoid, lambda a: 1 / (1 + sympy.exp(-a)), "sigmoid", group="transcendental"),
     _rule("tanh", 1, np.tanh, sympy.tanh, "tanh", group="transcendental"),
+    _rule("sin", 1, np.sin, sympy.sin, "trig", group="transcendental"),
+    _rule("cos", 1, np.cos, sympy.cos, "trig", group="transcendental"),
+    _rule("tan", 1, np.tan, sympy.tan, "tan", group="transcendental"),
+    _rule("erf", 1, _erf, sympy.erf, "erf", group="transcendental"),
+    _rule("softplus", 1, _softplus, lambda a: sympy.log(1 + sympy.exp(a)), "softplus", group="transcendental"),
+    _rule("logsigmoid", 1, _logsigmoid, lambda a: -sympy.log(1 + sympy.exp(-a)), "softplus",
+          group="transcendental"),
+    _rule("log1p", 1, np.log1p, lambda a: sympy.log(1 + a), "log1p", group="transcendental"),
+    _rule("expm1", 1, np.expm1, lambda a: sympy.exp(a) - 1, "expm1", group="transcendental"),
     _rule("abs", 1, np.abs, sympy.Abs, "abs"),
     _rule("floor", 1, np.floor, sympy.floor, "abs"),
     _rule("max", 2, np.maximum, sympy.Max, "max", group="associative"),
@@ -79,6 +209,27 @@ FUNCTIONS = {n for n, r in RULES.items() if r.infix is None}
 BINARY_INFIX = {r.infix: n for n, r in RULES.items() if r.infix and r.arity == 2}
 COMPARISONS = {n for n, r in RULES.items() if r.group == "compare"}
 BOOLEAN_OPS = COMPARISONS | {"and", "or", "not"}
+BITWISE_OPS = {n for n, r in RULES.items() if r.group == "bitwise"}
+
+# What one operation of each kind costs, in operations of a GPU's units:
+# "sfu" (special-function unit: exp2, log2, rcp, sin, cos, sqrt), "fp32"
+# (vector FP32/FMA) and "int" (integer ALU). These follow the Triton forms
+# codegen renders (e.g. softplus = max(x, 0) + log1p(exp(-|x|)): an exp, a
+# log and a divide on the SFU, five FP32 operations). Every kind an operator
+# or reduction can have is listed; a consumer meeting any other kind refuses.
+KIND_UNITS: dict[str, dict[str, int]] = {
+    "mac": {"fp32": 1}, "add": {"fp32": 1}, "mul": {"fp32": 1}, "divide": {"sfu": 1}, "max": {"fp32": 1},
+    "exp": {"sfu": 1}, "log": {"sfu": 1}, "sqrt": {"sfu": 1}, "sigmoid": {"sfu": 1}, "tanh": {"sfu": 1},
+    "abs": {"fp32": 1}, "compare": {"fp32": 1}, "select": {"fp32": 1}, "logic": {"fp32": 1},
+    "pow": {"sfu": 2, "fp32": 1},           # exp2(y * log2 |x|), sign fixed up
+    "trig": {"sfu": 1},                     # sin, cos
+    "tan": {"sfu": 3},                      # sin / cos
+    "erf": {"sfu": 1, "fp32": 12},          # a rational approximation and one exp
+    "softplus": {"sfu": 3, "fp32": 5},      # max(x, 0) + log1p(exp(-|x|))
+    "log1p": {"sfu": 2, "fp32": 4},         # log(u) * x / (u - 1), u = 1 + x
+    "expm1": {"sfu": 3, "fp32": 4},         # (u - 1) * x / log(u), u = exp(x)
+    "int": {"int": 1},                      # bitwise and shifts (and integer index arithmetic)
+}
 
 
 @dataclass(frozen=True)
@@ -101,6 +252,11 @@ REDUCE_RULES: dict[str, ReduceRule] = {r.name: r for r in [
 # Byte width of each element type, used by size and traffic analyses.
 DTYPE_BYTES = {"f64": 8, "f32": 4, "tf32": 4, "f16": 2, "bf16": 2, "f8": 1, "i32": 4, "i8": 1, "bool": 1}
 DEFAULT_DTYPE = "f16"
+
+
+_UNCOSTED = ({r.kind for r in RULES.values() if r.kind} | {r.kind for r in REDUCE_RULES.values()}) - set(KIND_UNITS)
+if _UNCOSTED:
+    raise RuntimeError(f"operation kinds without a cost row in KIND_UNITS: {sorted(_UNCOSTED)}")
 
 
 def rule(name: str) -> OpRule:

@@ -14,6 +14,8 @@ Meaning, as in docs/notation.md:
   and the `where` predicate holds; removed points are not evaluated at all;
 - the identity of an empty reduction is 0 for sum and plain maps, -inf for max
   (`max[]` included), +inf for min;
+- `/` follows IEEE (x / 0 = +-inf, 0 / 0 = NaN), except that under
+  `empty rows = 0` a quotient 0 / 0 is 0;
 - `/` in an access index (and in a rank definition) is floor division of
   integers, `//` and `%` in values floor like Python;
 - `and` / `or` evaluate their right side only where the left side does not
@@ -119,6 +121,64 @@ def _min(a, b):
     return a if a <= b else b
 
 
+def _pow(a, b):
+    """C99's pow (numpy's): a negative base to a fraction is NaN, 0 ^ -1 inf."""
+    a, b = float(a), float(b)
+    odd = b.is_integer() and b % 2 == 1
+    if a < 0 and math.isfinite(b) and not b.is_integer():
+        return math.nan                     # numpy's, also for a = -inf (where C99 gives inf)
+    try:
+        return math.pow(a, b)
+    except OverflowError:
+        return -math.inf if (a < 0 and odd) else math.inf
+    except ValueError:
+        if a == 0:
+            return math.copysign(math.inf, a) if odd else math.inf
+        return math.nan
+
+
+def _guarded(fn, overflow=math.inf):
+    """`fn` from math, NaN where math refuses (sin(inf), log1p(-2)), `overflow` past the range."""
+    def f(x):
+        if x != x:
+            return x
+        try:
+            return fn(x)
+        except OverflowError:
+            return overflow
+        except ValueError:
+            return math.nan
+    return f
+
+
+def _log1p(x):
+    return -math.inf if x == -1 else _guarded(math.log1p)(x)
+
+
+def _softplus(x):
+    """max(x, 0) + log(1 + e^-|x|): no overflow, no loss at either end."""
+    return x if x != x else max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+
+
+def _logsigmoid(x):
+    return x if x != x else min(x, 0.0) - math.log1p(math.exp(-abs(x)))
+
+
+def _whole(x) -> int:
+    if isinstance(x, bool) or (isinstance(x, (int, float)) and math.isfinite(x) and float(x).is_integer()):
+        return int(x)
+    raise ValueError(f"a bitwise operand is not an integer: {x}")
+
+
+def _bits(fn, shift=False):
+    def f(a, b):
+        a, b = _whole(a), _whole(b)
+        if shift and not 0 <= b <= 62:
+            raise ValueError(f"a shift count must lie in 0..62, got {b}")
+        return float(fn(a, b))
+    return f
+
+
 # name -> function of Python floats / bools. `and` and `or` are listed for
 # completeness; the evaluator short-circuits them itself.
 VALUE_OPS = {
@@ -151,6 +211,12 @@ VALUE_OPS = {
     "min": _min,
     "clip": lambda x, lo, hi: _min(_max(x, lo), hi),
     "select": lambda c, a, b: a if c else b,
+    "pow": _pow,
+    "sin": _guarded(math.sin), "cos": _guarded(math.cos), "tan": _guarded(math.tan),
+    "erf": math.erf, "softplus": _softplus, "logsigmoid": _logsigmoid, "log1p": _log1p,
+    "expm1": _guarded(math.expm1),
+    "band": _bits(lambda a, b: a & b), "bor": _bits(lambda a, b: a | b), "xor": _bits(lambda a, b: a ^ b),
+    "shl": _bits(lambda a, b: a << b, True), "shr": _bits(lambda a, b: a >> b, True),
 }
 
 # integer arithmetic of access indices and rank definitions
@@ -162,7 +228,18 @@ INDEX_OPS = {
     "div": lambda a, b: a // b,
     "mod": lambda a, b: a % b,
     "neg": lambda a: -a,
+    "band": lambda a, b: a & b,
+    "bor": lambda a, b: a | b,
+    "xor": lambda a, b: a ^ b,
+    "shl": lambda a, b: _index_shift(a, b, True),
+    "shr": lambda a, b: _index_shift(a, b, False),
 }
+
+
+def _index_shift(a: int, b: int, left: bool) -> int:
+    if not 0 <= b <= 62:
+        raise OracleError(f"a shift count must lie in 0..62, got {b}")
+    return a << b if left else a >> b
 
 # reduction: (identity, fold)
 def _sum(acc, x):
@@ -378,7 +455,13 @@ class _Oracle:
         fn = VALUE_OPS.get(x.name)
         if fn is None:
             self.fail(OracleError, f"the oracle has no rule for operator {x.name}", x, e)
-        return fn(*(self.value(a, p, e) for a in x.args))
+        if x.name == "div" and self.c.empty_rows == "0":      # `empty rows = 0`: 0 / 0 is 0
+            a, b = (self.value(y, p, e) for y in x.args)
+            return 0.0 if a == 0 and b == 0 else _div(a, b)
+        try:
+            return fn(*(self.value(a, p, e) for a in x.args))
+        except ValueError as err:       # a bitwise operand that is no integer, a shift out of range
+            self.fail(OracleError, f"{err} in {format_expr(x)}", x, e)
 
     def read(self, a: Access, p: dict, e: Einsum):
         decl = self.c.tensor(a.tensor)

@@ -11,7 +11,8 @@ from pathlib import Path
 import lark
 
 from .errors import Loc, ParseError, printable
-from .ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, Rank, Sym, TensorDecl, substitute, walk
+from .ir import (Access, Cascade, Domain, Einsum, Expr, Idx, Mask, Num, Op, Rank, Sym, TensorDecl, substitute,
+                 walk)
 from .ops import BINARY_INFIX, DEFAULT_DTYPE, DTYPE_BYTES, FUNCTIONS, REDUCE_RULES, RULES
 
 _TOKEN_NAMES = {
@@ -44,6 +45,18 @@ class PartitionStmt:
     loc: Loc | None
     outer_loc: Loc | None = None
     inner_loc: Loc | None = None
+
+
+@dataclass(frozen=True)
+class EmptyRowsStmt:
+    """`empty rows = 0` or `empty rows = nan`: the design's convention for a
+    row with no visible key (Cascade.empty_rows)."""
+    value: str
+    loc: Loc | None
+
+
+EMPTY_ROWS = ("nan", "0")
+"""The values of `empty rows`; the first is the default."""
 
 
 MAX_DEPTH = 100
@@ -92,7 +105,7 @@ def too_deep(e: Expr, limit: int = MAX_DEPTH) -> Expr | None:
 
 
 _OPERATORS = {"AND", "OR", "CMPOP", "PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "__ANON_0", "LPAR",
-              "WHERE", "DOUBLE_SLASH"}
+              "WHERE", "DOUBLE_SLASH", "CIRCUMFLEX", "AMPERSAND", "VBAR", "SHL", "SHR"}
 
 
 def _describe(names) -> str:
@@ -101,9 +114,12 @@ def _describe(names) -> str:
     terminals = {t.name: t for t in _lark().terminals}
     if "NUMBER" in names:
         return "an expression (a number, a name, a tensor element, a function call or '(')"
+    if "IN" in names:  # after a declaration: its optional domain
+        return _describe(set(names) - {"IN", "CMPOP"}) + " or a domain (in (0, 1), > 0, ...)"
     ops = {n for n in names if n in _OPERATORS or (
         n in terminals and isinstance(terminals[n].pattern, lark.lexer.PatternStr)
-        and terminals[n].pattern.value in ("and", "or", "+", "-", "*", "/", "//", "%", "(", "where"))}
+        and terminals[n].pattern.value in ("and", "or", "+", "-", "*", "/", "//", "%", "(", "where", "^", "&", "|",
+                                           "<<", ">>"))}
     structural = set(names) - ops
     if structural and ops:
         return _describe_all(structural) + " (or an operator continuing the expression)"
@@ -135,6 +151,13 @@ class _ToIR(lark.Transformer_NonRecursive):
         self.file = file
         self.source = source
         self.lets: dict[str, tuple[list[str], object]] = {}
+        self.masks: dict[str, Mask] = {}
+        # index variables written in a mask or a `let` body without being a
+        # parameter: id(Idx node) -> (node, "mask 'causal'"). They name a
+        # coordinate of the Einsum that uses the mask or calls the let, so
+        # each must be in that Einsum's iteration space (checked in `einsum`).
+        self.scoped: dict[int, tuple[Idx, str]] = {}
+        self.uses: list[tuple[str, Loc | None, set[int]]] = []  # this statement's mask uses and let calls
 
     def _loc(self, meta_or_tok) -> Loc | None:
         line = getattr(meta_or_tok, "line", None)
@@ -174,7 +197,32 @@ class _ToIR(lark.Transformer_NonRecursive):
         return Sym(str(items[0]), loc=self._loc(items[0]))
 
     def idx(self, items):
-        return Idx(str(items[0]), loc=self._loc(items[0]))
+        name = str(items[0])
+        if name in self.masks:  # a named mask: its condition, the same nodes at every use
+            cond = self.masks[name].condition
+            self._use(f"mask '{name}'", items[0], cond)
+            return cond
+        return Idx(name, loc=self._loc(items[0]))
+
+    def _use(self, what: str, tok, expansion: Expr):
+        ids = {id(n) for n in walk(expansion) if id(n) in self.scoped}
+        if ids:
+            self.uses.append((what, self._loc(tok), ids))
+
+    def _check_scope(self, e: Einsum):
+        """A mask's or a let's own index variables name coordinates of the
+        Einsum using it: each must also be written in the Einsum itself (a
+        mask restricts an iteration space; it does not add an index to it)."""
+        nodes = [n for part in (e.output, e.expr, e.predicate) if part is not None for n in walk(part)]
+        written = {n.name for n in nodes if isinstance(n, Idx) and id(n) not in self.scoped}
+        for n in nodes:
+            if isinstance(n, Idx) and id(n) in self.scoped and n.name not in written:
+                owner = self.scoped[id(n)][1]
+                what, loc = next(((w, lc) for w, lc, ids in self.uses if id(n) in ids), (owner, n.loc))
+                raise ParseError(f"{what} uses {n.name}, which is not an index of {e.name} (its indices: "
+                                 f"{', '.join(sorted(written)) or 'none'}); a mask or a let's own variable names "
+                                 f"a coordinate of the Einsum that uses it (its definition: {n.loc})",
+                                 loc, self.source)
 
     @lark.v_args(meta=True)
     def access(self, meta, items):
@@ -187,11 +235,14 @@ class _ToIR(lark.Transformer_NonRecursive):
         fn, *args = items
         args = () if args == [None] else tuple(args)
         name = str(fn)
+        if name in self.masks:
+            self._err(f"'{name}' is a mask, not a function: write it without arguments (where {name})", fn)
         if name in self.lets:
             params, body = self.lets[name]
             if len(args) != len(params):
                 self._err(f"'{name}' takes {len(params)} argument{'s' * (len(params) != 1)}, got {len(args)}", fn)
             out = substitute(body, dict(zip(params, args)))
+            self._use(f"'{name}'", fn, body)
             if count_nodes(out) > MAX_NODES:
                 self._err(f"the call of '{name}' expands to more than {MAX_NODES} nodes (nested `let`s "
                           "multiply their bodies); simplify the definitions", fn)
@@ -214,6 +265,8 @@ class _ToIR(lark.Transformer_NonRecursive):
 
     add, sub, mul, div = _binary("add"), _binary("sub"), _binary("mul"), _binary("div")
     floordiv, mod, and_, or_ = _binary("floordiv"), _binary("mod"), _binary("and"), _binary("or")
+    pow, band, bor = _binary("pow"), _binary("band"), _binary("bor")
+    shl, shr = _binary("shl"), _binary("shr")
 
     @lark.v_args(meta=True)
     def compare(self, meta, items):
@@ -235,6 +288,7 @@ class _ToIR(lark.Transformer_NonRecursive):
     def rank_def(self, items):
         name, definition = items
         self._check_depth(definition)
+        self.uses.clear()
         return RankStmt(Rank(str(name), definition, loc=self._loc(name)))
 
     def rank_stmt(self, items):
@@ -258,12 +312,52 @@ class _ToIR(lark.Transformer_NonRecursive):
             self._err(f"'{name}' is already defined", name)
         if len(set(params)) != len(params):
             self._err(f"'{name}' repeats a parameter name", name)
+        if str(name) in self.masks:
+            self._err(f"'{name}' is already a mask", name)
         for n in walk(body):
-            if isinstance(n, Idx) and n.name not in params:
-                self._err(f"'{n.name}' in the body of '{name}' is not one of its parameters "
-                          f"({', '.join(params) or 'none'})", n.loc)
+            if not isinstance(n, Idx):
+                continue
+            if id(n) in self.scoped and n.name in params:
+                # substituting the parameter would capture that coordinate
+                self._err(f"parameter '{n.name}' of '{name}' has the name of the coordinate {n.name} that "
+                          f"{self.scoped[id(n)][1]} uses (at {n.loc}); rename the parameter", name)
+            if n.name not in params:  # a coordinate of the Einsum that calls it
+                self.scoped.setdefault(id(n), (n, f"'{name}'"))
         self.lets[str(name)] = (params, body)
+        self.uses.clear()
         return None
+
+    @lark.v_args(meta=True)
+    def empty_stmt(self, meta, items):
+        """`empty rows = 0 | nan`; anything else is an error at the value."""
+        (tok,) = items
+        text = str(tok)
+        value = "0" if tok.type == "NUMBER" and float(text) == 0 else text if text == "nan" else None
+        if value is None:
+            self._err(f"empty rows takes 0 (a row with no visible key gives 0, as in FlexAttention) or nan "
+                      f"(IEEE's 0 / 0, the default), not {_short(text)}", tok)
+        self.uses.clear()
+        return EmptyRowsStmt(value, self._loc(meta))
+
+    def mask_stmt(self, items):
+        """`mask causal = m <= p`: a named condition, expanded where it is
+        used (`where causal`); the cascade keeps the name for printing."""
+        name, cond = items
+        self._check_depth(cond)
+        key = str(name)
+        if key in self.masks:
+            self._err(f"mask '{key}' is already defined (at {self.masks[key].loc}); a design defines each "
+                      "mask once", name)
+        if key in self.lets:
+            self._err(f"'{key}' is already defined by a let", name)
+        if key in FUNCTIONS or key in REDUCE_RULES or key in ("inf", "and", "or", "not", "where", "in"):
+            self._err(f"'{key}' is a built-in name; choose another name for the mask", name)
+        for n in walk(cond):
+            if isinstance(n, Idx):
+                self.scoped.setdefault(id(n), (n, f"mask '{key}'"))
+        self.masks[key] = Mask(key, cond, loc=self._loc(name))
+        self.uses.clear()
+        return self.masks[key]
 
     def dim(self, items):
         name, plus = items
@@ -271,15 +365,68 @@ class _ToIR(lark.Transformer_NonRecursive):
             self._err(f"a rank extent can only be extended by 1 (an iterative rank: {name}+1)", plus)
         return (str(name), plus is not None, self._loc(name))
 
+    def literal_dim(self, items):
+        """`INTV[NI, 2]`: a literal extent; `assemble` makes it the rank _2."""
+        (tok,) = items
+        if int(tok) < 1 or len(str(tok).lstrip("0")) > 10 or int(tok) > 2 ** 32:
+            self._err(f"a literal extent must be an integer from 1 to 2**32, got {_short(str(tok))}", tok)
+        return (str(int(tok)), False, self._loc(tok))
+
+    # input domains: `in (0, 1)`, `>= 0` ---------------------------------------
+    def bound_num(self, items):
+        return (float(items[0]), items[0])
+
+    def bound_neg(self, items):
+        return (-float(items[0]), items[0])
+
+    @lark.v_args(meta=True)
+    def bound_inf(self, meta, items):
+        return (math.inf, meta)
+
+    @lark.v_args(meta=True)
+    def bound_neginf(self, meta, items):
+        return (-math.inf, meta)
+
+    def _domain(self, lo, hi, lo_closed, hi_closed, meta):
+        for (v, where), closed in ((lo, lo_closed), (hi, hi_closed)):
+            if closed and math.isinf(v):
+                self._err(f"a closed end of a domain must be finite, got {'-' if v < 0 else ''}inf: write "
+                          f"that end open, with {'(' if v < 0 else ')'}", where)
+        if not (lo[0] < hi[0] or (lo[0] == hi[0] and lo_closed and hi_closed)):
+            self._err(f"empty domain: the lower end {lo[0]} is not below the upper end {hi[0]}", lo[1])
+        return Domain(lo[0], hi[0], lo_closed, hi_closed)
+
+    def _interval(lo_closed, hi_closed):
+        @lark.v_args(meta=True)
+        def f(self, meta, items):
+            return self._domain(items[0], items[1], lo_closed, hi_closed, meta)
+        return f
+
+    domain_oo, domain_oc = _interval(False, False), _interval(False, True)
+    domain_co, domain_cc = _interval(True, False), _interval(True, True)
+
+    def domain_cmp(self, items):
+        op, (v, where) = items
+        inf = (math.inf, where)
+        ninf = (-math.inf, where)
+        forms = {">": ((v, where), inf, False, False), ">=": ((v, where), inf, True, False),
+                 "<": (ninf, (v, where), False, False), "<=": (ninf, (v, where), False, True)}
+        if str(op) not in forms:
+            self._err(f"a domain is an interval (`in (0, 1)`) or a bound (`> 0`, `>= 0`, `< 1`, `<= 1`), "
+                      f"not `{op}`", op)
+        return self._domain(*forms[str(op)], None)
+
     def decl(self, items):
         role, name, *rest = items
+        domain = rest.pop()
         dtype_tok = rest.pop()
         dims = [d for d in rest if d is not None]
         dtype = str(dtype_tok) if dtype_tok is not None else DEFAULT_DTYPE
         if dtype not in DTYPE_BYTES:
             self._err(f"unknown element type '{dtype}'; known: {', '.join(DTYPE_BYTES)}", dtype_tok)
+        self.uses.clear()
         return TensorDecl(str(name), tuple(d[0] for d in dims), dtype, str(role),
-                          frozenset(d[0] for d in dims if d[1]), loc=self._loc(name))
+                          frozenset(d[0] for d in dims if d[1]), loc=self._loc(name), domain=domain)
 
     def reduction(self, items):
         op, *vars_ = items
@@ -291,7 +438,11 @@ class _ToIR(lark.Transformer_NonRecursive):
         lhs, red, expr, pred = items
         op, reduced = ("sum", None) if red is None else red[:2]
         self._check_depth(lhs, expr, pred)
-        return Einsum(lhs, expr, op, reduced, pred, loc=lhs.loc)
+        out = Einsum(lhs, expr, op, reduced, pred, loc=lhs.loc)
+        if self.uses:
+            self._check_scope(out)
+        self.uses.clear()
+        return out
 
     def start(self, items):
         out = []

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import math
 
-from .ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, Rank, Sym, TensorDecl
+from dataclasses import replace
+
+from .ir import Access, Cascade, Domain, Einsum, Expr, Idx, Num, Op, Rank, Sym, TensorDecl, repeat_rank
 from .ops import NEG, RULES
 
 
@@ -44,9 +46,9 @@ def format_expr(e: Expr, index: bool = False) -> str:
             return f"{r.infix}{' ' if r.infix.isalpha() else ''}{inner}"
         left, right = (format_expr(a, index) for a in e.args)
         non_assoc = r.precedence == RULES["lt"].precedence
-        if _prec(e.args[0]) < r.precedence or (non_assoc and _prec(e.args[0]) == r.precedence):
+        if _prec(e.args[0]) < r.precedence or ((non_assoc or r.right_assoc) and _prec(e.args[0]) == r.precedence):
             left = f"({left})"
-        if _prec(e.args[1]) <= r.precedence:
+        if _prec(e.args[1]) < r.precedence or (not r.right_assoc and _prec(e.args[1]) == r.precedence):
             right = f"({right})"
         sym = "/" if (index and e.name == "floordiv") else r.infix
         return f"{left} {sym} {right}"
@@ -63,9 +65,51 @@ def format_einsum(e: Einsum) -> str:
     return text
 
 
-def format_decl(t: TensorDecl) -> str:
-    dims = ", ".join(r + ("+1" if r in t.iterative else "") for r in t.ranks)
-    return f"{t.role} {t.name}[{dims}]: {t.dtype}"
+def format_decl(t: TensorDecl, ranks: dict[str, Rank] | None = None) -> str:
+    """`ranks` (name -> Rank) lets the ranks the language made print as the
+    user wrote them: `PRE[H, H]` for PRE[H, H2], `INTV[NI, 2]` for INTV[NI, _2]."""
+    names: list[str] = []
+    for r in t.ranks:
+        rank = (ranks or {}).get(r)
+        if rank is not None and rank.implicit and isinstance(rank.definition, Num):
+            names.append(str(int(rank.definition.value)))
+            continue
+        if rank is not None and rank.implicit and isinstance(rank.definition, Sym):
+            base = rank.definition.name
+            if repeat_rank(base, names.count(base) + 1) == r and base in names:
+                names.append(base)
+                continue
+        names.append(r)
+    dims = ", ".join(n + ("+1" if r in t.iterative else "") for n, r in zip(names, t.ranks))
+    domain = "" if t.domain is None else f" {format_domain(t.domain)}"
+    return f"{t.role} {t.name}[{dims}]: {t.dtype}{domain}"
+
+
+def format_domain(d: Domain) -> str:
+    """`in (0, 1)`; a half-line as its bound: `> 0`, `<= 1`."""
+    _num = _bound
+    if math.isinf(d.hi) and not math.isinf(d.lo):
+        return f"{'>=' if d.lo_closed else '>'} {_num(d.lo)}"
+    if math.isinf(d.lo) and not math.isinf(d.hi):
+        return f"{'<=' if d.hi_closed else '<'} {_num(d.hi)}"
+    return f"in {'[' if d.lo_closed else '('}{_num(d.lo)}, {_num(d.hi)}{']' if d.hi_closed else ')'}"
+
+
+def _bound(v: float) -> str:
+    return str(int(v)) if math.isfinite(v) and float(v).is_integer() and abs(v) < 1e16 else globals()["_num"](v)
+
+
+def fold_masks(e: Expr, masks: list[tuple[Expr, str]], used: set[str]) -> Expr:
+    """`e` with each occurrence of a named mask's condition replaced by the
+    mask's name (an Idx that prints as the name); the names put in are added
+    to `used`. The outermost match wins, the first mask among equal ones."""
+    for cond, name in masks:
+        if e is cond or e == cond:
+            used.add(name)
+            return Idx(name)
+    if isinstance(e, Op):
+        return Op(e.name, tuple(fold_masks(a, masks, used) for a in e.args), loc=e.loc)
+    return e
 
 
 def format_ranks(ranks: tuple[Rank, ...]) -> list[str]:
@@ -78,6 +122,8 @@ def format_ranks(ranks: tuple[Rank, ...]) -> list[str]:
             free.clear()
 
     for r in ranks:
+        if r.implicit:  # written in a declaration (`PRE[H, H]`, `INTV[NI, 2]`)
+            continue
         if r.parent is None and r.definition is None:
             free.append(r.name)
             continue
@@ -95,9 +141,29 @@ def format_cascade(c: Cascade) -> str:
     lines = [("# " + d).rstrip() for d in c.doc.splitlines()] if c.doc else []
     if lines:
         lines.append("")
+    if c.empty_rows != "nan":       # the default is not written
+        lines += [f"empty rows = {c.empty_rows}", ""]
     lines += format_ranks(c.ranks)
     lines.append("")
-    lines += [format_decl(t) for t in c.tensors]
+    ranks = {r.name: r for r in c.ranks}
+    lines += [format_decl(t, ranks) for t in c.tensors]
     lines.append("")
-    lines += [format_einsum(e) for e in c.einsums]
+    lines += _format_masks(c)
     return "\n".join(lines) + "\n"
+
+
+def _format_masks(c: Cascade) -> list[str]:
+    """Mask definitions (those still used) and the Einsums that use them, by name."""
+    table = [(m.condition, m.name) for m in c.masks]
+    used: set[str] = set()
+    einsums = [e if not table else replace(
+        e, expr=fold_masks(e.expr, table, used),
+        predicate=None if e.predicate is None else fold_masks(e.predicate, table, used)) for e in c.einsums]
+    bodies = {}
+    for k, m in enumerate(c.masks):  # a mask written with earlier masks is printed with them
+        bodies[m.name] = fold_masks(m.condition, table[:k], set())
+    for m in reversed(c.masks):
+        if m.name in used:
+            fold_masks(m.condition, table[:c.masks.index(m)], used)
+    lines = [f"mask {m.name} = {format_expr(bodies[m.name])}" for m in c.masks if m.name in used]
+    return lines + ([""] if lines else []) + [format_einsum(e) for e in einsums]

@@ -8,7 +8,7 @@ from functools import lru_cache
 import sympy
 
 from .ir import Access, Expr, Idx, Num, Op, Sym
-from .ops import RULES
+from .ops import BOOLEAN_OPS, RULES, as_number_sympy
 
 
 def shape_symbol(name: str) -> sympy.Symbol:
@@ -35,8 +35,17 @@ def to_sympy(e: Expr, access=None) -> sympy.Basic:
             raise ValueError(f"tensor access {e} has no symbolic value")
         return access(e)
     if isinstance(e, Op):
-        return RULES[e.name].sympy(*(to_sympy(a, access) for a in e.args))
+        args = [to_sympy(a, access) for a in e.args]
+        if e.name not in ("and", "or", "not"):      # a condition where a number is wanted is 1 or 0
+            args = [as_number_sympy(a) if _condition(x) and not (e.name == "select" and k == 0) else a
+                    for k, (x, a) in enumerate(zip(e.args, args))]
+        return RULES[e.name].sympy(*args)
     raise TypeError(e)
+
+
+def _condition(e: Expr) -> bool:
+    """A comparison or logic node: its sympy form is a Boolean, 1 or 0 as a number."""
+    return isinstance(e, Op) and e.name in BOOLEAN_OPS
 
 
 @lru_cache(maxsize=1024)

@@ -4,12 +4,14 @@ where it is."""
 from __future__ import annotations
 
 import difflib
+import math
 
 from .errors import ValidationError
 from .ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, Sym, offset_of, rank_of, walk
 from .parser import MAX_INDEX_LITERAL
-from .ops import BOOLEAN_OPS, DTYPE_BYTES, REDUCE_RULES, RULES
+from .ops import BITWISE_OPS, BOOLEAN_OPS, DTYPE_BYTES, REDUCE_RULES, RULES
 
+_INDEX_OPS = {"add", "sub", "mul", "floordiv", "mod", "neg"} | BITWISE_OPS
 _UPPER_RANK = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
 # Ranks whose index variable would be a keyword of the notation: the printed
 # cascade would not parse back (`Y[inf]` even parses, as the constant inf).
@@ -29,6 +31,17 @@ MAX_EINSUMS = 256
 
 def _reads_tensor(e: Expr) -> bool:
     return any(isinstance(n, Access) for n in walk(e))
+
+
+def _natural(e: Expr) -> bool:
+    """Whole and >= 0 by its form (an exponent that keeps `x ^ n` an integer):
+    numbers >= 0, coordinates, shape symbols, and + * ^ & | xor << >> of them."""
+    if isinstance(e, Num):
+        return float(e.value).is_integer() and e.value >= 0
+    if isinstance(e, (Idx, Sym)):
+        return True
+    return isinstance(e, Op) and e.name in ("add", "mul", "pow", "band", "bor", "xor", "shl", "shr") and all(
+        _natural(a) for a in e.args)
 
 
 def _suggest(name: str, options) -> str:
@@ -114,6 +127,42 @@ class _Checker:
             for r in t.iterative:
                 if r not in t.ranks:
                     self.fail(f"tensor {t.name}: iterative rank {r} is not one of its ranks", t)
+            if t.domain is not None:
+                self.domain_ok(t)
+
+    def domain_ok(self, t):
+        """A domain is declared on an input of numbers and is a non-empty
+        interval whose closed ends are finite (the parser checks the same at
+        its place; this covers the builder)."""
+        d = t.domain
+        if t.role != "input":
+            self.fail(f"{t.name} is not an input: a domain ({d}) is declared on inputs only", t)
+        if t.dtype == "bool":
+            self.fail(f"input {t.name} is bool: a domain ({d}) is for numbers", t)
+        if (d.lo_closed and math.isinf(d.lo)) or (d.hi_closed and math.isinf(d.hi)) or d.lo != d.lo or d.hi != d.hi:
+            self.fail(f"the domain of {t.name} has a closed infinite or NaN end: {d}", t)
+        if not (d.lo < d.hi or (d.lo == d.hi and d.lo_closed and d.hi_closed)):
+            self.fail(f"the domain of {t.name} is empty: {d}", t)
+        if t.dtype in ("i32", "i8") and math.isfinite(d.lo) and math.isfinite(d.hi):
+            lo, hi = d.integer_ends()
+            if lo > hi:
+                self.fail(f"the domain {d} of {t.name} holds no {t.dtype} value (no integer lies in it)", t)
+
+    def masks_ok(self):
+        """Each named mask is a condition, is used, and does not take the name
+        of an index variable (a use of it would read as the mask)."""
+        variables = {r.name.lower(): r.name for r in self.c.ranks}
+        conditions = [x for e in self.c.einsums for p in (e.expr, e.predicate) if p is not None for x in walk(p)]
+        for m in self.c.masks:
+            if m.name in variables:
+                self.fail(f"mask '{m.name}' has the name of the index variable of rank {variables[m.name]}; "
+                          "choose another name", m)
+            if self.kind(m.condition, None) != "bool":
+                self.fail(f"mask '{m.name}' must be a condition (a comparison, and/or/not, or a bool tensor), "
+                          f"got {m.condition}", m.condition)
+            if not any(x is m.condition or x == m.condition for x in conditions):
+                self.fail(f"mask '{m.name}' is never used (write `where {m.name}` on the Einsums it restricts, "
+                          "or remove it)", m)
 
     def no_rank_cycle(self):
         """Derived extents that depend on each other (`rank A = B * 2, B = A + 1`)
@@ -168,12 +217,41 @@ class _Checker:
             else:
                 want = ["num"] * len(kinds)
             for a, k, w in zip(e.args, kinds, want):
-                if k != w:
-                    what = "a condition" if w == "bool" else "a number"
-                    got = "a condition" if k == "bool" else "a number"
-                    self.fail(f"{e.name} expects {what} here, got {got}: {a}", a, einsum)
+                if w == "bool" and k != w:   # a condition where a number is wanted is 0 or 1
+                    self.fail(f"{e.name} expects a condition here, got a number: {a}", a, einsum)
+            if e.name in BITWISE_OPS:
+                self.integer_operands(e, einsum)
             return "bool" if e.name in BOOLEAN_OPS else "num"
         self.fail(f"not an expression: {e!r}", None, einsum)
+
+    def integer_operands(self, e: Op, einsum: Einsum):
+        """Bitwise operators take integers only: a float operand (a float
+        tensor, a quotient, a transcendental) has no bits to combine."""
+        for pos, a in enumerate(e.args):
+            if not self.is_integer(a):
+                sign = RULES[e.name].infix or f"{e.name}(...)"
+                self.fail(f"`{sign}` in {einsum.name} takes integers; operand {pos + 1}, {a}, is not one "
+                          "(integers are coordinates, shape symbols, whole numbers, i32/i8/bool tensors, "
+                          "conditions, and + - * // % abs min max of them)", a, einsum)
+
+    def is_integer(self, e: Expr) -> bool:
+        """Whether `e` is integer-valued by its form (the typing rule of docs/notation.md)."""
+        if isinstance(e, Num):
+            return float(e.value).is_integer()
+        if isinstance(e, (Idx, Sym)):
+            return True
+        if isinstance(e, Access):
+            return self.tensors[e.tensor].dtype in ("i32", "i8", "bool")
+        if not isinstance(e, Op):
+            return False
+        if e.name in BOOLEAN_OPS or e.name in BITWISE_OPS or e.name == "floor":
+            return True
+        if e.name == "select":
+            return all(self.is_integer(a) for a in e.args[1:])
+        if e.name == "pow":
+            return self.is_integer(e.args[0]) and _natural(e.args[1])
+        return e.name in ("add", "sub", "mul", "neg", "floordiv", "mod", "abs", "max", "min", "clip") and all(
+            self.is_integer(a) for a in e.args)
 
     def no_zero_divisor(self, e: Op, einsum: Einsum):
         """`x / 0`, `m % (2 - 2)`: a divisor that is 0 whatever the shapes is an
@@ -214,8 +292,9 @@ class _Checker:
             for n in walk(i):
                 if isinstance(n, Access):
                     self.fail(f"an index may not read a tensor ({n.tensor} in {a})", n, einsum)
-                if isinstance(n, Op) and n.name not in ("add", "sub", "mul", "floordiv", "mod", "neg"):
-                    self.fail(f"index {i} of {a.tensor} uses {n.name}; indices allow + - * / % only", n, einsum)
+                if isinstance(n, Op) and n.name not in _INDEX_OPS:
+                    self.fail(f"index {i} of {a.tensor} uses {n.name}; indices allow + - * / % & | << >> xor only",
+                              n, einsum)
                 if isinstance(n, Op):
                     self.no_zero_divisor(n, einsum)
                 if isinstance(n, Num) and not float(n.value).is_integer():
@@ -226,6 +305,10 @@ class _Checker:
                 if isinstance(n, Idx) and rank_of(n.name) not in self.ranks:
                     self.fail(f"index variable {n.name} has no rank {rank_of(n.name)}"
                               + _suggest(rank_of(n.name), self.ranks), n, einsum)
+            extent = self.ranks[r].definition if r in self.ranks else None
+            if isinstance(i, Num) and isinstance(extent, Num) and not 0 <= i.value < extent.value:
+                self.fail(f"index {i} of {a.tensor} is out of range: its rank {pos + 1} has the literal extent "
+                          f"{extent.value} (indices 0 to {extent.value - 1})", i, einsum)
             if isinstance(i, Idx) and not self.same_extent(rank_of(i.name), r):
                 self.fail(f"rank mismatch: {a.tensor}'s rank {pos + 1} is {r}, indexed by {i.name} "
                           f"(rank {rank_of(i.name)})", i, einsum)
@@ -269,8 +352,8 @@ class _Checker:
                       f"or give its initial value {e.name}[..., 0, ...]", e.output, e)
         self.fixed_divisors(e)
         if self.kind(e.expr, e) != "num":
-            self.fail(f"the value of {e.name} is a condition; use select(cond, a, b) "
-                      "or put it in a `where` clause", e.expr, e)
+            self.fail(f"the value of {e.name} is a condition; use select(cond, a, b), a number times it "
+                      "(a condition is 1 or 0 as a number), or put it in a `where` clause", e.expr, e)
         if e.predicate is not None and self.kind(e.predicate, e) != "bool":
             self.fail(f"the `where` clause of {e.name} must be a condition (a comparison, and/or/not, "
                       f"or a bool tensor), got {e.predicate}", e.predicate, e)
@@ -331,6 +414,7 @@ def validate(c: Cascade) -> None:
     chk = _Checker(c)
     chk.sizes_ok()
     chk.ranks_ok()
+    chk.masks_ok()
     for e in c.einsums:
         chk.einsum(e)
     chk.writers()

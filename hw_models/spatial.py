@@ -10,14 +10,15 @@ from math import prod
 from pathlib import Path
 from types import MappingProxyType
 
+from einsum_ir.ops import KIND_UNITS
+
 from .schema import HardwareError, Node, load, load_named
 
 PRESETS = Path(__file__).parent / "presets"
 ACCOUNTINGS = ("physical", "evaluation")     # simulator.energy: the rules each names
 
 # The operation kinds of einsum_ir.analysis.counts.KINDS, which a unit may support.
-OP_KINDS = ("mac", "add", "mul", "divide", "max", "exp", "log", "sqrt", "sigmoid", "tanh", "abs",
-            "compare", "select", "logic")
+OP_KINDS = tuple(KIND_UNITS)
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,12 @@ MAX_CYCLES = 255               # the step counter's range
 DEFAULT_CYCLES = {"add": 1, "mul": 1, "mac": 1, "max": 1, "divide": 1, "exp": 6, "compare": 1, "logic": 1,
                   "select": 1, "abs": 1, "tanh": 9, "sigmoid": 8}
 NO_HARDWARE = {"log": "a logarithm", "log2": "a logarithm", "sqrt": "a square root",
-               "floordiv": "floor division", "mod": "a modulo"}
+               "floordiv": "floor division", "mod": "a modulo", "pow": "a power",
+               "sin": "a sine", "cos": "a cosine", "tan": "a tangent", "erf": "the error function",
+               "softplus": "a softplus (exp and log)", "logsigmoid": "a log-sigmoid (exp and log)",
+               "log1p": "a logarithm", "expm1": "an exponential minus one",
+               "band": "a bitwise and", "bor": "a bitwise or", "xor": "a bitwise xor",
+               "shl": "a shift", "shr": "a shift"}
 
 
 def cycles_table(unit=None) -> dict[str, int]:

@@ -32,11 +32,10 @@ from dataclasses import dataclass, field
 import sympy
 
 from ..ir import Access, Cascade, Einsum, Expr, Idx, Op, index_vars
-from ..ops import REDUCE_RULES, RULES
+from ..ops import KIND_UNITS, REDUCE_RULES, RULES
 from .points import Kept, points, projected_points
 
-KINDS = ("mac", "add", "mul", "divide", "max", "exp", "log", "sqrt", "sigmoid", "tanh", "abs",
-         "compare", "select", "logic")
+KINDS = tuple(KIND_UNITS)    # every operation kind (ops.py's table: an operator's kind must be in it)
 _MUL_PRECEDENCE = RULES["mul"].precedence
 
 
