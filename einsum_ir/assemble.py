@@ -7,9 +7,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .errors import Loc, ValidationError
-from .ir import Access, Cascade, Einsum, Expr, Num, Op, Rank, TensorDecl, offset_of, rank_of
+from .ir import (Access, Cascade, Einsum, Expr, Mask, Num, Op, Rank, Sym, TensorDecl, literal_rank, offset_of,
+                 rank_of, repeat_rank)
 from .ops import DEFAULT_DTYPE
-from .parser import PartitionStmt, RankStmt
+from .parser import EMPTY_ROWS, EmptyRowsStmt, PartitionStmt, RankStmt
 from .validate import validate
 
 
@@ -46,8 +47,16 @@ def assemble(statements, name: str = "cascade", doc: str = "", source: str | Non
     ranks: dict[str, Rank] = {}
     decls: dict[str, TensorDecl] = {}
     einsums: list[Einsum] = []
+    masks: dict[str, Mask] = {}
+    empty: list[EmptyRowsStmt] = []
 
     def add_rank(r: Rank):
+        if r.name in ranks and ranks[r.name].implicit and ranks[r.name].definition == r.definition:
+            ranks[r.name] = r  # `rank H2 = H` after `PRE[H, H]` says what the language made
+            return
+        if r.name in ranks and ranks[r.name].implicit:
+            err(f"rank {r.name} is already made by the language (for the declaration at {ranks[r.name].loc}): "
+                f"{_implicit_text(ranks[r.name])}; rename this rank", r.loc)
         if r.name in ranks:
             err(f"rank {r.name} is declared twice", r.loc)
         ranks[r.name] = r
@@ -64,7 +73,15 @@ def assemble(statements, name: str = "cascade", doc: str = "", source: str | Non
         elif isinstance(s, TensorDecl):
             if s.name in decls:
                 err(f"tensor {s.name} is declared twice (first at {decls[s.name].loc})", s.loc)
-            decls[s.name] = s
+            decls[s.name] = _implicit_ranks(s, ranks, err)
+        elif isinstance(s, EmptyRowsStmt):
+            if empty:
+                err(f"empty rows is set twice (first at {empty[0].loc}); a design has one convention", s.loc)
+            empty.append(s)
+        elif isinstance(s, Mask):
+            if s.name in masks:
+                err(f"mask '{s.name}' is already defined (at {masks[s.name].loc})", s.loc)
+            masks[s.name] = s
         elif isinstance(s, Einsum):
             einsums.append(replace(
                 s, output=normalise_index(s.output), expr=normalise(s.expr),
@@ -81,6 +98,9 @@ def assemble(statements, name: str = "cascade", doc: str = "", source: str | Non
         for r in d.ranks:
             if r not in ranks:
                 ranks[r] = Rank(r, loc=d.loc)
+    # Ranks the language made go last, so the printed text (which has no line
+    # for them) parses back to the same order.
+    ranks = {k: r for k, r in sorted(ranks.items(), key=lambda kv: kv[1].implicit)}
 
     # Reduced ranks: everything in the iteration space that the output lacks.
     done = []
@@ -123,9 +143,46 @@ def assemble(statements, name: str = "cascade", doc: str = "", source: str | Non
 
     # Tensors appear in declaration order, then in order of definition.
     cascade = Cascade(tuple(ranks.values()), tuple(decls.values()), tuple(einsums),
-                      name=name, doc=doc, source=source)
+                      name=name, doc=doc, source=source, masks=tuple(masks.values()),
+                      empty_rows=empty[0].value if empty else EMPTY_ROWS[0])
     validate(cascade)
     return cascade
+
+
+def _implicit_text(r: Rank) -> str:
+    if isinstance(r.definition, Num):
+        return f"{r.name} is the literal extent {r.definition.value}"
+    return f"{r.name} is the repeated {r.definition} of a declaration (rank {r.name} = {r.definition})"
+
+
+def _implicit_ranks(d: TensorDecl, ranks: dict, err) -> TensorDecl:
+    """The ranks a declaration names but the language makes: a literal extent
+    `2` is the rank _2 = 2; the k-th occurrence (k >= 2) of a rank H is its
+    alias H2 (H3, ...; M1 gives M1_2), so `PRE[H, H]` is PRE[H, H2], read as
+    `PRE[h, h2]`."""
+    names: list[str] = []
+    seen: dict[str, int] = {}
+    for r in d.ranks:
+        if r.isdigit():
+            name, definition = literal_rank(int(r)), Num(int(r))
+        else:
+            seen[r] = seen.get(r, 0) + 1
+            if seen[r] == 1:
+                names.append(r)
+                continue
+            if r in d.iterative:
+                err(f"tensor {d.name} repeats rank {r}, which it declares iterative ({r}+1); "
+                    "repeat only ranks that are not iterative", d.loc)
+            name, definition = repeat_rank(r, seen[r]), Sym(r)
+        have = ranks.get(name)
+        if have is None:
+            ranks[name] = Rank(name, definition, loc=d.loc, implicit=True)
+        elif have.definition != definition:
+            err(f"tensor {d.name}: {_implicit_text(Rank(name, definition))}, but rank {name} is already declared "
+                f"(at {have.loc}) {'as ' + str(have.definition) if have.definition is not None else 'as a free rank'}"
+                f"; rename that rank", d.loc)
+        names.append(name)
+    return d if names == list(d.ranks) else replace(d, ranks=tuple(names))
 
 
 __all__ = ["assemble", "normalise", "normalise_index"]

@@ -20,7 +20,7 @@ import math
 from .assemble import assemble
 from .ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, Rank, Sym, TensorDecl, as_expr
 from .ops import DEFAULT_DTYPE, RULES
-from .parser import PartitionStmt, RankStmt
+from .parser import EMPTY_ROWS, EmptyRowsStmt, PartitionStmt, RankStmt
 
 inf = Num(math.inf)
 
@@ -101,13 +101,23 @@ class CascadeBuilder:
         return Sym(outer), Sym(inner)
 
     # tensors ---------------------------------------------------------------
-    def _decl(self, role, name, dims, dtype):
+    def _decl(self, role, name, dims, dtype, domain=None):
         ranks, iterative = _dims(dims)
-        self.statements.append(TensorDecl(name, ranks, dtype, role, iterative))
+        self.statements.append(TensorDecl(name, ranks, dtype, role, iterative, domain=domain))
         return TensorRef(name)
 
-    def input(self, name: str, dims: str, dtype: str = DEFAULT_DTYPE) -> TensorRef:
-        return self._decl("input", name, dims, dtype)
+    def input(self, name: str, dims: str, dtype: str = DEFAULT_DTYPE, domain=None) -> TensorRef:
+        """`dims` as in the text ("B H H" repeats H, "NI 2" is a literal
+        extent); `domain` an `ir.Domain` (`Domain(0, 1)`: in (0, 1))."""
+        return self._decl("input", name, dims, dtype, domain)
+
+    def mask(self, name: str, condition) -> Expr:
+        """`mask name = condition`; returns the condition, to use in `where=`
+        (the printer writes it back by name)."""
+        from .ir import Mask
+        cond = as_expr(condition)
+        self.statements.append(Mask(name, cond))
+        return cond
 
     def output(self, name: str, dims: str, dtype: str = DEFAULT_DTYPE) -> TensorRef:
         return self._decl("output", name, dims, dtype)
@@ -126,6 +136,13 @@ class CascadeBuilder:
         index variables (checked); None infers them."""
         reduced = None if over is None else tuple(v.name if isinstance(v, Idx) else v for v in over)
         self.statements.append(Einsum(output, as_expr(expr), reduce, reduced, where))
+
+    def empty_rows(self, value: str):
+        """`empty rows = 0 | nan` (docs/notation.md, Empty rows)."""
+        if str(value) not in EMPTY_ROWS:
+            from .errors import ValidationError
+            raise ValidationError(f"empty rows takes 0 or nan, not {value!r}")
+        self.statements.append(EmptyRowsStmt(str(value), None))
 
     def build(self) -> Cascade:
         return assemble(self.statements, name=self.name, doc=self.doc)

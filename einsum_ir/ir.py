@@ -6,6 +6,7 @@ part in equality or hashing.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Iterator
 
@@ -171,6 +172,62 @@ class Rank:
     parent: str | None = None
     part: str | None = None
     loc: Loc | None = field(**_LOC)
+    implicit: bool = field(default=False, compare=False)
+    """Created by the language, not written: the second H of `PRE[H, H]` (rank
+    H2 = H) or the literal extent of `INTV[NI, 2]` (rank _2 = 2). The printer
+    writes the declaration as the user did and no `rank` line for it."""
+
+
+def literal_rank(n: int) -> str:
+    """The rank a literal extent `2` in a declaration stands for: `_2`, a name
+    no user can write (index variables start with a letter)."""
+    return f"_{n}"
+
+
+def repeat_rank(rank: str, k: int) -> str:
+    """The alias rank of the k-th (k >= 2) occurrence of `rank` in one
+    declaration: H -> H2, H3; M1 -> M1_2 (a digit would run into the count)."""
+    return f"{rank}_{k}" if rank[-1].isdigit() else f"{rank}{k}"
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The values an input takes: an interval with open or closed ends
+    (`in (0, 1)`, `> 0` is (0, inf)). `random_inputs` draws inside it and
+    `execute(check_domains=True)` checks the inputs against it."""
+    lo: float = -math.inf
+    hi: float = math.inf
+    lo_closed: bool = False
+    hi_closed: bool = False
+
+    def contains(self, x):
+        """Elementwise membership (numpy arrays or scalars)."""
+        above = (x >= self.lo) if self.lo_closed else (x > self.lo)
+        below = (x <= self.hi) if self.hi_closed else (x < self.hi)
+        return above & below
+
+    def integer_ends(self) -> tuple[float, float]:
+        """The least and greatest integers inside (an infinite end stays infinite)."""
+        lo, hi = self.lo, self.hi
+        if math.isfinite(lo):
+            lo = math.ceil(lo) if self.lo_closed or not float(lo).is_integer() else lo + 1
+        if math.isfinite(hi):
+            hi = math.floor(hi) if self.hi_closed or not float(hi).is_integer() else hi - 1
+        return lo, hi
+
+    def __str__(self) -> str:
+        from .printer import format_domain
+        return format_domain(self)
+
+
+@dataclass(frozen=True)
+class Mask:
+    """`mask causal = m <= p`: a named condition. Uses are expanded where they
+    are written (the IR's predicates hold the condition itself, so every
+    analysis sees plain predicates); the printer writes the name back."""
+    name: str
+    condition: Expr
+    loc: Loc | None = field(**_LOC)
 
 
 @dataclass(frozen=True)
@@ -184,6 +241,7 @@ class TensorDecl:
     role: str = "tensor"
     iterative: frozenset[str] = frozenset()
     loc: Loc | None = field(**_LOC)
+    domain: Domain | None = None
 
 
 @dataclass(frozen=True)
@@ -257,6 +315,13 @@ class Cascade:
     name: str = field(default="cascade", compare=False)
     doc: str = field(default="", compare=False, repr=False)
     source: str | None = field(default=None, compare=False, repr=False)
+    empty_rows: str = "nan"
+    """`empty rows = 0 | nan` (docs/notation.md, Empty rows): under "0" a
+    quotient 0 / 0 in a map is 0, so a row with no visible key ends as 0
+    (FlexAttention's convention); under "nan" it is IEEE's NaN."""
+    masks: tuple[Mask, ...] = field(default=(), compare=False, repr=False)
+    """Named masks, for printing: their conditions are already in the
+    predicates, so two cascades that differ only in naming are equal."""
 
     # lookups -------------------------------------------------------------
     def rank(self, name: str) -> Rank:

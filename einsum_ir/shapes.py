@@ -56,6 +56,10 @@ def resolve(c: Cascade, given: dict | None = None, inputs: dict | None = None) -
             if n < 1:  # as for given extents: an empty rank has no points to compute
                 raise ShapeError(f"input {t.name} has {r} = {n}: a rank extent must be at least 1 "
                                  f"(got shape {tuple(shape)})")
+            lit = ranks[r].definition if r in ranks else None
+            if isinstance(lit, Num) and n != lit.value:
+                raise ShapeError(f"input {t.name} must have {int(lit.value)} elements at rank {t.ranks.index(r) + 1} "
+                                 f"(declared {r if not ranks[r].implicit else int(lit.value)}), got shape {tuple(shape)}")
             if r in env and env[r] != n:
                 raise ShapeError(f"conflicting shapes: input {t.name} has {r} = {n}, but {r} = {env[r]} "
                                  "(from the shapes given or another input)")

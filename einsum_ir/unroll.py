@@ -127,13 +127,14 @@ class _Unroller:
         for t in self.c.tensors:
             if t.name in self.split:
                 ranks = tuple(r for r in t.ranks if r != self.rank)
-                tensors += [TensorDecl(self.part(t.name, k), ranks, t.dtype, t.role, t.iterative, loc=t.loc)
+                tensors += [TensorDecl(self.part(t.name, k), ranks, t.dtype, t.role, t.iterative, loc=t.loc,
+                                       domain=t.domain)
                             for k in range(self.n)]
             else:
                 tensors.append(t)
         einsums = [x for e in self.c.einsums for x in self.einsums(e)]
         return Cascade(self.c.ranks, tuple(tensors), tuple(einsums), name=self.c.name, doc=self.c.doc,
-                       source=self.c.source)
+                       source=self.c.source, empty_rows=self.c.empty_rows)
 
 
 def unroll(c: Cascade, rank: str, env: dict) -> Cascade:

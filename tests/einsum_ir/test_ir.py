@@ -102,7 +102,8 @@ def test_let_expands_to_the_same_ir_as_writing_it_out():
 
 
 @pytest.mark.parametrize("text, where, words", [
-    ("let f(q) = q + x\n", (3, 16), ["'x'", "not one of its parameters"]),
+    # a variable of the body that is not a parameter is a coordinate of the caller (docs/notation.md)
+    ("let f(q) = q + x\nY[m, p] = S[m, p] where f(m) < p\n", (4, 25), ["'f' uses x", "not an index of Y"]),
     ("let exp(q) = q\n", (3, 5), ["built-in"]),
     ("let f(q) = q\nlet f(k) = k\n", (4, 5), ["already defined"]),
     ("let f(q, q) = q\n", (3, 5), ["repeats"]),
