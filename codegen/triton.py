@@ -87,6 +87,7 @@ class KernelSource:
     splits: int
     partials: list[tuple[str, str]] = field(default_factory=list)   # (name, 'row' | 'feature') per split statistic
     program: TileProgram | None = None   # what the kernel runs: the GPU model charges this same object
+    blocks: dict = field(default_factory=dict)   # tile widths of other score head dimensions (BLOCK_E1, ...)
     digest: str = ""
 
 
@@ -131,6 +132,10 @@ class Generator:
         if self.f.feature:
             self.role[self.f.feature] = "f"
         self.role.pop(None, None)
+        self.dims: dict[str, str] = {}      # another score head dimension's variable -> its axis (e1, e2, ...)
+        for sc in self.f.scores:
+            if sc.contracted not in self.role:
+                self.dims[sc.contracted] = self.role[sc.contracted] = f"e{len(self.dims) + 1}"
         self.ident = Identifiers()           # (kind, design name) -> identifier in the kernel
         self.active: dict[str, str] = {}     # online normaliser G -> its running value * LOG2E in code
         self.q_tiles: dict[str, str] = {}    # score -> its query tile variable
@@ -140,6 +145,7 @@ class Generator:
             self.read.append(e.name)
         self.wide = wide_tensors(self.c, env)   # addressed with 64-bit offsets
         self.full_tile = False                  # rendering the full-tile loop: K/V loads need no mask
+        self.loop_vars: set[str] = set()        # reduced variables of an in-tile reduction being rendered
         self.bools = frozenset(t.name for t in self.c.tensors if t.dtype == "bool")   # loads that are conditions
         self.extents = frozenset(r.name for r in self.c.ranks)   # symbols known >= 1 (floor // and % bare)
 
@@ -166,7 +172,7 @@ class Generator:
         if isinstance(e, Sym):
             return self.sym(e.name)
         if isinstance(e, Idx):
-            if e.name in self.f.batch:
+            if e.name in self.f.batch or e.name in self.loop_vars:
                 return self.coord(e.name)
             return ctx.var(self.role[e.name])
         if isinstance(e, Op) and (t := index_template(e, self.extents)) is not None:
@@ -189,10 +195,14 @@ class Generator:
                 offs.append(self._offset(a.tensor, code, d))
                 if self._in_bounds(a.tensor, d, i):
                     continue
+                if isinstance(i, Idx) and i.name in self.loop_vars:
+                    continue        # an in-tile reduction's bare coordinate loops over its own rank
                 if any(v not in self.f.batch for v in index_vars(i)):   # batch-only indices are in range
                     if not isinstance(i, Idx):
                         masks.append(f"({code} >= 0)")
                     masks.append(f"({code} < {self.t(a.tensor)}_n{d})")
+            if masks and not any(v in self.role and v not in self.loop_vars for x in a.indices for v in index_vars(x)):
+                masks.append(f"({ctx.var(ctx.axes[0])} >= 0)")   # scalar conditions only: give the mask a shape
             ptr = f"{self.t(a.tensor)} + " + " + ".join(offs)
             mask = " & ".join(masks) if masks else None
             if t is not None and t.dtype == "bool":
@@ -248,7 +258,7 @@ class Generator:
         if isinstance(e, Sym):
             return self.sym(e.name)
         if isinstance(e, Idx):
-            if e.name in self.f.batch:
+            if e.name in self.f.batch or e.name in self.loop_vars:
                 return self.coord(e.name)
             return f"{ctx.var(self.role[e.name])}.to(tl.float32)"
         if isinstance(e, Access):
@@ -305,6 +315,7 @@ class Generator:
             params += ["part_ptr", "part_ts"]
         params += ["BLOCK_M: tl.constexpr", "BLOCK_N: tl.constexpr", "BLOCK_E: tl.constexpr",
                    "BLOCK_F: tl.constexpr", "SPLITS: tl.constexpr"]
+        params += [f"BLOCK_{ax.upper()}: tl.constexpr" for ax in self.dims.values()]
         self.lines = []
         self.ind = 0
         self.out("@triton.jit")
@@ -325,6 +336,7 @@ class Generator:
         check_source(text, self.c.name)
         src = KernelSource(text, f, m, be, bf, list(self.read), [x.name for x in self.c.outputs], symbols, splits,
                            partials, program=self.p)
+        src.blocks = {f"BLOCK_{ax.upper()}": padded(self.env[rank_of(v)]) for v, ax in self.dims.items()}
         src.digest = hashlib.sha256(text.encode()).hexdigest()[:16]
         return src
 
@@ -376,10 +388,13 @@ class Generator:
         self.out("pid_s = tl.program_id(2)")
         self.out("offs_e = tl.arange(0, BLOCK_E)")
         self.out("# the query tiles, loaded once")
+        for ax in self.dims.values():
+            self.out(f"offs_{ax} = tl.arange(0, BLOCK_{ax.upper()})")
         for i, sc in enumerate(f.scores):
-            q = self.load(sc.q, _Ctx(("p", "e")), raw=True)
+            ax = self.role[sc.contracted]
+            q = self.load(sc.q, _Ctx(("p", ax)), raw=True)
             self.q_tiles[sc.name] = f"q{i}"
-            self.out(f"q{i} = tl.broadcast_to({q}, (BLOCK_M, BLOCK_E))")
+            self.out(f"q{i} = tl.broadcast_to({q}, (BLOCK_M, BLOCK_{ax.upper()}))")
         self.loads = {}
 
     def _rows(self, rows):
@@ -453,8 +468,9 @@ class Generator:
             self.out(f"inb = {keep}")
         # the score contractions this pass reads: one tensor-core product each
         for i, sc in enumerate(pp.scores):
-            kt = self.load(sc.k, _Ctx(("e", "m")), raw=True)
-            self.out(f"s{i} = tl.dot({self.q_tiles[sc.name]}, tl.broadcast_to({kt}, (BLOCK_E, BLOCK_N)){prec})")
+            ax = self.role[sc.contracted]
+            kt = self.load(sc.k, _Ctx((ax, "m")), raw=True)
+            self.out(f"s{i} = tl.dot({self.q_tiles[sc.name]}, tl.broadcast_to({kt}, (BLOCK_{ax.upper()}, BLOCK_N)){prec})")
             self._tile_value(sc.einsum, f"s{i}", tile, partial)
         # 1. tile Einsums that read no statistic of the pass, then the max/min reductions
         for t in pp.early:
@@ -534,7 +550,31 @@ class Generator:
         self.values[e.name] = (name, ("p", "m"))
 
     def _tile_einsum(self, e, ctx: _Ctx, partial: bool):
-        self._tile_value(e, self.value(e.expr, ctx), ctx, partial)
+        if e.reduced:
+            self._tile_value(e, self._in_tile_reduction(e, ctx), ctx, partial)
+        else:
+            self._tile_value(e, self.value(e.expr, ctx), ctx, partial)
+
+    def _in_tile_reduction(self, e, ctx: _Ctx) -> str:
+        """A tile Einsum reduced over other ranks (a second score over another
+        head dimension, a bias reduced over features): a loop over the reduced
+        coordinates inside the tile, accumulating in registers."""
+        acc = f"acc_{self.ident('v', e.name)}"
+        ident = {"sum": "0.0", "max": 'float("-inf")', "min": 'float("inf")'}[e.reduce]
+        self.out(f"{acc} = tl.full((BLOCK_M, BLOCK_N), {ident}, dtype=tl.float32)")
+        loads, self.loads = self.loads, dict(self.loads)      # loads inside the loop stay there
+        for v in e.reduced:
+            self.out(f"for {self.coord(v)} in range(0, {self.sym(rank_of(v))}):")
+            self.ind += 1
+        self.loop_vars |= set(e.reduced)
+        term = self.value(e.expr, ctx)
+        comb = {"sum": f"{acc} + {term}", "max": f"tl.maximum({acc}, {term})",
+                "min": f"tl.minimum({acc}, {term})"}[e.reduce]
+        self.out(f"{acc} = {comb}")
+        self.loop_vars -= set(e.reduced)
+        self.ind -= len(e.reduced)
+        self.loads = loads
+        return acc
 
     def _epilogue(self):
         self.out()
