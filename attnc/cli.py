@@ -336,6 +336,9 @@ def cmd_simulate(args) -> int:
     from simulator.analytical import simulate
 
     from .report import render_simulation
+    if args.plot:
+        from .figures import check_plot_path
+        check_plot_path(args.plot, ".csv", args.force)
     if args.mapping is None:             # no mapping given: the spatial mapper finds one first
         if not args.design or not args.hw:
             raise EinError("simulate without --mapping needs a design and --hw (a spatial preset or file): "
@@ -354,11 +357,16 @@ def cmd_simulate(args) -> int:
         from simulator.analytical import formulas
         for k, v in formulas(c, m.for_shapes(r.shapes), hw).items():
             print(f"{k} = {v}")
-        print()
+        print(f"(bytes {r.bytes_rule})\n")
     if args.json:
         print(json.dumps(dataclasses.asdict(r), indent=2, default=str))
     else:
         print(render_simulation(r))
+    if args.plot:
+        from .figures import plot_timeline
+        data = plot_timeline(m, hw, r, args.plot)
+        print(f"\nwrote {args.plot} and {data}: which Einsum occupies which unit, the critical path marked",
+              file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -389,11 +397,22 @@ def cmd_map(args) -> int:
         from hw_models.schema import load_file
         load_file(args.hw)           # bounded and checked (alias bombs, nesting, size) before is_spatial reads it
     if is_spatial(args.hw):
+        if args.plot:
+            raise EinError(f"--plot draws a GPU roofline; {args.hw} is a spatial array: map it, then "
+                           "`attnc simulate --mapping FILE --plot FILE.png` draws its timeline")
         return _map_spatial(args)
     from .gpu import map_design, map_json, render_map
+    if args.plot:
+        from .figures import check_plot_path
+        check_plot_path(args.plot, ".json", args.force)
     _gpu_model_fits(args.design, parse_shapes(args.shape))
     r = map_design(args.design, args.hw, parse_shapes(args.shape), args.dtype, args.top)
     print(json.dumps(map_json(r), indent=2, default=str) if args.json else render_map(r))
+    if args.plot:
+        from .figures import plot_roofline
+        data = plot_roofline(r, args.plot)
+        print(f"\nwrote {args.plot} and {data}: the roofline of {r.design} on {r.gpu.name}",
+              file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -642,6 +661,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="energy rules (docs/spatial.md; default: the hardware file's, else physical)")
     s.add_argument("--formulas", action="store_true",
                    help="also print busy cycles per Einsum and DRAM bytes as formulas in the shape symbols")
+    s.add_argument("--plot", metavar="FILE.png", help="write a per-unit timeline here (png, pdf or svg): which "
+                                                      "Einsum occupies which unit, the critical path marked; "
+                                                      "its bars as FILE.csv beside it")
+    s.add_argument("--force", action="store_true", help="overwrite an existing --plot file")
     s.add_argument("--json", action="store_true", help="print JSON instead of tables")
     s.set_defaults(func=cmd_simulate)
 
@@ -662,7 +685,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=_int_arg(0, "a seed"), default=0, help="spatial: random seed (default 0)")
     s.add_argument("--budget", type=_int_arg(1, "a budget"), help="spatial: mappings to evaluate at most")
     s.add_argument("--out", metavar="MAPPING.yaml", help="spatial: write the best mapping file here")
-    s.add_argument("--force", action="store_true", help="spatial: overwrite --out")
+    s.add_argument("--force", action="store_true", help="overwrite --out (spatial) or --plot")
+    s.add_argument("--plot", metavar="FILE.png", help="GPU: write a roofline here (png, pdf or svg): predicted "
+                                                      "throughput against arithmetic intensity beside the "
+                                                      "compute and HBM roofs; its numbers as FILE.json beside it")
     s.add_argument("--dtype", default="bf16", choices=["bf16", "f16", "f8", "f32"],
                    help="element type of Q, K, V (default bf16)")
     s.add_argument("--top", type=_int_arg(1, "how many mappings to list"), default=5, help="how many mappings to list (default 5)")

@@ -107,3 +107,106 @@ def latency(m: Mapping, costs, n: Nest, hw: SpatialArray, dram_cycles: float, by
                         f"phases: sum over {len(m.phases)} phases of max(DRAM, each unit)", "", dict(busy))
     epochs, per, rule, path = _epochs(m, costs, n, hw)
     return Schedule(max(epochs * per, dram_cycles), epochs, per, rule, path, dict(busy))
+
+
+# ------------------------------------------------------------------ the timeline (attnc simulate --plot)
+
+@dataclass(frozen=True)
+class Bar:
+    """One Einsum (or a unit's exposed fill, or DRAM traffic) occupying a
+    unit from `start` to `end` cycles; `critical` when it lies on the path
+    that sets the latency."""
+    unit: str                     # a unit of the hardware, or "dram"
+    name: str                     # an Einsum, fill_<unit>, or "DRAM" (the DRAM time)
+    epoch: int                    # the epoch (epochs rule) or phase (phases rule) it belongs to; 0 otherwise
+    start: float
+    end: float
+    critical: bool
+
+
+def _place(node, t0: float, per: dict, out: list) -> tuple[float, list]:
+    """Lay out one epoch's critical-path expression from t0: a sum in
+    sequence, a max's branches side by side (on different units, as the
+    mapping rules require). Returns (end, the indices in `out` of the bars on
+    the longest branches)."""
+    from mappers.mapping import Add, Max, Name, Num, Scale
+    if isinstance(node, Name):
+        out.append((node.name, t0, t0 + per.get(node.name, 0.0)))
+        return t0 + per.get(node.name, 0.0), [len(out) - 1]
+    if isinstance(node, Num):
+        return t0 + node.number, []
+    if isinstance(node, Add):
+        crit = []
+        for term in node.terms:
+            t0, c = _place(term, t0, per, out)
+            crit += c
+        return t0, crit
+    if isinstance(node, Max):            # every branch as long as the longest is on the critical path
+        branches = [_place(a, t0, per, out) for a in node.args]
+        end = max(b[0] for b in branches)
+        return end, [i for b in branches if b[0] == end for i in b[1]]
+    if isinstance(node, Scale):
+        end, crit = _place(node.arg, t0, per, out)
+        return t0 + node.factor * (end - t0), crit
+    raise TypeError(node)
+
+
+def _epoch_bars(m: Mapping, costs, hw: SpatialArray, sch: Schedule, dram_cycles: float, shown: int) -> list[Bar]:
+    unit_of = {ec.name: ec.unit for ec in costs}
+    unit_of.update({f"fill_{u}": u for u in hw.units})
+    per = {ec.name: ec.busy_cycles / sch.epochs for ec in costs}
+    per.update({f"fill_{u.name}": float(u.shape[0]) for u in hw.units.values()})
+    if m.critical_path is not None:
+        path = m.critical_path.expr
+    else:
+        path = Add(tuple(Name(ec.name, m.node.loc) for ec in costs))
+    placed: list = []
+    _, crit = _place(path, 0.0, per, placed)
+    dram = dram_cycles / sch.epochs
+    bars = []
+    for k in range(min(sch.epochs, shown)):
+        t = k * sch.critical_path_cycles
+        bars += [Bar(unit_of[n], n, k, t + s, t + e, i in crit and dram <= sch.critical_path_cycles)
+                 for i, (n, s, e) in enumerate(placed) if e > s]
+        if dram:
+            bars.append(Bar("dram", "DRAM", k, t, t + dram, dram > sch.critical_path_cycles))
+    return bars
+
+
+def _stacked(groups: list, costs, hw: SpatialArray, dram: list) -> list[Bar]:
+    """Overlapped and phases: in each group (all Einsums, or one phase) every
+    unit runs its Einsums back to back and DRAM its transfers, side by side;
+    the group lasts as long as its longest row, which is critical."""
+    bars, t0 = [], 0.0
+    for k, names in enumerate(groups):
+        rows: dict = {}
+        for ec in costs:
+            if ec.name in names and ec.busy_cycles:
+                rows.setdefault(ec.unit, []).append((ec.name, ec.busy_cycles))
+        if dram[k]:
+            rows["dram"] = [("DRAM", dram[k])]
+        longest = max(rows, key=lambda u: sum(c for _, c in rows[u]), default=None)
+        for unit, items in rows.items():
+            t = t0
+            for name, cycles in items:
+                bars.append(Bar(unit, name, k, t, t + cycles, unit == longest))
+                t += cycles
+        t0 += max((sum(c for _, c in items) for items in rows.values()), default=0.0)
+    return bars
+
+
+def timeline(m: Mapping, costs, hw: SpatialArray, sch: Schedule, dram_cycles: float, by_einsum: dict,
+             shown_epochs: int = 3) -> list[Bar]:
+    """Which Einsum occupies which unit when, by the schedule's own rule
+    (docs/spatial.md): `epochs`: the critical path laid out in each of the
+    first `shown_epochs` epochs (every epoch is the same); `overlapped`: each
+    unit's Einsums back to back beside the DRAM time; `phases`: the same per
+    phase, one phase after another. The bars on the path that sets the
+    latency are marked critical."""
+    if m.overlap is Overlap.EPOCHS:
+        return _epoch_bars(m, costs, hw, sch, dram_cycles, shown_epochs)
+    if m.overlap is Overlap.PHASES:
+        groups = [set(ph) for ph in m.phases]
+        dram = [sum(by_einsum.get(n, 0.0) for n in ph) / hw.dram_bytes_per_cycle for ph in m.phases]
+        return _stacked(groups, costs, hw, dram)
+    return _stacked([{ec.name for ec in costs}], costs, hw, [dram_cycles])
