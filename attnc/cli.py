@@ -387,6 +387,9 @@ def _gpu_model_fits(design: str, shapes: dict) -> None:
         raise EinError(f"{' x '.join(f'{r}={n}' for n, r in longest)} = {positions:,} positions is more than "
                        f"the GPU model classifies ({GPU_MODEL_POSITIONS:,}, e.g. 32K x 32K): it visits every "
                        "16 x 16 cell of the score matrix; model a shorter sequence")
+    if positions > 2 ** 26 and sys.stderr.isatty():     # 8K x 8K and up: seconds to a minute in one step
+        print(f"classifying the {positions // 256:,} cells (16 x 16) of the {' x '.join(r for _, r in longest)} "
+              "score matrix (the longest step; up to a minute at 32K x 32K)...", file=sys.stderr)
 
 
 def cmd_map(args) -> int:
