@@ -403,18 +403,41 @@ def random_inputs(c: Cascade, shapes: dict, seed: int = 0, dtype="float64") -> d
     return out
 
 
-_EPS = {"f64": 2.0 ** -52, "f32": 2.0 ** -23, "tf32": 2.0 ** -10, "f16": 2.0 ** -10, "bf16": 2.0 ** -7,
-        "f8": 2.0 ** -3}
-"""Relative spacing of each element type's numbers: how far inside an open
-end a drawn value stays, so that rounding it to the declared type (a kernel
-loads an f16 gate as f16) cannot land on the end (0.9999 is 1.0 in f16)."""
+_SIGNIFICAND = {"f64": 53, "f32": 24, "tf32": 11, "f16": 11, "bf16": 8, "f8": 4}
+"""Significant bits of each element type, and its smallest normal number:
+the values drawn for an input with a domain are numbers of its declared
+type, so a kernel that loads an f16 gate as f16 sees the value the executor
+does, still inside the domain (0.9999 would round to 1.0 in f16)."""
+_TINY = {"f64": 2.0 ** -1022, "f32": 2.0 ** -126, "tf32": 2.0 ** -126, "bf16": 2.0 ** -126, "f16": 2.0 ** -14,
+         "f8": 2.0 ** -6}
+
+
+def _round_bits(x, bits: int):
+    """`x` rounded (half to even) to `bits` significant bits."""
+    m, e = np.frexp(x)
+    return np.ldexp(np.round(m * 2.0 ** bits) / 2.0 ** bits, e)
+
+
+def _first_inside(v: float, closed: bool, up: bool, bits: int, tiny: float) -> float:
+    """The number of `bits` precision nearest to the end `v` of a domain on its
+    inside (above v for a lower end, `up`); `v` itself if closed and exact."""
+    r = float(_round_bits(v, bits))
+    if (closed and r == v) or (up and r > v) or (not up and r < v):
+        return r
+    if r == 0:
+        return tiny if up else -tiny
+    m, e = math.frexp(r)
+    ulp = 2.0 ** (e - bits)
+    if abs(m) == 0.5 and (r > 0) != up:  # stepping towards 0 from a power of two: the spacing halves
+        ulp /= 2
+    return r + ulp if up else r - ulp
 
 
 def _into_domain(z: np.ndarray, t, dtype: np.dtype, c: Cascade) -> np.ndarray:
     """Standard-normal draws mapped into t's domain: onto (lo, hi) through a
-    logistic (as a sigmoid gate is), onto a half-line as lo + exp(z) (or hi - exp(z));
-    open ends kept out by a margin of the coarser of t's type and `dtype`;
-    integer types (i32, i8) get whole numbers of the domain."""
+    logistic (as a sigmoid gate is), onto a half-line as lo + exp(z) (or
+    hi - exp(z)); then made numbers of the coarser of t's type and `dtype`
+    that lie inside. Integer types (i32, i8) get whole numbers of the domain."""
     d = t.domain
     u = 1.0 / (1.0 + np.exp(-z))
     if t.dtype in ("i32", "i8"):
@@ -424,12 +447,13 @@ def _into_domain(z: np.ndarray, t, dtype: np.dtype, c: Cascade) -> np.ndarray:
         else:
             x = lo + np.floor(np.exp(z)) if math.isfinite(d.lo) else hi - np.floor(np.exp(z))
         return x.astype(dtype)
-    eps = max(_EPS.get(t.dtype, 2.0 ** -10), float(np.finfo(dtype).eps))
-    lo = d.lo if d.lo_closed or not math.isfinite(d.lo) else d.lo + eps * max(abs(d.lo), 1.0)
-    hi = d.hi if d.hi_closed or not math.isfinite(d.hi) else d.hi - eps * max(abs(d.hi), 1.0)
+    bits = min(_SIGNIFICAND.get(t.dtype, 11), np.finfo(dtype).nmant + 1)
+    tiny = max(_TINY.get(t.dtype, 2.0 ** -14), float(np.finfo(dtype).tiny))
+    lo = d.lo if math.isinf(d.lo) else _first_inside(d.lo, d.lo_closed, True, bits, tiny)
+    hi = d.hi if math.isinf(d.hi) else _first_inside(d.hi, d.hi_closed, False, bits, tiny)
     if lo > hi:
-        raise ShapeError(f"the domain {d} of input {t.name} is too narrow to draw {t.dtype} values strictly "
-                         "inside it", t.loc, c.source)
+        raise ShapeError(f"the domain {d} of input {t.name} holds no {t.dtype} number (it is narrower than the "
+                         "type's spacing there)", t.loc, c.source)
     with np.errstate(over="ignore"):
         if math.isfinite(d.lo) and math.isfinite(d.hi):
             x = d.lo * (1 - u) + d.hi * u
@@ -439,7 +463,8 @@ def _into_domain(z: np.ndarray, t, dtype: np.dtype, c: Cascade) -> np.ndarray:
             x = d.hi - np.exp(z)
         else:
             x = z
-    return np.clip(x, lo, hi).astype(dtype)
+    # lo and hi are numbers of `bits` precision: rounding after the clip stays between them
+    return _round_bits(np.clip(x, lo, hi), bits).astype(dtype)
 
 
 def check_domains(c: Cascade, inputs: dict) -> None:

@@ -376,3 +376,77 @@ def test_the_builder_says_the_same():
     built, parsed = cb.build(), ei.parse(text)
     assert built == parsed and built.masks == parsed.masks
     assert str(built) == str(parsed)
+
+
+def _random_condition(rng, depth=0):
+    """A random condition of the coordinates m, p and the symbol W."""
+    if depth > 1 or rng.random() < 0.4:
+        lhs = rng.choice(["m", "p", "p - m", "m + W", "(p - m) % 3", "abs(p - m)"])
+        rhs = rng.choice(["p", "m", "W", "1", "p - W", "2"])
+        return f"{lhs} {rng.choice(['<', '<=', '>', '>=', '==', '!='])} {rhs}"
+    op = rng.choice(["and", "or", "not"])
+    if op == "not":
+        return f"not ({_random_condition(rng, depth + 1)})"
+    return f"({_random_condition(rng, depth + 1)}) {op} ({_random_condition(rng, depth + 1)})"
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_masks_round_trip_and_mean_their_conditions(seed):
+    """Masks over random conditions, used alone, combined and inside other
+    masks: the printed text parses back equal and prints the same, and the
+    executor gives what the conditions written out give."""
+    import random
+    rng = random.Random(seed)
+    conds = [_random_condition(rng) for _ in range(rng.randint(1, 3))]
+    lines = ["rank M, P", "input S[M, P]: f32"]
+    lines += [f"mask k{i} = {c}" for i, c in enumerate(conds)]
+    lines.append(f"mask both = k0 and ({_random_condition(rng)})")
+    inline = {f"k{i}": f"({c})" for i, c in enumerate(conds)}
+    inline["both"] = f"({inline['k0']} and ({lines[-1].split(' and (', 1)[1]})"
+    uses = [rng.sample(sorted(inline), rng.randint(1, 2)) for _ in range(3)] + [["both"]]
+    uses += [[f"k{i}"] for i in range(len(conds))]
+    body = [f"Y{j}[m, p] = S[m, p] * {j + 1} where {' or '.join(u)}" for j, u in enumerate(uses)]
+    text = "\n".join(lines + body) + "\n"
+    written = "\n".join(lines[:2] + [b.split(" where ")[0] + " where " + " or ".join(inline[n] for n in u)
+                                     for b, u in zip(body, uses)]) + "\n"
+    c = ei.parse(text)
+    printed = roundtrip(c)
+    assert "mask both = k0 and " in printed and "where both" in printed
+    assert c == ei.parse(written)
+    S = rng_arrays(seed, S=(6, 7))["S"]
+    shapes = {"W": 2} if "W" in symbols_used(c) else {}
+    got, want = ei.execute(c, {"S": S}, shapes), ei.execute(ei.parse(written), {"S": S}, shapes)
+    assert all(np.array_equal(got[k], want[k]) for k in want)
+
+
+def _to_bf16(x):
+    """float32 -> bfloat16 (round to nearest even) -> float64, by the bits."""
+    u = np.asarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
+    return u.astype(np.uint32).view(np.float32).astype(np.float64)
+
+
+@pytest.mark.parametrize("dtype", ["f16", "bf16", "f32"])
+def test_open_ends_survive_rounding_to_the_declared_type(dtype):
+    c = ei.parse(f"rank M\ninput G[M]: {dtype} in (0, 1)\ninput U[M]: {dtype} in (-3, 250)\nY[m] = G[m] + U[m]\n")
+    x = ei.random_inputs(c, {"M": 20000}, seed=2, dtype="float32")
+    to = {"f16": lambda v: v.astype(np.float16), "bf16": _to_bf16, "f32": lambda v: v}[dtype]
+    for name in ("G", "U"):
+        rounded = to(x[name]).astype(np.float64)
+        assert np.all(c.tensor(name).domain.contains(rounded)), name
+        assert rounded.min() < c.tensor(name).domain.lo + 0.1 * (c.tensor(name).domain.hi - c.tensor(name).domain.lo)
+
+
+def test_narrow_domains_draw_the_numbers_of_the_type_inside_them():
+    c = ei.parse("rank M\ninput G[M]: f16 in (0.999, 1)\ninput T[M]: f16 in [0.5, 0.5]\n"
+                 "input Z[M]: f16 > 0\ninput C[M]: f16 in [0.1, 0.2]\nY[m] = G[m] + T[m] + Z[m] + C[m]\n")
+    x = ei.random_inputs(c, {"M": 3000}, seed=0)
+    # the f16 numbers strictly between 0.999 and 1: 1 - 2**-11 and 1 - 2**-10
+    assert set(np.unique(x["G"]).tolist()) == {1 - 2.0 ** -11, 1 - 2.0 ** -10}
+    assert np.all(x["T"] == 0.5)
+    assert np.all(x["Z"].astype(np.float16) > 0)
+    c16 = x["C"].astype(np.float16)
+    assert np.all(c16 == x["C"]) and np.all((c16 >= 0.1) & (c16 <= 0.2))   # 0.1 itself is no f16 number
+    for narrow in ("in (1, 1.0001)", "in [0.1, 0.1]"):
+        with pytest.raises(ei.ShapeError, match="holds no f16 number"):
+            ei.random_inputs(ei.parse(f"rank M\ninput G[M]: f16 {narrow}\nY[m] = G[m]\n"), {"M": 3})
