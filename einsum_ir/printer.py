@@ -87,16 +87,16 @@ def format_decl(t: TensorDecl, ranks: dict[str, Rank] | None = None) -> str:
 
 def format_domain(d: Domain) -> str:
     """`in (0, 1)`; a half-line as its bound: `> 0`, `<= 1`."""
-    _num = _bound
     if math.isinf(d.hi) and not math.isinf(d.lo):
-        return f"{'>=' if d.lo_closed else '>'} {_num(d.lo)}"
+        return f"{'>=' if d.lo_closed else '>'} {_bound(d.lo)}"
     if math.isinf(d.lo) and not math.isinf(d.hi):
-        return f"{'<=' if d.hi_closed else '<'} {_num(d.hi)}"
-    return f"in {'[' if d.lo_closed else '('}{_num(d.lo)}, {_num(d.hi)}{']' if d.hi_closed else ')'}"
+        return f"{'<=' if d.hi_closed else '<'} {_bound(d.hi)}"
+    return f"in {'[' if d.lo_closed else '('}{_bound(d.lo)}, {_bound(d.hi)}{']' if d.hi_closed else ')'}"
 
 
 def _bound(v: float) -> str:
-    return str(int(v)) if math.isfinite(v) and float(v).is_integer() and abs(v) < 1e16 else globals()["_num"](v)
+    """A domain's end: an integer without `.0`."""
+    return str(int(v)) if math.isfinite(v) and float(v).is_integer() and abs(v) < 1e16 else _num(float(v))
 
 
 def fold_masks(e: Expr, masks: list[tuple[Expr, str]], used: set[str]) -> Expr:
