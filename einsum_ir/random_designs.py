@@ -74,6 +74,7 @@ class _Ctx:
         self.body: list[str] = []
         self.names: set[str] = set()
         self.memo: dict = {}
+        self.extra: random.Random | None = None   # the second stream: the newer operators (_t_new_op)
 
     def feat(self, *names: str) -> None:
         self.features.update(names)
@@ -539,6 +540,46 @@ def _t_divsafe(ctx, lay, x, b):
     return f"{_p(x)} / (1 + 0.1 * abs({x}))", 10.0
 
 
+def _t_new_op(ctx, lay, x, b):
+    """One of the operators added for issues 18 and 22, drawn from the
+    design's second stream (`ctx.extra`) so that the first stream, and so
+    every design that draws none, is what it was before they existed."""
+    r, k, q = ctx.extra, lay.kv, lay.q
+    form = r.choice(["sin", "cos", "tan", "erf", "softplus", "logsigmoid", "log1p", "expm1", "pow", "bits",
+                     "cond"])
+    if form == "sin":
+        ctx.feat("sin", "add", "mul")
+        return f"{_p(x)} + 0.5 * sin({x})", b + 0.5
+    if form == "cos":
+        ctx.feat("cos", "coord", "add", "mul")
+        return f"{_p(x)} + 0.25 * cos({q} - {k})", b + 0.25
+    if form == "tan":
+        ctx.feat("tan", "div")
+        return f"tan({_p(x)} / {float(b) + 1.0!r})", 1.6
+    if form == "erf":
+        ctx.feat("erf", "mul", "add")
+        return f"0.5 * {_p(x)} * (1 + erf({_p(x)} / 1.4142135623730951))", b
+    if form in ("softplus", "logsigmoid"):
+        ctx.feat(form)
+        return f"{form}({x})", b + 0.7
+    if form == "log1p":
+        ctx.feat("log1p", "abs")
+        return f"log1p(abs({x}))", b
+    if form == "expm1":
+        ctx.feat("expm1", "div")
+        return f"expm1({_p(x)} / {float(b) + 1.0!r})", 1.8
+    if form == "pow":
+        e, scaled = r.choice(["2", "3", "1.5"]), f"{_p(x)} / {float(b) + 1.0!r}"
+        ctx.feat("pow", "div", *(["abs"] if e == "1.5" else []))
+        return (f"abs({scaled}) ^ 1.5" if e == "1.5" else f"({scaled}) ^ {e}"), 1.0
+    if form == "bits":
+        ctx.feat("bitwise", "add", "mul")
+        bit = r.choice([f"({k} & 3) == ({q} & 3)", f"xor({k}, {q}) >> 1 & 1", f"({k} | 1) << 1 > {q}"])
+        return f"{_p(x)} + 0.25 * ({bit})", b + 0.5
+    ctx.feat("cond-value", "mul")
+    return f"{_p(x)} * ({k} <= {q})", b
+
+
 _TRANSFORMS = (_t_scale, _t_softcap, _t_clip, _t_slope, _t_bias, _t_query, _t_key, _t_gate, _t_relative,
                _t_absmax, _t_sigmoid, _t_log, _t_sqrt, _t_exp, _t_select, _t_coord, _t_divsafe, _t_floor)
 _CAPS = (_t_softcap, _t_clip, _t_sigmoid, _t_divsafe)
@@ -555,6 +596,8 @@ def _score_map(ctx: _Ctx, lay: _Layout, x: str, b: float, depth: int | None = No
             if r is not None:
                 x, b = r
                 break
+    if ctx.extra is not None and ctx.extra.random() < 0.3:
+        x, b = _t_new_op(ctx, lay, x, b)
     if cap is not None and b > cap:
         x, b = ctx.pick(_CAPS)(ctx, lay, x, b)
     return x, b
@@ -1384,6 +1427,7 @@ FEATURES = frozenset("""
     partition ragged-tile even-tile views finite-init iterative last-iterate compact-recurrence two-pass
     elu1 relu exp-map exp-proj softplus square sigmoid-map normaliser output-norm decay
     global causal-pred chunked chunked-global
+    sin cos tan erf logsigmoid log1p expm1 pow bitwise cond-value
 """.split())
 
 
@@ -1395,6 +1439,7 @@ def random_design(seed: int, family: str | None = None) -> RandomDesign:
     if family not in _BUILDERS:
         raise ValueError(f"unknown design family {family!r}; the families are {', '.join(FAMILIES)}")
     ctx = _Ctx(random.Random(f"{family}/{seed}"))
+    ctx.extra = random.Random(f"new-ops/{family}/{seed}")
     ctx.feat(family)
     _BUILDERS[family](ctx)
     text = ctx.text(family, seed)
