@@ -1,0 +1,46 @@
+"""The pure parts of scripts/mutation.py (the sample and the interval the
+mutation score in docs/benchmarks.md is quoted with); the mutation run itself
+is slow and not part of the suite."""
+import importlib.util
+import math
+import tomllib
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "mutation.py"
+spec = importlib.util.spec_from_file_location("attnc_mutation_script", SCRIPT)
+mutation = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mutation)
+
+
+@pytest.mark.parametrize("k, n", [(0, 10), (3, 10), (9, 10), (10, 10), (57, 80), (80, 80), (1, 1)])
+def test_wilson_endpoints_solve_the_score_equation(k, n):
+    """Wilson's interval is every p with |k/n - p| <= z sqrt(p (1 - p) / n):
+    each endpoint inside (0, 1) solves it with equality, and the observed
+    proportion lies inside."""
+    z = 1.96
+    lo, hi = mutation.wilson(k, n)
+    assert 0 <= lo <= k / n <= hi <= 1
+    for p in (lo, hi):
+        if 1e-12 < p < 1 - 1e-12:
+            assert abs(k / n - p) == pytest.approx(z * math.sqrt(p * (1 - p) / n), rel=1e-9)
+    assert (lo == 0) == (k == 0) and (hi == 1) == (k == n)
+
+
+def test_the_sample_is_fixed_by_its_seed_and_drawn_without_replacement():
+    names = [f"pkg.mod.x_f__mutmut_{i}" for i in range(500)]
+    a = mutation.draw(list(reversed(names)), 60, seed=7)
+    assert a == mutation.draw(names, 60, seed=7)              # the input order does not matter
+    assert len(set(a)) == 60 and set(a) <= set(names) and a == sorted(a)
+    assert a != mutation.draw(names, 60, seed=8)
+    assert mutation.draw(names, 0, seed=7) == sorted(names)   # 0: every mutant
+    assert mutation.draw(names, 900, seed=7) == sorted(names)
+
+
+def test_the_mutmut_table_parses_and_mutates_only_the_package():
+    cfg = tomllib.loads(mutation.mutmut_config("simulator", ["tests/simulator"], 300))["tool"]["mutmut"]
+    assert cfg["source_paths"] == ["simulator"]
+    assert "simulator" not in cfg["also_copy"] and {"einsum_ir", "mappers", "codegen"} <= set(cfg["also_copy"])
+    assert cfg["pytest_add_cli_args_test_selection"] == ["tests/simulator"]
+    assert "--timeout=300" in cfg["pytest_add_cli_args"]
