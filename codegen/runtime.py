@@ -159,7 +159,8 @@ class FusedKernel:
         from .triton import wide_tensors
         # the source depends on the contracted and feature extents and on which
         # tensors need 64-bit offsets: one module per combination
-        shapes = {k: env[k] for k in (self.form.contracted.upper(), (self.form.feature or "").upper()) if k in env}
+        dims = [self.form.contracted, self.form.feature or ""] + [s.contracted for s in self.form.scores]
+        shapes = {k: env[k] for k in (v.upper() for v in dims) if k in env}
         wide = wide_tensors(self.cascade, env)
         if wide:
             shapes["64-bit"] = ",".join(sorted(wide))
@@ -256,7 +257,7 @@ class FusedKernel:
         grid_m = -(-rows // m.block_m)
         nbatch = int(np.prod([env[v.upper()] for v in f.batch]))
         meta = dict(BLOCK_M=m.block_m, BLOCK_N=m.block_n, BLOCK_E=src.block_e, BLOCK_F=src.block_f,
-                    SPLITS=src.splits)
+                    SPLITS=src.splits, **src.blocks)
         launch = {} if os.environ.get("TRITON_INTERPRET") == "1" else dict(num_warps=m.warps, num_stages=m.stages)
         return env, mod, src, m, grid_m, nbatch, meta, launch, static
 
@@ -284,12 +285,34 @@ class ChunkedKernel:
         self.mapping = mapping
         self.shapes = dict(shapes or {})
         self._recognise = recognise_chunked
+        self._programs: dict = {}
         self._modules: dict[str, tuple] = {}
         self._plans: dict = {}
 
+    def program_for(self, env: dict):
+        """The chunk program at extents `env` (its blocks depend on them):
+        rendered by `source`, charged by `predict`; made once per extents."""
+        from einsum_ir.analysis.chunk_program import chunk_program
+        key = tuple(sorted(env.items()))
+        if key not in self._programs:
+            self._programs[key] = chunk_program(self._recognise(self.cascade, env), env, self.mapping.block_n)
+        return self._programs[key]
+
+    @property
+    def program(self):
+        """The chunk program at the compile shapes (None when they do not give every extent)."""
+        env = _extents(self.cascade, self.shapes)
+        return None if env is None else self.program_for(env)
+
     def source(self, env: dict):
         from .chunked import generate as generate_chunked
-        return generate_chunked(self._recognise(self.cascade, env), self.mapping, env)
+        return generate_chunked(self.program_for(env), self.mapping, env)
+
+    def predict(self, gpu, env: dict, inputs: dict | None = None):
+        """The GPU model's prediction for this kernel: it charges the same
+        chunk program the kernel is rendered from."""
+        from simulator.gpu import predict_chunked
+        return predict_chunked(self.program_for(env), self.mapping, gpu, env)
 
     def module(self, env: dict):
         key = cache_key(self.cascade, self.mapping, env)

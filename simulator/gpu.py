@@ -30,7 +30,7 @@ from einsum_ir.analysis.fused import FusedForm
 from einsum_ir.analysis.tile_program import (KEY, POINT, ROW, UNIFORM, PassProgram, TileProgram, statement_ops,
                                               tile_program)
 from einsum_ir.analysis.tiles import EMPTY, FULL, PARTIAL, cell_counts, classify
-from einsum_ir.ir import Op, index_vars, walk
+from einsum_ir.ir import Op, index_vars, rank_of, walk
 from einsum_ir.ops import DTYPE_BYTES, KIND_UNITS, REDUCE_RULES
 from hw_models.gpu import GPU
 from hw_models.schema import HardwareError
@@ -109,7 +109,7 @@ def _program(x) -> TileProgram:
     return x if isinstance(x, TileProgram) else tile_program(x)
 
 
-def _pass_ops(pp: PassProgram, form: FusedForm) -> tuple[Counter, Counter, int]:
+def _pass_ops(pp: PassProgram, form: FusedForm, env: dict) -> tuple[Counter, Counter, int]:
     """Operations of one tile step of a pass as (kind, axes) -> count, for
     every tile and the partial tiles' extra, and the number of value
     contractions: each statement of the program once, each distinct
@@ -119,7 +119,11 @@ def _pass_ops(pp: PassProgram, form: FusedForm) -> tuple[Counter, Counter, int]:
     per, extra = Counter(), Counter()
     nvalue = 0
     for t in pp.tile_einsums:
-        per.update(statement_ops(form, t.expr))
+        # an in-tile reduction: its term and the combine once per reduced coordinate
+        n = int(np.prod([env[rank_of(v)] for v in t.reduced])) if t.reduced else 1
+        per.update({k: v * n for k, v in statement_ops(form, t.expr).items()})
+        if t.reduced:
+            per[REDUCE_RULES[t.reduce].kind, POINT] += n
     for r in pp.init:
         if r.kind == "value":
             nvalue += 1
@@ -154,8 +158,7 @@ def tile_work(program, k: int, m: GPUMapping, env: dict) -> TileWork:
     TileProgram, or a FusedForm whose program is taken)."""
     program = _program(program)
     form, pp = program.form, program.passes[k]
-    per, extra, nvalue = _pass_ops(pp, form)
-    e = env[form.contracted.upper()]
+    per, extra, nvalue = _pass_ops(pp, form, env)
     f = env[form.feature.upper()] if form.feature else 0
     pts = m.block_m * m.block_n
     sfu, fp, it = _weigh(per, m)
@@ -164,7 +167,8 @@ def tile_work(program, k: int, m: GPUMapping, env: dict) -> TileWork:
     norms = len(pp.normalise)
     row_fp = sum(f if r.kind == "value" else 1 for r in rescaled) + 2 * norms
     nscore = len(pp.scores)
-    return TileWork(tensor_flops=2.0 * pts * (nscore * padded(e) + (padded(f) * nvalue if f else 0)),
+    dims = sum(padded(env[s.contracted.upper()]) for s in pp.scores)    # each score its own head dimension
+    return TileWork(tensor_flops=2.0 * pts * (dims + (padded(f) * nvalue if f else 0)),
                     sfu_full=sfu, fp32_full=fp, sfu_partial=sfu + sfu_x, fp32_partial=fp + fp_x,
                     row_fp32=row_fp * m.block_m, row_sfu=norms * m.block_m, int_full=it, int_partial=it + it_x)
 
@@ -396,13 +400,13 @@ def smem_operand_bytes(program: TileProgram, k: int, m: GPUMapping, env: dict, p
     memory)."""
     form, pp = program.form, program.passes[k]
     b = DTYPE_BYTES[m.dtype]
-    e = padded(env[form.contracted.upper()])
+    e = sum(padded(env[s.contracted.upper()]) for s in pp.scores)     # the scores' head dimensions together
     f = padded(env[form.feature.upper()]) if form.feature else 0
-    kv = m.block_n * (len(pp.scores) * e + f * sum(r.kind == "value" for r in pp.init)) * b
+    kv = m.block_n * (e + f * sum(r.kind == "value" for r in pp.init)) * b
     if path == "mma":
         return m.warps * kv
     groups = max(1, min(m.warps // 4, m.block_m // 64))
-    return groups * kv + len(pp.scores) * m.block_m * e * b
+    return groups * kv + m.block_m * e * b
 
 
 def _tile_times(w_tensor: float, smem: float, sfu: float, fp32: float, r: _Rates, gpu: GPU,
@@ -548,13 +552,12 @@ def predict_fused(program, m: GPUMapping, gpu: GPU, env: dict, inputs: dict | No
     form = program.form
     fp = footprint(form, m, env, gpu)
     grid = _grid(form, m, gpu, env, fp.blocks_per_sm)
-    e = env[form.contracted.upper()]
     f = env[form.feature.upper()] if form.feature else 0
     launch = gpu.efficiency["launch_us"] * 1e-6
     total_time, hbm, parts, work, tiles_seen, useful = 0.0, 0.0, Counter(), Counter(), Counter(), 0.0
     for k, pp in enumerate(program.passes):
         nfull, npart, nempty, kept = _tile_classes(form, k, m, env, inputs, counts, grid, skip_empty)
-        useful += kept * 2.0 * (e * len(pp.scores) + f * len(pp.values))
+        useful += kept * 2.0 * (sum(env[s.contracted.upper()] for s in pp.scores) + f * len(pp.values))
         scale = grid.head_blocks / nfull.shape[0]
         tiles_seen["full"] += float(nfull.sum()) * scale
         tiles_seen["partial"] += float(npart.sum()) * scale
@@ -582,7 +585,25 @@ def predict_fused(program, m: GPUMapping, gpu: GPU, env: dict, inputs: dict | No
                        "regs_per_thread": fp.regs_per_thread, "tiles_full": tiles_seen["full"],
                        "tiles_partial": tiles_seen["partial"], "tiles_skipped": tiles_seen["empty"]})
     pred.binding = _binding(parts, ideal, total_time)
+    pred.notes += _placement_notes(program, env)
     return pred
+
+
+def _placement_notes(program: TileProgram, env: dict) -> list[str]:
+    """What runs outside the tile walk, and the reductions inside it: the
+    hoisted Einsums (materialised before the kernel, never over keys x
+    queries; charged in hoisted_s) and the in-tile reductions (a loop per tile)."""
+    form, notes = program.form, []
+    for e in form.hoisted:
+        t = form.cascade.tensor(e.name)
+        n = float(np.prod([env[r] for r in t.ranks]))
+        notes.append(f"materialised before the kernel: {e.name}[{', '.join(t.ranks)}], {n:,.0f} elements "
+                     f"({n * 4 / 2 ** 20:,.1f} MiB fp32), charged as hoisted work and traffic")
+    for t in {x for pp in program.passes for x in pp.tile_einsums if x.reduced}:
+        trips = int(np.prod([env[rank_of(v)] for v in t.reduced]))
+        notes.append(f"computed in the tile walk: {t.name}, a {t.reduce} over {', '.join(t.reduced)} "
+                     f"({trips} steps per tile, vector work)")
+    return notes
 
 
 def _binding(parts: Counter, ideal: float, total: float) -> str:

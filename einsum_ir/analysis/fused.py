@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import EinError
-from ..ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, accesses, index_vars
+from ..ir import Access, Cascade, Einsum, Expr, Idx, Op, accesses, index_vars
 
 
 class FusedFormError(EinError):
@@ -69,6 +69,7 @@ class Score:
     einsum: Einsum
     q: Access
     k: Access
+    contracted: str = ""       # its head dimension's variable (MLA's rotary part: another than the first's)
 
     @property
     def name(self) -> str:
@@ -262,12 +263,10 @@ def _find_scores(c: Cascade):
         if key2 != key or e.name in scores:
             continue
         if query2 != query or {v for v in e.output_vars if v not in (key, query)} != batch:
-            raise _fail(e, f"a second score contraction over the keys {key} whose queries or batch ranks differ "
-                           f"from {first.name}'s; one kernel walks the keys for one row tile", c)
-        if red != contracted:
-            raise _fail(e, f"score contractions over different variables ({contracted} in {first.name}, {red} "
-                           f"here); the kernel's query and key tiles share one head dimension", c)
-        scores[e.name] = Score(e, q, k)
+            continue        # not a score of the row tile (a bias shared across heads): an in-tile reduction
+        if red in (key, query) or red in batch:
+            continue
+        scores[e.name] = Score(e, q, k, red)     # another head dimension (MLA's rotary part): its own tile width
     return tuple(scores.values()), key, query, contracted
 
 
@@ -309,6 +308,11 @@ def recognise(c: Cascade, env: dict | None = None) -> FusedForm:
             continue
         vars_ = set(e.iteration_vars)
         over_tile = key in vars_ and (query is None or query in vars_)
+        if over_tile and e.reduced and key not in e.reduced and query not in e.reduced:
+            # over keys x queries and reduced over other ranks: computed in the tile, never materialised
+            tile.append(_in_tile_reduction(c, e, tilevars))
+            kinds[e.name] = "tile"
+            continue
         if e.name not in keyed and not (over_tile and not e.reduced):
             # never hoist anything over keys x queries: that is a tile
             hoisted.append(e)
@@ -363,6 +367,19 @@ def recognise(c: Cascade, env: dict | None = None) -> FusedForm:
     return _assign_passes(form)
 
 
+def _in_tile_reduction(c: Cascade, e: Einsum, tilevars: set) -> Einsum:
+    """An Einsum over keys x queries reduced over other ranks (a second
+    score over another head dimension, a bias reduced over features): the
+    kernel loops over the reduced ranks inside each tile."""
+    if not _plain(e.output) or set(e.output_vars) - tilevars:
+        raise _fail(e, "an in-tile reduction must be written at plain index variables of the tile "
+                       f"({', '.join(sorted(tilevars))})", c)
+    if e.predicate is not None and set(index_vars(e.predicate)) & set(e.reduced):
+        raise _fail(e, f"a predicate over the reduced rank{'s' * (len(e.reduced) > 1)} {', '.join(e.reduced)} "
+                       "of an in-tile reduction; write the condition as a select in the map", c)
+    return e
+
+
 def _reduction(c, e, key, rowvars, tilevars, kinds, inputs) -> Reduction:
     if e.reduce in ("max", "min"):
         bad = set(e.iteration_vars) - tilevars
@@ -387,25 +404,10 @@ def _reduction(c, e, key, rowvars, tilevars, kinds, inputs) -> Reduction:
 
 
 def _split_value(x: Expr, v: Access) -> Expr | None:
-    """The weight W with x = W * v, when x is a product or quotient in which
-    v appears once, as a factor of the numerator; else None."""
-    if x == v:
-        return Num(1.0)
-    if not isinstance(x, Op) or x.name not in ("mul", "div", "neg"):
-        return None
-    if x.name == "neg":
-        w = _split_value(x.args[0], v)
-        return None if w is None else Op("neg", (w,))
-    a, b = x.args
-    in_a, in_b = v in accesses(a), v in accesses(b)
-    one = Num(1.0)
-    if in_a and not in_b:
-        w = _split_value(a, v)
-        return None if w is None else b if (w == one and x.name == "mul") else Op(x.name, (w, b))
-    if in_b and not in_a and x.name == "mul":
-        w = _split_value(b, v)
-        return None if w is None else a if w == one else Op("mul", (a, w))
-    return None
+    """The weight W with x = W * v (einsum_ir.rewrites.algebra.split_factor,
+    the test division deferral uses too)."""
+    from ..rewrites.algebra import split_factor
+    return split_factor(x, v)
 
 
 def _assign_passes(form: FusedForm) -> FusedForm:
@@ -454,42 +456,15 @@ def _assign_passes(form: FusedForm) -> FusedForm:
 
 
 def _degree(form: FusedForm, x: Expr, g: str) -> int | None:
-    """Degree of `x` in exp(-G): 0 (independent of G), 1 (a factor exp(A - G)
-    times G-free terms), None (anything else)."""
-    if isinstance(x, Num):
-        return 0
-    if isinstance(x, Access):
-        if x.tensor == g:
-            return None
-        t = form.tile_einsum(x.tensor)
-        if t is not None and form.score(x.tensor) is None:
-            return _degree(form, t.expr, g)
-        return 0
-    if not isinstance(x, Op):
-        return 0
-    if x.name == "exp":
-        a = x.args[0]
-        if isinstance(a, Op) and a.name == "sub" and isinstance(a.args[1], Access) and a.args[1].tensor == g:
-            return 1 if _degree(form, a.args[0], g) == 0 else None
-    ds = [_degree(form, a, g) for a in x.args]
-    if None in ds:
-        return None
-    if x.name == "mul":
-        return ds[0] + ds[1]
-    if x.name == "div":
-        return ds[0] if ds[1] == 0 else None
-    if x.name == "neg":
-        return ds[0]
-    zero = [isinstance(a, Num) and a.value == 0 for a in x.args]
-    if x.name in ("add", "sub"):
-        live = [d for d, z in zip(ds, zero) if not z]
-        return live[0] if len(set(live)) == 1 else None
-    if x.name == "select":
-        if ds[0] != 0:
-            return None
-        live = [d for d, z in zip(ds[1:], zero[1:]) if not z]
-        return live[0] if live and len(set(live)) == 1 else 0
-    return 0 if all(d == 0 for d in ds) else None
+    """Degree of `x` in exp(-G): the rewrites' recognition of "exp(A - G)
+    times G-free factors" (einsum_ir.rewrites.algebra), looking through the
+    tile Einsums (not the scores) as the kernel computes them."""
+    from ..rewrites.algebra import exp_degree
+
+    def expand(a: Access) -> Expr | None:
+        t = form.tile_einsum(a.tensor)
+        return t.expr if t is not None and form.score(a.tensor) is None else None
+    return exp_degree(x, g, expand)
 
 
 __all__ = ["FusedForm", "FusedFormError", "Reduction", "Score", "recognise"]
