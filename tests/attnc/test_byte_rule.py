@@ -44,6 +44,9 @@ def test_dram_bytes_take_the_declared_type_chip_bytes_the_word():
     assert got["Q"].dram_read_bytes == B * H * E * P * 4
     assert got["AV"].dram_write_bytes == B * H * F * P * 4
     assert mixed.dram_bytes == sum(t.dram_read_bytes + t.dram_write_bytes for t in mixed.tensors)
+    # never below what analyze calls compulsory (at 2 bytes a word, f32 Q and AV were counted at half of it)
+    floor = evaluate(analyze(_retyped(TYPES, "mixed")).traffic["total_bytes"], dict(mixed.shapes))
+    assert mixed.dram_bytes >= floor
 
 
 def test_simulate_and_analyze_count_an_f32_tensor_alike():
