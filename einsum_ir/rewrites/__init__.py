@@ -1,0 +1,157 @@
+"""Rewrites that lower a cascade's pass count (docs/analysis.md, Rewrites).
+
+Each is a pure function Cascade -> Rewrite (the new cascade, its `.ein`
+text with the algebra that justifies it as comments, the explanation) and
+refuses with a RewriteError naming the Einsum and the failed condition:
+
+- `deferred`: a division by a row normaliser moves past the sum that
+  contracts it (3-pass softmax -> 2 passes);
+- `online`: maxima over the key rank become running maxima over its tiles
+  and sums of exp(A - G) terms are rescaled as G grows (-> 1 pass);
+- `split-kv`: the keys split into chunks, each reduced on its own, and the
+  chunks' partial results merged by an associative combine.
+
+`rewrite(..., verify=True)` runs the original and the result on the same
+random inputs at small shapes and refuses a result that differs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import EinError
+from ..ir import Cascade
+from .walk import RewriteError, key_rank, recognise
+
+FORMS = ("online", "deferred", "split-kv")
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    original: Cascade
+    cascade: Cascade
+    form: str
+    text: str                      # the `.ein` text, the algebra as comments
+    explanation: list[str]
+    rank: str                      # the rank whose passes the rewrite lowers
+    passes_before: int | None
+    passes_after: int | None
+    checked: dict = field(default_factory=dict)    # shapes and largest difference of the verify step
+
+
+def rewrite(c: Cascade, to: str, verify: bool = True, shapes: dict | None = None,
+            rank: str | None = None) -> Rewrite:
+    """`c` rewritten to the form `to` (one of FORMS), checked equal to `c` on
+    random inputs unless verify=False; a RewriteError when it does not apply."""
+    from ..analysis import passes
+    if to not in FORMS:
+        raise RewriteError(f"unknown rewrite {to!r}; the forms are {', '.join(FORMS)}")
+    K, before = key_rank(c, to, rank)
+    steps: list[str] = []
+    if to == "deferred":
+        out, text, doc, _ = _defer(c, before)
+        steps += doc
+    else:
+        out, text, doc = _walk_form(c, to, K, before, steps)
+        steps += doc
+    after = passes(out, K).passes
+    if to == "deferred" and before is not None and after is not None and after >= before:
+        raise RewriteError(f"cannot rewrite {c.name} to the deferred form: deferring its divisions leaves "
+                           f"{after} passes over {K} (it had {before})")
+    steps.append(f"passes over {K}: {before} -> {after}")
+    checked = check(c, out, shapes) if verify else {}
+    if checked:
+        steps.append(f"checked equal on random inputs at {_shape_text(checked['shapes'])} "
+                     f"(largest difference {checked['max_abs_diff']:.2e})")
+    return Rewrite(c, out, to, text, steps, K, before, after, checked)
+
+
+def _defer(c, before):
+    from .defer import defer
+    return defer(c, before)
+
+
+def _walk_form(c: Cascade, to: str, K: str, before: int | None, steps: list[str]):
+    """online / split-kv: defer divisions first where that applies (the walk
+    cannot wait for a sum), then derive the form from the recognised walk."""
+    from .defer import find
+    if to == "online" and before == 1:
+        raise RewriteError(f"cannot rewrite {c.name} to the online form: it already makes 1 pass over {K}"
+                           + (" (it has no max normaliser to carry)" if not _has_max(c, K) else ""))
+    src = c
+    if find(c)[0] is not None:
+        src, _, _, n = _defer(c, before)
+        src = src.replace(name=c.name, doc=c.doc)
+        steps.append(f"first deferred {n} division{'s' * (n > 1)} past the value sum (as --to deferred does)")
+    w = recognise(src, K, to)
+    if to == "online":
+        from .online import online
+        return online(src, w, before)
+    from .splitkv import split_kv
+    return split_kv(src, w, before)
+
+
+def _has_max(c: Cascade, K: str) -> bool:
+    return any(e.reduce in ("max", "min") and K.lower() in e.reduced for e in c.einsums)
+
+
+def small_shapes(c: Cascade) -> dict:
+    """Shapes for the verify step: every free symbol 3, each partitioned
+    rank's extent 5 (tile symbols 3: tiles of 3 and 2, the last one partial)."""
+    from ..ir import Sym, walk
+    from ..shapes import symbols_used
+    derived = {r.name for r in c.ranks if r.definition is not None or r.part == "outer"}
+    env = {s: 3 for s in symbols_used(c) if s not in derived}
+    for r in c.ranks:
+        if r.part == "outer":
+            parent = c.rank(r.parent)
+            roots = [parent.name] if parent.definition is None else \
+                [n.name for n in walk(parent.definition) if isinstance(n, Sym)]
+            for s in roots:
+                if s in env:
+                    env[s] = 5
+    return env
+
+
+def check(a: Cascade, b: Cascade, shapes: dict | None = None, seeds=(0, 1)) -> dict:
+    """Run `a` and `b` on the same random inputs (float64) and compare every
+    output of `a`; a RewriteError when they differ."""
+    from ..execute import execute, random_inputs
+    from ..shapes import symbols_used
+    env = {**small_shapes(a), **small_shapes(b), **(shapes or {})}
+    worst = 0.0
+    for seed in seeds:
+        try:
+            xs = random_inputs(a, _only(a, env, symbols_used), seed=seed)
+            ya = execute(a, xs, _only(a, env, symbols_used))
+            yb = execute(b, xs, _only(b, env, symbols_used))
+        except EinError as err:
+            raise RewriteError(f"cannot check the {b.name} rewrite at {_shape_text(env)}: {err.message} "
+                               "(give other shapes)") from None
+        for name, x in ya.items():
+            y = yb[name]
+            same_nan = np.array_equal(np.isnan(x), np.isnan(y))
+            ok = np.isfinite(x) & np.isfinite(y)
+            diff = float(np.max(np.abs(x[ok] - y[ok]), initial=0.0))
+            scale = float(np.max(np.abs(x[ok]), initial=1.0))
+            if not same_nan or not np.array_equal(x[~ok], y[~ok], equal_nan=True) or diff > 1e-9 * max(1.0, scale):
+                raise RewriteError(f"the rewrite of {a.name} differs from it on random inputs (seed {seed}, "
+                                   f"{_shape_text(env)}): output {name}, largest difference {diff:.3g}"
+                                   + ("" if same_nan else ", NaN at different places")
+                                   + "; this is a bug in attnc's rewrite, please report it")
+            worst = max(worst, diff)
+    return {"shapes": env, "max_abs_diff": worst, "seeds": list(seeds)}
+
+
+def _only(c: Cascade, env: dict, symbols_used) -> dict:
+    used = set(symbols_used(c))
+    derived = {r.name for r in c.ranks if r.definition is not None or r.part == "outer"}
+    return {k: v for k, v in env.items() if k in used and k not in derived}
+
+
+def _shape_text(env: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in env.items())
+
+
+__all__ = ["FORMS", "Rewrite", "RewriteError", "check", "rewrite", "small_shapes"]
