@@ -267,7 +267,7 @@ class Generator:
                 return ctx.expand(code, axes)
             return self.load(e, ctx)
         assert isinstance(e, Op)
-        if integer_expr(e) and axes_of(self.f, e):
+        if integer_expr(e) and axes_of(self.f, e) and self._int_bound(e) < 2 ** 31:
             # coordinates in integer arithmetic (exact, floor // and %), one value per row / key / point
             return f"({self.index(e, ctx)}).to(tl.float32)"
         if e.name == "select":
@@ -290,7 +290,22 @@ class Generator:
             return t.format(*number_codes(e, [self.value(x, ctx) for x in e.args], self.bools))
         raise FusedFormError(f"no Triton form for operator {e.name}", e.loc, self.c.source)
 
-    # -- roles ----------------------------------------------------------------------
+    def _int_bound(self, e: Expr) -> float:
+        """A bound on |e| at these shapes: an integer expression is rendered in
+        int32 only below 2**31 (beyond, the float form: no silent wrap)."""
+        if isinstance(e, Num):
+            return abs(e.value)
+        if isinstance(e, (Idx, Sym)):
+            return float(self.env.get(rank_of(e.name) if isinstance(e, Idx) else e.name, float("inf")))
+        b = [self._int_bound(a) for a in e.args]
+        if e.name == "mul":
+            return b[0] * b[1]
+        if e.name in ("add", "sub", "bor", "xor"):
+            return b[0] + b[1]
+        if e.name == "shl":
+            return b[0] * 2.0 ** min(b[1], 64)
+        return max(b)          # // % neg max min and shifts right: no larger than an operand
+
     def axes_of(self, vars_: list[str]) -> tuple[str, ...]:
         roles = [self.role[v] for v in vars_ if v in self.role]
         return tuple(r for r in ("p", "m", "e", "f") if r in roles)

@@ -150,6 +150,7 @@ def test_block_sparse_patterns_cost_by_the_key_tiles_they_visit(name):
 @pytest.mark.parametrize("name, score", [
     ("neighborhood-2d", "QK[b, h, m, p] / sqrt(E)"),
     ("dense", "select((p - m) % 3 == 1, QK[b, h, m, p] * 0.5, QK[b, h, m, p] / (2 + (m - p) // 2 % 3))"),
+    ("dense", "QK[b, h, m, p] + p * m * 4194304 * 1e-9"),     # beyond int32 at P = 32: the float form, no wrap
 ])
 def test_the_kernels_match_the_executor(name, score):
     """The integer rendering of coordinates, the reciprocal of a uniform
