@@ -42,6 +42,11 @@ def _call(name):
 exp, exp2, log, sqrt = _call("exp"), _call("exp2"), _call("log"), _call("sqrt")
 sigmoid, tanh, clip, select = _call("sigmoid"), _call("tanh"), _call("clip"), _call("select")
 abs_, maximum, minimum = _call("abs"), _call("max"), _call("min")
+sin, cos, tan, erf = _call("sin"), _call("cos"), _call("tan"), _call("erf")
+softplus, logsigmoid, log1p, expm1 = _call("softplus"), _call("logsigmoid"), _call("log1p"), _call("expm1")
+# bitwise: `a << s`, `a >> s` and `x ** y` (the text's `^`) are operators; `&` and `|` on expressions stay
+# the logic `and` / `or`, so the text's `&`, `|` are these functions
+bitand, bitor, xor = _call("band"), _call("bor"), _call("xor")
 
 
 def eq(a, b) -> Op:

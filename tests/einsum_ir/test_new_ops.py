@@ -272,3 +272,16 @@ def test_oracle_and_executor_agree_on_every_new_operator_at_special_values():
             got = RULES["pow"].numpy(np.float64(a), np.float64(b))
         want = oracle.VALUE_OPS["pow"](a, b)
         assert (math.isnan(got) and math.isnan(want)) or got == want, (a, b, got, want)
+
+
+def test_the_python_builder_says_the_same():
+    """`**` is `^`, `<<` `>>` are shifts, bitand/bitor/xor the text's & | xor
+    (`&` and `|` on builder expressions stay the logic and/or)."""
+    from einsum_ir.builder import TensorRef, bitand, bitor, erf, indices, softplus, xor
+    m, p = indices("m p")
+    S = TensorRef("S")
+    expr = (-S[m, p] ** 2 * (p >= m) + (bitand(m, 3) << 1) + xor(m, p) + softplus(S[m, p]) + erf(S[m, p]) ** -1
+            + (bitor(m, p) >> 1))
+    text = ei.parse(HEAD + "Y[m, p] = -S[m, p] ^ 2 * (p >= m) + ((m & 3) << 1) + xor(m, p) + softplus(S[m, p])"
+                           " + erf(S[m, p]) ^ -1 + ((m | p) >> 1)\n").einsums[0].expr
+    assert expr == text
