@@ -375,13 +375,17 @@ def cmd_simulate(args) -> int:
     c = ei.load(args.design or m.cascade)
     hw = load_spatial(args.hw or m.hardware)
     r = simulate(c, m, hw, parse_shapes(args.shape), accounting=args.accounting)
+    found = {}
     if args.formulas:
         from simulator.analytical import formulas
-        for k, v in formulas(c, m.for_shapes(r.shapes), hw).items():
+        found = {k: str(v) for k, v in formulas(c, m.for_shapes(r.shapes), hw).items()}
+    if args.formulas and not args.json:
+        for k, v in found.items():
             print(f"{k} = {v}")
         print(f"(bytes {r.bytes_rule})\n")
-    if args.json:
-        print(json.dumps(dataclasses.asdict(r), indent=2, default=str))
+    if args.json:              # one JSON document: the formulas inside it, never printed before it
+        print(json.dumps(dict(dataclasses.asdict(r), **({"formulas": found} if args.formulas else {})),
+                         indent=2, default=str))
     else:
         print(render_simulation(r))
     if args.plot:

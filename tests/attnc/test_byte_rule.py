@@ -75,3 +75,15 @@ def test_both_outputs_state_the_rule(tmp_path, capsys):
     assert main(["analyze", str(path), *shape, "M0=256"]) == 0
     out = capsys.readouterr().out
     assert "bytes at each tensor's declared type: Q, K, V, AV: f32, 4 B" in out
+
+
+def test_formulas_with_json_is_one_json_document(capsys):
+    """`simulate --formulas --json` used to print the formulas before the
+    JSON (stdout no longer parsed); they go inside it, with the byte rule."""
+    import json
+    args = ["simulate", "--mapping", "fusemax-binding", "--formulas", "--json",
+            "--shape", "B=1", "H=1", "E=64", "F=64", "M=512", "P=512"]
+    assert main(args) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["formulas"]["dram_bytes[Q]"] == "2*B*E*H*P"
+    assert "declared type" in data["bytes_rule"]
