@@ -84,7 +84,11 @@ def _value(e: Expr, env: dict, point: dict):
     if isinstance(e, Access):
         return True
     if isinstance(e, Op):
-        return RULES[e.name].numpy(*[_value(a, env, point) for a in e.args])
+        args = [_value(a, env, point) for a in e.args]
+        if e.name not in ("and", "or", "not"):          # a condition as a number is 1 or 0
+            args = [int(a) if isinstance(a, (bool, np.bool_)) and not (e.name == "select" and k == 0) else a
+                    for k, a in enumerate(args)]
+        return RULES[e.name].numpy(*args)
     raise TypeError(e)
 
 

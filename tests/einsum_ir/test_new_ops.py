@@ -285,3 +285,13 @@ def test_the_python_builder_says_the_same():
     text = ei.parse(HEAD + "Y[m, p] = -S[m, p] ^ 2 * (p >= m) + ((m & 3) << 1) + xor(m, p) + softplus(S[m, p])"
                            " + erf(S[m, p]) ^ -1 + ((m | p) >> 1)\n").einsums[0].expr
     assert expr == text
+
+
+def test_pass_traversal_evaluates_conditions_as_numbers_and_bitwise_predicates():
+    """The point-by-point pass simulator reads predicates with Python numbers:
+    a difference of conditions must be -1/0/1 there too (numpy refuses bool - bool)."""
+    from einsum_ir.analysis.traversal import simulate_passes
+    c = ei.parse("rank M, P\ninput S[M, P]: f32\noutput Y[P]: f32\n"
+                 "GM[p] = max[m] S[m, p] where (p < 2) - (m < 2) >= 0 and (m & 1) == 0\n"
+                 "Y[p] = sum[m] exp(S[m, p] - GM[p]) where (p < 2) - (m < 2) >= 0 and (m & 1) == 0\n")
+    assert simulate_passes(c, "M", {"M": 6, "P": 5}).passes == 2
