@@ -637,6 +637,7 @@ def predict_unfused(form: FusedForm, gpu: GPU, env: dict, dtype: str = "bf16") -
     nv = max(1, sum(r.kind == "value" for r in form.reductions))     # value GEMMs
     n = heads * rows * cols
     eff = gpu.efficiency["gemm_tensor"]
+    e = sum(env[s.contracted.upper()] for s in form.scores) / ns     # mean head dimension of the score GEMMs
     traffic = (ns * (heads * (rows + cols) * e * b + n * b), (ns + nv) * n * b,
                nv * (n * b + heads * rows * f * b) + heads * cols * f * b)
     t1, c1, m1 = _kernel(2.0 * n * e * ns, 0, 0, traffic[0], gpu, peak, eff)
