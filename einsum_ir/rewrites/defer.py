@@ -29,9 +29,22 @@ FORM = "deferred"
 class Deferral:
     a: Einsum | None     # the Einsum that divides (None: the sum's own term divides)
     reader: Einsum       # the sum that contracts it
-    term: Expr           # the reader's term with A's numerator in place of A
-    divisor: Expr        # what moves past the sum
+    parts: tuple         # (sign, the reader's term with a piece's numerator for A, its divisor or None)
     predicate: Expr | None
+
+    @property
+    def divisor(self) -> str:
+        return ", ".join(str(d) for _, _, d in self.parts if d is not None)
+
+
+def pieces(x: Expr) -> list[tuple[int, Expr]]:
+    """x as a signed sum of pieces: a/D1 - c * b/D2 -> [(1, a/D1), (-1, c * b/D2)]."""
+    if isinstance(x, Op) and x.name in ("add", "sub"):
+        right = pieces(x.args[1])
+        return pieces(x.args[0]) + [(s if x.name == "add" else -s, p) for s, p in right]
+    if isinstance(x, Op) and x.name == "neg":
+        return [(-s, p) for s, p in pieces(x.args[0])]
+    return [(1, x)]
 
 
 def _candidate(c: Cascade, a: Einsum, r: Einsum) -> Deferral | str:
@@ -50,18 +63,23 @@ def _candidate(c: Cascade, a: Einsum, r: Einsum) -> Deferral | str:
         return (f"{a.name} enters {r.name} other than as a factor of a product ({r.expr}), so the division "
                 "does not commute with the sum")
     names = dict(zip(plain_vars(a.output), use.indices))
-    den = [rename_vars(x, names) for x in den]
-    moved = [x for x in den if not set(index_vars(x)) & set(r.reduced) and _computed(c, x)]
-    kept = [x for x in den if x not in moved]
-    if not moved:
-        return (f"every divisor of {a.name} ({', '.join(map(str, den))}) depends on {', '.join(r.reduced)}, the "
-                f"ranks {r.name} sums over")
-    inner = product([rename_vars(x, names) for x in num])
-    if kept:
-        inner = Op("div", (inner, product(kept)))
-    term = map_expr(r.expr, lambda x: inner if x == use else None)
+    parts, divisors = [], []
+    for sign, piece in pieces(a.expr):
+        num, den = quotient(piece)
+        den = [rename_vars(x, names) for x in den]
+        divisors += den
+        moved = [x for x in den if not set(index_vars(x)) & set(r.reduced) and _computed(c, x)]
+        kept = [x for x in den if x not in moved]
+        inner = product([rename_vars(x, names) for x in num])
+        if kept:
+            inner = Op("div", (inner, product(kept)))
+        term = map_expr(r.expr, lambda x, inner=inner: inner if x == use else None)
+        parts.append((sign, term, product(moved) if moved else None))
+    if all(d is None for _, _, d in parts):
+        return (f"every divisor of {a.name} ({', '.join(map(str, divisors))}) depends on {', '.join(r.reduced)}, "
+                f"the ranks {r.name} sums over")
     pred = conj(r.predicate, None if a.predicate is None else rename_vars(a.predicate, names))
-    return Deferral(a, r, term, product(moved), pred)
+    return Deferral(a, r, tuple(parts), pred)
 
 
 def _computed(c: Cascade, x: Expr) -> bool:
@@ -81,7 +99,7 @@ def _in_place(c: Cascade, r: Einsum) -> Deferral | None:
         return None
     kept = [x for x in den if x not in moved]
     term = product(num) if not kept else Op("div", (product(num), product(kept)))
-    return Deferral(None, r, term, product(moved), r.predicate)
+    return Deferral(None, r, ((1, term, product(moved)),), r.predicate)
 
 
 def find(c: Cascade) -> tuple[Deferral | None, list[str]]:
@@ -95,7 +113,7 @@ def find(c: Cascade) -> tuple[Deferral | None, list[str]]:
         if a.reduced or a.iterative_var or a.is_initial:
             continue
         readers = c.readers(a.name)
-        if not quotient(a.expr)[1]:
+        if not any(quotient(p)[1] for _, p in pieces(a.expr)):
             if readers and any(isinstance(x, Op) and x.name == "div" for x in walk(a.expr)):
                 why.append(f"{a.name} divides inside {a.expr.name}(...), not as a factor of its value, so the "
                            "division does not commute with a sum over it")
@@ -113,12 +131,17 @@ def find(c: Cascade) -> tuple[Deferral | None, list[str]]:
 def apply(c: Cascade, d: Deferral, taken: set[str], notes: dict[str, list[str]]) -> list[Einsum]:
     """c's Einsums with one deferral applied."""
     r = d.reader
-    n = fresh(taken, r.name + "N", r.name + "_N")
     out = [x for x in c.einsums if x is not r]
     at_r = c.einsums.index(r)
-    new_sum = Einsum(Access(n, r.output.indices), d.term, "sum", r.reduced, d.predicate)
-    value: Expr = Op("div", (Access(n, r.output.indices), d.divisor))
-    added = [new_sum]
+    added, value, names = [], None, []
+    for k, (sign, term, divisor) in enumerate(d.parts):
+        n = fresh(taken, r.name + "N" + (str(k + 1) if len(d.parts) > 1 else ""), r.name + "_N")
+        names.append(n)
+        added.append(Einsum(Access(n, r.output.indices), term, "sum", r.reduced, d.predicate))
+        v: Expr = Access(n, r.output.indices)
+        if divisor is not None:
+            v = Op("div", (v, divisor))
+        value = (v if sign > 0 else Op("neg", (v,))) if value is None else Op("add" if sign > 0 else "sub", (value, v))
     red = [v for v in r.reduced if d.predicate is not None and v in index_vars(d.predicate)]
     if red:
         ne = fresh(taken, r.name + "E", r.name + "_E")
@@ -130,8 +153,9 @@ def apply(c: Cascade, d: Deferral, taken: set[str], notes: dict[str, list[str]])
     added.append(Einsum(r.output, value))
     what = (f"{r.name} = sum[{', '.join(r.reduced)}] (... * {d.a.name}) and {d.a.name} = N / {d.divisor}"
             if d.a is not None else f"{r.name} = sum[{', '.join(r.reduced)}] W * N / {d.divisor}")
-    notes[n] = [f"division deferred: {what}; {d.divisor} does not depend on {', '.join(r.reduced)}, so",
-                f"sum(W * N / {d.divisor}) = sum(W * N) / {d.divisor}: sum first ({n}), divide once per row"]
+    notes[names[0]] = [f"division deferred: {what}; {d.divisor} does not depend on {', '.join(r.reduced)}, so",
+                       f"sum(W * N / D) = sum(W * N) / D: sum first ({', '.join(names)}), divide once per row"
+                       + (" (a sum of quotients: one sum per quotient, by linearity)" if len(d.parts) > 1 else "")]
     out[at_r:at_r] = added
     if d.a is None:
         return out

@@ -145,6 +145,20 @@ def test_deferral_other_3pass_designs(text):
         same_outputs(c, online.cascade, SHAPES)
 
 
+def test_differential_attention_sum_of_quotients():
+    """A = N1 / D1 - LAM * N2 / D2 summed against V: one sum per quotient
+    (linearity), each divided after; then online to 1 pass."""
+    from pathlib import Path
+    c = ei.parse_file(Path(__file__).parent / "designs" / "differential-3pass.ein")
+    d = rewrite(c, "deferred", verify=False)
+    assert (passes(c, "M").passes, passes(d.cascade, "M").passes) == (3, 2)
+    assert {"AVN1", "AVN2"} <= {t.name for t in d.cascade.tensors}
+    o = rewrite(c, "online", verify=False)
+    assert passes(o.cascade, "M").passes == 1
+    for r in (d, o):
+        same_outputs(c, r.cascade, SHAPES)
+
+
 def test_deferral_refused_with_reasons():
     with pytest.raises(RewriteError, match=r"A divides inside clip\(\.\.\.\)"):
         rewrite(ei.load("clipped-softmax"), "deferred")
