@@ -305,7 +305,8 @@ class _Checker:
                 if isinstance(n, Idx) and rank_of(n.name) not in self.ranks:
                     self.fail(f"index variable {n.name} has no rank {rank_of(n.name)}"
                               + _suggest(rank_of(n.name), self.ranks), n, einsum)
-            extent = self.ranks[r].definition if r in self.ranks else None
+            # a literal extent (`INTV[NI, 2]`) bounds a literal index where it is written
+            extent = self.ranks[r].definition if r in self.ranks and self.ranks[r].implicit else None
             if isinstance(i, Num) and isinstance(extent, Num) and not 0 <= i.value < extent.value:
                 self.fail(f"index {i} of {a.tensor} is out of range: its rank {pos + 1} has the literal extent "
                           f"{extent.value} (indices 0 to {extent.value - 1})", i, einsum)
