@@ -450,3 +450,36 @@ def test_narrow_domains_draw_the_numbers_of_the_type_inside_them():
     for narrow in ("in (1, 1.0001)", "in [0.1, 0.1]"):
         with pytest.raises(ei.ShapeError, match="holds no f16 number"):
             ei.random_inputs(ei.parse(f"rank M\ninput G[M]: f16 {narrow}\nY[m] = G[m]\n"), {"M": 3})
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_random_repeated_and_literal_extents(seed):
+    """Declarations mixing repeated ranks and literal extents: printed as
+    written, read with the k-th occurrence's alias variable (a, a2, a3) and
+    literal indices, summed by the executor as numpy sums the same axes."""
+    import random
+    rng = random.Random(seed)
+    dims = [rng.choice(["A", "A", "B", "2", "3"]) for _ in range(rng.randint(2, 4))]
+    if "A" not in dims:
+        dims[0] = "A"
+    count: dict[str, int] = {}
+    idx, lits = [], {}
+    for k, d in enumerate(dims):
+        if d.isdigit():
+            lits[k] = rng.randrange(int(d))
+            idx.append(str(lits[k]))
+        else:
+            count[d] = count.get(d, 0) + 1
+            idx.append(d.lower() + (str(count[d]) if count[d] > 1 else ""))
+    text = f"rank A, B\ninput X[{', '.join(dims)}]: f32\nY[a] = X[{', '.join(idx)}]\n"
+    c = ei.parse(text)
+    assert f"input X[{', '.join(dims)}]: f32" in roundtrip(c)
+    extents = {"A": 3, "B": 2}
+    shape = tuple(int(d) if d.isdigit() else extents[d] for d in dims)
+    x = rng_arrays(seed, X=shape)["X"]
+    got = ei.execute(c, {"X": x}, extents)["Y"]
+    first_a = dims.index("A")
+    picked = x[tuple(lits.get(k, slice(None)) for k in range(len(dims)))]
+    kept = [k for k in range(len(dims)) if k not in lits]               # axes left after the literal picks
+    want = picked.sum(axis=tuple(i for i, k in enumerate(kept) if k != first_a))
+    assert np.allclose(got, want), text
