@@ -712,9 +712,18 @@ def _removed(e) -> str:
     return {"max": 'float("-inf")', "min": 'float("inf")'}.get(e.reduce, "0.0")
 
 
+def _shift_fits(e: Op):
+    """Kernels compute coordinates in int32: a literal shift count past 30
+    would wrap or be undefined where the executor (int64) is exact."""
+    if e.name in ("shl", "shr") and isinstance(e.args[1], Num) and not 0 <= e.args[1].value <= 30:
+        raise FusedFormError(f"shift count {e.args[1]} in {e}: kernels shift 32-bit integers (counts 0..30); "
+                             "the reference executor takes 0..62", e.loc)
+
+
 def op_template(e: Op) -> str | None:
     """`value_template` of `e`, with `x ^ n` for a whole literal |n| <= 4 as
     a product (exact, any sign of x; numpy's 0 ^ -1 = inf, x ^ 0 = 1)."""
+    _shift_fits(e)
     if e.name == "pow" and isinstance(e.args[1], Num) and float(e.args[1].value).is_integer() \
             and abs(e.args[1].value) <= 4:
         n = int(e.args[1].value)
@@ -782,6 +791,7 @@ def index_template(e: Op, ranks=frozenset()) -> str | None:
     if e.name in _BIN:
         return f"({{}} {_BIN[e.name]} {{}})"
     if e.name in _BITS:                 # int32: a shift count lies in 0..31 in a kernel
+        _shift_fits(e)
         return f"({{}} {_BITS[e.name]} {{}})"
     return {"neg": "(-{})", "max": "tl.maximum({}, {})", "min": "tl.minimum({}, {})"}.get(e.name)
 

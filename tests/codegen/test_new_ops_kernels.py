@@ -148,3 +148,12 @@ def test_kernel_helpers_are_stable_where_naive_forms_fail(helpers, op, ref):
     ok = ~np.isnan(want)
     # e^-100 is a float32 subnormal (steps of 1.4e-45): compared at float32's rounding
     np.testing.assert_allclose(got[ok], want.astype(np.float32)[ok], rtol=2e-5, atol=1.5e-45)
+
+
+def test_a_shift_past_the_kernels_32_bits_is_refused_not_wrapped():
+    from einsum_ir import EinError
+    c = parse(FUSED.replace("0.1 * (m << 1 | 1) / P", "0.1 * (m << 31 | 1) / P"), "wide-shift.ein")
+    shapes = dict(B=1, H=1, P=20, E=16, F=8)
+    inp = random_inputs(c, shapes, seed=0, dtype="float32")
+    with pytest.raises(EinError, match=r"shift count 31 .*32-bit"):
+        FusedKernel(c, MAPPING, shapes)(**{n: torch.tensor(v) for n, v in inp.items()})
