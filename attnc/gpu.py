@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import einsum_ir as ei
-from einsum_ir.analysis.fused import FusedForm, recognise
+from einsum_ir.analysis.fused import recognise
 from einsum_ir.shapes import resolve
 from hw_models.gpu import GPU, load_gpu
 from mappers.gpu_mapping import GPUMapping
@@ -18,31 +18,52 @@ class MapResult:
     design: str
     gpu: GPU
     env: dict
-    form: FusedForm
+    form: object          # FusedForm, or a ChunkedForm for a chunked linear-time kernel
     best: list            # simulator.gpu.Prediction, best first
-    unfused: object
+    unfused: object       # None for a chunked kernel (no score matrix to unfuse)
     linear: object
 
 
 def map_design(design, hw: str | GPU = "h100", shapes: dict | None = None, dtype: str = "bf16",
                top: int = 5, inputs: dict | None = None) -> MapResult:
     """The best fused-kernel mappings of `design` on `hw`, with the unfused
-    and the chunked-linear alternatives at the same shapes."""
+    and the chunked-linear alternatives at the same shapes; for a design
+    outside the fused family, the best chunked linear-time kernel mappings."""
     from mappers.gpu_search import shortlist
     from simulator.gpu import predict_linear_chunked, predict_unfused
+    from einsum_ir.analysis.fused import FusedFormError
     c = ei.load(design) if isinstance(design, str) else design
     gpu = load_gpu(hw) if isinstance(hw, str) else hw
     env = resolve(c, shapes or {})
-    form = recognise(c, env)          # unrolls component ranks read at constant indices
+    try:
+        form = recognise(c, env)          # unrolls component ranks read at constant indices
+    except FusedFormError as fused:
+        return _map_chunked(c, gpu, env, dtype, top, fused)
     best = shortlist(form, gpu, env, dtype, top, inputs)
     return MapResult(c.name, gpu, env, form, best, predict_unfused(form, gpu, env, dtype),
                      predict_linear_chunked(env, form, gpu, dtype=dtype))
 
 
+def _map_chunked(c, gpu: GPU, env: dict, dtype: str, top: int, fused) -> MapResult:
+    """A design outside the fused family mapped as a chunked linear-time
+    kernel (its chunk program charged by the model), or both families'
+    reasons; `unfused` and `linear` are None (there is no score matrix)."""
+    from einsum_ir.analysis.chunked import ChunkedFormError
+    from einsum_ir.analysis.chunked import recognise as recognise_chunked
+    from einsum_ir.analysis.fused import FusedFormError
+    from mappers.gpu_search import shortlist_chunked
+    try:
+        form = recognise_chunked(c, env)
+        best = shortlist_chunked(form, gpu, env, dtype, top)
+    except ChunkedFormError as chunked:
+        raise FusedFormError(f"{fused.message}\n  and {chunked.message}", fused.loc, fused.source) from None
+    return MapResult(c.name, gpu, env, form, best, None, None)
+
+
 def kernel_mapping(c, hw: str | GPU, shapes: dict | None, dtype: str = "bf16"):
-    """(mapping, prediction): the GPU model's best for a fused design; for a
-    chunked linear-time design, which the model does not cover, the
-    defaults (chunks of 64, 4 warps) and no prediction."""
+    """(mapping, prediction): the GPU model's best for the design's kernel,
+    fused or chunked; for a design neither family takes, the defaults
+    (tiles of 64, 4 warps) and no prediction (compiling it then says why)."""
     from einsum_ir.analysis.fused import FusedFormError
     try:
         best = map_design(c, hw, shapes, dtype, top=1).best[0]
@@ -69,6 +90,8 @@ def _other_class(r: MapResult, b) -> str:
 
 
 def render_map(r: MapResult) -> str:
+    if r.unfused is None:
+        return _render_chunked_map(r)
     b = r.best[0]
     lines = [f"{r.design} on {r.gpu.name} ({r.gpu.doc}), {b.mapping.dtype}, "
              + " ".join(f"{k}={v}" for k, v in r.env.items()),
@@ -93,6 +116,28 @@ def render_map(r: MapResult) -> str:
     return "\n".join(lines)
 
 
+def _render_chunked_map(r: MapResult) -> str:
+    """`attnc map` for a chunked linear-time kernel: the model's best chunk,
+    warps and stages, what bounds it, and the program's walk."""
+    b, f = r.best[0], r.form
+    walks = "; ".join(f"a walk over {lp.var} ({lp.trips} chunks: " + ", ".join(
+        f"{s.name} {s.how}" for s in lp.steps) + ")" for lp in b.program.loops)
+    lines = [f"{r.design} on {r.gpu.name} ({r.gpu.doc}), {b.mapping.dtype}, "
+             + " ".join(f"{k}={v}" for k, v in r.env.items()), "",
+             f"chunked linear-time kernel: one program per ({', '.join(f.batch)}); {walks}",
+             f"best mapping: chunk {b.program.blocks.get(f.loops[0].axes[0])} (BLOCK_N {b.mapping.block_n}), "
+             f"{b.mapping.warps} warps, {b.mapping.stages} stages",
+             f"  predicted {_us(b.time_s)}, {b.tflops:.1f} TFLOP/s, {b.fraction_of_peak:.1%} of the "
+             f"{b.peak_flops / 1e12:.0f} TFLOP/s peak; bound by {b.binding}",
+             f"  {b.parts['programs']:.0f} programs, {b.parts['waves']:.0f} wave(s), {b.parts['blocks_per_sm']} "
+             f"blocks/SM (~{b.parts['regs_per_thread']} registers/thread)",
+             *[f"  {n}" for n in b.notes], ""]
+    rows = [[str(p.mapping) + (f" (= {n} more: {alt})" if n else ""), _us(p.time_s), f"{p.tflops:.1f}", p.binding]
+            for p, n, alt in distinct(r.best)]
+    lines.append(table(["chunked mapping (distinct predictions)", "time", "TFLOP/s", "bound by"], rows, "lrrl"))
+    return "\n".join(lines)
+
+
 def distinct(preds: list) -> list[tuple]:
     """(prediction, how many others tie with it, what differs) for each
     distinct predicted time: mappings the model cannot tell apart are one
@@ -109,6 +154,9 @@ def distinct(preds: list) -> list[tuple]:
 
 
 def map_json(r: MapResult) -> dict:
+    if r.unfused is None:
+        return {"design": r.design, "gpu": r.gpu.name, "shapes": r.env, "kernel": "chunked",
+                "best": [p.as_dict() for p in r.best]}
     return {"design": r.design, "gpu": r.gpu.name, "shapes": r.env, "passes": r.form.passes,
             "best": [p.as_dict() for p in r.best], "unfused": r.unfused.as_dict(), "linear": r.linear.as_dict()}
 

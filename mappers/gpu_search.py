@@ -60,4 +60,27 @@ def shortlist(form: FusedForm, gpu: GPU, env: dict, dtype: str = "bf16", top: in
     return best
 
 
-__all__ = ["candidates", "shortlist"]
+
+
+CHUNK_BLOCK_N = (32, 64, 128)
+
+
+def shortlist_chunked(form, gpu: GPU, env: dict, dtype: str = "bf16", top: int = 5):
+    """The `top` best mappings of a chunked linear-time kernel (a ChunkedForm)
+    by the GPU model, best first: the chunk of an unpartitioned design (a
+    partitioned one has its own, M0), warps and stages. Each prediction
+    charges the chunk program made for its mapping (`Prediction.program`)."""
+    from einsum_ir.analysis.chunk_program import chunk_program
+    from simulator.gpu import predict_chunked
+    blocks = CHUNK_BLOCK_N if not form.partitioned else (64,)
+    preds = []
+    for bn, w, st in product(blocks, WARPS, STAGES[:2]):
+        m = GPUMapping(64, bn, w, st, dtype=dtype)
+        preds.append(predict_chunked(chunk_program(form, env, bn), m, gpu, env))
+    preds.sort(key=lambda p: (round(p.time_s, 12), p.parts["regs_per_thread"], p.mapping.warps))
+    best = preds[:top]
+    best[0].notes.append(f"{len(preds)} mappings considered")
+    return best
+
+
+__all__ = ["candidates", "shortlist", "shortlist_chunked"]

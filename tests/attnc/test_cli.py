@@ -140,8 +140,12 @@ def test_map_json_and_a_design_outside_the_family(capsys):
     import json
     r = json.loads(capsys.readouterr().out)
     assert r["best"][0]["time_s"] > 0 and r["best"][0]["binding"] == "HBM"
-    assert main(["map", "attention-1pass", "--shape", "B=1", "H=1", "P=64", "M=64", "E=8", "F=8", "M0=16"]) == 2
-    assert "explicit recurrence" in capsys.readouterr().err
+    # outside the fused family: the chunked kernel's model, or both families' reasons
+    assert main(["map", "attention-1pass", "--shape", "B=1", "H=1", "P=64", "M=64", "E=8", "F=8", "M0=16"]) == 0
+    assert "chunked linear-time kernel" in capsys.readouterr().out
+    assert main(["map", "gla-recurrent", "--shape", "B=1", "H=1", "P=64", "M=64", "E=16", "F=16"]) == 2
+    err = capsys.readouterr().err
+    assert "explicit recurrence" in err and "one token at a time" in err
 
 
 def test_validate_and_calibrate(tmp_path, capsys):

@@ -1,0 +1,137 @@
+"""One program for each kernel and the GPU model (issue 21): every library
+design the fused or the chunked generator accepts is compiled, its kernel
+source is rendered from the kernel's program object and the GPU model's
+prediction charges that same object; the model's per-tile (per-chunk) work is
+checked against counts read independently (from the source text and the
+BLOCK sizes the launcher passes). A step changed in the program changes both
+the kernel and the prediction."""
+import dataclasses
+import re
+
+import pytest
+
+from codegen.chunked import generate as generate_chunked
+from codegen.runtime import ChunkedKernel, FusedKernel, compile_kernel
+from einsum_ir import library
+from einsum_ir.analysis.chunk_program import chunk_program
+from einsum_ir.analysis.chunked import recognise
+from einsum_ir.shapes import resolve
+from hw_models.gpu import load_gpu
+from mappers.gpu_mapping import GPUMapping, padded
+from simulator.gpu import chunk_work, predict_chunked, tile_work
+
+from . import test_chunked, test_tile_program
+
+H100 = load_gpu("h100")
+MAPPING = GPUMapping(32, 32, dtype="f32")
+FUSED = test_tile_program.FAMILY
+CHUNKED = test_chunked.FAMILY
+
+
+def _compile(name):
+    c = library.load(name)
+    if name in CHUNKED:
+        shapes = test_chunked._shapes(c)
+    else:
+        shapes, _ = test_tile_program._env(c)
+    return c, shapes, resolve(c, shapes), compile_kernel(c, MAPPING, shapes)
+
+
+def _loop_text(text: str, k: int) -> str:
+    """The body of the k-th chunk walk of a chunked kernel (up to the next walk)."""
+    starts = [m.start() for m in re.finditer(r"# ---- loop over ", text)]
+    return text[starts[k]:starts[k + 1] if k + 1 < len(starts) else None]
+
+
+@pytest.mark.parametrize("name", FUSED + CHUNKED)
+def test_kernel_source_and_prediction_read_one_program(name):
+    c, shapes, env, k = _compile(name)
+    if name in CHUNKED:
+        assert isinstance(k, ChunkedKernel)
+        program = k.program_for(env)
+        assert k.program is program                       # the compile result holds it
+    else:
+        assert isinstance(k, FusedKernel)
+        program = k.program
+    src = k.source(dict(env))
+    inputs = test_tile_program._inputs(c, shapes) if getattr(k, "reads_tensors", False) else None
+    pred = k.predict(H100, dict(env), inputs) if inputs is not None else k.predict(H100, dict(env))
+    assert src.program is program
+    assert pred.program is program
+    if name in CHUNKED:
+        _chunked_counts_agree(program, src, pred)
+    else:
+        m = k._mapping_for(env)
+        for pp in program.passes:
+            e = padded(env[k.form.contracted.upper()])
+            f = padded(env[k.form.feature.upper()]) if k.form.feature else 0
+            assert tile_work(program, pp.index, m, env).tensor_flops == \
+                2 * m.block_m * m.block_n * (e * len(pp.scores) + f * len(pp.values))
+
+
+def _chunked_counts_agree(program, src, pred):
+    """Per walk: the source's tl.dot and tl.cumsum calls (from the walk's
+    header to the next) are the program's dot and cumsum steps, and the
+    model's tensor flops per chunk are 2 x the BLOCK sizes the launcher
+    passes, multiplied over each dot's three axes."""
+    block = {a: src.blocks[f"BLOCK_{a.upper()}"] for a in program.axes}
+
+    def flops(steps):
+        return sum(2.0 * block[s.dot.a] * block[s.dot.b] * block[s.dot.c] for s in steps if s.how == "dot")
+    total = 0.0
+    for k, lp in enumerate(program.loops):
+        body = _loop_text(src.text, k)
+        every = lp.states + lp.steps + lp.after
+        assert body.count("tl.dot(") == sum(s.how == "dot" for s in every)
+        assert body.count("tl.cumsum(") == sum(s.how == "cumsum" for s in every)
+        w = chunk_work(program, k)
+        assert w.tensor_flops == flops(lp.steps)
+        assert w.dots == sum(s.how == "dot" for s in lp.steps)
+        total += lp.trips * flops(lp.steps) + flops(lp.states + lp.after)
+    kernel = total * pred.parts["programs"]          # hoisted Einsums' GEMMs come on top
+    assert pred.work["tensor_flops"] == pytest.approx(kernel, rel=1e-12) if not program.hoisted else \
+        pred.work["tensor_flops"] >= kernel
+
+
+def test_linear_attention_tensor_work_is_the_hand_count():
+    """Non-causal linear attention, KV = K^T V then Q KV, per (b, h): the walk
+    over m runs ceil(M / BLOCK_N) chunks of one E x F x BLOCK_N dot, the walk
+    over p ceil(P / BLOCK_N) chunks of one BLOCK_N x F x E dot."""
+    c = library.load("linear-attention")
+    shapes = dict(B=2, H=3, M=200, P=100, E=20, F=40)
+    env = resolve(c, shapes)
+    for bn in (32, 64):
+        program = chunk_program(recognise(c, env), env, bn)
+        pred = predict_chunked(program, GPUMapping(64, bn, dtype="bf16"), H100, env)
+        e, f = padded(20), padded(40)
+        want = 2 * 3 * (-(-200 // bn) * 2.0 * e * f * bn + -(-100 // bn) * 2.0 * bn * f * e)
+        assert pred.work["tensor_flops"] == want
+        # every input read and the output written, at least once
+        assert pred.work["hbm_bytes"] >= 2 * (2 * 3 * (200 * (20 + 40) + 100 * 20) + 2 * 3 * 100 * 40)
+
+
+def test_a_step_changed_in_the_program_changes_the_kernel_and_the_model():
+    c = library.load("lightning-attention")
+    shapes = test_chunked._shapes(c)
+    env = resolve(c, shapes)
+    program = chunk_program(recognise(c, env), env, MAPPING.block_n)
+    lp = program.loops[0]
+    i = next(i for i, s in enumerate(lp.steps) if s.how == "dot")
+    s = lp.steps[i]
+    red = dataclasses.replace(s, how="reduce", dot=None)          # the same product, as a masked reduction
+    one = dataclasses.replace(program, loops=(dataclasses.replace(lp, steps=lp.steps[:i] + (red,) + lp.steps[i + 1:]),))
+    full, less = generate_chunked(program, MAPPING, env), generate_chunked(one, MAPPING, env)
+    assert less.text.count("tl.dot(") == full.text.count("tl.dot(") - 1
+    a, b = predict_chunked(program, MAPPING, H100, env), predict_chunked(one, MAPPING, H100, env)
+    assert b.work["tensor_flops"] < a.work["tensor_flops"]
+    assert b.work["fp32_ops"] > a.work["fp32_ops"]                 # the reduction's adds moved to the vector units
+
+
+def test_the_program_is_immutable():
+    c = library.load("linear-attention")
+    env = resolve(c, test_chunked._shapes(c))
+    program = chunk_program(recognise(c, env), env, 32)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        program.loops = ()
+    with pytest.raises(TypeError):
+        program.blocks["m"] = 1
