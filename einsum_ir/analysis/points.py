@@ -224,8 +224,28 @@ def _independent_groups(pred, vs):
     return [(sympy.And(*cs), gv) for cs, gv in groups]
 
 
+def _integral(pred):
+    """Each comparison with rational coefficients times its (positive)
+    denominator: `-m/3 + p/3 < 3` as `p - m < 9`. numpy evaluates the first
+    in floats, where 11/3 - 2/3 is 2.9999999999999996 < 3 (a point counted
+    that the floor predicate `(p - m) // 3 <= 2` removes); a floor of a
+    rational form likewise as an integer floor division."""
+    def scaled(r):
+        num, den = sympy.fraction(sympy.together(r.lhs - r.rhs))
+        if den.is_Integer and den > 0 and den != 1:
+            return r.func(sympy.expand(num), 0)
+        return r
+    def floor_of(f):
+        num, den = sympy.fraction(sympy.together(f.args[0]))
+        if den.is_Integer and den > 1:        # floor(num / den) = (num - num mod den) / den, exactly
+            return (num - sympy.Mod(num, den)) / den
+        return f
+    pred = pred.xreplace({f: floor_of(f) for f in pred.atoms(sympy.floor)})
+    return pred.xreplace({r: scaled(r) for r in pred.atoms(sympy.core.relational.Relational)})
+
+
 def _enumerate(pred, vs, ns) -> int:
-    f = sympy.lambdify(vs, pred, "numpy")
+    f = sympy.lambdify(vs, _integral(pred), "numpy")
     total = prod(ns)
     count, chunk = 0, max(1, _BRUTE_FORCE_POINTS // max(1, total // ns[0]))
     for start in range(0, ns[0], chunk):
@@ -245,6 +265,7 @@ def _count_by_difference(pred, vs, ns) -> int | None:
     on_diagonal = pred.xreplace({y: x - u})
     on_diagonal = on_diagonal.xreplace({r: r.func(sympy.expand(r.lhs - r.rhs), 0)   # m <= m - u -> u <= 0
                                         for r in on_diagonal.atoms(sympy.core.relational.Relational)})
+    on_diagonal = _integral(on_diagonal)
     if x in on_diagonal.free_symbols:   # sympy.simplify could take minutes on gna's min/max
         return None
     nx, ny = ns

@@ -224,3 +224,18 @@ def test_chunked_kernel_floors_like_numpy(D):
     k = ChunkedKernel(c, GPUMapping(16, 16, dtype="f32"), shapes)
     out = k(**{n: torch.tensor(x) for n, x in inp.items()}).double().numpy()
     assert np.abs(out - expect).max() <= 1e-4 * np.abs(expect).max()
+
+
+def test_symbolic_counts_are_exact_or_refused():
+    """The analyses' point counts are simplified with shape symbols taken as
+    integers >= 0 (sympy drops `abs` of `(m - p) % W`): exact there, and a
+    negative value is refused by name rather than counted wrongly."""
+    from einsum_ir import EinError
+    from einsum_ir.analysis import analyze
+    c = parse(FUSED.replace("PRED", PRED), "A_floor.ein")
+    a = analyze(c)
+    for W, D in ((6, 5), (4, 3), (7, 2)):
+        got = a.at(dict(B=1, H=1, M=37, P=29, E=16, F=8, W=W, D=D))["points"]["GM"]
+        assert got == _numpy_pred(np.arange(37)[:, None], np.arange(29)[None, :], W, D).sum()
+    with pytest.raises(EinError, match="D = -5: the symbolic point counts"):
+        a.at(dict(B=1, H=1, M=37, P=29, E=16, F=8, W=6, D=-5))
