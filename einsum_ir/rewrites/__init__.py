@@ -59,7 +59,11 @@ def rewrite(c: Cascade, to: str, verify: bool = True, shapes: dict | None = None
     if to == "deferred" and before is not None and after is not None and after >= before:
         raise RewriteError(f"cannot rewrite {c.name} to the deferred form: deferring its divisions leaves "
                            f"{after} passes over {K} (it had {before})")
-    steps.append(f"passes over {K}: {before} -> {after}")
+    if to == "online" and after != 1:
+        why = passes(out, K).unstreamable or f"{after} passes"
+        raise RewriteError(f"cannot rewrite {c.name} to the online form: over {K} the result is still not one "
+                           f"pass ({why})", None, c.source)
+    steps.append(f"passes over {K}: {_count(before)} -> {_count(after)}")
     checked = check(c, out, shapes) if verify else {}
     if checked:
         steps.append(f"checked equal on random inputs at {_shape_text(checked['shapes'])} "
@@ -85,11 +89,18 @@ def _walk_form(c: Cascade, to: str, K: str, before: int | None, steps: list[str]
         src = src.replace(name=c.name, doc=c.doc)
         steps.append(f"first deferred {n} division{'s' * (n > 1)} past the value sum (as --to deferred does)")
     w = recognise(src, K, to)
+    if to == "online" and not w.normalisers and src is c:
+        raise RewriteError(f"cannot rewrite {c.name} to the online form: no max (or min) over {K.lower()} to carry "
+                           "as a running value; its sums over the keys need no second pass", None, c.source)
     if to == "online":
         from .online import online
         return online(src, w, before)
     from .splitkv import split_kv
     return split_kv(src, w, before)
+
+
+def _count(n: int | None) -> str:
+    return "not streamable" if n is None else str(n)
 
 
 def _has_max(c: Cascade, K: str) -> bool:

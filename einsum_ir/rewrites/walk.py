@@ -67,8 +67,9 @@ class Walk:
 
 
 def key_rank(c: Cascade, form: str, rank: str | None = None) -> tuple[str, int | None]:
-    """The rank to walk (the given one, else the one with the most passes)
-    and its pass count."""
+    """The rank to walk (the given one, else, of the ranks some Einsum
+    reduces, the one with the most passes) and its pass count (None: the
+    pass analysis finds the rank not streamable)."""
     from ..analysis import passes, root_ranks, sequence_rank
     roots = root_ranks(c)
     if rank is not None:
@@ -77,7 +78,10 @@ def key_rank(c: Cascade, form: str, rank: str | None = None) -> tuple[str, int |
                                f"{rank}; its ranks are {', '.join(roots)}")
         return rank, passes(c, rank).passes
     results = {r: passes(c, r) for r in roots}
-    r = sequence_rank(c, results)
+    seq = sequence_rank(c, results)
+    reduced = [r for r in roots if any(p.lower() in e.reduced for p in c.parts(r) for e in c.einsums)] or roots
+    r = max(reduced, key=lambda r: (float("inf") if results[r].passes is None else results[r].passes,
+                                    r == seq, r == "M"))
     return r, results[r].passes
 
 

@@ -268,3 +268,21 @@ def test_cli_rewrite_then_analyze(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["passes"]["M"]["passes"] == 1
     assert main(["rewrite", "linear-attention", "--to", "online"]) == 2
     assert "already makes 1 pass" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("family,seed", [("softmax", 896301540), ("two-branch", 793412380),
+                                         ("const-index", 1751147217)])
+def test_generated_designs_online(family, seed):
+    """A fixed sample of generated designs (benchmarks/rewrite_sweep.py runs
+    hundreds): 1 pass, equal to the design at shapes of its own."""
+    from einsum_ir.random_designs import random_design
+    d = random_design(seed, family)
+    c = d.cascade()
+    r = rewrite(c, "online", verify=False)
+    assert passes(c, r.rank).passes > 1 and passes(r.cascade, r.rank).passes == 1
+    same_outputs(c, r.cascade, dict(d.shapes, M0=2))
+
+
+def test_split_kv_refuses_an_explicit_recurrence():
+    with pytest.raises(RewriteError, match="explicit recurrence over M1"):
+        rewrite(ei.load("attention-1pass"), "split-kv")
