@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 
 from .assemble import assemble
-from .ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, Rank, Sym, TensorDecl, as_expr
+from .ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, Rank, Scan, Sym, TensorDecl, as_expr
 from .ops import DEFAULT_DTYPE, RULES
 from .parser import EMPTY_ROWS, EmptyRowsStmt, PartitionStmt, RankStmt
 
@@ -136,11 +136,13 @@ class CascadeBuilder:
         return tuple(TensorRef(n) for n in names.replace(",", " ").split())
 
     # einsums ---------------------------------------------------------------
-    def einsum(self, output: Access, expr, reduce: str = "sum", over=None, where: Expr | None = None):
+    def einsum(self, output: Access, expr, reduce: str = "sum", over=None, where: Expr | None = None,
+               scan: Scan | None = None):
         """output = reduce[over] expr where predicate. `over` lists the reduced
-        index variables (checked); None infers them."""
+        index variables (checked); None infers them. `scan=Scan("cumsum", "p",
+        reverse=True)` is `cumsum[p, reverse]` (docs/notation.md, Scans)."""
         reduced = None if over is None else tuple(v.name if isinstance(v, Idx) else v for v in over)
-        self.statements.append(Einsum(output, as_expr(expr), reduce, reduced, where))
+        self.statements.append(Einsum(output, as_expr(expr), reduce, reduced, where, scan=scan))
 
     def empty_rows(self, value: str):
         """`empty rows = 0 | nan` (docs/notation.md, Empty rows)."""

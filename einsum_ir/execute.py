@@ -69,19 +69,22 @@ class _Evaluator:
         raise ExecutionError(msg + ("" if loc else f"\n  in: {einsum}"), loc, self.c.source)
 
     # expressions over the grid ------------------------------------------------
-    def index(self, e: Expr, space: _Space, zeros: list | None = None):
+    def index(self, e: Expr, space: _Space, zeros: list | None = None, domain=None, einsum: Einsum | None = None):
         """Integer value of an index expression, broadcast over the grid. A
         divisor that is 0 somewhere raises, or, given `zeros`, is recorded
         there as (node, where) and replaced by 1, for the caller to judge
-        against the points that exist."""
+        against the points that exist. A gather (a tensor read, `OFF[DOC[p]]`)
+        is bounds-checked at the points of `domain` (None: everywhere)."""
         if isinstance(e, Num):
             return np.int64(e.value)
         if isinstance(e, Sym):
             return np.int64(self.env[e.name])
         if isinstance(e, Idx):
             return space.coords(e.name)
+        if isinstance(e, Access):
+            return self.gather(e, space, domain, einsum)
         if isinstance(e, Op):
-            args = [self.index(a, space, zeros) for a in e.args]
+            args = [self.index(a, space, zeros, domain, einsum) for a in e.args]
             if e.name in ("floordiv", "mod") and np.any(np.asarray(args[1]) == 0):
                 if zeros is None:
                     raise ExecutionError(f"division by zero in the index {format_expr(e, True)}", e.loc,
@@ -155,7 +158,7 @@ class _Evaluator:
         idx = []
         for pos, i in enumerate(a.indices):
             zeros: list = []
-            k = self.index(i, space, zeros)
+            k = self.index(i, space, zeros, domain, einsum)
             for op, where in zeros:              # a zero divisor matters only at a point that exists
                 live = where if domain is None else where & domain
                 if np.any(live):
@@ -173,6 +176,23 @@ class _Evaluator:
             return array[()]
         return array[tuple(np.broadcast_arrays(*idx))] if len(idx) > 1 else array[idx[0]]
 
+    def gather(self, g: Access, space: _Space, domain, einsum: Einsum):
+        """The elements of an index tensor as coordinates. Its reads are
+        bounds-checked where the points exist; a value there that is not a
+        whole number (an i32 tensor computed by a float expression) is an
+        error naming the tensor and the point. Where no point exists the
+        value is 0: the enclosing read clips only there."""
+        v = np.asarray(self.read(g, space, domain, einsum), dtype=np.float64)
+        live = np.ones(np.shape(v), dtype=bool) if domain is None else np.broadcast_to(
+            domain, np.broadcast_shapes(np.shape(domain), np.shape(v)))
+        v = np.broadcast_to(v, live.shape)
+        bad = live & ~(np.isfinite(v) & (np.floor(v) == v))
+        if np.any(bad):
+            at = np.argwhere(bad)[0]
+            self.fail(f"the gathered index {g} = {float(v[tuple(at)])!r} in Einsum {einsum.name} is not a whole number, at "
+                      f"{_point_text(space, live.shape, at)} (an index tensor holds integers)", g, einsum)
+        return np.where(live, v, 0).astype(np.int64)
+
     def out_of_bounds(self, a: Access, pos: int, k, domain, space: _Space, einsum: Einsum):
         """Raise, naming the access, the rank, and for each side that is
         overrun the extreme value of the index and one existing point that
@@ -188,8 +208,10 @@ class _Evaluator:
                 at = np.argwhere(bad & (kb == worst))[0]
                 found.append(f"{format_expr(a.indices[pos], True)} = {worst} is {side}, at {_point_text(space, shape, at)}")
         rank = self.c.tensor(a.tensor).ranks[pos]
+        gathered = _reads_tensor(a.indices[pos])   # the data gave the index: say whose Einsum, never clip
         self.fail(f"index out of range: {a} at rank {pos + 1} ({rank}) of {a.tensor}, which takes values in "
-                  f"[0, {n - 1}]: " + "; and ".join(found), a, einsum)
+                  f"[0, {n - 1}]: " + "; and ".join(found)
+                  + (f" (a gathered index, in Einsum {einsum.name})" if gathered else ""), a, einsum)
 
     # one Einsum -----------------------------------------------------------------
     def coord(self, rank: str, space: _Space):
@@ -239,7 +261,27 @@ class _Evaluator:
                     val = np.where(mask, val, red.identity)
                 axes = tuple(space.vars.index(v) for v in e.reduced)
                 result = red.numpy(val, axis=axes, keepdims=True) if axes else val
+            if e.scan is not None:
+                result = self.scan(e, space, mask, result)
         self.write(e, space, result)
+
+    def scan(self, e: Einsum, space: _Space, mask, result):
+        """The running sum or product along the scanned axis. A position whose
+        points are all removed contributes the scan's identity (0, or 1 to a
+        product), not the reduction's 0."""
+        s = e.scan
+        if space.ranges[s.var] != (0, self.env[rank_of(s.var)]):
+            self.fail(f"{e.name} scans over {s.var} but is evaluated one {s.var} at a time (a recurrence)",
+                      s, e)
+        axis = space.vars.index(s.var)
+        result = np.array(np.broadcast_to(result, [space.shape[i] if i == axis else n
+                                                   for i, n in enumerate(np.shape(result))]), dtype=self.dtype)
+        if mask is not None:
+            axes = tuple(space.vars.index(v) for v in e.reduced)
+            exists = np.broadcast_to(mask, space.shape)
+            exists = exists.any(axis=axes, keepdims=True) if axes else exists
+            result = np.where(exists, result, s.identity)
+        return scan_array(result, axis, s.op, s.reverse, s.exclusive)
 
     def contract(self, e: Einsum, space: _Space, mask):
         """Sum of a product of factors: np.einsum, never the whole grid."""
@@ -293,6 +335,18 @@ class _Evaluator:
         result = np.transpose(result, order + rest)
         result = result.reshape(result.shape[:len(order)])
         out[tuple(where)] = result
+
+
+def scan_array(x: np.ndarray, axis: int, op: str, reverse: bool, exclusive: bool) -> np.ndarray:
+    """np.cumsum / np.cumprod along `axis`; `reverse` runs from the end
+    (a suffix scan), `exclusive` shifts by one and starts at the identity."""
+    fn = np.cumsum if op == "cumsum" else np.cumprod
+    x = np.flip(x, axis) if reverse else x
+    y = fn(x, axis=axis)
+    if exclusive:
+        first = np.full_like(np.take(y, [0], axis=axis), 0.0 if op == "cumsum" else 1.0)
+        y = np.concatenate([first, np.take(y, np.arange(y.shape[axis] - 1), axis=axis)], axis=axis)
+    return np.flip(y, axis) if reverse else y
 
 
 def zero_quotient(a, b):

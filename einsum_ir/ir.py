@@ -248,6 +248,44 @@ class TensorDecl:
     domain: Domain | None = None
 
 
+SCAN_OPS = ("cumsum", "cumprod")
+"""The scans: `cumsum[p]` (+) and `cumprod[p]` (*), each with the flags
+`exclusive` and `reverse` (docs/notation.md, Scans)."""
+
+SCAN_FLAGS = ("reverse", "exclusive")
+
+
+@dataclass(frozen=True)
+class Scan:
+    """`cumsum[p, reverse, exclusive]`: after the Einsum's reduction (over
+    the indices absent from the output), a running sum or product along the
+    output index `var`. Prefix (`y[p] = x[0] + .. + x[p]`) or suffix
+    (`reverse`: x[p] + .. + x[P-1]); `exclusive` leaves out x[p] itself
+    (y[0] = 0, or 1 for a product). The output keeps `var`: a scan is a map
+    over the rank whose every element depends on a whole prefix or suffix."""
+    op: str
+    var: str
+    reverse: bool = False
+    exclusive: bool = False
+    loc: Loc | None = field(**_LOC)
+
+    @property
+    def identity(self) -> float:
+        return 0.0 if self.op == "cumsum" else 1.0
+
+    @property
+    def kind(self) -> str:
+        """The operation kind of one scan step (docs/analysis.md, Scans)."""
+        return "add" if self.op == "cumsum" else "mul"
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        return tuple(f for f, on in (("reverse", self.reverse), ("exclusive", self.exclusive)) if on)
+
+    def __str__(self) -> str:
+        return f"{self.op}[{', '.join((self.var,) + self.flags)}]"
+
+
 @dataclass(frozen=True)
 class Einsum:
     """`output = reduce[reduced] expr where predicate`.
@@ -263,6 +301,9 @@ class Einsum:
     reduced: tuple[str, ...] = ()
     predicate: Expr | None = None
     loc: Loc | None = field(**_LOC)
+    scan: Scan | None = None
+    """A scan along an output index, applied after the reduction (`reduce`
+    is then "sum" over `reduced`, the other indices absent from the output)."""
 
     @property
     def name(self) -> str:

@@ -420,11 +420,30 @@ class _Oracle:
             raise OracleError(f"{name}[{', '.join(map(str, idx))}] depends on itself")
         self.done[name][idx] = 1
         e, point = self.writer(name, idx)
-        self.data[name][idx] = self.reduce(e, point)
+        self.data[name][idx] = self.reduce(e, point) if e.scan is None else self.scan(e, point)
         self.done[name][idx] = 2
         return self.data[name][idx]
 
-    def reduce(self, e: Einsum, point: dict):
+    def scan(self, e: Einsum, point: dict):
+        """A scan element: the Einsum's reduction at each position of the
+        prefix (or suffix) of the scanned index, folded by + or *; a position
+        with no existing point contributes the scan's identity."""
+        s = e.scan
+        k, n = point[s.var], self.env[s.var.upper()]
+        if s.reverse:
+            positions = range(n - 1, k if s.exclusive else k - 1, -1)
+        else:
+            positions = range(0, k if s.exclusive else k + 1)
+        acc = 0.0 if s.op == "cumsum" else 1.0
+        for j in positions:
+            found = []
+            term = self.reduce(e, dict(point, **{s.var: j}), found)
+            if not found:
+                term = 0.0 if s.op == "cumsum" else 1.0
+            acc = acc + term if s.op == "cumsum" else acc * term
+        return acc
+
+    def reduce(self, e: Einsum, point: dict, found: list | None = None):
         identity, fold = REDUCTIONS[e.reduce]
         acc = identity
         reduced = [v for v in _variables(e) if v not in point]
@@ -435,6 +454,8 @@ class _Oracle:
                 continue
             if e.predicate is not None and not self.value(e.predicate, p, e):
                 continue
+            if found is not None:
+                found.append(True)
             acc = fold(acc, self.value(e.expr, p, e))
         return acc
 
@@ -463,6 +484,24 @@ class _Oracle:
         except ValueError as err:       # a bitwise operand that is no integer, a shift out of range
             self.fail(OracleError, f"{err} in {format_expr(x)}", x, e)
 
+    def index(self, i: Expr, p: dict, e: Einsum, what: str) -> int:
+        """An access index at point p: integer arithmetic of coordinates and
+        symbols (`_int_expr`), where a tensor read (a gather, `OFF[DOC[p]]`)
+        is read like any element, bounds-checked, and must be whole."""
+        if not any(isinstance(n, Access) for n in walk(i)):
+            return _int_expr(i, p | self.env, what)
+        if isinstance(i, Access):
+            v = self.read(i, p, e)
+            if not (math.isfinite(v) and float(v).is_integer()):
+                raise OracleError(f"{what}: the gathered {i} = {v} in {e.output.tensor} is not a whole number")
+            return int(v)
+        if isinstance(i, Op) and i.name in INDEX_OPS:
+            args = [self.index(x, p, e, what) for x in i.args]
+            if i.name in ("floordiv", "div", "mod") and args[1] == 0:
+                raise OracleError(f"{what}: division by zero in {format_expr(i, True)}")
+            return INDEX_OPS[i.name](*args)
+        raise OracleError(f"{what}: {i} is not integer arithmetic")
+
     def read(self, a: Access, p: dict, e: Einsum):
         decl = self.c.tensor(a.tensor)
         shape = self.data[a.tensor].shape
@@ -470,8 +509,10 @@ class _Oracle:
         for pos, i in enumerate(a.indices):
             text = format_expr(i, True)
             try:
-                k = _int_expr(i, p | self.env, f"index {text} of {a}")
+                k = self.index(i, p, e, f"index {text} of {a}")
             except OracleError as err:
+                if isinstance(err, OracleBoundsError):   # a gather's own read, already located
+                    raise
                 self.fail(OracleError, err.message, a, e)
             if not 0 <= k < shape[pos]:
                 side = "below 0" if k < 0 else f"past the end (size {shape[pos]})"

@@ -11,8 +11,8 @@ from pathlib import Path
 import lark
 
 from .errors import Loc, ParseError, printable
-from .ir import (Access, Cascade, Domain, Einsum, Expr, Idx, Mask, Num, Op, Rank, Sym, TensorDecl, substitute,
-                 walk)
+from .ir import (SCAN_FLAGS, SCAN_OPS, Access, Cascade, Domain, Einsum, Expr, Idx, Mask, Num, Op, Rank, Scan, Sym,
+                 TensorDecl, substitute, walk)
 from .ops import BINARY_INFIX, DEFAULT_DTYPE, DTYPE_BYTES, FUNCTIONS, REDUCE_RULES, RULES
 
 _TOKEN_NAMES = {
@@ -433,12 +433,37 @@ class _ToIR(lark.Transformer_NonRecursive):
         vars_ = [] if vars_ == [None] else vars_
         return (str(op), tuple(str(v) for v in vars_), self._loc(op))
 
+    def scan(self, items):
+        """`cumsum[p]`, `cumprod[p, reverse, exclusive]`: the scanned index,
+        then flags; anything else is an error at the word."""
+        op, var, *flags = items
+        if str(op) not in SCAN_OPS:
+            import difflib
+            close = difflib.get_close_matches(str(op), SCAN_OPS + ("sum", "max", "min"), n=1)
+            self._err(f"unknown reduction or scan '{op}'" + (f" (did you mean {close[0]}?)" if close else "")
+                      + "; a reduction is sum, max or min, a scan cumsum or cumprod", op)
+        if str(var) in SCAN_FLAGS:
+            self._err(f"{op}[...] names the scanned index first, then the flags (e.g. {op}[p, {var}])", var)
+        seen = set()
+        for f in flags:
+            if str(f) not in SCAN_FLAGS:
+                self._err(f"unknown flag '{f}' of {op}[{var}, ...]: a scan takes one index, then the flags "
+                          f"{' and '.join(SCAN_FLAGS)}", f)
+            if str(f) in seen:
+                self._err(f"flag '{f}' repeated", f)
+            seen.add(str(f))
+        scan = Scan(str(op), str(var), "reverse" in seen, "exclusive" in seen, loc=self._loc(op))
+        return ("scan", scan)
+
     @lark.v_args(meta=True)
     def einsum(self, meta, items):
         lhs, red, expr, pred = items
+        scan = None
+        if red is not None and red[0] == "scan":
+            scan, red = red[1], None
         op, reduced = ("sum", None) if red is None else red[:2]
         self._check_depth(lhs, expr, pred)
-        out = Einsum(lhs, expr, op, reduced, pred, loc=lhs.loc)
+        out = Einsum(lhs, expr, op, reduced, pred, loc=lhs.loc, scan=scan)
         if self.uses:
             self._check_scope(out)
         self.uses.clear()

@@ -57,7 +57,9 @@ def format_expr(e: Expr, index: bool = False) -> str:
 
 def format_einsum(e: Einsum) -> str:
     text = f"{format_expr(e.output)} = "
-    if e.reduced or e.reduce != "sum":
+    if e.scan is not None:   # the other indices absent from the output are summed, as always
+        text += f"{e.scan} "
+    elif e.reduced or e.reduce != "sum":
         text += f"{e.reduce}[{', '.join(e.reduced)}] "
     text += format_expr(e.expr)
     if e.predicate is not None:

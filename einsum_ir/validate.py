@@ -7,7 +7,7 @@ import difflib
 import math
 
 from .errors import ValidationError
-from .ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, Sym, offset_of, rank_of, walk
+from .ir import SCAN_FLAGS, SCAN_OPS, Access, Cascade, Einsum, Expr, Idx, Num, Op, Sym, offset_of, rank_of, walk
 from .parser import MAX_INDEX_LITERAL
 from .ops import BITWISE_OPS, BOOLEAN_OPS, DTYPE_BYTES, REDUCE_RULES, RULES
 
@@ -290,8 +290,8 @@ class _Checker:
                       f"[{', '.join(t.ranks)}] but is indexed with {len(a.indices)}", a, einsum)
         for pos, (i, r) in enumerate(zip(a.indices, t.ranks)):
             for n in walk(i):
-                if isinstance(n, Access):
-                    self.fail(f"an index may not read a tensor ({n.tensor} in {a})", n, einsum)
+                if isinstance(n, Access) and n is not a:
+                    self.gather_ok(n, a, einsum)
                 if isinstance(n, Op) and n.name not in _INDEX_OPS:
                     self.fail(f"index {i} of {a.tensor} uses {n.name}; indices allow + - * / % & | << >> xor only",
                               n, einsum)
@@ -313,6 +313,24 @@ class _Checker:
             if isinstance(i, Idx) and not self.same_extent(rank_of(i.name), r):
                 self.fail(f"rank mismatch: {a.tensor}'s rank {pos + 1} is {r}, indexed by {i.name} "
                           f"(rank {rank_of(i.name)})", i, einsum)
+
+    def gather_ok(self, g: Access, a: Access, einsum: Einsum):
+        """A gather (`OFF[DOC[p]]`, `K[.., PAGE[b, m // PS] * PS + m % PS]`):
+        a tensor read inside an index gives a coordinate, so it must hold
+        integers (i32 or i8) and have no iterative rank (an index names one
+        element, not an iterate of a recurrence). Its own indices are checked
+        as any access's, gathers in them included."""
+        t = self.tensors.get(g.tensor)
+        if t is None:
+            self.fail(f"undefined tensor {g.tensor}" + _suggest(g.tensor, self.tensors), g, einsum)
+        if t.dtype not in ("i32", "i8"):
+            self.fail(f"a gather reads {g.tensor} inside an index of {a.tensor}: an index tensor must hold "
+                      f"integers (i32 or i8), but {g.tensor} is {t.dtype}", g, einsum)
+        if t.iterative:
+            self.fail(f"a gather reads {g.tensor} inside an index of {a.tensor}, but {g.tensor} has the "
+                      f"iterative rank{'s' * (len(t.iterative) > 1)} {', '.join(sorted(t.iterative))}; "
+                      "an index tensor is a plain tensor", g, einsum)
+        self.access(g, einsum)
 
     # einsums ----------------------------------------------------------------
     def einsum(self, e: Einsum):
@@ -370,6 +388,32 @@ class _Checker:
         missing = [v for v in iteration if v not in out_vars and v not in e.reduced]
         if missing:
             self.fail(f"{e.name}: index {missing[0]} is absent from the output but not reduced", e, e)
+        if e.scan is not None:
+            self.scan_ok(e, out_vars)
+
+    def scan_ok(self, e: Einsum, out_vars: list[str]):
+        """A scan runs along a plain output index of a plain Einsum: not the
+        initial value or the step of a recurrence, nor over a rank a read
+        iterates (the scan needs the whole fiber, a recurrence gives one
+        element per step)."""
+        s = e.scan
+        if s.op not in SCAN_OPS or any(f not in SCAN_FLAGS for f in s.flags):
+            self.fail(f"unknown scan {s.op!r}; use cumsum or cumprod", s, e)
+        if e.reduce != "sum":
+            self.fail(f"{e.name}: a scan sums the other reduced indices; {e.reduce} cannot be combined with {s}",
+                      s, e)
+        if e.is_initial or e.iterative_var is not None:
+            self.fail(f"{e.name}: a scan ({s}) cannot write an iterate or an initial value of a recurrence", s, e)
+        if s.var not in out_vars:
+            self.fail(f"{e.name} scans over {s.var}, which is not an index of its output "
+                      f"({', '.join(out_vars) or 'none'}); a scan keeps the index it runs along", s, e)
+        for a in e.reads():
+            t = self.tensors.get(a.tensor)
+            for i, r in zip(a.indices, t.ranks if t else ()):
+                if r in t.iterative and s.var in {n.name for n in walk(i) if isinstance(n, Idx)}:
+                    self.fail(f"{e.name} scans over {s.var} and reads the iterates {a} of a recurrence over it; "
+                              "a scan needs the whole fiber (read the last iterate, or write the recurrence "
+                              "without the scan)", a, e)
 
     def writers(self):
         by_tensor: dict[str, list[Einsum]] = {}

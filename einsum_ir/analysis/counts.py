@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import sympy
 
 from ..ir import Access, Cascade, Einsum, Expr, Idx, Op, index_vars
-from ..ops import KIND_UNITS, REDUCE_RULES, RULES
+from ..ops import KIND_UNITS, REDUCE_RULES, RULES, op_kind
 from .points import Kept, points, projected_points
 
 KINDS = tuple(KIND_UNITS)    # every operation kind (ops.py's table: an operator's kind must be in it)
@@ -49,6 +49,7 @@ class Step:
     text: str
     parent: int | None = None
     per_point: bool = False
+    scan: bool = False      # the step of a scan: once per output element (counted, never a hoisting note)
 
 
 def steps(e: Einsum) -> list[Step]:
@@ -66,6 +67,13 @@ def steps(e: Einsum) -> list[Step]:
                             per_point=True))
             for t in tops:
                 out[t].parent = len(out) - 1
+    if e.scan is not None:
+        # one add (or multiply) per element of the output: the scan is O(n)
+        # along its rank, not the O(n^2) of a predicated sum over an alias
+        feeds = [i for i, s in enumerate(out) if s.parent is None]
+        out.append(Step(e.scan.kind, frozenset(e.output_vars), f"{e.scan}", scan=True))
+        for t in feeds:
+            out[t].parent = len(out) - 1
     return out
 
 
@@ -82,7 +90,7 @@ def _walk(x: Expr, out: list[Step]):
     subs = [_walk(a, out) for a in x.args]
     tops = [t for s in subs for t in s[0]]
     vs = frozenset().union(*[s[1] for s in subs])
-    kind = RULES[x.name].kind
+    kind = op_kind(x)
     if kind is None:        # free (negation): its operands' steps stay outermost
         return tops, vs, str(x)
     out.append(Step(kind, vs, str(x)))
@@ -150,7 +158,9 @@ def _notes(e: Einsum, found: list[Step], counts: dict, n: sympy.Expr) -> list[st
     """One line per set of variables a group of operations does not depend on."""
     lines = []
     for vs, (count, why) in counts.items():
-        group = [i for i, s in enumerate(found) if s.vars == vs and not s.per_point]
+        group = [i for i, s in enumerate(found) if s.vars == vs and not s.per_point and not s.scan]
+        if not group:
+            continue
         outer = [found[i].text for i in group if found[i].parent not in group]
         missing = ", ".join(v for v in e.iteration_vars if v not in vs)
         what = "; ".join(outer) + (f" ({len(group)} operations)" if len(group) > len(outer) else "")
@@ -194,12 +204,14 @@ def ops_per_point(e: Einsum) -> Counter:
             per["mac"] += 1
         else:
             per[REDUCE_RULES[e.reduce].kind] += 1
+    if e.scan is not None:   # once per output element; per point is an upper bound when e also reduces
+        per[e.scan.kind] += 1
     return Counter({k: v for k, v in per.items() if v})
 
 
 def _map_ops(e: Expr, counter: Counter):
     if isinstance(e, Op):
-        kind = RULES[e.name].kind
+        kind = op_kind(e)
         if kind is not None:
             counter[kind] += 1
         for a in e.args:

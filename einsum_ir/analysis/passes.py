@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from ..errors import EinError
 from ..graph import schedule
-from ..ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, Sym, index_vars, rank_of, substitute
+from ..ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, Sym, index_vars, rank_of, substitute, walk
 
 POS, ROOT, INNER = "position", "root", "inner"
 
@@ -150,6 +150,28 @@ def position_token(fam: Family, kind: str, index: Expr, iterative: bool):
     return o
 
 
+def _gathered(i: Expr) -> bool:
+    return any(isinstance(n, Access) for n in walk(i))
+
+
+def gather_token(fam: Family, index: Expr):
+    """The visit of R during which a gathered read (`KC[.., PAGE[b, m / PS]
+    * PS + m % PS]`, a slot outside R indexed through data by R's variables)
+    happens: the position of R's variable in it (the element read there is
+    the data's choice, but it is read once, at that visit); None if the
+    index uses none of R's variables."""
+    vs = [v for v in index_vars(index) if fam.var_kind(v) is not None]
+    pos = [v for v in vs if fam.var_kind(v) == POS]
+    roots = [v for v in vs if fam.var_kind(v) == ROOT]
+    if not vs:
+        return None
+    if len(pos) == 1 and not roots:
+        return pos[0], 0
+    if len(roots) == 1 and not pos:
+        return roots[0] + "//", 0
+    return "expr", str(index)
+
+
 def access_tokens(c: Cascade, fam: Family, a: Access) -> set:
     t = c.tensor(a.tensor)
     out = set()
@@ -159,11 +181,33 @@ def access_tokens(c: Cascade, fam: Family, a: Access) -> set:
             tok = position_token(fam, k, i, r in t.iterative)
             if tok is not None:
                 out.add(tok)
+        elif _gathered(i) and (tok := gather_token(fam, i)) is not None:
+            out.add(tok)
     return out
 
 
 def has_position(c: Cascade, fam: Family, tensor: str) -> bool:
     return any(fam.kind.get(r) in (POS, ROOT) for r in c.tensor(tensor).ranks)
+
+
+def _gathered_by(c: Cascade, fam: Family, tensor: str) -> bool:
+    """Is `tensor` read somewhere at a slot indexed through a gather by R's
+    variables (its elements are then tied to R's visits as if it carried R)?"""
+    return any(a.tensor == tensor and any(_gathered(i) and gather_token(fam, i) for i in a.indices)
+               for e in c.einsums for a in e.reads())
+
+
+def gathered_position(c: Cascade, fam: Family) -> str | None:
+    """Why passes over R are not defined when a slot of R is indexed through
+    a gather: which position of R a step visits is then the data's choice."""
+    for e in c.einsums:
+        for a in [e.output] + e.reads():
+            for r, i in zip(c.tensor(a.tensor).ranks, a.indices):
+                if fam.kind.get(r) is not None and _gathered(i):
+                    return (f"{e.name} reads {a} at a position of {fam.rank} given by data (a gather): the order "
+                            f"in which {fam.rank} is visited is the index tensor's, so passes are counted over the "
+                            "ranks whose variables index the gather instead")
+    return None
 
 
 def _show(fam: Family, tok) -> str:
@@ -205,6 +249,11 @@ class PassStep:
         over = ", ".join(self.reduced_vars)
         if self.reduce_op == "last":
             head = f"{self.blocker} <- last iterate of {self.reducer} over {over}"
+        elif self.reduce_op.startswith(("cumsum", "cumprod")):
+            over = self.reduced_vars[0]
+            head = (f"{self.reducer} <- {self.reduce_op} of {', '.join(self.reduced_from) or 'its inputs'} "
+                    f"(a suffix scan: element {over} needs every later position of {over}, complete only at "
+                    f"the end of a traversal)")
         elif self.reduce_op == "moved":
             head = f"{self.reducer} <- elements of {', '.join(self.reduced_from)} from other positions"
         else:
@@ -231,6 +280,7 @@ class PassResult:
     states: dict[str, State] = field(default_factory=dict, hash=False, repr=False)
     unstreamable: str | None = None
     family: Family | None = field(default=None, hash=False, repr=False, compare=False)
+    scans: tuple[str, ...] = ()   # one line per scan along the rank: why it costs no pass, or one
 
     def explain(self) -> list[str]:
         """One line per extra pass saying which reduction forces it; for a
@@ -238,7 +288,7 @@ class PassResult:
         if self.unstreamable:
             return [f"not streamable over {self.rank}: {self.unstreamable}"]
         if self.chain or self.passes is None:
-            return [f"pass {s.pass_}: {s}" for s in self.chain]
+            return [f"pass {s.pass_}: {s}" for s in self.chain] + list(self.scans)
         inside = [e for e, p in self.einsum_pass.items() if p >= 1]
         after = [e for e, p in self.einsum_pass.items() if p == 0]
         if not inside:
@@ -247,7 +297,7 @@ class PassResult:
                 f"reduction over {self.rank} complete before reading {self.rank} again")
         if after:
             line += f" ({', '.join(after)}: outside the traversal)"
-        return [line]
+        return [line] + list(self.scans)
 
 
 def _streaming_read(c: Cascade, a: Access, parts) -> bool:
@@ -263,7 +313,7 @@ class _Walk:
         self.c, self.fam = c, rank_family(c, rank)
         self.state: dict[str, State] = {}
         for t in c.inputs:
-            pos = has_position(c, self.fam, t.name)
+            pos = has_position(c, self.fam, t.name) or _gathered_by(c, self.fam, t.name)
             self.state[t.name] = State(True, 1, bound=True) if pos else State(False, 0)
         self.einsum_pass: dict[int, int] = {}
         self.chain: dict[int, PassStep] = {}
@@ -326,6 +376,10 @@ class _Walk:
             self.state[e.name] = State(True, best, via=(placed, e.output))
         elif not out:
             self.state[e.name] = State(False, best, origin=i)
+        elif e.scan is not None and e.scan.reverse and fam.var_kind(e.scan.var) in (POS, ROOT):
+            # a suffix scan along R: element m needs positions m .. end, so it
+            # is final only when the traversal ends (a prefix scan streams)
+            self.state[e.name] = State(False, best, origin=i, bound=True)
         elif len(out) == 1 and _same_or_earlier(token, next(iter(out))):
             self.state[e.name] = State(True, best, bound=True)
         else:
@@ -355,6 +409,9 @@ def _same_or_earlier(visit, out) -> bool:
 
 def passes(c: Cascade, rank: str) -> PassResult:
     w = _Walk(c, rank)
+    gathered = gathered_position(c, w.fam)
+    if gathered:
+        return PassResult(rank, None, {}, (), w.state, gathered, w.fam)
     for step in schedule(c):
         w.step(step)
         if w.unstreamable:
@@ -363,7 +420,28 @@ def passes(c: Cascade, rank: str) -> PassResult:
     for i, p in w.einsum_pass.items():
         by_name[c.einsums[i].name] = max(p, by_name.get(c.einsums[i].name, 0))
     total = max(list(w.einsum_pass.values()) + [0])
-    return PassResult(rank, total, by_name, tuple(w.chain[k] for k in sorted(w.chain)), w.state, None, w.fam)
+    return PassResult(rank, total, by_name, tuple(w.chain[k] for k in sorted(w.chain)), w.state, None, w.fam,
+                      _scan_notes(c, w))
+
+
+def _scan_notes(c: Cascade, w: _Walk) -> tuple[str, ...]:
+    """Each scan along R, and why it costs a pass or none."""
+    out = []
+    for i, e in enumerate(c.einsums):
+        s = e.scan
+        if s is None or w.fam.var_kind(s.var) is None:
+            continue
+        if w.fam.var_kind(s.var) == INNER:
+            out.append(f"{e.name}: {s} runs inside one tile of {w.fam.rank} (all its positions on chip): no pass")
+        elif s.reverse:
+            out.append(f"{e.name}: {s} is a suffix scan along {w.fam.rank}: its element {s.var} is final only "
+                       f"after the last position, so a reader at {s.var} runs one pass later "
+                       f"(pass {w.einsum_pass.get(i, 0) + 1})")
+        else:
+            out.append(f"{e.name}: {s} is a prefix scan along {w.fam.rank}: a running "
+                       f"{'sum' if s.op == 'cumsum' else 'product'} carried from position to position, its "
+                       f"element {s.var} final when {s.var} is visited: no extra pass")
+    return tuple(out)
 
 
 def _explain(w: _Walk, k: int, why) -> PassStep:
@@ -384,6 +462,8 @@ def _explain(w: _Walk, k: int, why) -> PassStep:
     reduced = tuple(v for v in origin.reduced if fam.var_kind(v) in (POS, ROOT))
     sources = tuple(dict.fromkeys(a.tensor for a in origin.reads() if w.tokens(a, set())))
     op = origin.reduce if reduced else "moved"
+    if origin.scan is not None and origin.scan.reverse and fam.var_kind(origin.scan.var) in (POS, ROOT):
+        reduced, op = (origin.scan.var,), str(origin.scan)
     return PassStep(k, reader.name, access.tensor, origin.name, op, reduced, sources, rereads, rvars,
                     fam.alias_note(reduced))
 
