@@ -259,6 +259,16 @@ if _UNCOSTED:
     raise RuntimeError(f"operation kinds without a cost row in KIND_UNITS: {sorted(_UNCOSTED)}")
 
 
+def op_kind(node) -> str | None:
+    """The kind one evaluation of an operator node counts as: its rule's,
+    except a power by a whole literal that the generators write as
+    arithmetic (`x ^ 2` is x * x, `x ^ -1` is 1 / x, `x ^ 1` and `x ^ 0`
+    cost nothing)."""
+    if node.name == "pow" and type(node.args[1]).__name__ == "Num" and float(node.args[1].value).is_integer():
+        return {2: "mul", -1: "divide", 1: None, 0: None}.get(int(node.args[1].value), "pow")
+    return RULES[node.name].kind
+
+
 def rule(name: str) -> OpRule:
     try:
         return RULES[name]

@@ -235,11 +235,13 @@ def test_every_operator_kind_has_a_cost_row_and_counts_use_it():
     kinds = {r.kind for r in RULES.values() if r.kind} | {r.kind for r in REDUCE_RULES.values()}
     assert kinds <= set(KIND_UNITS)
     assert all(set(u) <= {"sfu", "fp32", "int"} and all(v > 0 for v in u.values()) for u in KIND_UNITS.values())
-    c = ei.parse(HEAD + "Y[m, p] = sin(S[m, p]) + softplus(S[m, p]) ^ 2 + (m & 3) + erf(S[m, p])\n")
+    c = ei.parse(HEAD + "Y[m, p] = sin(S[m, p]) + softplus(S[m, p]) ^ 2 + (m & 3) + erf(S[m, p]) + S[m, p] ^ 1.5"
+                        " + S[m, p] ^ -1 + S[m, p] ^ 1\n")
     ops = op_counts(c)
     M, P = shape_symbol("M"), shape_symbol("P")
+    # x ^ 2 is the kernels' x * x, x ^ -1 their 1 / x, x ^ 1 free; x ^ 1.5 a power
     assert {k: sympy.simplify(v / (M * P)) for k, v in ops.items() if k != "int"} == {
-        "add": 3, "trig": 1, "softplus": 1, "pow": 1, "erf": 1}
+        "add": 6, "trig": 1, "softplus": 1, "mul": 1, "pow": 1, "divide": 1, "erf": 1}
     assert sympy.simplify(ops["int"] - M) == 0          # m & 3: once per m, hoisted out of p
 
 
