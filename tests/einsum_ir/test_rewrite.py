@@ -260,8 +260,9 @@ def test_rewrite_verify_catches_a_wrong_result(monkeypatch):
 def test_cli_rewrite_then_analyze(tmp_path, capsys):
     from attnc.cli import main
     out = tmp_path / "online.ein"
-    assert main(["rewrite", "attention-3pass", "--to", "online", "--out", str(out)]) == 0
-    assert "passes over M: 3 -> 1" in capsys.readouterr().out
+    assert main(["rewrite", "attention-3pass", "--to", "online", "--out", str(out), "--no-verify"]) == 0
+    shown = capsys.readouterr().out
+    assert "passes over M: 3 -> 1" in shown and "not checked" in shown
     assert passes(ei.parse_file(out), "M").passes == 1
     assert main(["analyze", str(out), "--json"]) == 0
     import json
