@@ -323,10 +323,14 @@ def _classify(cc, bm: int, bn: int) -> np.ndarray:
     return cls
 
 
-def _tile_classes(form, k, m, env, inputs, counts, grid: _Grid, skip_empty: bool):
+def _tile_classes(form, k, m, env, inputs, counts, grid: _Grid, skip_empty: bool, unknown: set | None = None):
     """Per (head block, row tile): full and partial key tiles visited, and the
-    kept points of the pass (whole problem)."""
+    kept points of the pass (whole problem); the classes are the kernel's
+    block table's (the same cell counts, cached by the mask's values).
+    Tensors the mask reads whose values are missing are added to `unknown`."""
     cc = counts[k] if counts is not None else cell_counts(form, k, env, inputs)
+    if unknown is not None:
+        unknown.update(cc.unknown)
     cls = _classify(cc, m.block_m if grid.rows > 1 else 16, m.block_n)    # [..batch.., row tiles, key tiles]
     kept = float(cc.any.sum()) * grid.heads / max(1, int(np.prod(cc.any.shape[:-2])))
     if grid.pack > 1:   # packed heads: the same key tiles for every packed row (decode / no mask)
@@ -555,8 +559,9 @@ def predict_fused(program, m: GPUMapping, gpu: GPU, env: dict, inputs: dict | No
     f = env[form.feature.upper()] if form.feature else 0
     launch = gpu.efficiency["launch_us"] * 1e-6
     total_time, hbm, parts, work, tiles_seen, useful = 0.0, 0.0, Counter(), Counter(), Counter(), 0.0
+    unknown: set = set()
     for k, pp in enumerate(program.passes):
-        nfull, npart, nempty, kept = _tile_classes(form, k, m, env, inputs, counts, grid, skip_empty)
+        nfull, npart, nempty, kept = _tile_classes(form, k, m, env, inputs, counts, grid, skip_empty, unknown)
         useful += kept * 2.0 * (sum(env[s.contracted.upper()] for s in pp.scores) + f * len(pp.values))
         scale = grid.head_blocks / nfull.shape[0]
         tiles_seen["full"] += float(nfull.sum()) * scale
@@ -585,8 +590,18 @@ def predict_fused(program, m: GPUMapping, gpu: GPU, env: dict, inputs: dict | No
                        "regs_per_thread": fp.regs_per_thread, "tiles_full": tiles_seen["full"],
                        "tiles_partial": tiles_seen["partial"], "tiles_skipped": tiles_seen["empty"]})
     pred.binding = _binding(parts, ideal, total_time)
-    pred.notes += _placement_notes(program, env)
+    pred.notes += _placement_notes(program, env) + _unknown_notes(unknown)
     return pred
+
+
+def _unknown_notes(unknown) -> list[str]:
+    """What a prediction without a mask's values assumes (tiles.py)."""
+    if not unknown:
+        return []
+    names = ", ".join(sorted(unknown))
+    return [f"the mask reads {names}: without {'its' if len(unknown) == 1 else 'their'} values every key tile "
+            "the index-only conditions keep is counted as visited and partial, an upper bound; give the values "
+            "(inputs=, --inputs FILE.npz) for the block table the kernel builds"]
 
 
 def _placement_notes(program: TileProgram, env: dict) -> list[str]:
@@ -623,9 +638,11 @@ def _kernel(flops: float, sfu: float, fp32: float, bytes_: float, gpu: GPU, peak
     return max(compute, bytes_ / gpu.bandwidth) + gpu.efficiency["launch_us"] * 1e-6, compute, bytes_ / gpu.bandwidth
 
 
-def predict_unfused(form: FusedForm, gpu: GPU, env: dict, dtype: str = "bf16") -> Prediction:
+def predict_unfused(form: FusedForm, gpu: GPU, env: dict, dtype: str = "bf16",
+                    inputs: dict | None = None) -> Prediction:
     """QK^T GEMM, a softmax kernel, PV GEMM, with the score and probability
-    matrices through HBM (16 bit). GEMMs do not skip masked tiles."""
+    matrices through HBM (16 bit). GEMMs do not skip masked tiles. `inputs`:
+    the values of tensors the mask reads (its kept points; else an upper bound)."""
     b = DTYPE_BYTES[dtype]
     peak = gpu.tensor_peak(dtype)
     e = env[form.contracted.upper()]
@@ -643,14 +660,16 @@ def predict_unfused(form: FusedForm, gpu: GPU, env: dict, dtype: str = "bf16") -
     t1, c1, m1 = _kernel(2.0 * n * e * ns, 0, 0, traffic[0], gpu, peak, eff)
     t2, c2, m2 = _kernel(0, n * ns, 4.0 * n * ns, traffic[1], gpu, peak, eff)
     t3, c3, m3 = _kernel(2.0 * n * f * nv, 0, 0, traffic[2], gpu, peak, eff)
-    counts = cell_counts(form, 0, env) if form.query is not None else None
+    counts = cell_counts(form, 0, env, inputs) if form.query is not None else None
     kept = float(counts.any.sum()) * heads / max(1, int(np.prod(counts.any.shape[:-2]))) if counts else n
     parts = {"qk_s": t1, "softmax_s": t2, "pv_s": t3}
     mem = m1 + m2 + m3
     comp = c1 + c2 + c3
     binding = "HBM" if mem > comp else "tensor cores"
-    return Prediction("unfused", t1 + t2 + t3, 2.0 * (e * ns + f * nv) * kept, float(sum(traffic)), binding, peak,
+    pred = Prediction("unfused", t1 + t2 + t3, 2.0 * (e * ns + f * nv) * kept, float(sum(traffic)), binding, peak,
                       parts)
+    pred.notes += _unknown_notes(counts.unknown if counts else ())
+    return pred
 
 
 # ------------------------------------------------------------------ chunked linear attention
@@ -702,9 +721,9 @@ def _chunk_expr_ops(program, x, loop: str | None, out: Counter):
     condition of its mask), evaluated again where it is read."""
     from einsum_ir.analysis.chunk_program import point_masks
     from einsum_ir.ir import Access, substitute
-    from einsum_ir.ops import RULES
+    from einsum_ir.ops import op_kind
     if isinstance(x, Op):
-        kind = RULES[x.name].kind
+        kind = op_kind(x)
         if kind:
             out[kind] += 1
         for y in x.args:

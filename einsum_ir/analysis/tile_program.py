@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from collections import Counter
 
 from ..ir import Access, Einsum, Expr, Idx, Num, Op, Sym, accesses, walk
-from ..ops import RULES
+from ..ops import RULES, op_kind
 from .fused import FusedForm, Reduction, Score
 
 
@@ -256,7 +256,7 @@ def _ops(form: FusedForm, x: Expr, out: Counter, mode: str) -> frozenset:
     modes = ["cond" if mode == "cond" and RULES[x.name].group in ("compare", "logic") else "value"] * len(x.args)
     axs = [_ops(form, a, out, m) for a, m in zip(x.args, modes)]
     ax = frozenset().union(*axs)
-    kind = RULES[x.name].kind
+    kind = op_kind(x)
     if x.name == "div" and reciprocal_divisor(form, x.args[1]) and axs[1] != ax:
         out["divide", axs[1]] += 1                 # the reciprocal, once per divisor value
         kind = "mul"
