@@ -16,7 +16,7 @@ import numpy as np
 from einsum_ir.analysis.fused import FusedForm, recognise
 from einsum_ir.analysis.tile_program import tile_program
 from einsum_ir.analysis.tiles import FULL, PARTIAL, cell_counts, classify
-from einsum_ir.errors import EinError, ShapeError
+from einsum_ir.errors import EinError, ExecutionError, ShapeError
 from einsum_ir.ir import Access, Cascade, Idx, Op, walk
 from einsum_ir.shapes import resolve
 from mappers.gpu_mapping import GPUMapping
@@ -119,6 +119,27 @@ def _extents(c: Cascade, shapes: dict | None) -> dict | None:
         return None
 
 
+class GatherRangeError(ExecutionError):
+    """A fused kernel found a gathered index out of its tensor's range."""
+
+
+def _locate_gather(c: Cascade, shapes: dict, inputs: dict, err: GatherRangeError):
+    """Raise the reference executor's error for the same inputs, which names
+    the tensor, the Einsum and one offending point; `err` itself where the
+    executor cannot run them (too large) or finds nothing at the points
+    that exist (the kernel checks a gather wherever the tile's ranks are in
+    range, also under a predicate that would have removed the point)."""
+    from einsum_ir.execute import execute
+    try:
+        execute(c, {k: v.detach().double().cpu().numpy() for k, v in inputs.items()}, shapes)
+    except ExecutionError as found:
+        if "index out of range" in found.message or "gathered" in found.message:
+            raise found from None
+    except ShapeError:
+        pass
+    raise err
+
+
 class FusedKernel:
     """A compiled design: call it with torch tensors by input name; returns
     the output tensor (or a dict when the design has several outputs)."""
@@ -176,17 +197,38 @@ class FusedKernel:
         return any(isinstance(n, Access) for k in range(f.passes) for p in f.predicates(k)
                    if p is not None for n in walk(p))
 
-    def tables(self, env: dict, inputs_np: dict, device):
-        import torch
+    def mask_values(self, inputs: dict) -> dict:
+        """The inputs the predicates read, as host arrays (the block table's
+        source; nothing else is copied from the device)."""
+        read = {n.tensor for k in range(self.form.passes) for p in self.form.predicates(k)
+                if p is not None for n in walk(p) if isinstance(n, Access)}
+        return {k: v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
+                for k, v in inputs.items() if k in read}
+
+    def tables(self, env: dict, inputs_np: dict | None, device):
+        """Per pass: (full and partial key-tile counts and lists per query
+        tile, batch stride, key tiles), from the exact tile classes; for a
+        mask that reads tensors, from their values, cached by their hash."""
+        from einsum_ir.analysis.density import digest
         m = self._mapping_for(env)
         f = self.form
-        out = []
         reads_tensors = self.reads_tensors
-        key = (tuple(sorted(env.items())), m.block_m, m.block_n)
-        if not reads_tensors and key in self._tables:
-            return self._tables[key]
+        values = {k: v for k, v in (inputs_np or {}).items()} if reads_tensors else {}
+        key = (tuple(sorted(env.items())), m.block_m, m.block_n, str(device), digest(values) if values else None)
+        if key not in self._tables:
+            if len(self._tables) > 32:
+                self._tables.clear()
+            self._tables[key] = self._build_tables(env, values or None, device, m)
+        return self._tables[key]
+
+    def _build_tables(self, env: dict, values: dict | None, device, m) -> list:
+        import torch
+        f, out = self.form, []
         for k in range(f.passes):
-            cc = cell_counts(f, k, env, inputs_np if reads_tensors else None)
+            cc = cell_counts(f, k, env, values)
+            if cc.unknown:
+                raise ShapeError(f"the mask reads {', '.join(cc.unknown)}: the kernel's block table needs "
+                                 "their values")
             cls = classify(cc, m.block_m, m.block_n)
             # leading axes: the batch variables the predicates read; broadcast to all of them
             shape = [int(env[v.upper()]) if v in cc.batch else 1 for v in f.batch]
@@ -205,8 +247,6 @@ class FusedKernel:
                 tabs += [torch.tensor(cnt, device=device), torch.tensor(idx, device=device)]
             bs = rows * kt if nb > 1 else 0
             out.append((tabs, bs, kt))
-        if not reads_tensors:
-            self._tables[key] = out
         return out
 
     # -- calling ----------------------------------------------------------------------
@@ -230,12 +270,14 @@ class FusedKernel:
         for name in src.outputs:
             args += _tensor_args(outs[name])
         args += static
-        if self.reads_tensors:            # block masks: the tables depend on the values
-            inputs_np = {k: v.detach().float().cpu().numpy() for k, v in inputs.items()}
-            for tabs, bs, kt in self.tables(env, inputs_np, q.device):
+        if self.reads_tensors:            # block masks: the tables depend on the values (cached by their hash)
+            for tabs, bs, kt in self.tables(env, self.mask_values(inputs), q.device):
                 args += [tabs[0], tabs[1], tabs[2], tabs[3], bs, kt]
         with np.errstate(all="ignore"):   # the interpreter computes padding rows too (0/0 there is masked)
-            self._launch(mod, src, m, args, grid_m, nbatch, meta, launch, q.device)
+            try:
+                self._launch(mod, src, m, args, grid_m, nbatch, meta, launch, q.device)
+            except GatherRangeError as err:
+                _locate_gather(c, self.shapes, inputs, err)
         return outs[c.outputs[0].name] if len(outs) == 1 else outs
 
     def _plan(self, inputs: dict) -> tuple:
@@ -264,15 +306,24 @@ class FusedKernel:
     def _launch(self, mod, src, m, args, grid_m, nbatch, meta, launch, device):
         import torch
         f = self.form
+        err = {}
+        if src.gathers:      # the kernel records a gather out of range here (see Generator._flag_gather)
+            err = dict(gather_err=torch.zeros(1, dtype=torch.int32, device=device))
         if src.splits > 1:
             per = sum(m.block_m * (src.block_f if kind == "feature" else 1) for _, kind in src.partials)
             part = torch.empty(nbatch * grid_m * src.splits * per, dtype=torch.float32, device=device)
-            mod.attnc_fused[(grid_m, nbatch, src.splits)](*args, part, per, **meta, **launch)
+            mod.attnc_fused[(grid_m, nbatch, src.splits)](*args, part, per, **err, **meta, **launch)
             cargs = args[:len(args) - 6 * f.passes]
-            mod.attnc_combine[(grid_m, nbatch)](*cargs, part, per, BLOCK_M=m.block_m, BLOCK_F=src.block_f,
+            mod.attnc_combine[(grid_m, nbatch)](*cargs, part, per, **err, BLOCK_M=m.block_m, BLOCK_F=src.block_f,
                                                  SPLITS=src.splits, **launch)
         else:
-            mod.attnc_fused[(grid_m, nbatch, 1)](*args, **meta, **launch)
+            mod.attnc_fused[(grid_m, nbatch, 1)](*args, **err, **meta, **launch)
+        if err and int(err["gather_err"].item()):
+            site = src.gathers[int(err["gather_err"].item()) - 1][0]
+            einsum = next((e.name for e in self.cascade.einsums if site in e.reads()), "?")
+            raise GatherRangeError(f"index out of range: the kernel read {site} (Einsum {einsum}) at a gathered "
+                                   "index outside the tensor, at a point in range of the tile's ranks; a gather is "
+                                   "never clipped", site.loc, self.cascade.source)
 
 
 class ChunkedKernel:
@@ -422,6 +473,8 @@ def _as_einsum(e):
             stack.extend(reversed(x.args))
         else:
             factors.append(x)
+    if e.scan is not None:    # a running sum or product: the evaluator's (torch.einsum has no scan)
+        return None
     if e.reduce != "sum" or e.predicate is not None or not all(
             isinstance(x, Access) and all(isinstance(i, Idx) for i in x.indices) for x in factors + [e.output]):
         return None

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from einsum_ir.analysis.fused import FusedForm, FusedFormError
 from einsum_ir.analysis.tile_program import (PassProgram, TileProgram, axes_of, integer_expr, reciprocal_divisor,
                                               tile_program)
-from einsum_ir.ir import Access, Expr, Idx, Num, Op, Sym, accesses, index_vars, rank_of
+from einsum_ir.ir import Access, Expr, Idx, Num, Op, Sym, accesses, index_vars, rank_of, walk
 from einsum_ir.ops import BOOLEAN_OPS
 from mappers.gpu_mapping import GPUMapping, padded
 
@@ -89,6 +89,8 @@ class KernelSource:
     program: TileProgram | None = None   # what the kernel runs: the GPU model charges this same object
     blocks: dict = field(default_factory=dict)   # tile widths of other score head dimensions (BLOCK_E1, ...)
     digest: str = ""
+    gathers: list = field(default_factory=list)  # (access, dim) per gather site: the kernel flags site k + 1
+                                                 # in `gather_err` when its index leaves the tensor (runtime raises)
 
 
 class _Ctx:
@@ -148,6 +150,7 @@ class Generator:
         self.loop_vars: set[str] = set()        # reduced variables of an in-tile reduction being rendered
         self.bools = frozenset(t.name for t in self.c.tensors if t.dtype == "bool")   # loads that are conditions
         self.extents = frozenset(r.name for r in self.c.ranks)   # symbols known >= 1 (floor // and % bare)
+        self.gathers: list = []                 # (access, dim) of each bounds-checked gathered load
 
     # -- emit helpers ---------------------------------------------------------------
     def out(self, line: str = ""):
@@ -175,12 +178,16 @@ class Generator:
             if e.name in self.f.batch or e.name in self.loop_vars:
                 return self.coord(e.name)
             return ctx.var(self.role[e.name])
+        if isinstance(e, Access):            # a gather: the index tensor's tile, as int32 coordinates
+            return self.load(e, ctx, raw="int")
         if isinstance(e, Op) and (t := index_template(e, self.extents)) is not None:
             return t.format(*[self.index(x, ctx) for x in e.args])
         raise FusedFormError(f"cannot index with {e}", getattr(e, "loc", None), self.c.source)
 
-    def load(self, a: Access, ctx: _Ctx, raw: bool = False) -> str:
-        """A tile of an input; fp32 unless `raw` (a tensor-core operand keeps its type)."""
+    def load(self, a: Access, ctx: _Ctx, raw: bool | str = False) -> str:
+        """A tile of an input; fp32 unless `raw` (a tensor-core operand keeps
+        its type; "int": an index tensor's tile, int32 coordinates of a
+        gather, 0 where masked, so the gathered load's own mask decides)."""
         key = (a, ctx.axes, raw)
         if key in self.loads:
             return self.loads[key]
@@ -205,13 +212,34 @@ class Generator:
                 masks.append(f"({ctx.var(ctx.axes[0])} >= 0)")   # scalar conditions only: give the mask a shape
             ptr = f"{self.t(a.tensor)} + " + " + ".join(offs)
             mask = " & ".join(masks) if masks else None
-            if t is not None and t.dtype == "bool":
+            self._flag_gather(a, ctx, masks, raw == "int")
+            if raw == "int":
+                self.out(f"{name} = tl.load({ptr}" + (f", mask={mask}, other=0" if mask else "") + ").to(tl.int32)")
+            elif t is not None and t.dtype == "bool":
                 self.out(f"{name} = tl.load({ptr}" + (f", mask={mask}, other=0" if mask else "") + ") != 0")
             else:
                 self.out(f"{name} = tl.load({ptr}" + (f", mask={mask}, other=0.0" if mask else "")
                          + (")" if raw else ").to(tl.float32)"))
         self.loads[key] = name
         return name
+
+    def _flag_gather(self, a: Access, ctx: _Ctx, masks: list[str], of_index: bool):
+        """A load whose address comes from data (a gathered dimension), or of
+        an index tensor: where the point is in range of the tile's ranks but
+        the address is out of the tensor, the masked load would read 0, so
+        the kernel records the site in `gather_err` and the launcher raises
+        (never a silently clipped gather)."""
+        if not masks or not (of_index or any(_reads(i) for i in a.indices)):
+            return
+        live = []
+        for v in dict.fromkeys(v for i in a.indices for v in index_vars(i)):
+            role = self.role.get(v)
+            if role in ctx.axes and v not in self.loop_vars:
+                live.append(f"({ctx.var(role)} < {self.sym(rank_of(v))})")
+        bad = f"gbad{len(self.gathers)}"
+        self.out(f"{bad} = " + " & ".join(live + [f"(({' & '.join(masks)}) == 0)"]))
+        self.out(f"tl.store(gather_err + {bad}.to(tl.int32) * 0, {len(self.gathers) + 1}, mask={bad})")
+        self.gathers.append((a, None))
 
     def _offset(self, tensor: str, code: str, d: int) -> str:
         """One dimension's term of an address: 64-bit where the tensor can
@@ -328,6 +356,8 @@ class Generator:
         partials = self._partials() if splits > 1 else []
         if splits > 1:
             params += ["part_ptr", "part_ts"]
+        if _has_gather(self.c):
+            params += ["gather_err"]        # int32[1]: the first gather site found out of range (passed by name)
         params += ["BLOCK_M: tl.constexpr", "BLOCK_N: tl.constexpr", "BLOCK_E: tl.constexpr",
                    "BLOCK_F: tl.constexpr", "SPLITS: tl.constexpr"]
         params += [f"BLOCK_{ax.upper()}: tl.constexpr" for ax in self.dims.values()]
@@ -353,6 +383,7 @@ class Generator:
                            partials, program=self.p)
         src.blocks = {f"BLOCK_{ax.upper()}": padded(self.env[rank_of(v)]) for v, ax in self.dims.items()}
         src.digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        src.gathers = list(self.gathers)
         return src
 
     kernel_name = "attnc_fused"
@@ -645,8 +676,9 @@ class Generator:
         self.lines = []
         self.loads = {}
         self.ind = 0
-        params = self._io_params() + [self.sym(s) for s in symbols] + ["part_ptr", "part_ts", "BLOCK_M: tl.constexpr",
-                                                     "BLOCK_F: tl.constexpr", "SPLITS: tl.constexpr"]
+        params = self._io_params() + [self.sym(s) for s in symbols] + ["part_ptr", "part_ts"] + (
+            ["gather_err"] if _has_gather(self.c) else []) + ["BLOCK_M: tl.constexpr", "BLOCK_F: tl.constexpr",
+                                                              "SPLITS: tl.constexpr"]
         self.out("@triton.jit")
         self.out("def attnc_combine(")
         self.out("        " + ",\n        ".join(params) + "):")
@@ -830,6 +862,15 @@ def _positive(e: Expr, ranks=frozenset()) -> bool:
     if isinstance(e, Num):
         return e.value > 0
     return isinstance(e, Op) and e.name in ("add", "mul") and all(_positive(a, ranks) for a in e.args)
+
+
+def _reads(e: Expr) -> bool:
+    return any(isinstance(n, Access) for n in walk(e))
+
+
+def _has_gather(c) -> bool:
+    """Does an access index of `c` read a tensor (`OFF[DOC[p]]`)?"""
+    return any(_reads(i) for e in c.einsums for a in e.reads() for i in a.indices)
 
 
 def wide_tensors(c, env: dict) -> frozenset:
