@@ -163,7 +163,11 @@ def _grid(vs, ns):
 
 
 def _eval(expr, vs, grid, shape):
-    return np.broadcast_to(np.asarray(sympy.lambdify(vs, expr, "numpy")(*grid), dtype=np.int64), shape)
+    """An integer-valued bound (or a condition) over the grid: sympy spreads
+    an exact floor over float terms (m/3 - Mod(m + 1, 3)/3 + 1/3 is
+    2.9999999999999996 at m = 8), so the value is rounded, not truncated."""
+    value = np.rint(np.asarray(sympy.lambdify(vs, _integral(expr), "numpy")(*grid), dtype=np.float64))
+    return np.broadcast_to(value.astype(np.int64), shape)
 
 
 @lru_cache(maxsize=4096)
@@ -229,7 +233,8 @@ def _integral(pred):
     denominator: `-m/3 + p/3 < 3` as `p - m < 9`. numpy evaluates the first
     in floats, where 11/3 - 2/3 is 2.9999999999999996 < 3 (a point counted
     that the floor predicate `(p - m) // 3 <= 2` removes); a floor of a
-    rational form likewise as an integer floor division."""
+    rational form (or a ceiling) likewise as an integer floor division. Bounds
+    of intervals too: floor(m/3 - 2/3) is 1 in floats at m = 8."""
     def scaled(r):
         num, den = sympy.fraction(sympy.together(r.lhs - r.rhs))
         if den.is_Integer and den > 0 and den != 1:
@@ -240,7 +245,15 @@ def _integral(pred):
         if den.is_Integer and den > 1:        # floor(num / den) = (num - num mod den) / den, exactly
             return (num - sympy.Mod(num, den)) / den
         return f
+    def ceiling_of(f):                        # ceiling(x) = -floor(-x)
+        num, den = sympy.fraction(sympy.together(f.args[0]))
+        if den.is_Integer and den > 1:
+            return (num + sympy.Mod(-num, den)) / den
+        return f
+    if not isinstance(pred, sympy.Basic):
+        return pred
     pred = pred.xreplace({f: floor_of(f) for f in pred.atoms(sympy.floor)})
+    pred = pred.xreplace({f: ceiling_of(f) for f in pred.atoms(sympy.ceiling)})
     return pred.xreplace({r: scaled(r) for r in pred.atoms(sympy.core.relational.Relational)})
 
 
