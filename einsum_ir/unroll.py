@@ -94,16 +94,19 @@ class _Unroller:
         return x
 
     def einsums(self, e: Einsum) -> list[Einsum]:
+        if e.scan is not None and e.scan.var == self.var:
+            raise UnrollError(f"{e.name} scans ({e.scan}) along {self.rank}, the rank read at constant indices; "
+                              "its components cannot be unrolled apart", e.loc, self.c.source)
         if self.var not in e.iteration_vars:
             return [Einsum(self.rename(e.output, e), self.rename(e.expr, e), e.reduce, e.reduced,
-                           None if e.predicate is None else self.rename(e.predicate, e), loc=e.loc)]
+                           None if e.predicate is None else self.rename(e.predicate, e), loc=e.loc, scan=e.scan)]
         comps = []
         for k in range(self.n):
             at = {self.var: Num(k)}
             pred = None if e.predicate is None else self.rename(substitute(e.predicate, at), e)
             comps.append((self.rename(substitute(e.output, at), e), self.rename(substitute(e.expr, at), e), pred))
         if self.var not in e.reduced:
-            return [Einsum(o, x, e.reduce, e.reduced, p, loc=e.loc) for o, x, p in comps]
+            return [Einsum(o, x, e.reduce, e.reduced, p, loc=e.loc, scan=e.scan) for o, x, p in comps]
         return [self.folded(e, comps)]
 
     def folded(self, e: Einsum, comps) -> Einsum:
@@ -120,7 +123,7 @@ class _Unroller:
                 pred = Op("or", (pred, p))
         rest = tuple(v for v in e.reduced if v != self.var)
         # with nothing left to reduce, `max[]`/`min[]` keep the identity of a removed point
-        return Einsum(comps[0][0], expr, e.reduce, rest, pred, loc=e.loc)
+        return Einsum(comps[0][0], expr, e.reduce, rest, pred, loc=e.loc, scan=e.scan)
 
     def run(self) -> Cascade:
         tensors = []

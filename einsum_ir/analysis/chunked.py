@@ -213,7 +213,14 @@ def recognise(c: Cascade, env: dict | None = None) -> ChunkedForm:
             body.append(e)
             continue
         touches = set(e.iteration_vars) & token_vars
-        if not e.reduced and e.name != out_name:
+        if e.scan is not None and (touches or not all(c.tensor(t).role == "input" or t in inline or t in {
+                h.name for h in hoisted} for t in _reads(e, inline))):
+            raise _fail(e, f"{e.scan} inside the kernel: a scan over a chunk's tokens (tl.cumsum with a carry "
+                           "across chunks) is not generated; a scan that reads only inputs and no token rank "
+                           "is computed before the kernel", c)
+        if e.scan is not None:
+            hoisted.append(e)     # a running sum of inputs: before the kernel (never substituted as a map)
+        elif not e.reduced and e.name != out_name:
             inline[e.name] = e
         elif not touches and not (_reads(e, inline) & ({x.name for x in body} | set(states))) and \
                 all(c.tensor(t).role == "input" or t in inline or t in {h.name for h in hoisted}

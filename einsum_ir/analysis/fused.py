@@ -346,6 +346,9 @@ def recognise(c: Cascade, env: dict | None = None) -> FusedForm:
         rows.append(e)
         kinds[e.name] = "row"
     for e in tile + [r.einsum for r in reductions] + rows:
+        if e.scan is not None:
+            raise _fail(e, _scan_refusal(e, key, query), c)
+    for e in tile + [r.einsum for r in reductions] + rows:
         for a in e.reads():
             if kinds.get(a.tensor) == "tile" and e in rows:
                 raise _fail(e, f"reads the tile tensor {a.tensor} without reducing over the key rank", c)
@@ -365,6 +368,26 @@ def recognise(c: Cascade, env: dict | None = None) -> FusedForm:
     form = FusedForm(c, key, query, batch, contracted, feature, scores, tuple(tile), tuple(reductions), tuple(rows),
                      tuple(hoisted))
     return _assign_passes(form)
+
+
+def _scan_refusal(e: Einsum, key: str, query: str | None) -> str:
+    """Why a scan inside the kernel is not generated. A scan with no key x
+    query tile (a running sum of gates along the keys, as forgetting
+    attention's) is hoisted: computed before the kernel, O(n)."""
+    s = e.scan
+    where = ("along the key rank" if s.var == key else "along the query rank" if s.var == query
+             else f"along {s.var}")
+    if s.var == key and s.reverse:
+        why = ("a suffix scan over the keys inside the tile walk needs the keys walked from the last one "
+               "down (stick-breaking's one-pass kernel); the generated kernel walks key tiles forward, so it "
+               "is not generated: the design runs in the executor, and its analysis counts one more pass")
+    elif s.var == key:
+        why = ("a scan over keys x queries inside the tile walk (a running carry across key tiles) is not "
+               "generated; a scan over the keys alone (no query index) is computed before the kernel")
+    else:
+        why = ("a program holds one tile of rows, so a scan across rows or batch coordinates would need the "
+               "other programs' values; it is not generated")
+    return f"{s} {where} of the tile ({', '.join(e.output_vars)}): {why}"
 
 
 def _in_tile_reduction(c: Cascade, e: Einsum, tilevars: set) -> Einsum:

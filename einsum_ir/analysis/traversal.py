@@ -29,6 +29,9 @@ The model (independent of `passes.py`'s symbolic rule):
   final; a point that reads no bound element runs at the first time between
   passes after its inputs are final. A point whose bound reads have no
   common visit (`X[m, j] = S[m] * S[j]`, J = M) never runs: not streamable.
+- A point of a scan (`cumsum[m]`) contributes to every output element whose
+  prefix (or suffix, `reverse`) holds its position, so a suffix scan's
+  element m is final only after the last position has been visited.
 - Points of one Einsum run in the cascade's dependency order; recurrences
   step by step over their iterative rank. Predicates that read a tensor
   (a bool mask) are taken as true: every such point exists.
@@ -182,9 +185,22 @@ class _Sim:
         self.first[e.name] = min(self.first.get(e.name, k), k)
         self.last[e.name] = max(self.last.get(e.name, k), k)
         idx = tuple(int(_value(i, self.env, point)) for i in e.output.indices)
-        old = self.elems[e.name].get(idx)
-        self.elems[e.name][idx] = _Elem(max(t, old.final if old else t),
-                                        touches or bool(old and old.bound), None)
+        for out in self.written(e, idx):
+            old = self.elems[e.name].get(out)
+            self.elems[e.name][out] = _Elem(max(t, old.final if old else t),
+                                            touches or bool(old and old.bound), None)
+
+    def written(self, e, idx: tuple) -> list[tuple]:
+        """The output elements a point contributes to: its own, or for a scan
+        every element whose prefix (suffix) holds the point's position."""
+        if e.scan is None:
+            return [idx]
+        slot = next(k for k, i in enumerate(e.output.indices) if isinstance(i, Idx) and i.name == e.scan.var)
+        j, n = idx[slot], self.env[rank_of(e.scan.var)]
+        s = e.scan
+        ks = (range(0, j + (0 if s.exclusive else 1)) if s.reverse
+              else range(j + (1 if s.exclusive else 0), n))
+        return [idx[:slot] + (k,) + idx[slot + 1:] for k in ks]
 
     def _earliest_visit(self, latest: int, visits) -> int:
         k, v = divmod(latest, self.n + 1)

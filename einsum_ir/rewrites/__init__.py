@@ -47,6 +47,10 @@ def rewrite(c: Cascade, to: str, verify: bool = True, shapes: dict | None = None
     from ..analysis import passes
     if to not in FORMS:
         raise RewriteError(f"unknown rewrite {to!r}; the forms are {', '.join(FORMS)}")
+    scan = next((e for e in c.einsums if e.scan is not None), None)
+    if scan is not None:   # the rewrites rebuild Einsums from their reduction; none carries a scan yet
+        raise RewriteError(f"cannot rewrite {c.name} to the {to} form: {scan.name} is a scan ({scan.scan}), "
+                           "and the rewrites do not carry scans", scan.loc, c.source)
     K, before = key_rank(c, to, rank)
     steps: list[str] = []
     if to == "deferred":

@@ -122,6 +122,8 @@ def brute_ops(e, kept) -> Counter:
             ops["mac"] += len(kept)
         else:
             ops[REDUCE_RULES[e.reduce].kind] += len(kept)
+    if e.scan is not None:      # a scan: one add (or multiply) per output element that has a point
+        ops["add" if e.scan.op == "cumsum" else "mul"] += proj(set(e.output_vars))
     return Counter({k: v for k, v in ops.items() if v})
 
 
