@@ -66,8 +66,10 @@ PRELUDE = PRELUDE + [
     "@triton.jit", "def _logsigmoid(x):", "    return tl.minimum(x, 0.0) - _log1p(tl.exp(-tl.abs(x)))", "", "",
     "@triton.jit", "def _pow(a, b):", "    a = a * 1.0", "    b = b * 1.0", "    whole = tl.floor(b) == b",
     "    odd = whole & (b - 2.0 * tl.floor(b * 0.5) == 1.0)", "    m = tl.exp2(b * tl.log2(tl.abs(a)))",
-    "    r = tl.where(a < 0.0, tl.where(odd, -m, m), m)",     # nested: `&` of a scalar and a tile fails
+    "    neg = tl.where(a < 0.0, -1.0, 1.0 / a) < 0.0",      # -0.0 counts as negative for the sign
+    "    r = tl.where(neg, tl.where(odd, -m, m), m)",          # nested: `&` of a scalar and a tile fails
     "    r = tl.where(a < 0.0, tl.where(whole, r, float('nan')), r)",
+    "    r = tl.where(a == -1.0, tl.where(tl.abs(b) == float('inf'), 1.0, r), r)",   # IEEE: (-1) ^ inf = 1
     "    return tl.where(b == 0.0, 1.0, tl.where(a == 1.0, 1.0, r))", "", ""]
 _INT = "tl.cast({}, tl.int32)"      # a bitwise operand in a float expression: whole, so exact in int32
 _BITS = {"band": "&", "bor": "|", "xor": "^", "shl": "<<", "shr": ">>"}

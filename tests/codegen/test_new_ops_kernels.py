@@ -157,3 +157,24 @@ def test_a_shift_past_the_kernels_32_bits_is_refused_not_wrapped():
     inp = random_inputs(c, shapes, seed=0, dtype="float32")
     with pytest.raises(EinError, match=r"shift count 31 .*32-bit"):
         FusedKernel(c, MAPPING, shapes)(**{n: torch.tensor(v) for n, v in inp.items()})
+
+
+def test_kernel_power_keeps_ieee_signs_and_infinite_exponents(helpers):
+    """The power helper agrees with numpy where the sign of zero and infinite
+    exponents decide: (-0) ^ -1 = -inf, (-0) ^ 0.5 = 0, (-1) ^ inf = 1,
+    (-inf) ^ 3 = -inf (the executor's rule: a negative base to a finite
+    fraction is NaN)."""
+    x = np.array([-0.0, -0.0, -0.0, -1.0, -1.0, -np.inf, -np.inf, -0.5, -2.0, -0.0, 0.0, np.inf, -3.0, 0.5,
+                  -np.inf, 2.0], np.float32)
+    y = np.array([-1.0, -2.0, 0.5, np.inf, -np.inf, 3.0, 2.0, np.inf, -np.inf, -3.0, -1.0, -1.0, 3.0, -np.inf,
+                  -1.0, np.inf], np.float32)
+    out = torch.empty(16)
+    helpers.apply[(1,)](torch.tensor(x), torch.tensor(y), out, N=16, OP=5)
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    with np.errstate(all="ignore"):
+        want = np.where((x64 < 0) & np.isfinite(y64) & (np.floor(y64) != y64), np.nan, np.power(x64, y64))
+    got = out.double().numpy()
+    assert np.array_equal(np.isnan(got), np.isnan(want)), (got, want)
+    ok = ~np.isnan(want)
+    np.testing.assert_array_equal(np.signbit(got[ok]), np.signbit(want[ok]))
+    np.testing.assert_allclose(got[ok], want[ok], rtol=1e-6)
