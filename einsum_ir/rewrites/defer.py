@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, accesses, index_vars, walk
+from ..ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, accesses, index_vars
 from .algebra import conj, fresh, map_expr, product, quotient, rename_vars, split_factor
 from .build import assemble_rewrite
 from .walk import RewriteError, plain_vars
@@ -102,6 +102,19 @@ def _in_place(c: Cascade, r: Einsum) -> Deferral | None:
     return Deferral(None, r, ((1, term, product(moved)),), r.predicate)
 
 
+def _enclosing_call(x: Expr, call: str | None = None) -> str | None:
+    """The function a division sits in (clip in clip(N / D, 0, 1)), if any."""
+    if isinstance(x, Op):
+        if x.name == "div" and call is not None:
+            return call
+        inner = call if x.name in ("mul", "div", "add", "sub", "neg") else x.name
+        for a in x.args:
+            found = _enclosing_call(a, inner)
+            if found is not None:
+                return found
+    return None
+
+
 def find(c: Cascade) -> tuple[Deferral | None, list[str]]:
     """The first deferral that applies, and why the others do not."""
     why: list[str] = []
@@ -114,8 +127,9 @@ def find(c: Cascade) -> tuple[Deferral | None, list[str]]:
             continue
         readers = c.readers(a.name)
         if not any(quotient(p)[1] for _, p in pieces(a.expr)):
-            if readers and any(isinstance(x, Op) and x.name == "div" for x in walk(a.expr)):
-                why.append(f"{a.name} divides inside {a.expr.name}(...), not as a factor of its value, so the "
+            inside = _enclosing_call(a.expr)
+            if readers and inside is not None:
+                why.append(f"{a.name} divides inside {inside}(...), not as a factor of its value, so the "
                            "division does not commute with a sum over it")
             continue
         if not readers:

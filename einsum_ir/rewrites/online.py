@@ -95,7 +95,7 @@ def plain_vars_any(a: Access) -> list[str]:
     return [i.name if isinstance(i, Idx) else "" for i in a.indices]
 
 
-def stat_access(ctx: _Ctx, a: Access, it: Expr, final: bool = False) -> Access:
+def stat_access(ctx: _Ctx, a: Access, it: Expr) -> Access:
     """Statistic `a` read at iterate `it` of its running tensor."""
     name = ctx.run[a.tensor]
     return at(name, insert(a.indices, ctx.pos[a.tensor], it))

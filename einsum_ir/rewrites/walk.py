@@ -98,7 +98,7 @@ def recognise(c: Cascade, K: str, form: str) -> Walk:
                               "unpartitioned design", form)
     for r in c.ranks:
         if r.definition == Sym(K) and any(r.name.lower() in e.iteration_vars for e in c.einsums):
-            raise refuse(c, None, f"rank {r.name} = {K} pairs two key positions in one Einsum; the online "
+            raise refuse(c, None, f"rank {r.name} = {K} pairs two key positions in one Einsum; the {form} "
                                   f"form walks one key at a time", form)
     w = Walk(c, K.lower())
     _classify(w, form)
