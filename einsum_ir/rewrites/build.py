@@ -74,8 +74,11 @@ def assemble_rewrite(c: Cascade, ranks, einsums: list[Einsum], dtypes: dict[str,
         d = decl_for(e, old.dtype if old is not None else dtypes.get(e.name, DEFAULT_DTYPE),
                      "output" if e.name in outputs else "tensor")
         tensors.append(d)
+    # named masks print as their name only where an Einsum writes the mask's
+    # variables itself; the rewritten Einsums carry the conditions expanded
+    plain = {"masks": ()} if hasattr(c, "masks") else {}
     new = c.replace(ranks=tuple(ranks), tensors=tuple(tensors), einsums=tuple(einsums), name=name,
-                    doc="\n".join(doc), source=None)
+                    doc="\n".join(doc), source=None, **plain)
     text = _with_notes(str(new), notes)
     from ..parser import parse
     try:

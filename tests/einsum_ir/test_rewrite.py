@@ -287,3 +287,29 @@ def test_generated_designs_online(family, seed):
 def test_split_kv_refuses_an_explicit_recurrence():
     with pytest.raises(RewriteError, match="explicit recurrence over M1"):
         rewrite(ei.load("attention-1pass"), "split-kv")
+
+
+NAMED_MASK = """
+rank B, H, M, P, E, F
+input Q[B, H, E, P]: f16
+input K[B, H, E, M]: f16
+input V[B, H, F, M]: f16
+input ALPHA[H]: f32 in (0, 1)
+mask causal = m <= p
+QK[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m] * ALPHA[h] where causal
+GM[b, h, p] = max[m] QK[b, h, m, p] where causal
+SN[b, h, m, p] = exp(QK[b, h, m, p] - GM[b, h, p]) where causal
+SD[b, h, p] = SN[b, h, m, p] where causal
+A[b, h, m, p] = SN[b, h, m, p] / SD[b, h, p] where causal
+AV[b, h, f, p] = A[b, h, m, p] * V[b, h, f, m] where causal
+"""
+
+
+@pytest.mark.parametrize("form", ["deferred", "online", "split-kv"])
+def test_named_mask_and_domain_survive(form):
+    """A named mask is written out as its condition in the rewritten Einsums
+    (whose variables differ); an input's domain is kept."""
+    c = ei.parse(NAMED_MASK)
+    r = rewrite(c, form, verify=False)
+    assert r.cascade.tensor("ALPHA").domain == c.tensor("ALPHA").domain
+    same_outputs(c, r.cascade, SHAPES)
