@@ -19,7 +19,7 @@ value after this chunk's step).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from einsum_ir.analysis.chunk_program import (MAX_REGISTER_AXIS, ChunkLoop, ChunkProgram, Step,  # noqa: F401
                                               chunk_program, factors, in_range, point_masks)
@@ -28,8 +28,8 @@ from einsum_ir.ir import Access, Einsum, Expr, Idx, Num, Op, Sym, index_vars, ra
 from mappers.gpu_mapping import GPUMapping
 
 from .names import Identifiers, check_source, comment_text
-from .triton import (_CMP, PRELUDE, _integer, _nonneg, index_template, number_codes, op_template,
-                     zero_quotient)
+from .triton import (_CMP, PRELUDE, _has_gather, _integer, _nonneg, _reads, index_template, number_codes,
+                     op_template, zero_quotient)
 
 VERSION = "1"
 _IDENT = {"sum": "0.0", "max": 'float("-inf")', "min": 'float("inf")'}
@@ -48,6 +48,8 @@ class ChunkedSource:
     symbols: list[str]
     digest: str = ""
     program: ChunkProgram | None = None   # what the kernel runs: the GPU model charges this same object
+    gathers: list = field(default_factory=list)   # the access of each gather site: the kernel flags site k + 1
+                                                  # in `gather_err` when its index leaves the tensor
 
 
 V = tuple[str, tuple[str, ...]]   # generated code and its axes
@@ -83,6 +85,7 @@ class ChunkedGenerator:
         self.ident = Identifiers()           # (kind, design name) -> identifier in the kernel
         self.read = list(program.reads)
         self.extents = frozenset(r.name for r in self.c.ranks)   # symbols known >= 1 (floor // and % bare)
+        self.gathers: list = []                    # accesses of the bounds-checked gathered loads
 
     # -- emit helpers -----------------------------------------------------------------
     def out(self, line: str = ""):
@@ -147,6 +150,8 @@ class ChunkedGenerator:
             return self.sym(e.name), ()
         if isinstance(e, Idx):
             return self.var(e.name)
+        if isinstance(e, Access):            # a gather: the index tensor's elements as int32 coordinates
+            return self.load(e, gather=True)
         if isinstance(e, Op) and (t := index_template(e, self.extents)) is not None:
             return self.combine(t, [self.index(x) for x in e.args])
         raise ChunkedFormError(f"cannot index with {e}", getattr(e, "loc", None), self.c.source)
@@ -308,7 +313,9 @@ class ChunkedGenerator:
                                 f"chunk ({a} after substitution); a chunked kernel holds one chunk (and the state) "
                                 "at a time", where.loc if where else a.loc, self.c.source)
 
-    def load(self, a: Access) -> V:
+    def load(self, a: Access, gather: bool = False) -> V:
+        """A tile of a tensor in memory, fp32 (`gather`: an index tensor's
+        tile as int32, 0 where masked, so the gathered load's mask decides)."""
         t = self.c.tensor(a.tensor) if self.c.has_tensor(a.tensor) else None
         if not a.indices:
             return self.let(f"tl.load({self.t(a.tensor)}).to(tl.float32)", "ld"), ()
@@ -333,9 +340,27 @@ class ChunkedGenerator:
             ld = f"tl.load({self.expand(ptr, axes)}, mask={mcode}, other=0"
         else:
             axes, ld = ptr[1], f"tl.load({ptr[0]}"
+        if masks and (gather or any(_reads(i) for i in a.indices)):
+            self._flag_gather(a, mask)
+        if gather:
+            return self.let(ld + ").to(tl.int32)", "ld"), axes
         if t is not None and t.dtype == "bool":
             return self.let(ld + ") != 0", "ld"), axes
         return self.let(ld + (".0" if masks else "") + ").to(tl.float32)", "ld"), axes
+
+    def _flag_gather(self, a: Access, mask: V):
+        """Where the load's coordinates are in range of their ranks but its
+        address (given by data) is not, record the site in `gather_err`: the
+        launcher raises (a gather is never clipped)."""
+        live = []
+        for v in dict.fromkeys(v for i in a.indices for v in index_vars(i)):
+            if v not in self.f.batch and v not in self.loop_vars:
+                code, axes = self.var(v)
+                live.append((f"({code} < {self.sym(rank_of(v))})", axes))
+        bad = self.combine(" & ".join(["{}"] * len(live) + ["({} == 0)"]), live + [mask])
+        name = self.let(bad[0], "gbad")
+        self.out(f"tl.store(gather_err + {name}.to(tl.int32) * 0, {len(self.gathers) + 1}, mask={name})")
+        self.gathers.append(a)
 
     # -- Einsums ------------------------------------------------------------------------
     def masks(self, e: Einsum) -> list[Expr]:
@@ -349,6 +374,8 @@ class ChunkedGenerator:
             v = self.dot(s)
         elif s.how == "cumsum":
             v = self.prefix_sum(s)
+        elif s.how == "scan":
+            v = self.scan(s)
         else:
             v = self.value(e.expr)
             for p in s.conds:
@@ -430,6 +457,19 @@ class ChunkedGenerator:
                 out = self.combine("tl.where({}, {}, 0.0)", [q, out])
         return out
 
+    def scan(self, s: Step) -> V:
+        """`cumsum[m0, reverse]` inside the chunk: tl.cumsum (tl.cumprod) along
+        the chunk axis, removed and padded points set to the identity first."""
+        sc = s.einsum.scan
+        ident = "0.0" if sc.op == "cumsum" else "1.0"
+        v = self.value(s.einsum.expr)
+        for p in s.conds:
+            v = self.combine(f"tl.where({{}}, {{}}, {ident})", [self.cond(p), v])
+        x = self.let(f"({self.full(v, s.axes)}) * 1.0")
+        fn = "tl.cumsum" if sc.op == "cumsum" else "tl.cumprod"
+        rev = ", reverse=True" if sc.reverse else ""
+        return self.let(f"{fn}({x}, axis={s.axes.index(sc.var)}{rev})"), s.axes
+
     # -- the kernel ---------------------------------------------------------------------
     def generate(self) -> ChunkedSource:
         f, c = self.f, self.c
@@ -439,7 +479,8 @@ class ChunkedGenerator:
             n = len(c.tensor(t).ranks)
             base = self.t(t)
             params += [base] + [f"{base}_s{d}" for d in range(n)] + [f"{base}_n{d}" for d in range(n)]
-        params += [self.sym(s) for s in symbols] + [f"BLOCK_{a.upper()}: tl.constexpr" for a in f.axes]
+        params += [self.sym(s) for s in symbols] + (["gather_err"] if _has_gather(c) else [])
+        params += [f"BLOCK_{a.upper()}: tl.constexpr" for a in f.axes]
         self.lines, self.ind = [], 0
         self.out("@triton.jit")
         self.out("def attnc_chunked(")
@@ -464,6 +505,7 @@ class ChunkedGenerator:
         src = ChunkedSource(text, f, self.m, {f"BLOCK_{a.upper()}": n for a, n in self.blocks.items()},
                             list(self.read), [x.name for x in c.outputs], symbols, program=self.p)
         src.digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        src.gathers = list(self.gathers)
         return src
 
     def emit_loop(self, lp: ChunkLoop):

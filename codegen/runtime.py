@@ -396,8 +396,14 @@ class ChunkedKernel:
         for name in src.tensors:
             args += _tensor_args(tensors[name])
         args += _tensor_args(out) + static
+        err = dict(gather_err=torch.zeros(1, dtype=torch.int32, device=first.device)) if src.gathers else {}
         with np.errstate(all="ignore"):
-            mod.attnc_chunked[(nbatch,)](*args, **src.blocks, **launch)
+            mod.attnc_chunked[(nbatch,)](*args, **err, **src.blocks, **launch)
+        if err and int(err["gather_err"].item()):
+            site = src.gathers[int(err["gather_err"].item()) - 1]
+            _locate_gather(c, self.shapes, inputs, GatherRangeError(
+                f"index out of range: the chunked kernel read {site} at a gathered index outside the tensor, at a "
+                "point in range of its ranks; a gather is never clipped", site.loc, c.source))
         return out
 
 

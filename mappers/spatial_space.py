@@ -191,7 +191,8 @@ def _leaves(c: Cascade, key_passes: dict, deps: dict, views: dict) -> tuple[Leaf
 def roles(c: Cascade, hw: SpatialArray, shapes: dict) -> Roles:
     """The roles of the cascade's ranks and its leaves at `shapes`."""
     units = check_units(c, hw)
-    from simulator.tiling import views as _views
+    from simulator.tiling import refuse_gathers, views as _views
+    refuse_gathers(c)
     views = _views(c)
     key = sequence_rank(c)
     pr = passes(c, key)

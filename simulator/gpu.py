@@ -30,7 +30,7 @@ from einsum_ir.analysis.fused import FusedForm
 from einsum_ir.analysis.tile_program import (KEY, POINT, ROW, UNIFORM, PassProgram, TileProgram, statement_ops,
                                               tile_program)
 from einsum_ir.analysis.tiles import EMPTY, FULL, PARTIAL, cell_counts, classify
-from einsum_ir.ir import Op, index_vars, rank_of, walk
+from einsum_ir.ir import Access, Op, index_vars, rank_of, walk
 from einsum_ir.ops import DTYPE_BYTES, KIND_UNITS, REDUCE_RULES
 from hw_models.gpu import GPU
 from hw_models.schema import HardwareError
@@ -236,16 +236,27 @@ def traffic(program, k: int, m: GPUMapping, env: dict) -> Traffic:
     b = DTYPE_BYTES[m.dtype]
     rows = m.block_m if form.query is not None else 1
     key_tile = pair_tile = key_head = 0.0
+    index = _index_tensors(form.cascade)
     for a in program.passes[k].loads:
         if form.key not in index_vars(a):
             continue
+        ab = index.get(a.tensor, b)
         if form.query is not None and form.query in index_vars(a):
-            pair_tile += _elements(form, a, env, rows, m.block_n) * b
+            pair_tile += _elements(form, a, env, rows, m.block_n) * ab
         else:
-            key_tile += _elements(form, a, env, rows, m.block_n) * b
-            key_head += _elements(form, a, env, rows, env[form.key.upper()]) * b
-    once = sum(_elements(form, a, env, rows, 0) * b for a in _program_loads(program))
+            key_tile += _elements(form, a, env, rows, m.block_n) * ab
+            key_head += _elements(form, a, env, rows, env[form.key.upper()]) * ab
+    once = sum(_elements(form, a, env, rows, 0) * index.get(a.tensor, b) for a in _program_loads(program))
     return Traffic(key_tile, pair_tile, key_head, once)
+
+
+def _index_tensors(c) -> dict[str, int]:
+    """Bytes per element of the tensors read inside an index (a gather's
+    PAGE, DOC): the kernel loads them at their declared integer width, not
+    the mapping's. The gathered tile itself (K rows of scattered pages) is
+    charged as plain loads of its elements: docs/gpu.md, Gathers."""
+    return {n.tensor: DTYPE_BYTES[c.tensor(n.tensor).dtype] for e in c.einsums for a in e.reads()
+            for i in a.indices for n in walk(i) if isinstance(n, Access)}
 
 
 def _program_loads(program: TileProgram) -> list:

@@ -15,7 +15,7 @@ import sympy
 
 from einsum_ir import Cascade
 from einsum_ir.analysis import ops_per_point
-from einsum_ir.ir import Access
+from einsum_ir.ir import Access, walk
 from einsum_ir.shapes import resolve
 from einsum_ir.sym import shape_symbol
 from hw_models.schema import HardwareError
@@ -31,7 +31,8 @@ def views(c: Cascade) -> dict[str, str]:
     the same data, so their reads count as reads of the input."""
     inputs = {t.name for t in c.inputs}
     return {e.name: e.expr.tensor for e in c.einsums
-            if isinstance(e.expr, Access) and not e.reduced and e.predicate is None and e.expr.tensor in inputs}
+            if isinstance(e.expr, Access) and not e.reduced and e.predicate is None and e.expr.tensor in inputs
+            and e.scan is None}
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,23 @@ class Space:
         return self.views.get(tensor, tensor)
 
 
+def refuse_gathers(c: Cascade) -> None:
+    """The spatial model's buffers hold tiles of ranks walked in order; a
+    gather (`KC[h, e, PAGE[b, m / PS] * PS + m % PS]`, `OFF[DOC[p]]`) reads
+    elements the data chooses, which no tile of the nest describes: refused,
+    naming the read, rather than costed as if it were a plain stream."""
+    for e in c.einsums:
+        for a in e.reads():
+            for i in a.indices:
+                g = next((n for n in walk(i) if isinstance(n, Access)), None)
+                if g is not None:
+                    raise HardwareError(f"{c.name}: the spatial model cannot map {e.name}: it reads {a} through "
+                                        f"the gather {g} (an index given by data); gathers are modelled on GPUs "
+                                        "only (attnc map --hw h100, docs/gpu.md)", a.loc, c.source)
+
+
 def space(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict) -> Space:
+    refuse_gathers(c)
     m = m.for_shapes(shapes)
     shapes = dict(shapes)
     own = {f: e for _, parts in m.factors for f, e in parts if isinstance(e, int) and any(r.name == f for r in c.ranks)}
