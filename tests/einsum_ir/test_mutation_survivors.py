@@ -1,0 +1,97 @@
+"""Behaviour that mutation testing (scripts/mutation.sh einsum_ir, see
+docs/benchmarks.md) found unchecked by tests/einsum_ir, each now checked
+against an independent reference: numpy, the text form, a hand count."""
+import numpy as np
+import pytest
+import sympy
+
+from einsum_ir import execute, library, oracle, parse
+from einsum_ir.analysis import analyze, macs
+from einsum_ir.builder import CascadeBuilder, eq, indices, ne, select
+from einsum_ir.ir import Op
+from einsum_ir.unroll import unroll
+
+
+def test_the_oracle_takes_logarithms_of_values_below_one():
+    """log and log2 of values in (0, 1) are finite negatives (not NaN), as numpy's."""
+    c = parse("""rank I
+input X[I]: f32
+L[i] = log(X[i])
+L2[i] = log2(X[i])
+""")
+    x = np.array([0.25, 0.5, 0.999, 1.0, 3.0, 0.0, -0.5, np.nan])
+    got = oracle.evaluate(c, {"X": x}, dict(I=len(x)))
+    with np.errstate(all="ignore"):
+        want = {"L": np.log(x), "L2": np.log2(x)}
+    for name, w in want.items():
+        np.testing.assert_array_equal(np.isnan(got[name]), np.isnan(w))
+        np.testing.assert_allclose(got[name][~np.isnan(w)], w[~np.isnan(w)], rtol=1e-12)
+
+
+def test_intensity_at_shapes_is_flops_per_compulsory_byte():
+    a = analyze(library.load("attention-1pass"))
+    at = a.at(dict(B=2, H=4, M=512, P=512, E=64, F=64, M0=64))
+    assert at["traffic"]["total_bytes"] > 0
+    assert at["intensity"] == pytest.approx(at["flops"] / at["traffic"]["total_bytes"], rel=1e-12)
+
+
+def test_builder_comparisons_are_the_texts():
+    """eq / ne built in Python are the same IR as `==` / `!=` parsed, and run as numpy's."""
+    text = """rank I
+input X[I]: f32
+input Y[I]: f32
+E[i] = select(X[i] == Y[i], 1, 0)
+N[i] = select(X[i] != Y[i], 1, 0)
+"""
+    cb = CascadeBuilder("cmp")
+    (i,) = indices("i")
+    cb.ranks("I")
+    x, y = cb.input("X", "I", "f32"), cb.input("Y", "I", "f32")
+    e, n = cb.output("E", "I"), cb.output("N", "I")
+    cb.einsum(e[i], select(eq(x[i], y[i]), 1, 0))
+    cb.einsum(n[i], select(ne(x[i], y[i]), 1, 0))
+    built = cb.build()
+    assert [(t.name, t.expr) for t in built.einsums] == [(t.name, t.expr) for t in parse(text).einsums]
+    xs, ys = np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 0.0, 3.0, 5.0])
+    out = execute(built, {"X": xs, "Y": ys}, dict(I=4))
+    np.testing.assert_array_equal(out["E"], (xs == ys).astype(float))
+    np.testing.assert_array_equal(out["N"], (xs != ys).astype(float))
+
+
+def test_macs_counted_by_hand():
+    """One MAC per point of a summed product; none in a cascade without one."""
+    qk = parse("""rank B, M, P, E
+input Q[B, E, P]: f32
+input K[B, E, M]: f32
+QK[b, m, p] = Q[b, e, p] * K[b, e, m]
+""")
+    b, m, p, e = sympy.symbols("B M P E", positive=True, integer=True)
+    assert sympy.simplify(macs(qk).subs(dict(zip(sympy.symbols("B M P E"), (b, m, p, e)))) - b * m * p * e) == 0
+    scale = parse("""rank P
+input X[P]: f32
+Y[p] = 2 * X[p]
+""")
+    assert macs(scale) == 0
+
+
+def _ops(x):
+    if isinstance(x, Op):
+        yield x
+        for a in x.args:
+            yield from _ops(a)
+
+
+def test_unrolling_keeps_the_source_locations():
+    """Each operation of an unrolled Einsum still points at its place in the
+    text (so a later error names file:line:col); IR equality ignores
+    locations, so only this test sees them."""
+    c = parse("""rank C, M, P
+input X[C, M, P]: f32
+Y[c, p] = max[m] exp(X[c, m, p]) * 2 where m <= p + c
+W[p] = Y[0, p] - Y[C - 1, p] * 3
+""", file="unroll.ein")
+    assert all(o.loc is not None for e in c.einsums for o in _ops(e.expr))     # the premise
+    lines = {o.loc.line for e in c.einsums for o in _ops(e.expr)}
+    u = unroll(c, "C", dict(C=2, M=3, P=4))
+    found = [o for e in u.einsums for o in _ops(e.expr)]
+    assert found and all(o.loc is not None and o.loc.line in lines for o in found)
