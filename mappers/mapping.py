@@ -319,7 +319,8 @@ def check_names(m: Mapping, c, hw) -> None:
 def _used(c, einsum: str) -> set[str]:
     """The tensors `einsum` writes or reads (directly or through a view of an input)."""
     from einsum_ir.ir import Access
-    views = {e.name: e.expr.tensor for e in c.einsums if isinstance(e.expr, Access) and not e.reduced}
+    views = {e.name: e.expr.tensor for e in c.einsums
+             if isinstance(e.expr, Access) and not e.reduced and e.scan is None}   # a scan computes
     names = {a.tensor for e in c.writers(einsum) for a in [e.output] + e.reads()}
     return names | {views[x] for x in names if x in views}
 

@@ -62,7 +62,8 @@ def facts(c: Cascade) -> Facts:
     if hit is not None and hit[0] is c:
         return hit[1]
     einsums = [e for e in c.einsums if not e.is_initial]
-    views = {e.name: e.expr.tensor for e in einsums if hasattr(e.expr, "tensor") and not e.reduced}
+    views = {e.name: e.expr.tensor for e in einsums
+             if hasattr(e.expr, "tensor") and not e.reduced and e.scan is None}   # a scan is work, not a view
     reads = {e.name: tuple(e.reads()) for e in einsums}
     touches = {}
     for e in c.einsums:

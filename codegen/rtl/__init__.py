@@ -34,7 +34,7 @@ class RTLDesign:
 def is_contraction(e) -> bool:
     """A sum of a product of two tensors over one variable: a 2D-array tile contraction."""
     return (e.reduce == "sum" and len(e.reduced) == 1 and isinstance(e.expr, Op) and e.expr.name == "mul"
-            and all(isinstance(a, Access) for a in e.expr.args) and not e.is_initial)
+            and all(isinstance(a, Access) for a in e.expr.args) and not e.is_initial and e.scan is None)
 
 
 def generate(c: Cascade, hw=None, mapping=None, fmt: Fmt | None = None, rows: int | None = None,

@@ -281,6 +281,9 @@ def lower_einsum(c: Cascade, e: Einsum, fmt: Fmt, costs: dict[str, int]) -> _Low
     lo.pred = lo.lower(e.predicate, free=True) if e.predicate is not None else None
     if lo.pred is not None and lo.pred.type != "bool":
         raise lo.fail(e.predicate, "the predicate is not a condition")
+    if e.scan is not None:
+        raise lo.fail(e.output, f"a scan ({e.scan}) has no fixed-point unit (a running sum across elements, "
+                                "not a map or a reduction of one output element)")
     if not e.reduced:
         lo.root = lo.to_fx(lo.lower(e.expr, free=False), e.expr)
         return lo

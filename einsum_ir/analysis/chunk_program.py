@@ -84,7 +84,7 @@ class Step:
     role: str                   # value | output | accumulate | state | init
     axes: tuple[str, ...]       # register axes of the result (accumulators and states: the full output axes)
     conds: tuple[Expr, ...]     # its predicate, the partition bound, padding of reduced register axes
-    how: str                    # map | dot | cumsum | reduce
+    how: str                    # map | dot | cumsum | reduce | scan (an Einsum's own cumsum[m0])
     reduced: tuple[str, ...] = ()        # reduced register axes
     dot: Dot | None = None
     prefix: Prefix | None = None
@@ -292,6 +292,8 @@ def _step(ax: _Axes, e: Einsum, role: str, env: dict) -> Step:
     outa = ax.sort(a for i in e.output.indices if isinstance(i, Idx) for a in ax.var(i.name))
     red = [v for v in e.reduced if v in ax.pos]
     conds = point_masks(f, e, ax.loop) + [p for v in red if (p := in_range(f, ax.blocks, env, v)) is not None]
+    if e.scan is not None:
+        return _scan_step(ax, e, role, env, conds, start)
     how, dot, prefix = ("reduce" if red else "map"), None, None
     if e.reduce == "sum" and len(red) == 1:
         dot = _dot(ax, e, red[0], outa, conds)
@@ -338,6 +340,27 @@ def _blocks(form: ChunkedForm, env: dict, block_n: int) -> dict:
                     + ", ".join(rank_of(lp.var) for lp in form.loops) + " in chunks")
             blocks[a] = padded(n)
     return blocks
+
+
+def _scan_step(ax: _Axes, e: Einsum, role: str, env: dict, conds: list[Expr], start: int) -> Step:
+    """`cumsum[m0]` inside one chunk: tl.cumsum (tl.cumprod) along the chunk
+    axis, its points outside the predicate, the partition and the register
+    padding set to the identity first. Inclusive only: an exclusive scan as
+    cumsum - x is inf - inf = NaN where x is infinite (write it as a
+    predicated sum over j < m0, a masked reduction)."""
+    f, sc = ax.f, e.scan
+    if sc.exclusive:
+        raise ChunkedFormError(f"{f.cascade.name}: {e.name}: {sc} inside the chunked kernel: an exclusive scan is "
+                               "not generated (cumsum - x is NaN where x is infinite); write the sum over "
+                               f"j < {sc.var} as a predicated reduction", e.loc, f.cascade.source)
+    if e.reduced:
+        raise ChunkedFormError(f"{f.cascade.name}: {e.name}: {sc} of a reduction over {', '.join(e.reduced)} is "
+                               "not generated in the chunked kernel; reduce in an Einsum of its own first",
+                               e.loc, f.cascade.source)
+    pad = in_range(f, ax.blocks, env, sc.var)
+    conds = conds + ([pad] if pad is not None else [])
+    axes = ax.sort(set(x for p in [e.expr] + conds for x in ax.of(p)) | set(ax.var(sc.var)))
+    return Step(e, role, axes, tuple(conds), "scan", (), None, None, tuple(dict.fromkeys(ax.loads[start:])))
 
 
 def _loop(ax: _Axes, k: int, env: dict, block_n: int) -> ChunkLoop:

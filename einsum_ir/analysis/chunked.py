@@ -213,11 +213,16 @@ def recognise(c: Cascade, env: dict | None = None) -> ChunkedForm:
             body.append(e)
             continue
         touches = set(e.iteration_vars) & token_vars
+        chunk_axes = set(loops_spec[0][1]) if root is not None else set()
+        if e.scan is not None and e.scan.var in chunk_axes:
+            body.append(e)        # a scan inside one chunk: tl.cumsum along the chunk axis, no carry
+            continue
         if e.scan is not None and (touches or not all(c.tensor(t).role == "input" or t in inline or t in {
                 h.name for h in hoisted} for t in _reads(e, inline))):
-            raise _fail(e, f"{e.scan} inside the kernel: a scan over a chunk's tokens (tl.cumsum with a carry "
-                           "across chunks) is not generated; a scan that reads only inputs and no token rank "
-                           "is computed before the kernel", c)
+            raise _fail(e, f"{e.scan} inside the kernel: a scan along {e.scan.var} (across chunks, or over a "
+                           "token rank of an unpartitioned design) would need a carry from chunk to chunk, which "
+                           "is not generated; a scan along a chunk axis (m0) runs as tl.cumsum inside the chunk, "
+                           "and one that reads only inputs and no token rank is computed before the kernel", c)
         if e.scan is not None:
             hoisted.append(e)     # a running sum of inputs: before the kernel (never substituted as a map)
         elif not e.reduced and e.name != out_name:

@@ -135,3 +135,37 @@ def test_pass_counts_are_explained():
     assert sb.passes == 2             # no softmax at all: the pass is the suffix scan's
     text = "\n".join(sb.explain())
     assert "pass 2: Z <- cumsum[m, reverse, exclusive]" in text and "suffix scan" in text
+
+
+def test_forgetting_attention_compiles_to_a_fused_kernel_with_its_scan_before_the_walk():
+    """The scan runs along the keys alone (C[b, h, m]): computed before the
+    kernel (B*H*M adds and logs, charged by the GPU model and named in its
+    notes); the kernel adds -C[m] to each score tile. Interpreter vs executor."""
+    from codegen.runtime import FusedKernel
+    from einsum_ir import random_inputs
+    from einsum_ir.analysis.fused import recognise
+    from einsum_ir.shapes import resolve
+    from hw_models.gpu import load_gpu
+    from mappers.gpu_mapping import GPUMapping
+    from simulator.gpu import predict_fused
+    c = ei.library.load("forgetting-attention")
+    shapes = dict(B=1, H=2, P=37, E=16, F=8)
+    k = FusedKernel(c, GPUMapping(16, 16, dtype="f32"), shapes)
+    assert [h.name for h in k.form.hoisted] == ["C"]
+    inp = random_inputs(c, shapes, seed=3)
+    ref = ei.execute(c, inp, shapes)["AV"]
+    out = k(**{n: torch.tensor(v) for n, v in inp.items()}).double().numpy()
+    assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
+    env = resolve(c, dict(B=1, H=8, P=4096, E=128, F=128))
+    pred = predict_fused(recognise(c), GPUMapping(64, 64), load_gpu("h100"), env)
+    assert pred.parts["hoisted_s"] > 0
+    assert any(n.startswith("materialised before the kernel: C[B, H, M]") for n in pred.notes)
+
+
+def test_stick_breaking_is_not_generated_and_the_reason_says_which_form_would_be():
+    from einsum_ir.analysis.fused import FusedFormError, recognise
+    with pytest.raises(FusedFormError) as err:
+        recognise(ei.library.load("stick-breaking"))
+    msg = str(err.value)
+    assert "Z: cumsum[m, reverse, exclusive]" in msg and "walks key tiles forward" in msg
+    assert err.value.loc is not None and err.value.loc.line == 22
