@@ -34,7 +34,7 @@ WIDE_ELEMENTS = 2 ** 31     # a tensor with this many elements or more is addres
 _CMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
 _BIN = {"add": "+", "sub": "-", "mul": "*", "div": "/", "mod": "%"}
 # imports, LOG2E and the reference's floor division and modulo, at the top of every generated file
-PRELUDE = ["", "import triton", "import triton.language as tl", "", "LOG2E: tl.constexpr = 1.4426950408889634",
+PRELUDE = ["", "import triton", "import triton.language as tl", "", "LOG2E = tl.constexpr(1.4426950408889634)",
            "", "", "@triton.jit", "def _floordiv(a, b):", "    # floor division (the reference's), not C's truncation",
            "    q = a // b", "    return tl.where((q * b != a) & ((a < 0) != (b < 0)), q - 1, q)", "", "",
            "@triton.jit", "def _mod(a, b):", "    return a - _floordiv(a, b) * b", "", ""] + [
