@@ -70,6 +70,7 @@ class Evaluator:
         self.exprs: dict[tuple, sympy.Expr] = {}
         self.paths: dict = {}
         self.evaluations = 0
+        self.pruned = 0                  # evaluations settled by the lower bound alone
         self._user_cache, self._cov_cache = {}, {}
         self._build()
         self._compile()
@@ -155,10 +156,17 @@ class Evaluator:
                     self._busy(key[1], key[2], key[3] if key[0] == "busy" else self._any_axes(key[1], key[2]))
                 else:
                     self._traffic(*key[1:])
-            expr = sympy.sympify(self.exprs[key])
-            syms = sorted(expr.free_symbols, key=lambda x: x.name)
-            out = sympy.lambdify(syms, expr, "numpy")(*[self._values(x) for x in syms])
-            self.values[key] = np.broadcast_to(np.asarray(out, dtype=float), (len(self.grid),))
+            group = [key]                  # pieces built together are compiled together (one lambdify)
+            if key[0] in ("dram", "occ", "tenergy"):
+                group = [(k,) + key[1:] for k in ("dram", "occ", "tenergy")]
+            elif key[0] == "busy" and ("energy",) + key[1:3] not in self.values:
+                group.append(("energy",) + key[1:3])
+            group = [k for k in group if k not in self.values]
+            exprs = [sympy.sympify(self.exprs[k]) for k in group]
+            syms = sorted(set().union(*(x.free_symbols for x in exprs)), key=lambda x: x.name)
+            outs = sympy.lambdify(syms, exprs, "numpy")(*[self._values(x) for x in syms])
+            for k, out in zip(group, outs):
+                self.values[k] = np.broadcast_to(np.asarray(out, dtype=float), (len(self.grid),))
         return self.values[key]
 
     def _users(self, t: str) -> list[int]:
@@ -224,14 +232,15 @@ class Evaluator:
 
     def path(self, binding: tuple, axes: dict, at: int | None = None):
         """The derived critical path for a binding, with the Einsums' times
-        at factor point `at` (default: a reference point), cached."""
-        key = (binding, tuple(sorted(axes.items())), at)
+        at factor point `at` (default: a reference point), cached by the
+        binding and the times (axes that give the same times share it)."""
+        ref = self.reference_index() if at is None else at
+        b = dict(binding)
+        epochs = self.value(("epochs",))[ref]
+        times = {e: float(self.value(("busy", e, b[e], axes[(self.r.leaf_of(e), b[e])]))[ref] / epochs)
+                 for e in self.r.work}
+        key = (binding, tuple(float(f"{times[e]:.12g}") for e in self.r.work))
         if key not in self.paths:
-            ref = self.reference_index() if at is None else at
-            b = dict(binding)
-            epochs = self.value(("epochs",))[ref]
-            times = {e: self.value(("busy", e, b[e], axes[(self.r.leaf_of(e), b[e])]))[ref] / epochs
-                     for e in self.r.work}
             sched = derive(self.r, b, times)
             self.paths[key] = parse_critical_path(sched.text()) if sched.stages else None
         return self.paths[key]
@@ -241,29 +250,50 @@ class Evaluator:
         g = self.grid
         return int(np.lexsort((g[:, 2], g[:, 1], g[:, 0]))[-1])
 
-    def evaluate(self, st: "Structure") -> dict:
+    def evaluate(self, st: "Structure", objective: str = "latency", threshold: float | None = None) -> dict:
         """Latency (cycles), energy (pJ) and buffer bytes at every factor
         point of the grid; infeasible points (buffer over capacity, a tile
-        larger than its array axis) have latency inf."""
+        larger than its array axis) have latency inf. With a `threshold`,
+        the structure is first costed with a lower bound of its latency (no
+        critical path: the busiest unit's time, the DRAM time); when even
+        that bound scores above the threshold at every point, the bound is
+        returned (`pruned`) without deriving the path."""
         v, r = self.value, self.r
         b = dict(st.binding)
         axes = dict(st.axes)
         epochs = v(("epochs",))
         per = {e: v(("busy", e, b[e], axes[(r.leaf_of(e), b[e])])) / epochs for e in r.work}
-        cp = self.path(st.binding, axes)
-        compute = epochs * (_value(cp.expr, per) if cp is not None else 0.0)
         cov = self._coverage(st.axes)
         keys = [(st.order, t, k, tuple((i, c) for i, c in cov if i in self._users(t))) for t, k in st.keep]
-        dram = sum(v(("dram",) + key) for key in keys)
+        dram = sum(v(("dram",) + key) for key in keys) / self.hw.dram_bytes_per_cycle
         occ = sum(v(("occ",) + key) for key in keys)
         energy = sum(v(("energy", e, b[e])) for e in r.work) + sum(v(("tenergy",) + key) for key in keys)
-        lat = np.maximum(compute, dram / self.hw.dram_bytes_per_cycle)
         ok = occ <= self.hw.buffer.capacity_bytes
         for (i, u), a in st.axes:
             ok = ok & self.fits_axes[(i, u, a)]
         self.evaluations += len(self.grid)
-        return {"latency": np.where(ok, lat, np.inf), "energy": np.where(ok, energy, np.inf),
-                "buffer": occ, "ok": ok}
+        energy = np.where(ok, energy, np.inf)
+        if threshold is not None and np.isfinite(threshold):
+            busiest = np.zeros(len(self.grid))
+            for u in {b[e] for e in r.work}:
+                busiest = np.maximum(busiest, sum(per[e] for e in r.work if b[e] == u))
+            low = np.where(ok, np.maximum(epochs * busiest, dram), np.inf)
+            if np.min(_score(low, energy, objective)) > threshold:
+                self.pruned += len(self.grid)
+                return {"latency": low, "energy": energy, "buffer": occ, "ok": ok, "pruned": True}
+        cp = self.path(st.binding, axes)
+        compute = epochs * (_value(cp.expr, per) if cp is not None else 0.0)
+        lat = np.maximum(compute, dram)
+        return {"latency": np.where(ok, lat, np.inf), "energy": energy, "buffer": occ, "ok": ok}
+
+
+def _score(lat, energy, objective: str):
+    """The objective's score (lower is better) of latency and energy arrays."""
+    if objective == "energy":
+        return energy
+    if objective == "edp":
+        return lat * energy
+    return lat
 
 
 def _value(node, env):

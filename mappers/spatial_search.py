@@ -29,7 +29,7 @@ from itertools import product
 import numpy as np
 
 from . import spatial_space as sp
-from .spatial_eval import Evaluator, Structure
+from .spatial_eval import Evaluator, Structure, _score
 from .stages import derive
 
 OBJECTIVES = ("latency", "energy", "edp", "pareto")
@@ -54,12 +54,7 @@ class Found:
 
 
 def score(res: dict, objective: str) -> np.ndarray:
-    lat, en = res["latency"], res["energy"]
-    if objective == "energy":
-        return en
-    if objective == "edp":
-        return lat * en
-    return lat
+    return _score(res["latency"], res["energy"], objective)
 
 
 def _key(res: dict, objective: str, i: int) -> tuple:
@@ -84,8 +79,17 @@ class _Pool:
         self.objective, self.keep, self.heap, self.n = objective, keep, [], 0
         self.front: list = []
 
+    def threshold(self) -> float | None:
+        """A score no structure can enter the pool above (None: every
+        structure is costed exactly, as the Pareto front needs)."""
+        if self.objective == "pareto":
+            return None
+        return -self.heap[0][0][0] if len(self.heap) >= self.keep else np.inf
+
     def add(self, st: Structure, res: dict) -> tuple:
         key, i = best_point(res, self.objective)
+        if res.get("pruned"):
+            return key                     # a lower bound above the pool's worst: never a member
         if i >= 0:
             self.n += 1
             heapq.heappush(self.heap, (tuple(-x for x in key), -self.n, st, i))
@@ -166,7 +170,7 @@ def exhaustive(ev: Evaluator, objective: str, budget: int = 2_000_000, progress:
     for values in product(*(d[2] for d in dims)):
         st = build(ev, {(k, w): v for (k, w, _), v in zip(dims, values)})
         if st is not None:
-            pool.add(st, ev.evaluate(st))
+            pool.add(st, ev.evaluate(st, objective, pool.threshold()))
         bar.update(len(ev.grid))
     bar.close()
     return pool
@@ -181,7 +185,7 @@ def random_search(ev: Evaluator, objective: str, samples: int = 2000, seed: int 
     for _ in range(samples):
         st = build(ev, {(k, w): rng.choice(vals) for k, w, vals in dims})
         if st is not None:
-            pool.add(st, ev.evaluate(st))
+            pool.add(st, ev.evaluate(st, objective, pool.threshold()))
         bar.update(len(ev.grid))
     bar.close()
     return pool
@@ -204,14 +208,22 @@ def fused(ev: Evaluator, objective: str, seed: int = 0, budget: int = 400_000, r
     bar = _progress(budget, "fused", progress)
     seen: dict = {}
 
-    def cost(choice):
+    def cost(choice, current=None):
+        """The structure's key; a lower bound (never below the true key)
+        when that alone shows it improves neither `current` nor the pool."""
         st = build(ev, choice)
         if st is None:
             return (np.inf,)
-        if st not in seen:
-            seen[st] = pool.add(st, ev.evaluate(st))
+        limit = pool.threshold()
+        if limit is not None and current is not None:
+            limit = max(limit, current[0])
+        else:
+            limit = None
+        if st not in seen or seen[st][1] and (limit is None or seen[st][0][0] <= limit):
+            res = ev.evaluate(st, objective, limit)
+            seen[st] = (pool.add(st, res), bool(res.get("pruned")))
             bar.update(len(ev.grid))
-        return seen[st]
+        return seen[st][0]
 
     starts = [_start(ev, dims)] + [{(k, w): rng.choice(v) for k, w, v in dims} for _ in range(restarts)]
     for choice in starts:
@@ -223,7 +235,7 @@ def fused(ev: Evaluator, objective: str, seed: int = 0, budget: int = 400_000, r
                 for v in vals:
                     trial = dict(choice)
                     trial[(k, w)] = v
-                    c = cost(trial)
+                    c = cost(trial, current)
                     if c < current:
                         choice, current, improved = trial, c, True
         if ev.evaluations >= budget:

@@ -68,6 +68,7 @@ class Roles:
     units: dict = field(hash=False)  # Einsum -> units that can run it
     deps: dict = field(hash=False)   # Einsum -> {producer: 'same' | 'previous' | 'last'}
     views: dict = field(hash=False)  # view Einsum -> the input it re-indexes
+    memo: dict = field(default_factory=dict, hash=False, compare=False, repr=False)  # per-leaf/tensor answers
 
     def leaf_of(self, einsum: str) -> int:
         return next(i for i, lf in enumerate(self.leaves) if einsum in lf.run)
@@ -210,6 +211,7 @@ def roles(c: Cascade, hw: SpatialArray, shapes: dict) -> Roles:
     iter_vars = {e.iterative_var for e in c.einsums if e.iterative_var}
     key_split = declared or key.lower() not in iter_vars
     reduced = {c.rank(r).parent or r for e in c.einsums for r in (v.upper() for v in e.reduced) if _has(c, r)}
+    reduced |= {c.rank(r).parent or r for e in c.einsums if e.scan for r in [e.scan.var.upper()] if _has(c, r)}  # a scan's rank is no independent row
     in_out = {r for t in c.outputs for r in t.ranks}
     roots = [r.name for r in c.ranks if r.parent is None and r.name != key and r.definition is None]
     its = [{c.rank(v.upper()).parent or v.upper() for v in e.iteration_vars if _has(c, v.upper())}
@@ -277,6 +279,13 @@ def axis_options(r: Roles, leaf: int) -> list[str]:
     """Loop variables that can lie along an array axis in this leaf: the key
     tile (not a recurrence's variable), the row tile, and other ranks the
     leaf's Einsums iterate that are not batch, key or row ranks (E, F)."""
+    key = ("axis_options", leaf)
+    if key not in r.memo:
+        r.memo[key] = _axis_options(r, leaf)
+    return list(r.memo[key])
+
+
+def _axis_options(r: Roles, leaf: int) -> list[str]:
     lf = r.leaves[leaf]
     out = []
     its = set()
@@ -314,6 +323,8 @@ def axes_choices(r: Roles, leaf: int, unit: str) -> list[tuple[str, ...]]:
 
 def users(r: Roles, tensor: str) -> list[int]:  # noqa: D103
     """Leaves whose Einsums read or write `tensor` (views read their input)."""
+    if ("users", tensor) in r.memo:
+        return list(r.memo[("users", tensor)])
     out = []
     for i, lf in enumerate(r.leaves):
         for e in r.cascade.einsums:
@@ -323,6 +334,7 @@ def users(r: Roles, tensor: str) -> list[int]:  # noqa: D103
                 if tensor in names:
                     out.append(i)
                     break
+    r.memo[("users", tensor)] = tuple(out)
     return out
 
 

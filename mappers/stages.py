@@ -66,58 +66,61 @@ def derive(r, binding: dict, times: dict, budget: int = 3000) -> Schedule:
     epoch), by branch and bound over stage assignments in dependency order
     (each Einsum in an existing stage at or after its earliest, a new last
     stage, or wrapped); `budget` bounds the nodes visited, the best found so
-    far (at worst everything in sequence) is returned."""
+    far (at worst everything in sequence) is returned. The bound: a sum of
+    stage maxima is never below a unit's total time, so a partial schedule
+    costs at least max(its cost, the busiest unit's total)."""
     order, same, nxt, wrappable = _graph(r, binding)
     unit = {e: binding[e] for e in order}
     best = [sum(times[e] for e in order), {e: i for i, e in enumerate(order)}]
+    totals: dict = {}
+    for e in order:
+        totals[unit[e]] = totals.get(unit[e], 0.0) + times[e]
+    floor = max(totals.values(), default=0.0)
+    loads: list[dict] = []          # stage -> unit -> time, mutated and undone along the search
+    peaks: list[float] = []         # stage -> its max
+    assign: dict = {}
     nodes = [0]
 
-    def cost_of(loads):
-        return sum(max(ld.values(), default=0.0) for ld in loads)
+    def valid():
+        return all(unit[c] == unit[w] or assign[c] >= 1
+                   for w, s in assign.items() if s == -1 for c in nxt[w])
 
-    def valid(assign):
-        for w in (e for e, s in assign.items() if s == -1):
-            if any(unit[c] != unit[w] and assign[c] < 1 for c in nxt[w]):
-                return False
-        return True
-
-    units = set(unit.values())
-    left = [{u: sum(times[e] for e in order[i:] if unit[e] == u) for u in units} for i in range(len(order) + 1)]
-    floor = max(left[0].values(), default=0.0)
-
-    def bound(i, loads, cost):
-        """Admissible: work left on a unit beyond the slack of the existing stages adds at least its excess."""
-        slack = {u: sum(max(ld.values(), default=0.0) - ld.get(u, 0.0) for ld in loads) for u in units}
-        return cost + max([left[i][u] - slack[u] for u in units] + [0.0])
-
-    def rec(i, loads, assign, cost):
+    def rec(i, cost):
         nodes[0] += 1
-        if bound(i, loads, cost) >= best[0] - 1e-12 or nodes[0] > budget or best[0] <= floor + 1e-12:
+        if max(cost, floor) >= best[0] - 1e-12 or nodes[0] > budget or best[0] <= floor + 1e-12:
             return
         if i == len(order):
-            if valid(assign):
+            if valid():
                 best[0], best[1] = cost, dict(assign)
             return
-        e, u = order[i], unit[order[i]]
+        e, u, t = order[i], unit[order[i]], times[order[i]]
         lb = max([max(assign[x], 0) + (0 if unit[x] == u else 1) for x in same[e]] + [0])
         options = []
         for s in list(range(lb, len(loads) + 1)) + ([-1] if e in wrappable else []):
             k = 0 if s == -1 else s
-            if k == len(loads):
-                delta = times[e]
-            else:
-                old = max(loads[k].values(), default=0.0)
-                delta = max(old, loads[k].get(u, 0.0) + times[e]) - old
+            delta = t if k == len(loads) else max(peaks[k], loads[k].get(u, 0.0) + t) - peaks[k]
             options.append((delta, s))
         for delta, s in sorted(options, key=lambda x: (x[0], x[1] == -1, x[1])):
             k = 0 if s == -1 else s
-            new = [dict(ld) for ld in loads] + ([{}] if k == len(loads) else [])
-            new[k][u] = new[k].get(u, 0.0) + times[e]
+            fresh = k == len(loads)
+            if fresh:
+                loads.append({})
+                peaks.append(0.0)
+            old_load, old_peak = loads[k].get(u, 0.0), peaks[k]
+            loads[k][u] = old_load + t
+            peaks[k] = max(old_peak, old_load + t)
             assign[e] = s
-            rec(i + 1, new, assign, cost + delta)
+            rec(i + 1, cost + delta)
             del assign[e]
+            if fresh:
+                loads.pop()
+                peaks.pop()
+            else:
+                loads[k][u], peaks[k] = old_load, old_peak
+                if not old_load:
+                    del loads[k][u]
 
-    rec(0, [], {}, 0.0)
+    rec(0, 0.0)
     return _schedule(order, unit, best[1], best[0])
 
 
