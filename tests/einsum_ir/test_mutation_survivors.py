@@ -95,3 +95,32 @@ W[p] = Y[0, p] - Y[C - 1, p] * 3
     u = unroll(c, "C", dict(C=2, M=3, P=4))
     found = [o for e in u.einsums for o in _ops(e.expr)]
     assert found and all(o.loc is not None and o.loc.line in lines for o in found)
+
+
+# Traits that hold exactly when a design claims them (checked over 300 designs); the others
+# (decode, alias, explicit-reduce, online, two-pass) are claimed by some families only.
+TIGHT = ("gqa", "self", "cross", "partition", "ragged-tile", "even-tile", "iterative", "last-iterate",
+         "const-index", "mask-tensor", "let", "two-branches", "three-branches", "min-reduce", "lse", "decl",
+         "chunked", "relative")
+
+
+def test_generated_designs_claim_every_trait_they_have():
+    """The reverse of test_random_designs' check that claimed features hold:
+    a generated design whose cascade has a trait also claims it (the
+    soundness benchmark picks designs by their claims)."""
+    from einsum_ir.random_designs import random_designs
+    from tests.einsum_ir.test_random_designs import CLAIMS
+
+    missing, seen = [], set()
+    for d in random_designs(40, 21):
+        c = parse(d.text)
+        for f in TIGHT:
+            try:
+                has = CLAIMS[f](d, c)
+            except (KeyError, AttributeError):      # the trait's rank or shape is absent
+                has = False
+            seen |= {f} if has else set()
+            if has and f not in d.features:
+                missing.append(f"{d.name}: has {f}, does not claim it")
+    assert len(seen) >= 15, f"the sample shows only {sorted(seen)}"     # the premise: most traits occur
+    assert not missing, "\n".join(missing[:10])
