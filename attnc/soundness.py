@@ -198,7 +198,7 @@ def _unmasked(c):
             out = Op("and", (out, x))
         return out
     return c.replace(einsums=tuple(e if e.predicate is None else
-                                   type(e)(e.output, e.expr, e.reduce, e.reduced, strip(e.predicate), loc=e.loc)
+                                   type(e)(e.output, e.expr, e.reduce, e.reduced, strip(e.predicate), loc=e.loc, scan=e.scan)
                                    for e in c.einsums))
 
 

@@ -43,6 +43,7 @@ GROUPS = [
     ("14. Attention as an RNN (Aaren)", ["aaren"]),
     ("15. Mixture-of-Head attention", ["moh-attention"]),
     ("16. Softmax-free attention", ["sigmoid-attention", "relu-attention"]),
+    ("17. Scans: forgetting gates and stick-breaking", ["forgetting-attention", "stick-breaking"]),
 ]
 # The designs drawn in docs/zoo-growth.png: one per distinct growth law.
 PLOTTED = ["attention-1pass", "cab-self-causal", "sliding-window", "gna-1d", "dense-bias",
