@@ -79,6 +79,21 @@ def _add_shape(p, required=False):
                    help="shape symbols, e.g. --shape M=4096 P=4096 E=64 F=64 B=64 H=12 (4K = 4096)")
 
 
+def _add_inputs(p):
+    p.add_argument("--inputs", metavar="FILE.npz",
+                   help="tensor values by input name (numpy.savez): a mask that reads tensors (a document "
+                        "mask, prefix lengths, global tokens) is then counted and tiled from them exactly; "
+                        "the arrays also give their extents")
+
+
+def _inputs(args, c) -> dict | None:
+    """The --inputs arrays, checked against the design's inputs (None without the option)."""
+    if not getattr(args, "inputs", None):
+        return None
+    from .inputs import check_inputs, load_inputs
+    return check_inputs(c, load_inputs(args.inputs))
+
+
 def cmd_list(args) -> int:
     """The library's designs, one line each cut to the terminal's width
     (`--long`: the whole first sentence)."""
@@ -137,10 +152,12 @@ def cmd_rewrite(args) -> int:
 
 def cmd_analyze(args) -> int:
     from . import analyze
-    a = analyze(args.design, rank=args.rank)
-    if args.shape:
-        ei.resolve(a.cascade, parse_shapes(args.shape))      # every value checked, density_T included
-    values = a.at(parse_shapes(args.shape)) if args.shape else None
+    c = ei.load(args.design)
+    inputs, shapes = _inputs(args, c), parse_shapes(args.shape)
+    a = analyze(c, rank=args.rank, inputs=inputs, shapes=shapes)
+    if args.shape and inputs is None:
+        ei.resolve(a.cascade, shapes)      # every value checked, density_T included
+    values = a.at(shapes) if args.shape or inputs is not None else None
     if args.json:
         print(json.dumps(analysis_json(a, values), indent=2, default=str))
     else:
@@ -361,12 +378,17 @@ def cmd_simulate(args) -> int:
     if args.plot:
         from .figures import check_plot_path
         check_plot_path(args.plot, ".csv", args.force)
+    shapes = parse_shapes(args.shape)
+    if args.inputs:                      # extents and exact mask densities from the tensors
+        from .inputs import with_inputs
+        ci = ei.load(args.design or load_mapping(args.mapping).cascade)
+        shapes = with_inputs(ci, shapes, _inputs(args, ci))
     if args.mapping is None:             # no mapping given: the spatial mapper finds one first
         if not args.design or not args.hw:
             raise EinError("simulate without --mapping needs a design and --hw (a spatial preset or file): "
                            "the mapper then finds the mapping (docs/mapper.md)")
         from .spatial_map import map_spatial
-        _, _, found, _ = map_spatial(args.design, args.hw, parse_shapes(args.shape))
+        _, _, found, _ = map_spatial(args.design, args.hw, shapes)
         print(f"mapped by the spatial mapper ({found.evaluated:,} mappings in {found.seconds:.1f} s)\n",
               file=sys.stderr)
         m = found.mapping
@@ -374,7 +396,7 @@ def cmd_simulate(args) -> int:
         m = load_mapping(args.mapping)
     c = ei.load(args.design or m.cascade)
     hw = load_spatial(args.hw or m.hardware)
-    r = simulate(c, m, hw, parse_shapes(args.shape), accounting=args.accounting)
+    r = simulate(c, m, hw, shapes, accounting=args.accounting)
     found = {}
     if args.formulas:
         from simulator.analytical import formulas
@@ -434,8 +456,12 @@ def cmd_map(args) -> int:
     if args.plot:
         from .figures import check_plot_path
         check_plot_path(args.plot, ".json", args.force)
-    _gpu_model_fits(args.design, parse_shapes(args.shape))
-    r = map_design(args.design, args.hw, parse_shapes(args.shape), args.dtype, args.top)
+    from .inputs import with_inputs
+    c = ei.load(args.design)
+    inputs = _inputs(args, c)
+    shapes = with_inputs(c, parse_shapes(args.shape), inputs, densities=False)
+    _gpu_model_fits(args.design, shapes)
+    r = map_design(c, args.hw, shapes, args.dtype, args.top, inputs=inputs)
     print(json.dumps(map_json(r), indent=2, default=str) if args.json else render_map(r))
     if args.plot:
         from .figures import plot_roofline
@@ -452,7 +478,9 @@ def _map_spatial(args) -> int:
     from .spatial_map import map_spatial, render_spatial_map, spatial_json
     if args.out and Path(args.out).exists() and not args.force:
         raise EinError(f"{args.out} exists; pass --force to overwrite it")
-    c, hw, found, b = map_spatial(args.design, args.hw, parse_shapes(args.shape), args.objective, args.search,
+    from .inputs import with_inputs
+    shapes = with_inputs(ei.load(args.design), parse_shapes(args.shape), _inputs(args, ei.load(args.design)))
+    c, hw, found, b = map_spatial(args.design, args.hw, shapes, args.objective, args.search,
                                   args.seed, args.budget, progress=sys.stderr.isatty())
     if args.out:
         Path(args.out).write_text(found.text)
@@ -579,17 +607,19 @@ def cmd_compile(args) -> int:
         return compile_rtl(args.design, args.hw or "fusemax", args.mapping, args.out, args.force)
     if args.mapping:
         raise EinError("--mapping is a spatial mapping: it goes with --target rtl")
-    if not args.shape:
+    if not args.shape and not args.inputs:
         raise EinError("--target triton needs --shape (the GPU model picks the mapping at those shapes)")
 
     from codegen.runtime import compile_kernel
     from einsum_ir.shapes import resolve
 
     from .gpu import kernel_mapping, usage_example
+    from .inputs import with_inputs
     c = ei.load(args.design)
-    shapes = parse_shapes(args.shape)
+    inputs = _inputs(args, c)
+    shapes = with_inputs(c, parse_shapes(args.shape), inputs, densities=False)
     _gpu_model_fits(args.design, shapes)
-    mapping, best = kernel_mapping(c, args.hw or "h100", shapes, args.dtype)
+    mapping, best = kernel_mapping(c, args.hw or "h100", shapes, args.dtype, inputs)
     src = compile_kernel(c, mapping, shapes).source(resolve(c, shapes))
     out = Path(args.out or f"{c.name}_triton.py")
     example = out.with_name(out.stem + "_example.py")
@@ -652,6 +682,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_shape(s)
     s.add_argument("--rank", help="the rank whose traversal the footprint assumes (default: the rank "
                                   "with the most passes, M for attention)")
+    _add_inputs(s)
     s.add_argument("--json", action="store_true", help="print JSON instead of tables")
     s.set_defaults(func=cmd_analyze)
 
@@ -702,7 +733,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mapping", help="a mapping file or name (e.g. fusemax-binding); without it the spatial "
                                      "mapper finds one for the design on --hw")
     s.add_argument("--hw", help="a hardware preset or YAML file (default: the mapping's hardware)")
-    _add_shape(s, required=True)
+    _add_shape(s)
     s.add_argument("--accounting", choices=["physical", "evaluation"],
                    help="energy rules (docs/spatial.md; default: the hardware file's, else physical)")
     s.add_argument("--formulas", action="store_true",
@@ -711,6 +742,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "Einsum occupies which unit, the critical path marked; "
                                                       "its bars as FILE.csv beside it")
     s.add_argument("--force", action="store_true", help="overwrite an existing --plot file")
+    _add_inputs(s)
     s.add_argument("--json", action="store_true", help="print JSON instead of tables")
     s.set_defaults(func=cmd_simulate)
 
@@ -723,7 +755,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hw", default="h100", help="a GPU preset (a100, h100, h200), a spatial preset (fusemax, "
                                                 "flat: the spatial mapper, docs/mapper.md) or YAML file "
                                                 "(default h100)")
-    _add_shape(s, required=True)
+    _add_shape(s)
     s.add_argument("--objective", default="latency", choices=["latency", "energy", "edp", "pareto"],
                    help="spatial: what the mapper minimises (default latency)")
     s.add_argument("--search", default="fused", choices=["fused", "exhaustive", "random"],
@@ -756,6 +788,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_shape(s, required=False)
     s.add_argument("--dtype", default="bf16", choices=["bf16", "f16", "f32"], help="element type (default bf16)")
     s.add_argument("--out", metavar="FILE.py", help="where to write the kernel (default DESIGN_triton.py)")
+    _add_inputs(s)
     s.add_argument("--force", action="store_true", help="overwrite existing files")
     s.set_defaults(func=cmd_compile)
 
@@ -798,6 +831,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_args(args) -> None:
     """Checks shared by every command: a --shape that parses, an --out that is
     not a directory."""
+    if args.command in ("map", "simulate") and not args.shape and not getattr(args, "inputs", None):
+        raise EinError(f"attnc {args.command} needs --shape (or --inputs FILE.npz giving every extent)")
     from pathlib import Path
     if getattr(args, "shape", None):
         parse_shapes(args.shape)

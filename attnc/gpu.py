@@ -22,6 +22,7 @@ class MapResult:
     best: list            # simulator.gpu.Prediction, best first
     unfused: object       # None for a chunked kernel (no score matrix to unfuse)
     linear: object
+    inputs: dict | None = None   # the values a mask reads, where given (its block table)
 
 
 def map_design(design, hw: str | GPU = "h100", shapes: dict | None = None, dtype: str = "bf16",
@@ -34,14 +35,14 @@ def map_design(design, hw: str | GPU = "h100", shapes: dict | None = None, dtype
     from einsum_ir.analysis.fused import FusedFormError
     c = ei.load(design) if isinstance(design, str) else design
     gpu = load_gpu(hw) if isinstance(hw, str) else hw
-    env = resolve(c, shapes or {})
+    env = resolve(c, shapes or {}, inputs)
     try:
         form = recognise(c, env)          # unrolls component ranks read at constant indices
     except FusedFormError as fused:
         return _map_chunked(c, gpu, env, dtype, top, fused)
     best = shortlist(form, gpu, env, dtype, top, inputs)
-    return MapResult(c.name, gpu, env, form, best, predict_unfused(form, gpu, env, dtype),
-                     predict_linear_chunked(env, form, gpu, dtype=dtype))
+    return MapResult(c.name, gpu, env, form, best, predict_unfused(form, gpu, env, dtype, inputs),
+                     predict_linear_chunked(env, form, gpu, dtype=dtype), inputs)
 
 
 def _map_chunked(c, gpu: GPU, env: dict, dtype: str, top: int, fused) -> MapResult:
@@ -60,13 +61,14 @@ def _map_chunked(c, gpu: GPU, env: dict, dtype: str, top: int, fused) -> MapResu
     return MapResult(c.name, gpu, env, form, best, None, None)
 
 
-def kernel_mapping(c, hw: str | GPU, shapes: dict | None, dtype: str = "bf16"):
+def kernel_mapping(c, hw: str | GPU, shapes: dict | None, dtype: str = "bf16", inputs: dict | None = None):
     """(mapping, prediction): the GPU model's best for the design's kernel,
-    fused or chunked; for a design neither family takes, the defaults
-    (tiles of 64, 4 warps) and no prediction (compiling it then says why)."""
+    fused or chunked (`inputs`: the values a mask reads, for its block
+    table); for a design neither family takes, the defaults (tiles of 64,
+    4 warps) and no prediction (compiling it then says why)."""
     from einsum_ir.analysis.fused import FusedFormError
     try:
-        best = map_design(c, hw, shapes, dtype, top=1).best[0]
+        best = map_design(c, hw, shapes, dtype, top=1, inputs=inputs).best[0]
         return best.mapping, best
     except FusedFormError:
         return GPUMapping(64, 64, dtype=dtype), None
@@ -83,7 +85,7 @@ def _other_class(r: MapResult, b) -> str:
     if not r.gpu.has_wgmma:
         return ""
     try:
-        ws = predict_fused(r.form, b.mapping, r.gpu, r.env, kclass="hopper-ws")
+        ws = predict_fused(r.form, b.mapping, r.gpu, r.env, r.inputs, kclass="hopper-ws")
     except HardwareError:
         return ""
     return f"\n  as a Hopper warp-specialised kernel (FA3 / cuDNN class): predicted {_us(ws.time_s)}, {ws.tflops:.0f} TFLOP/s"

@@ -48,6 +48,8 @@ def render_analysis(a: Analysis, values: dict | None) -> str:
         out.append("  at " + " ".join(f"{k}={v}" for k, v in shown.items()))
     out.append("")
 
+    out += _density_lines(a, values)
+
     out.append("Passes over each rank")
     rows = []
     for r, p in a.passes.items():
@@ -118,6 +120,21 @@ def render_analysis(a: Analysis, values: dict | None) -> str:
     return "\n".join(out)
 
 
+def _density_lines(a: Analysis, values: dict | None) -> list[str]:
+    """The named densities of masks that read tensors, with their values
+    (counted from the inputs, or given with --shape) where known."""
+    if not a.densities:
+        return []
+    measured = a.measured.get("densities", {})
+    rows = []
+    for name, meaning in a.densities.items():
+        v = (values or {}).get("shapes", {}).get(name)
+        how = "" if v is None else f"{float(v):.6g}" + (f" (= {v}, from the inputs)" if name in measured else "")
+        rows.append([name, meaning] + ([how] if values else []))
+    return ["Masks that read tensors (their kept points are data: each count below carries its density)",
+            table(["density", "meaning"] + (["value"] if values else []), rows, "lll"), ""]
+
+
 def analysis_json(a: Analysis, values: dict | None) -> dict:
     from einsum_ir.analysis.counts import hoisted
     from einsum_ir.ops import DTYPE_BYTES
@@ -136,6 +153,9 @@ def analysis_json(a: Analysis, values: dict | None) -> dict:
         "tensor_bytes": {k: sym(v) for k, v in a.sizes.items()},
         "element_bytes": {t.name: DTYPE_BYTES[t.dtype] for t in c.tensors},   # the declared types (the byte rule)
         "hoisted": hoisted(c),
+        "densities": {k: {"meaning": m, **({"value": str(a.measured["densities"][k]), "counted_from": "inputs"}
+                                            if k in a.measured.get("densities", {}) else {})}
+                      for k, m in a.densities.items()},
     }
     if values:
         data["values"] = values

@@ -8,6 +8,7 @@ import numpy as np
 import sympy
 
 import math
+from fractions import Fraction
 
 from .errors import ShapeError, ZeroDivisorError
 from .ir import Access, Cascade, Idx, Num, Op, Sym, walk
@@ -112,20 +113,23 @@ def _given_value(c: Cascade, k: str, v, used: list[str], ranks: dict):
     """One user-given shape value, checked: a finite number; a positive integer
     of at most MAX_EXTENT for a rank; a fraction in [0, 1] for density_T, where
     T is a bool tensor of the cascade."""
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)) and not (
+            isinstance(v, Fraction) and k.startswith("density_")):
         raise ShapeError(f"shape {k} must be a number, got {v!r}")
     if not math.isfinite(v):
         raise ShapeError(f"shape {k} must be a finite number, got {v}")
     if k.startswith("density_"):
-        t = k[len("density_"):]
-        if not c.has_tensor(t) or c.tensor(t).dtype != "bool":
-            masks = [x.name for x in c.tensors if x.dtype == "bool"]
+        from .analysis.density import data_densities
+        t, named = k[len("density_"):], data_densities(c)
+        if k not in named and (not c.has_tensor(t) or c.tensor(t).dtype != "bool"):
+            masks = list(dict.fromkeys([*named, *("density_" + x.name for x in c.tensors if x.dtype == "bool")]))
             raise ShapeError(f"{k}: {c.name} has no bool tensor {t}"
-                             + (f"; its masks: {', '.join('density_' + m for m in masks)}" if masks
+                             + (f"; its masks: {', '.join(masks)}" if masks
                                 else " (density_T gives the fraction of true elements of a mask tensor T)"))
         if not 0 <= v <= 1:
-            raise ShapeError(f"{k} is the fraction of true elements of {t}: it must lie in [0, 1], got {v}")
-        return float(v)
+            what = named[k].meaning() if k in named else f"the fraction of true elements of {t}"
+            raise ShapeError(f"{k} is {what}: it must lie in [0, 1], got {v}")
+        return v if isinstance(v, Fraction) else float(v)       # counted from tensors: exact
     if k not in used:
         hint = difflib.get_close_matches(k, used, n=1)
         raise ShapeError(f"shape symbol {k} is not used by {c.name}"

@@ -65,12 +65,21 @@ class Analysis:
     passes: dict[str, PassResult]
     rank: str
     footprint: Footprint
+    densities: dict[str, str] = field(default_factory=dict)
+    """Each density symbol of a mask that reads tensors, with its meaning (density.py)."""
+    measured: dict = field(default_factory=dict)
+    """Given tensors: the exact density values counted from them, and the
+    extents they were counted at (`analyze(c, inputs=...)`); else empty."""
 
-    def at(self, shapes: dict) -> dict:
-        """Every figure as numbers at `shapes` (derived ranks computed)."""
+    def at(self, shapes: dict | None = None) -> dict:
+        """Every figure as numbers at `shapes` (derived ranks computed); with
+        `measured` densities, at the inputs' extents (other extents refused)."""
+        shapes = dict(shapes or {})
         given = {k: v for k, v in shapes.items() if not k.startswith("density_")}
-        env = dict(resolve(self.cascade, given))
+        env = dict(resolve(self.cascade, {**self.measured.get("shapes", {}), **given}))
         env.update({k: v for k, v in shapes.items() if k.startswith("density_")})
+        _check_measured(self.measured, env, shapes)
+        env.update(self.measured.get("densities", {}))
         ev = lambda x: evaluate(x, env)  # noqa: E731
         fp_bytes, fp_live = self.footprint.at(env)
         traffic = {k: ev(v) for k, v in self.traffic.items()}
@@ -90,7 +99,23 @@ class Analysis:
         }
 
 
-def analyze(c: Cascade, rank: str | None = None) -> Analysis:
+def _check_measured(measured: dict, env: dict, shapes: dict) -> None:
+    """Densities counted from tensors hold at the tensors' extents only, and
+    are not given twice."""
+    from ..errors import ShapeError
+    for k, v in measured.get("shapes", {}).items():
+        if env.get(k) != v:
+            raise ShapeError(f"{k} = {env.get(k)}, but the densities were counted from the inputs at {k} = {v}")
+    twice = sorted(set(shapes) & set(measured.get("densities", {})))
+    if twice:
+        raise ShapeError(f"{twice[0]} is counted from the inputs; do not give it as well")
+
+
+def analyze(c: Cascade, rank: str | None = None, inputs: dict | None = None,
+            shapes: dict | None = None) -> Analysis:
+    """The symbolic analysis; with `inputs` (arrays by name: at least the
+    tensors the masks read) also the exact density of each mask that reads
+    tensors, at the extents the inputs and `shapes` give."""
     pass_results = {r: passes(c, r) for r in root_ranks(c)}
     rank = rank or sequence_rank(c, pass_results)
     if rank not in pass_results:
@@ -107,8 +132,23 @@ def analyze(c: Cascade, rank: str | None = None) -> Analysis:
     ops = total_ops(per_einsum.values())
     fl = flops_of(ops)
     traffic = compulsory_traffic(c)
+    from .density import data_densities
+    dens = {name: d.meaning() for name, d in data_densities(c).items()}
     return Analysis(c, ops, per_einsum, pts, fl, tensor_sizes(c), traffic, fl / traffic["total_bytes"],
-                    pass_results, rank, footprint(c, rank))
+                    pass_results, rank, footprint(c, rank), dens, _measure(c, inputs, shapes))
+
+
+def _measure(c: Cascade, inputs: dict | None, shapes: dict | None) -> dict:
+    """{"shapes": extents the inputs give, "densities": exact values}, or {} without inputs."""
+    if inputs is None:
+        return {}
+    from .density import density_values, mask_arrays
+    arrays = mask_arrays(c, inputs)
+    env = resolve(c, dict(shapes or {}), inputs)
+    from ..shapes import symbols_used
+    bound = {r.name for r in c.ranks if r.definition is not None or r.part == "outer"}    # derived: follow
+    return {"shapes": {k: env[k] for k in symbols_used(c) if k in env and k not in bound},
+            "densities": density_values(c, env, arrays)}
 
 
 __all__ = [

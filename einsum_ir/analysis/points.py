@@ -3,9 +3,9 @@
 A predicate removes points; so does the end of a partitioned rank (m1*M0+m0
 must stay below M). The count is a sympy expression: a product of extents
 times `Kept(predicate, (v, extent), ...)` for the variables a predicate ties
-together, times `density_T` for a mask tensor T (its fraction of true
-entries, a property of the data that the user supplies). `Kept` evaluates to
-an exact integer as soon as its extents are numbers.
+together, times a density symbol for the conditions that read tensors (a property of
+the data: `density.py`, given by the user or counted from the tensors).
+`Kept` evaluates to an exact integer as soon as its extents are numbers.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import numpy as np
 import sympy
 
 from ..errors import EinError
-from ..ir import Access, Cascade, Einsum, Op, rank_of
+from ..ir import Access, Cascade, Einsum, rank_of, walk
 from ..sym import index_symbol, predicate_to_sympy, shape_symbol
 
 _BRUTE_FORCE_POINTS = 1 << 22
@@ -343,39 +343,32 @@ def _partition_conditions(c: Cascade, vars_: list[str]):
 
 def _space(c: Cascade, e: Einsum):
     """The iteration space of `e`: extents, the sympy conjuncts of its
-    predicate, its mask tensors [(name, variables)], and the partition
-    validity conditions [(vo, vi, parent, inner)] of the pairs present."""
+    predicate that read no tensor, the density of those that do (None if
+    none: `density.py`), and the partition validity conditions
+    [(vo, vi, parent, inner)] of the pairs present."""
+    from .density import density_of, split
     vars_ = e.iteration_vars
     extent = {v: shape_symbol(rank_of(v)) for v in vars_}
-    conjuncts, masks = [], []
-    if e.predicate is not None:
-        stack = [e.predicate]
-        while stack:
-            x = stack.pop()
-            if isinstance(x, Op) and x.name == "and":
-                stack.extend(x.args)
-            elif isinstance(x, Access):
-                masks.append((x.tensor, frozenset(v for v in _idx_names(x))))
-            else:
-                if any(isinstance(n, Access) for n in _nodes(x)):
-                    raise EinError(f"cannot count the points of {e.name}: the mask tensor in `{x}` "
-                                   "must be a conjunct of the `where` clause on its own", e.loc, c.source)
-                conjuncts.append(predicate_to_sympy(x))
-    return vars_, extent, conjuncts, masks, _partition_conditions(c, vars_)
+    _, index = split(e)
+    conjuncts = [predicate_to_sympy(x) for x in index]
+    return vars_, extent, conjuncts, density_of(c, e), _partition_conditions(c, vars_)
 
 
 def points(c: Cascade, e: Einsum) -> sympy.Expr:
-    """Number of existing points of the iteration space of `e`."""
-    vars_, extent, conjuncts, masks, parts = _space(c, e)
-    return _count(vars_, extent, conjuncts, [name for name, _ in masks], parts)
+    """Number of existing points of the iteration space of `e`: the
+    index-only conditions counted (Kept), times the density of the
+    conditions that read tensors."""
+    vars_, extent, conjuncts, dens, parts = _space(c, e)
+    return _count(vars_, extent, conjuncts, [dens.name] if dens else [], parts)
 
 
 def _count(vars_, extent, conjuncts, masks, parts) -> sympy.Expr:
-    """Points of the box over `vars_` that the conjuncts, masks (densities)
-    and partition conditions keep; every condition's variables are in `vars_`."""
+    """Points of the box over `vars_` that the conjuncts, the data parts
+    (density symbols named in `masks`) and partition conditions keep; every
+    condition's variables are in `vars_`."""
     factor = sympy.Integer(1)
     for name in masks:
-        factor *= sympy.Symbol(f"density_{name}", positive=True)
+        factor *= sympy.Symbol(name, positive=True)
     covered: set[str] = set()
     conjuncts = list(conjuncts)
     user_vars = {str(s) for p in conjuncts for s in p.free_symbols} & set(vars_)
@@ -400,16 +393,6 @@ def _partition_condition(vo, vi, parent, inner):
     return sympy.Lt(index_symbol(vo) * shape_symbol(inner) + index_symbol(vi), shape_symbol(parent))
 
 
-def _idx_names(x):
-    from ..ir import index_vars
-    return index_vars(x)
-
-
-def _nodes(x):
-    from ..ir import walk
-    return list(walk(x))
-
-
 # ------------------------------------------------------------ projections
 #
 # An operation that depends on only some variables of an Einsum (exp(-GM[p])
@@ -429,7 +412,7 @@ def projected_points(c: Cascade, e: Einsum, keep) -> tuple[sympy.Expr, str | Non
     `e`, and None; or, where that is not proved exact, (points(c, e), reason):
     the per-point count, an upper bound. No variables: 1 (a constant is
     evaluated once per Einsum)."""
-    vars_, extent, conjuncts, masks, parts = _space(c, e)
+    vars_, extent, conjuncts, dens, parts = _space(c, e)
     keep = set(keep)
     if not keep <= set(vars_):
         raise ValueError(f"{sorted(keep - set(vars_))} are not variables of {e.name}")
@@ -437,10 +420,11 @@ def projected_points(c: Cascade, e: Einsum, keep) -> tuple[sympy.Expr, str | Non
         return points(c, e), None
     if not keep:
         return sympy.Integer(1), None
-    for name, mv in masks:
-        if not mv <= keep:
-            return points(c, e), (f"whether the mask {name} keeps some {', '.join(sorted(mv - keep))} "
-                                  "is a property of the data")
+    if dens is not None and not set(dens.vars) <= keep:
+        reads = ", ".join(dict.fromkeys(n.tensor for x in dens.data for n in walk(x) if isinstance(n, Access)))
+        return points(c, e), (f"whether the mask {reads} keeps some "
+                              f"{', '.join(v for v in dens.vars if v not in keep)} is a property of the data "
+                              f"({dens.name})")
     conds = [(p, frozenset(str(s) for s in p.free_symbols) & set(vars_), None) for p in conjuncts]
     conds += [(_partition_condition(*pt), frozenset(pt[:2]), pt) for pt in parts]
     factor, inner_conds, inner_parts, mixed_vars = sympy.Integer(1), [], [], set()
@@ -455,7 +439,7 @@ def projected_points(c: Cascade, e: Einsum, keep) -> tuple[sympy.Expr, str | Non
         factor *= part
         mixed_vars |= cvars & keep
     kept_vars = [v for v in vars_ if v in keep and v not in mixed_vars]
-    return factor * _count(kept_vars, extent, inner_conds, [n for n, _ in masks], inner_parts), None
+    return factor * _count(kept_vars, extent, inner_conds, [dens.name] if dens else [], inner_parts), None
 
 
 def _components(conds):

@@ -8,6 +8,15 @@ A tile is empty when no point is kept by any reduction of the pass (the
 kernel skips it), full when every point of it exists and is kept by every
 predicate of the pass (no mask work), partial otherwise. A pass with an
 Einsum that has no predicate skips nothing.
+
+A predicate that reads tensors (a document mask `DQ[b, p] == DK[b, m]`) is
+classified from their values when they are given (cached by a hash of the
+values: the kernel's block table and the GPU model take the same classes).
+Without them each condition that reads a tensor is unknown, and a point is
+counted as possibly kept (it may be) or not surely kept: empty tiles are
+those the index-only conditions rule out, every other tile is visited, so a
+model over these classes is an upper bound (`CellCounts.unknown` names the
+tensors whose values were missing).
 """
 from __future__ import annotations
 
@@ -16,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..execute import _Evaluator, _Space
-from ..ir import Access, Idx, walk
+from ..ir import Access, Idx, Num, Op, walk
 from .fused import FusedForm
 
 CELL = 16
@@ -34,29 +43,69 @@ class CellCounts:
     exist: np.ndarray
     rows: int
     cols: int
+    unknown: tuple[str, ...] = ()
+    """Tensors the predicates read whose values were not given: `any` counts
+    the points that may be kept, `all` those surely kept (an upper bound)."""
 
 
 _CACHE: dict = {}
 
 
+def read_tensors(form: FusedForm, pass_: int) -> set[str]:
+    """The tensors the pass's predicates read."""
+    return {n.tensor for p in form.predicates(pass_) if p is not None for n in walk(p) if isinstance(n, Access)}
+
+
 def cell_counts(form: FusedForm, pass_: int, env: dict, inputs: dict | None = None) -> CellCounts:
-    """Exact counts per cell for the pass's predicates at the shapes `env`
-    (every symbol resolved) and, for predicates that read tensors, `inputs`.
-    Index-only predicates are cached per cascade and shapes."""
-    if inputs:
-        return _cell_counts(form, pass_, env, inputs)
-    key = (form.cascade, pass_, tuple(sorted(env.items())))
+    """Counts per cell for the pass's predicates at the shapes `env` (every
+    symbol resolved): exact, from `inputs` for predicates that read tensors,
+    else bounds (see the module's doc). Cached per cascade, shapes and a
+    hash of the values read."""
+    from .density import digest
+    read = read_tensors(form, pass_)
+    arrays = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
+              for k, v in (inputs or {}).items() if k in read}
+    key = (form.cascade, pass_, tuple(sorted(env.items())), digest(arrays) if arrays else None)
     if key not in _CACHE:
         if len(_CACHE) > 64:
             _CACHE.clear()
-        _CACHE[key] = _cell_counts(form, pass_, env, None)
+        _CACHE[key] = _cell_counts(form, pass_, env, arrays)
     return _CACHE[key]
 
 
-def _cell_counts(form: FusedForm, pass_: int, env: dict, inputs: dict | None) -> CellCounts:
+def _bound(x, upper: bool):
+    """`x` with each condition that reads a tensor replaced by true or false,
+    whichever makes the whole condition largest (`upper`) or smallest, by its
+    polarity under `not`: exact three-valued bounds, as and/or are monotone."""
+    if isinstance(x, Op) and x.name in ("and", "or"):
+        return Op(x.name, tuple(_bound(a, upper) for a in x.args))
+    if isinstance(x, Op) and x.name == "not":
+        return Op("not", (_bound(x.args[0], not upper),))
+    if any(isinstance(n, Access) for n in walk(x)):
+        return Op("le" if upper else "lt", (Num(0), Num(0)))
+    return x
+
+
+def _cell_counts(form: FusedForm, pass_: int, env: dict, arrays: dict) -> CellCounts:
     preds = form.predicates(pass_)
     none = any(p is None for p in preds)
     preds = list(dict.fromkeys(p for p in preds if p is not None))
+    unknown = tuple(sorted(read_tensors(form, pass_) - arrays.keys()))
+    if unknown:
+        return _bounded_counts(form, pass_, env, preds, none, unknown)
+    return _counts(form, env, arrays, preds, preds, none)
+
+
+def _bounded_counts(form, pass_, env, preds, none, unknown) -> CellCounts:
+    """Counts with the unknown conditions bounded: `any` from the upper
+    predicates, `all` from the lower ones."""
+    cc = _counts(form, env, {}, [_bound(p, True) for p in preds], [_bound(p, False) for p in preds], none)
+    return CellCounts(cc.batch, cc.any, cc.all, cc.exist, cc.rows, cc.cols, unknown)
+
+
+def _counts(form, env, arrays, any_preds, all_preds, none) -> CellCounts:
+    """Per-cell counts of the points kept by any of `any_preds` and by all of `all_preds`."""
+    preds = list(dict.fromkeys(any_preds + all_preds))
     rows = 1 if form.query is None else int(env[form.query.upper()])
     cols = int(env[form.key.upper()])
     used = {n.name for p in preds for n in walk(p) if isinstance(n, Idx)}
@@ -65,13 +114,7 @@ def _cell_counts(form: FusedForm, pass_: int, env: dict, inputs: dict | None) ->
     rc, cc = -(-rows // CELL), -(-cols // CELL)
     any_ = np.zeros(bshape + (rc, cc), np.int64)
     all_ = np.zeros(bshape + (rc, cc), np.int64)
-    arrays = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
-              for k, v in (inputs or {}).items()}
-    needed = {n.tensor for p in preds for n in walk(p) if isinstance(n, Access)}
-    missing = needed - arrays.keys()
-    if missing:
-        from ..errors import ShapeError
-        raise ShapeError(f"the predicate reads {', '.join(sorted(missing))}: give its values to classify tiles")
+    arrays = {k: v if v.dtype == bool else v.astype(np.float64) for k, v in arrays.items()}
     ev = _Evaluator(form.cascade, env, arrays, np.dtype("float64"))
     chunk = max(CELL, (1 << 24) // max(cols * max(1, int(np.prod(bshape))), 1) // CELL * CELL)
     qv = form.query or "__q"
@@ -83,9 +126,10 @@ def _cell_counts(form: FusedForm, pass_: int, env: dict, inputs: dict | None) ->
         space = _Space(list(batch) + [qv, form.key], ranges)
         shape = space.shape
         if preds:
-            vals = [np.broadcast_to(np.asarray(ev.value(p, space, None, form.scores[0].einsum), bool), shape) for p in preds]
-            a_any = np.logical_or.reduce(vals) if not none else np.ones(shape, bool)
-            a_all = np.logical_and.reduce(vals)
+            val = {p: np.broadcast_to(np.asarray(ev.value(p, space, None, form.scores[0].einsum), bool), shape)
+                   for p in preds}
+            a_any = np.logical_or.reduce([val[p] for p in any_preds]) if not none else np.ones(shape, bool)
+            a_all = np.logical_and.reduce([val[p] for p in all_preds])
         else:
             a_any = a_all = np.ones(shape, bool)
         any_[..., r0 // CELL: -(-r1 // CELL), :] = _per_cell(a_any)

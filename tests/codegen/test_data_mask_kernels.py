@@ -1,0 +1,145 @@
+"""Kernels of masks that read tensors: the block table (the key tiles each
+query tile visits) is built from the tensors at run time, cached by a hash
+of their values, and equals a classification written here from the mask
+itself; the kernel matches the executor in Triton's interpreter; the GPU
+model predicts from the same table."""
+import functools
+
+import numpy as np
+import pytest
+import torch
+
+import einsum_ir as ei
+from codegen.runtime import FusedKernel
+from einsum_ir.analysis.fused import recognise
+from einsum_ir.analysis.tiles import EMPTY, FULL, PARTIAL
+from hw_models.gpu import load_gpu
+from mappers.gpu_mapping import GPUMapping
+from simulator.gpu import predict_fused
+from tests.einsum_ir.test_data_masks import design, kept, needed, tile_classes, values
+
+MAPPING = GPUMapping(16, 16, dtype="f32")
+
+
+def run(c, shapes, arrays, seed=0, kernel=None):
+    inp = ei.random_inputs(c, shapes, seed=seed, dtype="float32")
+    inp.update(needed(c, arrays))
+    ref = ei.execute(c, inp, shapes, dtype="float64")["AV"]
+    kernel = kernel or FusedKernel(c, MAPPING, shapes)
+    out = kernel(**{k: torch.tensor(v) for k, v in inp.items()}).double().numpy()
+    return kernel, out, ref
+
+
+@pytest.mark.parametrize("name", ["document", "prefix-lm", "global-tokens"])
+def test_the_kernel_with_a_runtime_block_table_matches_the_executor(name):
+    b, n, w = 2, 40, 3
+    c = design(name)
+    shapes = dict(B=b, H=1, P=n, E=8, F=4) | ({"W": w} if name == "global-tokens" else {})
+    kernel, out, ref = run(c, shapes, values(name, b, n, 0))
+    assert kernel.reads_tensors
+    assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+def test_block_tables_are_cached_per_mask_value_and_follow_new_values():
+    c = design("document")
+    shapes = dict(B=1, H=1, P=40, E=8, F=4)
+    first = values("document", 1, 40, 0)
+    kernel, out, ref = run(c, shapes, first)
+    assert len(kernel._tables) == 1
+    kernel, out, ref = run(c, shapes, first, seed=1, kernel=kernel)      # other Q, K, V; the same mask
+    assert len(kernel._tables) == 1
+    assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
+    second = values("document", 1, 40, 5)
+    assert not np.array_equal(first["DOC"], second["DOC"])
+    kernel, out, ref = run(c, shapes, second, kernel=kernel)             # a new mask: a new table
+    assert len(kernel._tables) == 2
+    assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+def visited(tabs, nb, rows, kt):
+    """{(batch row, query tile): (full key tiles, partial key tiles)} from the kernel's table tensors."""
+    cf, idf, cp, idp = (t.cpu().numpy() for t in tabs)
+    own = cf.size // rows                  # 1 where no batch coordinate is read: one table for all
+    cf, cp = cf.reshape(own, rows), cp.reshape(own, rows)
+    idf, idp = idf.reshape(own, rows, kt), idp.reshape(own, rows, kt)
+    return {(i, r): (set(idf[i % own, r, :cf[i % own, r]]), set(idp[i % own, r, :cp[i % own, r]]))
+            for i in range(nb) for r in range(rows)}
+
+
+@pytest.mark.parametrize("name", ["document", "prefix-lm", "global-tokens", "shared-prefix"])
+def test_the_block_table_equals_the_masks_tiles_and_the_model_counts_them(name):
+    b, h, n, w = 2, 3, 100, 4
+    c = design(name)
+    shapes = dict(B=b, H=h, P=n, E=16, F=16) | ({"W": w} if name == "global-tokens" else {})
+    env = ei.resolve(c, shapes)
+    kernel = FusedKernel(c, GPUMapping(32, 16, dtype="f32"), shapes)
+    arrays = needed(c, values(name, b, n, 2))
+    (tabs, bs, kt), = kernel.tables(env, arrays, "cpu")
+    rows = -(-n // 32)
+    table = visited(tabs, b * h, rows, kt)
+    ref = tile_classes(kept(name, arrays, b, n, w), 32, 16)            # [b, query tile, key tile]
+    for (i, r), (full, part) in table.items():
+        want = ref[i // h, r]
+        assert full == set(np.flatnonzero(want == FULL)) and part == set(np.flatnonzero(want == PARTIAL))
+    pred = predict_fused(recognise(c, env), GPUMapping(32, 16, dtype="f32"), load_gpu("h100"), env, arrays)
+    assert pred.parts["tiles_full"] == sum(len(f) for f, _ in table.values())
+    assert pred.parts["tiles_partial"] == sum(len(p) for _, p in table.values())
+    assert pred.parts["tiles_skipped"] == int((ref == EMPTY).sum()) * h
+    assert not any("without" in note for note in pred.notes)
+    bound = predict_fused(recognise(c, env), GPUMapping(32, 16, dtype="f32"), load_gpu("h100"), env)
+    assert any("an upper bound" in note for note in bound.notes)
+    assert bound.time_s >= pred.time_s and bound.parts["tiles_skipped"] <= pred.parts["tiles_skipped"]
+
+
+def test_a_kernel_called_without_the_masks_values_is_refused():
+    c = design("document")
+    shapes = dict(B=1, H=1, P=32, E=8, F=4)
+    kernel = FusedKernel(c, MAPPING, shapes)
+    with pytest.raises(ei.ShapeError, match="missing input: DOC"):
+        inp = ei.random_inputs(c, shapes, dtype="float32")
+        kernel(**{k: torch.tensor(v) for k, v in inp.items() if k != "DOC"})
+
+
+def dense_of(c):
+    """The same design without its mask."""
+    text = str(c).replace(" where vis", "")
+    lines = [ln for ln in text.splitlines() if not ln.startswith(("mask vis", "input DOC"))]
+    return ei.parse("\n".join(lines))
+
+
+@functools.lru_cache(maxsize=1)
+def document_prediction():
+    """(sparse, dense, fraction of key tiles visited) for a document mask at a
+    shape that fills the GPU (64 heads of 4K, 8 documents of random lengths),
+    at the mapping the model picks for dense attention (128 x 128)."""
+    c = design("document")
+    n = 4096
+    env = ei.resolve(c, dict(B=1, H=64, P=n, E=64, F=64))
+    rng = np.random.default_rng(0)
+    doc = np.zeros((1, n), np.int32)
+    for cut in np.sort(rng.choice(np.arange(1, n), 7, replace=False)):
+        doc[0, cut:] += 1
+    gpu = load_gpu("h100")
+    m = GPUMapping(128, 128, warps=4, stages=2, dtype="bf16")
+    dense = predict_fused(recognise(dense_of(c), env), m, gpu, env)
+    sparse = predict_fused(recognise(c, env), m, gpu, env, {"DOC": doc})
+    seen = sparse.parts["tiles_full"] + sparse.parts["tiles_partial"]
+    return sparse, dense, seen / (seen + sparse.parts["tiles_skipped"])
+
+
+def test_a_document_masks_prediction_follows_the_tiles_it_visits():
+    """Never above dense; and no more than 2x dense x the fraction of key tiles
+    visited (the model today: 1.71x here, see the next test)."""
+    sparse, dense, frac = document_prediction()
+    assert 0 < frac < 0.3
+    assert sparse.time_s <= dense.time_s
+    assert sparse.time_s <= 2.0 * dense.time_s * frac, (sparse.time_s, dense.time_s, frac)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 22's target, not met by the model yet: a partial tile of the "
+                   "document mask costs 1.4x a full one (the mask's evaluation per point) and each program's "
+                   "prologue and epilogue latency (2 round trips, not overlapped with co-resident programs in "
+                   "simulator.gpu._pass_time) weighs on programs that visit few tiles: 1.71x")
+def test_a_document_masks_prediction_is_within_1_5x_of_dense_times_the_fraction_visited():
+    sparse, dense, frac = document_prediction()
+    assert sparse.time_s <= 1.5 * dense.time_s * frac, (sparse.time_s, dense.time_s, frac)
