@@ -770,8 +770,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dtype", default="bf16", choices=["bf16", "f16", "f8", "f32"],
                    help="element type of Q, K, V (default bf16)")
     s.add_argument("--top", type=_int_arg(1, "how many mappings to list"), default=5, help="how many mappings to list (default 5)")
+    _add_inputs(s)
     s.add_argument("--json", action="store_true", help="print JSON instead of tables")
     s.set_defaults(func=cmd_map)
+
+    from .sweep import add_parser as _add_sweep      # attnc sweep (attnc/sweep.py, docs/mapper.md)
+    _add_sweep(sub, _int_arg)
 
     s = sub.add_parser("compile", help="generate a Triton kernel (fused, or chunked linear-time) for a design",
                        description="Generate the Triton source of a forward kernel for the design "
