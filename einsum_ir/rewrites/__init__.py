@@ -87,6 +87,11 @@ def _walk_form(c: Cascade, to: str, K: str, before: int | None, steps: list[str]
     if to == "online" and before == 1:
         raise RewriteError(f"cannot rewrite {c.name} to the online form: it already makes 1 pass over {K}"
                            + (" (it has no max normaliser to carry)" if not _has_max(c, K) else ""))
+    if to == "split-kv":
+        from .chunks import split_recurrence
+        got = split_recurrence(c, K)
+        if got is not None:
+            return got
     src = c
     if find(c)[0] is not None:
         src, _, _, n = _defer(c, before)
@@ -118,6 +123,12 @@ def small_shapes(c: Cascade) -> dict:
     from ..shapes import symbols_used
     derived = {r.name for r in c.ranks if r.definition is not None or r.part == "outer"}
     env = {s: 3 for s in symbols_used(c) if s not in derived}
+    outers = {r.name for r in c.ranks if r.part == "outer"}
+    grouped = {}      # tiles grouped into chunks (rank MS = (M1 + MT - 1) / MT): 4 tiles of 2, 2 a chunk
+    for r in c.ranks:
+        names = [n.name for n in walk(r.definition) if isinstance(n, Sym)] if r.definition is not None else []
+        if any(n in outers for n in names):
+            grouped[next(n for n in names if n in outers)] = [n for n in names if n not in outers]
     for r in c.ranks:
         if r.part == "outer":
             parent = c.rank(r.parent)
@@ -125,7 +136,10 @@ def small_shapes(c: Cascade) -> dict:
                 [n.name for n in walk(parent.definition) if isinstance(n, Sym)]
             for s in roots:
                 if s in env:
-                    env[s] = 5
+                    env[s] = 7 if r.name in grouped else 5
+            if r.name in grouped:
+                env[c.inner_of(r.name)] = 2
+                env.update({n: 2 for n in grouped[r.name] if n in env})
     return env
 
 

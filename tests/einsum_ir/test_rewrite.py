@@ -284,9 +284,38 @@ def test_generated_designs_online(family, seed):
     same_outputs(c, r.cascade, dict(d.shapes, M0=2))
 
 
-def test_split_kv_refuses_an_explicit_recurrence():
-    with pytest.raises(RewriteError, match="explicit recurrence over M1"):
-        rewrite(ei.load("attention-1pass"), "split-kv")
+def test_split_kv_of_attention_1pass_runs_its_recurrence_per_chunk():
+    """attention-1pass's own recurrence, restarted in each of MS chunks of
+    MT = M1 / MS tiles, merged by max and rescaled sums."""
+    c = ei.load("attention-1pass")
+    r = rewrite(c, "split-kv", verify=False)
+    text = r.text
+    assert "rank MS = (M1 + MT - 1) / MT" in text and "max[ms] RM[b, h, ms, MT, p]" in text
+    for shapes in (dict(B=1, H=2, M=11, P=3, E=2, F=2, M0=2, MT=2),      # 6 tiles (the last partial), 3 chunks
+                   dict(B=1, H=2, M=9, P=3, E=2, F=2, M0=2, MT=2)):      # 5 tiles: the last chunk ends past the keys
+        same_outputs(c, r.cascade, shapes)
+    xs = ei.random_inputs(c, {k: v for k, v in shapes.items() if k != "MT"}, seed=4)
+    np.testing.assert_allclose(ei.execute(r.cascade, xs, {"M0": 2, "MT": 2})["AV"],
+                               numpy_softmax_attention(xs["Q"], xs["K"], xs["V"]), rtol=1e-10, atol=1e-12)
+
+
+def test_split_kv_of_an_online_rewrite():
+    """The online form (normaliser rows, finite stand-ins) splits too."""
+    c = ei.load("sink-logit")
+    online = ei.parse(rewrite(c, "online", verify=False).text)
+    r = rewrite(online, "split-kv", verify=False)
+    same_outputs(c, r.cascade, dict(B=1, H=2, P=9, E=2, F=2, M0=2, MT=2))
+    with pytest.raises(RewriteError, match="where clause can leave a chunk's first tiles without a key"):
+        rewrite(ei.parse(str(ei.load("attention-1pass")).replace(
+            "RM[b, h, m1 + 1, p] = max(RM[b, h, m1, p], LM[b, h, m1, p])",
+            "RM[b, h, m1 + 1, p] = max(RM[b, h, m1, p], LM[b, h, m1, p]) where p >= 0")), "split-kv")
+
+
+def test_split_kv_refuses_other_recurrences():
+    with pytest.raises(RewriteError, match="explicit recurrence over M"):
+        rewrite(ei.load("linear-attention-causal"), "split-kv")        # a recurrence over keys, not tiles
+    with pytest.raises(RewriteError, match=r"KV: the factor DC\[h\] rescaling KV is not exp\(a - b\)"):
+        rewrite(ei.load("lightning-attention"), "split-kv")
 
 
 NAMED_MASK = """
