@@ -478,10 +478,9 @@ def _map_spatial(args) -> int:
     from .spatial_map import map_spatial, render_spatial_map, spatial_json
     if args.out and Path(args.out).exists() and not args.force:
         raise EinError(f"{args.out} exists; pass --force to overwrite it")
-    from .inputs import with_inputs
-    shapes = with_inputs(ei.load(args.design), parse_shapes(args.shape), _inputs(args, ei.load(args.design)))
-    c, hw, found, b = map_spatial(args.design, args.hw, shapes, args.objective, args.search,
-                                  args.seed, args.budget, progress=sys.stderr.isatty())
+    c, hw, found, b = map_spatial(args.design, args.hw, parse_shapes(args.shape), args.objective, args.search,
+                                  args.seed, args.budget, progress=sys.stderr.isatty(),
+                                  inputs=_inputs(args, ei.load(args.design)))
     if args.out:
         Path(args.out).write_text(found.text)
     print(json.dumps(spatial_json(c, hw, found, b), indent=2, default=str) if args.json

@@ -54,7 +54,9 @@ def design_shapes(c: Cascade, shapes: dict) -> DesignShapes:
             src = next((b for a, b in DEFAULTS if a == s and b in shapes), None)
             if src is not None:
                 values[s], assumed[s] = shapes[src], src
-    values.update({k: v for k, v in shapes.items() if k.startswith("density_") and c.has_tensor(k[8:])})
+    from einsum_ir.analysis.density import data_densities
+    named = data_densities(c)          # densities of masks that read tensors (docs/analysis.md)
+    values.update({k: v for k, v in shapes.items() if k.startswith("density_") and (c.has_tensor(k[8:]) or k in named)})
     missing = [s for s in free if s not in values]
     ignored = [k for k in shapes if k not in values]
     return DesignShapes(values, assumed, missing, ignored)

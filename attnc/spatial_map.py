@@ -56,10 +56,16 @@ def bounds(c, hw, env: dict) -> Bounds:
 
 
 def map_spatial(design: str, hw_name: str, shapes: dict, objective: str = "latency", method: str = "fused",
-                seed: int = 0, budget: int | None = None, progress: bool = False):
+                seed: int = 0, budget: int | None = None, progress: bool = False, inputs: dict | None = None):
+    """The spatial mapper's best mapping of `design` on `hw_name`; `inputs`:
+    tensor values that give extents and the exact densities of masks that
+    read tensors (attnc.inputs.with_inputs)."""
     from hw_models import load_spatial
     from mappers.spatial_search import search
+
+    from .inputs import with_inputs
     c = ei.load(design)
+    shapes = with_inputs(c, shapes, inputs)
     hw = load_spatial(hw_name)
     found = search(c, hw, shapes, objective, method, seed, budget, progress)
     return c, hw, found, bounds(c, hw, found.report.shapes)

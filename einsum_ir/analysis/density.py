@@ -54,7 +54,7 @@ class Density:
         from ..printer import format_expr
         data = " and ".join(format_expr(x) for x in self.data)
         among = f" among those with {' and '.join(format_expr(x) for x in self.given)}" if self.given else ""
-        return f"fraction of the ({', '.join(self.vars)}) points{among} that `{data}` keeps"
+        return f"fraction of the existing ({', '.join(self.vars)}) points{among} that `{data}` keeps"
 
 
 def conjuncts(pred) -> list:

@@ -51,7 +51,7 @@ def test_analyze_with_inputs_counts_the_mask_exactly(capsys, doc_design):
 def test_analyze_without_inputs_names_the_density(capsys, doc_design):
     path, _, _ = doc_design
     code, out, _ = run(capsys, "analyze", path)
-    assert code == 0 and "density_vis" in out and "fraction of the (b, m, p) points among those with m <= p" in out
+    assert code == 0 and "density_vis" in out and "fraction of the existing (b, m, p) points among those with m <= p" in out
     code, out, _ = run(capsys, "analyze", path, "--shape", "B=1", "H=1", "P=64", "E=4", "F=4", "density_vis=0.5")
     assert code == 0
 
@@ -131,3 +131,49 @@ def test_every_mask_of_the_corpus_is_analysed_with_and_without_values():
         assert attnc.analyze(c).densities
         shapes = dict(B=1, P=16, H=1, E=2, F=2) | ({"W": 2} if name == "global-tokens" else {})
         assert attnc.analyze(c, inputs=needed(c, values(name, 1, 16, 0)), shapes=shapes).at()["flops"] > 0
+
+
+DECODE = """empty rows = 0
+rank B, H, M, E, F
+input Q[B, H, E]: f32
+input K[B, H, E, M]: f32
+input V[B, H, F, M]: f32
+input LEN[B]: i32
+mask cached = m < LEN[b]
+QK[b, h, m] = Q[b, h, e] * K[b, h, e, m] where cached
+GM[b, h] = max[m] QK[b, h, m] where cached
+SN[b, h, m] = exp(QK[b, h, m] - GM[b, h]) where cached
+SD[b, h] = SN[b, h, m] where cached
+SNV[b, h, f] = SN[b, h, m] * V[b, h, f, m] where cached
+AV[b, h, f] = SNV[b, h, f] / SD[b, h]
+"""
+
+
+def test_decode_with_per_sequence_cache_lengths():
+    """Decode (one query row) over a batch whose sequences have their own
+    cache lengths: the key tiles past each length are skipped with the
+    values, counted as visited without them; both models count the kept keys."""
+    c = ei.parse(DECODE)
+    lengths = np.array([5, 200, 77], np.int32)
+    shapes = dict(B=3, H=4, M=256, E=64, F=64)
+    exact = map_design(c, "h100", shapes, top=1, inputs={"LEN": lengths})
+    bound = map_design(c, "h100", shapes, top=1)
+    kt = -(-256 // exact.best[0].mapping.block_n)
+    visited = sum(-(-int(n) // exact.best[0].mapping.block_n) for n in lengths) * 4
+    parts = exact.best[0].parts
+    assert parts["tiles_full"] + parts["tiles_partial"] == visited
+    assert parts["tiles_skipped"] == 3 * 4 * kt - visited
+    assert bound.best[0].parts["tiles_skipped"] == 0 and any("LEN" in x for x in bound.unfused.notes)
+    assert exact.unfused.flops == pytest.approx(2.0 * 128 * 4 * lengths.sum())
+    a = attnc.analyze(c, inputs={"LEN": lengths}, shapes=dict(H=4, M=256, E=64, F=64)).at()
+    assert a["points"]["SD"] == 4 * lengths.sum() and a["points"]["QK"] == 4 * 64 * lengths.sum()
+
+
+def test_compare_takes_a_masks_density(capsys, tmp_path):
+    path = tmp_path / "k_prefix.ein"
+    path.write_text(str(design("prefix-lm")))
+    code, out, _ = run(capsys, "compare", path, "attention-3pass", "--shape", "B=1", "H=2", "P=64", "M=64", "E=8",
+                       "F=8", "density_vis=0.75", "--json")
+    assert code == 0
+    code, _, err = run(capsys, "compare", path, "--shape", "B=1", "H=2", "P=64", "E=8", "F=8")
+    assert code == 2 and "density_vis" in err
