@@ -26,7 +26,7 @@ from einsum_ir.errors import EinError
 from .reproduce import BATCH, MODELS
 
 KEY = ("design", "hw", "workload", "length", "objective", "array", "buffer_bytes", "bandwidth_gib_s", "mapping")
-RESULT = ("status", "latency_cycles", "latency_s", "energy_pj", "buffer_used_bytes", "k0", "q0", "q1",
+RESULT = ("status", "latency_cycles", "latency_s", "dram_cycles", "energy_pj", "buffer_used_bytes", "k0", "q0", "q1",
           "evaluated", "error")
 TIMING = ("search_s",)          # varies from run to run; everything else is determined by the point
 FIELDS = KEY + RESULT + TIMING
@@ -124,33 +124,39 @@ def grid(designs, hws, lengths, workloads=tuple(MODELS), objectives=("latency",)
 
 
 def load_spec(path: str) -> tuple[list[Point], Options]:
-    """A sweep SPEC.yaml: designs, hw, lengths, workloads, objectives, arrays,
-    buffers, bandwidths (lists or one value), mapping, search, budget, seed."""
+    """A sweep SPEC.yaml: designs, hw, lengths (required), workloads,
+    objectives, arrays, buffers, bandwidths (lists or one value), mapping,
+    search, budget, seed, shape; errors at the file's line and column."""
     from hw_models.schema import load_file
-    top = load_file(Path(path)).value
-    if not isinstance(top, dict):
-        raise SweepError(f"{path}: a sweep spec is a mapping of keys (designs, hw, lengths, ...)")
-    known = {"designs", "hw", "lengths", "workloads", "objectives", "arrays", "buffers", "bandwidths",
-             "mapping", "search", "budget", "seed", "shape"}
-    extra = set(top) - known
-    if extra:
-        raise SweepError(f"{path}: unknown key(s) {', '.join(sorted(map(str, extra)))}; expected "
-                         f"{', '.join(sorted(known))}")
-    for need in ("designs", "hw", "lengths"):
-        if need not in top:
-            raise SweepError(f"{path}: missing key {need!r}")
+    top = load_file(Path(path)).mapping(
+        required=("designs", "hw", "lengths"),
+        optional=("workloads", "objectives", "arrays", "buffers", "bandwidths", "mapping", "search", "budget",
+                  "seed", "shape"))
+    spec = {k: _plain(v) for k, v in top.items()}
 
     def lst(k, default):
-        v = top.get(k, default)
+        v = spec.get(k, default)
         return [str(x) for x in (v if isinstance(v, list) else [v])]
 
     lengths = parse_lengths(",".join(lst("lengths", [])))
     points = grid(lst("designs", []), lst("hw", []), lengths, lst("workloads", list(MODELS)),
                   lst("objectives", ["latency"]), [parse_size(x, f"{path}: arrays") for x in lst("arrays", [])] or [0],
                   [parse_size(x, f"{path}: buffers") for x in lst("buffers", [])] or [0],
-                  [float(x) for x in lst("bandwidths", [])] or [0.0], str(top.get("mapping", "") or ""))
-    shapes = tuple(sorted((str(k), v) for k, v in (top.get("shape") or {}).items()))
-    return points, Options(str(top.get("search", "fused")), top.get("budget"), int(top.get("seed", 0)), shapes)
+                  [float(x) for x in lst("bandwidths", [])] or [0.0], str(spec.get("mapping") or ""))
+    shapes = tuple(sorted((str(k), v) for k, v in (spec.get("shape") or {}).items()))
+    budget = spec.get("budget")
+    return points, Options(str(spec.get("search", "fused")), int(budget) if budget else None,
+                           int(spec.get("seed", 0)), shapes)
+
+
+def _plain(node):
+    """A YAML node as plain Python values."""
+    v = getattr(node, "value", node)
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
 
 
 # ------------------------------------------------------------------ one point
@@ -217,6 +223,7 @@ def run_point(p: Point, opts: Options = Options()) -> dict:
         row.update(status="refused", error=e.message.replace("\n", " "))
     else:
         row.update(status="ok", latency_cycles=repr(float(rep.latency_cycles)), latency_s=repr(float(rep.latency_s)),
+                   dram_cycles=repr(float(rep.dram_cycles)),
                    energy_pj=repr(float(rep.total_energy())), buffer_used_bytes=repr(float(rep.buffer_bytes)),
                    k0=k[0], q0=k[1], q1=k[2], evaluated=evaluated)
     row["search_s"] = f"{time.perf_counter() - t0:.3f}"
@@ -251,8 +258,9 @@ def _write(out: Path, rows: list[dict]) -> None:
 
 
 def _batches(points: list[Point], workers: int) -> list[tuple]:
-    """Points grouped so that each worker gets several tasks (cheap points pay the dispatch once per group)."""
-    size = max(1, min(32, len(points) // max(1, 4 * workers)))
+    """Points grouped so that each worker still gets 16 tasks or more (cheap
+    points pay the dispatch once per group; a long sweep writes its rows often)."""
+    size = max(1, min(32, len(points) // max(1, 16 * workers)))
     return [tuple(points[i:i + size]) for i in range(0, len(points), size)]
 
 

@@ -98,3 +98,28 @@ def test_a_csv_of_other_columns_is_refused(tmp_path):
     out.write_text("a,b\n1,2\n")
     with pytest.raises(SweepError, match="not a sweep's"):
         run(grid(["attention-1pass"], ["fusemax"], (1024,), ("BERT",), mapping="fusemax-binding"), out)
+
+
+def test_a_spec_file_through_the_command_line(tmp_path, capsys):
+    from attnc.cli import main
+    spec = tmp_path / "s.yaml"
+    spec.write_text("designs: [attention-1pass]\nhw: fusemax\nlengths: [1K, 4K]\nworkloads: [T5]\n"
+                    "buffers: [4M, 16M]\nmapping: fusemax-binding\n")
+    out = tmp_path / "s.csv"
+    assert main(["sweep", str(spec), "--out", str(out)]) == 0
+    rows = _rows(out)
+    assert [(r["length"], r["buffer_bytes"]) for r in rows] == [("1024", str(4 << 20)), ("4096", str(4 << 20)),
+                                                                 ("1024", str(16 << 20)), ("4096", str(16 << 20))]
+    assert "4 points: 4 run" in capsys.readouterr().out
+    assert main(["sweep", str(spec), "--out", str(out)]) == 0
+    assert "0 run, 4 already in" in capsys.readouterr().out
+
+
+def test_a_spec_with_an_unknown_key_is_refused_at_its_line(tmp_path):
+    from attnc.sweep import load_spec
+    from hw_models.schema import HardwareError
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("designs: [attention-1pass]\nhw: fusemax\nlengths: 1K\narray: [16]\n")
+    with pytest.raises(HardwareError, match="unknown key 'array'.*did you mean 'arrays'") as e:
+        load_spec(str(spec))
+    assert e.value.line == 4
