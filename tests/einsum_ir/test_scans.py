@@ -5,7 +5,6 @@ pass analysis against the point-by-point traversal, the kernel generators
 (a scan inside a chunk as tl.cumsum, a scan before the fused kernel, and
 the refusals with their reasons), the RTL generator's refusal and the GPU
 and spatial models' charges."""
-import itertools
 
 import numpy as np
 import pytest
