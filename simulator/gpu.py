@@ -787,6 +787,8 @@ def step_work(program, s, loop: str | None) -> tuple[float, Counter]:
         add(p, n, select=True)
     if s.how in ("reduce", "cumsum"):
         ops[REDUCE_RULES[e.reduce].kind] += n
+    if s.how == "scan":         # tl.cumsum (tl.cumprod) along the chunk axis: one add (multiply) per element
+        ops[e.scan.kind] += n
     if s.role == "accumulate":
         ops[REDUCE_RULES[e.reduce].kind] += _tile(program, s.axes)
     return 0.0, ops

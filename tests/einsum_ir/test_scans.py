@@ -232,3 +232,22 @@ def test_scans_the_kernels_do_not_generate_are_refused_with_the_reason():
         "GT[b, h, e, m1] = LA[b, h, e, m1 * M0 + m0]", "GT[b, h, e, m1] = cumsum[m1] LA[b, h, e, m1 * M0 + m0]"))
     with pytest.raises(ChunkedFormError, match="would need a carry from chunk to chunk"):
         recognise(across, env)
+
+
+def test_the_chunked_gpu_model_charges_the_scan_per_element():
+    """The scan step costs one add per element of its tile more than the
+    same step as a plain map (its map and bounds are charged as any step's)."""
+    from dataclasses import replace
+    from einsum_ir.analysis.chunk_program import chunk_program
+    from einsum_ir.analysis.chunked import recognise
+    from einsum_ir.shapes import resolve
+    from simulator.gpu import _tile, step_work
+    c = _gla_scan(", reverse")
+    env = resolve(c, dict(B=1, H=2, M=256, E=64, F=64, M0=64))
+    program = chunk_program(recognise(c, env), env, 64)
+    loop = program.loops[0]
+    (s,) = [s for s in loop.steps if s.how == "scan"]
+    _, ops = step_work(program, s, loop.var)
+    _, plain = step_work(program, replace(s, how="map"), loop.var)
+    assert ops["add"] - plain["add"] == _tile(program, s.axes) == 64 * 64     # E x M0
+    assert ops["log"] == plain["log"] == 64 * 64
