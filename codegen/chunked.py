@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from einsum_ir.analysis.chunk_program import (MAX_REGISTER_AXIS, ChunkLoop, ChunkProgram, Step,  # noqa: F401
                                               chunk_program, factors, in_range, point_masks)
 from einsum_ir.analysis.chunked import ChunkedForm, ChunkedFormError
-from einsum_ir.ir import Access, Einsum, Expr, Idx, Num, Op, Sym, index_vars, rank_of, substitute
+from einsum_ir.ir import Access, Einsum, Expr, Idx, Num, Op, Sym, index_vars, rank_of, substitute, walk
 from mappers.gpu_mapping import GPUMapping
 
 from .names import Identifiers, check_source, comment_text
-from .triton import (_CMP, PRELUDE, _has_gather, _integer, _nonneg, _reads, index_template, number_codes,
+from .triton import (_CMP, PRELUDE, _conjuncts, _has_gather, _integer, _nonneg, _reads, index_template, number_codes,
                      op_template, zero_quotient)
 
 VERSION = "1"
@@ -86,6 +86,7 @@ class ChunkedGenerator:
         self.read = list(program.reads)
         self.extents = frozenset(r.name for r in self.c.ranks)   # symbols known >= 1 (floor // and % bare)
         self.gathers: list = []                    # accesses of the bounds-checked gathered loads
+        self.flagging: set = set()                 # gathered loads whose check is being rendered
 
     # -- emit helpers -----------------------------------------------------------------
     def out(self, line: str = ""):
@@ -352,15 +353,44 @@ class ChunkedGenerator:
         """Where the load's coordinates are in range of their ranks but its
         address (given by data) is not, record the site in `gather_err`: the
         launcher raises (a gather is never clipped)."""
+        if a in self.flagging:
+            return
         live = []
         for v in dict.fromkeys(v for i in a.indices for v in index_vars(i)):
             if v not in self.f.batch and v not in self.loop_vars:
                 code, axes = self.var(v)
                 live.append((f"({code} < {self.sym(rank_of(v))})", axes))
+        self.flagging.add(a)
+        try:
+            live += self._exists_at_load(a)
+        finally:
+            self.flagging.discard(a)
         bad = self.combine(" & ".join(["{}"] * len(live) + ["({} == 0)"]), live + [mask])
         name = self.let(bad[0], "gbad")
-        self.out(f"tl.store(gather_err + {name}.to(tl.int32) * 0, {len(self.gathers) + 1}, mask={name})")
+        self.out(f"tl.store(gather_err + {name}.to(tl.int32) * 0, {len(self.gathers) + 1}, "
+                 f"mask={name}.to(tl.int32) != 0)")
         self.gathers.append(a)
+
+    def _exists_at_load(self, a: Access) -> list[V]:
+        """Where a point reading `a` can exist (as the fused generator's
+        `_exists_at_load`): per reading Einsum, the conjuncts of its predicate
+        this chunk's coordinates decide; [] when some reader has none."""
+        terms = []
+        for e in self.c.einsums:
+            if a not in e.reads():
+                continue
+            conj = []
+            for x in _conjuncts(e.predicate):
+                if a in list(walk(x)):
+                    continue
+                try:
+                    conj.append(self.cond(x))
+                except ChunkedFormError:          # a coordinate this chunk does not hold
+                    continue
+            if not conj:
+                return []
+            terms.append(self.combine(" & ".join(["({} != 0)"] * len(conj)), conj))
+        return [self.combine(" | ".join(["({})"] * len(terms)), terms)] if terms else []
 
     # -- Einsums ------------------------------------------------------------------------
     def masks(self, e: Einsum) -> list[Expr]:

@@ -153,6 +153,7 @@ class Generator:
         self.bools = frozenset(t.name for t in self.c.tensors if t.dtype == "bool")   # loads that are conditions
         self.extents = frozenset(r.name for r in self.c.ranks)   # symbols known >= 1 (floor // and % bare)
         self.gathers: list = []                 # (access, dim) of each bounds-checked gathered load
+        self.flagging: set = set()              # gathered loads whose check is being rendered (no re-entry)
 
     # -- emit helpers ---------------------------------------------------------------
     def out(self, line: str = ""):
@@ -206,15 +207,20 @@ class Generator:
                     continue
                 if isinstance(i, Idx) and i.name in self.loop_vars:
                     continue        # an in-tile reduction's bare coordinate loops over its own rank
-                if any(v not in self.f.batch for v in index_vars(i)):   # batch-only indices are in range
-                    if not isinstance(i, Idx):
+                if any(v not in self.f.batch for v in index_vars(i)) or _reads(i):   # batch-only indices
+                    if not isinstance(i, Idx):                                      # are in range, not data
                         masks.append(f"({code} >= 0)")
                     masks.append(f"({code} < {self.t(a.tensor)}_n{d})")
             if masks and not any(v in self.role and v not in self.loop_vars for x in a.indices for v in index_vars(x)):
                 masks.append(f"({ctx.var(ctx.axes[0])} >= 0)")   # scalar conditions only: give the mask a shape
+            elif masks and any(_reads(i) and not any(v in self.role for v in index_vars(i)) for i in a.indices):
+                masks += [f"({ctx.var(ax)} >= 0)" for ax in ctx.axes]   # a scalar gather (K[b, KVH[h], ..]) in a
+                                                                        # full tile: the mask takes the tile's shape
             ptr = f"{self.t(a.tensor)} + " + " + ".join(offs)
             mask = " & ".join(masks) if masks else None
             self._flag_gather(a, ctx, masks, raw == "int")
+            if mask and any(_reads(i) for i in a.indices):
+                mask = f"(({mask}).to(tl.int32) != 0)"    # the interpreter refuses a scalar-and-tile int1 mask
             if raw == "int":
                 self.out(f"{name} = tl.load({ptr}" + (f", mask={mask}, other=0" if mask else "") + ").to(tl.int32)")
             elif t is not None and t.dtype == "bool":
@@ -231,17 +237,43 @@ class Generator:
         the address is out of the tensor, the masked load would read 0, so
         the kernel records the site in `gather_err` and the launcher raises
         (never a silently clipped gather)."""
-        if not masks or not (of_index or any(_reads(i) for i in a.indices)):
+        if not masks or not (of_index or any(_reads(i) for i in a.indices)) or a in self.flagging:
             return
         live = []
         for v in dict.fromkeys(v for i in a.indices for v in index_vars(i)):
             role = self.role.get(v)
             if role in ctx.axes and v not in self.loop_vars:
                 live.append(f"({ctx.var(role)} < {self.sym(rank_of(v))})")
+        self.flagging.add(a)
+        try:
+            exists = self._exists_at_load(a, ctx)
+        finally:
+            self.flagging.discard(a)
+        live += [exists] if exists else []
         bad = f"gbad{len(self.gathers)}"
         self.out(f"{bad} = " + " & ".join(live + [f"(({' & '.join(masks)}) == 0)"]))
-        self.out(f"tl.store(gather_err + {bad}.to(tl.int32) * 0, {len(self.gathers) + 1}, mask={bad})")
+        self.out(f"tl.store(gather_err + {bad}.to(tl.int32) * 0, {len(self.gathers) + 1}, "
+                 f"mask={bad}.to(tl.int32) != 0)")     # the interpreter refuses a mask of a scalar-and-tile int1
         self.gathers.append((a, None))
+
+    def _exists_at_load(self, a: Access, ctx: _Ctx) -> str | None:
+        """Where a point reading `a` can exist, by the conditions the load's
+        coordinates decide: for each Einsum reading `a`, the conjuncts of its
+        predicate over this tile's axes and batch coordinates (`m < LEN[b]`
+        for a paged cache whose unused pages are -1); None when some reader
+        has no such condition. Other conditions are not applied (the check is
+        then stricter than the executor's, never looser)."""
+        terms = []
+        for e in self.c.einsums:
+            if a not in e.reads():
+                continue
+            conj = [x for x in _conjuncts(e.predicate) if a not in list(walk(x)) and all(
+                v in self.f.batch or (self.role.get(v) in ctx.axes and v not in self.loop_vars)
+                for v in index_vars(x))]
+            if not conj:
+                return None
+            terms.append(" & ".join(f"({self.cond(x, ctx)} != 0)" for x in conj))
+        return "(" + " | ".join(f"({t})" for t in terms) + ")" if terms else None
 
     def _offset(self, tensor: str, code: str, d: int) -> str:
         """One dimension's term of an address: 64-bit where the tensor can
@@ -474,8 +506,9 @@ class Generator:
                 ident = {"max": 'float("-inf")', "min": 'float("inf")', "sum": "0.0"}[r.kind]
                 self.out(f"{self.r(r.name)} = tl.full((BLOCK_M,), {ident}, dtype=tl.float32)")
             self.values[r.name] = (self.r(r.name), ("p", "f") if r.kind == "value" else ("p",))
-        for g in gs:        # the running normaliser: -inf until a row sees a key
-            self.out(f"{self.ident('gs', g)} = tl.full((BLOCK_M,), float(\"-inf\"), dtype=tl.float32)")
+        for g in gs:        # the normaliser the sums are relative to (0 for -inf), and its raw running value
+            self.out(f"{self.ident('gs', g)} = tl.zeros((BLOCK_M,), dtype=tl.float32)")
+            self.out(f"{self.ident('gr', g)} = tl.full((BLOCK_M,), float(\"-inf\"), dtype=tl.float32)")
         self.out(f"bt_off = {self._batch_linear()} * bt{k}_bs + pid_m * bt{k}_ks")
         self.out(f"cnt_off = {self._batch_linear()} * (bt{k}_bs // bt{k}_ks) + pid_m")
         for partial in (False, True):
@@ -541,16 +574,18 @@ class Generator:
                 self._row(e)
             chained += n.chain
             gcode = self.values[g][0]
-            # alpha rescales what was summed under the previous value: exp2(-inf) = 0 while that was -inf
-            # (nothing summed), never -inf - -inf = NaN nor an overflow to inf times the empty sums; the
-            # exponents use the value itself, as the reference does (exp(-inf - -inf) is NaN there too)
+            # the sums are relative to g_new, 0 while G is still -inf (a -inf score then adds exp(-inf) = 0,
+            # not exp(-inf - -inf) = NaN: G's final value may be finite); alpha rescales what was summed
+            # under the previous G, from its raw value: exp2(-inf) = 0 while that was -inf (nothing summed),
+            # never an overflow exp(0 - G) = inf times the empty sums
             self.out(f"g_new = tl.where({gcode} == float(\"-inf\"), 0.0, {gcode})")
-            g_run, g_log2 = self.ident("gs", g), self.ident("gl", g)
-            self.out(f"alpha = tl.exp2(({g_run} - g_new) * LOG2E)")
+            g_safe, g_raw, g_log2 = self.ident("gs", g), self.ident("gr", g), self.ident("gl", g)
+            self.out(f"alpha = tl.exp2(({g_raw} - g_new) * LOG2E)")
             for r in n.rescaled:
                 self.out(f"{self.r(r.name)} = {self.r(r.name)} * alpha" + ("[:, None]" if r.kind == "value" else ""))
-            self.out(f"{g_run} = {gcode}")
-            self.out(f"{g_log2} = {g_run} * LOG2E")
+            self.out(f"{g_safe} = g_new")
+            self.out(f"{g_raw} = {gcode}")
+            self.out(f"{g_log2} = {g_safe} * LOG2E")
         for e in chained:
             self.values.pop(e.name, None)
         for n in pp.normalise:
@@ -664,7 +699,7 @@ class Generator:
         self.out("base = part_ptr + (prog * SPLITS + pid_s) * part_ts")
         off = 0
         for name, kind in partials:
-            src = self.ident("gs", name[1]) if isinstance(name, tuple) else self.r(name)
+            src = self.ident("gr", name[1]) if isinstance(name, tuple) else self.r(name)   # raw: -inf if none
             if kind == "row":
                 self.out(f"tl.store(base + {off} + tl.arange(0, BLOCK_M), {src})")
                 off_inc = "BLOCK_M"
@@ -868,6 +903,15 @@ def _positive(e: Expr, ranks=frozenset()) -> bool:
 
 def _reads(e: Expr) -> bool:
     return any(isinstance(n, Access) for n in walk(e))
+
+
+def _conjuncts(p) -> list:
+    """The terms of a predicate's top-level `and` (none for no predicate)."""
+    if p is None:
+        return []
+    if isinstance(p, Op) and p.name == "and":
+        return _conjuncts(p.args[0]) + _conjuncts(p.args[1])
+    return [p]
 
 
 def _has_gather(c) -> bool:
