@@ -189,8 +189,10 @@ class _Evaluator:
         bad = live & ~(np.isfinite(v) & (np.floor(v) == v))
         if np.any(bad):
             at = np.argwhere(bad)[0]
-            self.fail(f"the gathered index {g} = {float(v[tuple(at)])!r} in Einsum {einsum.name} is not a whole number, at "
-                      f"{_point_text(space, live.shape, at)} (an index tensor holds integers)", g, einsum)
+            self.fail(f"the gathered index {g} = {float(v[tuple(at)])!r} in Einsum {einsum.name} is not a whole "
+                      f"number, at {_point_text(space, live.shape, at)} (an index tensor holds integers; "
+                      "random_inputs draws whole numbers for an input declared with a domain, e.g. "
+                      f"`input {g.tensor}[...]: i32 in [0, 7]`)", g, einsum)
         return np.where(live, v, 0).astype(np.int64)
 
     def out_of_bounds(self, a: Access, pos: int, k, domain, space: _Space, einsum: Einsum):
