@@ -251,3 +251,17 @@ def test_the_chunked_gpu_model_charges_the_scan_per_element():
     _, plain = step_work(program, replace(s, how="map"), loop.var)
     assert ops["add"] - plain["add"] == _tile(program, s.axes) == 64 * 64     # E x M0
     assert ops["log"] == plain["log"] == 64 * 64
+
+
+def test_words_that_begin_like_a_reduction_or_a_scan_are_index_variables():
+    """`minute`, `summary`, `cumsums` are index variables (the reduction
+    keywords match whole words only; cumsum and cumprod are not reserved)."""
+    c = parse("rank MINUTE, SUMMARY, CUMSUM\ninput X[MINUTE, SUMMARY]: f32\n"
+              "Y[summary] = max[minute] X[minute, summary] + max(X[0, summary], 1)\n"
+              "Z[cumsum, summary] = cumsum[cumsum] Y[summary] * cumsum\n")
+    assert parse(str(c)) == c
+    X = np.arange(6.0).reshape(2, 3)
+    out = execute(c, {"X": X}, {"CUMSUM": 4}, keep="all")
+    y = X.max(0) + np.maximum(X[0], 1)
+    np.testing.assert_allclose(out["Y"], y)
+    np.testing.assert_allclose(out["Z"], np.cumsum(np.arange(4.0))[:, None] * y[None, :])
