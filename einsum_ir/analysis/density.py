@@ -31,7 +31,7 @@ import numpy as np
 import sympy
 
 from ..ir import Access, Cascade, Einsum, Op, index_vars, rank_of, walk
-from ..sym import predicate_to_sympy
+from ..sym import predicate_to_sympy, shape_symbol
 
 
 @dataclass(frozen=True)
@@ -226,30 +226,31 @@ def density_values(c: Cascade, env: dict, inputs: dict) -> dict[str, Fraction]:
 
 
 def _count_density(c: Cascade, d: Density, env: dict, arrays: dict) -> Fraction:
-    """kept / base over d's box, in chunks of the box's first variable."""
+    """kept / base over d's box: the kept points evaluated on the tensors'
+    values (vectorised, in chunks of the box's longest variable), the base
+    by the same symbolic count (Kept) the formulas multiply the density by,
+    so that their product is the kept count exactly."""
     from ..execute import _Evaluator, _Space
+    from .evaluate import evaluate
+    from .points import _count, _partition_conditions
     e = next(x for x in c.einsums if x.name == d.einsums[0])
     ev = _Evaluator(c, env, {k: v if v.dtype == bool else v.astype(np.float64) for k, v in arrays.items()},
                     np.dtype("float64"))
-    ns = [int(env[rank_of(v)]) for v in d.vars]
+    ns = {v: int(env[rank_of(v)]) for v in d.vars}
+    extent = {v: shape_symbol(rank_of(v)) for v in d.vars}
+    base = int(evaluate(_count(list(d.vars), extent, index_sympy(list(d.given)), [],
+                               _partition_conditions(c, list(d.vars))), env))
     with_data = replace(e, predicate=_and(list(d.given) + list(d.data)))
-    only_index = replace(e, predicate=_and(d.given))
-    per_row = max(1, int(np.prod(ns[1:])))
-    step = max(1, _CHUNK // per_row)
-    kept = base = 0
-    for lo in range(0, ns[0], step):
-        ranges = {v: (0, n) for v, n in zip(d.vars, ns)}
-        ranges[d.vars[0]] = (lo, min(ns[0], lo + step))
+    longest = max(d.vars, key=lambda v: ns[v])
+    step = max(1, _CHUNK // max(1, int(np.prod([n for v, n in ns.items() if v != longest]))))
+    kept = 0
+    for lo in range(0, ns[longest], step):
+        ranges = {v: (0, n) for v, n in ns.items()}
+        ranges[longest] = (lo, min(ns[longest], lo + step))
         space = _Space(list(d.vars), ranges)
-        full = np.ones(space.shape, bool)
-        kept += int(np.count_nonzero(np.broadcast_to(_mask(ev, with_data, space, full), space.shape)))
-        base += int(np.count_nonzero(np.broadcast_to(_mask(ev, only_index, space, full), space.shape)))
+        m = ev.mask(with_data, space)
+        kept += int(np.prod(space.shape)) if m is None else int(np.count_nonzero(np.broadcast_to(m, space.shape)))
     return Fraction(kept, base) if base else Fraction(0)
-
-
-def _mask(ev, e: Einsum, space, full):
-    m = ev.mask(e, space)
-    return full if m is None else m
 
 
 __all__ = ["Density", "data_densities", "density_of", "density_values", "digest", "mask_arrays"]
