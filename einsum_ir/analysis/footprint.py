@@ -32,7 +32,7 @@ from math import prod
 import sympy
 
 from ..errors import EinError
-from ..ir import Cascade, Num, index_vars
+from ..ir import Access, Cascade, Num, index_vars, walk
 from ..ops import DTYPE_BYTES
 from ..sym import shape_symbol
 from ..graph import schedule
@@ -67,6 +67,32 @@ def _step_slice(t, fam, full):
     if fam.kind[pos] == ROOT:
         step = shape_symbol(fam.tile)
     return full / extent * step, pos in t.iterative
+
+
+def _gathered_slice(c: Cascade, t, fam, full):
+    """Elements of one step of R of an input read only through gathers by
+    R's variables (`KC[h, e, PAGE[b, m / PS] * PS + m % PS]`): per gathered
+    slot, as many elements as the other variables of its index take (B
+    slots for one m, one per sequence), not the whole slot rank; None if t
+    is read otherwise too."""
+    if t.role != "input":
+        return None
+    slots: dict[str, sympy.Expr] = {}
+    for e in c.einsums:
+        for a in e.reads():
+            if a.tensor != t.name:
+                continue
+            for r, i in zip(t.ranks, a.indices):
+                vs = index_vars(i)
+                if not any(isinstance(n, Access) for n in walk(i)) or not any(fam.var_kind(v) for v in vs):
+                    if any(fam.var_kind(v) for v in vs):
+                        return None
+                    continue
+                others = prod((shape_symbol(v.upper()) for v in vs if not fam.var_kind(v)), start=sympy.Integer(1))
+                slots[r] = sympy.Max(slots.get(r, sympy.Integer(0)), sympy.Min(others, shape_symbol(r)))
+    if not slots:
+        return None
+    return full * prod((n / shape_symbol(r) for r, n in slots.items()), start=sympy.Integer(1))
 
 
 def _as_late_as_possible(c, pr, order, parts, part_vars, fam) -> dict[int, int]:
@@ -162,6 +188,8 @@ def footprint(c: Cascade, rank: str) -> Footprint:
                     for ph in {p[0] for p in pts if p[0] % 2 == 1}:
                         s = span_of_phase(ph)
                         lo, hi = min(lo, s[0]), max(hi, s[1])
+        elif (gathered := _gathered_slice(c, t, fam, full)) is not None:
+            elems = gathered      # read one step at a time through its gathers, like a streamed input
         else:
             elems = stored
             # used inside a pass: needed at every step of that pass

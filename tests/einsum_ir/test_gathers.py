@@ -249,3 +249,15 @@ def test_spatial_model_refuses_a_gather():
     with pytest.raises(HardwareError, match=r"through the gather PAGE\[b, m / PS\]"):
         refuse_gathers(parse(PAGED))
     refuse_gathers(_contiguous_paged())           # no gather: nothing to refuse
+
+
+def test_footprint_holds_one_gathered_row_per_step_not_the_pool():
+    """A pool read through its page table is live one step at a time, as the
+    contiguous K is: per key m one slot per sequence (B rows of E), never the
+    whole pool of S slots; the page table itself is the only addition."""
+    from einsum_ir.analysis import footprint
+    shapes = dict(B=4, H=8, M=1024, P=16, E=64, F=64, S=8192, NB=64, PS=16, density_live=0.5)
+    paged, paged_live = footprint(parse(PAGED), "M").at(shapes)
+    plain, plain_live = footprint(_contiguous_paged(), "M").at(shapes)
+    assert set(paged_live) - set(plain_live) == {"PAGE"}
+    assert paged - plain == 4 * shapes["B"] * shapes["NB"]          # the i32 page table
