@@ -202,13 +202,17 @@ _CHUNK = 1 << 22
 def density_values(c: Cascade, env: dict, inputs: dict) -> dict[str, Fraction]:
     """Each density of `c` counted exactly from the tensors in `inputs` at
     the extents `env`: kept points over points the index-only conditions
-    keep (0 where those keep none). Cached by the tensors' hash."""
+    keep (0 where those keep none). A mask that reads a computed tensor
+    (not an input) is left out: its density stays a symbol to be given.
+    Cached by the tensors' hash."""
     dens = data_densities(c)
     if not dens:
         return {}
     arrays = mask_arrays(c, inputs)
-    missing = sorted({n.tensor for d in dens.values() for x in d.data for n in walk(x)
-                      if isinstance(n, Access)} - arrays.keys())
+    inputs_of = {t.name for t in c.inputs}
+    reads = {name: {n.tensor for x in d.data for n in walk(x) if isinstance(n, Access)} for name, d in dens.items()}
+    dens = {k: d for k, d in dens.items() if reads[k] <= inputs_of}     # a mask on computed values stays a symbol
+    missing = sorted(set().union(set(), *[reads[k] for k in dens]) - arrays.keys())
     if missing:
         from ..errors import ShapeError
         raise ShapeError(f"the masks of {c.name} read {', '.join(missing)}: give "

@@ -235,3 +235,21 @@ def test_symbols_are_sympy_positive_so_they_cancel_with_legacy_densities():
     c = design("document")
     (name, d), = data_densities(c).items()
     assert d.symbol == sympy.Symbol(name, positive=True)
+
+
+def test_a_mask_on_computed_values_keeps_its_symbol_when_inputs_are_given():
+    c = ei.parse("""rank M, P
+input S[M, P]: f32
+input DQ[P]: i32
+input DK[M]: i32
+T[m, p] = S[m, p] * 2
+Y[p] = S[m, p] where T[m, p] > 0 and DQ[p] == DK[m]
+Z[p] = S[m, p] where DQ[p] == DK[m]
+""")
+    dq, dk = np.array([0, 0, 1, 1], np.int32), np.array([0, 1, 1], np.int32)
+    a = analyze(c, inputs={"DQ": dq, "DK": dk})
+    assert set(a.densities) == {"density_T_DQ_DK", "density_DQ_DK"}
+    assert a.measured["densities"] == {"density_DQ_DK": Fraction(int((dq[:, None] == dk[None, :]).sum()), 12)}
+    with pytest.raises(ei.ShapeError, match="density_T_DQ_DK"):
+        a.at()
+    assert a.at({"density_T_DQ_DK": 0.5})["points"]["Y"] == 6
