@@ -64,7 +64,7 @@ def assemble(statements, name: str = "cascade", doc: str = "", source: str | Non
     for s in statements:
         if isinstance(s, RankStmt):
             r = s.rank
-            add_rank(replace(r, definition=None if r.definition is None else normalise_index(r.definition)))
+            add_rank(r)      # `/` in a rank's definition stays exact division (checked by shapes.resolve)
         elif isinstance(s, PartitionStmt):
             if s.parent not in ranks:
                 add_rank(Rank(s.parent, loc=s.loc))

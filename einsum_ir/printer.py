@@ -131,7 +131,7 @@ def format_ranks(ranks: tuple[Rank, ...]) -> list[str]:
             continue
         flush()
         if r.definition is not None:
-            lines.append(f"rank {r.name} = {format_expr(r.definition, True)}")
+            lines.append(f"rank {r.name} = {format_expr(r.definition)}")   # `/` exact, `//` floor
         elif r.part == "outer":
             inner = next(x.name for x in ranks if x.parent == r.parent and x.part == "inner")
             lines.append(f"partition {r.parent} -> {r.name}, {inner}")

@@ -124,7 +124,7 @@ def small_shapes(c: Cascade) -> dict:
     derived = {r.name for r in c.ranks if r.definition is not None or r.part == "outer"}
     env = {s: 3 for s in symbols_used(c) if s not in derived}
     outers = {r.name for r in c.ranks if r.part == "outer"}
-    grouped = {}      # tiles grouped into chunks (rank MS = (M1 + MT - 1) / MT): 4 tiles of 2, 2 a chunk
+    grouped = {}      # tiles grouped into chunks (rank MS = (M1 + MT - 1) // MT): 4 tiles of 2, 2 a chunk
     for r in c.ranks:
         names = [n.name for n in walk(r.definition) if isinstance(n, Sym)] if r.definition is not None else []
         if any(n in outers for n in names):

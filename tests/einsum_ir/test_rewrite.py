@@ -290,7 +290,7 @@ def test_split_kv_of_attention_1pass_runs_its_recurrence_per_chunk():
     c = ei.load("attention-1pass")
     r = rewrite(c, "split-kv", verify=False)
     text = r.text
-    assert "rank MS = (M1 + MT - 1) / MT" in text and "max[ms] RM[b, h, ms, MT, p]" in text
+    assert "rank MS = (M1 + MT - 1) // MT" in text and "max[ms] RM[b, h, ms, MT, p]" in text
     for shapes in (dict(B=1, H=2, M=11, P=3, E=2, F=2, M0=2, MT=2),      # 6 tiles (the last partial), 3 chunks
                    dict(B=1, H=2, M=9, P=3, E=2, F=2, M0=2, MT=2)):      # 5 tiles: the last chunk ends past the keys
         same_outputs(c, r.cascade, shapes)
