@@ -18,7 +18,7 @@ from mappers.gpu_mapping import GPUMapping
 from simulator.gpu import predict_fused
 from tests.einsum_ir.test_data_masks import design, kept, needed, tile_classes, values
 
-MAPPING = GPUMapping(16, 16, dtype="f32")
+MAPPING = GPUMapping(32, 32, dtype="f32")
 
 
 def run(c, shapes, arrays, seed=0, kernel=None):
