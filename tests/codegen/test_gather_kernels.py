@@ -30,7 +30,7 @@ def _torch(x):
 def test_paged_kv_kernel_matches_numpy(splits):
     """Pages in a random order, M not a multiple of the page or the key tile,
     -1 entries past each sequence's length (never read: the mask removes them)."""
-    c, shapes, x = _paged_inputs(0, lengths=(29, 13), ps=8, pool=10, E=16, F=16)
+    c, shapes, x = _paged_inputs(0, lengths=(21, 6), ps=8, pool=6, H=1, P=2, E=16, F=16)
     out = FusedKernel(c, GPUMapping(16, 16, splits=splits, dtype="f32"), shapes)(**_torch(x))
     assert np.allclose(out.double().numpy(), _numpy_paged(x, shapes), atol=2e-5)
 
@@ -45,7 +45,7 @@ def test_document_mask_kernel_matches_numpy():
 
 def test_the_kernel_flags_an_out_of_range_page(monkeypatch):
     """The kernel's own check, without the executor that names the point."""
-    c, shapes, x = _paged_inputs(2, lengths=(29, 13), ps=8, pool=10, E=16, F=16)
+    c, shapes, x = _paged_inputs(2, lengths=(21, 13), ps=8, pool=6, H=1, P=2, E=16, F=16)
     kernel = FusedKernel(c, MAPPING, shapes)
     x["PAGE"][0, 1] = shapes["S"] // shapes["PS"] + 3              # a live page past the pool
 
@@ -58,7 +58,7 @@ def test_the_kernel_flags_an_out_of_range_page(monkeypatch):
 
 
 def test_an_out_of_range_page_is_located_by_the_executor():
-    c, shapes, x = _paged_inputs(2, lengths=(29, 13), ps=8, pool=10, E=16, F=16)
+    c, shapes, x = _paged_inputs(2, lengths=(21, 13), ps=8, pool=6, H=1, P=2, E=16, F=16)
     x["PAGE"][1, 1] = -2                                            # sequence 1 has 13 keys: page 1 is live
     with pytest.raises(ExecutionError, match=r"below 0, at b=1, h=0, m=8"):
         FusedKernel(c, MAPPING, shapes)(**_torch(x))
@@ -101,7 +101,7 @@ def _numpy_heads(x, linear):
 @pytest.mark.parametrize("linear", [False, True])
 def test_head_table_gather_in_fused_and_chunked_kernels(linear):
     c = parse(LINEAR if linear else SOFTMAX)
-    shapes = dict(B=2, H=3, KH=2, M=21, P=19, E=16, F=16)
+    shapes = dict(B=1, H=3, KH=2, M=21, P=19 if linear else 9, E=16, F=16)   # chunked: sequences past E, F
     x = random_inputs(c, shapes, seed=4)
     x["Q"], x["K"] = x["Q"] * 0.3, x["K"] * 0.3
     x["KVH"] = np.array([1.0, 0.0, 1.0])
