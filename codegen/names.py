@@ -11,7 +11,7 @@ them all. Generator-internal names never have that form.
 from __future__ import annotations
 
 KINDS = {"t": "tensor", "r": "row value", "v": "tile value", "c": "coordinate", "sym": "symbol",
-         "gs": "normaliser", "gl": "normaliser x log2(e)", "gf": "final normaliser", "st": "state",
+         "gs": "normaliser", "gr": "running normaliser", "gl": "normaliser x log2(e)", "gf": "final normaliser", "st": "state",
          "stn": "next state", "acc": "accumulator"}
 
 

@@ -193,3 +193,30 @@ def test_one_pass_recurrence_in_the_chunked_kernel_follows_the_executor(conv):
     out = ChunkedKernel(c, GPUMapping(16, 16, dtype="f32"), shapes)(
         **{n: torch.tensor(x) for n, x in inp.items()}).double().numpy()
     check(out, ref)
+
+
+def test_scores_of_minus_inf_before_the_first_finite_one():
+    """`max[]` leaves -inf at removed points, and the Einsums after it have no
+    predicate: the first key tiles of every row hold only -inf scores. Their
+    exp(-inf - G) is 0 for the final (finite) G, so the running G, still
+    -inf there, must not make it exp(-inf - -inf) = NaN (found by the
+    soundness benchmark on a first version of the alpha fix)."""
+    c = parse("""
+rank B, H, M, P, E, F
+input Q[B, H, E, P]: f32
+input K[B, H, E, M]: f32
+input V[B, H, F, M]: f32
+QK[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m]
+S[b, h, m, p] = max[] QK[b, h, m, p] where m >= 20
+GM[b, h, p] = max[m] S[b, h, m, p]
+SN[b, h, m, p] = exp(S[b, h, m, p] - GM[b, h, p])
+SD[b, h, p] = SN[b, h, m, p]
+SNV[b, h, f, p] = SN[b, h, m, p] * V[b, h, f, m]
+AV[b, h, f, p] = SNV[b, h, f, p] / SD[b, h, p]
+""", "A_minus_inf.ein")
+    shapes = dict(B=1, H=2, M=40, P=20, E=16, F=8)
+    inp = random_inputs(c, shapes, seed=11, dtype="float32")
+    expect = numpy_softmax(inp, np.broadcast_to(np.arange(40)[:, None] >= 20, (40, 20)), "nan")
+    check(execute(c, inp, shapes)["AV"], expect, 1e-12)
+    for splits in (1, 2):
+        check(run(c, shapes, inp, GPUMapping(16, 16, splits=splits, dtype="f32")), expect)
