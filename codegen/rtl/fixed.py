@@ -82,7 +82,7 @@ class Fmt:
     def wide(self) -> int:
         """Width of every intermediate in the Verilog functions: enough for
         |a| * r of the divide, the widest product."""
-        return 4 * self.width + 8
+        return max(4 * self.width + 8, 40)       # 40: a 32-bit coordinate shifted by frac still fits
 
     # ---------------------------------------------------------------- conversion
     def sat(self, v: int) -> int:
@@ -239,7 +239,7 @@ def verilog_functions(f: Fmt) -> list[str]:
         f"  fx_sat = (v > {X(f.max)}) ? {lit(f.max, W)} : (v < {X(f.min)}) ? {lit(f.min, W)} : v[{W-1}:0];",
         "endfunction",
         f"function signed [{XW-1}:0] fx_x(input signed [{W-1}:0] a);  // sign-extend to XW",
-        "  fx_x = a;",
+        f"  fx_x = {{{{(XW - {W}){{a[{W-1}]}}}}, a}};",
         "endfunction",
         f"function signed [{XW-1}:0] fx_rnd(input signed [{XW-1}:0] v, input integer n);",
         f"  fx_rnd = (v + ({X(1)} <<< (n - 1))) >>> n;",
@@ -268,8 +268,8 @@ def verilog_functions(f: Fmt) -> list[str]:
         f"function signed [{W-1}:0] fx_min(input signed [{W-1}:0] a, input signed [{W-1}:0] b);",
         "  fx_min = (a <= b) ? a : b;",
         "endfunction",
-        f"function signed [{W-1}:0] fx_int(input signed [{XW-1}:0] i);  // an integer coordinate as a value",
-        f"  fx_int = fx_sat(i <<< {F});",
+        f"function signed [{W-1}:0] fx_int(input signed [31:0] i);  // an integer coordinate as a value",
+        f"  fx_int = fx_sat({{{{(XW - 32){{i[31]}}}}, i}} <<< {F});",
         "endfunction",
         f"function signed [{XW-1}:0] fx_exp_reduce(input signed [{W-1}:0] x);  // MAC 1: x * log2(e)",
         f"  fx_exp_reduce = (fx_x(x) * {X(log2e)}) >>> {F};",
@@ -279,11 +279,12 @@ def verilog_functions(f: Fmt) -> list[str]:
         f"  fx_exp_horner = ((p * (t & {X((1 << PF) - 1)})) >>> {PF}) + c;  // MACs 2..6",
         "endfunction",
         f"function signed [{W-1}:0] fx_exp_scale(input signed [{XW-1}:0] p, input signed [{XW-1}:0] t);",
-        f"  reg signed [{XW-1}:0] sh;",
+        f"  reg signed [{XW-1}:0] sh, nsh;",
         "  begin",
         f"    sh = (t >>> {PF}) + {X(F - PF)};",
+        "    nsh = -sh;",
         f"    if (sh >= 0) fx_exp_scale = fx_sat(p <<< ((sh > {W}) ? {W} : sh));",
-        f"    else fx_exp_scale = fx_sat(fx_rnd(p, (-sh > {PF + 2}) ? {PF + 2} : -sh));",
+        f"    else fx_exp_scale = fx_sat(fx_rnd(p, (nsh > {PF + 2}) ? {PF + 2} : nsh[31:0]));",
         "  end",
         "endfunction",
         f"function signed [{W-1}:0] fx_exp(input signed [{W-1}:0] x);  // the six MACs in one expression",

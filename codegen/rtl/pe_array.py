@@ -90,6 +90,21 @@ def pe_verilog(name: str, fmt: Fmt, header: list[str]) -> str:
     return "\n".join(L)
 
 
+def _skew(lanes: str, bits: str, src: str, out: str, label: str) -> list[str]:
+    """Verilog generate block: lane i of `src` (`bits` wide) delayed i edges
+    into `out[i]` (a chain of i registers, reset to 0; none for lane 0)."""
+    return [f"    for (i = 0; i < {lanes}; i = i + 1) begin : {label}",
+            f"      wire [{bits}-1:0] tap [0:i];",
+            f"      assign tap[0] = {src};",
+            "      for (d = 1; d <= i; d = d + 1) begin : dly",
+            f"        reg [{bits}-1:0] q;",
+            f"        always @(posedge clk) q <= rst ? {{({bits}){{1'b0}}}} : tap[d-1];",
+            "        assign tap[d] = q;",
+            "      end",
+            f"      assign {out}[i] = tap[i];",
+            "    end"]
+
+
 def array_verilog(name: str, pe: str, fmt: Fmt, rows: int, cols: int, header: list[str]) -> str:
     W = fmt.width
     L = [f"// {comment_text(h)}" for h in header]
@@ -104,29 +119,21 @@ def array_verilog(name: str, pe: str, fmt: Fmt, rows: int, cols: int, header: li
           ");",
           f"  localparam integer W = {W};",
           "  // skew: row r's operand and flags delayed r edges, column c's operand c edges",
-          "  reg [W-1:0] a_dly [0:R-1][0:R-1];",
-          "  reg [2:0] f_dly [0:R-1][0:R-1];",
-          "  reg [W-1:0] b_dly [0:C-1][0:C-1];",
+          "  wire [W+2:0] a_sk [0:R-1];",
+          "  wire [W-1:0] b_sk [0:C-1];",
           "  wire [W-1:0] a_h [0:R-1][0:C];",
           "  wire [2:0] f_h [0:R-1][0:C];",
           "  wire [W-1:0] b_v [0:R][0:C-1];",
-          "  genvar r, c, d;",
-          "  generate",
-          "    for (r = 0; r < R; r = r + 1) begin : rows",
-          "      for (d = 1; d < R; d = d + 1) begin : adly",
-          "        always @(posedge clk) begin",
-          "          a_dly[r][d] <= (d == 1) ? a_col[r*W +: W] : a_dly[r][d-1];",
-          "          f_dly[r][d] <= rst ? 3'b000 : (d == 1) ? {valid, first, last} : f_dly[r][d-1];",
-          "        end",
-          "      end",
-          "      assign a_h[r][0] = (r == 0) ? a_col[r*W +: W] : a_dly[r][(r == 0) ? 1 : r];",
-          "      assign f_h[r][0] = (r == 0) ? {valid, first, last} : f_dly[r][(r == 0) ? 1 : r];",
+          "  genvar r, c, i, d;",
+          "  generate"]
+    L += _skew("R", "W+3", "{valid, first, last, a_col[i*W +: W]}", "a_sk", "askew")
+    L += _skew("C", "W", "b_row[i*W +: W]", "b_sk", "bskew")
+    L += ["    for (r = 0; r < R; r = r + 1) begin : rows",
+          "      assign a_h[r][0] = a_sk[r][W-1:0];",
+          "      assign f_h[r][0] = a_sk[r][W+2:W];",
           "    end",
           "    for (c = 0; c < C; c = c + 1) begin : cols",
-          "      for (d = 1; d < C; d = d + 1) begin : bdly",
-          "        always @(posedge clk) b_dly[c][d] <= (d == 1) ? b_row[c*W +: W] : b_dly[c][d-1];",
-          "      end",
-          "      assign b_v[0][c] = (c == 0) ? b_row[c*W +: W] : b_dly[c][(c == 0) ? 1 : c];",
+          "      assign b_v[0][c] = b_sk[c];",
           "    end",
           "    for (r = 0; r < R; r = r + 1) begin : pr",
           "      for (c = 0; c < C; c = c + 1) begin : pc",
@@ -138,5 +145,105 @@ def array_verilog(name: str, pe: str, fmt: Fmt, rows: int, cols: int, header: li
           "      end",
           "    end",
           "  endgenerate",
+          "endmodule", ""]
+    return "\n".join(L)
+
+
+# ---------------------------------------------------------------- weight-stationary
+
+def ws_initiation_interval(rows: int, n: int) -> int:
+    """Edges between the first A rows of consecutive tiles: the stream of n
+    rows, or the R weight rows the next tile loads (one per edge), at least 2."""
+    return max(n, rows, 2)
+
+
+def ws_cycles(rows: int, cols: int, ns: list[int]) -> int:
+    """Edges for tiles of ns[j] A rows back to back, from the first weight
+    write (one edge before the first A row) to the last output row."""
+    return 1 + sum(ws_initiation_interval(rows, n) for n in ns[:-1]) + ns[-1] + rows + cols - 2
+
+
+def ws_pe_verilog(name: str, fmt: Fmt, header: list[str]) -> str:
+    W = fmt.width
+    L = [f"// {comment_text(h)}" for h in header]
+    L += ["// One PE of the weight-stationary array: holds B[k, c] (active and shadow registers);",
+          "// psum_out = psum_in + round(a * w), saturated; a and the flags pass east, psum south.",
+          "// A tile's `first` A row swaps the shadow weight in as it passes (the product uses it at once).",
+          f"// Number format: {fmt.name}",
+          f"module {name} (",
+          "  input wire clk, input wire rst,",
+          f"  input wire signed [{W-1}:0] a_in, input wire v_in, input wire first_in,",
+          f"  input wire signed [{W-1}:0] psum_in, input wire we_in, input wire signed [{W-1}:0] w_in,",
+          f"  output reg signed [{W-1}:0] a_out, output reg v_out, output reg first_out,",
+          f"  output reg signed [{W-1}:0] psum_out, output reg we_out",
+          ");"]
+    L += ["  " + x for x in fx.verilog_functions(fmt)]
+    L += [f"  reg signed [{W-1}:0] w_sh, w_act;",
+          f"  wire signed [{W-1}:0] w_use = first_in ? w_sh : w_act;",
+          "  always @(posedge clk) begin",
+          "    if (rst) begin",
+          "      a_out <= 0; v_out <= 1'b0; first_out <= 1'b0; psum_out <= 0; we_out <= 1'b0;",
+          "      w_sh <= 0; w_act <= 0;",
+          "    end else begin",
+          "      a_out <= a_in; v_out <= v_in; first_out <= first_in; we_out <= we_in;",
+          "      psum_out <= fx_add(psum_in, fx_mul(a_in, w_use));",
+          "      if (we_in) w_sh <= w_in;",
+          "      if (v_in && first_in) w_act <= w_sh;",
+          "    end",
+          "  end",
+          "endmodule", ""]
+    return "\n".join(L)
+
+
+def ws_array_verilog(name: str, pe: str, fmt: Fmt, rows: int, cols: int, header: list[str]) -> str:
+    W = fmt.width
+    L = [f"// {comment_text(h)}" for h in header]
+    L += [f"// Weight-stationary {rows} x {cols} PE array (parameters R, C), number format {fmt.name}.",
+          "// PE (k, c) holds B[k, c]. Weights: w_we with w_k = k and w_row = B[k, :] writes row k's",
+          "// shadow registers (column c c edges later). A tile's row k is written in the edges",
+          "// s_j + k + 1 .. s_{j+1} + k - 1 (s_j: the edge its first A row enters); rows beyond K are 0.",
+          "// Stream: a_row = A[i, :] (lane k at bits k*W +: W), valid, first (the tile's row 0).",
+          "// Out: y_row = Y[i, :] with y_valid, R + C - 2 edges after A[i, :] entered (deskewed).",
+          "// Latency: 1 + N + R + C - 2 edges (first weight write .. last output row); II: max(N, R, 2).",
+          f"module {name} #(parameter integer R = {rows}, parameter integer C = {cols}) (",
+          "  input wire clk, input wire rst,",
+          f"  input wire w_we, input wire [31:0] w_k, input wire [C*{W}-1:0] w_row,",
+          f"  input wire [R*{W}-1:0] a_row, input wire valid, input wire first,",
+          f"  output wire [C*{W}-1:0] y_row, output wire y_valid",
+          ");",
+          f"  localparam integer W = {W};",
+          "  wire [W+1:0] a_sk [0:R-1];          // row k's A lane and flags, delayed k edges",
+          "  wire [W-1:0] w_sk [0:C-1];          // column c's weight word, delayed c edges",
+          "  wire [W:0] y_sk [0:C-1];            // lane i: column C-1-i's result, delayed i edges",
+          "  wire [W-1:0] a_h [0:R-1][0:C];",
+          "  wire [1:0] f_h [0:R-1][0:C];",
+          "  wire we_h [0:R-1][0:C];",
+          "  wire [W-1:0] p_v [0:R][0:C-1];",
+          "  wire v_v [0:R-1][0:C-1];",
+          "  genvar r, c, i, d;",
+          "  generate"]
+    L += _skew("R", "W+2", "{valid, first, a_row[i*W +: W]}", "a_sk", "askew")
+    L += _skew("C", "W", "w_row[i*W +: W]", "w_sk", "wskew")
+    L += _skew("C", "W+1", "{v_v[R-1][C-1-i], p_v[R][C-1-i]}", "y_sk", "yskew")
+    L += ["    for (r = 0; r < R; r = r + 1) begin : rows",
+          "      assign a_h[r][0] = a_sk[r][W-1:0];",
+          "      assign f_h[r][0] = a_sk[r][W+1:W];",
+          "      assign we_h[r][0] = w_we && (w_k == r);",
+          "    end",
+          "    for (c = 0; c < C; c = c + 1) begin : cols",
+          f"      assign p_v[0][c] = {fx.lit(0, W)};",
+          "      assign y_row[c*W +: W] = y_sk[C-1-c][W-1:0];",
+          "    end",
+          "    for (r = 0; r < R; r = r + 1) begin : pr",
+          "      for (c = 0; c < C; c = c + 1) begin : pc",
+          f"        {pe} u (.clk(clk), .rst(rst), .a_in(a_h[r][c]), .v_in(f_h[r][c][1]), .first_in(f_h[r][c][0]),",
+          "          .psum_in(p_v[r][c]), .we_in(we_h[r][c]), .w_in(w_sk[c]),",
+          "          .a_out(a_h[r][c+1]), .v_out(v_v[r][c]), .first_out(f_h[r][c+1][0]),",
+          "          .psum_out(p_v[r+1][c]), .we_out(we_h[r][c+1]));",
+          "        assign f_h[r][c+1][1] = v_v[r][c];",
+          "      end",
+          "    end",
+          "  endgenerate",
+          "  assign y_valid = y_sk[0][W];",
           "endmodule", ""]
     return "\n".join(L)

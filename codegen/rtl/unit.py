@@ -374,14 +374,18 @@ def unit_verilog(u: Unit, header: list[str]) -> str:
     regs = [(f"r_{p}", t) for p, _, t in u.operands] + [(f"r_{p}", "int") for p, _ in u.coords + u.syms]
     regs += [(s.reg, s.type) for s in u.steps[:-1]]
     L += [f"  reg {_width(t, f)}{r};" for r, t in regs]
-    L += [f"  reg signed [{f.wide - 1}:0] ex_t, ex_p;  // exp's reduced argument and Horner accumulator",
-          f"  reg signed [{W - 1}:0] acc;", "  reg r_first, busy;", "  reg [7:0] cyc;",
-          f"  wire signed [{W - 1}:0] acc_base = r_first ? {lit(u.identity, W)} : acc;",
+    has_exp, red = any(s.micro for s in u.steps), u.reduce is not None
+    # declared only where used (verilator -Wall: docs/rtl.md, Lint); a map's `first` is unused (waived)
+    L += [f"  reg signed [{f.wide - 1}:0] ex_t, ex_p;  // exp's reduced argument and Horner accumulator"] * has_exp
+    L += [f"  reg signed [{W - 1}:0] acc;", "  reg r_first;",
+          f"  wire signed [{W - 1}:0] acc_base = r_first ? {lit(u.identity, W)} : acc;"] * red
+    L += ["  reg busy;", "  reg [7:0] cyc;",
           f"  assign ready = !busy || cyc == 8'd{C - 1};",
           "  always @(posedge clk) begin",
           "    if (rst) begin",
-          f"      busy <= 1'b0; done <= 1'b0; cyc <= 8'd0; r_first <= 1'b1; acc <= {lit(u.identity, W)};",
-          f"      y <= {lit(0, W)}; exists <= 1'b0; ex_t <= 0; ex_p <= 0;",
+          "      busy <= 1'b0; done <= 1'b0; cyc <= 8'd0;"
+          + (f" r_first <= 1'b1; acc <= {lit(u.identity, W)};" if red else ""),
+          f"      y <= {lit(0, W)}; exists <= 1'b0;" + (" ex_t <= 0; ex_p <= 0;" if has_exp else ""),
           "    end else begin",
           "      done <= 1'b0;",
           "      if (busy) begin",
@@ -394,7 +398,7 @@ def unit_verilog(u: Unit, header: list[str]) -> str:
         L += [f"          8'd{cyc}: begin"] + [f"            {s}" for s in by_cycle[cyc]] + ["          end"]
     L += ["          default: ;", "        endcase", "        cyc <= cyc + 8'd1;", "      end",
           "      if (start && ready) begin",
-          "        busy <= 1'b1; cyc <= 8'd0; r_first <= first;"]
+          "        busy <= 1'b1; cyc <= 8'd0;" + (" r_first <= first;" if red else "")]
     L += [f"        {r} <= {r[2:]};" for r, _ in regs if r.startswith("r_")]
     L += ["      end", "    end", "  end", "endmodule", ""]
     return "\n".join(L)
