@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from einsum_ir.analysis.chunk_program import (MAX_REGISTER_AXIS, ChunkLoop, ChunkProgram, Step,  # noqa: F401
                                               chunk_program, factors, in_range, point_masks)
 from einsum_ir.analysis.chunked import ChunkedForm, ChunkedFormError
+from einsum_ir.analysis.tile_program import integer_expr
 from einsum_ir.ir import Access, Einsum, Expr, Idx, Num, Op, Sym, index_vars, rank_of, substitute, walk
 from mappers.gpu_mapping import GPUMapping
 
 from .names import Identifiers, check_source, comment_text
-from .triton import (_CMP, PRELUDE, _conjuncts, _has_gather, _integer, _nonneg, _reads, index_template, number_codes,
+from .triton import (_CMP, PRELUDE, _conjuncts, _has_gather, _nonneg, _reads, index_template, number_codes,
                      op_template, zero_quotient)
 
 VERSION = "1"
@@ -163,7 +164,7 @@ class ChunkedGenerator:
         if isinstance(e, Op) and e.name == "not":
             c = self.cond(e.args[0])
             return f"({c[0]} == 0)", c[1]
-        if isinstance(e, Op) and e.name in _CMP and all(_integer(a) for a in e.args):
+        if isinstance(e, Op) and e.name in _CMP and all(integer_expr(a) for a in e.args):
             return self.combine(f"({{}} {_CMP[e.name]} {{}})", [self.index(x) for x in e.args])
         return self.value(e)
 
@@ -183,9 +184,9 @@ class ChunkedGenerator:
         assert isinstance(e, Op)
         if e.name == "exp":
             return self.combine("tl.exp2({} * LOG2E)", [self.value(e.args[0])])
-        if e.name in ("and", "or", "not") or e.name in _CMP and all(_integer(a) for a in e.args):
+        if e.name in ("and", "or", "not") or e.name in _CMP and all(integer_expr(a) for a in e.args):
             return self.cond(e)
-        if e.name == "div" and self.c.empty_rows == "0":
+        if e.name in ("div", "sub") and self.c.empty_rows == "0":
             return self.combine(zero_quotient(e), [self.value(x) for x in e.args])
         t = op_template(e)
         if t is not None:

@@ -47,7 +47,10 @@ PRELUDE = ["", "import triton", "import triton.language as tl", "", "LOG2E = tl.
     "    f = tl.where(d - f > 0.5, f + 1.0, f)", "    f = tl.where(d == 0, 0.0 * (a / b), f)",
     "    return tl.where(b == 0, a / b, f)", "", "",
     # `empty rows = 0`: a quotient 0 / 0 is 0 (docs/notation.md, Empty rows)
-    "@triton.jit", "def _div00(a, b):", "    q = a / b", "    return tl.where((b == 0) & (a == 0), 0.0, q)", "", ""]
+    "@triton.jit", "def _div00(a, b):", "    q = a / b", "    return tl.where((b == 0) & (a == 0), 0.0, q)", "", "",
+    # `empty rows = 0`: (-inf) - (-inf) is -inf, the difference of two maxima over no point
+    "@triton.jit", "def _sub00(a, b):", "    d = a - b",
+    "    return tl.where((a == float(\"-inf\")) & (b == float(\"-inf\")), float(\"-inf\"), d)", "", ""]
 _FN = {"exp2": "tl.exp2", "log": "tl.log", "log2": "tl.log2", "sqrt": "tl.sqrt", "abs": "tl.abs",
        "floor": "tl.floor", "sigmoid": "tl.sigmoid", "sin": "tl.sin", "cos": "tl.cos", "erf": "tl.erf",
        "tan": "_tan", "log1p": "_log1p", "expm1": "_expm1", "softplus": "_softplus", "logsigmoid": "_logsigmoid"}
@@ -148,6 +151,9 @@ class Generator:
         for e in self.f.hoisted:
             self.read.append(e.name)
         self.wide = wide_tensors(self.c, env)   # addressed with 64-bit offsets
+        # GQA / MQA: `pack` query heads of one key head as rows of the program (TileProgram.packing)
+        self.pack = program.pack_count(mapping.pack_heads, env)
+        self.packed = program.packing.var if self.pack > 1 else None
         self.full_tile = False                  # rendering the full-tile loop: K/V loads need no mask
         self.loop_vars: set[str] = set()        # reduced variables of an in-tile reduction being rendered
         self.bools = frozenset(t.name for t in self.c.tensors if t.dtype == "bool")   # loads that are conditions
@@ -178,9 +184,16 @@ class Generator:
         if isinstance(e, Sym):
             return self.sym(e.name)
         if isinstance(e, Idx):
+            if e.name == self.packed:
+                return self._head_rows(ctx)
             if e.name in self.f.batch or e.name in self.loop_vars:
                 return self.coord(e.name)
             return ctx.var(self.role[e.name])
+        if self.packed and isinstance(e, Op) and e.name in ("div", "floordiv") and isinstance(e.args[0], Idx) \
+                and e.args[0].name == self.packed and isinstance(e.args[1], Sym) \
+                and e.args[1].name == self.p.packing.group:
+            # the key head of the packed heads: pack divides the group, so one value for the program
+            return f"(({self.coord(self.packed + '_blk')} * {self.pack}) // {self.sym(self.p.packing.group)})"
         if isinstance(e, Access):            # a gather: the index tensor's tile, as int32 coordinates
             return self.load(e, ctx, raw="int")
         if isinstance(e, Op) and (t := index_template(e, self.extents)) is not None:
@@ -304,7 +317,7 @@ class Generator:
             return f"({self.cond(e.args[0], ctx)} {'&' if e.name == 'and' else '|'} {self.cond(e.args[1], ctx)})"
         if isinstance(e, Op) and e.name == "not":
             return f"({self.cond(e.args[0], ctx)} == 0)"
-        if isinstance(e, Op) and e.name in _CMP and all(_integer(a) for a in e.args):
+        if isinstance(e, Op) and e.name in _CMP and all(integer_expr(a) for a in e.args):
             a, b = (self.index(x, ctx) for x in e.args)
             return f"({a} {_CMP[e.name]} {b})"
         return self.value(e, ctx)
@@ -320,6 +333,8 @@ class Generator:
         if isinstance(e, Sym):
             return self.sym(e.name)
         if isinstance(e, Idx):
+            if e.name == self.packed:
+                return self._head_rows(ctx)
             if e.name in self.f.batch or e.name in self.loop_vars:
                 return self.coord(e.name)
             return f"{ctx.var(self.role[e.name])}.to(tl.float32)"
@@ -345,7 +360,7 @@ class Generator:
                 g2 = self.active[a.args[1].tensor]
                 return f"tl.exp2({self.value(a.args[0], ctx)} * LOG2E - {ctx.expand(g2, ('p',))})"
             return f"tl.exp2({self.value(a, ctx)} * LOG2E)"
-        if e.name == "div" and self.c.empty_rows == "0":
+        if e.name in ("div", "sub") and self.c.empty_rows == "0":
             return zero_quotient(e).format(*[self.value(x, ctx) for x in e.args])
         t = op_template(e)
         if t is not None:
@@ -447,13 +462,44 @@ class Generator:
         self.out("pid_b = tl.program_id(1)")
         rest = "pid_b"
         for i, v in enumerate(reversed(self.f.batch)):
-            self.out(f"{self.coord(v)} = {rest} % {self.sym(rank_of(v))}")
-            self.out(f"rest{i} = {rest} // {self.sym(rank_of(v))}")
+            self.out(f"{self._batch_coord(v)} = {rest} % {self._batch_extent(v)}")
+            self.out(f"rest{i} = {rest} // {self._batch_extent(v)}")
             rest = f"rest{i}"
-        self.out("offs_p = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)")
-        self.out("offs_f = tl.arange(0, BLOCK_F)")
         rows = self.sym(rank_of(self.f.query)) if self.f.query else "1"
-        self.out(f"row_ok = offs_p < {rows}")
+        if self.packed:
+            self._packed_rows(rows)
+        else:
+            self.out("offs_p = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)")
+            self.out(f"row_ok = offs_p < {rows}")
+        self.out("offs_f = tl.arange(0, BLOCK_F)")
+
+    def _packed_rows(self, rows: str):
+        """GQA / MQA: row r of the packed row space is query r // pack of head
+        block x pack + r % pack (the heads of one key head fastest); rows
+        past the end are clamped to the last (computed, never stored), so
+        every load stays in range and a full tile stays full."""
+        n = self.pack
+        self.out(f"# {n} query heads of one key head packed as rows: r = query x {n} + head in the block")
+        self.out("offs_r = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)")
+        self.out(f"row_ok = offs_r < {rows} * {n}")
+        self.out(f"offs_rc = tl.minimum(offs_r, {rows} * {n} - 1)")
+        self.out(f"offs_p = offs_rc // {n}")
+        self.out(f"{self.coord(self.packed)} = {self.coord(self.packed + '_blk')} * {n} + offs_rc % {n}")
+
+    def _batch_coord(self, v: str) -> str:
+        """The program's coordinate of batch variable v (the head block of packed heads)."""
+        return self.coord(v + "_blk") if v == self.packed else self.coord(v)
+
+    def _batch_extent(self, v: str) -> str:
+        return f"({self.sym(rank_of(v))} // {self.pack})" if v == self.packed else self.sym(rank_of(v))
+
+    def _head_rows(self, ctx: _Ctx) -> str:
+        """The packed head coordinate: one per row, so only where rows are an axis."""
+        if "p" not in ctx.axes:
+            raise FusedFormError(f"packed heads: {self.packed} is read where the rows are not an axis "
+                                 f"({', '.join(ctx.axes)}); only the query side may read it per head",
+                                 None, self.c.source)
+        return ctx.expand(self.coord(self.packed), ("p",))
 
     def _io_params(self) -> list[str]:
         """Pointer, strides and extents of every tensor read, then of every output."""
@@ -526,7 +572,7 @@ class Generator:
     def _batch_linear(self) -> str:
         code = "0"
         for v in self.f.batch:
-            code = f"({code} * {self.sym(rank_of(v))} + {self.coord(v)})"
+            code = f"({code} * {self._batch_extent(v)} + {self._batch_coord(v)})"
         return code
 
     def _tile_body(self, pp: PassProgram, partial: bool):
@@ -837,10 +883,14 @@ def value_template(op: str) -> str | None:
 
 
 def zero_quotient(e: Op) -> str:
-    """Triton code of the quotient `e` under `empty rows = 0`, where 0 / 0 is
-    0, `{0}` and `{1}` standing for its operands (shared by both generators);
-    a literal operand other than 0 cannot make 0 / 0."""
+    """Triton code of the quotient or difference `e` under `empty rows = 0`,
+    where 0 / 0 is 0 and (-inf) - (-inf) is -inf, `{0}` and `{1}` standing for
+    its operands (shared by both generators); a literal operand other than 0
+    (a finite one) cannot make 0 / 0 ((-inf) - (-inf))."""
     num, den = e.args
+    if e.name == "sub":                   # (-inf) - (-inf) is -inf; a finite literal cannot make it
+        finite = any(isinstance(x, Num) and abs(x.value) != float("inf") for x in e.args)
+        return "({0} - {1})" if finite else "_sub00({0}, {1})"
     if isinstance(den, Num) or isinstance(num, Num) and num.value != 0:
         return "({0} / {1})"
     if isinstance(num, Num):              # 0 / b: 0, or NaN for a NaN divisor
@@ -865,16 +915,6 @@ def index_template(e: Op, ranks=frozenset()) -> str | None:
     return {"neg": "(-{})", "max": "tl.maximum({}, {})", "min": "tl.minimum({}, {})"}.get(e.name)
 
 
-_INT_OPS = {"add", "sub", "mul", "floordiv", "mod", "neg", "max", "min"} | set(_BITS)
-
-
-def _integer(e: Expr) -> bool:
-    """Coordinates, symbols and whole numbers combined by integer operators."""
-    if isinstance(e, (Idx, Sym)):
-        return True
-    if isinstance(e, Num):
-        return float(e.value).is_integer()
-    return isinstance(e, Op) and e.name in _INT_OPS and all(_integer(a) for a in e.args)
 
 
 def _nonneg(e: Expr, ranks=frozenset()) -> bool:
