@@ -125,6 +125,8 @@ class _Evaluator:
                 return self.bitwise(e, args, domain).astype(self.dtype)
             if e.name == "div" and self.c.empty_rows == "0":
                 return zero_quotient(*args)
+            if e.name == "sub" and self.c.empty_rows == "0":
+                return zero_difference(*args)
             return RULES[e.name].numpy(*args)
         raise TypeError(e)
 
@@ -359,6 +361,14 @@ def zero_quotient(a, b):
     return np.where((np.asarray(a) == 0) & (np.asarray(b) == 0), 0.0, q)
 
 
+def zero_difference(a, b):
+    """a - b under `empty rows = 0`: (-inf) - (-inf) is -inf (IEEE: NaN), the
+    difference of two maxima over no point (a one-pass recurrence's
+    correction exp(RM[m1] - RM[m1 + 1]) of an empty row is then 0)."""
+    d = np.subtract(a, b)
+    return np.where((np.asarray(a) == -np.inf) & (np.asarray(b) == -np.inf), -np.inf, d)
+
+
 def _reads_tensor(e: Expr) -> bool:
     return any(isinstance(n, Access) for n in walk(e))
 
@@ -452,11 +462,40 @@ def random_inputs(c: Cascade, shapes: dict, seed: int = 0, dtype="float64") -> d
         shape = tuple(env[r] + (1 if r in t.iterative else 0) for r in t.ranks)
         if t.dtype == "bool":
             out[t.name] = rng.random(shape) < 0.5
+        elif t.domain is None and t.dtype in _INTEGER:
+            out[t.name] = _whole_numbers(rng.standard_normal(shape), index_bounds(c, env).get(t.name, _SMALL), dtype)
         elif t.domain is None:
             out[t.name] = rng.standard_normal(shape).astype(dtype)
         else:
             out[t.name] = _into_domain(rng.standard_normal(shape), t, np.dtype(dtype), c)
     return out
+
+
+_INTEGER = ("i32", "i8")
+_SMALL = 4
+"""An integer input without a domain holds whole numbers in [0, n): n is the
+extent of the rank it indexes where it is a whole index (a page table, a
+KV-head table), else 4 (a few document or segment ids); anything else needs
+a domain."""
+
+
+def index_bounds(c: Cascade, env: dict) -> dict[str, int]:
+    """For each tensor read as a whole index of a rank, the smallest extent
+    of the ranks it indexes."""
+    bounds: dict[str, int] = {}
+    for e in c.einsums:
+        parts = [e.output, e.expr] + ([e.predicate] if e.predicate is not None else [])
+        for a in (x for part in parts for x in walk(part) if isinstance(x, Access)):
+            for r, i in zip(c.tensor(a.tensor).ranks, a.indices):
+                if isinstance(i, Access) and r in env:
+                    bounds[i.tensor] = min(bounds.get(i.tensor, env[r]), int(env[r]))
+    return bounds
+
+
+def _whole_numbers(z: np.ndarray, n: int, dtype) -> np.ndarray:
+    """Standard-normal draws mapped to whole numbers spread over [0, n)."""
+    u = 0.5 * (1.0 + np.vectorize(math.erf)(z / math.sqrt(2.0))) if z.size else z
+    return np.minimum(np.floor(u * n), n - 1).astype(dtype)
 
 
 _SIGNIFICAND = {"f64": 53, "f32": 24, "tf32": 11, "f16": 11, "bf16": 8, "f8": 4}
