@@ -51,10 +51,19 @@ class Density:
 
     def meaning(self) -> str:
         """One line for reports: what fraction of which points."""
-        from ..printer import format_expr
-        data = " and ".join(format_expr(x) for x in self.data)
-        among = f" among those with {' and '.join(format_expr(x) for x in self.given)}" if self.given else ""
+        data = _conjunction_text(self.data)
+        among = f" among those with {_conjunction_text(self.given)}" if self.given else ""
         return f"fraction of the existing ({', '.join(self.vars)}) points{among} that `{data}` keeps"
+
+
+def _conjunction_text(xs) -> str:
+    """The conjuncts printed as one `and`, so a conjunct that is an `or`
+    keeps its parentheses."""
+    from ..printer import format_expr
+    out = xs[0]
+    for x in xs[1:]:
+        out = Op("and", (out, x))
+    return format_expr(out)
 
 
 def conjuncts(pred) -> list:

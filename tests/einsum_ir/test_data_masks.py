@@ -253,3 +253,15 @@ Z[p] = S[m, p] where DQ[p] == DK[m]
     with pytest.raises(ei.ShapeError, match="density_T_DQ_DK"):
         a.at()
     assert a.at({"density_T_DQ_DK": 0.5})["points"]["Y"] == 6
+
+
+def test_a_density_meaning_keeps_the_parentheses_of_an_or():
+    """`A and (B or C)` must not read as `A and B or C` in the report."""
+    import attnc
+    src = ("rank B, H, M, P, E, ND\ninput Q[B, H, E, P]: f32\ninput K[B, H, E, M]: f32\n"
+           "input DQ[P]: i32\ninput DK[M]: i32\ninput OFF[ND]: i32\n"
+           "S[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m] where DQ[p] == DK[m] and m <= p and "
+           "(m - OFF[DK[m]] < 4 or p - m < 8)\n")
+    (meaning,) = attnc.analyze(ei.parse(src)).densities.values()
+    assert "DQ[p] == DK[m] and (m - OFF[DK[m]] < 4 or p - m < 8)" in meaning
+    assert "among those with m <= p" in meaning
