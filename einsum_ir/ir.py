@@ -362,8 +362,9 @@ class Cascade:
     source: str | None = field(default=None, compare=False, repr=False)
     empty_rows: str = "nan"
     """`empty rows = 0 | nan` (docs/notation.md, Empty rows): under "0" a
-    quotient 0 / 0 in a map is 0, so a row with no visible key ends as 0
-    (FlexAttention's convention); under "nan" it is IEEE's NaN."""
+    quotient 0 / 0 in a map is 0 and a difference (-inf) - (-inf) is -inf,
+    so a row with no visible key ends as 0 (FlexAttention's convention);
+    under "nan" both are IEEE's NaN."""
     masks: tuple[Mask, ...] = field(default=(), compare=False, repr=False)
     """Named masks, for printing: their conditions are already in the
     predicates, so two cascades that differ only in naming are equal."""

@@ -14,8 +14,9 @@ Meaning, as in docs/notation.md:
   and the `where` predicate holds; removed points are not evaluated at all;
 - the identity of an empty reduction is 0 for sum and plain maps, -inf for max
   (`max[]` included), +inf for min;
-- `/` follows IEEE (x / 0 = +-inf, 0 / 0 = NaN), except that under
-  `empty rows = 0` a quotient 0 / 0 is 0;
+- `/` and `-` follow IEEE (x / 0 = +-inf, 0 / 0 = NaN, -inf - -inf = NaN),
+  except that under `empty rows = 0` a quotient 0 / 0 is 0 and a
+  difference (-inf) - (-inf) is -inf;
 - `/` in an access index (and in a rank definition) is floor division of
   integers, `//` and `%` in values floor like Python;
 - `and` / `or` evaluate their right side only where the left side does not
@@ -479,6 +480,9 @@ class _Oracle:
         if x.name == "div" and self.c.empty_rows == "0":      # `empty rows = 0`: 0 / 0 is 0
             a, b = (self.value(y, p, e) for y in x.args)
             return 0.0 if a == 0 and b == 0 else _div(a, b)
+        if x.name == "sub" and self.c.empty_rows == "0":      # and (-inf) - (-inf) is -inf
+            a, b = (self.value(y, p, e) for y in x.args)
+            return -math.inf if a == -math.inf and b == -math.inf else a - b
         try:
             return fn(*(self.value(a, p, e) for a in x.args))
         except ValueError as err:       # a bitwise operand that is no integer, a shift out of range

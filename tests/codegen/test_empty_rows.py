@@ -181,15 +181,15 @@ def test_empty_rows_0_is_flex_attentions_convention():
 @pytest.mark.parametrize("conv", ["nan", "0"])
 def test_one_pass_recurrence_in_the_chunked_kernel_follows_the_executor(conv):
     """attention-1pass written with a mask: an empty row's correction factor
-    is exp(-inf - -inf) = NaN before any division, so it is NaN under either
-    convention (docs/notation.md), in the kernel as in the executor; every
-    other row agrees with it."""
+    is exp(-inf - -inf), NaN under nan and exp(-inf) = 0 under 0 (then
+    0 / 0), in the kernel as in the executor; every other row agrees."""
     from tests.einsum_ir.test_empty_rows import ONE_PASS
     c = parse(ONE_PASS.format(conv=conv), "A_empty_one_pass.ein")
     shapes = dict(B=2, M=40, P=50, E=16, F=8, M0=16)
     inp = random_inputs(c, shapes, seed=10, dtype="float32")
     ref = execute(c, inp, shapes)["AV"]
-    assert np.isnan(ref[..., :10]).all() and not np.isnan(ref[..., 10:]).any()
+    assert (np.isnan(ref[..., :10]).all() if conv == "nan" else (ref[..., :10] == 0).all())
+    assert not np.isnan(ref[..., 10:]).any()
     out = ChunkedKernel(c, GPUMapping(16, 16, dtype="f32"), shapes)(
         **{n: torch.tensor(x) for n, x in inp.items()}).double().numpy()
     check(out, ref)
@@ -218,5 +218,38 @@ AV[b, h, f, p] = SNV[b, h, f, p] / SD[b, h, p]
     inp = random_inputs(c, shapes, seed=11, dtype="float32")
     expect = numpy_softmax(inp, np.broadcast_to(np.arange(40)[:, None] >= 20, (40, 20)), "nan")
     check(execute(c, inp, shapes)["AV"], expect, 1e-12)
+    for splits in (1, 2):
+        check(run(c, shapes, inp, GPUMapping(16, 16, splits=splits, dtype="f32")), expect)
+
+
+@pytest.mark.parametrize("conv", ["nan", "0"])
+def test_rows_masked_by_minus_inf_scores(conv):
+    """A mask written as a -inf score (`max[] ... where`, the Einsums after it
+    unrestricted), rows 0..9 with every score -inf: exp(-inf - -inf) is NaN
+    under nan; under 0 it is exp(-inf) = 0 and the row is 0 / 0 = 0, which is
+    also what FlexAttention gives for a score_mod of -inf. The fused kernel
+    (its exponent taken from 0 while G is -inf) gives the same, one pass and
+    split."""
+    c = parse(f"""
+empty rows = {conv}
+rank B, H, M, P, E, F
+input Q[B, H, E, P]: f32
+input K[B, H, E, M]: f32
+input V[B, H, F, M]: f32
+QK[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m]
+S[b, h, m, p] = max[] QK[b, h, m, p] where p >= 10 and m <= p
+GM[b, h, p] = max[m] S[b, h, m, p]
+SN[b, h, m, p] = exp(S[b, h, m, p] - GM[b, h, p])
+SD[b, h, p] = SN[b, h, m, p]
+SNV[b, h, f, p] = SN[b, h, m, p] * V[b, h, f, m]
+AV[b, h, f, p] = SNV[b, h, f, p] / SD[b, h, p]
+""", "A_soft.ein")
+    shapes = dict(B=1, H=2, M=40, P=40, E=16, F=8)
+    inp = random_inputs(c, shapes, seed=12, dtype="float32")
+    m, p = np.arange(40)[:, None], np.arange(40)[None, :]
+    expect = numpy_softmax(inp, (p >= 10) & (m <= p), conv)
+    check(execute(c, inp, shapes)["AV"], expect, 1e-12)
+    check(evaluate(c, {k: v[:, :1, :, :12] for k, v in inp.items()}, dict(shapes, H=1, M=12, P=12))["AV"],
+          numpy_softmax({k: v[:, :1, :, :12] for k, v in inp.items()}, ((p >= 10) & (m <= p))[:12, :12], conv), 1e-12)
     for splits in (1, 2):
         check(run(c, shapes, inp, GPUMapping(16, 16, splits=splits, dtype="f32")), expect)
