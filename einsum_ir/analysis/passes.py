@@ -246,7 +246,8 @@ class PassStep:
     aliases: str = ""      # 'rank J = M' when an alias index makes it a reduction over R
 
     def __str__(self) -> str:
-        over = ", ".join(self.reduced_vars)
+        # no variable of the rank in the Einsum: it is reached through an index expression (BM[p / TQ, m / TK])
+        over = ", ".join(self.reduced_vars) or "the positions an index expression reaches"
         if self.reduce_op == "last":
             head = f"{self.blocker} <- last iterate of {self.reducer} over {over}"
         elif self.reduce_op.startswith(("cumsum", "cumprod")):
@@ -263,11 +264,11 @@ class PassStep:
             head += f" ({self.aliases}: a reduction over the whole fiber)"
         if self.blocker != self.reducer and self.reduce_op != "last":
             head += f" (needed via {self.blocker})"
-        vars_ = ", ".join(self.vars)
+        vars_ = ", ".join(self.vars) or "the positions an index expression reaches"
         if self.rereads:
             tail = f"{self.reader} re-reads {', '.join(self.rereads)} over {vars_}"
         else:
-            tail = f"{self.reader} traverses {vars_ or 'R'} again"
+            tail = f"{self.reader} traverses {vars_} again"
         return f"{head}; {tail}"
 
 
