@@ -828,6 +828,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "1-pass cascade against PyTorch attention, the five FuseMax designs on "
                                    "their accelerators, and a fused Triton kernel run in the interpreter.")
     s.set_defaults(func=cmd_demo)
+
+    from codegen.rtl.stats import add_parser as _add_rtl_stats   # attnc rtl-stats (codegen/rtl/stats.py, docs/rtl.md)
+    _add_rtl_stats(sub)
     return p
 
 

@@ -57,14 +57,15 @@ def generate(c: Cascade, hw=None, mapping=None, fmt: Fmt | None = None, rows: in
             f"{'weight' if dataflow == 'ws' else 'output'}-stationary"]
     files, units, binding = {}, {}, {}
     prefix = f"attnc_{_ident(c.name)}"
+    head2d = head + ["Bound to: pe2d"]
     if dataflow == "ws":
-        files[f"{prefix}_pe_ws.v"] = pe_array.ws_pe_verilog(f"{prefix}_pe_ws", fmt, head)
+        files[f"{prefix}_pe_ws.v"] = pe_array.ws_pe_verilog(f"{prefix}_pe_ws", fmt, head2d)
         files[f"{prefix}_pe_array_ws.v"] = pe_array.ws_array_verilog(f"{prefix}_pe_array_ws", f"{prefix}_pe_ws", fmt,
-                                                                      rows, cols, head)
+                                                                      rows, cols, head2d)
     else:
-        files[f"{prefix}_pe.v"] = pe_array.pe_verilog(f"{prefix}_pe", fmt, head)
+        files[f"{prefix}_pe.v"] = pe_array.pe_verilog(f"{prefix}_pe", fmt, head2d)
         files[f"{prefix}_pe_array.v"] = pe_array.array_verilog(f"{prefix}_pe_array", f"{prefix}_pe", fmt, rows, cols,
-                                                               head)
+                                                               head2d)
     for i, e in enumerate(c.einsums):
         if e.is_initial:
             continue
