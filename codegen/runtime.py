@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from einsum_ir.analysis.fused import FusedForm, recognise
-from einsum_ir.analysis.tile_program import tile_program
+from einsum_ir.analysis.tile_program import packed_tile_classes, tile_program
 from einsum_ir.analysis.tiles import FULL, PARTIAL, cell_counts, classify
 from einsum_ir.errors import EinError, ExecutionError, ShapeError
 from einsum_ir.ir import Access, Cascade, Idx, Op, walk
@@ -214,7 +214,8 @@ class FusedKernel:
         f = self.form
         reads_tensors = self.reads_tensors
         values = {k: v for k, v in (inputs_np or {}).items()} if reads_tensors else {}
-        key = (tuple(sorted(env.items())), m.block_m, m.block_n, str(device), digest(values) if values else None)
+        key = (tuple(sorted(env.items())), m.block_m, m.block_n, m.pack_heads, str(device),
+               digest(values) if values else None)
         if key not in self._tables:
             if len(self._tables) > 32:
                 self._tables.clear()
@@ -229,12 +230,18 @@ class FusedKernel:
             if cc.unknown:
                 raise ShapeError(f"the mask reads {', '.join(cc.unknown)}: the kernel's block table needs "
                                  "their values")
-            cls = classify(cc, m.block_m, m.block_n)
+            pack = self.program.pack_count(m.pack_heads, env)
+            if pack > 1:     # GQA / MQA: packed row tiles (the GPU model charges the same table)
+                rows = 1 if f.query is None else int(env[f.query.upper()])
+                cls = packed_tile_classes(cc, m.block_m, m.block_n, pack, rows)
+            else:
+                cls = classify(cc, m.block_m, m.block_n)
             # leading axes: the batch variables the predicates read; broadcast to all of them
             shape = [int(env[v.upper()]) if v in cc.batch else 1 for v in f.batch]
             cls = cls.reshape(shape + list(cls.shape[-2:]))
-            if cc.batch:     # the kernel indexes the table by every batch coordinate
-                full = [int(env[v.upper()]) for v in f.batch]
+            if cc.batch:     # the kernel indexes the table by every batch coordinate (head blocks when packed)
+                full = [int(env[v.upper()]) // (pack if v == getattr(self.program.packing, "var", None) else 1)
+                        for v in f.batch]
                 cls = np.broadcast_to(cls, full + list(cls.shape[-2:]))
             nb = int(np.prod(cls.shape[:-2]))
             cls = cls.reshape(nb, cls.shape[-2], cls.shape[-1])
@@ -296,8 +303,9 @@ class FusedKernel:
             for tabs, bs, kt in self.tables(env, None, device):
                 static += [tabs[0], tabs[1], tabs[2], tabs[3], bs, kt]
         rows = 1 if f.query is None else int(env[f.query.upper()])
-        grid_m = -(-rows // m.block_m)
-        nbatch = int(np.prod([env[v.upper()] for v in f.batch]))
+        pack = self.program.pack_count(m.pack_heads, env)      # GQA / MQA: heads packed as rows
+        grid_m = -(-rows * pack // m.block_m)
+        nbatch = int(np.prod([env[v.upper()] for v in f.batch])) // pack
         meta = dict(BLOCK_M=m.block_m, BLOCK_N=m.block_n, BLOCK_E=src.block_e, BLOCK_F=src.block_f,
                     SPLITS=src.splits, **src.blocks)
         launch = {} if os.environ.get("TRITON_INTERPRET") == "1" else dict(num_warps=m.warps, num_stages=m.stages)

@@ -11,7 +11,7 @@ from einsum_ir.analysis.tiles import cell_counts
 from hw_models.gpu import GPU
 from hw_models.schema import HardwareError
 
-from .gpu_mapping import GPUMapping, head_group
+from .gpu_mapping import GPUMapping
 
 BLOCK_M = (64, 128)
 BLOCK_N = (32, 64, 128)
@@ -24,8 +24,7 @@ def candidates(form: FusedForm, gpu: GPU, env: dict, dtype: str = "bf16"):
     heads = 1
     for v in form.batch:
         heads *= int(env[v.upper()])
-    g = head_group(form)
-    packs = sorted({1, int(env[g])}) if g and rows <= 16 else [1]
+    packs = _packs(form, env, rows)
     key_tiles_min = -(-int(env[form.key.upper()]) // max(BLOCK_N))
     for bm, bn, w, st, pack in product(BLOCK_M if rows > 16 else (16,), BLOCK_N, WARPS, STAGES, packs):
         programs = heads // pack * -(-rows * pack // bm)
@@ -37,6 +36,18 @@ def candidates(form: FusedForm, gpu: GPU, env: dict, dtype: str = "bf16"):
                 s *= 2
         for sp in splits:
             yield GPUMapping(bm, bn, w, st, sp, pack, dtype)
+
+
+def _packs(form: FusedForm, env: dict, rows: int) -> list[int]:
+    """Head packings to try (GQA, MQA: the tile program's `packing`): none,
+    and the whole group where its rows fill at most a 128-row tile per
+    query block (decode: the group's heads are the only rows there are)."""
+    from einsum_ir.analysis.tile_program import head_packing
+    packing, _ = head_packing(form)
+    if packing is None:
+        return [1]
+    g = packing.size(env)
+    return sorted({1, g}) if rows <= 16 or g <= 8 else [1]
 
 
 def shortlist(form: FusedForm, gpu: GPU, env: dict, dtype: str = "bf16", top: int = 5, inputs=None):

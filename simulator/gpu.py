@@ -26,15 +26,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from einsum_ir.analysis.counts import ops_per_point
-from einsum_ir.analysis.fused import FusedForm
-from einsum_ir.analysis.tile_program import (KEY, POINT, ROW, UNIFORM, PassProgram, TileProgram, statement_ops,
-                                              tile_program)
+from einsum_ir.analysis.fused import FusedForm, FusedFormError
+from einsum_ir.analysis.tile_program import (KEY, POINT, ROW, UNIFORM, PassProgram, TileProgram, packed_tile_classes,
+                                              statement_ops, tile_program)
 from einsum_ir.analysis.tiles import EMPTY, FULL, PARTIAL, cell_counts, classify
 from einsum_ir.ir import Access, Op, index_vars, rank_of, walk
 from einsum_ir.ops import DTYPE_BYTES, KIND_UNITS, REDUCE_RULES
 from hw_models.gpu import GPU
 from hw_models.schema import HardwareError
-from mappers.gpu_mapping import GPUMapping, footprint, head_group, padded
+from mappers.gpu_mapping import GPUMapping, footprint, padded
 
 SFU_KINDS = tuple(k for k, u in KIND_UNITS.items() if "sfu" in u)   # kinds that use the SFU at all
 _GPU_KINDS = {"convert": {"fp32": 1}}      # the model's own: P to 16 bit for the MMA
@@ -306,14 +306,20 @@ class _Grid:
     blocks_per_sm: int
 
 
-def _grid(form: FusedForm, m: GPUMapping, gpu: GPU, env: dict, blocks_per_sm: int) -> _Grid:
+def _grid(program: TileProgram, m: GPUMapping, gpu: GPU, env: dict, blocks_per_sm: int) -> _Grid:
+    """The generated kernel's launch: with packed heads (the program's
+    `pack_count`, refused if the design cannot pack them) a program owns
+    BLOCK_M rows of (query, head of the group) and there are heads / pack
+    head blocks."""
+    form = program.form
     rows = 1 if form.query is None else env[form.query.upper()]
     heads = int(np.prod([env[v.upper()] for v in form.batch]))
-    g = head_group(form)
-    pack = min(m.pack_heads, int(env[g])) if g else 1
-    row_tiles = -(-rows // m.block_m) if pack == 1 else -(-rows * pack // m.block_m)
-    head_blocks = heads // pack if heads % pack == 0 else heads
-    return _Grid(rows, heads, pack, row_tiles, head_blocks, gpu.sms * blocks_per_sm, blocks_per_sm)
+    try:
+        pack = program.pack_count(m.pack_heads, env)
+    except FusedFormError as e:
+        raise HardwareError(e.message) from None
+    row_tiles = -(-rows * pack // m.block_m)
+    return _Grid(rows, heads, pack, row_tiles, heads // pack, gpu.sms * blocks_per_sm, blocks_per_sm)
 
 
 _CLASSIFIED: dict = {}
@@ -342,10 +348,11 @@ def _tile_classes(form, k, m, env, inputs, counts, grid: _Grid, skip_empty: bool
     cc = counts[k] if counts is not None else cell_counts(form, k, env, inputs)
     if unknown is not None:
         unknown.update(cc.unknown)
-    cls = _classify(cc, m.block_m if grid.rows > 1 else 16, m.block_n)    # [..batch.., row tiles, key tiles]
+    if grid.pack > 1:   # packed heads: the kernel's block table of packed row tiles
+        cls = packed_tile_classes(cc, m.block_m, m.block_n, grid.pack, grid.rows)
+    else:
+        cls = _classify(cc, m.block_m if grid.rows > 1 else 16, m.block_n)    # [..batch.., row tiles, key tiles]
     kept = float(cc.any.sum()) * grid.heads / max(1, int(np.prod(cc.any.shape[:-2])))
-    if grid.pack > 1:   # packed heads: the same key tiles for every packed row (decode / no mask)
-        cls = cls[..., :1, :].repeat(grid.row_tiles, axis=-2)
     cls = cls.reshape(-1, cls.shape[-2], cls.shape[-1])
     if not skip_empty:
         cls = np.where(cls == EMPTY, PARTIAL, cls)
@@ -566,7 +573,7 @@ def predict_fused(program, m: GPUMapping, gpu: GPU, env: dict, inputs: dict | No
         raise HardwareError(f"kernel class {kc.name} needs wgmma; {gpu.name} has none (Hopper only)")
     form = program.form
     fp = footprint(form, m, env, gpu)
-    grid = _grid(form, m, gpu, env, fp.blocks_per_sm)
+    grid = _grid(program, m, gpu, env, fp.blocks_per_sm)
     f = env[form.feature.upper()] if form.feature else 0
     launch = gpu.efficiency["launch_us"] * 1e-6
     total_time, hbm, parts, work, tiles_seen, useful = 0.0, 0.0, Counter(), Counter(), Counter(), 0.0
@@ -598,7 +605,8 @@ def predict_fused(program, m: GPUMapping, gpu: GPU, env: dict, inputs: dict | No
     pred.work = dict(work)
     pred.program = program
     pred.parts.update({"blocks_per_sm": fp.blocks_per_sm, "smem_bytes": fp.smem_bytes,
-                       "regs_per_thread": fp.regs_per_thread, "tiles_full": tiles_seen["full"],
+                       "regs_per_thread": fp.regs_per_thread, "pack_heads": grid.pack,
+                       "programs": grid.head_blocks * grid.row_tiles * m.splits, "tiles_full": tiles_seen["full"],
                        "tiles_partial": tiles_seen["partial"], "tiles_skipped": tiles_seen["empty"]})
     pred.binding = _binding(parts, ideal, total_time)
     pred.notes += _placement_notes(program, env) + _unknown_notes(unknown)

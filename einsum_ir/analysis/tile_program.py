@@ -31,7 +31,7 @@ from collections import Counter
 
 from ..ir import Access, Einsum, Expr, Idx, Num, Op, Sym, accesses, walk
 from ..ops import RULES, op_kind
-from .fused import FusedForm, Reduction, Score
+from .fused import FusedForm, FusedFormError, Reduction, Score
 
 
 @dataclass(frozen=True)
@@ -68,15 +68,50 @@ class PassProgram:
 
 
 @dataclass(frozen=True)
+class HeadPacking:
+    """Query heads that share their keys and values (GQA, MQA), packable as
+    rows of one program: `var` (h) is a batch coordinate that every operand
+    over the keys reads only as `var / group` (GQA's `K[b, h / G, e, m]`) or
+    not at all (MQA: the group is var's whole rank). A packed program owns
+    `pack` consecutive heads of one group and BLOCK_M rows of the packed
+    row space r = p x pack + g (the group's heads fastest), so K and V are
+    loaded once for all of them; the generator renders it and the GPU model
+    charges the same grid and block table (`packed_tile_classes`)."""
+    var: str
+    rank: str
+    group: str            # the symbol dividing var in the key operands, or var's rank (MQA)
+
+    def size(self, env: dict) -> int:
+        return int(env[self.group])
+
+
+@dataclass(frozen=True)
 class TileProgram:
     form: FusedForm
     passes: tuple[PassProgram, ...]
     epilogue: tuple[Einsum, ...]
     epilogue_loads: tuple[Access, ...]
+    packing: HeadPacking | None = None
+    pack_refusal: str = ""          # why query heads cannot be packed (when packing is None)
 
     @property
     def cascade(self):
         return self.form.cascade
+
+    def pack_count(self, pack: int, env: dict) -> int:
+        """The heads a program packs for a mapping's `pack_heads`: 1, or a
+        divisor of the group; anything else is refused with the reason (never
+        run unpacked while the model charges packed, or the reverse)."""
+        if pack == 1:
+            return 1
+        if self.packing is None:
+            raise FusedFormError(f"pack_heads={pack}: {self.cascade.name} cannot pack query heads: "
+                                 f"{self.pack_refusal}")
+        g = self.packing.size(env)
+        if g % pack:
+            raise FusedFormError(f"pack_heads={pack} does not divide the group of query heads that share a key "
+                                 f"head in {self.cascade.name} ({self.packing.group} = {g})")
+        return pack
 
 
 def _rows_before(form: FusedForm, k: int, done: set[str]) -> tuple[Einsum, ...]:
@@ -175,7 +210,75 @@ def tile_program(form: FusedForm) -> TileProgram:
     done: set[str] = set()
     passes = tuple(_pass_program(form, k, done) for k in range(form.passes))
     epilogue = tuple(e for e in form.rows if e.name not in done)
-    return TileProgram(form, passes, epilogue, tuple(form.epilogue_loads()))
+    packing, why = head_packing(form)
+    return TileProgram(form, passes, epilogue, tuple(form.epilogue_loads()), packing, why)
+
+
+# ------------------------------------------------------------------ GQA / MQA head packing
+
+def head_packing(form: FusedForm) -> tuple[HeadPacking | None, str]:
+    """(the packable head coordinate, '') or (None, why not): the innermost
+    batch variable the query operands read plainly and every operand over
+    the keys reads only divided by one symbol, or not at all."""
+    from ..ir import rank_of
+    c = form.cascade
+    if any(isinstance(n, Access) for e in c.einsums for a in e.reads() for i in a.indices for n in walk(i)):
+        return None, "it gathers (an index reads a tensor); packing is not generated for gathers"
+    key_side = [a for e in c.einsums for a in e.reads() if form.key in _vars(a) and c.has_tensor(a.tensor)
+                and any(t.name == a.tensor for t in c.inputs)]
+    query_side = [s.q for s in form.scores]
+    why = "every query head reads its own keys and values (no K access indexed h / G, none without h)"
+    for v in reversed(form.batch):
+        groups = {_divisor(i, v) for a in key_side for i in a.indices if v in _vars_of(i)}
+        if None in groups or len(groups) > 1 or not all(v in _vars(q) for q in query_side):
+            continue
+        if any(v in _vars_of(p) for k in range(form.passes) for p in form.predicates(k) if p is not None):
+            return None, f"the mask reads {v} (each head its own block table)"
+        return HeadPacking(v, rank_of(v), groups.pop() if groups else rank_of(v)), ""
+    return None, why
+
+
+def _vars_of(x: Expr) -> set[str]:
+    return {n.name for n in walk(x) if isinstance(n, Idx)}
+
+
+def _vars(a: Access) -> set[str]:
+    return set().union(*[_vars_of(i) for i in a.indices]) if a.indices else set()
+
+
+def _divisor(i: Expr, v: str) -> str | None:
+    """G when index `i` is `v / G` or `v // G` (G a symbol); else None."""
+    if isinstance(i, Op) and i.name in ("div", "floordiv") and isinstance(i.args[0], Idx) \
+            and i.args[0].name == v and isinstance(i.args[1], Sym):
+        return i.args[1].name
+    return None
+
+
+def packed_tile_classes(cc, block_m: int, block_n: int, pack: int, rows: int):
+    """EMPTY / PARTIAL / FULL per (packed row tile, key tile), leading batch
+    axes kept: packed tile t holds rows r in [t x BLOCK_M, (t + 1) x BLOCK_M)
+    of r = p x pack + g, so queries p from r // pack; its class joins the
+    16-row cells those queries fall in (FULL only if every one is, EMPTY
+    only if every one is). Rows past rows x pack are clamped to the last
+    query by the kernel, so they add no class of their own."""
+    import numpy as np
+    from .tiles import CELL, EMPTY, FULL, PARTIAL, classify
+    cls = classify(cc, CELL if cc.rows > 1 else block_m, block_n)      # [..., cells, key tiles]
+    ntiles = -(-rows * pack // block_m)
+    r0 = np.arange(ntiles) * block_m
+    r1 = np.minimum(r0 + block_m, rows * pack) - 1
+    c0, c1 = (r0 // pack) // CELL, (r1 // pack) // CELL
+    if cc.rows == 1:
+        c0, c1 = np.zeros_like(c0), np.zeros_like(c1)
+    span = (c1 - c0 + 1)[:, None]
+
+    def inside(hit):            # cells of each tile's range that are `hit`
+        cum = np.concatenate([np.zeros_like(hit[..., :1, :], dtype=np.int64), np.cumsum(hit, axis=-2)], axis=-2)
+        return cum[..., c1 + 1, :] - cum[..., c0, :]
+    out = np.full(cls.shape[:-2] + (ntiles, cls.shape[-1]), PARTIAL, np.int8)
+    out[inside(cls == FULL) == span] = FULL
+    out[inside(cls == EMPTY) == span] = EMPTY
+    return out
 
 
 # ------------------------------------------------------------------ what a statement costs per tile
@@ -273,5 +376,5 @@ def reciprocal_divisor(form: FusedForm, d: Expr) -> bool:
                    for n in walk(d))
 
 
-__all__ = ["INT_OPS", "KEY", "Normalise", "POINT", "PassProgram", "ROW", "TileProgram", "UNIFORM", "axes_of",
+__all__ = ["HeadPacking", "INT_OPS", "KEY", "Normalise", "head_packing", "packed_tile_classes", "POINT", "PassProgram", "ROW", "TileProgram", "UNIFORM", "axes_of",
            "integer_expr", "reciprocal_divisor", "statement_ops", "tile_program"]
