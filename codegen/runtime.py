@@ -156,6 +156,7 @@ class FusedKernel:
         self._modules: dict[str, object] = {}
         self._tables: dict = {}
         self._plans: dict = {}
+        self._buffers: dict = {}
         self.reads_tensors = self._reads_tensors()
 
     def predict(self, gpu, env: dict, inputs: dict | None = None):
@@ -311,15 +312,27 @@ class FusedKernel:
         launch = {} if os.environ.get("TRITON_INTERPRET") == "1" else dict(num_warps=m.warps, num_stages=m.stages)
         return env, mod, src, m, grid_m, nbatch, meta, launch, static
 
+    def _scratch(self, name: str, n: int, dtype, device):
+        """A work buffer kept across calls (split-KV partials, the gather
+        flag): no allocation on the hot path beyond the outputs. Calls on one
+        stream run in order, so the next call overwrites it only after the
+        combine kernel has read it."""
+        import torch
+        key = (name, n, dtype, str(device))
+        buf = self._buffers.get(key)
+        if buf is None:
+            buf = self._buffers[key] = torch.empty(n, dtype=dtype, device=device)
+        return buf
+
     def _launch(self, mod, src, m, args, grid_m, nbatch, meta, launch, device):
         import torch
         f = self.form
         err = {}
         if src.gathers:      # the kernel records a gather out of range here (see Generator._flag_gather)
-            err = dict(gather_err=torch.zeros(1, dtype=torch.int32, device=device))
+            err = dict(gather_err=self._scratch("gather_err", 1, torch.int32, device).zero_())
         if src.splits > 1:
             per = sum(m.block_m * (src.block_f if kind == "feature" else 1) for _, kind in src.partials)
-            part = torch.empty(nbatch * grid_m * src.splits * per, dtype=torch.float32, device=device)
+            part = self._scratch("partials", nbatch * grid_m * src.splits * per, torch.float32, device)
             mod.attnc_fused[(grid_m, nbatch, src.splits)](*args, part, per, **err, **meta, **launch)
             cargs = args[:len(args) - 6 * f.passes]
             mod.attnc_combine[(grid_m, nbatch)](*cargs, part, per, **err, BLOCK_M=m.block_m, BLOCK_F=src.block_f,
