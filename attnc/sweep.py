@@ -196,11 +196,20 @@ def _mapping(name: str):
 
 
 def shapes_of(c, p: Point, extra=()) -> dict:
-    """The workload's sizes (B = 64, its heads and head dims, M = P = length) for the ranks the design declares."""
+    """The workload's sizes (B = 64, its heads and head dims, M = P =
+    length) and the `extra` symbols, the part the design uses (with the
+    language's defaults); a symbol it needs and neither gives is an error
+    naming it (tile symbols are the mapper's to set)."""
+    from einsum_ir.errors import ShapeError
+
+    from .compare import design_shapes, missing_line
     H, E, _, _ = MODELS[p.workload]
-    sizes = dict(B=BATCH, H=H, E=E, F=E, M=p.length, P=p.length) | dict(extra)
-    names = {r.name for r in c.ranks}
-    return {k: v for k, v in sizes.items() if k in names or k in dict(extra)}
+    ds = design_shapes(c, dict(B=BATCH, H=H, E=E, F=E, M=p.length, P=p.length) | dict(extra))
+    tiles = {r.name for r in c.ranks if r.parent is not None}
+    missing = [s for s in ds.missing if s not in tiles]
+    if missing:
+        raise ShapeError(missing_line(c.name, missing))
+    return ds.values
 
 
 def run_point(p: Point, opts: Options = Options()) -> dict:
@@ -354,6 +363,7 @@ def add_parser(sub, int_arg) -> None:
     s.add_argument("--buffers", default="", help="buffer capacities, e.g. 1M,16M (default: the hardware's)")
     s.add_argument("--bandwidths", default="", help="DRAM GiB/s, e.g. 200,400 (default: the hardware's)")
     s.add_argument("--mapping", default="", help="simulate this mapping file at every point instead of searching")
+    s.add_argument("--shape", nargs="*", metavar="NAME=VALUE", help="other sizes for every point (e.g. G=4 W=256)")
     s.add_argument("--search", default="fused", choices=["fused", "exhaustive", "random"])
     s.add_argument("--budget", type=int_arg(1, "a budget"), help="mappings per search at most")
     s.add_argument("--seed", type=int_arg(0, "a seed"), default=0)
@@ -370,6 +380,8 @@ def _list(text: str, conv=str, what="") -> list:
 
 def cmd_sweep(args) -> int:
     import sys
+
+    from .cli import parse_shapes
     if len(args.designs) == 1 and args.designs[0].endswith((".yaml", ".yml")):
         points, opts = load_spec(args.designs[0])
     else:
@@ -380,7 +392,7 @@ def cmd_sweep(args) -> int:
         points = grid(args.designs, _list(args.hw), parse_lengths(args.lengths), _list(args.workloads),
                       _list(args.objectives), _list(args.arrays, parse_size, "--arrays") or [0],
                       _list(args.buffers, parse_size, "--buffers") or [0], bws, args.mapping)
-        opts = Options(args.search, args.budget, args.seed)
+        opts = Options(args.search, args.budget, args.seed, tuple(sorted(parse_shapes(args.shape).items())))
     res = run(points, args.out, opts, args.jobs, args.dask, args.scheduler, progress=sys.stderr.isatty())
     print(f"{len(points)} points: {res['ran']} run, {res['skipped']} already in {args.out}, "
           f"{res['refused']} refused (status and reason in the CSV)")

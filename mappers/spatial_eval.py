@@ -116,7 +116,8 @@ class Evaluator:
         base = self.bases[self.orders[0]]
         i = r.leaf_of(e)
         binding = tuple((x, u if u in r.units[x] else r.units[x][0]) for x in r.work)
-        m = base.with_changes(binding=binding, leaves=_leaf_with(base, i, ((u, a),)))
+        m = base.with_changes(binding=binding, leaves=_leaf_with(base, i, ((u, a),)),
+                              pipelined=frozenset([e] if sp.can_pipeline(r, e, u) else []))
         s, n = self._space(m)
         ec = _compute.einsum_cost(s, n, self.hw, next(x for x in s.einsums if x.name == e))
         self.exprs[("busy", e, u, a)] = ec.busy_cycles

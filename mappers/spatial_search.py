@@ -65,8 +65,8 @@ def _key(res: dict, objective: str, i: int) -> tuple:
 def best_point(res: dict, objective: str) -> tuple[tuple, int]:
     s = score(res, objective)
     lo = np.min(s)
-    if not np.isfinite(lo):
-        return (np.inf,), -1
+    if not np.isfinite(lo):         # nowhere feasible: the least buffer first, so a descent can walk out
+        return (np.inf, np.inf, np.inf, float(np.min(res["buffer"]))), -1
     idx = np.flatnonzero(s <= lo * (1 + 1e-12))
     i = min(idx, key=lambda j: _key(res, objective, int(j)))
     return _key(res, objective, int(i)), int(i)
@@ -192,15 +192,71 @@ def random_search(ev: Evaluator, objective: str, samples: int = 2000, seed: int 
 
 
 def _start(ev: Evaluator, dims) -> dict:
-    """Each Einsum on the unit with the most PEs that can run it; first axes and keep levels."""
+    """Each Einsum on the unit with the most PEs that can run it; first axes;
+    each tensor kept at its innermost loop (the least buffer; a start that
+    fits where holding whole heads would not)."""
     r = ev.r
     choice = {(k, w): vals[0] for k, w, vals in dims}
     for e in r.work:
         choice[("unit", e)] = max(r.units[e], key=lambda u: (ev.hw.unit(u).pes, -r.units[e].index(u)))
+    for t, opts in ev.keeps[choice[("order", None)]].items():
+        loops = [k for k in opts if k not in (sp.STREAM, sp.DRAM, sp.PE)]
+        choice[("keep", t)] = loops[-1] if loops else opts[0]
     return choice
 
 
-def fused(ev: Evaluator, objective: str, seed: int = 0, budget: int = 400_000, restarts: int = 4,
+def _balanced(ev: Evaluator, dims) -> dict:
+    """Einsums, longest first, each on the capable unit that would finish
+    its load soonest (times at the reference point with each unit's first
+    axes): a start that spreads a cascade over the units as FuseMax's
+    binding does, where coordinate descent from one unit moving one Einsum
+    at a time can stall."""
+    r = ev.r
+    choice = _start(ev, dims)
+    ref = ev.reference_index()
+    epochs = ev.value(("epochs",))[ref]
+
+    def t(e, u):
+        pair = (r.leaf_of(e), u)
+        return float(ev.value(("busy", e, u, choice[("axes", pair)]))[ref] / epochs)
+
+    load = {u: 0.0 for u in ev.hw.units}
+    for e in sorted(r.work, key=lambda e: -min(t(e, u) for u in r.units[e])):
+        u = min(r.units[e], key=lambda u: (load[u] + t(e, u), -ev.hw.unit(u).pes))
+        choice[("unit", e)] = u
+        load[u] += t(e, u)
+    return choice
+
+
+def _frugal(ev: Evaluator, choice: dict, order: str) -> dict | None:
+    """The choice in `order` with each tensor kept where its DRAM traffic is
+    least within an equal share of the buffer, at the factor point where the
+    sum of those least traffics is least (the cost separates per tensor; a
+    start from which joint moves, such as a loop order with two tiles held
+    under it, are one step)."""
+    choice = dict(choice)
+    choice[("order", None)] = order
+    for t, opts in ev.keeps[order].items():
+        choice[("keep", t)] = opts[0]
+    st = build(ev, choice)
+    if st is None:
+        return None
+    cov = st.coverage(ev.r)
+    share = ev.hw.buffer.capacity_bytes / max(1, len(ev.keeps[order]))
+    best, total = {}, np.zeros(len(ev.grid))
+    for t, opts in ev.keeps[order].items():
+        c = tuple((i, x) for i, x in cov if i in sp.users(ev.r, t))
+        traffic = np.array([np.where(ev.value(("occ", order, t, k, c)) <= share,
+                                     ev.value(("dram", order, t, k, c)), np.inf) for k in opts])
+        best[t] = (opts, np.argmin(traffic, axis=0))
+        total = total + np.min(traffic, axis=0)
+    at = int(np.argmin(total))
+    for t, (opts, pick) in best.items():
+        choice[("keep", t)] = opts[int(pick[at])]
+    return choice
+
+
+def fused(ev: Evaluator, objective: str, seed: int = 0, budget: int = 400_000, restarts: int | None = None,
           progress: bool = False) -> _Pool:
     rng = _random.Random(seed)
     dims = dimensions(ev)
@@ -213,7 +269,7 @@ def fused(ev: Evaluator, objective: str, seed: int = 0, budget: int = 400_000, r
         when that alone shows it improves neither `current` nor the pool."""
         st = build(ev, choice)
         if st is None:
-            return (np.inf,)
+            return (np.inf,) * 5
         limit = pool.threshold()
         if limit is not None and current is not None:
             limit = max(limit, current[0])
@@ -225,8 +281,24 @@ def fused(ev: Evaluator, objective: str, seed: int = 0, budget: int = 400_000, r
             bar.update(len(ev.grid))
         return seen[st][0]
 
-    starts = [_start(ev, dims)] + [{(k, w): rng.choice(v) for k, w, v in dims} for _ in range(restarts)]
-    for choice in starts:
+    def starts():
+        yield _start(ev, dims)
+        balanced = _balanced(ev, dims)
+        yield balanced
+        for order in ev.orders:
+            frugal = _frugal(ev, balanced, order)
+            if frugal is not None:
+                yield frugal
+        n = 0
+        while restarts is None or n < restarts:      # seeded random restarts while the budget lasts
+            n += 1
+            yield {(k, w): rng.choice(v) for k, w, v in dims}
+
+    stale = 0                      # restarts in a row that found nothing new (a small space is exhausted)
+    for choice in starts():
+        if stale >= 20:
+            break
+        before = ev.evaluations
         current = cost(choice)
         improved = True
         while improved and ev.evaluations < budget:
@@ -238,6 +310,7 @@ def fused(ev: Evaluator, objective: str, seed: int = 0, budget: int = 400_000, r
                     c = cost(trial, current)
                     if c < current:
                         choice, current, improved = trial, c, True
+        stale = stale + 1 if ev.evaluations == before else 0
         if ev.evaluations >= budget:
             break
     bar.close()

@@ -126,6 +126,27 @@ def check_units(c: Cascade, hw: SpatialArray) -> dict[str, tuple[str, ...]]:
     return out
 
 
+def can_pipeline(r: "Roles", einsum: str, unit: str) -> bool:
+    """An Einsum issues a point every max(...) cycles instead of the sum
+    (`pipelined`) on a unit where its operations are of several kinds, each
+    done by a unit of its own in the PE (FLAT's 1D array: a subtraction
+    feeding the exp unit); an operation written as others (FuseMax's exp as
+    six MACs) occupies them, so it never pipelines."""
+    key = ("pipeline", einsum, unit)
+    if key not in r.memo:
+        e = next(x for x in r.cascade.einsums if x.name == einsum and not x.is_initial)
+        kinds = [k for k, n in ops_per_point(e).items() if n]
+        u = r.hw.unit(unit)
+        r.memo[key] = len(kinds) > 1 and all(k in u.ops and not u.ops[k].composed_of for k in kinds)
+    return r.memo[key]
+
+
+def pipelined(r: "Roles", binding) -> tuple[str, ...]:
+    """The Einsums of a binding that pipeline on their units (always at
+    least as fast, the same energy: never a choice worth searching)."""
+    return tuple(e for e, u in binding if can_pipeline(r, e, u))
+
+
 def dependencies(c: Cascade, views: dict) -> dict[str, dict[str, str]]:
     """Einsum -> producer -> how it reads the producer's output: 'same'
     (the iterate just written, or a plain tensor), 'previous' (an earlier
@@ -220,7 +241,13 @@ def roles(c: Cascade, hw: SpatialArray, shapes: dict) -> Roles:
     row = max(free, key=lambda r: (int(env.get(r, 1)), -roots.index(r))) if free else None
     if row is not None and int(env.get(row, 1)) <= 1:
         row = None
-    batch = tuple(r for r in free if r != row)
+    # a batch rank splits the problem into independent copies: it indexes every input
+    # along the sequence (Q, K, V have B and H; a slope per head does not count); a
+    # free rank such an input lacks (a GEMM's output columns) runs along an axis or in
+    # the PEs instead, never as an outer loop re-reading that input
+    seq = set(c.parts(key)) | {key} | ({row} | set(c.parts(row)) if row else set())
+    inputs = [t for t in c.tensors if t.role == "input" and seq & set(t.ranks)]
+    batch = tuple(r for r in free if r != row and all(r in t.ranks for t in inputs))
     row_names = _fresh(c, row, ("2", "1", "0")) if row else ("", "", "")
     work = tuple(n for n in units)
     return Roles(c, hw, dict(shapes), env, key, key_names, declared, key_split, row, row_names, batch,
@@ -440,6 +467,9 @@ def to_yaml(r: Roles, cand: Candidate, name: str = "auto") -> str:
             lines.append(f"        parfor: {{{', '.join(par)}}}")
         lines.append(f"        run: [{', '.join(run)}]")
     lines.append("binding: {" + ", ".join(f"{e}: {u}" for e, u in cand.binding) + "}")
+    pipe = pipelined(r, cand.binding)
+    if pipe:
+        lines.append(f"pipelined: [{', '.join(pipe)}]")
     kept = [(t, k) for t, k in cand.keep if k not in (PE, DRAM)]
     kept += [(t, STREAM) for t, k in cand.keep if k == DRAM]
     lines.append("keep: {" + ", ".join(f"{t}: {k}" for t, k in kept) + "}")
