@@ -603,7 +603,8 @@ def cmd_compile(args) -> int:
     from pathlib import Path
     if args.target == "rtl":
         from codegen.rtl.cli import compile_rtl
-        return compile_rtl(args.design, args.hw or "fusemax", args.mapping, args.out, args.force)
+        return compile_rtl(args.design, args.hw or "fusemax", args.mapping, args.out, args.force,
+                           shapes=parse_shapes(args.shape) if args.shape else None)
     if args.mapping:
         raise EinError("--mapping is a spatial mapping: it goes with --target rtl")
     if not args.shape and not args.inputs:
