@@ -55,23 +55,36 @@ def _points(c: Cascade, e, env: dict, fixed: dict):
         yield pt
 
 
-def _run_einsum(c, e, u, env, arrays, fixed):
+def _run_einsum(c, e, u, env, arrays, fixed, trace: list | None = None):
     out_t = arrays[e.name]
     accs: dict = {}
+    ops = []
     for pt in _points(c, e, env, fixed):
         ienv = dict(env, **{"@" + k: v for k, v in pt.items()})
-        ins = [arrays[a.tensor][tuple(_index(i, ienv) for i in a.indices)] for _, a, _ in u.operands]
+        src = [(a.tensor, tuple(_index(i, ienv) for i in a.indices)) for _, a, _ in u.operands]
+        ins = [arrays[t][i] for t, i in src]
         coords = {v: pt[v] for _, v in u.coords}
         syms = {s: int(env[s]) for _, s in u.syms}
         key = tuple(_index(i, ienv) for i in e.output.indices)
+        if trace is not None:
+            ops.append({"einsum": e.name, "src": src, "args": [coords[v] for _, v in u.coords]
+                        + [syms[s] for _, s in u.syms], "dst": key, "first": int(key not in accs)})
         y, _ = u.model([int(x) for x in ins], coords, syms, accs.get(key))
         accs[key] = y
     for key, y in accs.items():
         out_t[key] = y
+    if trace is not None:       # one unit holds one running value: a reduction's points for one output together
+        order = {k: i for i, k in enumerate(dict.fromkeys(op["dst"] for op in ops))}
+        trace += sorted(ops, key=lambda op: order[op["dst"]])
 
 
-def run(c: Cascade, inputs: dict, shapes: dict, fmt: Fmt | None = None, hw=None, mapping=None) -> dict:
-    """Outputs of `c` computed in the RTL's fixed-point arithmetic, as floats."""
+def run(c: Cascade, inputs: dict, shapes: dict, fmt: Fmt | None = None, hw=None, mapping=None,
+        trace: list | None = None, ints: dict | None = None) -> dict:
+    """Outputs of `c` computed in the RTL's fixed-point arithmetic, as floats.
+    `trace`, when a list, receives every unit operation in an order the RTL
+    units can run it (sources, coordinates, destination, `first`); `ints`,
+    when a dict, every tensor's integers before the first operation (inputs,
+    initial values)."""
     fmt = fmt or Fmt()
     design = generate(c, hw, mapping, fmt)
     env = resolve(c, shapes, inputs)
@@ -89,6 +102,8 @@ def run(c: Cascade, inputs: dict, shapes: dict, fmt: Fmt | None = None, hw=None,
         if e.is_initial:
             idx = tuple(slice(None) if not isinstance(i, Num) else int(i.value) for i in e.output.indices)
             arrays[e.name][idx] = fmt.from_float(float(e.expr.value)) if isinstance(e.expr, Num) else _no_init(e)
+    if ints is not None:
+        ints.update({k: v.copy() for k, v in arrays.items()})
     iters = {e.iterative_var for e in c.einsums if e.iterative_var}
     if len(iters) > 1:
         raise RTLError(f"{c.name}: recurrences over several ranks ({', '.join(sorted(iters))}); the model runs one")
@@ -96,14 +111,14 @@ def run(c: Cascade, inputs: dict, shapes: dict, fmt: Fmt | None = None, hw=None,
     inner = [e for e in c.einsums if not e.is_initial and it is not None and it in e.iteration_vars]
     before = _before(c, inner)
     for e in before:
-        _run_einsum(c, e, design.units[e.name], env, arrays, {})
+        _run_einsum(c, e, design.units[e.name], env, arrays, {}, trace)
     if it is not None:
         for step in range(_extent(c, it, env)):
             for e in inner:
-                _run_einsum(c, e, design.units[e.name], env, arrays, {it: step})
+                _run_einsum(c, e, design.units[e.name], env, arrays, {it: step}, trace)
     for e in c.einsums:
         if not e.is_initial and e not in inner and e not in before:
-            _run_einsum(c, e, design.units[e.name], env, arrays, {})
+            _run_einsum(c, e, design.units[e.name], env, arrays, {}, trace)
     return {t.name: np.vectorize(fmt.to_float, otypes=[float])(arrays[t.name]) for t in c.outputs}
 
 
@@ -116,3 +131,25 @@ def _before(c: Cascade, inner: list) -> list:
     names = {e.name for e in inner}
     needed = {a.tensor for e in inner for a in e.reads()} - names
     return [e for e in c.einsums if not e.is_initial and e.name in needed and e not in inner]
+
+
+def units_verilog(design, name: str) -> str:
+    """Every unit of a design side by side, each with its own ports
+    (`<Einsum>_<port>`): what the whole-cascade cocotb bench drives, the bench
+    standing in for the buffers and the interconnect."""
+    from ..names import comment_text
+    from .unit import _ident, _width
+    f = design.fmt
+    ports, body = ["input wire clk", "input wire rst"], []
+    for e, u in design.units.items():
+        p = _ident(e)
+        ins = [("start", ""), ("first", "")] + [(q, _width(t, f)) for q, _, t in u.operands]
+        ins += [(q, _width("int", f)) for q, _ in u.coords + u.syms]
+        ports += [f"input wire {w}{p}_{q}" for q, w in ins]
+        ports += [f"output wire {p}_ready", f"output wire {p}_done", f"output wire signed [{f.width - 1}:0] {p}_y",
+                  f"output wire {p}_exists"]
+        conns = [f".{q}({p}_{q})" for q, _ in ins] + [f".{q}({p}_{q})" for q in ("ready", "done", "y", "exists")]
+        body += [f"  {u.name} u_{p} (.clk(clk), .rst(rst), {', '.join(conns)});"]
+    return "\n".join([f"// {comment_text(name)}: every Einsum unit of the design side by side (the top the",
+                      "// whole-cascade test bench drives; the bench stands in for the buffers).",
+                      f"module {name} (", ",\n".join(f"  {x}" for x in ports), ");", *body, "endmodule", ""])
