@@ -25,11 +25,12 @@ def main() -> int:
     ap.add_argument("--out", default="spatial_sweep.csv")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--lengths", default="1K..1M")
+    ap.add_argument("--workloads", default="BERT,TrXL,T5,XLM")
     a = ap.parse_args()
-    lengths = parse_lengths(a.lengths)
+    lengths, works = parse_lengths(a.lengths), a.workloads.split(",")
     points = []
     for design, hw, hand in PAIRS:
-        points += grid([design], [hw], lengths) + grid([design], [hw], lengths, mapping=hand)
+        points += grid([design], [hw], lengths, works) + grid([design], [hw], lengths, works, mapping=hand)
     run(points, a.out, jobs=a.jobs, progress=sys.stderr.isatty())
     with open(a.out, newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -38,7 +39,7 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|")
     worst = {}
     for design, hw, hand in PAIRS:
-        for p in grid([design], [hw], lengths):
+        for p in grid([design], [hw], lengths, works):
             f, h = at[p.key()[:4] + ("",)], at[p.key()[:4] + (hand,)]
             if f["status"] != "ok" or h["status"] != "ok":
                 print(f"| {design} | {hw} | {p.workload} | {p.length} | refused: {f['error'] or h['error']} |")
