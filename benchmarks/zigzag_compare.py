@@ -120,10 +120,22 @@ def run_zigzag(name, hw, tmp: Path) -> dict:
             dump_folder=str(tmp / f"out-{name}"), loma_show_progress_bar=False)
     finally:
         cm.CostModelEvaluation.__init__ = init
-    best = cmes[0][0]
+    best = _layer_cme(cmes)
     return {"latency_cycles": float(latency), "energy_pj": float(energy), "wall_s": time.perf_counter() - t0,
             "cpu_s": time.process_time() - c0, "evaluated": count[0],
             "mapping": f"spatial {best.spatial_mapping}, temporal {best.temporal_mapping}".replace("\n", " ")}
+
+
+def _layer_cme(x):
+    """The one layer's cost-model evaluation inside ZigZag's nested (sum, [(layer, info)]) answer."""
+    if hasattr(x, "spatial_mapping"):
+        return x
+    if isinstance(x, (list, tuple)):
+        for y in x:
+            found = _layer_cme(y)
+            if found is not None:
+                return found
+    return None
 
 
 def run_attnc(name, hw) -> dict:
