@@ -4,9 +4,11 @@ file: a PE and an output- or weight-stationary PE array for the score contractio
 one datapath unit per Einsum with operations, printed from its expression.
 
 Blocks (generator, bit-exact Python model and latency formula side by side):
-`codegen.rtl.unit` (Einsum units), `codegen.rtl.pe_array` (the 2D array);
-numbers: `codegen.rtl.fixed`; the fixed-point model of a whole cascade:
-`codegen.rtl.tile`.
+`codegen.rtl.unit` (Einsum units), `codegen.rtl.pe_array` (the 2D array,
+output- and weight-stationary), `codegen.rtl.controller` (the epochs'
+sequencer, from a mapping at shapes); numbers: `codegen.rtl.fixed`; the
+fixed-point model of a whole cascade: `codegen.rtl.tile`; Verilator lint:
+`codegen.rtl.lint`; Yosys cell counts: `codegen.rtl.stats`.
 """
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ def _write(tmp_path, keep):
     return hw
 
 
-def test_cells_per_module_beside_the_area_model(tmp_path, capsys):
+def test_cells_per_module_beside_the_area_model(tmp_path):
     hw = _write(tmp_path, ("_pe.v", "_pe_array.v", "_RM.v"))
     rows = {s.module.rsplit("_", 1)[-1]: s for s in rtl_stats(str(tmp_path), array=(2, 3))}
     pe, arr, rm = rows["pe"], rows["array"], rows["RM"]
@@ -34,9 +34,13 @@ def test_cells_per_module_beside_the_area_model(tmp_path, capsys):
     assert arr.pes == 6 and arr.cells > 6 * pe.cells and arr.cells_per_pe < 1.5 * pe.cells
     # a running max (compare, select) is far smaller than a MAC with rounding and saturation
     assert 0 < rm.cells < pe.cells
+
+
+def test_cli_prints_the_table(tmp_path, capsys):
+    _write(tmp_path, ("_RM.v",))
     assert main(["rtl-stats", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "attnc_attention_1pass_pe_array" in out and "18,400" in out and "25,335" in out
+    assert "attnc_attention_1pass_e7_RM" in out and "pe1d" in out and "25,335" in out
 
 
 def test_a_timeout_is_reported_not_guessed(tmp_path):
