@@ -46,7 +46,8 @@ def generate(c: Cascade, hw=None, mapping=None, fmt: Fmt | None = None, rows: in
     the unit the mapping binds it to (the 1D array by default); the 2D array
     output-stationary (`dataflow="os"`) or weight-stationary ("ws")."""
     if dataflow not in ("os", "ws"):
-        raise RTLError(f"dataflow {dataflow!r}: the 2D PE array is 'os' (output-stationary) or 'ws' (weight-stationary)")
+        raise RTLError(f"dataflow {dataflow!r}: the 2D PE array is 'os' (output-stationary) "
+                       "or 'ws' (weight-stationary)")
     fmt = fmt or Fmt()
     shape2d = list(hw.unit("pe2d").shape) if hw is not None and "pe2d" in hw.units else [16, 16]
     rows, cols = rows or shape2d[0], cols or (shape2d[1] if len(shape2d) > 1 else 1)

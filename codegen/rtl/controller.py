@@ -125,7 +125,8 @@ def _advance(loops: list[tuple[str, int]], ind: str) -> list[str]:
     out, depth = [], ind
     for v, _ in reversed(loops):
         iv = f"i_{_ident(v)}"
-        out += [f"{depth}if ({iv} != N_{_ident(v)} - 1) {iv} <= {iv} + 1;", f"{depth}else begin", f"{depth}  {iv} <= 0;"]
+        out += [f"{depth}if ({iv} != N_{_ident(v)} - 1) {iv} <= {iv} + 1;", f"{depth}else begin",
+                f"{depth}  {iv} <= 0;"]
         depth += "  "
     out += [f"{depth}busy <= 1'b0; done <= 1'b1;"]
     for _ in loops:

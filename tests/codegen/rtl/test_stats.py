@@ -29,7 +29,8 @@ def test_cells_per_module_beside_the_area_model(tmp_path):
     rows = {s.module.rsplit("_", 1)[-1]: s for s in rtl_stats(str(tmp_path), array=(2, 3))}
     pe, arr, rm = rows["pe"], rows["array"], rows["RM"]
     assert pe.bound == arr.bound == "pe2d" and rm.bound == "pe1d"       # the mapping binds RM to the 1D array
-    assert pe.area_um2_per_pe == hw.unit("pe2d").area_um2_per_pe and rm.area_um2_per_pe == hw.unit("pe1d").area_um2_per_pe
+    assert pe.area_um2_per_pe == hw.unit("pe2d").area_um2_per_pe
+    assert rm.area_um2_per_pe == hw.unit("pe1d").area_um2_per_pe
     # the flattened 2 x 3 array is six PEs and its skew registers: more than six PEs, per PE about one
     assert arr.pes == 6 and arr.cells > 6 * pe.cells and arr.cells_per_pe < 1.5 * pe.cells
     # a running max (compare, select) is far smaller than a MAC with rounding and saturation
