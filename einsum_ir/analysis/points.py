@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from itertools import combinations
-from math import prod
+from math import lcm as lcm_of, prod
 
 import numpy as np
 import sympy
@@ -254,6 +254,15 @@ def _integral(pred):
         return pred
     pred = pred.xreplace({f: floor_of(f) for f in pred.atoms(sympy.floor)})
     pred = pred.xreplace({f: ceiling_of(f) for f in pred.atoms(sympy.ceiling)})
+
+    def common(f):                            # Abs, Min, Max of rational forms: one integer denominator outside
+        parts = [sympy.fraction(sympy.together(a)) for a in f.args]
+        if not all(d.is_Integer and d > 0 for _, d in parts) or all(d == 1 for _, d in parts):
+            return f
+        lcm = lcm_of(*[int(d) for _, d in parts])
+        return f.func(*[sympy.expand(n * (lcm // int(d))) for n, d in parts]) / lcm
+    for _ in range(3):                        # nested Min/Max/Abs, innermost first
+        pred = pred.xreplace({f: common(f) for f in pred.atoms(sympy.Abs, sympy.Min, sympy.Max)})
     return pred.xreplace({r: scaled(r) for r in pred.atoms(sympy.core.relational.Relational)})
 
 

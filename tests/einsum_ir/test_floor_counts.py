@@ -34,3 +34,11 @@ def test_floor_predicates_count_exactly(shape):
     M_, P_ = np.arange(shape[0])[:, None], np.arange(shape[1])[None, :]
     for pred, numpy_pred in _cases(rng):
         assert pts.count_points(pred, ((m, shape[0]), (p, shape[1]))) == numpy_pred(M_, P_).sum(), pred
+
+
+def test_abs_of_a_floor_difference():
+    """abs(p // 6 - m // 6) <= 1: the floors become rational forms inside abs,
+    whose float value 1.0000000000000002 once failed `<= 1` (522 for 576)."""
+    pred = sympy.Abs(sympy.floor(p / 6) - sympy.floor(m / 6)) <= 1
+    M_, P_ = np.arange(36)[:, None], np.arange(36)[None, :]
+    assert pts.count_points(pred, ((m, 36), (p, 36))) == (np.abs(P_ // 6 - M_ // 6) <= 1).sum() == 576
