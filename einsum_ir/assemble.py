@@ -64,7 +64,8 @@ def assemble(statements, name: str = "cascade", doc: str = "", source: str | Non
     for s in statements:
         if isinstance(s, RankStmt):
             r = s.rank
-            add_rank(r)      # `/` in a rank's definition stays exact division (checked by shapes.resolve)
+            # `/` in a rank's definition stays exact division (checked by shapes.resolve); `-1` is a literal
+            add_rank(replace(r, definition=None if r.definition is None else normalise(r.definition)))
         elif isinstance(s, PartitionStmt):
             if s.parent not in ranks:
                 add_rank(Rank(s.parent, loc=s.loc))
