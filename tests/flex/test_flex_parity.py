@@ -20,6 +20,7 @@ from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 import einsum_ir as ei
 from attnc import analyze
 from attnc.gpu import map_design
+import codegen.runtime as runtime
 from codegen.runtime import FusedKernel
 from einsum_ir.analysis.fused import recognise
 from hw_models.gpu import load_gpu
@@ -106,11 +107,17 @@ def test_the_executor_matches_flex_attention(name):
 
 
 @pytest.mark.parametrize("name", known("kernel", NAMES))
-def test_the_fused_kernel_matches_flex_attention(name):
+def test_the_fused_kernel_matches_flex_attention(name, monkeypatch):
+    """...and allocates nothing over keys x queries before the kernel."""
     c, s, a = case(name)
+    allocated, real = {}, runtime._hoisted
+    monkeypatch.setattr(runtime, "_hoisted", lambda *args: allocated.update(real(*args)) or allocated)
     kernel = FusedKernel(c, MAPPING, s)
     out = kernel(**{k: torch.tensor(v) for k, v in a.items()}).double().numpy()
     close(out, oracle(name), 2e-5)
+    form = kernel.form
+    over_tile = [n for n in allocated if {form.key, form.query} <= set(form.cascade.writers(n)[0].output_vars)]
+    assert not over_tile, f"materialised outside the kernel: {over_tile}"
 
 
 def reads(name):
@@ -168,3 +175,19 @@ def test_the_gpu_model_visits_the_tiles_the_oracles_mask_keeps(name):
         assert upper.parts["tiles_skipped"] <= pred.parts["tiles_skipped"]
         assert upper.time_s >= pred.time_s
         assert any("upper bound" in note for note in upper.notes)
+
+
+def test_attnc_map_takes_a_data_masks_values_from_an_npz(tmp_path, capsys):
+    """The command line's path: `attnc map --inputs FILE.npz` tiles the tree
+    mask from its ancestor matrix; without it, the upper bound says so."""
+    from attnc.cli import main
+    name = "tree-causal"
+    c, s, a = case(name)
+    np.savez(tmp_path / "L_tree.npz", **reads(name))
+    path = CORPUS / f"{name}.ein"
+    argv = ["map", str(path), "--dtype", "f32", "--top", "1", "--shape", *(f"{k}={s[k]}" for k in "B H E F PL".split())]
+    assert main(argv + ["--inputs", str(tmp_path / "L_tree.npz")]) == 0
+    given = capsys.readouterr().out
+    assert main(argv + [f"P={s['P']}"]) == 0            # P from the shapes: ANC gave it above
+    bound = capsys.readouterr().out
+    assert "without its values" in bound and "without its values" not in given
