@@ -329,7 +329,7 @@ def recognise(c: Cascade, env: dict | None = None) -> FusedForm:
             kinds[e.name] = "tile"
             continue
         if e.reduced == (key,):
-            red = _reduction(c, e, key, rowvars, tilevars, kinds, inputs)
+            red = _reduction(c, e, key, rowvars, tilevars, kinds, inputs, query)
             if red.kind == "value":
                 f = next(v for v in index_vars(red.value) if v not in tilevars)
                 if feature not in (None, f):
@@ -403,7 +403,7 @@ def _in_tile_reduction(c: Cascade, e: Einsum, tilevars: set) -> Einsum:
     return e
 
 
-def _reduction(c, e, key, rowvars, tilevars, kinds, inputs) -> Reduction:
+def _reduction(c, e, key, rowvars, tilevars, kinds, inputs, query=None) -> Reduction:
     if e.reduce in ("max", "min"):
         bad = set(e.iteration_vars) - tilevars
         if bad:
@@ -416,6 +416,11 @@ def _reduction(c, e, key, rowvars, tilevars, kinds, inputs) -> Reduction:
         return (isinstance(x, Access) and x.tensor in inputs and key in index_vars(x)
                 and len(set(index_vars(x)) - tilevars) == 1)
     vs = [x for x in accesses(e.expr) if is_value(x)]
+    if query is not None and any(query in index_vars(x) for x in vs):
+        # the kernel loads one (keys x features) value tile for every row of the program
+        raise _fail(e, f"the values {next(x for x in vs if query in index_vars(x))} vary with the query "
+                       f"variable {query}; a value contraction needs one value tile shared by every query "
+                       "row (a tile term times V[.., f, m])", c)
     split = _split_value(e.expr, vs[0]) if len(vs) == 1 else None
     if split is None:
         raise _fail(e, "a sum over keys that is neither a row statistic nor a value contraction "

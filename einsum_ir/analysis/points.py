@@ -54,6 +54,23 @@ class Kept(sympy.Function):
         return f"Kept[{printer._print(pred)} | {lim}]"
 
 
+class FloorDiv(sympy.Function):
+    """FloorDiv(a, d) = a // d for an integer d > 0, evaluated in integers.
+    A floor of a rational form written as (a - a mod d) / d was exact in
+    sympy, but sympy spreads the division again over any Min/Max around it
+    (Max(6, x)/6 becomes Max(1, x/6)), and numpy then compares floats:
+    natten-2d's clip of p // CW lost kept points. An opaque function keeps
+    every bound of a floor-division predicate an integer."""
+    is_integer = True
+    _imp_ = staticmethod(lambda a, d: np.floor_divide(a, d))
+
+    @classmethod
+    def eval(cls, a, d):
+        if a.is_Integer and d.is_Integer and d > 0:
+            return sympy.Integer(int(a) // int(d))
+        return None
+
+
 def _flip(rel):
     """`a >= b` as `b <= a`, `a > b` as `b < a`: one direction for every bound."""
     return (sympy.Le if isinstance(rel, sympy.Ge) else sympy.Lt)(rel.rhs, rel.lhs, evaluate=False)
@@ -240,20 +257,21 @@ def _integral(pred):
         if den.is_Integer and den > 0 and den != 1:
             return r.func(sympy.expand(num), 0)
         return r
-    def floor_of(f):
+    def floor_of(f):                          # an integer floor division, opaque to sympy
         num, den = sympy.fraction(sympy.together(f.args[0]))
-        if den.is_Integer and den > 1:        # floor(num / den) = (num - num mod den) / den, exactly
-            return (num - sympy.Mod(num, den)) / den
+        if den.is_Integer and den > 1:
+            return FloorDiv(sympy.expand(num), den)
         return f
     def ceiling_of(f):                        # ceiling(x) = -floor(-x)
         num, den = sympy.fraction(sympy.together(f.args[0]))
         if den.is_Integer and den > 1:
-            return (num + sympy.Mod(-num, den)) / den
+            return -FloorDiv(sympy.expand(-num), den)
         return f
     if not isinstance(pred, sympy.Basic):
         return pred
-    pred = pred.xreplace({f: floor_of(f) for f in pred.atoms(sympy.floor)})
-    pred = pred.xreplace({f: ceiling_of(f) for f in pred.atoms(sympy.ceiling)})
+    # bottom-up, so a floor inside a floor is an integer division too
+    pred = pred.replace(lambda x: isinstance(x, sympy.floor), floor_of)
+    pred = pred.replace(lambda x: isinstance(x, sympy.ceiling), ceiling_of)
 
     def common(f):                            # Abs, Min, Max of rational forms: one integer denominator outside
         parts = [sympy.fraction(sympy.together(a)) for a in f.args]
@@ -510,12 +528,15 @@ def _exists(pred, v, n):
             return None
         terms = [_exists(t, v, n) for t in pred.args]
         return None if any(t is None for t in terms) else sympy.Or(*terms)
-    los, his, rest, congruence = [sympy.Integer(0)], [n - 1], [], None
+    los, his, rest, congruence, excluded = [sympy.Integer(0)], [n - 1], [], None, None
     for cond in _conjuncts(pred):
         if v not in cond.free_symbols:
             rest.append(cond)
             continue
         bound = _linear_bound(cond, v)
+        if bound is None and excluded is None and (x := _excluded_value(cond, v)) is not None:
+            excluded = x
+            continue
         if bound is None:
             cg = _unit_congruence(cond, v)
             if cg is None or congruence is not None:
@@ -527,10 +548,30 @@ def _exists(pred, v, n):
     if any(v in t.free_symbols for t in los + his):
         return None
     if congruence is None:   # integer bounds: some v exists iff every lower <= every upper
-        return sympy.And(*rest, *[_at_most(lo, hi) for lo in los for hi in his])
+        nonempty = [_at_most(lo, hi) for lo in los for hi in his]
+        if excluded is None:
+            return sympy.And(*rest, *nonempty)
+        # v != x removes one value: some v is left iff the interval holds two, or its one value is not x
+        two = sympy.And(*[_at_most(lo + 1, hi) for lo in los for hi in his])
+        one = sympy.Or(*[sympy.And(sympy.Ne(lo, excluded), *[sympy.Ge(lo, o) for o in los if o is not lo])
+                         for lo in los])
+        return sympy.And(*rest, *nonempty, sympy.Or(two, one))
+    if excluded is not None:
+        return None
     d, r = congruence        # values in [L, H] congruent to r mod d: at least one
     lo, hi = sympy.Max(*los), sympy.Min(*his)
     return sympy.And(*rest, sympy.Ge(sympy.floor((hi - r) / d) - sympy.floor((lo - 1 - r) / d), 1))
+
+
+def _excluded_value(rel, v):
+    """`Ne(+-v + b, y)`, b and y integers free of v -> the one value x of v
+    it excludes (v != x); else None."""
+    if not isinstance(rel, sympy.Ne):
+        return None
+    ab = _affine(rel.lhs - rel.rhs, v)
+    if ab is None or ab[0] not in (1, -1) or ab[1].is_integer is False:
+        return None
+    return -ab[0] * ab[1]
 
 
 def _at_most(lo, hi):

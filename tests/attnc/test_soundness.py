@@ -98,3 +98,16 @@ def test_the_summary_table_counts_every_stage():
     text = s.table()
     assert "| parse | 6 |" in text and "| executor |" in text and "Mismatches and internal errors: 0" in text
     assert np.isfinite(s.seconds)
+
+
+@pytest.mark.parametrize("seed, stage, want", [
+    (7065, "kernel", "refused"),      # values indexed by the query: KeyError('p') in the generator, now refused
+    (7196, "gpu-model", "ok"),        # log(sigmoid(GT[h, p])) under m != p: counted per point, an upper bound
+])
+def test_findings_of_the_benchmark_stay_fixed(seed, stage, want):
+    """Regressions found by benchmarks/soundness.py (docs/soundness.md, 'What it found')."""
+    rep = sound.check_design(random_design(seed, FAMILIES[seed % len(FAMILIES)]), stages=(stage,))
+    (o,) = [o for o in rep.outcomes if o.stage == stage]
+    assert o.status == want, o.detail
+    if want == "refused":
+        assert "vary with the query variable" in o.detail

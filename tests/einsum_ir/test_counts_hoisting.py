@@ -225,6 +225,16 @@ CASES = {
                            [dict(M=2, P=4, F=3), dict(M=8, P=4, F=3)]),
     "constant": ("rank M, P\ninput X[M, P]\ninput Z[]\nY[p] = X[m, p] * exp(Z[] * 2) where m <= p",
                  [dict(M=3, P=4)]),
+    # v != x removes one value (soundness seed 7196: log(sigmoid(G[p])) under m != p was counted per point)
+    "not-equal": ("rank M, P, F\ninput G[P]\ninput X[M, P]\ninput V[F, M]\n"
+                  "Y[f, p] = log(sigmoid(G[p])) * X[m, p] * V[f, m] where m != p",
+                  [dict(M=1, P=3, F=2), dict(M=2, P=3, F=2), dict(M=5, P=4, F=1)]),
+    "not-equal-in-window": ("rank M, P\ninput G[P]\ninput H0[M]\ninput X[M, P]\n"
+                            "Y[p] = exp(G[p]) * erf(H0[m]) + X[m, p] where m <= p and m != p - 1 and p - m < W",
+                            [dict(M=6, P=6, W=1), dict(M=6, P=6, W=2), dict(M=3, P=8, W=3)]),
+    "not-equal-shifted": ("rank M, P\ninput G[P]\ninput X[M, P]\n"
+                          "Y[p] = max[m] exp(G[p]) + X[m, p] where M - 1 - m != p and m >= p",
+                          [dict(M=4, P=6), dict(M=1, P=2), dict(M=7, P=3)]),
 }
 
 

@@ -76,3 +76,19 @@ def test_tile_classes_match_brute_force(design, shapes, bm, bn):
             blk = keep[i * bm:(i + 1) * bm, j * bn:(j + 1) * bn]
             want = EMPTY if not blk.any() else FULL if blk.all() and blk.shape == (bm, bn) else PARTIAL
             assert cls[..., i, j].item() == want, (i, j)
+
+
+def test_values_that_vary_with_the_query_are_refused_not_loaded_as_a_key_tile():
+    """Soundness seed 7065: a linear-attention design read with the feature
+    map's rank as the 'key' had its value KV[b, d, f, p] indexed by the query;
+    the kernel loads one (keys x features) value tile for every row, so the
+    generator failed with KeyError('p'). It is refused, naming the values."""
+    c = parse("rank B, P, E, F, D\ninput Q[B, E, P]\ninput W[E, D]\ninput KV[B, D, F, P]\n"
+              "XQ[b, d, p] = Q[b, e, p] * W[e, d]\n"
+              "NUM[b, f, p] = exp(XQ[b, d, p]) * KV[b, d, f, p]\n")
+    with pytest.raises(FusedFormError, match=r"NUM: the values KV\[b, d, f, p\] vary with the query variable p"):
+        recognise(c)
+    ok = parse("rank B, P, E, F, D\ninput Q[B, E, P]\ninput W[E, D]\ninput KV[B, D, F]\n"
+               "XQ[b, d, p] = Q[b, e, p] * W[e, d]\n"
+               "NUM[b, f, p] = exp(XQ[b, d, p]) * KV[b, d, f]\n")
+    assert [r.kind for r in recognise(ok).reductions] == ["value"]     # the same shape with shared values fits
