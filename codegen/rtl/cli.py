@@ -1,7 +1,8 @@
 """`attnc compile DESIGN --target rtl`: the files of `generate` written to a
-directory, with the mapping given, else the library's mapping for the
-design on that hardware (the +Binding one where there are several), else
-none (every Einsum on the 1D array at the hardware's operation costs)."""
+directory, with the mapping given, else (with --shape) the one the spatial
+mapper finds at those shapes, else the library's mapping for the design on
+that hardware (the +Binding one where there are several), else none (every
+Einsum on the 1D array at the hardware's operation costs)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,6 +22,17 @@ def library_mapping(design: str, hw_name: str):
     return found[0] if found else None
 
 
+def mapper_mapping(c, hw, shapes: dict):
+    """(the spatial mapper's best mapping at `shapes`, a note), or (None, "")
+    where it finds none (an Einsum no unit can run): the library's is used then."""
+    from mappers.spatial_search import search
+    from mappers.spatial_space import MapperError
+    try:
+        return search(c, hw, shapes).mapping, " (found by the spatial mapper at these shapes)"
+    except MapperError:
+        return None, ""
+
+
 def compile_rtl(design: str, hw_name: str, mapping_file: str | None, out: str | None, force: bool,
                 fmt: Fmt | None = None, shapes: dict | None = None) -> int:
     """Write the design's files; with `shapes` (--shape) and a mapping, also
@@ -30,7 +42,11 @@ def compile_rtl(design: str, hw_name: str, mapping_file: str | None, out: str | 
     from mappers.mapping import load_mapping
     c = ei.load(design)
     hw = load_spatial(hw_name)
-    mapping = load_mapping(mapping_file) if mapping_file else library_mapping(c.name, hw.name)
+    mapping, found = (load_mapping(mapping_file), "") if mapping_file else (None, "")
+    if mapping is None and shapes is not None:
+        mapping, found = mapper_mapping(c, hw, shapes)
+    if mapping is None:
+        mapping = library_mapping(c.name, hw.name)
     rtl = generate(c, hw, mapping, fmt)
     if shapes is not None:
         if mapping is None:
@@ -51,7 +67,7 @@ def compile_rtl(design: str, hw_name: str, mapping_file: str | None, out: str | 
     d.mkdir(parents=True, exist_ok=True)
     for name, text in rtl.files.items():
         (d / name).write_text(text)
-    how = f"mapping {mapping.name}" if mapping is not None else "no mapping (every Einsum on the 1D array)"
+    how = f"mapping {mapping.name}{found}" if mapping is not None else "no mapping (every Einsum on the 1D array)"
     print(f"{c.name}: {len(rtl.files)} Verilog modules for {hw.name}, {how}, {rtl.fmt.name}, "
           f"{rtl.rows} x {rtl.cols} PE array")
     for e, u in rtl.units.items():

@@ -62,9 +62,26 @@ def test_a_fractional_share_is_refused():
 
 def test_compile_with_shapes_writes_the_controller(tmp_path, capsys):
     out = tmp_path / "rtl"
-    assert main(["compile", "attention-1pass", "--target", "rtl", "--out", str(out),
+    assert main(["compile", "attention-1pass", "--target", "rtl", "--out", str(out), "--mapping", "fusemax-binding",
                  "--shape", "B=1", "H=1", "E=64", "F=64", "M=1024", "P=1024"]) == 0
     text = (out / "attnc_attention_1pass_ctrl.v").read_text()
     report = simulate(load("attention-1pass"), load_mapping("fusemax-binding"), load_spatial("fusemax"),
                       dict(B=1, H=1, E=64, F=64, M=1024, P=1024))
     assert f"{int(report.latency_cycles) + 1} edges from start to done" in text and "Mapping: binding" in text
+
+
+def test_controller_of_a_mapping_the_mapper_found(tmp_path):
+    """Not the library's nest: the spatial mapper's best mapping at these
+    shapes (its own loop order and critical path) sequenced the same way."""
+    from mappers.spatial_search import search
+    c = load("attention-1pass")
+    hw, _ = _scaled(2, 2)
+    shapes = dict(B=1, H=1, E=4, F=4, M=8, P=4)
+    m = search(c, hw, shapes, budget=500).mapping          # a small search: any mapping it finds will do
+    report = simulate(c, m, hw, shapes)
+    p = plan(c, m, hw, shapes, generate(c, hw, m).units)
+    name = "attnc_attention_1pass_ctrl"
+    spec = {"loops": [v for v, _ in p.loops], "issue": [x for x, _, _ in p.issue], "limit": 10 * p.cycles + 50}
+    res = run_cocotb(tmp_path, {f"{name}.v": controller_verilog(name, p, ["test"])}, name, "tb_ctrl", spec)
+    assert res["edges"] == report.latency_cycles + 1
+    assert sorted({x for x, _, _ in res["issued"]}) == sorted(x for x, _, _ in p.issue)
