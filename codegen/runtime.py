@@ -273,6 +273,8 @@ class FusedKernel:
         q = _float_input(inputs)
         outs = {t.name: torch.empty(shape, dtype=q.dtype, device=q.device) for t, shape in _output_shapes(c, env)}
         args = []
+        for name in src.tma:
+            _check_tma(name, tensors[name])
         for name in src.tensors:
             args += _tensor_args(tensors[name])
         for name in src.outputs:
@@ -310,6 +312,8 @@ class FusedKernel:
         meta = dict(BLOCK_M=m.block_m, BLOCK_N=m.block_n, BLOCK_E=src.block_e, BLOCK_F=src.block_f,
                     SPLITS=src.splits, **src.blocks)
         launch = {} if os.environ.get("TRITON_INTERPRET") == "1" else dict(num_warps=m.warps, num_stages=m.stages)
+        if src.tma and launch:
+            _tma_allocator(device)
         return env, mod, src, m, grid_m, nbatch, meta, launch, static
 
     def _scratch(self, name: str, n: int, dtype, device):
@@ -426,6 +430,32 @@ class ChunkedKernel:
                 f"index out of range: the chunked kernel read {site} at a gathered index outside the tensor, at a "
                 "point in range of its ranks; a gather is never clipped", site.loc, c.source))
         return out
+
+
+def _check_tma(name: str, t) -> None:
+    """A tensor loaded through a TMA descriptor must be laid out as TMA
+    requires (contiguous last dimension, 16-byte aligned base and strides);
+    anything else is refused here, never loaded wrongly."""
+    size = t.element_size()
+    bad = [f"its last stride is {t.stride(-1)}, not 1"] if t.stride(-1) != 1 else []
+    bad += [f"stride {s} of dimension {d} is {s * size} bytes, not a multiple of 16"
+            for d, s in enumerate(t.stride()[:-1]) if (s * size) % 16]
+    bad += ["its data is not 16-byte aligned"] if t.data_ptr() % 16 else []
+    if bad:
+        raise ShapeError(f"input {name} is loaded through a TMA descriptor (mapping tma: true) but {bad[0]}; "
+                         "pass it contiguous with the last dimension a multiple of 16 bytes, or compile with "
+                         "tma: false")
+
+
+def _tma_allocator(device) -> None:
+    """Descriptors made in the kernel need global scratch memory (Triton's
+    allocator); set once per process for a GPU launch."""
+    import torch
+    import triton
+
+    def alloc(size: int, alignment: int, stream):
+        return torch.empty(size, device=device, dtype=torch.int8)
+    triton.set_allocator(alloc)
 
 
 def _output_shapes(c: Cascade, env: dict):

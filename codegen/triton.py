@@ -96,6 +96,7 @@ class KernelSource:
     digest: str = ""
     gathers: list = field(default_factory=list)  # (access, dim) per gather site: the kernel flags site k + 1
                                                  # in `gather_err` when its index leaves the tensor (runtime raises)
+    tma: list = field(default_factory=list)      # tensors loaded through TMA descriptors (mapping.tma)
 
 
 class _Ctx:
@@ -154,6 +155,8 @@ class Generator:
         # GQA / MQA: `pack` query heads of one key head as rows of the program (TileProgram.packing)
         self.pack = program.pack_count(mapping.pack_heads, env)
         self.packed = program.packing.var if self.pack > 1 else None
+        self.descs: dict = {}                   # (K or V access, axes) -> (descriptor, dims) when mapping.tma
+        self.tma_tensors: list[str] = []        # tensors loaded through descriptors (the runtime checks their layout)
         self.full_tile = False                  # rendering the full-tile loop: K/V loads need no mask
         self.loop_vars: set[str] = set()        # reduced variables of an in-tile reduction being rendered
         self.bools = frozenset(t.name for t in self.c.tensors if t.dtype == "bool")   # loads that are conditions
@@ -189,9 +192,7 @@ class Generator:
             if e.name in self.f.batch or e.name in self.loop_vars:
                 return self.coord(e.name)
             return ctx.var(self.role[e.name])
-        if self.packed and isinstance(e, Op) and e.name in ("div", "floordiv") and isinstance(e.args[0], Idx) \
-                and e.args[0].name == self.packed and isinstance(e.args[1], Sym) \
-                and e.args[1].name == self.p.packing.group:
+        if self._packed_group(e):
             # the key head of the packed heads: pack divides the group, so one value for the program
             return f"(({self.coord(self.packed + '_blk')} * {self.pack}) // {self.sym(self.p.packing.group)})"
         if isinstance(e, Access):            # a gather: the index tensor's tile, as int32 coordinates
@@ -433,6 +434,7 @@ class Generator:
         src.blocks = {f"BLOCK_{ax.upper()}": padded(self.env[rank_of(v)]) for v, ax in self.dims.items()}
         src.digest = hashlib.sha256(text.encode()).hexdigest()[:16]
         src.gathers = list(self.gathers)
+        src.tma = list(dict.fromkeys(self.tma_tensors))
         return src
 
     kernel_name = "attnc_fused"
@@ -486,6 +488,12 @@ class Generator:
         self.out(f"offs_p = offs_rc // {n}")
         self.out(f"{self.coord(self.packed)} = {self.coord(self.packed + '_blk')} * {n} + offs_rc % {n}")
 
+    def _packed_group(self, e: Expr) -> bool:
+        """Is `e` the key head of the packed heads (`h / G`)?"""
+        return bool(self.packed) and isinstance(e, Op) and e.name in ("div", "floordiv") \
+            and isinstance(e.args[0], Idx) and e.args[0].name == self.packed and isinstance(e.args[1], Sym) \
+            and e.args[1].name == self.p.packing.group
+
     def _batch_coord(self, v: str) -> str:
         """The program's coordinate of batch variable v (the head block of packed heads)."""
         return self.coord(v + "_blk") if v == self.packed else self.coord(v)
@@ -522,6 +530,74 @@ class Generator:
             self.q_tiles[sc.name] = f"q{i}"
             self.out(f"q{i} = tl.broadcast_to({q}, (BLOCK_M, BLOCK_{ax.upper()}))")
         self.loads = {}
+        if self.m.tma:
+            self._descriptors()
+
+    # -- TMA: K and V tiles through tensor descriptors (mapping.tma) ---------------------
+    def _tma_dims(self, a: Access, axes: tuple[str, ...]) -> list | None:
+        """Per dimension of `a`'s tensor, what a descriptor load's offset is:
+        ('axis', ax) for a tile axis read whole at its plain variable, ('at',
+        code) for a coordinate uniform over the program; None when the load
+        cannot go through a descriptor (2 to 5 dimensions, plain indices,
+        each tile axis once): it stays a pointer load."""
+        t = self.c.tensor(a.tensor)
+        if not 2 <= len(a.indices) <= 5:
+            return None
+        dims, seen = [], []
+        for d, i in enumerate(a.indices):
+            if isinstance(i, Idx) and self.role.get(i.name) in axes and i.name not in self.f.batch:
+                if t.ranks[d] != rank_of(i.name) or self.role[i.name] in seen:
+                    return None
+                seen.append(self.role[i.name])
+                dims.append(("axis", self.role[i.name]))
+            elif not _reads(i) and all(v in self.f.batch for v in index_vars(i)) and (
+                    self.packed not in index_vars(i) or self._packed_group(i)):
+                dims.append(("at", i))          # batch coordinates only: one value for the program
+            else:
+                return None
+        return dims if sorted(seen) == sorted(axes) else None
+
+    def _descriptors(self):
+        """One descriptor per K / V operand, made once per program."""
+        self.descs = {}
+        for pp in self.p.passes:
+            ops = [(sc.k, (self.role[sc.contracted], "m")) for sc in pp.scores]
+            ops += [(r.value, ("m", "f")) for r in pp.values]
+            for a, axes in ops:
+                dims = self._tma_dims(a, axes)
+                if dims is None or (a, axes) in self.descs:
+                    continue
+                base, n = self.t(a.tensor), len(dims)
+                block = ", ".join(f"BLOCK_{'N' if x == 'm' else x.upper()}" if kind == "axis" else "1"
+                                  for kind, x in dims)
+                name = f"desc{len(self.descs)}_{a.tensor}"
+                self.out(f"{name} = tl.make_tensor_descriptor({base}, shape=[{', '.join(f'{base}_n{d}' for d in range(n))}], "
+                         f"strides=[{', '.join([f'{base}_s{d}' for d in range(n - 1)] + ['1'])}], "
+                         f"block_shape=[{block}])")         # last stride 1: TMA needs it static (runtime checks)
+                self.descs[(a, axes)] = (name, dims)
+                self.tma_tensors.append(a.tensor)
+
+    def kv_load(self, a: Access, ctx: _Ctx) -> str:
+        """A K or V tile (a tensor-core operand, its own type): through its
+        descriptor where there is one (out-of-range rows and columns read 0,
+        as a masked load's `other=0`), else a pointer load."""
+        hit = self.descs.get((a, ctx.axes)) if self.m.tma else None
+        if hit is None:
+            return self.load(a, ctx, raw=True)
+        key = (a, ctx.axes, "tma")
+        if key in self.loads:
+            return self.loads[key]
+        name, dims = hit
+        offs = [("start_n" if x == "m" else "0") if kind == "axis" else self.index(x, ctx) for kind, x in dims]
+        order = tuple(x for kind, x in dims if kind == "axis")
+        shape = ", ".join(f"BLOCK_{'N' if x == 'm' else x.upper()}" for x in order)
+        code = f"{name}.load([{', '.join(offs)}]).reshape(({shape}))"
+        if order != ctx.axes:
+            code = f"tl.trans({code})"
+        ld = f"ld{len(self.loads)}_{a.tensor}"
+        self.out(f"{ld} = {code}")
+        self.loads[key] = ld
+        return ld
 
     def _rows(self, rows):
         """Row Einsums whose inputs are final before a pass."""
@@ -596,7 +672,7 @@ class Generator:
         # the score contractions this pass reads: one tensor-core product each
         for i, sc in enumerate(pp.scores):
             ax = self.role[sc.contracted]
-            kt = self.load(sc.k, _Ctx((ax, "m")), raw=True)
+            kt = self.kv_load(sc.k, _Ctx((ax, "m")))
             self.out(f"s{i} = tl.dot({self.q_tiles[sc.name]}, tl.broadcast_to({kt}, (BLOCK_{ax.upper()}, BLOCK_N)){prec})")
             self._tile_value(sc.einsum, f"s{i}", tile, partial)
         # 1. tile Einsums that read no statistic of the pass, then the max/min reductions
@@ -651,7 +727,7 @@ class Generator:
                 w = self.value(r.weight, tile)
                 if mask:
                     w = f"tl.where({mask}, {w}, 0.0)"
-                vt = self.load(r.value, _Ctx(("m", "f")), raw=True)
+                vt = self.kv_load(r.value, _Ctx(("m", "f")))
                 vdt = f"{self.t(r.value.tensor)}.dtype.element_ty"
                 self.out(f"{self.r(r.name)} += tl.dot(({w}).to({vdt}), tl.broadcast_to({vt}, (BLOCK_N, BLOCK_F)){prec})")
         self.active = {}

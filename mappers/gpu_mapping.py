@@ -27,8 +27,11 @@ class GPUMapping:
     splits: int = 1
     pack_heads: int = 1
     dtype: str = "bf16"
+    tma: bool = False        # Hopper: K and V tiles loaded through tensor descriptors (TMA), docs/triton.md
 
     def __post_init__(self):
+        if not isinstance(self.tma, bool):
+            raise HardwareError(f"GPU mapping: tma must be true or false, got {self.tma!r}")
         for k in ("block_m", "block_n", "warps", "stages", "splits", "pack_heads"):
             v = getattr(self, k)
             if not isinstance(v, int) or v < 1:
@@ -50,15 +53,27 @@ class GPUMapping:
             s += f" splits={self.splits}"
         if self.pack_heads > 1:
             s += f" pack_heads={self.pack_heads}"
+        if self.tma:
+            s += " tma"
         return s
 
 
-_KEYS = ("block_m", "block_n", "warps", "stages", "splits", "pack_heads", "dtype")
+_KEYS = ("block_m", "block_n", "warps", "stages", "splits", "pack_heads", "dtype", "tma")
+
+
+def _field(node: Node, k: str):
+    if k == "dtype":
+        return node.string()
+    if k == "tma":
+        if not isinstance(node.value, bool):
+            raise node.error(f"must be true or false, got {node.value!r}")
+        return node.value
+    return node.integer()
 
 
 def gpu_mapping_from_node(root: Node) -> GPUMapping:
     top = root.mapping(optional=_KEYS + ("doc",))
-    kw = {k: (top[k].string() if k == "dtype" else top[k].integer()) for k in _KEYS if k in top}
+    kw = {k: _field(top[k], k) for k in _KEYS if k in top}
     try:
         return GPUMapping(**kw)
     except HardwareError as e:
