@@ -427,25 +427,48 @@ def smem_operand_bytes(program: TileProgram, k: int, m: GPUMapping, env: dict, p
     kv = m.block_n * (e + f * sum(r.kind == "value" for r in pp.init)) * b
     if path == "mma":
         return m.warps * kv
-    groups = max(1, min(m.warps // 4, m.block_m // 64))
-    return groups * kv + m.block_m * e * b
+    # warpgroups split the rows first (64 each), then the columns: a row split
+    # reads K and V again, a column split reads the Q tile again
+    groups = max(1, m.warps // 4)
+    rows = max(1, min(groups, m.block_m // 64))
+    return rows * kv + (groups // rows) * m.block_m * e * b
+
+
+def streams(m: GPUMapping, path: str) -> int:
+    """Instruction streams of one block that run independently of each
+    other within a tile step: with mma.sync every warp (its own rows), with
+    wgmma every warpgroup (4 warps)."""
+    return m.warps if path == "mma" else max(1, m.warps // 4)
 
 
 def _tile_times(w_tensor: float, smem: float, sfu: float, fp32: float, r: _Rates, gpu: GPU,
-                kc: KernelClass) -> tuple[float, float]:
+                kc: KernelClass, own: int = 0, per_sm: int = 1, stages: int = 0) -> tuple[float, float]:
     """(alone, share): a tile step's time for a program alone on its SM, and
-    the SM time it takes when it shares the SM with others. The warps of a
-    block drift apart, so even a serial kernel hides part of the shorter of
-    its MMA and softmax time under the longer (serial_overlap); a
-    warp-specialised one by design hides more (ws_overlap). Both are
-    throughputs, so alone and shared are the same per tile; what differs is
-    how many programs share (`_schedule`)."""
+    the SM time it takes when it shares the SM with others. A serial kernel
+    hides part of the shorter of its MMA and softmax time under the longer
+    only where another instruction stream has MMAs to issue meanwhile: of
+    the fitted most (serial_overlap) it reaches 1 - 1/c with c streams on
+    the SM (`own` per block, streams(); alone c = own, shared c = own x
+    per_sm). A warp-specialised kernel overlaps by design (ws_overlap). With
+    `stages` K/V tiles in flight, a load has stages - 1 steps to arrive;
+    memory latency taken as exponential with mean L (latency_ns), a step
+    waits L exp(-(stages - 1) t / L) on average, which the other streams
+    fill when shared. `own` = 0: the fitted overlap, no stall (the chunked
+    model)."""
     t_mma = max(w_tensor / r.tensor, smem / r.smem)
     t_vec = sfu / r.sfu + fp32 / r.fp32
     lo, hi = min(t_mma, t_vec), max(t_mma, t_vec)
     ov = gpu.efficiency["ws_overlap" if kc.overlap == "warp-specialised" else "serial_overlap"]
-    t = hi + (1 - ov) * lo
-    return t, t
+    if kc.overlap != "warp-specialised" and own:
+        ov_alone, ov_share = ov * (1 - 1 / own), ov * (1 - 1 / (own * per_sm))
+    else:
+        ov_alone = ov_share = ov
+    alone, share = hi + (1 - ov_alone) * lo, hi + (1 - ov_share) * lo
+    if own and stages:
+        lat = gpu.efficiency["latency_ns"] * 1e-9
+        alone += lat * float(np.exp(-(stages - 1) * alone / lat))
+        share += lat * float(np.exp(-(stages - 1) * share / lat)) / (own * per_sm)
+    return alone, share
 
 
 def _pass_time(program: TileProgram, k, m, gpu, env, grid: _Grid, nfull, npart, parts: Counter, work: Counter,
@@ -461,8 +484,9 @@ def _pass_time(program: TileProgram, k, m, gpu, env, grid: _Grid, nfull, npart, 
     sfu_p, fp_p = w.sfu_partial + w.row_sfu + chain_sfu, w.fp32_partial + w.row_fp32 + chain_fp
     # integer work issues on the INT32 lanes, at INT_PER_FP32 of the fp32 rate
     fp_f, fp_p = fp_f + w.int_full / INT_PER_FP32, fp_p + w.int_partial / INT_PER_FP32
-    alone_f, share_f = _tile_times(w.tensor_flops, smem, sfu_f, fp_f, r, gpu, kc)
-    alone_p, share_p = _tile_times(w.tensor_flops, smem, sfu_p, fp_p, r, gpu, kc)
+    own = streams(m, r.path)
+    alone_f, share_f = _tile_times(w.tensor_flops, smem, sfu_f, fp_f, r, gpu, kc, own, grid.blocks_per_sm, m.stages)
+    alone_p, share_p = _tile_times(w.tensor_flops, smem, sfu_p, fp_p, r, gpu, kc, own, grid.blocks_per_sm, m.stages)
     tr = traffic(program, k, m, env)
     tile_bytes = tr.key_tile + tr.pair_tile
     s = m.splits
@@ -571,6 +595,8 @@ def predict_fused(program, m: GPUMapping, gpu: GPU, env: dict, inputs: dict | No
     kc = kernel_class(kclass)
     if kc.path_on(gpu) == "wgmma" and not gpu.has_wgmma:
         raise HardwareError(f"kernel class {kc.name} needs wgmma; {gpu.name} has none (Hopper only)")
+    if m.tma and not gpu.has_wgmma:
+        raise HardwareError(f"mapping {m}: TMA (tensor descriptors) needs a Hopper GPU; {gpu.name} has none")
     form = program.form
     fp = footprint(form, m, env, gpu)
     grid = _grid(program, m, gpu, env, fp.blocks_per_sm)
@@ -610,6 +636,9 @@ def predict_fused(program, m: GPUMapping, gpu: GPU, env: dict, inputs: dict | No
                        "tiles_partial": tiles_seen["partial"], "tiles_skipped": tiles_seen["empty"]})
     pred.binding = _binding(parts, ideal, total_time)
     pred.notes += _placement_notes(program, env) + _unknown_notes(unknown)
+    if m.tma:
+        pred.notes.append("K and V through TMA descriptors: charged as the same bytes as pointer loads (no "
+                          "measurement yet tells them apart)")
     return pred
 
 
