@@ -26,7 +26,7 @@ from einsum_ir.errors import EinError
 from .reproduce import BATCH, MODELS
 
 KEY = ("design", "hw", "workload", "length", "objective", "array", "buffer_bytes", "bandwidth_gib_s", "mapping")
-RESULT = ("status", "latency_cycles", "latency_s", "dram_cycles", "energy_pj", "buffer_used_bytes", "k0", "q0", "q1",
+RESULT = ("status", "area_mm2", "latency_cycles", "latency_s", "dram_cycles", "energy_pj", "buffer_used_bytes", "k0", "q0", "q1",
           "evaluated", "error")
 TIMING = ("search_s",)          # varies from run to run; everything else is determined by the point
 FIELDS = KEY + RESULT + TIMING
@@ -219,6 +219,7 @@ def run_point(p: Point, opts: Options = Options()) -> dict:
     row = {f: _cell(getattr(p, f)) for f in KEY} | {f: "" for f in RESULT + TIMING}
     try:
         c, hw = _design(p.design), hardware(p)
+        row["area_mm2"] = repr(hw.area_um2 / 1e6)      # the area model's: units' PEs and the buffer (Fig. 12's x axis)
         shapes = shapes_of(c, p, opts.shapes)
         if p.mapping:
             from simulator.analytical import simulate

@@ -123,3 +123,18 @@ def test_a_spec_with_an_unknown_key_is_refused_at_its_line(tmp_path):
     with pytest.raises(HardwareError, match="unknown key 'array'.*did you mean 'arrays'") as e:
         load_spec(str(spec))
     assert e.value.line == 4
+
+
+def test_area_follows_the_array_and_buffer_of_the_point():
+    """Fig. 12's x axis: the area model's PEs (every unit's array at the
+    point's side) plus the buffer scaled to the point's capacity."""
+    from hw_models import load_spatial
+    base = load_spatial("fusemax")
+    for side, buf in ((16, 0), (64, 1 << 20)):
+        row = run_point(Point("attention-1pass", "fusemax", "BERT", 1024, array=side, buffer_bytes=buf,
+                              mapping="fusemax-binding"))
+        pes = sum(side ** len(u.shape) * u.area_um2_per_pe for u in base.units.values())
+        buffer = base.buffer.area_um2 * (buf / base.buffer.capacity_bytes if buf else 1)
+        assert float(row["area_mm2"]) == pytest.approx((pes + buffer) / 1e6, rel=1e-12)
+    refused = run_point(Point("softcap", "fusemax", "BERT", 1024))
+    assert float(refused["area_mm2"]) == pytest.approx(base.area_um2 / 1e6)
