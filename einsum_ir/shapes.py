@@ -106,6 +106,7 @@ def resolve(c: Cascade, given: dict | None = None, inputs: dict | None = None) -
             raise ShapeError(f"rank {r.name} = {env[r.name]} is larger than {MAX_EXTENT} (2**32), the largest "
                              "extent attnc models (its models' loops over longer ranks would not end)", r.loc, c.source)
     check_divisors(c, env)
+    check_whole(c, env)
     return env
 
 
@@ -187,6 +188,38 @@ def check_divisors(c: Cascade, env: dict) -> None:
                              f"{format_expr(n, True)} is 0 at "
                              + ", ".join(f"{s}={env[s]}" for s in sorted(env) if not s.startswith("density_")),
                              n.loc or e.loc, c.source)
+
+
+def integer_sites(c: Cascade):
+    """(Einsum, node, what) for every place whose arithmetic is on whole
+    numbers: each access index (`T[m // W]`; the executor's index path and
+    the kernels compute it in integers) and each `//`, `%`, bitwise or shift
+    operator of a predicate (`m % W == 0`; the kernels' integer helpers)."""
+    from .ops import BITWISE_OPS
+    from .printer import format_expr
+    for e in c.einsums:
+        for x in (e.output, e.expr, e.predicate):
+            for n in walk(x) if x is not None else ():
+                if isinstance(n, Access):
+                    for pos, i in enumerate(n.indices):
+                        yield e, i, f"index {pos + 1} of {n}"
+        for n in walk(e.predicate) if e.predicate is not None else ():
+            if isinstance(n, Op) and (n.name in ("floordiv", "mod") or n.name in BITWISE_OPS):
+                yield e, n, f"the integer operation {format_expr(n, True)} in the predicate"
+
+
+def check_whole(c: Cascade, env: dict) -> None:
+    """A shape symbol used where arithmetic is on whole numbers (an index,
+    a predicate's `//`, `%` or bitwise operator) must have a whole value:
+    W = 2.5 in `m % W` would be truncated by the executor's index path and
+    fail inside a kernel's integer `_mod`. Refused here, by name and place."""
+    for e, n, what in integer_sites(c):
+        for s in walk(n):
+            v = env.get(s.name) if isinstance(s, Sym) else None
+            if v is not None and not float(v).is_integer():
+                raise ShapeError(f"shape symbol {s.name} = {v} is not a whole number, but {e.name} uses it in "
+                                 f"{what}, where arithmetic is on integers: give {s.name} a whole value",
+                                 getattr(n, "loc", None) or e.loc, c.source)
 
 
 def _eval_int(expr, env):

@@ -139,3 +139,52 @@ def test_natten_2d_counts_its_clipped_neighbourhood():
     shapes = dict(B=1, H=1, E=2, F=2, CH=6, CW=6, KH=3, KW=5)
     qk = next(x for x in counts(c, shapes) if x[0].name == "SN")
     assert qk[1] == qk[2] == 36 * 15
+
+
+# 2. A fractional shape symbol where arithmetic is on whole numbers ---------------------------
+
+FRACTIONAL = """rank M, P
+input S[M, P]: f32
+input T[M]: f32
+Y[p] = S[m, p] where {pred}
+Z[p] = T[{index}] * S[m, p]
+"""
+
+
+@pytest.mark.parametrize("pred, index, where", [
+    ("m % W == 0", "m", "m % W"),                     # a predicate's modulo
+    ("m // W <= p", "m", "m // W"),                   # a predicate's floor division
+    ("(m & W) == 0", "m", "m & W"),                   # a bitwise operator
+    ("m <= p", "m // W", "index 1 of T"),             # an access index
+    ("m <= p", "m % (W + 1)", "index 1 of T"),        # anywhere inside one
+])
+def test_a_fractional_symbol_in_integer_arithmetic_is_refused_at_resolve(pred, index, where):
+    c = ei.parse(FRACTIONAL.format(pred=pred, index=index))
+    with pytest.raises(ei.ShapeError) as err:
+        ei.resolve(c, dict(M=6, P=3, W=2.5))
+    msg = str(err.value)
+    assert "W = 2.5" in msg and "whole" in msg and where in msg, msg
+    line = 4 if "index" not in where else 5
+    assert err.value.loc is not None and err.value.loc.line == line, msg
+    with pytest.raises(ei.ShapeError, match="W = 2.5"):        # every stage resolves first
+        ei.execute(c, ei.random_inputs(c, dict(M=6, P=3, W=2)), dict(W=2.5))
+
+
+@pytest.mark.parametrize("w", [2, 2.0, -2, 3])
+def test_whole_values_of_the_same_symbol_run(w):
+    c = ei.parse(FRACTIONAL.format(pred="m % W == 0", index="m // 2"))
+    env = ei.resolve(c, dict(M=6, P=3, W=w))
+    a = ei.random_inputs(c, env, seed=1)
+    out = ei.execute(c, a, env)
+    m = np.arange(6)
+    assert np.allclose(out["Y"], (a["S"] * (m % int(w) == 0)[:, None]).sum(0))
+
+
+def test_a_fractional_symbol_in_a_value_or_a_comparison_is_not_integer_arithmetic():
+    """`%` in a map is a float operation and `m < W` a comparison of
+    numbers: both take W = 2.5 (as numpy does)."""
+    c = ei.parse("rank M, P\ninput S[M, P]: f32\nY[p] = S[m, p] * (m % W) where m < W\n")
+    env = ei.resolve(c, dict(M=6, P=3, W=2.5))
+    a = ei.random_inputs(c, env, seed=2)
+    m = np.arange(6)[:, None]
+    assert np.allclose(ei.execute(c, a, env)["Y"], (a["S"] * (m % 2.5) * (m < 2.5)).sum(0))
