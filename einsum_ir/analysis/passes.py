@@ -387,14 +387,22 @@ class _Walk:
             self.state[e.name] = State(False, best, origin=i, bound=True)
 
     def refuse(self, visit: dict) -> None:
-        (t1, (e, a1)), (t2, (_, a2)) = list(visit.items())[:2]
+        """Why no traversal of R can stream this step: the first two
+        positions it needs at once, and the reads that tie them (one read
+        can tie two itself: PRE[h, h2] with H2 = H)."""
+        (t1, (e1, a1)), (t2, (e2, a2)) = list(visit.items())[:2]
         vars_ = [v for a in (a1, a2) for i in a.indices for v in index_vars(i)]
         note = self.fam.alias_note(vars_)
-        self.unstreamable = (
-            f"{e.name} reads {a1} and {a2} at once, two different positions of {self.fam.rank} "
-            f"({_show(self.fam, t1)} and {_show(self.fam, t2)})"
-            + (f"; {note} walks {self.fam.rank}" if note else "")
-            + "; an element tied to a position is on chip only while that position is visited")
+        rank, shown = self.fam.rank, f"({_show(self.fam, t1)} and {_show(self.fam, t2)})"
+        if e1 is e2 and a1 == a2:
+            what = f"{e1.name} reads {a1}, an element tied to two different positions of {rank} at once {shown}"
+        elif e1 is e2:
+            what = f"{e1.name} reads {a1} and {a2} at once, two different positions of {rank} {shown}"
+        else:
+            what = (f"{e1.name} reads {a1} and {e2.name} reads {a2} in one step, two different positions of "
+                    f"{rank} {shown}")
+        self.unstreamable = (what + (f"; {note} walks {rank}" if note else "")
+                             + "; an element tied to a position is on chip only while that position is visited")
 
 
 def _position_vars(c: Cascade, fam: Family, a: Access) -> set[str]:

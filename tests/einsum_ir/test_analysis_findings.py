@@ -188,3 +188,26 @@ def test_a_fractional_symbol_in_a_value_or_a_comparison_is_not_integer_arithmeti
     a = ei.random_inputs(c, env, seed=2)
     m = np.arange(6)[:, None]
     assert np.allclose(ei.execute(c, a, env)["Y"], (a["S"] * (m % 2.5) * (m < 2.5)).sum(0))
+
+
+# 3. The pass analysis names what ties two positions ---------------------------------------
+
+def talking_heads():
+    text = (Path(__file__).parents[2] / "docs" / "notation.md").read_text()
+    block = text[text.index("Talking-heads attention"):]
+    return ei.parse(block[block.index("```ein") + 6:block.index("```", block.index("```ein") + 6)])
+
+
+@pytest.mark.parametrize("rank", ["H", "H2"])
+def test_one_read_tying_two_positions_is_named_once(rank):
+    from einsum_ir.analysis import passes
+    why = passes(talking_heads(), rank).unstreamable
+    assert why.count("PRE[h, h2]") == 1 and "PRE[h, h2] and PRE[h, h2]" not in why, why
+    assert f"two different positions of {rank} at once" in why and ("(h and h2)" in why or "(h2 and h)" in why)
+
+
+def test_two_distinct_reads_are_both_named():
+    from einsum_ir.analysis import passes
+    c = ei.parse("rank M\nrank J = M\ninput S[M]: f32\nX[m, j] = S[m] * S[j]\n")
+    why = passes(c, "M").unstreamable
+    assert "X reads S[m] and S[j] at once" in why or "X reads S[j] and S[m] at once" in why, why
