@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import einsum_ir as ei
 from einsum_ir.analysis.fused import recognise
-from einsum_ir.shapes import resolve
+from einsum_ir.shapes import resolve, shown_shapes
 from hw_models.gpu import GPU, load_gpu
 from mappers.gpu_mapping import GPUMapping
 
@@ -96,7 +96,7 @@ def render_map(r: MapResult) -> str:
         return _render_chunked_map(r)
     b = r.best[0]
     lines = [f"{r.design} on {r.gpu.name} ({r.gpu.doc}), {b.mapping.dtype}, "
-             + " ".join(f"{k}={v}" for k, v in r.env.items()),
+             + " ".join(f"{k}={v}" for k, v in shown_shapes(r.env).items()),
              "",
              f"best mapping: {b.mapping}",
              f"  kernel class assumed: {b.kclass.doc if b.kclass else 'triton'}" + _other_class(r, b),
@@ -125,7 +125,7 @@ def _render_chunked_map(r: MapResult) -> str:
     walks = "; ".join(f"a walk over {lp.var} ({lp.trips} chunks: " + ", ".join(
         f"{s.name} {s.how}" for s in lp.steps) + ")" for lp in b.program.loops)
     lines = [f"{r.design} on {r.gpu.name} ({r.gpu.doc}), {b.mapping.dtype}, "
-             + " ".join(f"{k}={v}" for k, v in r.env.items()), "",
+             + " ".join(f"{k}={v}" for k, v in shown_shapes(r.env).items()), "",
              f"chunked linear-time kernel: one program per ({', '.join(f.batch)}); {walks}",
              f"best mapping: chunk {b.program.blocks.get(f.loops[0].axes[0])} (BLOCK_N {b.mapping.block_n}), "
              f"{b.mapping.warps} warps, {b.mapping.stages} stages",

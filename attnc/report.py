@@ -44,8 +44,8 @@ def render_analysis(a: Analysis, values: dict | None) -> str:
         from einsum_ir.library import first_sentence
         out.append("  " + first_sentence(c.doc))
     if values:
-        shown = {k: v for k, v in values["shapes"].items()}
-        out.append("  at " + " ".join(f"{k}={v}" for k, v in shown.items()))
+        from einsum_ir.shapes import shown_shapes
+        out.append("  at " + " ".join(f"{k}={v}" for k, v in shown_shapes(values["shapes"]).items()))
     out.append("")
 
     out += _density_lines(a, values)
@@ -109,8 +109,11 @@ def render_analysis(a: Analysis, values: dict | None) -> str:
 
     out.append("Tensors")
     rows = []
+    from einsum_ir.shapes import literal_extents
+    lit = literal_extents(c)          # INTV[NI, 2] as declared, not [NI, _2]
     for t in c.tensors:
-        row = [t.name, t.role, "[" + ", ".join(r + ("+1" if r in t.iterative else "") for r in t.ranks) + "]",
+        row = [t.name, t.role, "[" + ", ".join(str(lit.get(r, r)) + ("+1" if r in t.iterative else "")
+                                               for r in t.ranks) + "]",
                t.dtype, sym(a.sizes[t.name])]
         if values:
             row.append(human(values["sizes"][t.name], "B"))
@@ -164,7 +167,8 @@ def analysis_json(a: Analysis, values: dict | None) -> dict:
 
 def render_simulation(r) -> str:
     """A simulator.analytical.Report as tables."""
-    out = [f"{r.design} on {r.hardware}: " + " ".join(f"{k}={v}" for k, v in r.shapes.items()),
+    from einsum_ir.shapes import shown_shapes
+    out = [f"{r.design} on {r.hardware}: " + " ".join(f"{k}={v}" for k, v in shown_shapes(r.shapes).items()),
            "  tiles: " + " ".join(f"{k}={v}" for k, v in r.factors.items()), ""]
     bound = "memory" if r.latency_cycles <= r.dram_cycles * (1 + 1e-9) else "compute"
     out.append(f"latency      {r.latency_s * 1e3:.4g} ms ({human(r.latency_cycles)} cycles, {bound}-bound"

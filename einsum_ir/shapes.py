@@ -190,6 +190,18 @@ def check_divisors(c: Cascade, env: dict) -> None:
                              n.loc or e.loc, c.source)
 
 
+def literal_extents(c: Cascade) -> dict[str, int]:
+    """{rank: extent} of the literal extents of declarations (`INTV[NI, 2]`
+    makes rank `_2` = 2): numbers, never symbols a user gives."""
+    return {r.name: int(r.definition.value) for r in c.ranks if r.implicit and isinstance(r.definition, Num)}
+
+
+def shown_shapes(env: dict) -> dict:
+    """Shapes for a header (`at NI=4 P=16`): without the ranks of literal
+    extents (`_2=2`: a name no user can write, its value in the declaration)."""
+    return {k: v for k, v in env.items() if not (k[:1] == "_" and k[1:].isdigit())}
+
+
 def integer_sites(c: Cascade):
     """(Einsum, node, what) for every place whose arithmetic is on whole
     numbers: each access index (`T[m // W]`; the executor's index path and
@@ -233,4 +245,4 @@ def _eval_int(expr, env):
     return int(value) if value.is_integer else float(value)
 
 
-__all__ = ["resolve", "symbols_used"]
+__all__ = ["literal_extents", "resolve", "shown_shapes", "symbols_used"]

@@ -134,8 +134,28 @@ def analyze(c: Cascade, rank: str | None = None, inputs: dict | None = None,
     traffic = compulsory_traffic(c)
     from .density import data_densities
     dens = {name: d.meaning() for name, d in data_densities(c).items()}
-    return Analysis(c, ops, per_einsum, pts, fl, tensor_sizes(c), traffic, fl / traffic["total_bytes"],
-                    pass_results, rank, footprint(c, rank), dens, _measure(c, inputs, shapes))
+    a = Analysis(c, ops, per_einsum, pts, fl, tensor_sizes(c), traffic, fl / traffic["total_bytes"],
+                 pass_results, rank, footprint(c, rank), dens, _measure(c, inputs, shapes))
+    return _with_literal_extents(a)
+
+
+def _with_literal_extents(a: Analysis) -> Analysis:
+    """Every formula with the literal extents' values (`4*H*NI*2`, not
+    `4*H*NI*_2`: `_2` is rank INTV[NI, 2]'s literal, not a shape to give)."""
+    from dataclasses import replace
+    from ..shapes import literal_extents
+    from ..sym import shape_symbol
+    lit = {shape_symbol(k): sympy.Integer(v) for k, v in literal_extents(a.cascade).items()}
+    if not lit:
+        return a
+    sub = lambda x: sympy.sympify(x).xreplace(lit)  # noqa: E731
+    fp = replace(a.footprint, candidates=tuple((sub(b), n) for b, n in a.footprint.candidates),
+                 elements=tuple(sub(x) for x in a.footprint.elements))
+    return replace(a, ops={k: sub(v) for k, v in a.ops.items()},
+                   einsum_ops={n: {k: sub(v) for k, v in d.items()} for n, d in a.einsum_ops.items()},
+                   points={k: sub(v) for k, v in a.points.items()}, flops=sub(a.flops),
+                   sizes={k: sub(v) for k, v in a.sizes.items()},
+                   traffic={k: sub(v) for k, v in a.traffic.items()}, intensity=sub(a.intensity), footprint=fp)
 
 
 def _measure(c: Cascade, inputs: dict | None, shapes: dict | None) -> dict:

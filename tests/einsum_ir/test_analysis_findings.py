@@ -211,3 +211,65 @@ def test_two_distinct_reads_are_both_named():
     c = ei.parse("rank M\nrank J = M\ninput S[M]: f32\nX[m, j] = S[m] * S[j]\n")
     why = passes(c, "M").unstreamable
     assert "X reads S[m] and S[j] at once" in why or "X reads S[j] and S[m] at once" in why, why
+
+
+# 4. Literal extents are numbers in formulas and headers ------------------------------------
+
+INTERVALS = """rank NI, P, H
+input INTV[NI, 2]: i32
+input S[H, P]: f32
+Y[h, ni] = S[h, p] where p >= INTV[ni, 0] and p < INTV[ni, 1]
+"""
+
+SPAN = """rank B, H, M, P, E, F
+input Q[B, H, E, P]: f16
+input K[B, H, E, M]: f16
+input V[B, H, F, M]: f16
+input SPAN[B, 2]: i32 in [0, 64]
+QK[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m]
+GM[b, h, p] = max[m] QK[b, h, m, p] where m >= SPAN[b, 0] or m < SPAN[b, 1]
+SN[b, h, m, p] = exp(QK[b, h, m, p] - GM[b, h, p]) where m >= SPAN[b, 0] or m < SPAN[b, 1]
+SD[b, h, p] = SN[b, h, m, p]
+SNV[b, h, f, p] = SN[b, h, m, p] * V[b, h, f, m]
+AV[b, h, f, p] = SNV[b, h, f, p] / SD[b, h, p]
+"""
+
+
+def formulas(a):
+    yield from a.ops.values()
+    yield from (v for d in a.einsum_ops.values() for v in d.values())
+    yield from [*a.points.values(), a.flops, *a.sizes.values(), *a.traffic.values(), a.intensity]
+    yield from (b for b, _ in a.footprint.candidates)
+
+
+def test_literal_extents_are_numbers_in_every_formula():
+    import sympy
+    from einsum_ir.analysis import analyze
+    from einsum_ir.analysis.evaluate import evaluate as at
+    c = ei.parse(INTERVALS)
+    a = analyze(c)
+    assert all("_2" not in {s.name for s in sympy.sympify(f).free_symbols} for f in formulas(a))
+    ni = sympy.Symbol("NI", positive=True, integer=True)
+    assert sympy.simplify(a.sizes["INTV"] - 4 * 2 * ni) == 0             # i32: 4 bytes x NI x 2
+    shapes = dict(NI=4, P=16, H=2, density_INTV=0.5)
+    inputs = {"INTV": np.zeros((4, 2)), "S": np.zeros((2, 16))}
+    assert at(a.traffic["read_bytes"], shapes) == sum(4 * x.size for x in inputs.values())
+
+
+@pytest.mark.parametrize("argv, text", [
+    (["analyze", "INTV", "--shape", "NI=4", "P=16", "H=2", "density_INTV=0.5"], INTERVALS),
+    (["map", "SPAN", "--shape", "B=1", "H=2", "M=256", "P=256", "E=64", "F=64", "density_SPAN=0.5"], SPAN),
+])
+def test_headers_and_formulas_show_no_literal_rank(argv, text, tmp_path, capsys):
+    from attnc.cli import main
+    path = tmp_path / f"q_{argv[1].lower()}.ein"
+    path.write_text(text)
+    argv = [argv[0], str(path)] + argv[2:]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if "H=2" in line)
+    assert "_2=" not in header and ("NI=4" in header or "B=1" in header), header
+    shown = [line for line in out.splitlines() if "_2" in line]
+    assert all("not streamable over _2" in line or line.startswith("_2 ") for line in shown), shown
+    if argv[0] == "analyze":
+        assert "[NI, 2]" in out and "8*NI" in out
