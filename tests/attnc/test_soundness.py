@@ -111,3 +111,51 @@ def test_findings_of_the_benchmark_stay_fixed(seed, stage, want):
     assert o.status == want, o.detail
     if want == "refused":
         assert "vary with the query variable" in o.detail
+
+
+_MASKED_ROW_OP = """rank B, H, P, E, F
+rank M = P
+input Q[B, H, E, P]: f16
+input K[B, H, E, M]: f16
+input V[B, H, F, M]: f16
+input GT[H, P]: f16
+input MK[M, P]: bool
+QK[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m] where MK[m, p]
+S[b, h, m, p] = QK[b, h, m, p] + log(sigmoid(GT[h, p])) where MK[m, p]
+GM[b, h, p] = max[m] S[b, h, m, p] where MK[m, p]
+SN[b, h, m, p] = exp(S[b, h, m, p] - GM[b, h, p]) where MK[m, p]
+SD[b, h, p] = SN[b, h, m, p] where MK[m, p]
+SNV[b, h, f, p] = SN[b, h, m, p] * V[b, h, f, m] where MK[m, p]
+AV[b, h, f, p] = SNV[b, h, f, p] / max(SD[b, h, p], 1e-30)
+"""
+
+
+def test_the_gpu_floor_of_an_unproved_projection_is_a_lower_bound(monkeypatch):
+    """An operator whose hoisting the analysis cannot prove (a per-row
+    log(sigmoid(GT[h, p])) under a data mask) is counted per point, an upper
+    bound: the kernel computes it once per row, so the GPU check compared
+    unlike things (a false mismatch). Its floor is the fewest tuples the
+    points allow; a model charging less SFU work than that is still caught."""
+    from einsum_ir import parse
+    from einsum_ir.analysis.counts import einsum_ops
+    from einsum_ir.shapes import resolve
+    import simulator.gpu as gpu
+    c = parse(_MASKED_ROW_OP)
+    shapes = dict(B=1, H=2, P=8, E=4, F=4, density_MK=0.5)
+    assert sound.check_gpu_model(c, shapes) == ("ok", "")
+    pw = parse("rank M, P\ninput G[P]\ninput X[M, P]\nY[p] = exp(-G[p]) * X[m, p] "
+               "where m <= p and (m == p or exp2(floor(log2(max(p - m, 1)))) == p - m)")
+    for M, P in ((5, 6), (9, 4), (16, 16)):
+        env = resolve(pw, dict(M=M, P=P))
+        exact = len({p for p in range(P) for m in range(M) if m <= p and (p - m) & (p - m - 1) == 0})
+        floor = sound._floor_ops(pw, pw.einsums[0], env)["exp"]
+        assert 0 < floor <= exact < sound._evaluate(einsum_ops(pw, pw.einsums[0])["exp"], env)
+    orig = gpu.predict_fused
+
+    def no_row_ops(*a, **k):             # a model that forgets most of its SFU work (the per-key exp)
+        pred = orig(*a, **k)
+        pred.work["sfu_ops"] *= 0.25
+        return pred
+    monkeypatch.setattr(gpu, "predict_fused", no_row_ops)
+    status, detail = sound.check_gpu_model(c, shapes)
+    assert status == "mismatch" and "sfu_ops" in detail
