@@ -34,9 +34,6 @@ KNOWN = {
     ("kernel", "t5-bias"): "codegen.triton: an index tensor computed by an Einsum (tensor BKT[M, P]: i32, read "
                            "as TB[h, BKT[m, p]]) is evaluated in the tile but then loaded from an argument "
                            "t5_BKT that the kernel is never given (NameError)",
-    ("analysis", "natten-2d"): "einsum_ir.analysis: the symbolic count of abs(p // CW - m // CW) <= 1 is wrong "
-                               "(522 kept points at P = M = 36, CW = 6 where there are 576; the executor and "
-                               "the tile classes count 576)",
 }
 
 
@@ -191,3 +188,28 @@ def test_attnc_map_takes_a_data_masks_values_from_an_npz(tmp_path, capsys):
     assert main(argv + [f"P={s['P']}"]) == 0            # P from the shapes: ANC gave it above
     bound = capsys.readouterr().out
     assert "without its values" in bound and "without its values" not in given
+
+
+FRACTIONAL_SYMBOL = ("codegen.runtime passes every shape symbol to the kernel as int(env[s]) (runtime.py, the "
+                     "launch's symbol list): LAM = 0.75 becomes 0 and the kernel returns softmax(Q1 K1^T) V")
+
+
+@pytest.mark.parametrize("lam", [2, pytest.param(0.75, marks=pytest.mark.xfail(strict=True, reason=FRACTIONAL_SYMBOL))])
+def test_differential_attention_is_one_kernel_where_flex_attention_needs_two_calls(lam):
+    """tests/flex/beyond/differential.ein: softmax(Q1 K1^T) V - LAM softmax(Q2 K2^T) V,
+    causal, as one fused kernel, against two flex_attention calls subtracted."""
+    c = ei.load(str(CORPUS.parent / "beyond" / "differential.ein"))
+    s = dict(B=2, H=1, P=36, E=8, F=8, LAM=lam)
+    a = ei.random_inputs(c, s, seed=3, dtype="float32")
+    block = create_block_mask(lambda b, h, q, k: k <= q, s["B"], s["H"], s["P"], s["P"], device="cpu")
+
+    def flex(qn, kn):
+        q, k, v = (torch.tensor(a[n]).double().permute(0, 1, 3, 2) for n in (qn, kn, "V"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return flex_attention(q, k, v, block_mask=block).permute(0, 1, 3, 2).numpy()
+    want = flex("Q1", "K1") - s["LAM"] * flex("Q2", "K2")
+    close(ei.execute(c, a, s, dtype="float64")["AV"], want, 1e-9)
+    kernel = FusedKernel(c, MAPPING, s)
+    assert len(kernel.form.scores) == 2
+    close(kernel(**{k: torch.tensor(v) for k, v in a.items()}).double().numpy(), want, 2e-5)
