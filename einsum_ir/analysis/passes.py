@@ -344,7 +344,7 @@ class _Walk:
         touches = any(toks for _, a, toks in reads if a.tensor not in internal)
         visit = {}
         for e, a, toks in reads:
-            for t in toks:
+            for t in sorted(toks, key=str):       # a stable order for the messages
                 visit.setdefault(t, (e, a))
         if touches and len(visit) > 1:
             self.refuse(visit)
