@@ -225,7 +225,7 @@ def variant_row(name: str) -> list[str]:
 # The block-sparse patterns issue 22 holds to "within 1.5x of unmasked x visited, never above unmasked".
 BLOCK_SPARSE = ["natten-1d", "natten-2d", "natten-tiled", "natten-morton", "sliding-tile-2d", "document",
                 "document-offsets", "sliding-window", "sliding-window-bidirectional", "dilated-sliding-window",
-                "softcap-sliding-window", "attention-sink"]
+                "softcap-sliding-window", "attention-sink", "global-sliding-window"]
 
 
 def micros(cell: str) -> float:
