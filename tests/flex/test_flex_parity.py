@@ -166,8 +166,8 @@ def test_the_gpu_model_visits_the_tiles_the_oracles_mask_keeps(name):
     assert best.best and all(np.isfinite(p.time_s) and p.time_s > 0 for p in best.best)
     if VARIANTS[name].reads:                      # without the values: every key tile not ruled out is visited
         bound = map_design(c, shapes=s, dtype="f32", top=1)
-        assert bound.best[0].time_s >= best.best[0].time_s * (1 - 1e-9) or bound.best[0].mapping != \
-            best.best[0].mapping
+        assert any("an upper bound" in note for note in bound.best[0].notes)
+        assert not any("an upper bound" in note for note in best.best[0].notes)
         upper = predict_fused(recognise(c, env), MAPPING, load_gpu("h100"), env)
         assert upper.parts["tiles_skipped"] <= pred.parts["tiles_skipped"]
         assert upper.time_s >= pred.time_s
