@@ -225,6 +225,8 @@ def check_whole(c: Cascade, env: dict) -> None:
     a predicate's `//`, `%` or bitwise operator) must have a whole value:
     W = 2.5 in `m % W` would be truncated by the executor's index path and
     fail inside a kernel's integer `_mod`. Refused here, by name and place."""
+    if all(k.startswith("density_") or float(v).is_integer() for k, v in env.items()):
+        return                                  # the usual case: nothing to look for
     for e, n, what in integer_sites(c):
         for s in walk(n):
             v = env.get(s.name) if isinstance(s, Sym) else None

@@ -22,7 +22,7 @@ from einsum_ir.analysis.density import density_values, mask_arrays
 from einsum_ir.analysis.evaluate import evaluate
 from einsum_ir.errors import EinError
 from einsum_ir.oracle import _Oracle, _variables
-from einsum_ir.ir import Idx, Sym, walk
+from einsum_ir.ir import Idx, Sym, rank_of, walk
 from einsum_ir.rewrites import small_shapes
 
 CORPUS = Path(__file__).parents[1] / "flex" / "corpus"
@@ -44,29 +44,36 @@ def runs(c, s) -> bool:
 
 
 def sequence_roots(c) -> set[str]:
-    """The free symbols the sequence ranks (M, P) are made of: P = CH * CW
-    gives CH and CW."""
-    roots, todo = set(), [r for r in ("M", "P") if any(x.name == r for x in c.ranks)]
+    """The free symbols that the ranks a predicate ties are made of (P =
+    CH * CW gives CH and CW; MY = PY gives PY): the sequences a mask walks."""
+    names = {r.name for r in c.ranks}
+    todo = [rank_of(n.name) for e in c.einsums if e.predicate is not None
+            for n in walk(e.predicate) if isinstance(n, Idx)]
+    roots, seen = set(), set()
     while todo:
         r = c.rank(todo.pop())
+        if r.name in seen:
+            continue
+        seen.add(r.name)
         if r.definition is None:
             roots.add(r.name)
-        else:
-            todo += [n.name for n in walk(r.definition) if isinstance(n, Sym) and any(x.name == n.name for x in c.ranks)]
-            roots |= {n.name for n in walk(r.definition) if isinstance(n, Sym)}
+            continue
+        syms = [n.name for n in walk(r.definition) if isinstance(n, Sym)]
+        roots |= set(syms)
+        todo += [x for x in syms if x in names]
     return roots
 
 
 def drawn_shapes(c, seed):
-    """Distinct small extents: sequences long (4 .. 7 for each symbol they
-    are made of), every other free symbol (a window, a canvas' kernel, a
+    """Distinct small extents: the sequences a mask ties long (4 .. 7 for
+    each symbol they are made of, 4 .. 6 for each of several), every other free symbol (a window, a canvas' kernel, a
     head count) short (2 .. 4), so windows and clips are active and partial;
     partitioned ranks as in the tiny shapes, a little longer. The first draw
     (of a fixed sequence) that resolves and executes."""
     base, seq = small_shapes(c), sequence_roots(c)
-    rng = np.random.default_rng(seed)
+    rng, top = np.random.default_rng(seed), 8 if len(seq) < 2 else 7    # a canvas CH * CW: at most 36
     for _ in range(40):
-        s = {k: (int(rng.integers(4, 8)) if k in seq else int(rng.integers(2, 5))) if v == 3
+        s = {k: (int(rng.integers(4, top)) if k in seq else int(rng.integers(2, 5))) if v == 3
              else v + int(rng.integers(0, 3)) for k, v in base.items()}
         if runs(c, s):
             return s
