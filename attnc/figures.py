@@ -117,7 +117,8 @@ def plot_roofline(r, path: str) -> str:
     ax.set_ylabel("predicted throughput (TFLOP/s)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    shapes = " ".join(f"{k}={v}" for k, v in d["shapes"].items())
+    from einsum_ir.shapes import shown_shapes          # no literal extents (_2=2)
+    shapes = " ".join(f"{k}={v}" for k, v in shown_shapes(d["shapes"]).items())
     ax.set_title(f"Roofline: {d['design']} on {d['gpu']} ({d['dtype']}), {shapes}\n(GPU model, attnc map)",
                  fontsize=10)
     fig.tight_layout()
