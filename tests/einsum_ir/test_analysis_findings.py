@@ -197,6 +197,18 @@ def test_a_fractional_symbol_in_a_value_or_a_comparison_is_not_integer_arithmeti
     assert np.allclose(ei.execute(c, a, env)["Y"], (a["S"] * (m % 2.5) * (m < 2.5)).sum(0))
 
 
+
+@pytest.mark.parametrize("command", ["analyze", "map"])
+def test_the_commands_refuse_a_fractional_divisor_by_name(command, tmp_path, capsys):
+    """attnc map would otherwise hand W = 2.5 to the kernel's integer `_mod`."""
+    from attnc.cli import main
+    path = tmp_path / "q_divisor.ein"
+    path.write_text(SPAN.replace("or m < SPAN[b, 1]", "and m % W == 0"))
+    code = main([command, str(path), "--shape", "B=1", "H=2", "M=256", "P=256", "E=64", "F=64", "W=2.5",
+                 "density_SPAN=0.5"])
+    err = capsys.readouterr().err
+    assert code != 0 and "W = 2.5 is not a whole number" in err and "q_divisor.ein:7:" in err, err
+
 # 3. The pass analysis names what ties two positions ---------------------------------------
 
 def talking_heads():
