@@ -82,6 +82,12 @@ def _cached_module(key: str, text: str):
     raise CacheError(f"the kernel cache file {path} changes under attnc: refusing to import it")
 
 
+def scalar_arg(v):
+    """A shape symbol as a kernel argument: a whole number as an int (extents,
+    offsets), anything else as a float (a gate LAM = 0.75 is not 0)."""
+    return int(v) if float(v).is_integer() else float(v)
+
+
 def _check_names(c: Cascade, inputs: dict):
     names = {t.name for t in c.inputs}
     missing = sorted(names - inputs.keys())
@@ -301,7 +307,7 @@ class FusedKernel:
         device = next(iter(inputs.values())).device
         mod, src = self.module(env)
         m = self._mapping_for(env)
-        static = [int(env[s]) for s in src.symbols]
+        static = [scalar_arg(env[s]) for s in src.symbols]
         if not self.reads_tensors:
             for tabs, bs, kt in self.tables(env, None, device):
                 static += [tabs[0], tabs[1], tabs[2], tabs[3], bs, kt]
@@ -409,7 +415,7 @@ class ChunkedKernel:
             nbatch = int(np.prod([env[v.upper()] for v in src.form.batch]))
             launch = {} if os.environ.get("TRITON_INTERPRET") == "1" else dict(num_warps=self.mapping.warps,
                                                                              num_stages=self.mapping.stages)
-            plan = self._plans[key] = (env, mod, src, nbatch, launch, [int(env[s]) for s in src.symbols])
+            plan = self._plans[key] = (env, mod, src, nbatch, launch, [scalar_arg(env[s]) for s in src.symbols])
         env, mod, src, nbatch, launch, static = plan
         first = _float_input(inputs)
         tensors = dict(inputs)

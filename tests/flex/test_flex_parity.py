@@ -190,11 +190,7 @@ def test_attnc_map_takes_a_data_masks_values_from_an_npz(tmp_path, capsys):
     assert "without its values" in bound and "without its values" not in given
 
 
-FRACTIONAL_SYMBOL = ("codegen.runtime passes every shape symbol to the kernel as int(env[s]) (runtime.py, the "
-                     "launch's symbol list): LAM = 0.75 becomes 0 and the kernel returns softmax(Q1 K1^T) V")
-
-
-@pytest.mark.parametrize("lam", [2, pytest.param(0.75, marks=pytest.mark.xfail(strict=True, reason=FRACTIONAL_SYMBOL))])
+@pytest.mark.parametrize("lam", [2, 0.75])
 def test_differential_attention_is_one_kernel_where_flex_attention_needs_two_calls(lam):
     """tests/flex/beyond/differential.ein: softmax(Q1 K1^T) V - LAM softmax(Q2 K2^T) V,
     causal, as one fused kernel, against two flex_attention calls subtracted."""
