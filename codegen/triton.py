@@ -195,6 +195,10 @@ class Generator:
         if self._packed_group(e):
             # the key head of the packed heads: pack divides the group, so one value for the program
             return f"(({self.coord(self.packed + '_blk')} * {self.pack}) // {self.sym(self.p.packing.group)})"
+        if isinstance(e, Access) and not self.f.memory(e):   # a gather through a value computed in the tile
+            v = self.value(e, ctx)                            # (T5's buckets): a whole number in int32 range,
+            ok = f"(({v}) == tl.floor({v})) & (tl.abs({v}) < 2147483647.0)"   # else -1, which the gathered
+            return f"tl.where({ok}, ({v}), -1.0).to(tl.int32)"                  # load flags (the executor names it)
         if isinstance(e, Access):            # a gather: the index tensor's tile, as int32 coordinates
             return self.load(e, ctx, raw="int")
         if isinstance(e, Op) and (t := index_template(e, self.extents)) is not None:
@@ -460,7 +464,9 @@ class Generator:
 
     def _coordinates(self):
         """The program's row tile and batch coordinates (both kernels)."""
-        self.out("pid_m = tl.program_id(0)")
+        # row tiles last first: with a causal mask the last row tiles visit the most key tiles, so the
+        # longest programs start first and the short ones fill the last wave (the GPU model's order)
+        self.out("pid_m = tl.num_programs(0) - 1 - tl.program_id(0)")
         self.out("pid_b = tl.program_id(1)")
         rest = "pid_b"
         for i, v in enumerate(reversed(self.f.batch)):

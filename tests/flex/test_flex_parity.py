@@ -31,9 +31,6 @@ from tests.flex.flex_mods import CORPUS, VARIANTS
 NAMES = sorted(p.stem for p in CORPUS.glob("*.ein"))
 # Findings in other agents' areas (see docs/flex.md, Findings): strict, so a fix shows as XPASS.
 KNOWN = {
-    ("kernel", "t5-bias"): "codegen.triton: an index tensor computed by an Einsum (tensor BKT[M, P]: i32, read "
-                           "as TB[h, BKT[m, p]]) is evaluated in the tile but then loaded from an argument "
-                           "t5_BKT that the kernel is never given (NameError)",
 }
 
 
