@@ -502,7 +502,9 @@ def _pass_time(program: TileProgram, k, m, gpu, env, grid: _Grid, nfull, npart, 
     stream = prog_tiles * tile_bytes / prog_bw
     reps = max(1, grid.head_blocks // alone.shape[0])
     fixed = 2 * latency + edge_s
-    # launch order: head-major, row tiles, splits (the grid's x axis fastest)
+    # launch order: head-major, row tiles last first (the kernel counts pid_m down: a causal head's
+    # longest row tiles start first), splits; the grid's x axis fastest
+    alone, share, stream = alone[:, ::-1], share[:, ::-1], stream[:, ::-1]
     makespan = _schedule(np.tile(np.maximum(alone, stream).reshape(-1), reps) + fixed,
                          np.tile(np.maximum(share, stream).reshape(-1), reps) + fixed, gpu.sms, grid.blocks_per_sm)
     # HBM: the programs of a head run together and read the same key tiles

@@ -5,14 +5,13 @@ reference here; the same source compiles for sm_90 with TMA copies in its
 PTX where ptxas is installed. A tensor laid out as TMA cannot take is
 refused at the call, never loaded wrongly."""
 import os
-import shutil
-import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import einsum_ir as ei
 from einsum_ir import library
 from einsum_ir.analysis.fused import recognise
 from einsum_ir.errors import ShapeError
@@ -98,26 +97,33 @@ def test_the_switch_is_a_mapping_field_and_hopper_only():
 
 @pytest.mark.skipif(not (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists(),
                     reason="no ptxas in this Triton")
-def test_the_packed_tma_kernel_compiles_for_sm_90_with_tma_copies(tmp_path, monkeypatch):
-    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
+def test_the_packed_tma_kernel_compiles_for_sm_90_with_tma_copies(tmp_path):
+    """Compiled in a process of its own: Triton is imported there without
+    the interpreter (this process has it on)."""
     c = library.load("gqa")
     env = resolve(c, dict(B=1, H=8, G=4, P=1024, M=1024, E=128, F=128))
     src = generate(recognise(c, env), GPUMapping(128, 64, 8, 3, pack_heads=4, tma=True), env)
-    path = tmp_path / "M_tma_kernel.py"
-    path.write_text(src.text)
-    spec = importlib.util.spec_from_file_location("M_tma_kernel", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    fn = mod.attnc_fused
-    pointers = {f"{base}" for base in (src.tensors + src.outputs)}
-    sig = {}
-    for name, p in zip(fn.arg_names, fn.params):
-        if p.is_constexpr:
-            continue
-        is_ptr = any(name.endswith("_" + t) and name.count("_") == 1 for t in pointers)
-        sig[name] = "*bf16" if is_ptr else "*i32" if name.endswith(("_idx", "_cnt")) else "i32"
-    k = triton.compile(ASTSource(fn, sig, dict(BLOCK_M=128, BLOCK_N=64, BLOCK_E=128, BLOCK_F=128, SPLITS=1)),
-                       target=GPUTarget("cuda", 90, 32), options=dict(num_warps=8, num_stages=3))
-    assert "cp.async.bulk.tensor" in k.asm["ptx"] and "wgmma" in k.asm["ptx"]
+    (tmp_path / "M_tma_kernel.py").write_text(src.text)
+    pointers = sorted(src.tensors + src.outputs)
+    script = f"""
+import sys
+sys.path.insert(0, {str(tmp_path)!r})
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+import M_tma_kernel as mod
+fn = mod.attnc_fused
+sig = {{}}
+for name, p in zip(fn.arg_names, fn.params):
+    if p.is_constexpr:
+        continue
+    ptr = any(name.endswith("_" + t) and name.count("_") == 1 for t in {pointers!r})
+    sig[name] = "*bf16" if ptr else "*i32" if name.endswith(("_idx", "_cnt")) else "i32"
+k = triton.compile(ASTSource(fn, sig, dict(BLOCK_M=128, BLOCK_N=64, BLOCK_E=128, BLOCK_F=128, SPLITS=1)),
+                   target=GPUTarget("cuda", 90, 32), options=dict(num_warps=8, num_stages=3))
+print("TMA" if "cp.async.bulk.tensor" in k.asm["ptx"] else "no TMA", "wgmma" if "wgmma" in k.asm["ptx"] else "no wgmma")
+"""
+    env_vars = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env_vars, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["TMA", "wgmma"]
