@@ -201,11 +201,6 @@ class FusedForm:
                 preds.append(t.predicate)
         return preds
 
-    def row_order(self) -> list[str]:
-        """Row tensors in the order the cascade computes them."""
-        return [e.name for e in self.cascade.einsums if e in self.rows or
-                any(r.einsum is e for r in self.reductions)]
-
 
 def _fail(e: Einsum | None, why: str, c: Cascade) -> FusedFormError:
     where = f"{e.name}: " if e is not None else ""
