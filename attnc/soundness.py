@@ -318,7 +318,6 @@ def check_gpu_model(c, shapes: dict) -> tuple[str, str]:
     operations >= the analysis's transcendental and divide counts, HBM bytes
     >= every input read and every output written once."""
     from einsum_ir.analysis.fused import FusedFormError, recognise
-    from einsum_ir.ops import DTYPE_BYTES
     from einsum_ir.shapes import resolve
     from hw_models.gpu import load_gpu
     from mappers.gpu_mapping import GPUMapping
@@ -344,19 +343,34 @@ def check_gpu_model(c, shapes: dict) -> tuple[str, str]:
                 raise
     fc = form.cascade
     dots = {s.name for s in form.scores} | {r.name for r in form.reductions if r.kind == "value"}
+    return _compare_work(pred, _needed(fc, dots, env, m.dtype, _read_whole(fc, form, pred)), "")
+
+
+def _needed(fc, dots: set, env: dict, dtype: str, whole_reads) -> dict:
+    """The least work any kernel of `fc` does: 2 flops per MAC of the Einsums
+    it runs as dots, every transcendental (a kernel may reassociate divides,
+    `SN * V / SD` as `(SN / SD) * V`, never skip an exp), and each tensor of
+    `whole_reads` once."""
     ops = Counter()
     for e in fc.einsums:
         for kind, v in _floor_ops(fc, e, env).items():
             ops[("dot-" if e.name in dots else "") + kind] += v
-    # transcendentals: a kernel may reassociate divides (`SN * V / SD` as `(SN / SD) * V`), never skip an exp
-    need = {"tensor_flops": 2.0 * ops["dot-mac"],
+    return {"tensor_flops": 2.0 * ops["dot-mac"],
             "sfu_ops": sum(v for k, v in ops.items() if k.removeprefix("dot-") in TRANSCENDENTAL),
-            "hbm_bytes": DTYPE_BYTES[m.dtype] * sum(
-                math.prod(env[r] for r in t.ranks) for t in _read_whole(fc, form, pred))}
+            "hbm_bytes": _bytes(dtype) * sum(math.prod(env[r] for r in t.ranks) for t in whole_reads)}
+
+
+def _bytes(dtype: str) -> int:
+    from einsum_ir.ops import DTYPE_BYTES
+    return DTYPE_BYTES[dtype]
+
+
+def _compare_work(pred, need: dict, kind: str) -> tuple[str, str]:
     for key, floor in need.items():
         if pred.work.get(key, 0.0) < floor * (1 - 1e-9):
-            return "mismatch", f"{key}: the model charges {pred.work.get(key, 0.0):.4g}, the analysis counts {floor:.4g}"
-    return "ok", ""
+            return "mismatch", (f"{kind + ' ' if kind else ''}{key}: the model charges "
+                                f"{pred.work.get(key, 0.0):.4g}, the analysis counts {floor:.4g}")
+    return "ok", kind
 
 
 def _check_chunked_model(c, ks: dict, not_fused: str) -> tuple[str, str]:
@@ -368,7 +382,6 @@ def _check_chunked_model(c, ks: dict, not_fused: str) -> tuple[str, str]:
     from einsum_ir.analysis.chunk_program import chunk_program
     from einsum_ir.analysis.chunked import ChunkedFormError
     from einsum_ir.analysis.chunked import recognise as recognise_chunked
-    from einsum_ir.ops import DTYPE_BYTES
     from einsum_ir.shapes import resolve
     from hw_models.gpu import load_gpu
     from mappers.gpu_mapping import GPUMapping
@@ -385,19 +398,8 @@ def _check_chunked_model(c, ks: dict, not_fused: str) -> tuple[str, str]:
     pred = predict_chunked(program, m, load_gpu("h100"), env)
     fc = program.cascade
     dots = {s.name for s in program.steps if s.how == "dot"}
-    ops = Counter()
-    for e in fc.einsums:
-        for kind, v in _floor_ops(fc, e, env).items():
-            ops[("dot-" if e.name in dots else "") + kind] += v
-    need = {"tensor_flops": 2.0 * ops["dot-mac"],
-            "sfu_ops": sum(v for k, v in ops.items() if k.removeprefix("dot-") in TRANSCENDENTAL),
-            "hbm_bytes": DTYPE_BYTES[m.dtype] * sum(math.prod(env[r] for r in t.ranks)
-                                                    for t in fc.tensors if t.role in ("input", "output"))}
-    for key, floor in need.items():
-        if pred.work.get(key, 0.0) < floor * (1 - 1e-9):
-            return "mismatch", (f"chunked {key}: the model charges {pred.work.get(key, 0.0):.4g}, the analysis "
-                                f"counts {floor:.4g}")
-    return "ok", "chunked"
+    whole = [t for t in fc.tensors if t.role in ("input", "output")]
+    return _compare_work(pred, _needed(fc, dots, env, m.dtype, whole), "chunked")
 
 
 def _chunk_model_shapes(c, shapes: dict, program) -> dict:
