@@ -186,10 +186,7 @@ def check_passes(c, shapes: dict) -> tuple[str, str]:
 def _unmasked(c):
     """`c` without the conjuncts of its predicates that read no tensor (they
     remove points, never dependencies)."""
-    from einsum_ir.ir import Access, Op, walk
-
-    def conjuncts(x):
-        return conjuncts(x.args[0]) + conjuncts(x.args[1]) if isinstance(x, Op) and x.name == "and" else [x]
+    from einsum_ir.ir import Access, Op, conjuncts, walk
 
     def strip(pred):
         kept = [x for x in conjuncts(pred) if any(isinstance(n, Access) for n in walk(x))]

@@ -25,11 +25,11 @@ from einsum_ir.analysis.chunk_program import (MAX_REGISTER_AXIS, ChunkLoop, Chun
                                               chunk_program, factors, in_range, point_masks)
 from einsum_ir.analysis.chunked import ChunkedForm, ChunkedFormError
 from einsum_ir.analysis.tile_program import integer_expr
-from einsum_ir.ir import Access, Einsum, Expr, Idx, Num, Op, Sym, index_vars, rank_of, substitute, walk
+from einsum_ir.ir import Access, Einsum, Expr, Idx, Num, Op, Sym, conjuncts, index_vars, rank_of, substitute, walk
 from mappers.gpu_mapping import GPUMapping
 
 from .names import Identifiers, check_source, comment_text
-from .triton import (_CMP, PRELUDE, _conjuncts, _has_gather, _nonneg, _reads, index_template, number_codes,
+from .triton import (_CMP, PRELUDE, _has_gather, _nonneg, _reads, index_template, number_codes,
                      op_template, zero_quotient)
 
 VERSION = "1"
@@ -381,7 +381,7 @@ class ChunkedGenerator:
             if a not in e.reads():
                 continue
             conj = []
-            for x in _conjuncts(e.predicate):
+            for x in conjuncts(e.predicate):
                 if a in list(walk(x)):
                     continue
                 try:

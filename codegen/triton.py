@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from einsum_ir.analysis.fused import FusedForm, FusedFormError
 from einsum_ir.analysis.tile_program import (PassProgram, TileProgram, axes_of, integer_expr, reciprocal_divisor,
                                               tile_program)
-from einsum_ir.ir import Access, Expr, Idx, Num, Op, Sym, accesses, index_vars, rank_of, walk
+from einsum_ir.ir import Access, Expr, Idx, Num, Op, Sym, accesses, conjuncts, index_vars, rank_of, walk
 from einsum_ir.ops import BOOLEAN_OPS
 from mappers.gpu_mapping import GPUMapping, padded
 
@@ -285,7 +285,7 @@ class Generator:
         for e in self.c.einsums:
             if a not in e.reads():
                 continue
-            conj = [x for x in _conjuncts(e.predicate) if a not in list(walk(x)) and all(
+            conj = [x for x in conjuncts(e.predicate) if a not in list(walk(x)) and all(
                 v in self.f.batch or (self.role.get(v) in ctx.axes and v not in self.loop_vars)
                 for v in index_vars(x))]
             if not conj:
@@ -1025,15 +1025,6 @@ def _positive(e: Expr, ranks=frozenset()) -> bool:
 
 def _reads(e: Expr) -> bool:
     return any(isinstance(n, Access) for n in walk(e))
-
-
-def _conjuncts(p) -> list:
-    """The terms of a predicate's top-level `and` (none for no predicate)."""
-    if p is None:
-        return []
-    if isinstance(p, Op) and p.name == "and":
-        return _conjuncts(p.args[0]) + _conjuncts(p.args[1])
-    return [p]
 
 
 def _has_gather(c) -> bool:

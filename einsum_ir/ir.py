@@ -136,6 +136,16 @@ def index_vars(e: Expr) -> list[str]:
     return list(seen)
 
 
+def conjuncts(pred: Expr | None) -> list[Expr]:
+    """The terms of a predicate's top-level `and`, left to right (none for no
+    predicate)."""
+    if pred is None:
+        return []
+    if isinstance(pred, Op) and pred.name == "and":
+        return conjuncts(pred.args[0]) + conjuncts(pred.args[1])
+    return [pred]
+
+
 def accesses(e: Expr) -> list[Access]:
     return [n for n in walk(e) if isinstance(n, Access)]
 

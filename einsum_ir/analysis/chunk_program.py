@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from ..ir import Access, Einsum, Expr, Idx, Op, Sym, index_vars, rank_of, substitute
+from ..ir import Access, Einsum, Expr, Idx, Op, Sym, conjuncts, index_vars, rank_of, substitute
 from .chunked import ChunkedForm, ChunkedFormError
 
 MAX_REGISTER_AXIS = 256          # a register axis held whole (E, F, a query block)
@@ -135,14 +135,6 @@ class ChunkProgram:
 def factors(x: Expr) -> list[Expr]:
     if isinstance(x, Op) and x.name == "mul":
         return factors(x.args[0]) + factors(x.args[1])
-    return [x]
-
-
-def conjuncts(x: Expr | None) -> list[Expr]:
-    if x is None:
-        return []
-    if isinstance(x, Op) and x.name == "and":
-        return conjuncts(x.args[0]) + conjuncts(x.args[1])
     return [x]
 
 
@@ -417,4 +409,4 @@ def batch_programs(program: ChunkProgram, env: dict) -> int:
 
 
 __all__ = ["ChunkLoop", "ChunkProgram", "Dot", "Load", "MAX_REGISTER_AXIS", "Prefix", "Step", "batch_programs",
-           "chunk_program", "conjuncts", "factors", "in_range", "point_masks"]
+           "chunk_program", "factors", "in_range", "point_masks"]

@@ -30,7 +30,7 @@ from fractions import Fraction
 import numpy as np
 import sympy
 
-from ..ir import Access, Cascade, Einsum, Op, index_vars, rank_of, walk
+from ..ir import Access, Cascade, Einsum, Op, conjuncts, index_vars, rank_of, walk
 from ..sym import predicate_to_sympy, shape_symbol
 
 
@@ -64,18 +64,6 @@ def _conjunction_text(xs) -> str:
     for x in xs[1:]:
         out = Op("and", (out, x))
     return format_expr(out)
-
-
-def conjuncts(pred) -> list:
-    """The top-level `and` operands of a predicate (IR), left to right."""
-    out, stack = [], [pred]
-    while stack:
-        x = stack.pop()
-        if isinstance(x, Op) and x.name == "and":
-            stack.extend(reversed(x.args))
-        else:
-            out.append(x)
-    return out
 
 
 def reads_tensor(x) -> bool:
