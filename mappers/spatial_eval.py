@@ -92,7 +92,7 @@ class Evaluator:
         c = self.r.cascade
         vs = _tiling.views(c)
         einsums = tuple(e for e in c.einsums if not e.is_initial and e.name not in vs)
-        from einsum_ir.analysis import ops_per_point
+        from simulator.facts import ops_per_point
         s = _tiling.Space(c, m, {}, vs, einsums, tuple(t for t in c.tensors if t.name not in vs),
                           {e.name: ops_per_point(e) for e in einsums})
         return s, _tiling.nest(c, m, _tiling.symbolic_factors(m), self.num)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from itertools import product
 
 from einsum_ir import Cascade
-from einsum_ir.analysis import ops_per_point, passes, sequence_rank
+from einsum_ir.analysis import passes, sequence_rank
 from einsum_ir.ir import index_vars, offset_of
 from einsum_ir.shapes import resolve
 from hw_models.schema import HardwareError
@@ -106,6 +106,13 @@ def _fresh(c: Cascade, base: str, suffixes) -> tuple[str, ...]:
         if not any(n in taken or n.lower() in taken for n in names):
             return names
     raise MapperError(f"cannot name the factors of rank {base}: every candidate name is a rank of {c.name}")
+
+
+def ops_per_point(e):
+    """The operations a unit must perform for one point of `e`: the spatial
+    model's count, compile-time constants folded (simulator.facts.fold)."""
+    from simulator.facts import ops_per_point as array_ops
+    return array_ops(e)
 
 
 def check_units(c: Cascade, hw: SpatialArray) -> dict[str, tuple[str, ...]]:

@@ -145,7 +145,7 @@ def formulas(c: Cascade, m: Mapping, hw: SpatialArray) -> dict[str, sympy.Expr]:
     as `simulate`, over sympy; the tests check they agree."""
     vs = views(c)
     einsums = tuple(e for e in c.einsums if not e.is_initial and e.name not in vs)
-    from einsum_ir.analysis import ops_per_point
+    from .facts import ops_per_point
     s = _tiling.Space(c, m, {}, vs, einsums, tuple(t for t in c.tensors if t.name not in vs),
                       {e.name: ops_per_point(e) for e in einsums})
     n = _tiling.nest(c, m, _tiling.symbolic_factors(m), Symbolic())

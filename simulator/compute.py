@@ -7,9 +7,14 @@ on its unit, the PEs it keeps busy and its busy cycles:
 where an array axis holds one factor of the leaf's `parfor` (a factor
 smaller than the axis, or one the Einsum does not move along, leaves PEs
 idle) and partial tiles still occupy whole rows (padding; the formulas
-assume full tiles)."""
+assume full tiles). Operations that depend on only some of the Einsum's
+variables (a slope per head, an index expression of the query alone: a
+`facts.Group`) are charged once per distinct value of those variables, on
+the PEs of the axes that move along them; compile-time constants are
+folded and charged nothing (`facts.fold`)."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from math import prod
 
@@ -33,9 +38,11 @@ class EinsumCost:
     rf_writes: float            # one result per point
 
 
-def pes_used(s: Space, n: Nest, e, unit) -> tuple:
-    """(PEs the Einsum keeps busy, padding factor of its partial tiles)."""
-    its = facts(s.cascade).its[e.name]
+def pes_used(s: Space, n: Nest, e, unit, its=None) -> tuple:
+    """(PEs the Einsum keeps busy, padding factor of its partial tiles);
+    `its`: the upper-case variables the work depends on (default: all the
+    Einsum's)."""
+    its = facts(s.cascade).its[e.name] if its is None else its
     used, pad = 1, 1
     for size, var in zip(unit.shape, s.mapping.leaf_of(e.name).axes(unit.name)):
         if not (n.ranks_of(var) & its):
@@ -47,18 +54,34 @@ def pes_used(s: Space, n: Nest, e, unit) -> tuple:
     return used, pad
 
 
+def _parts(s: Space, e) -> list:
+    """(variables, operations per instance, Count of instances) of each group,
+    the per-point one first with the operations `s.ops` gives less the hoisted."""
+    gs = facts(s.cascade).groups[e.name]
+    main = Counter(s.ops[e.name])
+    for g in gs[1:]:
+        main.subtract(g.ops)
+    return [(gs[0].vars, +main, gs[0].count)] + [(g.vars, g.ops, g.count) for g in gs[1:]]
+
+
 def einsum_cost(s: Space, n: Nest, hw: SpatialArray, e) -> EinsumCost:
-    ops = s.ops[e.name]
     unit = hw.unit(s.mapping.unit_of(e.name))
-    n_points = n.num.count(facts(s.cascade).points[e.name])
-    cpp = unit.cycles_per_point(ops, pipelined=e.name in s.mapping.pipelined)
-    used, pad = pes_used(s, n, e, unit)
-    busy = n_points * cpp / used
-    if pad != 1:
-        busy = busy * pad
+    piped = e.name in s.mapping.pipelined
+    busy, work, ops, head = 0, 0, {}, None
+    for vs, per, count in _parts(s, e):
+        n_g = n.num.count(count)
+        cpp = unit.cycles_per_point(per, pipelined=piped)
+        used, pad = pes_used(s, n, e, unit, frozenset(v.upper() for v in vs))
+        t = n_g * cpp / used
+        busy = busy + (t * pad if pad != 1 else t)
+        work = work + n_g * cpp / unit.pes
+        for k, c in per.items():
+            if c:
+                ops[k] = ops.get(k, 0) + n_g * c
+        head = head or (n_g, cpp, used)
+    n_points, cpp, used = head
     reads = facts(s.cascade).operands[e.name]
-    return EinsumCost(e.name, unit.name, n_points, cpp, used, busy, n_points * cpp / unit.pes,
-                      {k: n_points * c for k, c in ops.items() if c}, n_points * reads, n_points)
+    return EinsumCost(e.name, unit.name, n_points, cpp, used, busy, work, ops, n_points * reads, n_points)
 
 
 def compute(s: Space, n: Nest, hw: SpatialArray) -> tuple[EinsumCost, ...]:

@@ -14,14 +14,14 @@ from math import ceil, prod
 import sympy
 
 from einsum_ir import Cascade
-from einsum_ir.analysis import ops_per_point
 from einsum_ir.ir import Access, walk
 from einsum_ir.shapes import resolve
 from einsum_ir.sym import shape_symbol
 from hw_models.schema import HardwareError
 from hw_models.spatial import SpatialArray
-from .facts import facts
 from mappers.mapping import IN_PE, STREAMED, Keep, Leaf, Mapping, check_names
+
+from .facts import facts, ops_per_point  # the array's operations: compile-time constants folded
 
 PE_LEVEL, STREAM = IN_PE, STREAMED
 
