@@ -1,0 +1,113 @@
+"""simulator.calibrate on small inputs: the published-measurement CSV read
+into cases, the tiles each kernel class is modelled with, which constants a
+set of cases can pin down, and the multi-GPU fit and its cross-validation
+run end to end on two tiny cases. (The mutation run of `simulator` found
+these reached by no test in tests/simulator; docs/benchmarks.md.)"""
+import math
+
+import pytest
+
+from hw_models import load_gpu
+from mappers.gpu_mapping import GPUMapping
+from simulator.calibrate import (GPU_PRESET, MEASURED_COLUMNS, MODEL_CLASS, RANGES, CalibrationError, class_mapping,
+                                 cross_validate, fit_many, fittable, predict_case, read_results)
+
+HEADER = ",".join(MEASURED_COLUMNS)
+ROWS = ["H100 SXM5 80GB,flash-attention-2,FA2,1,2,2,256,256,64,causal,30.0",
+        "A100 80GB PCIe,cudnn,FA2-class sm80,1,4,2,128,512,64,causal-br,25.5",
+        "H100 SXM5 80GB,triton,Triton (Hopper),2,2,1,256,256,128,none,40.0"]
+
+
+def _csv(tmp_path, rows, name="m.csv"):
+    path = tmp_path / name
+    path.write_text("# published measurements\n\n" + HEADER + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_the_measured_csv_is_read_by_its_columns(tmp_path):
+    """The measured format (a kclass column) is recognised; comment and
+    blank lines are skipped; each row becomes a case at its GPU preset and
+    model class, the GQA design at its shapes (bottom-right causal for both
+    causal masks), its time in seconds."""
+    cases = read_results(_csv(tmp_path, ROWS))
+    assert len(cases) == 3
+    for c, line in zip(cases, ROWS):
+        gpu, kernel, kclass, b, h, kvh, q, kv, d, mask, us = line.split(",")
+        assert c.row["device"] == GPU_PRESET[gpu] and c.row["model_class"] == MODEL_CLASS[kclass]
+        assert c.design == ("gqa" if mask == "none" else "gqa-causal-br")
+        assert c.env == dict(B=int(b), H=int(h), G=int(h) // int(kvh), P=int(q), M=int(kv), E=int(d), F=int(d))
+        assert c.measured_s == pytest.approx(float(us) * 1e-6)
+    assert [c.row["kernel"] for c in read_results(_csv(tmp_path, ROWS), ["triton"])] == ["triton"]
+
+
+@pytest.mark.parametrize("bad,message", [
+    ("H100 SXM5 80GB,fa2,FA2,1,2,2,256,512,64,causal,30.0", "causal \\(q == kv\\)"),
+    ("H100 SXM5 80GB,fa2,FA2,1,2,2,512,256,64,causal-br,30.0", "causal-br \\(q <= kv\\)"),
+    ("H100 SXM5 80GB,fa2,FA2,1,2,2,256,256,64,sliding,30.0", "mask must be"),
+    ("B200,fa2,FA2,1,2,2,256,256,64,none,30.0", "unknown gpu 'B200'"),
+    ("H100 SXM5 80GB,fa2,FA4,1,2,2,256,256,64,none,30.0", "unknown kclass 'FA4'"),
+    ("H100 SXM5 80GB,fa2,FA2,1,3,2,256,256,64,none,30.0", "H a multiple of KVH"),
+])
+def test_a_bad_measured_row_is_refused_with_its_row_number(tmp_path, bad, message):
+    with pytest.raises(CalibrationError, match="data row 2: .*" + message):
+        read_results(_csv(tmp_path, [ROWS[0], bad]))
+
+
+@pytest.mark.parametrize("d", [64, 128, 256])
+def test_each_kernel_class_runs_its_published_tiles(d):
+    """class_mapping's documented tiles: FlashAttention-2 128 x 128 at head
+    dim 64, 128 x 64 above, 4 warps (8 at 256), 2 stages; Triton's tutorial
+    128 x 128 at 64, 128 x 64 above, 8 warps, 3 stages; Hopper
+    warp-specialised 128 x 128 (x 64 at 256), 8 warps, 2 stages."""
+    want = {"fa2": GPUMapping(128, 128 if d <= 64 else 64, 8 if d > 128 else 4, 2, 1, 1, "bf16"),
+            "triton": GPUMapping(128, 128 if d <= 64 else 64, 8, 3, 1, 1, "bf16"),
+            "hopper-ws": GPUMapping(128, 128 if d <= 128 else 64, 8, 2, 1, 1, "bf16")}
+    for kclass, m in want.items():
+        assert class_mapping(kclass, d) == m
+    with pytest.raises(CalibrationError, match="no mapping for kernel class 'FA2'"):
+        class_mapping("FA2", d)
+
+
+def test_the_constants_the_cases_can_pin_down(tmp_path):
+    """fused_tensor always; serial_overlap with an FA2 or Triton case,
+    ws_overlap with a warp-specialised one; per GPU only mma, and only on a
+    GPU with wgmma that has an FA2 case (A100 has no wgmma)."""
+    cases = read_results(_csv(tmp_path, ROWS))
+    gpus = {"h100": load_gpu("h100"), "a100-pcie": load_gpu("a100-pcie")}
+    assert fittable(cases, gpus) == [(None, "fused_tensor"), (None, "serial_overlap"), ("h100", "mma")]
+    ws = read_results(_csv(tmp_path, [ROWS[1], ROWS[2].replace("Triton (Hopper)", "Hopper warp-specialised")],
+                           "ws.csv"))
+    assert fittable(ws, gpus) == [(None, "fused_tensor"), (None, "serial_overlap"), (None, "ws_overlap")]
+
+
+def _loss(cases, gpus):
+    return sum(math.log(predict_case(c, gpus[c.row["device"]]).time_s / c.measured_s) ** 2 for c in cases)
+
+
+def test_fit_many_never_raises_the_loss_and_stays_in_range(tmp_path):
+    """One round, one golden-section step per constant, on two cases: each
+    constant is taken only if it lowers the log-error loss, so the loss
+    never rises, and every fitted value lies in its RANGES interval."""
+    cases = read_results(_csv(tmp_path, ROWS[:2]))
+    gpus = {"h100": load_gpu("h100"), "a100-pcie": load_gpu("a100-pcie")}
+    fitted = fit_many(cases, gpus, rounds=1, steps=1)
+    assert _loss(cases, fitted) <= _loss(cases, gpus)
+    for which, name in fittable(cases, gpus):
+        for g in ([which] if which else gpus):
+            lo, hi = RANGES[name]
+            assert lo <= fitted[g].efficiency[name] <= hi
+
+
+def test_cross_validation_predicts_each_group_from_a_fit_without_it(tmp_path):
+    """Leaving one GPU out: a fold per GPU, holding exactly that GPU's
+    cases, each predicted (time > 0) by constants fitted on the others."""
+    cases = read_results(_csv(tmp_path, ROWS[:2]))
+    gpus = {"h100": load_gpu("h100"), "a100-pcie": load_gpu("a100-pcie")}
+    folds = cross_validate(cases, gpus, by=("device",), rounds=1, steps=1)
+    assert sorted(f.held_out for f in folds) == ["a100-pcie", "h100"]
+    for f in folds:
+        assert [e.case.row["device"] for e in f.errors] == [f.held_out]
+        assert all(e.predicted_s > 0 and math.isfinite(e.relative) for e in f.errors)
+        assert "fused_tensor" in "".join(f.constants)
+    with pytest.raises(CalibrationError, match="needs two groups"):
+        cross_validate(cases[:1], gpus, by=("device",), rounds=1, steps=1)

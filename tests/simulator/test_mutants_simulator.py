@@ -1,0 +1,224 @@
+"""Behaviours that the mutation run of `simulator` (docs/benchmarks.md,
+"Mutation testing") found untested: what a spatial report states besides
+its numbers (the byte rule, the critical path), where a schedule error
+points, the fast count path, the timeline's critical rows, and what the GPU
+model's fused prediction reports (its footprint, its binding resource, the
+note on a mask without values, the epilogue's per-SM time)."""
+import dataclasses
+import re
+
+import numpy as np
+import pytest
+import sympy
+
+import einsum_ir as ei
+import hw_models as hw
+from einsum_ir import library
+from einsum_ir.analysis.fused import recognise
+from einsum_ir.ops import DTYPE_BYTES, KIND_UNITS
+from einsum_ir.shapes import resolve
+from mappers.gpu_mapping import GPUMapping, footprint
+from mappers.mapping import Add, Max, Name, Num, Scale, load_mapping, parse_critical_path
+from simulator.analytical import simulate
+from simulator.facts import Count
+from simulator.schedule import Schedule, timeline
+
+FUSEMAX = hw.load_spatial("fusemax")
+BINDING = load_mapping("fusemax-binding")
+ONE_PASS = ei.library.load("attention-1pass")
+SMALL = dict(B=1, H=1, M=512, P=512, E=64, F=64)
+H100 = hw.load_gpu("h100")
+
+
+# ------------------------------------------------------------------ spatial reports
+
+def test_the_byte_rule_names_each_dram_tensor_at_its_declared_type():
+    """The rule line lists exactly the tensors that touch DRAM, each at the
+    type the cascade declares and that type's byte width."""
+    text = str(ONE_PASS)
+    for t, d in (("Q", "f32"), ("V", "bf16")):
+        text, n = re.subn(rf"^(input {t}\[[^\]]*\]): \w+$", rf"\1: {d}", text, flags=re.M)
+        assert n == 1
+    c = ei.parse(text, name="retyped")
+    r = simulate(c, BINDING, FUSEMAX, SMALL)
+    listed = re.search(r"declared type \((.*)\); on the chip", r.bytes_rule).group(1)
+    got = {}
+    for group in listed.split("; "):
+        names, kind = group.split(": ")
+        dtype, width = kind.split(", ")
+        assert width == f"{DTYPE_BYTES[dtype]} B"
+        got.update({n: dtype for n in names.split(", ")})
+    in_dram = {t.name for t in r.tensors if t.dram_read_bytes or t.dram_write_bytes}
+    assert in_dram == {"Q", "K", "V", "AV"}
+    assert got == {n: c.tensor(n).dtype for n in in_dram}
+    assert got["Q"] == "f32" and got["V"] == "bf16"
+
+
+def _value(node, env):
+    """The critical path's tree evaluated here, not by the mapping's classes."""
+    if isinstance(node, Name):
+        return env[node.name]
+    if isinstance(node, Num):
+        return node.number
+    if isinstance(node, Add):
+        return sum(_value(t, env) for t in node.terms)
+    if isinstance(node, Max):
+        return max(_value(a, env) for a in node.args)
+    assert isinstance(node, Scale)
+    return node.factor * _value(node.arg, env)
+
+
+@pytest.mark.parametrize("stated", [True, False])
+def test_the_reported_critical_path_gives_the_cycles_per_epoch(stated):
+    """The report's critical path is the expression the latency used: read
+    back and evaluated at each Einsum's busy cycles per epoch it gives the
+    per-epoch cycles (170 by hand for fusemax-binding, test_analytical); a
+    mapping without one reports the default, every Einsum in sequence."""
+    m = BINDING if stated else BINDING.with_changes(critical_path=None)
+    r = simulate(ONE_PASS, m, FUSEMAX, SMALL)
+    per_epoch = {e.name: e.busy_cycles / r.epochs for e in r.einsums}
+    path = parse_critical_path(r.critical_path).expr
+    assert _value(path, per_epoch) == pytest.approx(r.critical_path_cycles)
+    if stated:
+        assert r.critical_path_cycles == 170
+    else:
+        assert sorted(n.name for n in path.terms) == sorted(per_epoch)
+        assert r.critical_path_cycles == pytest.approx(sum(per_epoch.values()))
+
+
+def test_a_phase_error_points_into_the_overlap_block():
+    """A phase list changed in code and missing an Einsum is refused at
+    simulate time, located at the mapping's `overlap` entry (not at the top
+    of the file)."""
+    m = load_mapping("unfused")
+    text = m.node.source
+    overlap_line = text[:text.index("\noverlap:")].count("\n") + 2
+    with pytest.raises(hw.HardwareError, match="SD is in no phase") as e:
+        simulate(ei.library.load(m.cascade), m.with_changes(phases=(("QK",), ("GM", "SN", "A"), ("AV",))),
+                 hw.load_spatial(m.hardware), dict(B=1, H=2, E=64, F=64, M=1024, P=1024))
+    assert e.value.loc.line >= overlap_line
+
+
+@pytest.mark.parametrize("expr,env", [
+    ("3*M*P + 2*M - 7", dict(M=5, P=11)),
+    ("M**2*P + 1", dict(M=3, P=4)),
+    ("4", {}),
+    ("2*x*M + 1", dict(x=0.5, M=3)),            # a lower-case (non-shape) symbol, not an integer
+    ("x**2 + y", dict(x=1.5, y=0.25)),
+    ("M/2 + P", dict(M=3, P=1)),                 # a rational coefficient
+])
+def test_a_count_equals_its_expression_at_any_values(expr, env):
+    """Count takes an integer fast path for integer polynomials in shape
+    symbols; everywhere it must equal the expression itself (sympy's
+    substitution), a fractional value of another symbol included."""
+    e = sympy.sympify(expr)
+    want = float(e.subs({sympy.Symbol(k): sympy.nsimplify(v) for k, v in env.items()}))
+    assert float(Count(e)(env)) == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("mapping", ["unfused", "flat"])
+def test_the_longest_row_of_each_group_is_the_critical_one(mapping):
+    """Phases and overlapped timelines: in each phase the critical bars are
+    those of the row (a unit, or DRAM) whose bars add up to the most, and
+    the last critical bar ends at the latency."""
+    m = load_mapping(mapping)
+    a = hw.load_spatial(m.hardware)
+    r = simulate(ei.library.load(m.cascade), m, a, dict(B=1, H=2, E=64, F=64, M=1024, P=1024))
+    sch = Schedule(r.latency_cycles, r.epochs, r.critical_path_cycles, r.latency_rule, r.critical_path,
+                   r.unit_busy_cycles)
+    bars = timeline(m.for_shapes(r.shapes), r.einsums, a, sch, r.dram_cycles, r.dram_by_einsum)
+    for k in {b.epoch for b in bars}:
+        rows: dict = {}
+        for b in bars:
+            if b.epoch == k:
+                rows.setdefault(b.unit, []).append(b)
+        total = {u: sum(b.end - b.start for b in bs) for u, bs in rows.items()}
+        longest = max(total.values())
+        for u, bs in rows.items():
+            assert all(b.critical == (total[u] == longest) for b in bs), (k, u)
+    assert max(b.end for b in bars if b.critical) == pytest.approx(r.latency_cycles)
+
+
+# ------------------------------------------------------------------ the GPU model's fused prediction
+
+def _fused(name, **shapes):
+    form = recognise(library.load(name))
+    return form, resolve(form.cascade, shapes)
+
+
+def test_a_prediction_reports_the_footprint_it_was_charged_at():
+    """parts carries the mapping's footprint (shared memory, registers,
+    blocks per SM) as mappers.gpu_mapping.footprint computes it."""
+    from simulator.gpu import predict_fused
+    form, env = _fused("cab-self", B=1, H=2, P=256, E=64, F=64)
+    m = GPUMapping(64, 64, 4, 2, 1)
+    fp = footprint(form, m, env, H100)
+    p = predict_fused(form, m, H100, env).parts
+    assert (p["smem_bytes"], p["regs_per_thread"], p["blocks_per_sm"]) == \
+        (fp.smem_bytes, fp.regs_per_thread, fp.blocks_per_sm)
+
+
+def _documented_binding(p: dict) -> str:
+    """docs/gpu.md: launch when launches are over half the time; else
+    occupancy/waves when the schedule is over 15% longer than the busiest
+    resource (tensor + SFU + fp32 time, or HBM); else the largest of those."""
+    total = p["time_s"]
+    if p["launch_s"] > 0.5 * total:
+        return "launch"
+    ideal = max(p["tensor_s"] + p["sfu_s"] + p["fp32_s"], p["hbm_s"])
+    if p["schedule_s"] > 1.15 * ideal and p["schedule_s"] >= p["hbm_s"]:
+        return "occupancy/waves"
+    terms = {"tensor cores": p["tensor_s"], "SFU": p["sfu_s"], "fp32 vector": p["fp32_s"], "HBM": p["hbm_s"]}
+    return max(terms, key=terms.get)
+
+
+@pytest.mark.parametrize("name,shapes,m", [
+    ("cab-self", dict(B=2, H=8, P=1024, E=128, F=128), GPUMapping(128, 64, 8, 2, 1)),   # fp32 time decides
+    ("cab-self", dict(B=1, H=2, P=256, E=64, F=64), GPUMapping(64, 64, 4, 2, 1)),
+    ("sliding-window", dict(B=1, H=4, P=1024, E=64, F=64, W=128), GPUMapping(128, 64, 8, 2, 1)),
+])
+def test_the_binding_resource_follows_the_documented_rule(name, shapes, m):
+    from simulator.gpu import predict_fused
+    form, env = _fused(name, **shapes)
+    pred = predict_fused(form, m, H100, env)
+    assert pred.binding == _documented_binding(dict(pred.parts, time_s=pred.time_s))
+
+
+def test_a_mask_without_its_values_is_an_upper_bound_that_says_so():
+    """Block-sparse attention: without BM's values every key tile is counted
+    (partial) and a note names BM; with the values the kernel's block table
+    is counted exactly (here half the blocks are off) and no note is left."""
+    from simulator.gpu import predict_fused
+    form, env = _fused("block-sparse", B=1, H=2, P=256, M=256, E=64, F=64, TQ=64, TK=64)
+    m = GPUMapping(64, 64, 4, 2, 1)
+    bound = predict_fused(form, m, H100, env)
+    assert any("the mask reads BM" in n and "upper bound" in n for n in bound.notes)
+    bm = np.zeros((1, 2, 4, 4), dtype=bool)
+    bm[..., ::2, :] = True                     # every other key block on, for every query block
+    exact = predict_fused(form, m, H100, env, inputs={"BM": bm})
+    assert not any("BM" in n for n in exact.notes)
+    visited = exact.parts["tiles_full"] + exact.parts["tiles_partial"]
+    assert visited == bm.sum()                 # one 64 x 64 tile per block at BLOCK_M = BLOCK_N = 64
+    assert bound.parts["tiles_full"] + bound.parts["tiles_partial"] == bm.size
+    assert exact.time_s < bound.time_s
+
+
+def test_the_epilogue_takes_its_rows_at_one_sms_rates():
+    """A program's row Einsums run on one SM: BLOCK_M rows x (SFU operations
+    / one SM's SFU rate + fp32 operations / one SM's fp32 rate), by hand for
+    block-sparse's epilogue `select(SD > 0, SNV / max(SD, 1e-30), 0)` over F:
+    per row F divides on the SFU, and F compares, maxima and selects on fp32
+    (the per-kind costs of einsum_ir.ops.KIND_UNITS)."""
+    from simulator.gpu import _epilogue_s, _program, row_work
+    form, env = _fused("block-sparse", B=1, H=2, P=256, M=256, E=64, F=64, TQ=64, TK=64)
+    program = _program(form)
+    work = row_work(program, env)
+    sfu = sum(v * KIND_UNITS[k].get("sfu", 0) for k, v in work.items())
+    fp = sum(v * (KIND_UNITS[k].get("fp32", 0) + KIND_UNITS[k].get("int", 0)) for k, v in work.items())
+    assert sfu >= 64 and fp >= 64
+    for gpu in (H100, dataclasses.replace(H100, sms=2 * H100.sms, fp32_flops=2 * H100.fp32_flops)):
+        per_sm_sfu = gpu.sfu_ops_per_clock_per_sm * gpu.clock_hz
+        per_sm_fp = gpu.fp32_flops / 2 / gpu.sms
+        for bm in (32, 128):
+            want = bm * (sfu / per_sm_sfu + fp / per_sm_fp)
+            assert _epilogue_s(program, GPUMapping(bm, 64, 4, 2, 1), gpu, env) == pytest.approx(want, rel=1e-12)
