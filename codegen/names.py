@@ -12,7 +12,7 @@ from __future__ import annotations
 
 KINDS = {"t": "tensor", "r": "row value", "v": "tile value", "c": "coordinate", "sym": "symbol",
          "gs": "normaliser", "gr": "running normaliser", "gl": "normaliser x log2(e)", "gf": "final normaliser", "st": "state",
-         "stn": "next state", "acc": "accumulator"}
+         "stn": "next state", "acc": "accumulator", "cy": "scan carry"}
 
 
 class Identifiers:

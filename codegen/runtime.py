@@ -178,7 +178,7 @@ class FusedKernel:
         m = self.mapping
         if self.form.query is None and m.block_m != 16:
             m = m.with_changes(block_m=16)
-        if self.form.passes > 1 and m.splits > 1:
+        if not self.form.splittable and m.splits > 1:      # several passes, or a scan carried along the walk
             m = m.with_changes(splits=1)
         return m
 

@@ -74,6 +74,10 @@ PRELUDE = PRELUDE + [
     "    r = tl.where(a < 0.0, tl.where(whole, r, float('nan')), r)",
     "    r = tl.where(a == -1.0, tl.where(tl.abs(b) == float('inf'), 1.0, r), r)",   # IEEE: (-1) ^ inf = 1
     "    return tl.where(b == 0.0, 1.0, tl.where(a == 1.0, 1.0, r))", "", ""]
+# An exclusive product scan along the keys in the walk, as an inclusive scan of pairs (the product of the
+# earlier elements, the last element): exact, no division (a zero factor stays a zero, never 0 / 0).
+SCAN_PRELUDE = ["@triton.jit", "def _excl_mul(p1, l1, p2, l2):", "    return p1 * l1 * p2, l2", "", ""]
+_WALKS = {"reverse": "from the last down", "forward": "from the first up"}
 _INT = "tl.cast({}, tl.int32)"      # a bitwise operand in a float expression: whole, so exact in int32
 _BITS = {"band": "&", "bor": "|", "xor": "^", "shl": "<<", "shr": ">>"}
 
@@ -401,7 +405,7 @@ class Generator:
         f, m = self.f, self.m
         be = padded(self.env[rank_of(f.contracted)])
         bf = padded(self.env[rank_of(f.feature)]) if f.feature else 16
-        splits = m.splits if f.passes == 1 else 1
+        splits = m.splits if f.splittable else 1
         symbols = sorted(k for k in self.env)
         params = self._io_params() + [self.sym(s) for s in symbols]
         for k in range(f.passes):
@@ -454,13 +458,17 @@ class Generator:
                  f"# Mapping: {self.m}; BLOCK_E={be}, BLOCK_F={bf}; {self.f.passes} pass(es) over the keys"
                  + (f", online normaliser {', '.join(g for gs in self.f.normalisers.values() for g in gs)}"
                     if self.f.normalisers else "")
-                 + (f"; split-KV into {splits} with a combine kernel" if splits > 1 else "") + ".",
+                 + (f"; split-KV into {splits} with a combine kernel" if splits > 1 else "")
+                 + "".join(f"; pass {pp.index} walks the key tiles {_WALKS[pp.walk]}, carrying "
+                           + ", ".join(str(sc.einsum.scan) for sc in pp.scans)
+                           for pp in self.p.passes if pp.walk != "any") + ".",
                  "# Roles: query " + (self.f.query or "(none: decode)") + f", key {self.f.key}, "
                  f"contracted {self.f.contracted}, feature {self.f.feature}; batch {', '.join(self.f.batch)}.",
                  self.ident.header(),
                  "# The cascade:"]
         lines += ["#   " + comment_text(ln) for ln in str(c).splitlines() if ln.strip()]
-        return "\n".join(lines + PRELUDE)
+        products = any(sc.op == "cumprod" and sc.exclusive for pp in self.p.passes for sc in pp.scans)
+        return "\n".join(lines + PRELUDE + (SCAN_PRELUDE if products else []))
 
     def _coordinates(self):
         """The program's row tile and batch coordinates (both kernels)."""
@@ -639,6 +647,9 @@ class Generator:
             self.out(f"{self.ident('gr', g)} = tl.full((BLOCK_M,), float(\"-inf\"), dtype=tl.float32)")
         self.out(f"bt_off = {self._batch_linear()} * bt{k}_bs + pid_m * bt{k}_ks")
         self.out(f"cnt_off = {self._batch_linear()} * (bt{k}_bs // bt{k}_ks) + pid_m")
+        if pp.walk != "any":
+            self._ordered_walk(pp)
+            return
         for partial in (False, True):
             kind = "part" if partial else "full"
             self.out(f"n_{kind} = tl.load(bt{k}_{kind}_cnt + cnt_off)")
@@ -650,6 +661,72 @@ class Generator:
             self.out("offs_m = start_n + tl.arange(0, BLOCK_N)")
             self._tile_body(pp, partial)
             self.ind -= 1
+
+    def _ordered_walk(self, pp: PassProgram):
+        """A pass that carries scans over the keys visits its key tiles in one
+        order (TileProgram's `walk`): the block table's full and partial
+        lists, each ascending, merged tile by tile from the last down
+        (reverse) or the first up; each tile runs the full or the partial
+        body. Empty tiles are never visited: the scans' terms are the
+        identity there (a tile is empty only where every predicate of the
+        pass, the scans' own included, removes every point)."""
+        k, rev = pp.index, pp.walk == "reverse"
+        for sc in pp.scans:
+            ident = "0.0" if sc.op == "cumsum" else "1.0"
+            self.out(f"{self.ident('cy', sc.name)} = tl.full((BLOCK_M,), {ident}, dtype=tl.float32)")
+        for kind in ("full", "part"):
+            self.out(f"n_{kind} = tl.load(bt{k}_{kind}_cnt + cnt_off)")
+            self.out(f"j_{kind} = n_{kind} - 1" if rev else f"j_{kind} = n_{kind} * 0")
+        self.out(f"for i in range(0, n_full + n_part):   # key tiles {_WALKS[pp.walk]}, in one order")
+        self.ind += 1
+        for kind in ("full", "part"):    # this list's next tile, or past the end of the walk
+            at = f"tl.maximum(j_{kind}, 0)" if rev else f"tl.minimum(j_{kind}, bt{k}_ks - 1)"
+            ok, none = (f"j_{kind} >= 0", "-1") if rev else (f"j_{kind} < n_{kind}", f"bt{k}_ks")
+            self.out(f"t_{kind} = tl.where({ok}, tl.load(bt{k}_{kind}_idx + bt_off + {at}), {none})")
+        self.out(f"is_part = t_part {'>' if rev else '<'} t_full")
+        step = "- 1" if rev else "+ 1"
+        self.out(f"j_part = tl.where(is_part, j_part {step}, j_part)")
+        self.out(f"j_full = tl.where(is_part, j_full, j_full {step})")
+        self.out(f"start_n = tl.{'maximum' if rev else 'minimum'}(t_full, t_part) * BLOCK_N")
+        self.out("offs_m = start_n + tl.arange(0, BLOCK_N)")
+        for partial in (True, False):
+            self.out("if is_part:" if partial else "else:")
+            self.ind += 1
+            self._tile_body(pp, partial)
+            self.ind -= 1
+        self.ind -= 1
+
+    def _scan_tile(self, e, term: str, ctx: _Ctx, partial: bool):
+        """A scan along the keys in the walk (ScanCarry): the term with removed
+        and padded points at the identity, its tile-local scan, the carry
+        combined in, then the carry takes the tile's total. The result is
+        not masked: at a removed point it holds the running value, as the
+        executor's scan does."""
+        s, name, carry = e.scan, self.ident("v", e.name), self.ident("cy", e.name)
+        ident = "0.0" if s.op == "cumsum" else "1.0"
+        if partial and e in self.masked:
+            term = f"tl.where({self._keep(e, ctx, partial)}, {term}, {ident})"
+        x = f"sx_{name}"
+        self.out(f"{x} = tl.broadcast_to(({term}) * 1.0, (BLOCK_M, BLOCK_N))")
+        rev = ", reverse=True" if s.reverse else ""
+        if s.op == "cumsum":
+            local = f"tl.cumsum({x}, 1{rev})" + (f" - {x}" if s.exclusive else "")
+            self.out(f"{name} = {carry}[:, None] + ({local})")
+            self.out(f"{carry} = {carry} + tl.sum({x}, 1)")
+        else:
+            # the tile's product: the inclusive scan at the walk's far edge of the tile (the first key
+            # of a reverse walk, the last of a forward one), picked out exactly by a select and a sum
+            edge = "0" if s.reverse else "BLOCK_N - 1"
+            if s.exclusive:
+                self.out(f"sp_{name}, sl_{name} = tl.associative_scan((tl.full((BLOCK_M, BLOCK_N), 1.0, "
+                         f"tl.float32), {x}), 1, _excl_mul{rev})")
+                local, incl = f"sp_{name}", f"sp_{name} * sl_{name}"
+            else:
+                self.out(f"sp_{name} = tl.cumprod({x}, 1{rev})")
+                local = incl = f"sp_{name}"
+            self.out(f"{name} = {carry}[:, None] * {local}")
+            self.out(f"{carry} = {carry} * tl.sum(tl.where(tl.arange(0, BLOCK_N)[None, :] == {edge}, {incl}, 0.0), 1)")
+        self.values[e.name] = (name, ("p", "m"))
 
     def _batch_linear(self) -> str:
         code = "0"
@@ -761,10 +838,11 @@ class Generator:
         self.values[e.name] = (name, ("p", "m"))
 
     def _tile_einsum(self, e, ctx: _Ctx, partial: bool):
-        if e.reduced:
-            self._tile_value(e, self._in_tile_reduction(e, ctx), ctx, partial)
+        code = self._in_tile_reduction(e, ctx) if e.reduced else self.value(e.expr, ctx)
+        if e.scan is not None:
+            self._scan_tile(e, code, ctx, partial)
         else:
-            self._tile_value(e, self.value(e.expr, ctx), ctx, partial)
+            self._tile_value(e, code, ctx, partial)
 
     def _in_tile_reduction(self, e, ctx: _Ctx) -> str:
         """A tile Einsum reduced over other ranks (a second score over another

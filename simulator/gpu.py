@@ -28,7 +28,7 @@ import numpy as np
 from einsum_ir.analysis.counts import ops_per_point
 from einsum_ir.analysis.fused import FusedForm, FusedFormError
 from einsum_ir.analysis.tile_program import (KEY, POINT, ROW, UNIFORM, PassProgram, TileProgram, packed_tile_classes,
-                                              statement_ops, tile_program)
+                                              scan_work, statement_ops, tile_program)
 from einsum_ir.analysis.tiles import EMPTY, FULL, PARTIAL, cell_counts, classify
 from einsum_ir.ir import Access, Op, index_vars, rank_of, walk
 from einsum_ir.ops import DTYPE_BYTES, KIND_UNITS, REDUCE_RULES
@@ -132,6 +132,7 @@ def _pass_ops(pp: PassProgram, form: FusedForm, env: dict) -> tuple[Counter, Cou
         else:
             per.update(statement_ops(form, r.einsum.expr))
             per[REDUCE_RULES[r.kind].kind, POINT] += 1
+    per.update(scan_work(pp))                   # scans along the keys: local scan, carry, walk order
     extra["compare", KEY] += 1                  # inb: the tile's bounds
     extra["logic", POINT] += 1
     for pred in pp.predicates:

@@ -8,7 +8,11 @@ module reads those roles off the IR, so that the GPU model
 of the family without a line of per-design code:
 
 - the score contraction: `S[.., m, p] = Q[.., e, p] * K[.., e, m]`;
-- tile Einsums: element-wise over (m, p), recomputed per key tile;
+- tile Einsums: element-wise over (m, p), recomputed per key tile; a scan
+  along m (`cumsum[m, reverse, exclusive]`, stick-breaking's stick) is a
+  tile Einsum too, computed per tile plus a running carry per row from the
+  key tiles already walked, so its pass walks the keys in the scan's
+  direction (`FusedForm.walk`: last to first for a suffix scan);
 - reductions over m: `max`/`min`/`sum` of a tile expression (row
   statistics), or a value contraction `sum[m] W[.., m, p] * V[.., f, m]`;
 - row Einsums: element-wise over (p[, f]) after or between reductions
@@ -134,6 +138,24 @@ class FusedForm:
                     out.append(t)
         visit(expr)
         return out
+
+    def scans_in_pass(self, k: int) -> list[Einsum]:
+        """Tile Einsums of pass k that scan along the key rank: each carries
+        a running value per row from one key tile to the next of the walk."""
+        return [t for t in self.tile_einsums_in_pass(k) if t.scan is not None]
+
+    def walk(self, k: int) -> str:
+        """The order pass k visits its key tiles: 'reverse' (last to first)
+        for a suffix scan over the keys, 'forward' for a prefix scan, 'any'
+        (full tiles, then partial ones) when nothing is carried across tiles."""
+        dirs = {"reverse" if t.scan.reverse else "forward" for t in self.scans_in_pass(k)}
+        return dirs.pop() if len(dirs) == 1 else "any"
+
+    @property
+    def splittable(self) -> bool:
+        """Can the keys be split among programs (split-KV)? One pass, and no
+        scan carry (a carry runs through every key tile in order)."""
+        return self.passes == 1 and all(self.walk(k) == "any" for k in range(self.passes))
 
     def pass_exprs(self, k: int) -> list[Expr]:
         """The terms and predicates that pass k evaluates per tile."""
@@ -341,7 +363,7 @@ def recognise(c: Cascade, env: dict | None = None) -> FusedForm:
         rows.append(e)
         kinds[e.name] = "row"
     for e in tile + [r.einsum for r in reductions] + rows:
-        if e.scan is not None:
+        if e.scan is not None and not (e in tile and e.scan.var == key):
             raise _fail(e, _scan_refusal(e, key, query), c)
     for e in tile + [r.einsum for r in reductions] + rows:
         for a in e.reads():
@@ -362,27 +384,58 @@ def recognise(c: Cascade, env: dict | None = None) -> FusedForm:
                                               "stores the score matrix", c)
     form = FusedForm(c, key, query, batch, contracted, feature, scores, tuple(tile), tuple(reductions), tuple(rows),
                      tuple(hoisted))
-    return _assign_passes(form)
+    return _check_walks(_assign_passes(form))
 
 
 def _scan_refusal(e: Einsum, key: str, query: str | None) -> str:
-    """Why a scan inside the kernel is not generated. A scan with no key x
-    query tile (a running sum of gates along the keys, as forgetting
+    """Why a scan inside the kernel is not generated. A scan along the keys
+    of the tile is (a carry across the walk, `_check_walks`); one with no
+    key x query tile (a running sum of gates along the keys, as forgetting
     attention's) is hoisted: computed before the kernel, O(n)."""
     s = e.scan
-    where = ("along the key rank" if s.var == key else "along the query rank" if s.var == query
-             else f"along {s.var}")
-    if s.var == key and s.reverse:
-        why = ("a suffix scan over the keys inside the tile walk needs the keys walked from the last one "
-               "down (stick-breaking's one-pass kernel); the generated kernel walks key tiles forward, so it "
-               "is not generated: the design runs in the executor, and its analysis counts one more pass")
-    elif s.var == key:
-        why = ("a scan over keys x queries inside the tile walk (a running carry across key tiles) is not "
-               "generated; a scan over the keys alone (no query index) is computed before the kernel")
-    else:
-        why = ("a program holds one tile of rows, so a scan across rows or batch coordinates would need the "
-               "other programs' values; it is not generated")
-    return f"{s} {where} of the tile ({', '.join(e.output_vars)}): {why}"
+    where = "along the query rank" if s.var == query else f"along {s.var}"
+    why = ("a program holds one tile of rows, so a scan across rows or batch coordinates would need the "
+           "other programs' values; it is not generated (a scan along the key rank of the tile is)")
+    return f"{s} {where} of ({', '.join(e.output_vars)}): {why}"
+
+
+def _check_walks(form: FusedForm) -> FusedForm:
+    """Scans along the keys of a tile run in the walk, each with a running
+    carry per row: the walk of a pass has one direction (a suffix scan walks
+    the key tiles from the last down), and a scan's terms must not read a
+    statistic that is still running in the same walk (the carry would sum
+    terms taken under different values of it)."""
+    c = form.cascade
+    for k in range(form.passes):
+        scans = form.scans_in_pass(k)
+        if len({t.scan.reverse for t in scans}) > 1:
+            fwd = next(t for t in scans if not t.scan.reverse)
+            rev = next(t for t in scans if t.scan.reverse)
+            raise _fail(rev, f"{rev.scan} (a suffix scan) and {fwd.name}'s {fwd.scan} (a prefix scan) run in the "
+                             "same walk over the keys; one walk visits the key tiles in one order (last to first "
+                             "for a suffix scan, first to last for a prefix scan), so they are not generated "
+                             "together", c)
+        running = {r.name for r in form.in_pass(k)} | set(form.normalisers.get(k, ()))
+        for t in scans:
+            hit = _reads_running(form, t, running)
+            if hit:
+                raise _fail(t, f"{t.scan} along the keys reads {hit}, a statistic still running in the same walk "
+                               "over the keys; its carry would add terms taken under different values of it", c)
+    return form
+
+
+def _reads_running(form: FusedForm, t: Einsum, running: set[str]) -> str | None:
+    """The running statistic tile Einsum t reads (through tile Einsums), if any."""
+    for x in [t.expr] + ([t.predicate] if t.predicate is not None else []):
+        for a in accesses(x):
+            if a.tensor in running:
+                return a.tensor
+            dep = form.tile_einsum(a.tensor)
+            if dep is not None and form.score(dep.name) is None:
+                hit = _reads_running(form, dep, running)
+                if hit:
+                    return hit
+    return None
 
 
 def _in_tile_reduction(c: Cascade, e: Einsum, tilevars: set) -> Einsum:
@@ -486,7 +539,13 @@ def _degree(form: FusedForm, x: Expr, g: str) -> int | None:
 
     def expand(a: Access) -> Expr | None:
         t = form.tile_einsum(a.tensor)
-        return t.expr if t is not None and form.score(a.tensor) is None else None
+        if t is None or form.score(a.tensor) is not None:
+            return None
+        if t.scan is not None:
+            # a scan of G-free terms is G-free (a leaf); one of terms in G is not the
+            # rescalable form (its carry would hold terms under an old G): no degree
+            return None if exp_degree(t.expr, g, expand) == 0 else Access(g, ())
+        return t.expr
     return exp_degree(x, g, expand)
 
 

@@ -20,6 +20,12 @@ differ. A program owns one row tile (BLOCK_M queries of one batch coordinate):
                      sums     sum reductions and value products (tensor cores)
     epilogue     the remaining row Einsums, then the stores
 
+A pass whose tile Einsums scan along the keys (`ScanCarry`) walks its key
+tiles in one order, `walk`: 'reverse' (last to first) for a suffix scan,
+'forward' for a prefix scan, merging the block table's full and partial
+lists; each scan keeps a running carry per row across the walk. Other
+passes walk full tiles, then partial ones ('any').
+
 `loads` lists the tensors in memory each pass reads (per key tile where they
 carry the key, once per program where not).
 """
@@ -44,6 +50,73 @@ class Normalise:
 
 
 @dataclass(frozen=True)
+class ScanCarry:
+    """A scan along the keys inside the walk (`Z = cumsum[m, reverse,
+    exclusive] X where ..`): per key tile, the term x (removed and padded
+    points set to the identity), its tile-local scan along the keys, and the
+    result `carry (+ or *) local scan` (exclusive: without x itself); then
+    the carry takes in the tile's total. The carry, one value per row,
+    starts at the identity and holds the keys already walked: those after
+    the tile in a reverse walk (a suffix scan), before it in a forward one."""
+    einsum: Einsum
+
+    @property
+    def op(self) -> str:
+        return self.einsum.scan.op
+
+    @property
+    def reverse(self) -> bool:
+        return self.einsum.scan.reverse
+
+    @property
+    def exclusive(self) -> bool:
+        return self.einsum.scan.exclusive
+
+    @property
+    def name(self) -> str:
+        return self.einsum.name
+
+    def ops(self) -> Counter:
+        """What the kernel does per tile beyond computing the term, as
+        (kind, axes) -> count (codegen.triton renders exactly these): the
+        local scan, combining with the carry, the tile's total and the
+        carry's update. A sum: an exclusive scan is the inclusive one minus
+        x, the total a row sum of x. A product: an exclusive scan is a scan
+        of pairs (two multiplies a step, one more for the inclusive value),
+        the total the inclusive scan at the tile's edge (a select and a row
+        sum)."""
+        kind = self.einsum.scan.kind
+        out: Counter = Counter()
+        out[kind, POINT] += 1                         # the local scan
+        out[kind, POINT] += 1                         # carry (+ or *) local
+        out[kind, ROW] += 1                           # carry (+ or *)= total
+        if self.op == "cumsum":
+            out["add", POINT] += 1 + self.exclusive   # the total: a row sum of x; inclusive - x
+        else:
+            out["mul", POINT] += 2 * self.exclusive   # the pair scan's second multiply; the inclusive value
+            out["select", POINT] += 1                 # the total: the edge, picked out
+            out["add", POINT] += 1
+        return out
+
+
+# a walk in one order merges the two ascending lists of the block table (full
+# and partial key tiles): per tile two scalar loads' guards, the choice, the
+# two cursors' updates and the tile's start, in scalar integer arithmetic
+WALK_MERGE_INT = 7
+
+
+def scan_work(pp: "PassProgram") -> Counter:
+    """Operations of one tile step that a pass's scans over the keys add
+    (the GPU model charges these with the tile's statements)."""
+    out: Counter = Counter()
+    for sc in pp.scans:
+        out.update(sc.ops())
+    if pp.walk != "any":
+        out["int", UNIFORM] += WALK_MERGE_INT
+    return out
+
+
+@dataclass(frozen=True)
 class PassProgram:
     index: int
     rows: tuple[Einsum, ...]
@@ -57,6 +130,8 @@ class PassProgram:
     loads: tuple[Access, ...]
     predicates: tuple[Expr, ...] = ()     # distinct predicates a partial tile evaluates, once each
     masked: tuple[Einsum, ...] = ()       # statements a partial tile masks with a select (see _masked)
+    walk: str = "any"                     # key tile order: 'forward' | 'reverse' (scans carried) | 'any'
+    scans: tuple[ScanCarry, ...] = ()     # scans along the keys, each with its carry (in `early`)
 
     @property
     def tile_einsums(self) -> tuple[Einsum, ...]:
@@ -156,7 +231,7 @@ def _pass_program(form: FusedForm, k: int, done: set[str]) -> PassProgram:
     return PassProgram(k, rows, reds, scores, tuple(t for t in tiles if t not in late),
                        tuple(r for r in reds if r.kind in ("max", "min")), norms, late,
                        tuple(r for r in reds if r.kind not in ("max", "min")), tuple(form.pass_loads(k)), preds,
-                       masked)
+                       masked, form.walk(k), tuple(ScanCarry(t) for t in form.scans_in_pass(k)))
 
 
 def _removed_value(e: Einsum) -> float:
@@ -171,7 +246,11 @@ def _masked(form: FusedForm, values: list[Einsum], reds: list[Reduction]) -> tup
     or the reduction has none) removes a point needs no mask of its own.
     A tile value needs its mask only if a reader relies on its removed
     points: a reduction that dropped its mask for it, or a statement with
-    another predicate; a reader with the same predicate overrides them."""
+    another predicate; a reader with the same predicate overrides them.
+    A scan along the keys always masks its term (removed and padded points
+    add the identity to the carry), never its result: at a removed point
+    it holds the running value, as in the executor, so no reader relies on
+    it holding the identity there."""
     by_name = {v.name: v for v in values}
     relied: set[str] = set()
     masked_reds = []
@@ -179,18 +258,19 @@ def _masked(form: FusedForm, values: list[Einsum], reds: list[Reduction]) -> tup
         term = r.weight if r.kind == "value" else r.einsum.expr
         v = by_name.get(term.tensor) if isinstance(term, Access) else None
         ident = {"max": float("-inf"), "min": float("inf")}.get(r.kind, 0.0)
-        if (v is not None and v.predicate is not None and _removed_value(v) == ident
+        if (v is not None and v.predicate is not None and v.scan is None and _removed_value(v) == ident
                 and r.einsum.predicate in (None, v.predicate)):
             relied.add(v.name)
         else:
             masked_reds.append(r.einsum)
         _rely(r.einsum, r.einsum.expr, by_name, relied)
     for v in reversed(values):                  # readers after what they read
-        if v.predicate is not None and v.name in relied:
+        if v.predicate is not None and v.name in relied or v.scan is not None:
             _rely(v, v.expr, by_name, relied)
         else:
             _rely(v, v.expr, by_name, relied, only_other=True)
-    return tuple(v for v in values if v.predicate is not None and v.name in relied) + tuple(masked_reds)
+    return tuple(v for v in values if v.predicate is not None and v.name in relied or v.scan is not None) \
+        + tuple(masked_reds)
 
 
 def _rely(reader: Einsum, x: Expr, by_name: dict, relied: set, only_other: bool = False):
@@ -377,4 +457,5 @@ def reciprocal_divisor(form: FusedForm, d: Expr) -> bool:
 
 
 __all__ = ["HeadPacking", "INT_OPS", "KEY", "Normalise", "head_packing", "packed_tile_classes", "POINT", "PassProgram", "ROW", "TileProgram", "UNIFORM", "axes_of",
-           "integer_expr", "reciprocal_divisor", "statement_ops", "tile_program"]
+           "integer_expr", "reciprocal_divisor", "ScanCarry", "scan_work", "statement_ops", "tile_program",
+           "WALK_MERGE_INT"]
