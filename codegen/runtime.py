@@ -15,7 +15,7 @@ import numpy as np
 
 from einsum_ir.analysis.fused import FusedForm, recognise
 from einsum_ir.analysis.tile_program import packed_tile_classes, tile_program
-from einsum_ir.analysis.tiles import FULL, PARTIAL, cell_counts, classify
+from einsum_ir.analysis.tiles import FULL, PARTIAL, cell_counts, classify, launch_order, over_batch
 from einsum_ir.errors import EinError, ExecutionError, ShapeError
 from einsum_ir.ir import Access, Cascade, Idx, Op, walk
 from einsum_ir.shapes import resolve
@@ -139,7 +139,7 @@ def _locate_gather(c: Cascade, shapes: dict, inputs: dict, err: GatherRangeError
     try:
         execute(c, {k: v.detach().double().cpu().numpy() for k, v in inputs.items()}, shapes)
     except ExecutionError as found:
-        if "index out of range" in found.message or "gathered" in found.message:
+        if "index out of range" in found.message or "gathered" in found.message or "computed index" in found.message:
             raise found from None
     except ShapeError:
         pass
@@ -216,18 +216,35 @@ class FusedKernel:
         """Per pass: (full and partial key-tile counts and lists per query
         tile, batch stride, key tiles), from the exact tile classes; for a
         mask that reads tensors, from their values, cached by their hash."""
+        return self._cached_tables(env, inputs_np, device)[0]
+
+    def launch_order(self, env: dict, inputs_np: dict | None, device):
+        """The programs' launch order (tiles.launch_order: most key tiles
+        first), from the same block tables and cached with them; the kernel
+        maps its launch index through it and the GPU model schedules in it."""
+        return self._cached_tables(env, inputs_np, device)[1]
+
+    def _cached_tables(self, env: dict, inputs_np: dict | None, device) -> tuple:
         from einsum_ir.analysis.density import digest
         m = self._mapping_for(env)
-        f = self.form
-        reads_tensors = self.reads_tensors
-        values = {k: v for k, v in (inputs_np or {}).items()} if reads_tensors else {}
+        values = dict(inputs_np or {}) if self.reads_tensors else {}
         key = (tuple(sorted(env.items())), m.block_m, m.block_n, m.pack_heads, str(device),
                digest(values) if values else None)
         if key not in self._tables:
             if len(self._tables) > 32:
                 self._tables.clear()
-            self._tables[key] = self._build_tables(env, values or None, device, m)
+            tabs = self._build_tables(env, values or None, device, m)
+            self._tables[key] = (tabs, self._launch_order(env, tabs, device, m))
         return self._tables[key]
+
+    def _launch_order(self, env: dict, tabs: list, device, m):
+        import torch
+        f = self.form
+        counts = sum(t[0].cpu().numpy().astype(np.int64) + t[2].cpu().numpy() for t, _, _ in tabs)
+        pack = self.program.pack_count(m.pack_heads, env)
+        nbatch = int(np.prod([env[v.upper()] for v in f.batch])) // pack
+        counts = np.broadcast_to(counts.reshape(-1, counts.shape[-1]), (nbatch, counts.shape[-1]))
+        return torch.tensor(launch_order(counts).astype(np.int32), device=device)
 
     def _build_tables(self, env: dict, values: dict | None, device, m) -> list:
         import torch
@@ -243,15 +260,12 @@ class FusedKernel:
                 cls = packed_tile_classes(cc, m.block_m, m.block_n, pack, rows)
             else:
                 cls = classify(cc, m.block_m, m.block_n)
-            # leading axes: the batch variables the predicates read; broadcast to all of them
-            shape = [int(env[v.upper()]) if v in cc.batch else 1 for v in f.batch]
-            cls = cls.reshape(shape + list(cls.shape[-2:]))
-            if cc.batch:     # the kernel indexes the table by every batch coordinate (head blocks when packed)
-                full = [int(env[v.upper()]) // (pack if v == getattr(self.program.packing, "var", None) else 1)
-                        for v in f.batch]
-                cls = np.broadcast_to(cls, full + list(cls.shape[-2:]))
-            nb = int(np.prod(cls.shape[:-2]))
-            cls = cls.reshape(nb, cls.shape[-2], cls.shape[-1])
+            # leading axes: the batch variables the predicates read; the kernel indexes the table by
+            # every batch coordinate (head blocks when packed), or one table for all
+            var = getattr(self.program.packing, "var", None) if pack > 1 else None
+            cls = cls.reshape([-1] + list(cls.shape[-2:])) if not cc.batch else over_batch(
+                cls, cc.batch, f.batch, {v: int(env[v.upper()]) // (pack if v == var else 1) for v in f.batch})
+            nb = cls.shape[0]
             rows, kt = cls.shape[-2:]
             tabs = []
             for want in (FULL, PARTIAL):
@@ -287,8 +301,10 @@ class FusedKernel:
             args += _tensor_args(outs[name])
         args += static
         if self.reads_tensors:            # block masks: the tables depend on the values (cached by their hash)
-            for tabs, bs, kt in self.tables(env, self.mask_values(inputs), q.device):
+            values = self.mask_values(inputs)
+            for tabs, bs, kt in self.tables(env, values, q.device):
                 args += [tabs[0], tabs[1], tabs[2], tabs[3], bs, kt]
+            args.append(self.launch_order(env, values, q.device))
         with np.errstate(all="ignore"):   # the interpreter computes padding rows too (0/0 there is masked)
             try:
                 self._launch(mod, src, m, args, grid_m, nbatch, meta, launch, q.device)
@@ -311,6 +327,7 @@ class FusedKernel:
         if not self.reads_tensors:
             for tabs, bs, kt in self.tables(env, None, device):
                 static += [tabs[0], tabs[1], tabs[2], tabs[3], bs, kt]
+            static.append(self.launch_order(env, None, device))
         rows = 1 if f.query is None else int(env[f.query.upper()])
         pack = self.program.pack_count(m.pack_heads, env)      # GQA / MQA: heads packed as rows
         grid_m = -(-rows * pack // m.block_m)
@@ -344,7 +361,7 @@ class FusedKernel:
             per = sum(m.block_m * (src.block_f if kind == "feature" else 1) for _, kind in src.partials)
             part = self._scratch("partials", nbatch * grid_m * src.splits * per, torch.float32, device)
             mod.attnc_fused[(grid_m, nbatch, src.splits)](*args, part, per, **err, **meta, **launch)
-            cargs = args[:len(args) - 6 * f.passes]
+            cargs = args[:len(args) - 6 * f.passes - 1]      # less the block tables and the launch order
             mod.attnc_combine[(grid_m, nbatch)](*cargs, part, per, **err, BLOCK_M=m.block_m, BLOCK_F=src.block_f,
                                                  SPLITS=src.splits, **launch)
         else:
@@ -353,8 +370,9 @@ class FusedKernel:
             site = src.gathers[int(err["gather_err"].item()) - 1][0]
             einsum = next((e.name for e in self.cascade.einsums if site in e.reads()), "?")
             raise GatherRangeError(f"index out of range: the kernel read {site} (Einsum {einsum}) at a gathered "
-                                   "index outside the tensor, at a point in range of the tile's ranks; a gather is "
-                                   "never clipped", site.loc, self.cascade.source)
+                                   "or computed index outside the tensor (or a floor( ) or ceil( ) in it not finite), "
+                                   "at a point in range of the tile's ranks; a gather is never clipped", site.loc,
+                                   self.cascade.source)
 
 
 class ChunkedKernel:

@@ -411,6 +411,7 @@ class Generator:
         for k in range(f.passes):
             params += [f"bt{k}_full_cnt", f"bt{k}_full_idx", f"bt{k}_part_cnt", f"bt{k}_part_idx", f"bt{k}_bs",
                        f"bt{k}_ks"]
+        params.append("launch_order")
         partials = self._partials() if splits > 1 else []
         if splits > 1:
             params += ["part_ptr", "part_ts"]
@@ -470,12 +471,18 @@ class Generator:
         products = any(sc.op == "cumprod" and sc.exclusive for pp in self.p.passes for sc in pp.scans)
         return "\n".join(lines + PRELUDE + (SCAN_PRELUDE if products else []))
 
-    def _coordinates(self):
-        """The program's row tile and batch coordinates (both kernels)."""
-        # row tiles last first: with a causal mask the last row tiles visit the most key tiles, so the
-        # longest programs start first and the short ones fill the last wave (the GPU model's order)
-        self.out("pid_m = tl.num_programs(0) - 1 - tl.program_id(0)")
-        self.out("pid_b = tl.program_id(1)")
+    def _coordinates(self, ordered: bool = False):
+        """The program's row tile and batch coordinates (both kernels). The
+        fused kernel's: launch index i runs program launch_order[i] (most key
+        tiles first: the short programs fill the last wave; the GPU model
+        schedules in the same order, einsum_ir.analysis.tiles.launch_order)."""
+        if ordered:
+            self.out("pid_l = tl.load(launch_order + tl.program_id(1) * tl.num_programs(0) + tl.program_id(0))")
+            self.out("pid_m = pid_l % tl.num_programs(0)")
+            self.out("pid_b = pid_l // tl.num_programs(0)")
+        else:
+            self.out("pid_m = tl.num_programs(0) - 1 - tl.program_id(0)")
+            self.out("pid_b = tl.program_id(1)")
         rest = "pid_b"
         for i, v in enumerate(reversed(self.f.batch)):
             self.out(f"{self._batch_coord(v)} = {rest} % {self._batch_extent(v)}")
@@ -532,7 +539,7 @@ class Generator:
 
     def _prologue(self):
         f = self.f
-        self._coordinates()
+        self._coordinates(ordered=True)
         self.out("pid_s = tl.program_id(2)")
         self.out("offs_e = tl.arange(0, BLOCK_E)")
         self.out("# the query tiles, loaded once")

@@ -59,6 +59,15 @@ class GPU:
     smem_bytes_per_clock: int             # shared-memory bandwidth of one SM (MMA operands read from it)
     measured: Mapping[str, float]
     efficiency: Mapping[str, float]
+    # 32-bit integer lanes per SM, and the instructions an SM can issue per
+    # clock (warp schedulers x 32 threads): integer and FP32 work run on
+    # separate pipes and share the issue slots. Both 64 and 128 on every SM
+    # since Volta (CUDA C++ Programming Guide, arithmetic instruction
+    # throughput: 32-bit integer add, compare, logic 64 per clock per SM at
+    # compute capability 7.x-9.0; four warp schedulers, one instruction each
+    # per clock, in the Volta, Ampere and Hopper whitepapers)
+    int_ops_per_clock_per_sm: int = 64
+    issue_per_clock_per_sm: int = 128
 
     # -- the rates the model uses ------------------------------------------------
     def tensor_peak(self, dtype: str) -> float:
@@ -75,6 +84,15 @@ class GPU:
     def fp32_ops_per_s(self) -> float:
         """Vector instructions per second (an FMA is one instruction, two FLOPs)."""
         return self.fp32_flops / 2
+
+    @property
+    def int_ops_per_s(self) -> float:
+        return self.int_ops_per_clock_per_sm * self.sms * self.clock_hz
+
+    @property
+    def issue_per_s(self) -> float:
+        """Thread instructions per second all warp schedulers can issue."""
+        return self.issue_per_clock_per_sm * self.sms * self.clock_hz
 
     @property
     def bandwidth(self) -> float:
@@ -121,7 +139,8 @@ _REQUIRED = ("name", "sms", "clock", "tensor_tflops", "fp32_tflops", "sfu_ops_pe
 
 
 def gpu_from_node(root: Node) -> GPU:
-    top = root.mapping(required=_REQUIRED, optional=("doc", "measured", "smem_bytes_per_clock"))
+    top = root.mapping(required=_REQUIRED, optional=("doc", "measured", "smem_bytes_per_clock",
+                                                                "int_ops_per_clock_per_sm", "issue_per_clock_per_sm"))
     tensor = {}
     for dtype, v in top["tensor_tflops"].items():
         tensor[dtype] = v.number() * 1e12
@@ -153,6 +172,7 @@ def gpu_from_node(root: Node) -> GPU:
         max_blocks_per_sm=top["max_blocks_per_sm"].integer(),
         sm_load_bytes_per_clock=top["sm_load_bytes_per_clock"].integer(),
         smem_bytes_per_clock=top["smem_bytes_per_clock"].integer() if "smem_bytes_per_clock" in top else 128,
+        **{k: top[k].integer() for k in ("int_ops_per_clock_per_sm", "issue_per_clock_per_sm") if k in top},
         measured=MappingProxyType(measured), efficiency=MappingProxyType(eff))
     if gpu.smem_per_block > gpu.smem_per_sm:
         raise top["smem_per_block"].error(f"{gpu.smem_per_block} bytes per block is more than the SM has "

@@ -195,7 +195,7 @@ def predict_case(case: Case, gpu: GPU):
         return shortlist(form, gpu, env, dtype, top=1)[0]
     counts = [cell_counts(form, k, env) for k in range(form.passes)]
     return predict_fused(program, class_mapping(kclass, int(case.row["head_dim"]), dtype), gpu, env,
-                         counts=counts, kclass=kclass)
+                         counts=counts, kclass=kclass, order="head-major")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from einsum_ir.analysis.counts import ops_per_point
 from einsum_ir.analysis.fused import FusedForm, FusedFormError
 from einsum_ir.analysis.tile_program import (KEY, POINT, ROW, UNIFORM, PassProgram, TileProgram, packed_tile_classes,
                                               scan_work, statement_ops, tile_program)
-from einsum_ir.analysis.tiles import EMPTY, FULL, PARTIAL, cell_counts, classify
+from einsum_ir.analysis.tiles import EMPTY, FULL, PARTIAL, cell_counts, classify, launch_order, over_batch
 from einsum_ir.ir import Access, Op, index_vars, rank_of, walk
 from einsum_ir.ops import DTYPE_BYTES, KIND_UNITS, REDUCE_RULES
 from hw_models.gpu import GPU
@@ -97,11 +97,6 @@ class TileWork:
     row_sfu: float
     int_full: float = 0.0       # integer ALU operations (index arithmetic, integer predicates)
     int_partial: float = 0.0
-
-
-# integer ALU issue rate relative to fp32: an Ampere / Hopper SM has 64 INT32
-# lanes per clock against 128 FP32 (CUDA programming guide, throughput table)
-INT_PER_FP32 = 0.5
 
 
 def _program(x) -> TileProgram:
@@ -176,12 +171,15 @@ def tile_work(program, k: int, m: GPUMapping, env: dict) -> TileWork:
 
 # ------------------------------------------------------------------ the fused model
 
-def _schedule(alone: np.ndarray, share: np.ndarray, sms: int, per_sm: int) -> float:
+def _schedule(alone: np.ndarray, share: np.ndarray, sms: int, per_sm: int, stall: float = 0.0) -> float:
     """Makespan of programs issued in order onto `sms` SMs of `per_sm` slots.
     A program that starts while u programs are unfinished shares its SM with
     about min(per_sm, ceil(u / sms)) - 1 others: it takes max(alone, that
     many x share). So a launch of fewer programs than SMs, or a partial last
-    wave, is not charged for co-residents it does not have."""
+    wave, is not charged for co-residents it does not have. `stall`: each
+    program's memory round trips (its first load, its last store), which
+    the co-residents' work fills: a program takes max(alone + stall,
+    co x share), and a program alone on its SM waits for them in full."""
     n = len(alone)
     if n == 0:
         return 0.0
@@ -191,7 +189,7 @@ def _schedule(alone: np.ndarray, share: np.ndarray, sms: int, per_sm: int) -> fl
         while left > 0:
             k = min(slots, left)
             co = min(per_sm, -(-left // sms))
-            t += max(float(alone[0]), co * float(share[0]))
+            t += max(float(alone[0]) + stall, co * float(share[0]))
             left -= k
         return t
     heap: list[float] = [0.0] * min(slots, n)
@@ -200,7 +198,7 @@ def _schedule(alone: np.ndarray, share: np.ndarray, sms: int, per_sm: int) -> fl
         now = pop(heap)
         unfinished = n - i + min(i, len(heap))       # this and later ones, plus the others still running
         co = min(per_sm, max(1, -(-unfinished // sms)))
-        push(heap, now + (a if a >= co * s else co * s))
+        push(heap, now + max(a + stall, co * s))
     return max(heap)
 
 
@@ -305,6 +303,7 @@ class _Grid:
     head_blocks: int
     slots: int
     blocks_per_sm: int
+    pack_var: str | None = None       # the batch variable whose heads are packed
 
 
 def _grid(program: TileProgram, m: GPUMapping, gpu: GPU, env: dict, blocks_per_sm: int) -> _Grid:
@@ -320,7 +319,8 @@ def _grid(program: TileProgram, m: GPUMapping, gpu: GPU, env: dict, blocks_per_s
     except FusedFormError as e:
         raise HardwareError(e.message) from None
     row_tiles = -(-rows * pack // m.block_m)
-    return _Grid(rows, heads, pack, row_tiles, heads // pack, gpu.sms * blocks_per_sm, blocks_per_sm)
+    return _Grid(rows, heads, pack, row_tiles, heads // pack, gpu.sms * blocks_per_sm, blocks_per_sm,
+                 program.packing.var if program.packing is not None and pack > 1 else None)
 
 
 _CLASSIFIED: dict = {}
@@ -354,11 +354,17 @@ def _tile_classes(form, k, m, env, inputs, counts, grid: _Grid, skip_empty: bool
     else:
         cls = _classify(cc, m.block_m if grid.rows > 1 else 16, m.block_n)    # [..batch.., row tiles, key tiles]
     kept = float(cc.any.sum()) * grid.heads / max(1, int(np.prod(cc.any.shape[:-2])))
-    cls = cls.reshape(-1, cls.shape[-2], cls.shape[-1])
+    cls = cls.reshape([-1] + list(cls.shape[-2:])) if not cc.batch else \
+        over_batch(cls, cc.batch, form.batch, _head_block_extents(form, env, grid))
     if not skip_empty:
         cls = np.where(cls == EMPTY, PARTIAL, cls)
     return (cls == FULL).sum(-1).astype(float), (cls == PARTIAL).sum(-1).astype(float), \
         float((cls == EMPTY).sum()), kept
+
+
+def _head_block_extents(form, env: dict, grid: _Grid) -> dict:
+    """Each batch variable's extent in the launch: the packed one over its packs."""
+    return {v: env[v.upper()] // (grid.pack if v == grid.pack_var else 1) for v in form.batch}
 
 
 @dataclass(frozen=True)
@@ -405,14 +411,21 @@ class _Rates:
     smem: float           # bytes/s of shared memory
     sfu: float
     fp32: float
+    int: float            # 32-bit integer lanes
+    issue: float          # thread instructions the schedulers issue
     path: str
+
+    def alu_s(self, fp32: float, int_ops: float) -> float:
+        """Time of FP32 and integer work on one SM: separate pipes that share
+        the issue slots (GPU.int_ops_per_clock_per_sm)."""
+        return max(fp32 / self.fp32, int_ops / self.int, (fp32 + int_ops) / self.issue)
 
 
 def _rates(gpu: GPU, m: GPUMapping, kc: KernelClass) -> _Rates:
     path = kc.path_on(gpu)
     tensor = gpu.efficiency["fused_tensor"] * gpu.path_fraction(path) * gpu.tensor_peak(m.dtype) / gpu.sms
     return _Rates(tensor, gpu.smem_bytes_per_clock * gpu.clock_hz, gpu.sfu_ops_per_s / gpu.sms,
-                  gpu.fp32_ops_per_s / gpu.sms, path)
+                  gpu.fp32_ops_per_s / gpu.sms, gpu.int_ops_per_s / gpu.sms, gpu.issue_per_s / gpu.sms, path)
 
 
 def smem_operand_bytes(program: TileProgram, k: int, m: GPUMapping, env: dict, path: str) -> float:
@@ -442,7 +455,7 @@ def streams(m: GPUMapping, path: str) -> int:
     return m.warps if path == "mma" else max(1, m.warps // 4)
 
 
-def _tile_times(w_tensor: float, smem: float, sfu: float, fp32: float, r: _Rates, gpu: GPU,
+def _tile_times(w_tensor: float, smem: float, sfu: float, fp32: float, int_ops: float, r: _Rates, gpu: GPU,
                 kc: KernelClass, own: int = 0, per_sm: int = 1, stages: int = 0) -> tuple[float, float]:
     """(alone, share): a tile step's time for a program alone on its SM, and
     the SM time it takes when it shares the SM with others. A serial kernel
@@ -457,7 +470,7 @@ def _tile_times(w_tensor: float, smem: float, sfu: float, fp32: float, r: _Rates
     fill when shared. `own` = 0: the fitted overlap, no stall (the chunked
     model)."""
     t_mma = max(w_tensor / r.tensor, smem / r.smem)
-    t_vec = sfu / r.sfu + fp32 / r.fp32
+    t_vec = sfu / r.sfu + r.alu_s(fp32, int_ops)
     lo, hi = min(t_mma, t_vec), max(t_mma, t_vec)
     ov = gpu.efficiency["ws_overlap" if kc.overlap == "warp-specialised" else "serial_overlap"]
     if kc.overlap != "warp-specialised" and own:
@@ -473,9 +486,12 @@ def _tile_times(w_tensor: float, smem: float, sfu: float, fp32: float, r: _Rates
 
 
 def _pass_time(program: TileProgram, k, m, gpu, env, grid: _Grid, nfull, npart, parts: Counter, work: Counter,
-               edge_s: float = 0.0, kc: KernelClass = KERNEL_CLASSES["triton"]) -> tuple[float, float]:
+               edge_s: float = 0.0, kc: KernelClass = KERNEL_CLASSES["triton"],
+               order: np.ndarray | None = None) -> tuple[float, float]:
     """(time, HBM bytes) of pass k's kernel; adds its parts and work. `edge_s`:
-    each program's once-per-row work (the epilogue), run on its own SM."""
+    each program's once-per-row work (the epilogue), run on its own SM.
+    `order`: the launch order over [head blocks x row tiles] (launch_order);
+    None: head by head, row tiles last first."""
     latency = gpu.efficiency["latency_ns"] * 1e-9
     r = _rates(gpu, m, kc)
     w = tile_work(program, k, m, env)
@@ -483,31 +499,30 @@ def _pass_time(program: TileProgram, k, m, gpu, env, grid: _Grid, nfull, npart, 
     chain_sfu, chain_fp = (x * m.block_m for x in _split_counts(chain_work(program.passes[k])))
     sfu_f, fp_f = w.sfu_full + w.row_sfu + chain_sfu, w.fp32_full + w.row_fp32 + chain_fp
     sfu_p, fp_p = w.sfu_partial + w.row_sfu + chain_sfu, w.fp32_partial + w.row_fp32 + chain_fp
-    # integer work issues on the INT32 lanes, at INT_PER_FP32 of the fp32 rate
-    fp_f, fp_p = fp_f + w.int_full / INT_PER_FP32, fp_p + w.int_partial / INT_PER_FP32
     own = streams(m, r.path)
-    alone_f, share_f = _tile_times(w.tensor_flops, smem, sfu_f, fp_f, r, gpu, kc, own, grid.blocks_per_sm, m.stages)
-    alone_p, share_p = _tile_times(w.tensor_flops, smem, sfu_p, fp_p, r, gpu, kc, own, grid.blocks_per_sm, m.stages)
+    alone_f, share_f = _tile_times(w.tensor_flops, smem, sfu_f, fp_f, w.int_full, r, gpu, kc, own,
+                                   grid.blocks_per_sm, m.stages)
+    alone_p, share_p = _tile_times(w.tensor_flops, smem, sfu_p, fp_p, w.int_partial, r, gpu, kc, own,
+                                   grid.blocks_per_sm, m.stages)
     tr = traffic(program, k, m, env)
     tile_bytes = tr.key_tile + tr.pair_tile
     s = m.splits
     n_vis = nfull + npart                                      # [heads', row tiles]
     scale = grid.head_blocks / n_vis.shape[0]                  # table rows -> all head blocks
-    alone = np.repeat((nfull * alone_f + npart * alone_p)[..., None] / s, s, axis=-1)
-    share = np.repeat((nfull * share_f + npart * share_p)[..., None] / s, s, axis=-1)
-    prog_tiles = np.repeat(n_vis[..., None] / s, s, axis=-1)
+    alone = (nfull * alone_f + npart * alone_p) / s            # one program (one split of a row tile)
+    share = (nfull * share_f + npart * share_p) / s
+    prog_tiles = n_vis / s
     # a program streams its tiles at most at its bytes in flight (the pipeline
     # stages) per memory latency, and at most at its share of the SM's load
     # path; the prologue and the epilogue cost a round trip each
     prog_bw = min(m.stages * max(tile_bytes, 1.0) / latency, gpu.sm_load_bytes_per_clock * gpu.clock_hz)
     stream = prog_tiles * tile_bytes / prog_bw
     reps = max(1, grid.head_blocks // alone.shape[0])
-    fixed = 2 * latency + edge_s
-    # launch order: head-major, row tiles last first (the kernel counts pid_m down: a causal head's
-    # longest row tiles start first), splits; the grid's x axis fastest
-    alone, share, stream = alone[:, ::-1], share[:, ::-1], stream[:, ::-1]
-    makespan = _schedule(np.tile(np.maximum(alone, stream).reshape(-1), reps) + fixed,
-                         np.tile(np.maximum(share, stream).reshape(-1), reps) + fixed, gpu.sms, grid.blocks_per_sm)
+    if order is None:          # head by head, row tiles last first
+        order = launch_order(np.zeros((alone.shape[0] * reps, alone.shape[1])))
+    seq = lambda x: np.tile(np.tile(x, (reps, 1)).reshape(-1)[order], s)     # splits outermost (grid z)
+    makespan = _schedule(seq(np.maximum(alone, stream)) + edge_s, seq(np.maximum(share, stream)) + edge_s,
+                         gpu.sms, grid.blocks_per_sm, stall=2 * latency)
     # HBM: the programs of a head run together and read the same key tiles
     # within a short window, so key-only operands come from HBM once per head
     # per wave of its programs while L2 holds what all slots stream in that
@@ -528,7 +543,7 @@ def _pass_time(program: TileProgram, k, m, gpu, env, grid: _Grid, nfull, npart, 
     work["smem_bytes"] += tiles * smem
     parts["tensor_s"] += tiles * max(w.tensor_flops / r.tensor, smem / r.smem) / gpu.sms
     parts["sfu_s"] += (tiles_full * sfu_f + tiles_part * sfu_p) / r.sfu / gpu.sms
-    parts["fp32_s"] += (tiles_full * fp_f + tiles_part * fp_p) / r.fp32 / gpu.sms
+    parts["fp32_s"] += (tiles_full * r.alu_s(fp_f, w.int_full) + tiles_part * r.alu_s(fp_p, w.int_partial)) / gpu.sms
     parts["schedule_s"] += makespan
     return makespan, pass_bytes
 
@@ -585,15 +600,24 @@ def _edges(program: TileProgram, m: GPUMapping, gpu: GPU, env: dict, grid: _Grid
     return t_h, out_bytes + loads + 2 * h_bytes
 
 
+LAUNCH_ORDERS = ("longest-first", "head-major")
+
+
 def predict_fused(program, m: GPUMapping, gpu: GPU, env: dict, inputs: dict | None = None,
-                  counts=None, skip_empty: bool = True, kclass: str | KernelClass = "triton") -> Prediction:
+                  counts=None, skip_empty: bool = True, kclass: str | KernelClass = "triton",
+                  order: str = "longest-first") -> Prediction:
     """Time of the fused kernel(s) under mapping `m` at shapes `env`, for a
     TileProgram (the kernel's own: `FusedKernel.program`) or a FusedForm
     (whose program is taken). `skip_empty=False` models a kernel that visits
     every key tile (masking the empty ones), as a kernel without a block
     table would. The work it charges (Prediction.work) is the program's,
     statement by statement: the object the generator renders. `kclass`: how
-    the kernel is built (KERNEL_CLASSES; the generated kernel is `triton`)."""
+    the kernel is built (KERNEL_CLASSES; the generated kernel is `triton`).
+    `order`: the programs' launch order: `longest-first` as the generated
+    kernel (tiles.launch_order), or `head-major` (head by head, row tiles
+    last first), as published kernels launch."""
+    if order not in LAUNCH_ORDERS:
+        raise ValueError(f"launch order {order!r}: one of {', '.join(LAUNCH_ORDERS)}")
     program = _program(program)
     kc = kernel_class(kclass)
     if kc.path_on(gpu) == "wgmma" and not gpu.has_wgmma:
@@ -607,8 +631,14 @@ def predict_fused(program, m: GPUMapping, gpu: GPU, env: dict, inputs: dict | No
     launch = gpu.efficiency["launch_us"] * 1e-6
     total_time, hbm, parts, work, tiles_seen, useful = 0.0, 0.0, Counter(), Counter(), Counter(), 0.0
     unknown: set = set()
+    classes = [_tile_classes(form, k, m, env, inputs, counts, grid, skip_empty, unknown)
+               for k in range(len(program.passes))]
+    launched = None
+    if order == "longest-first":   # by the key tiles of all passes, as the kernel's block table counts them
+        launched = launch_order(sum(np.tile(nf + npt, (grid.head_blocks // nf.shape[0], 1))
+                                 for nf, npt, _, _ in classes))
     for k, pp in enumerate(program.passes):
-        nfull, npart, nempty, kept = _tile_classes(form, k, m, env, inputs, counts, grid, skip_empty, unknown)
+        nfull, npart, nempty, kept = classes[k]
         useful += kept * 2.0 * (sum(env[s.contracted.upper()] for s in pp.scores) + f * len(pp.values))
         scale = grid.head_blocks / nfull.shape[0]
         tiles_seen["full"] += float(nfull.sum()) * scale
@@ -616,7 +646,7 @@ def predict_fused(program, m: GPUMapping, gpu: GPU, env: dict, inputs: dict | No
         tiles_seen["empty"] += nempty * scale
         last = k == len(program.passes) - 1
         t, pass_bytes = _pass_time(program, k, m, gpu, env, grid, nfull, npart, parts, work,
-                                   _epilogue_s(program, m, gpu, env) if last else 0.0, kc)
+                                   _epilogue_s(program, m, gpu, env) if last else 0.0, kc, launched)
         if k == 0:
             t_edge, edge_bytes = _edges(program, m, gpu, env, grid, parts, work)
             t, pass_bytes = t + t_edge, pass_bytes + edge_bytes
@@ -941,7 +971,7 @@ def predict_chunked(program, m: GPUMapping, gpu: GPU, env: dict, kclass: str | K
     for k, lp in enumerate(list(program.loops) + [None]):
         w = chunk_work(program, k if lp is not None else None)
         n = lp.trips if lp is not None else 1
-        t, _ = _tile_times(w.tensor_flops, 0.0, w.sfu, w.fp32 + INT_PER_FP32 * w.int_ops, r, gpu, kc)
+        t, _ = _tile_times(w.tensor_flops, 0.0, w.sfu, w.fp32, w.int_ops, r, gpu, kc)
         alone += n * t
         for key, v in (("tensor_flops", w.tensor_flops), ("sfu_ops", w.sfu), ("fp32_ops", w.fp32),
                        ("int_ops", w.int_ops)):
@@ -966,7 +996,7 @@ def predict_chunked(program, m: GPUMapping, gpu: GPU, env: dict, kclass: str | K
     launch = gpu.efficiency["launch_us"] * 1e-6
     total = max(makespan, (hbm - h_bytes) / gpu.bandwidth) + launch + t_h
     parts.update({"tensor_s": work["tensor_flops"] / (r.tensor * gpu.sms), "sfu_s": work["sfu_ops"] / (r.sfu * gpu.sms),
-                  "fp32_s": work["fp32_ops"] / (r.fp32 * gpu.sms), "hbm_s": hbm / gpu.bandwidth,
+                  "fp32_s": r.alu_s(work["fp32_ops"], work["int_ops"]) / gpu.sms, "hbm_s": hbm / gpu.bandwidth,
                   "schedule_s": makespan, "launch_s": launch})
     useful = nprog * sum(lp.trips * _useful_dot_flops(program, lp.steps, env) for lp in program.loops) \
         + nprog * _useful_dot_flops(program, [s for lp in program.loops for s in lp.states + lp.after], env)

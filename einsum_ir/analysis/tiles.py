@@ -180,3 +180,25 @@ def classify(counts: CellCounts, block_m: int, block_n: int) -> np.ndarray:
 
 
 __all__ = ["CELL", "CellCounts", "EMPTY", "FULL", "PARTIAL", "cell_counts", "classify"]
+
+
+def launch_order(tiles: np.ndarray) -> np.ndarray:
+    """The order the fused kernel launches its programs in, from the key
+    tiles each visits (`tiles`: [batch, row tiles]): most tiles first, so
+    the short programs fill the last wave (longest processing time first);
+    ties keep batch coordinates in order, row tiles last first. Returns flat
+    program indices b x rows + m. The kernel reads this permutation from
+    its block table (codegen.runtime) and the GPU model schedules in it."""
+    nb, rows = tiles.shape
+    base = (np.arange(nb)[:, None] * rows + np.arange(rows)[::-1][None, :]).reshape(-1)
+    return base[np.argsort(-tiles.reshape(-1)[base], kind="stable")]
+
+
+def over_batch(a: np.ndarray, read: tuple, every: tuple, extents: dict) -> np.ndarray:
+    """A table whose leading axes are the batch variables a predicate reads
+    (`read`, in `every`'s order; none: one table for all) spread over every
+    batch coordinate: [product of `extents` over `every`, *rest], the last
+    variable fastest: the kernel's linear batch index (its `pid_b`)."""
+    rest = list(a.shape[len(read):])
+    a = a.reshape([int(extents[v]) if v in read else 1 for v in every] + rest)
+    return np.broadcast_to(a, [int(extents[v]) for v in every] + rest).reshape([-1] + rest)

@@ -136,10 +136,6 @@ def test_a_document_masks_prediction_follows_the_tiles_it_visits():
     assert sparse.time_s <= 2.0 * dense.time_s * frac, (sparse.time_s, dense.time_s, frac)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 22's target, not met by the model yet: a partial tile of the "
-                   "document mask costs 1.4x a full one (the mask's evaluation per point) and each program's "
-                   "prologue and epilogue latency (2 round trips, not overlapped with co-resident programs in "
-                   "simulator.gpu._pass_time) weighs on programs that visit few tiles: 1.71x")
 def test_a_document_masks_prediction_is_within_1_5x_of_dense_times_the_fraction_visited():
     sparse, dense, frac = document_prediction()
     assert sparse.time_s <= 1.5 * dense.time_s * frac, (sparse.time_s, dense.time_s, frac)

@@ -70,14 +70,18 @@ def _fits(form, m, env, gpu) -> bool:
 
 def test_row_tiles_launch_last_first_in_the_kernel_and_the_model():
     """A causal head's last row tiles visit the most key tiles: the kernel
-    counts pid_m down so they start first, and the model schedules the same
-    order (longest first fills a partial last wave with short programs)."""
+    launches them first (its launch order table) and the model schedules the
+    same order (longest first fills a partial last wave with short programs)."""
     import numpy as np
-    from codegen.triton import generate
+    from codegen.runtime import FusedKernel
     from simulator.gpu import _schedule
-    form = recognise(library.load("cab-self-causal"))
-    env = resolve(form.cascade, dict(B=1, H=1, P=1024, E=64, F=64))
-    text = generate(form, GPUMapping(128, 64), env).text
-    assert "pid_m = tl.num_programs(0) - 1 - tl.program_id(0)" in text
+    c = library.load("cab-self-causal")
+    shapes = dict(B=1, H=2, P=1024, E=64, F=64)
+    kernel = FusedKernel(c, GPUMapping(128, 64), shapes)
+    env = resolve(kernel.cascade, shapes)
+    assert "tl.load(launch_order + " in kernel.source(env).text
+    order = kernel.launch_order(env, None, "cpu").numpy()
+    rows = 1024 // 128                            # both heads' last row tile first, then the next...
+    assert order.tolist() == [h * rows + m for m in range(rows - 1, -1, -1) for h in range(2)]
     work = np.arange(1, 17, dtype=float)          # causal: row tile i visits i key-tile pairs
     assert _schedule(work[::-1], work[::-1], 4, 1) < _schedule(work, work, 4, 1)
