@@ -191,6 +191,8 @@ def render_simulation(r) -> str:
     out.append(table(["Einsum", "unit", "points", "cycles/point", "PEs used", "busy cycles", "utilisation"],
                      [[e.name, e.unit, human(e.points), e.cycles_per_point, e.pes_used, human(e.busy_cycles),
                        f"{r.einsum_utilisation[e.name]:.3f}"] for e in r.einsums]))
+    if getattr(r, "notes", ()):
+        out += ["", "Compute as charged"] + [f"  {x}" for x in r.notes]
     out.append("")
     out.append(table(["tensor", "kept", "in", "buffer", "DRAM read", "DRAM written", "buffer read", "buffer written"],
                      [[t.name, str(t.keep), str(t.home), human(t.buffer_bytes, "B"), human(t.dram_read_bytes, "B"),

@@ -21,7 +21,7 @@ from itertools import product
 
 from einsum_ir import Cascade
 from einsum_ir.analysis import passes, sequence_rank
-from einsum_ir.ir import index_vars, offset_of
+from einsum_ir.ir import Sym, index_vars, offset_of, walk
 from einsum_ir.shapes import resolve
 from hw_models.schema import HardwareError
 from hw_models.spatial import SpatialArray
@@ -241,7 +241,7 @@ def roles(c: Cascade, hw: SpatialArray, shapes: dict) -> Roles:
     reduced = {c.rank(r).parent or r for e in c.einsums for r in (v.upper() for v in e.reduced) if _has(c, r)}
     reduced |= {c.rank(r).parent or r for e in c.einsums if e.scan for r in [e.scan.var.upper()] if _has(c, r)}  # a scan's rank is no independent row
     in_out = {r for t in c.outputs for r in t.ranks}
-    roots = [r.name for r in c.ranks if r.parent is None and r.name != key and r.definition is None]
+    roots = [r.name for r in c.ranks if r.parent is None and r.name != key and not _alias(c, r)]
     its = [{c.rank(v.upper()).parent or v.upper() for v in e.iteration_vars if _has(c, v.upper())}
            for e in c.einsums if e.name in units]
     free = [r for r in roots if r not in reduced and r in in_out and all(r in s for s in its)]
@@ -259,6 +259,13 @@ def roles(c: Cascade, hw: SpatialArray, shapes: dict) -> Roles:
     work = tuple(n for n in units)
     return Roles(c, hw, dict(shapes), env, key, key_names, declared, key_split, row, row_names, batch,
                  _leaves(c, pr.einsum_pass, deps, views), work, units, deps, views)
+
+
+def _alias(c: Cascade, r) -> bool:
+    """A rank defined through another rank (`rank M = P`, a repeated rank,
+    `KH = H / G`): no independent row. A rank defined by symbols alone
+    (`rank P = CH * CW`, a canvas) is a rank of its own and can be one."""
+    return r.definition is not None and any(isinstance(n, Sym) and _has(c, n.name) for n in walk(r.definition))
 
 
 def _has(c: Cascade, r: str) -> bool:

@@ -5,7 +5,7 @@ mapper say; and the same for designs FlexAttention cannot express. It
 rewrites the blocks between `<!-- BEGIN generated:NAME -->` and
 `<!-- END generated:NAME -->` in docs/flex.md and keeps the prose.
 
-Run: python scripts/flex_table.py [--no-spatial] [--only NAME ...]
+Run: python scripts/flex_table.py [--no-spatial] [--only NAME ...] [--spatial-only NAME ...]
 (several minutes: the spatial mapper searches each design; --no-spatial
 leaves that column as it is in the file)."""
 from __future__ import annotations
@@ -128,29 +128,14 @@ def gpu_columns(c, shapes, values):
 
 
 def spatial_column(path: Path, shapes: dict, values: dict) -> str:
-    """The spatial mapper's latency on the FuseMax array, or its refusal; a
-    design that the model refuses for `sqrt(E)` (among other operators or
-    alone) is tried again with the scale folded to a number here (the
-    folding the spatial model lacks), marked †."""
+    """The spatial mapper's latency on the FuseMax array, or its refusal (the
+    model folds `sqrt(E)` and other shape constants itself)."""
     from attnc.spatial_map import map_spatial
-    text, note = path.read_text(), ""
-    tmp = ROOT / f".flex_table_{path.stem}.ein"
     try:
-        for attempt in (0, 1):
-            tmp.write_text(text)
-            try:
-                _, _, found, _ = map_spatial(str(tmp), "fusemax", shapes, inputs=values or None)
-                return f"{found.report.latency_s * 1e6:,.0f} µs{note}"
-            except EinError as e:
-                msg = str(e).splitlines()[0]
-                lacks = re.search(r"no unit performs ([^(]*)", msg)
-                if attempt == 0 and lacks and "sqrt" in lacks.group(1) and "/ sqrt(E)" in text:
-                    text, note = text.replace("/ sqrt(E)", f"* {1 / np.sqrt(shapes['E']):.17g}"), " †"
-                    continue
-                return "refused" + note + ": " + refusal(msg)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return "-"
+        _, _, found, _ = map_spatial(str(path), "fusemax", shapes, inputs=values or None)
+    except EinError as e:
+        return "refused: " + refusal(str(e).splitlines()[0])
+    return f"{found.report.latency_s * 1e6:,.0f} µs"
 
 
 def refusal(msg: str) -> str:
@@ -277,15 +262,40 @@ def fill(text: str, blocks: dict[str, str]) -> str:
     return text
 
 
+def spatial_only(names: list[str]) -> int:
+    """Rewrite the spatial cell of `names` in the corpus table, nothing else
+    (the file is read again after the slow part, so edits meanwhile stay)."""
+    cells = {}
+    for name in names:
+        t0 = time.time()
+        shapes = SHAPES.get(name, BASE)
+        cells[name] = spatial_column(CORPUS / f"{name}.ein", shapes, mask_values(name, shapes))
+        print(f"{name}: {cells[name]} ({time.time() - t0:.1f} s)", file=sys.stderr)
+    text = DOC.read_text()
+    rows = []
+    for line in text.splitlines():
+        row = [x.strip() for x in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(row) == len(CORPUS_HEADER):
+            name = row[0].strip("`")
+            rows.append(row[:-1] + [cells.get(name, row[-1])])
+    DOC.write_text(fill(text, {"corpus": table(CORPUS_HEADER, rows)}))
+    print(f"wrote {DOC.relative_to(ROOT)}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-spatial", action="store_true", help="keep the spatial column as it is in the file")
     ap.add_argument("--only", nargs="*", help="recompute these variants only (the other rows are kept)")
+    ap.add_argument("--spatial-only", nargs="+", metavar="NAME",
+                    help="recompute only the spatial column of these variants (every other cell is kept)")
     args = ap.parse_args(argv)
     text = DOC.read_text()
     old = old_spatial(text)
     old_rows = {line.split("|")[1].strip().strip("`"): line for line in text.splitlines()
                 if line.startswith("| `") and len(line.split("|")) == len(CORPUS_HEADER) + 2}
+    if args.spatial_only:
+        return spatial_only(args.spatial_only)
     rows = []
     for name in sorted(p.stem for p in CORPUS.glob("*.ein")):
         if args.only is not None and name not in args.only and name in old_rows:

@@ -66,6 +66,7 @@ class Report:
     energies: dict = field(default_factory=dict)    # accounting name -> energy.Energy (both, from the same counts)
     bytes_rule: str = ""        # the byte-width rule as applied here (`bytes_rule`)
     dram_by_einsum: dict = field(default_factory=dict)   # Einsum -> DRAM bytes it moves (what `phases` charges)
+    notes: tuple = ()           # what the compute pass assumed: folded constants, hoisted operations, masks
 
     @property
     def einsum_energy_pj(self) -> dict:
@@ -132,7 +133,8 @@ def simulate(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict, accounting:
         buffer_bytes=t.buffer_bytes, buffer_capacity_bytes=hw.buffer.capacity_bytes,
         min_buffer_bytes=t.min_buffer_bytes, energy_pj=energies[acct.name].by_component,
         latency_rule=sch.rule, critical_path=sch.path, accounting=acct.name, energies=energies,
-        bytes_rule=bytes_rule(c, hw, moved.tensors), dram_by_einsum=dict(moved.by_einsum))
+        bytes_rule=bytes_rule(c, hw, moved.tensors), dram_by_einsum=dict(moved.by_einsum),
+        notes=_compute.notes(s, t.nest, costs))
     check_invariants(c, s.mapping, hw, s.env, report, moved.by_einsum)
     return report
 

@@ -87,3 +87,28 @@ def einsum_cost(s: Space, n: Nest, hw: SpatialArray, e) -> EinsumCost:
 def compute(s: Space, n: Nest, hw: SpatialArray) -> tuple[EinsumCost, ...]:
     """The cost of every Einsum that performs operations."""
     return tuple(einsum_cost(s, n, hw, e) for e in s.einsums if s.ops[e.name])
+
+
+def notes(s: Space, n: Nest, costs) -> tuple[str, ...]:
+    """What the compute pass assumed, in words, for the report: constants
+    folded, operations charged once per distinct value of fewer variables,
+    and how masked points are charged."""
+    f = facts(s.cascade)
+    out = []
+    for ec in costs:
+        if f.folded[ec.name]:
+            out.append(f"{ec.name}: {', '.join(f.folded[ec.name])} computed once at compile time, outside the array")
+        for g in f.groups[ec.name][1:]:
+            what = ", ".join(k for k, c in g.ops.items() if c)
+            where = f"({', '.join(sorted(g.vars))})" if g.vars else "once"
+            out.append(f"{ec.name}: {what} depend on {where} only: charged {n.num.count(g.count)} times, "
+                       f"not once per point")
+    masked = {}
+    for e in s.einsums:
+        if e.predicate is not None and e.name in {ec.name for ec in costs}:
+            masked.setdefault(str(e.predicate), []).append(e.name)
+    for pred, names in masked.items():
+        out.append(f"where {pred} ({', '.join(names)}): only the points the predicate keeps are charged (the "
+                   "array is assumed to skip the others at point granularity); evaluating the predicate is "
+                   "addressing, not charged")
+    return tuple(out)
