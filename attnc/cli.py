@@ -604,9 +604,10 @@ def cmd_compile(args) -> int:
     if args.target == "rtl":
         from codegen.rtl.cli import compile_rtl
         return compile_rtl(args.design, args.hw or "fusemax", args.mapping, args.out, args.force,
-                           shapes=parse_shapes(args.shape) if args.shape else None)
-    if args.mapping:
-        raise EinError("--mapping is a spatial mapping: it goes with --target rtl")
+                           shapes=parse_shapes(args.shape) if args.shape else None, dataflow=args.dataflow or "os")
+    if args.mapping or args.dataflow:
+        raise EinError(f"{'--mapping' if args.mapping else '--dataflow'} is for the spatial array: it goes with "
+                       "--target rtl")
     if not args.shape and not args.inputs:
         raise EinError("--target triton needs --shape (the GPU model picks the mapping at those shapes)")
 
@@ -789,6 +790,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hw", default=None, help="the GPU whose model picks the mapping (default h100); "
                                               "with --target rtl the spatial hardware (default fusemax)")
     s.add_argument("--mapping", metavar="FILE", help="--target rtl: the spatial mapping (default: the library's)")
+    s.add_argument("--dataflow", choices=["os", "ws"], default=None,
+                   help="--target rtl: the 2D PE array, output- (os, default) or weight-stationary (ws)")
     _add_shape(s, required=False)
     s.add_argument("--dtype", default="bf16", choices=["bf16", "f16", "f32"], help="element type (default bf16)")
     s.add_argument("--out", metavar="FILE.py", help="where to write the kernel (default DESIGN_triton.py)")

@@ -21,7 +21,7 @@ epochs x L: counted inclusively, the simulator's epochs x critical path
 has no exact sequence and is refused, naming the Einsum."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import prod
 
 from ..names import comment_text
@@ -37,6 +37,16 @@ class Plan:
     length: int                           # cycles per epoch (the critical path)
     issue: list[tuple[str, int, int]]     # (Einsum or fill_<unit>, offset in the epoch, cycles)
     epochs: int
+    digits: list = field(default_factory=list)   # per loop: (itself, the rank it splits, divisor, extent)
+    leaf_of: dict = field(default_factory=dict)  # Einsum -> its leaf's place relative to the epochs' (-1, 0, 1)
+
+    def epoch_key(self, einsum: str, pt: dict) -> tuple:
+        """The epoch (as loop indices, nest order) a point of `einsum` belongs
+        to; a loop the Einsum does not run in sorts before or after all
+        epochs, as its leaf comes before or after the epochs' leaf."""
+        side = self.leaf_of.get(einsum, 0)
+        return tuple(pt[v] if v in pt else (pt[r] // d) % n if r in pt else (-1 if side < 0 else n)
+                     for v, r, d, n in self.digits)
 
     @property
     def cycles(self) -> int:
@@ -82,7 +92,26 @@ def plan(c, m, hw, shapes: dict, units: dict | None = None) -> Plan:
     issue = [(name, int(s), int(e - s)) for name, s, e in placed if e > s]
     if int(end) < 1:
         raise RTLError(f"mapping {m.name}: an epoch of {end:g} cycles; nothing to sequence")
-    return Plan(loops, int(end), issue, epochs)
+    return Plan(loops, int(end), issue, epochs, _digits(mm, loops, r.factors),
+                {x: (i > mm.leaves.index(main)) - (i < mm.leaves.index(main))
+                 for i, lf in enumerate(mm.leaves) for x in lf.run})
+
+
+def _digits(mm, loops, factors: dict) -> list:
+    """For each loop of the epochs: the iteration variable it reads and how
+    (a factor of a rank split by the mapping: the rank's index divided by the
+    factors inside it, modulo its extent)."""
+    out = []
+    for v, extent in loops:
+        for rank, parts in mm.factors:
+            names = [f.lower() for f, _ in parts]
+            if v in names:
+                inner = prod(int(factors[f.upper()]) for f in names[names.index(v) + 1:])
+                out.append((v, rank.lower(), inner, int(factors[v.upper()])))
+                break
+        else:
+            out.append((v, v, 1, extent))
+    return out
 
 
 def controller_verilog(name: str, p: Plan, header: list[str]) -> str:

@@ -15,15 +15,17 @@ def have_verilator() -> bool:
     return shutil.which("verilator") is not None
 
 
-def lint(files: dict[str, str], parameters: dict[str, int] | None = None, timeout: float = 120) -> dict[str, list[str]]:
+def lint(files: dict[str, str], parameters: dict[str, int] | None = None, timeout: float = 120,
+         tops: list[str] | None = None) -> dict[str, list[str]]:
     """File name -> Verilator's warnings and errors for that file as the top
     module (its module name is the file's), the other files on the search
-    path; `parameters` override the top's (a small array lints fast)."""
+    path; `parameters` override the top's (a small array lints fast);
+    `tops`: only these files as the top (default all)."""
     out: dict[str, list[str]] = {}
     with tempfile.TemporaryDirectory(prefix="attnc_lint_") as d:
         for name, text in files.items():
             (Path(d) / name).write_text(text)
-        for name in files:
+        for name in (tops if tops is not None else files):
             top = Path(name).stem
             params = [f"-G{k}={v}" for k, v in (parameters or {}).items() if re.search(rf"\b{k}\b\s*=", files[name])]
             cmd = ["verilator", "--lint-only", "-Wall", str(CONFIG), "-y", d, "--top-module", top, *params,

@@ -68,7 +68,7 @@ def _run_einsum(c, e, u, env, arrays, fixed, trace: list | None = None):
         key = tuple(_index(i, ienv) for i in e.output.indices)
         if trace is not None:
             ops.append({"einsum": e.name, "src": src, "args": [coords[v] for _, v in u.coords]
-                        + [syms[s] for _, s in u.syms], "dst": key, "first": int(key not in accs)})
+                        + [syms[s] for _, s in u.syms], "dst": key, "first": int(key not in accs), "pt": pt})
         y, _ = u.model([int(x) for x in ins], coords, syms, accs.get(key))
         accs[key] = y
     for key, y in accs.items():
@@ -79,12 +79,12 @@ def _run_einsum(c, e, u, env, arrays, fixed, trace: list | None = None):
 
 
 def run(c: Cascade, inputs: dict, shapes: dict, fmt: Fmt | None = None, hw=None, mapping=None,
-        trace: list | None = None, ints: dict | None = None) -> dict:
+        trace: list | None = None, ints: dict | None = None, raw: bool = False) -> dict:
     """Outputs of `c` computed in the RTL's fixed-point arithmetic, as floats.
     `trace`, when a list, receives every unit operation in an order the RTL
     units can run it (sources, coordinates, destination, `first`); `ints`,
     when a dict, every tensor's integers before the first operation (inputs,
-    initial values)."""
+    initial values); `raw`: the outputs as the units' integers."""
     fmt = fmt or Fmt()
     design = generate(c, hw, mapping, fmt)
     env = resolve(c, shapes, inputs)
@@ -119,6 +119,8 @@ def run(c: Cascade, inputs: dict, shapes: dict, fmt: Fmt | None = None, hw=None,
     for e in c.einsums:
         if not e.is_initial and e not in inner and e not in before:
             _run_einsum(c, e, design.units[e.name], env, arrays, {}, trace)
+    if raw:
+        return {t.name: arrays[t.name] for t in c.outputs}
     return {t.name: np.vectorize(fmt.to_float, otypes=[float])(arrays[t.name]) for t in c.outputs}
 
 

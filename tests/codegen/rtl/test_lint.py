@@ -42,3 +42,16 @@ def test_every_waiver_has_a_reason():
     for i, ln in enumerate(lines):
         if ln.startswith("lint_off"):
             assert lines[i - 1].startswith("//"), f"lint.vlt line {i + 1}: a waiver without its reason above it"
+
+
+def test_the_top_lints_clean():
+    """The top (memories, lanes, micro-programs) with the mapping's schedule and without one."""
+    from codegen.rtl import top
+    from einsum_ir.execute import random_inputs
+
+    from .test_top import binding_top
+    c = parse(CUSTOM, name="test-only")
+    shapes = dict(B=1, H=1, E=2, F=2, M=4, P=3, W=1)
+    for t in (binding_top(2, 2, 4, 2, 2), top.generate_top(c, random_inputs(c, shapes, seed=2), shapes, lanes=2)):
+        found = lint(t.files, tops=[f"{t.name}.v"])
+        assert found == {f"{t.name}.v": []}, found

@@ -1,0 +1,475 @@
+"""The top: one module that computes a whole tile computation of a cascade
+(generator, schedule and cycle formula side by side; docs/rtl.md, The top).
+
+It holds one synchronous RAM per tensor (inputs, the running statistics,
+intermediates, outputs; a view such as BK = K[m1*M0 + m0] is an address,
+not a copy), lanes of each Einsum's generated unit, and per lane a
+sequencer whose micro-program (a ROM) lists every operation with its issue
+edge, its source and destination addresses, its `first` flag and its
+coordinates: the addresses are the IR's index expressions evaluated over the
+iteration space (`tile.run`'s trace), the issue edges the schedule below.
+A test bench loads the inputs (and initial values such as RM[0] = -inf)
+through a memory port, pulses `start`, waits for `done` and reads the
+outputs back through the same port: no DRAM interface.
+
+Schedule (`schedule`): operations in the trace's order (a valid order of
+the dependencies), each reduction's points for one output together on one
+lane (the unit holds the running value), on the lane where it can start
+first; an operation reads its sources only after they were written. With
+a mapping at shapes (`controller.plan`), every Einsum issues only inside
+its share of each epoch (the controller's windows: cycle s .. s + k of each
+epoch of L cycles) on as many lanes as the simulator's PEs for it, so the
+units are booked as the mapping books the arrays; without one, each Einsum
+issues as soon as it can on `lanes` lanes.
+
+Timing, one convention (docs/rtl.md): edge 0 samples `start`. An
+operation issued at edge t reads its operands (registered RAM read) at t,
+its unit samples them at t + 1, registers y at t + 1 + c (c: the unit's
+II), and the RAM is written at t + 2 + c; a reader may issue at t + 3 + c.
+`done` is registered one edge after the last write; `Schedule.cycles`
+counts the edges from start to done inclusive, what the bench measures."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..names import comment_text
+from .fixed import RTLError, lit
+from .unit import CW, _ident, _width
+
+BASE = 1          # the first edge an operation can issue (edge 0 samples start)
+MAX_OPERATIONS = 200_000     # the micro-programs' entries: a top for test-sized tiles
+
+
+def operations(c, shapes: dict, inputs: dict | None = None) -> int:
+    """Points of every Einsum with work (an upper bound on the top's operations: masks not applied)."""
+    from einsum_ir.shapes import resolve
+    env = resolve(c, shapes, inputs)
+    return sum(int(np.prod([int(env[v.upper()]) for v in e.iteration_vars], dtype=np.int64))
+               for e in c.einsums if not e.is_initial)
+
+
+@dataclass
+class TopOp:
+    einsum: str
+    srcs: list[tuple[str, int]]        # (memory, flat address) per operand port
+    args: list[int]                    # coordinates, then shape symbols
+    dst: int                           # flat address in the Einsum's memory
+    first: int
+    pt: dict = field(default_factory=dict)    # the iteration point (for the epoch it belongs to)
+    issue: int = 0
+    lane: int = 0
+    ready: int = 0                     # the first edge its operands allow
+
+
+@dataclass
+class Memory:
+    name: str
+    shape: tuple
+    bits: int                          # 1 for a bool tensor, else the format's width
+
+    @property
+    def words(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+
+    @property
+    def abits(self) -> int:
+        return max(1, (self.words - 1).bit_length())
+
+
+@dataclass
+class Schedule:
+    ops: list[TopOp]
+    lanes: dict[str, int]              # Einsum -> lanes used
+    memories: dict[str, Memory]
+    port_mem: dict[str, list[str]]     # Einsum -> the memory each operand port reads
+    preload: list[tuple[str, int, int]]    # (memory, address, value) read before any unit writes it
+    windows: dict[str, tuple[int, int]] = field(default_factory=dict)   # Einsum -> (offset, cycles) per epoch
+    epoch: int = 0                     # cycles per epoch (0: no plan)
+    ii: dict[str, int] = field(default_factory=dict)
+    epochs: int = 0
+    main: set = field(default_factory=set)     # Einsums of the epochs' leaf
+
+    def write_edge(self, op: TopOp) -> int:
+        return op.issue + self.ii[op.einsum] + 2
+
+    @property
+    def last_write(self) -> int:
+        return max((self.write_edge(op) for op in self.ops), default=0)
+
+    @property
+    def cycles(self) -> int:
+        """Edges from the one that samples `start` to the one that registers `done`
+        (one after the last write), inclusive."""
+        return self.last_write + 2
+
+    def parts(self) -> dict[str, int]:
+        """With a plan, the cycles as the simulator's and what the top adds:
+        `epochs` (epochs x L + 1, the analytical latency and the start
+        register), `skew` (the epochs' leaf ends later by the hand-off
+        latencies along an epoch's chain of Einsums: its windows moved later),
+        `tail` (the other leaves' work left after that, e.g. the last query
+        tiles' AV, which the simulator spreads over every epoch); and
+        `latency`, the edges of one epoch through the top: cycles =
+        (epochs - 1) x L + latency, where the simulator has epochs x L + 1."""
+        base = self.epochs * self.epoch + 1
+        main = max((self.write_edge(op) + 2 for op in self.ops if op.einsum in self.main), default=base)
+        return {"epochs": base, "skew": max(0, main - base), "tail": self.cycles - max(main, base),
+                "latency": self.cycles - (self.epochs - 1) * self.epoch}
+
+    def check(self) -> None:
+        """Independently of how the schedule was made: every lane issues at
+        most once per II, in order, and every operand is read after its last
+        write (else RTLError: the top would compute something else)."""
+        last: dict = {}
+        for op in sorted(self.ops, key=lambda o: (o.einsum, o.lane, o.issue)):
+            k = (op.einsum, op.lane)
+            if k in last and op.issue < last[k] + self.ii[op.einsum]:
+                raise RTLError(f"Einsum {op.einsum} lane {op.lane}: issues at edges {last[k]} and {op.issue}")
+            last[k] = op.issue
+        written: dict = {}
+        for op in self.ops:
+            key = (op.einsum, op.dst)
+            written[key] = max(written.get(key, 0), self.write_edge(op))
+        for op in self.ops:
+            for src in op.srcs:
+                if src in written and op.issue <= written[src]:
+                    raise RTLError(f"Einsum {op.einsum} reads {src[0]}[{src[1]}] at edge {op.issue}, "
+                                   f"written at edge {written[src]}")
+
+
+def _aliases(c, units: dict) -> set:
+    """Einsums that only rename an element of another tensor (BK = K[...]): addresses, not units."""
+    from einsum_ir.ir import Access
+    return {e for e, u in units.items() if not u.steps and u.pred is None and u.reduce is None
+            and isinstance(u.einsum.expr, Access)}
+
+
+def _flat(mem: Memory, idx: tuple) -> int:
+    return int(np.ravel_multi_index(tuple(int(i) for i in idx), mem.shape)) if mem.shape else 0
+
+
+def collect(c, units: dict, trace: list, ints: dict, fmt) -> tuple[list[TopOp], dict, dict, list]:
+    """The trace as operations on memories: views resolved to the tensor
+    they name, every address flattened; what must be loaded before start."""
+    alias = _aliases(c, units)
+    target: dict = {}
+    for op in trace:
+        if op["einsum"] in alias:
+            target[(op["einsum"], tuple(op["dst"]))] = op["src"][0]
+    resolve = lambda s: resolve(target[(s[0], tuple(s[1]))]) if (s[0], tuple(s[1])) in target else s  # noqa: E731
+    mems = {t.name: Memory(t.name, tuple(ints[t.name].shape), 1 if t.dtype == "bool" else fmt.width)
+            for t in c.tensors if t.name not in alias}
+    ops, port_mem, written, preload = [], {}, set(), {}
+    for op in trace:
+        if op["einsum"] in alias:
+            continue
+        srcs = [resolve((t, tuple(i))) for t, i in op["src"]]
+        names = [t for t, _ in srcs]
+        if port_mem.setdefault(op["einsum"], names) != names:
+            raise RTLError(f"Einsum {op['einsum']}: an operand port reads different tensors at different points")
+        for t, i in srcs:
+            if (t, i) not in written:
+                preload.setdefault((t, i), int(ints[t][i]))
+        flat = [(t, _flat(mems[t], i)) for t, i in srcs]
+        ops.append(TopOp(op["einsum"], flat, list(op["args"]), _flat(mems[op["einsum"]], tuple(op["dst"])),
+                         op["first"], op.get("pt", {})))
+        written.add((op["einsum"], tuple(op["dst"])))
+    pre = [(t, _flat(mems[t], i), v) for (t, i), v in preload.items()]
+    return ops, mems, port_mem, pre
+
+
+def _slots(x: int, n: int, ii: int, window, length: int, epochs: int) -> list[int]:
+    """n issue edges >= x, ii apart: inside the Einsum's window (offset, cycles)
+    of each of the `epochs` epochs, back to back after them (the drain), or
+    back to back anywhere without a window."""
+    if window is None:
+        return [x + j * ii for j in range(n)]
+    s, k, drain = window
+    out, w = [], max(0, (x - BASE - s) // length)
+    while len(out) < n and w < epochs:
+        out += [t for t in (BASE + w * length + s + j * ii for j in range(k // ii)) if t >= x][:n - len(out)]
+        w += 1
+    x = max([x, drain] + [t + ii for t in out])
+    return out + [x + j * ii for j in range(n - len(out))]
+
+
+def _groups(ops: list[TopOp]) -> list[list[TopOp]]:
+    """One output's points together (the unit holds the running value)."""
+    out: list = []
+    for op in ops:
+        if out and not op.first and out[-1][-1].einsum == op.einsum and out[-1][-1].dst == op.dst:
+            out[-1].append(op)
+        else:
+            out.append([op])
+    return out
+
+
+def schedule(groups: list, ii: dict[str, int], lanes: dict[str, int], windows: dict | None = None,
+             length: int = 0, epochs: int = 0) -> None:
+    """Issue edges and lanes of the groups' operations (in place), in the
+    groups' order, by the rules in the module's docstring."""
+    windows = windows or {}
+    ready: dict = {}
+    free: dict = {}
+    for group in groups:
+        e = group[0].einsum
+        x = max([BASE] + [ready.get(s, BASE) for op in group for s in op.srcs])
+        best = None
+        for lane in range(lanes.get(e, 1)):
+            w = windows.get(e)
+            w = w and (*w, BASE + epochs * length)
+            times = _slots(max(x, free.get((e, lane), BASE)), len(group), ii[e], w, length, epochs)
+            if best is None or times[-1] < best[1][-1]:
+                best = (lane, times)
+        lane, times = best
+        for op, t in zip(group, times):
+            op.issue, op.lane, op.ready = t, lane, x
+        free[(e, lane)] = times[-1] + ii[e]
+        ready[(e, group[-1].dst)] = times[-1] + ii[e] + 3
+
+
+def _in_epochs(groups: list, plan) -> list:
+    """The groups in the mapping's epoch order (the trace's order within an
+    epoch); the trace's order where that would read a value before it is made."""
+    keyed = sorted(range(len(groups)), key=lambda i: (plan.epoch_key(groups[i][-1].einsum, groups[i][-1].pt), i))
+    made = {(op.einsum, op.dst) for g in groups for op in g}
+    seen: set = set()
+    for i in keyed:
+        if any(s in made and s not in seen for op in groups[i] for s in op.srcs):
+            return groups
+        seen |= {(op.einsum, op.dst) for op in groups[i]}
+    return [groups[i] for i in keyed]
+
+
+def _skewed(groups: list, ii: dict, lanes: dict, plan) -> dict:
+    """Each Einsum's window, moved later by what its first operation waits
+    for its operands (the hand-off of the values it reads: ii + 3 edges
+    after the producer's last issue), so that the epochs' steady state keeps
+    every Einsum in its window: the epochs' issue pattern, skewed."""
+    longest: dict = {}
+    for g in groups:
+        longest[g[0].einsum] = max(longest.get(g[0].einsum, 0), len(g))
+    # a reduction the mapping spreads over more PEs than it has outputs (FuseMax's LM: one cycle,
+    # two points per output) runs on fewer lanes for longer: its window holds one output's points
+    win = {x: (s, max(k, longest[x] * ii[x])) for x, s, k in plan.issue if x in longest}
+    for x, (s, k) in win.items():
+        if k < ii[x]:
+            raise RTLError(f"Einsum {x}: a share of {k} cycles per epoch is shorter than one point "
+                           f"({ii[x]} cycles) on its unit")
+    for _ in range(4 * len(win) + 4):
+        schedule(groups, ii, lanes, win, plan.length, plan.epochs)
+        first = {}
+        for g in groups:
+            first.setdefault(g[0].einsum, g[0].ready)
+        new = {x: (max(s, first[x] - BASE) if plan.leaf_of.get(x, 0) == 0 else s, win[x][1])
+               for x, s, _ in plan.issue if x in win}
+        if new == win:
+            return win
+        win = new
+    raise RTLError("the top's schedule did not settle: the epochs' windows keep moving")
+
+
+def build(c, design, trace: list, ints: dict, plan=None, pes: dict | None = None,
+          lanes: int | dict = 1) -> Schedule:
+    """The top's schedule for `tile.run`'s trace: with a controller plan,
+    windows and lanes from the mapping (`pes`: Einsum -> the simulator's
+    PEs used); else `lanes` per Einsum, as soon as possible."""
+    ops, mems, port_mem, pre = collect(c, design.units, trace, ints, design.fmt)
+    ii = {e: design.units[e].ii for e in port_mem}
+    groups = _groups(ops)
+    if plan is not None:
+        missing = sorted(set(port_mem) - {x for x, _, _ in plan.issue})
+        if missing:
+            raise RTLError(f"Einsum {missing[0]} has work but no share of the epoch in the mapping's plan")
+        n = {e: max(1, int((pes or {}).get(e, 1))) for e in port_mem}
+        groups = _in_epochs(groups, plan)
+        windows = _skewed(groups, ii, n, plan)
+        schedule(groups, ii, n, windows, plan.length, plan.epochs)
+        length = plan.length
+    else:
+        n = {e: lanes if isinstance(lanes, int) else lanes.get(e, 1) for e in port_mem}
+        windows, length = {}, 0
+        schedule(groups, ii, n)
+    used = {e: 1 + max(op.lane for op in ops if op.einsum == e) for e in port_mem}
+    main = {e for e in port_mem if plan is not None and plan.leaf_of.get(e, 0) == 0}
+    s = Schedule(ops, used, mems, port_mem, pre, windows, length, ii, plan.epochs if plan else 0, main)
+    s.check()
+    return s
+
+
+# ---------------------------------------------------------------- Verilog
+
+def _bits(n: int) -> int:
+    return max(1, int(n).bit_length())
+
+
+def _rom(name: str, bits: int, values: list[int], depth: int, fill: int = 0) -> list[str]:
+    """A ROM as a register array initialised in place (one entry per operation, padded to `depth`)."""
+    mask = (1 << bits) - 1
+    vals = [v & mask for v in values] + [fill & mask] * (depth - len(values))
+    return [f"  reg [{bits - 1}:0] {name} [0:{depth - 1}];",
+            "  initial begin", *[f"    {name}[{k}] = {bits}'d{v};" for k, v in enumerate(vals)], "  end"]
+
+
+def _lane(s: Schedule, design, e: str, lane: int, tw: int) -> tuple[list[str], list[str], str]:
+    """(declarations and logic, memory-write statements, the 'finished' condition) of one lane."""
+    u, f = design.units[e], design.fmt
+    ops = sorted((op for op in s.ops if op.einsum == e and op.lane == lane), key=lambda op: op.issue)
+    n, pid = len(ops), f"{_ident(e)}_{lane}"
+    pw = _bits(n)
+    depth = 1 << pw
+    never = (1 << tw) - 1
+    L = [f"  // lane {lane} of {comment_text(e)} ({u.name}): {n} operations"]
+    L += _rom(f"rt_{pid}", tw, [op.issue for op in ops], depth, never)
+    L += _rom(f"rf_{pid}", 1, [op.first for op in ops], depth)
+    dst = s.memories[e]
+    L += _rom(f"rd_{pid}", dst.abits, [op.dst for op in ops], depth)
+    regs, conns = [], []
+    for k, ((port, _, typ), m) in enumerate(zip(u.operands, s.port_mem[e])):
+        mem = s.memories[m]
+        L += _rom(f"rs{k}_{pid}", mem.abits, [op.srcs[k][1] for op in ops], depth)
+        regs.append((f"op{k}_{pid}", _width(typ, f), f"m_{_ident(m)}[rs{k}_{pid}[p_{pid}]]"))
+        conns.append(f".{port}(op{k}_{pid})")
+    for k, (port, _) in enumerate(u.coords + u.syms):
+        L += _rom(f"ra{k}_{pid}", CW, [op.args[k] for op in ops], depth)
+        regs.append((f"ar{k}_{pid}", _width("int", f), f"ra{k}_{pid}[p_{pid}]"))
+        conns.append(f".{port}(ar{k}_{pid})")
+    L += [f"  reg [{pw - 1}:0] p_{pid}, w_{pid};  // next operation to issue, next result to write",
+          f"  reg st_{pid}, fi_{pid};", *[f"  reg {w}{r};" for r, w, _ in regs],
+          f"  wire dn_{pid}, rdy_{pid};", f"  wire signed [{f.width - 1}:0] y_{pid};",
+          f"  wire is_{pid} = busy && t == rt_{pid}[p_{pid}];",
+          f"  {u.name} u_{pid} (.clk(clk), .rst(rst), .start(st_{pid}), .first(fi_{pid}), "
+          + ", ".join(conns + [f".ready(rdy_{pid})", f".done(dn_{pid})", f".y(y_{pid})", ".exists()"]) + ");",
+          "  always @(posedge clk) begin",
+          f"    if (rst || (start && !busy)) begin p_{pid} <= 0; w_{pid} <= 0; st_{pid} <= 1'b0; end",
+          "    else begin",
+          f"      st_{pid} <= is_{pid};",
+          f"      if (is_{pid}) begin",
+          f"        p_{pid} <= p_{pid} + 1'b1; fi_{pid} <= rf_{pid}[p_{pid}];",
+          *[f"        {r} <= {v};" for r, _, v in regs],
+          "      end",
+          f"      if (dn_{pid}) w_{pid} <= w_{pid} + 1'b1;",
+          "    end",
+          "  end"]
+    wr = [f"    if (dn_{pid}) m_{_ident(e)}[rd_{pid}[w_{pid}]] <= y_{pid};"]
+    return L, wr, (f"w_{pid} == {pw}'d{n}", f"(st_{pid} && !rdy_{pid})")
+
+
+def interface(s: Schedule, fmt) -> dict[str, int]:
+    """The widths of the top's ports: data (the format's), memory number, address."""
+    return {"data": fmt.width, "mem": _bits(len(s.memories)), "addr": max(m.abits for m in s.memories.values())}
+
+
+def top_verilog(name: str, design, s: Schedule, header: list[str]) -> str:
+    """The top module: memories with the bench's port, the lanes, start and done."""
+    f = design.fmt
+    W = f.width
+    tw = _bits(s.cycles + 2) + 1
+    mems = list(s.memories.values())
+    io = interface(s, f)
+    aw, mw = io["addr"], io["mem"]
+    L = [f"// {comment_text(h)}" for h in header]
+    L += ["// The top (docs/rtl.md): one RAM per tensor, lanes of each Einsum's unit, a micro-programmed",
+          "// sequencer per lane (issue edge, addresses, first, coordinates of every operation).",
+          f"// Schedule: {len(s.ops)} operations; {s.cycles} edges from start to done"
+          + (f"; epochs of {s.epoch} cycles, each Einsum in its window" if s.epoch else "; as soon as possible")
+          + ".",
+          *[f"// Lanes of {comment_text(e)}: {n}" + (f"; window cycles {s.windows[e][0]} .. "
+                                                     f"{s.windows[e][0] + s.windows[e][1] - 1} of each epoch"
+                                                     if e in s.windows else "") for e, n in s.lanes.items()],
+          *[f"// Memory {k}: {comment_text(m.name)}, {m.words} words of {m.bits} bits" for k, m in enumerate(mems)],
+          "// Load: ld_we, ld_mem (the number above), ld_addr (row-major), ld_data; read: rd_mem, rd_addr -> rd_data.",
+          "// fault: a unit was started while not ready (the schedule broke its II); cleared by start.",
+          f"module {name} (",
+          "  input wire clk, input wire rst, input wire start,",
+          f"  input wire ld_we, input wire [{mw - 1}:0] ld_mem, input wire [{aw - 1}:0] ld_addr,",
+          f"  input wire [{W - 1}:0] ld_data,",
+          f"  input wire [{mw - 1}:0] rd_mem, input wire [{aw - 1}:0] rd_addr, output reg [{W - 1}:0] rd_data,",
+          "  output reg busy, output reg done, output reg fault",
+          ");",
+          f"  reg [{tw - 1}:0] t;  // the edge about to come, counted from the one that sampled start"]
+    L += [f"  reg [{m.bits - 1}:0] m_{_ident(m.name)} [0:{(1 << m.abits) - 1}];" for m in mems]
+    writes, fins, bad = [], [], []
+    for e, n in s.lanes.items():
+        for lane in range(n):
+            body, wr, (fin, b) = _lane(s, design, e, lane, tw)
+            L += body
+            writes += wr
+            fins.append(fin)
+            bad.append(b)
+    L += ["  always @(posedge clk) begin  // every memory write: the bench's port, then the lanes' results"]
+    for k, m in enumerate(mems):
+        data = "ld_data" if m.bits == W else f"ld_data[{m.bits - 1}:0]"
+        L.append(f"    if (ld_we && ld_mem == {mw}'d{k}) m_{_ident(m.name)}[ld_addr[{m.abits - 1}:0]] <= {data};")
+    L += writes + ["  end", "  always @(*) begin", "    case (rd_mem)"]
+    for k, m in enumerate(mems):
+        word = f"m_{_ident(m.name)}[rd_addr[{m.abits - 1}:0]]"
+        L.append(f"      {mw}'d{k}: rd_data = " + (word if m.bits == W else f"{{{{{W - m.bits}{{1'b0}}}}, {word}}}")
+                 + ";")
+    L += [f"      default: rd_data = {lit(0, W)};", "    endcase", "  end",
+          "  wire finished = " + (" && ".join(fins) or "1'b1") + ";",
+          "  wire clash = " + (" || ".join(bad) or "1'b0") + ";  // a unit started while not ready",
+          "  always @(posedge clk) begin",
+          "    if (rst) begin busy <= 1'b0; done <= 1'b0; fault <= 1'b0; t <= 0; end",
+          "    else begin",
+          "      done <= 1'b0;",
+          "      fault <= (start && !busy) ? 1'b0 : fault | clash;",
+          "      if (busy) begin",
+          f"        t <= t + 1'b1;",
+          "        if (finished) begin busy <= 1'b0; done <= 1'b1; end",
+          "      end else if (start) begin busy <= 1'b1; t <= 1; end",
+          "    end",
+          "  end",
+          "endmodule", ""]
+    return "\n".join(L)
+
+
+def top_files(c, design, s: Schedule, header: list[str], name: str | None = None) -> dict[str, str]:
+    """File name -> Verilog: the top and the units it instantiates."""
+    name = name or f"attnc_{_ident(c.name)}_top"
+    files = {f"{design.units[e].name}.v": design.units[e].verilog for e in s.lanes}
+    files[f"{name}.v"] = top_verilog(name, design, s, header)
+    return files
+
+
+@dataclass
+class Top:
+    files: dict[str, str]
+    name: str
+    schedule: Schedule
+    design: object
+    outputs: dict                     # output tensor -> the fixed-point model's integers
+    plan: object = None
+
+
+def generate_top(c, inputs: dict, shapes: dict, fmt=None, hw=None, mapping=None, lanes: int | dict = 1,
+                 dataflow: str = "os", name: str | None = None) -> Top:
+    """The top for `c` at `shapes` on `inputs` (the fixed-point model supplies
+    the trace and the expected outputs): with a mapping, scheduled in the
+    controller's epoch windows on the simulator's PEs per Einsum."""
+    from . import generate
+    from . import tile
+    design = generate(c, hw, mapping, fmt, dataflow=dataflow)
+    p = pes = None
+    if mapping is not None:
+        from simulator.analytical import simulate
+        from .controller import plan
+        p = plan(c, mapping, hw, shapes, design.units)
+        report = simulate(c, mapping, hw, shapes)
+        pes = {ec.name: ec.pes_used for ec in report.einsums}
+        shapes = {**report.shapes, **shapes}          # the tile sizes the mapping sets (M0)
+    n = operations(c, shapes, inputs)
+    if n > MAX_OPERATIONS:
+        raise RTLError(f"{c.name}: the top's micro-program lists every operation, {n:,} at these shapes "
+                       f"(at most {MAX_OPERATIONS:,}); choose smaller shapes for the top")
+    trace, ints = [], {}
+    want = tile.run(c, inputs, shapes, fmt, hw, mapping, trace=trace, ints=ints, raw=True)
+    s = build(c, design, trace, ints, p, pes, lanes)
+    head = [f"Generated by attnc codegen.rtl; do not edit.", f"Design: {c.name}",
+            f"Mapping: {mapping.name if mapping is not None else 'none (as soon as possible)'}",
+            f"Hardware: {hw.name if hw is not None else 'default operation costs'}",
+            f"Shapes: {' '.join(f'{k}={v}' for k, v in shapes.items())}", f"Number format: {design.fmt.name}"]
+    name = name or f"attnc_{_ident(c.name)}_top"
+    return Top(top_files(c, design, s, head, name), name, s, design, want, p)
