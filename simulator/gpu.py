@@ -616,14 +616,7 @@ def predict_fused(program, m: GPUMapping, gpu: GPU, env: dict, inputs: dict | No
     `order`: the programs' launch order: `longest-first` as the generated
     kernel (tiles.launch_order), or `head-major` (head by head, row tiles
     last first), as published kernels launch."""
-    if order not in LAUNCH_ORDERS:
-        raise ValueError(f"launch order {order!r}: one of {', '.join(LAUNCH_ORDERS)}")
-    program = _program(program)
-    kc = kernel_class(kclass)
-    if kc.path_on(gpu) == "wgmma" and not gpu.has_wgmma:
-        raise HardwareError(f"kernel class {kc.name} needs wgmma; {gpu.name} has none (Hopper only)")
-    if m.tma and not gpu.has_wgmma:
-        raise HardwareError(f"mapping {m}: TMA (tensor descriptors) needs a Hopper GPU; {gpu.name} has none")
+    program, kc = _program(program), _runnable(kclass, m, gpu, order)
     form = program.form
     fp = footprint(form, m, env, gpu)
     grid = _grid(program, m, gpu, env, fp.blocks_per_sm)
@@ -633,10 +626,9 @@ def predict_fused(program, m: GPUMapping, gpu: GPU, env: dict, inputs: dict | No
     unknown: set = set()
     classes = [_tile_classes(form, k, m, env, inputs, counts, grid, skip_empty, unknown)
                for k in range(len(program.passes))]
-    launched = None
-    if order == "longest-first":   # by the key tiles of all passes, as the kernel's block table counts them
-        launched = launch_order(sum(np.tile(nf + npt, (grid.head_blocks // nf.shape[0], 1))
-                                 for nf, npt, _, _ in classes))
+    # longest first: by the key tiles of all passes, as the kernel's block table counts them
+    launched = launch_order(sum(np.tile(nf + npt, (grid.head_blocks // nf.shape[0], 1))
+                                for nf, npt, _, _ in classes)) if order == "longest-first" else None
     for k, pp in enumerate(program.passes):
         nfull, npart, nempty, kept = classes[k]
         useful += kept * 2.0 * (sum(env[s.contracted.upper()] for s in pp.scores) + f * len(pp.values))
@@ -658,21 +650,31 @@ def predict_fused(program, m: GPUMapping, gpu: GPU, env: dict, inputs: dict | No
             t_c, c_bytes = _combine_time(program, m, gpu, env, grid, parts)
             total_time, hbm = total_time + t_c, hbm + c_bytes
     work["hbm_bytes"] = hbm
-    ideal = max(parts["tensor_s"] + parts["sfu_s"] + parts["fp32_s"], parts["hbm_s"])
     pred = Prediction("fused", total_time, useful, hbm, "", gpu.tensor_peak(m.dtype), dict(parts), m)
-    pred.kclass = kc
-    pred.work = dict(work)
-    pred.program = program
+    pred.kclass, pred.work, pred.program = kc, dict(work), program
     pred.parts.update({"blocks_per_sm": fp.blocks_per_sm, "smem_bytes": fp.smem_bytes,
                        "regs_per_thread": fp.regs_per_thread, "pack_heads": grid.pack,
                        "programs": grid.head_blocks * grid.row_tiles * m.splits, "tiles_full": tiles_seen["full"],
                        "tiles_partial": tiles_seen["partial"], "tiles_skipped": tiles_seen["empty"]})
-    pred.binding = _binding(parts, ideal, total_time)
+    pred.binding = _binding(parts, max(parts["tensor_s"] + parts["sfu_s"] + parts["fp32_s"], parts["hbm_s"]),
+                            total_time)
     pred.notes += _placement_notes(program, env) + _unknown_notes(unknown)
     if m.tma:
         pred.notes.append("K and V through TMA descriptors: charged as the same bytes as pointer loads (no "
                           "measurement yet tells them apart)")
     return pred
+
+
+def _runnable(kclass, m: GPUMapping, gpu: GPU, order: str) -> KernelClass:
+    """The kernel class, after checking the GPU has what it and the mapping use."""
+    if order not in LAUNCH_ORDERS:
+        raise ValueError(f"launch order {order!r}: one of {', '.join(LAUNCH_ORDERS)}")
+    kc = kernel_class(kclass)
+    if kc.path_on(gpu) == "wgmma" and not gpu.has_wgmma:
+        raise HardwareError(f"kernel class {kc.name} needs wgmma; {gpu.name} has none (Hopper only)")
+    if m.tma and not gpu.has_wgmma:
+        raise HardwareError(f"mapping {m}: TMA (tensor descriptors) needs a Hopper GPU; {gpu.name} has none")
+    return kc
 
 
 def _unknown_notes(unknown) -> list[str]:
