@@ -47,10 +47,11 @@ PRELUDE = ["", "import triton", "import triton.language as tl", "", "LOG2E = tl.
     "    f = tl.where(d - f > 0.5, f + 1.0, f)", "    f = tl.where(d == 0, 0.0 * (a / b), f)",
     "    return tl.where(b == 0, a / b, f)", "", "",
     # `empty rows = 0`: a quotient 0 / 0 is 0 (docs/notation.md, Empty rows)
-    "@triton.jit", "def _div00(a, b):", "    q = a / b", "    return tl.where((b == 0) & (a == 0), 0.0, q)", "", "",
+    # nested selects, not `&`: the interpreter refuses `&` of a scalar and a tile (`X / M`, `X - log(M)`)
+    "@triton.jit", "def _div00(a, b):", "    q = a / b", "    return tl.where(b == 0, tl.where(a == 0, 0.0, q), q)", "", "",
     # `empty rows = 0`: (-inf) - (-inf) is -inf, the difference of two maxima over no point
     "@triton.jit", "def _sub00(a, b):", "    d = a - b",
-    "    return tl.where((a == float(\"-inf\")) & (b == float(\"-inf\")), float(\"-inf\"), d)", "", ""]
+    "    return tl.where(a == float(\"-inf\"), tl.where(b == float(\"-inf\"), float(\"-inf\"), d), d)", "", ""]
 _FN = {"exp2": "tl.exp2", "log": "tl.log", "log2": "tl.log2", "sqrt": "tl.sqrt", "abs": "tl.abs",
        "floor": "tl.floor", "sigmoid": "tl.sigmoid", "sin": "tl.sin", "cos": "tl.cos", "erf": "tl.erf",
        "tan": "_tan", "log1p": "_log1p", "expm1": "_expm1", "softplus": "_softplus", "logsigmoid": "_logsigmoid"}
@@ -74,9 +75,6 @@ PRELUDE = PRELUDE + [
     "    r = tl.where(a < 0.0, tl.where(whole, r, float('nan')), r)",
     "    r = tl.where(a == -1.0, tl.where(tl.abs(b) == float('inf'), 1.0, r), r)",   # IEEE: (-1) ^ inf = 1
     "    return tl.where(b == 0.0, 1.0, tl.where(a == 1.0, 1.0, r))", "", ""]
-# An exclusive product scan along the keys in the walk, as an inclusive scan of pairs (the product of the
-# earlier elements, the last element): exact, no division (a zero factor stays a zero, never 0 / 0).
-SCAN_PRELUDE = ["@triton.jit", "def _excl_mul(p1, l1, p2, l2):", "    return p1 * l1 * p2, l2", "", ""]
 _WALKS = {"reverse": "from the last down", "forward": "from the first up"}
 _INT = "tl.cast({}, tl.int32)"      # a bitwise operand in a float expression: whole, so exact in int32
 _BITS = {"band": "&", "bor": "|", "xor": "^", "shl": "<<", "shr": ">>"}
@@ -468,8 +466,7 @@ class Generator:
                  self.ident.header(),
                  "# The cascade:"]
         lines += ["#   " + comment_text(ln) for ln in str(c).splitlines() if ln.strip()]
-        products = any(sc.op == "cumprod" and sc.exclusive for pp in self.p.passes for sc in pp.scans)
-        return "\n".join(lines + PRELUDE + (SCAN_PRELUDE if products else []))
+        return "\n".join(lines + PRELUDE)
 
     def _coordinates(self, ordered: bool = False):
         """The program's row tile and batch coordinates (both kernels). The
@@ -716,23 +713,23 @@ class Generator:
         x = f"sx_{name}"
         self.out(f"{x} = tl.broadcast_to(({term}) * 1.0, (BLOCK_M, BLOCK_N))")
         rev = ", reverse=True" if s.reverse else ""
+        col = "tl.arange(0, BLOCK_N)"
+        self.out(f"si_{name} = tl.{s.op}({x}, 1{rev})")
+        local = f"si_{name}"
+        if s.exclusive:
+            # the inclusive scan at the previous key of the scan's order (exact: no `- x`, which is NaN
+            # where x is infinite, no division), the identity at its first key
+            first, prev = ("BLOCK_N - 1", f"tl.minimum({col} + 1, BLOCK_N - 1)") if s.reverse else \
+                ("0", f"tl.maximum({col} - 1, 0)")
+            local = (f"tl.where({col}[None, :] == {first}, {ident}, tl.gather(si_{name}, "
+                     f"tl.broadcast_to({prev}[None, :], (BLOCK_M, BLOCK_N)), 1))")
+        comb = "+" if s.op == "cumsum" else "*"
+        self.out(f"{name} = {carry}[:, None] {comb} {local}")
         if s.op == "cumsum":
-            local = f"tl.cumsum({x}, 1{rev})" + (f" - {x}" if s.exclusive else "")
-            self.out(f"{name} = {carry}[:, None] + ({local})")
             self.out(f"{carry} = {carry} + tl.sum({x}, 1)")
-        else:
-            # the tile's product: the inclusive scan at the walk's far edge of the tile (the first key
-            # of a reverse walk, the last of a forward one), picked out exactly by a select and a sum
-            edge = "0" if s.reverse else "BLOCK_N - 1"
-            if s.exclusive:
-                self.out(f"sp_{name}, sl_{name} = tl.associative_scan((tl.full((BLOCK_M, BLOCK_N), 1.0, "
-                         f"tl.float32), {x}), 1, _excl_mul{rev})")
-                local, incl = f"sp_{name}", f"sp_{name} * sl_{name}"
-            else:
-                self.out(f"sp_{name} = tl.cumprod({x}, 1{rev})")
-                local = incl = f"sp_{name}"
-            self.out(f"{name} = {carry}[:, None] * {local}")
-            self.out(f"{carry} = {carry} * tl.sum(tl.where(tl.arange(0, BLOCK_N)[None, :] == {edge}, {incl}, 0.0), 1)")
+        else:   # the tile's product: the inclusive scan at the tile's last key in the scan's order
+            last = "0" if s.reverse else "BLOCK_N - 1"
+            self.out(f"{carry} = {carry} * tl.sum(tl.where({col}[None, :] == {last}, si_{name}, 0.0), 1)")
         self.values[e.name] = (name, ("p", "m"))
 
     def _batch_linear(self) -> str:

@@ -54,8 +54,8 @@ class ScanCarry:
     """A scan along the keys inside the walk (`Z = cumsum[m, reverse,
     exclusive] X where ..`): per key tile, the term x (removed and padded
     points set to the identity), its tile-local scan along the keys, and the
-    result `carry (+ or *) local scan` (exclusive: without x itself); then
-    the carry takes in the tile's total. The carry, one value per row,
+    result `carry (+ or *) local scan` (exclusive: the local scan at the
+    previous key); then the carry takes in the tile's total. The carry, one value per row,
     starts at the identity and holds the keys already walked: those after
     the tile in a reverse walk (a suffix scan), before it in a forward one."""
     einsum: Einsum
@@ -79,23 +79,19 @@ class ScanCarry:
     def ops(self) -> Counter:
         """What the kernel does per tile beyond computing the term, as
         (kind, axes) -> count (codegen.triton renders exactly these): the
-        local scan, combining with the carry, the tile's total and the
-        carry's update. A sum: an exclusive scan is the inclusive one minus
-        x, the total a row sum of x. A product: an exclusive scan is a scan
-        of pairs (two multiplies a step, one more for the inclusive value),
-        the total the inclusive scan at the tile's edge (a select and a row
-        sum)."""
+        local inclusive scan, for an exclusive scan its value at the
+        previous key (a gather and a select, exact where x is infinite or
+        zero), combining with the carry, the tile's total (a sum: a row sum
+        of x; a product: the inclusive scan at the tile's last key, a select
+        and a row sum) and the carry's update."""
         kind = self.einsum.scan.kind
         out: Counter = Counter()
-        out[kind, POINT] += 1                         # the local scan
-        out[kind, POINT] += 1                         # carry (+ or *) local
+        out[kind, POINT] += 2                         # the local scan; carry (+ or *) local
         out[kind, ROW] += 1                           # carry (+ or *)= total
-        if self.op == "cumsum":
-            out["add", POINT] += 1 + self.exclusive   # the total: a row sum of x; inclusive - x
-        else:
-            out["mul", POINT] += 2 * self.exclusive   # the pair scan's second multiply; the inclusive value
-            out["select", POINT] += 1                 # the total: the edge, picked out
-            out["add", POINT] += 1
+        out["select", POINT] += 2 * self.exclusive    # the previous key's value, the first key's identity
+        out["int", KEY] += 2 * self.exclusive         # the previous key's column
+        out["add", POINT] += 1                        # the total's row sum
+        out["select", POINT] += self.op == "cumprod"  # ... of the last key's inclusive product
         return out
 
 

@@ -253,3 +253,23 @@ AV[b, h, f, p] = SNV[b, h, f, p] / SD[b, h, p]
           numpy_softmax({k: v[:, :1, :, :12] for k, v in inp.items()}, ((p >= 10) & (m <= p))[:12, :12], conv), 1e-12)
     for splits in (1, 2):
         check(run(c, shapes, inp, GPUMapping(16, 16, splits=splits, dtype="f32")), expect)
+
+
+def test_a_guarded_difference_with_a_scalar_operand():
+    """`empty rows = 0` guards `X - log(M)` (a scalar operand): the guard
+    selects by nesting (the interpreter refuses `&` of a scalar and a tile).
+    The executor is the reference."""
+    c = parse("""
+empty rows = 0
+rank B, H, M, P, E, F
+input Q[B, H, E, P]: f32
+input K[B, H, E, M]: f32
+input V[B, H, F, M]: f32
+QK[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m]
+AV[b, h, f, p] = sigmoid(QK[b, h, m, p] - log(M)) * V[b, h, f, m] / M where m <= p
+""", "sub00.ein")
+    shapes = dict(B=1, H=1, M=20, P=20, E=16, F=8)
+    x = random_inputs(c, shapes, seed=0, dtype="float32")
+    out = FusedKernel(c, MAPPING, shapes)(**{k: torch.tensor(v) for k, v in x.items()}).double().numpy()
+    ref = execute(c, x, shapes)["AV"]
+    assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()

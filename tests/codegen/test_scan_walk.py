@@ -221,10 +221,12 @@ def test_split_kv_is_not_used_for_a_walk_that_carries_a_scan():
 
 
 def test_the_gpu_model_charges_the_scan_hand_derived():
-    """Per tile, an exclusive suffix sum costs 4 adds per point (the local
-    scan, minus x, the carry, the tile's total) and one per row (the carry's
-    update), and the walk's merge 7 scalar integer operations: the model's
-    work with the scans minus the same program without them."""
+    """Per tile, an exclusive suffix sum costs 3 adds per point (the local
+    scan, the carry, the tile's total), 2 selects (the previous key's value,
+    the first key's 0), one add per row (the carry's update), 2 integer
+    operations per key (the previous key's column), and the walk's merge 7
+    scalar integer operations: the model's work with the scans minus the
+    same program without them."""
     from hw_models.gpu import load_gpu
     from simulator.gpu import predict_fused, tile_work
     c = library.load("stick-breaking")
@@ -233,14 +235,14 @@ def test_the_gpu_model_charges_the_scan_hand_derived():
     bare = replace(program, passes=tuple(replace(pp, scans=(), walk="any") for pp in program.passes))
     m = GPUMapping(64, 32)
     w, w0 = tile_work(program, 0, m, env), tile_work(bare, 0, m, env)
-    assert w.fp32_full - w0.fp32_full == 4 * 64 * 32 + 64
-    assert w.fp32_partial - w0.fp32_partial == 4 * 64 * 32 + 64
-    assert w.int_full - w0.int_full == WALK_MERGE_INT
+    assert w.fp32_full - w0.fp32_full == 5 * 64 * 32 + 64
+    assert w.fp32_partial - w0.fp32_partial == 5 * 64 * 32 + 64
+    assert w.int_full - w0.int_full == WALK_MERGE_INT + 2 * 32
     h100 = load_gpu("h100")
     pred, pred0 = predict_fused(program, m, h100, env), predict_fused(bare, m, h100, env)
     tiles = pred.parts["tiles_full"] + pred.parts["tiles_partial"]
     extra = pred.work["fp32_ops"] - pred0.work["fp32_ops"]      # the merge's integer work may issue as fp32 slots
-    assert tiles * (4 * 64 * 32 + 64) <= extra <= tiles * (4 * 64 * 32 + 64 + 2 * WALK_MERGE_INT)
+    assert tiles * (5 * 64 * 32 + 64) <= extra <= tiles * (5 * 64 * 32 + 64 + 2 * (WALK_MERGE_INT + 2 * 32))
     assert pred.time_s > pred0.time_s and pred.parts["tiles_skipped"] > 0
 
 
@@ -262,3 +264,22 @@ AV[b, h, f, p] = Z[b, h, m, p] * V[b, h, f, m] where m <= p
 """, "x.ein")
     with pytest.raises(FusedFormError, match=r"Z: cumsum\[p\] along the query rank .*other programs' values"):
         recognise(c)
+
+
+@pytest.mark.parametrize("op, term", [("cumsum", "log(select(S[b, h, m, p] > 1, 0, sigmoid(S[b, h, m, p])))"),
+                                      ("cumprod", "select(S[b, h, m, p] > 1, 0, 1.5 - sigmoid(S[b, h, m, p]))")],
+                         ids=["infinite-terms", "zero-factors"])
+@pytest.mark.parametrize("flags", ["reverse, exclusive", "exclusive"])
+def test_exclusive_scans_are_exact_where_a_term_is_infinite_or_zero(op, term, flags):
+    """An exclusive scan leaves x out without arithmetic on it: `inclusive
+    - x` would be NaN where x = -inf (log 0), `inclusive / x` where x = 0."""
+    comb = "exp(Z[b, h, m, p])" if op == "cumsum" else "Z[b, h, m, p]"
+    c = parse(HEAD.format(mask="m <= p") + f"""
+Z[b, h, m, p] = {op}[m, {flags}] {term} where m <= p
+AV[b, h, f, p] = {comb} * sigmoid(S[b, h, m, p]) * V[b, h, f, m] where m <= p
+""", "x.ein")
+    inputs = random_inputs(c, SMALL, seed=8, dtype="float32")
+    ref = execute(c, inputs, SMALL)["AV"]
+    assert np.all(np.isfinite(ref))
+    _, out = run(c, SMALL, TILES[0], inputs)
+    close(out, ref)
