@@ -29,7 +29,8 @@ def candidates(form: FusedForm, gpu: GPU, env: dict, dtype: str = "bf16"):
     for bm, bn, w, st, pack in product(BLOCK_M if rows > 16 else (16,), BLOCK_N, WARPS, STAGES, packs):
         programs = heads // pack * -(-rows * pack // bm)
         splits = [1]
-        if programs < gpu.sms:     # too few programs to fill the SMs: split the keys
+        if programs < gpu.sms and form.splittable:     # too few programs to fill the SMs: split the keys
+            # (not a walk that carries a scan or has several passes: the kernel runs those unsplit)
             s = 2
             while s <= 128 and s <= key_tiles_min * 2:
                 splits.append(s)

@@ -618,6 +618,8 @@ def predict_fused(program, m: GPUMapping, gpu: GPU, env: dict, inputs: dict | No
     last first), as published kernels launch."""
     program, kc = _program(program), _runnable(kclass, m, gpu, order)
     form = program.form
+    if m.splits > 1 and not form.splittable:    # a carried scan or several passes: the kernel runs unsplit
+        m = m.with_changes(splits=1)
     fp = footprint(form, m, env, gpu)
     grid = _grid(program, m, gpu, env, fp.blocks_per_sm)
     f = env[form.feature.upper()] if form.feature else 0

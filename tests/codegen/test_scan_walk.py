@@ -218,6 +218,11 @@ def test_split_kv_is_not_used_for_a_walk_that_carries_a_scan():
     k, out = run(c, shapes, GPUMapping(16, 16, splits=4, dtype="f32"), inputs)
     assert not k.form.splittable and k.source(resolve(c, shapes)).splits == 1
     close(out, execute(c, inputs, shapes)["AV"])
+    from hw_models.gpu import load_gpu
+    from simulator.gpu import predict_fused
+    env = resolve(c, dict(B=1, H=2, P=512, E=64, F=64))
+    split, whole = (predict_fused(k.program, GPUMapping(64, 64, splits=s), load_gpu("h100"), env) for s in (4, 1))
+    assert split.mapping.splits == 1 and split.time_s == whole.time_s
 
 
 def test_the_gpu_model_charges_the_scan_hand_derived():
@@ -283,3 +288,16 @@ AV[b, h, f, p] = {comb} * sigmoid(S[b, h, m, p]) * V[b, h, f, m] where m <= p
     assert np.all(np.isfinite(ref))
     _, out = run(c, SMALL, TILES[0], inputs)
     close(out, ref)
+
+
+def test_the_mapping_search_offers_no_split_for_a_carried_walk():
+    """Few programs (one short sequence) would make the search try split-KV,
+    which a carried walk cannot use: it is not offered (a prediction with
+    splits would be of a kernel that does not run)."""
+    from hw_models.gpu import load_gpu
+    from mappers.gpu_search import candidates
+    h100 = load_gpu("h100")
+    for name, split in (("stick-breaking", False), ("cab-self-causal", True)):
+        form = recognise(library.load(name))
+        env = resolve(form.cascade, dict(B=1, H=2, P=1024, E=64, F=64))
+        assert any(m.splits > 1 for m in candidates(form, h100, env)) == split, name
