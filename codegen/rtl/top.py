@@ -59,8 +59,27 @@ class TopOp:
     first: int
     pt: dict = field(default_factory=dict)    # the iteration point (for the epoch it belongs to)
     issue: int = 0
-    lane: int = 0
+    lane: int = 0                      # a lane, or on the 2D array the PE r * C + c
     ready: int = 0                     # the first edge its operands allow
+    extra: int = 0                     # on the 2D array: r + c, the skew before its result
+
+
+@dataclass
+class ArrayTile:
+    issue: list[int]                   # the issue edge of each step
+    a: list                            # per row: its operand's address at each step (None: an empty row)
+    b: list                            # per column, the same
+    dst: list                          # per PE r * C + c: the address of its result (None: unused)
+
+
+@dataclass
+class ArrayUse:
+    """A contraction on the generated output-stationary 2D array: row r
+    streams operand port `rowport`, column c the other one."""
+    rows: int
+    cols: int
+    rowport: int
+    tiles: list = field(default_factory=list)
 
 
 @dataclass
@@ -90,9 +109,10 @@ class Schedule:
     ii: dict[str, int] = field(default_factory=dict)
     epochs: int = 0
     main: set = field(default_factory=set)     # Einsums of the epochs' leaf
+    arrays: dict = field(default_factory=dict)  # Einsum -> ArrayUse: contractions on the 2D array
 
     def write_edge(self, op: TopOp) -> int:
-        return op.issue + self.ii[op.einsum] + 2
+        return op.issue + self.ii[op.einsum] + 2 + op.extra
 
     @property
     def last_write(self) -> int:
@@ -207,19 +227,31 @@ def _groups(ops: list[TopOp]) -> list[list[TopOp]]:
 
 
 def schedule(groups: list, ii: dict[str, int], lanes: dict[str, int], windows: dict | None = None,
-             length: int = 0, epochs: int = 0) -> None:
+             length: int = 0, epochs: int = 0, arrays: dict | None = None, key=None) -> None:
     """Issue edges and lanes of the groups' operations (in place), in the
-    groups' order, by the rules in the module's docstring."""
-    windows = windows or {}
+    groups' order, by the rules in the module's docstring; an Einsum in
+    `arrays` a tile (its groups of one epoch, `key`) at a time on the 2D array."""
+    windows, arrays = windows or {}, arrays or {}
+    for use in arrays.values():
+        use.tiles = []
     ready: dict = {}
     free: dict = {}
-    for group in groups:
-        e = group[0].einsum
+    i = 0
+    while i < len(groups):
+        group, e = groups[i], groups[i][0].einsum
+        w = windows.get(e)
+        w = w and (*w, BASE + epochs * length)
+        if e in arrays:
+            j = i + 1
+            while j < len(groups) and groups[j][0].einsum == e and key(groups[j]) == key(group):
+                j += 1
+            _place_tile(groups[i:j], arrays[e], ready, free, w, length, epochs)
+            i = j
+            continue
+        i += 1
         x = max([BASE] + [ready.get(s, BASE) for op in group for s in op.srcs])
         best = None
         for lane in range(lanes.get(e, 1)):
-            w = windows.get(e)
-            w = w and (*w, BASE + epochs * length)
             times = _slots(max(x, free.get((e, lane), BASE)), len(group), ii[e], w, length, epochs)
             if best is None or times[-1] < best[1][-1]:
                 best = (lane, times)
@@ -228,6 +260,60 @@ def schedule(groups: list, ii: dict[str, int], lanes: dict[str, int], windows: d
             op.issue, op.lane, op.ready = t, lane, x
         free[(e, lane)] = times[-1] + ii[e]
         ready[(e, group[-1].dst)] = times[-1] + ii[e] + 3
+
+
+def _arrange(groups: list, use: ArrayUse):
+    """(row seqs, column seqs, group -> (r, c)) of one tile on the array, or None where it does not fit."""
+    k = len(groups[0])
+    seq = lambda g, port: tuple(op.srcs[port][1] for op in g)  # noqa: E731
+    rows = list(dict.fromkeys(seq(g, use.rowport) for g in groups))
+    cols = list(dict.fromkeys(seq(g, 1 - use.rowport) for g in groups))
+    if any(len(g) != k for g in groups) or len(rows) > use.rows or len(cols) > use.cols:
+        return None
+    pos = {id(g): (rows.index(seq(g, use.rowport)), cols.index(seq(g, 1 - use.rowport))) for g in groups}
+    return (rows, cols, pos) if len(set(pos.values())) == len(groups) else None
+
+
+def _place_tile(groups: list, use: ArrayUse, ready: dict, free: dict, window, length: int, epochs: int) -> None:
+    """One tile's steps on the array (one per edge, tiles back to back); PE (r, c)'s result r + c edges later."""
+    e = groups[0][0].einsum
+    fit = _arrange(groups, use)
+    if fit is None:
+        raise RTLError(f"Einsum {e}: a tile of {len(groups)} outputs does not fit the {use.rows} x {use.cols} array")
+    rows, cols, pos = fit
+    x = max([BASE] + [ready.get(s, BASE) for g in groups for op in g for s in op.srcs])
+    times = _slots(max(x, free.get((e, "array"), BASE)), len(groups[0]), 1, window, length, epochs)
+    dst: list = [None] * (use.rows * use.cols)
+    for g in groups:
+        r, c = pos[id(g)]
+        for op, t in zip(g, times):
+            op.issue, op.lane, op.ready, op.extra = t, r * use.cols + c, x, r + c
+        ready[(e, g[-1].dst)] = times[-1] + 4 + r + c
+        dst[r * use.cols + c] = g[-1].dst
+    free[(e, "array")] = times[-1] + 1
+    pad = lambda seqs, n: [list(q) for q in seqs] + [None] * (n - len(seqs))  # noqa: E731
+    use.tiles.append(ArrayTile(times, pad(rows, use.rows), pad(cols, use.cols), dst))
+
+
+def _arrays(design, groups: list, plan) -> dict:
+    """Contractions bound to pe2d (no predicate, two fixed-point operands, an
+    output-stationary array) whose every tile fits the array, on it."""
+    from . import is_contraction
+    out = {}
+    for x, u in design.units.items():
+        tiles: dict = {}
+        for g in groups:
+            if g[0].einsum == x:
+                tiles.setdefault(plan.epoch_key(x, g[-1].pt), []).append(g)
+        if not (tiles and design.dataflow == "os" and design.binding.get(x) == "pe2d" and is_contraction(u.einsum)
+                and u.pred is None and len(u.operands) == 2 and all(t == "fx" for _, _, t in u.operands)):
+            continue
+        for rowport in (1, 0):
+            fits = [_arrange(ts, ArrayUse(design.rows, design.cols, rowport)) for ts in tiles.values()]
+            if all(f is not None for f in fits):    # the array instance only as large as the tiles need
+                out[x] = ArrayUse(max(len(f[0]) for f in fits), max(len(f[1]) for f in fits), rowport)
+                break
+    return out
 
 
 def _in_epochs(groups: list, plan) -> list:
@@ -243,7 +329,7 @@ def _in_epochs(groups: list, plan) -> list:
     return [groups[i] for i in keyed]
 
 
-def _skewed(groups: list, ii: dict, lanes: dict, plan) -> dict:
+def _skewed(groups: list, ii: dict, lanes: dict, plan, arrays: dict, key) -> dict:
     """Each Einsum's window, moved later by what its first operation waits
     for its operands (the hand-off of the values it reads: ii + 3 edges
     after the producer's last issue), so that the epochs' steady state keeps
@@ -259,10 +345,12 @@ def _skewed(groups: list, ii: dict, lanes: dict, plan) -> dict:
             raise RTLError(f"Einsum {x}: a share of {k} cycles per epoch is shorter than one point "
                            f"({ii[x]} cycles) on its unit")
     for _ in range(4 * len(win) + 4):
-        schedule(groups, ii, lanes, win, plan.length, plan.epochs)
-        first = {}
-        for g in groups:
-            first.setdefault(g[0].einsum, g[0].ready)
+        schedule(groups, ii, lanes, win, plan.length, plan.epochs, arrays, key)
+        first, epoch0 = {}, {}
+        for g in groups:               # the first epoch's groups: the window opens when all can start
+            x = g[0].einsum
+            if epoch0.setdefault(x, key(g)) == key(g):
+                first[x] = max(first.get(x, 0), g[0].ready)
         new = {x: (max(s, first[x] - BASE) if plan.leaf_of.get(x, 0) == 0 else s, win[x][1])
                for x, s, _ in plan.issue if x in win}
         if new == win:
@@ -285,16 +373,18 @@ def build(c, design, trace: list, ints: dict, plan=None, pes: dict | None = None
             raise RTLError(f"Einsum {missing[0]} has work but no share of the epoch in the mapping's plan")
         n = {e: max(1, int((pes or {}).get(e, 1))) for e in port_mem}
         groups = _in_epochs(groups, plan)
-        windows = _skewed(groups, ii, n, plan)
-        schedule(groups, ii, n, windows, plan.length, plan.epochs)
+        arrays = _arrays(design, groups, plan)
+        key = lambda g: plan.epoch_key(g[-1].einsum, g[-1].pt)  # noqa: E731
+        windows = _skewed(groups, ii, n, plan, arrays, key)
+        schedule(groups, ii, n, windows, plan.length, plan.epochs, arrays, key)
         length = plan.length
     else:
         n = {e: lanes if isinstance(lanes, int) else lanes.get(e, 1) for e in port_mem}
-        windows, length = {}, 0
+        windows, length, arrays = {}, 0, {}
         schedule(groups, ii, n)
-    used = {e: 1 + max(op.lane for op in ops if op.einsum == e) for e in port_mem}
+    used = {e: 1 + max(op.lane for op in ops if op.einsum == e) for e in port_mem if e not in arrays}
     main = {e for e in port_mem if plan is not None and plan.leaf_of.get(e, 0) == 0}
-    s = Schedule(ops, used, mems, port_mem, pre, windows, length, ii, plan.epochs if plan else 0, main)
+    s = Schedule(ops, used, mems, port_mem, pre, windows, length, ii, plan.epochs if plan else 0, main, arrays)
     s.check()
     return s
 
@@ -362,6 +452,52 @@ def interface(s: Schedule, fmt) -> dict[str, int]:
     return {"data": fmt.width, "mem": _bits(len(s.memories)), "addr": max(m.abits for m in s.memories.values())}
 
 
+def _array_block(s: Schedule, design, e: str, use: ArrayUse, tw: int, module: str):
+    """(declarations and logic, memory writes, 'finished' conditions) of a contraction on the 2D array."""
+    f, R, C, x = design.fmt, use.rows, use.cols, _ident(e)
+    W, n, tiles = f.width, sum(len(t.issue) for t in use.tiles), use.tiles
+    ma, mb = (s.memories[s.port_mem[e][p]] for p in (use.rowport, 1 - use.rowport))
+    pw, tp = _bits(n), _bits(len(tiles))
+    steps = [(t, k) for t in tiles for k in range(len(t.issue))]
+    L = [f"  // {comment_text(e)} on the {R} x {C} output-stationary array ({module}): {len(tiles)} tiles, "
+         f"{n} steps; rows stream {comment_text(ma.name)}, columns {comment_text(mb.name)}"]
+    L += _rom(f"at_{x}", tw, [t.issue[k] for t, k in steps], 1 << pw, (1 << tw) - 1)
+    L += _rom(f"af_{x}", 1, [int(k == 0) for t, k in steps], 1 << pw)
+    L += _rom(f"al_{x}", 1, [int(k == len(t.issue) - 1) for t, k in steps], 1 << pw)
+    loads = []
+    for side, mem, lanes, count in (("a", ma, "a", R), ("b", mb, "b", C)):
+        for i in range(count):
+            seqs = [getattr(t, lanes)[i] for t, _ in steps]
+            L += _rom(f"{side}a{i}_{x}", mem.abits, [q[k] if q else 0 for q, (_, k) in zip(seqs, steps)], 1 << pw)
+            L += _rom(f"{side}e{i}_{x}", 1, [int(q is not None) for q in seqs], 1 << pw)
+            word = f"m_{_ident(mem.name)}[{side}a{i}_{x}[ap_{x}]]"
+            loads.append(f"        {side}in_{x}[{i * W} +: {W}] <= {side}e{i}_{x}[ap_{x}] ? {word} : {lit(0, W)};")
+    wr, fins = [], []
+    for i in range(R * C):
+        L += _rom(f"dw{i}_{x}", s.memories[e].abits, [t.dst[i] or 0 for t in tiles], 1 << tp)
+        L += _rom(f"de{i}_{x}", 1, [int(t.dst[i] is not None) for t in tiles], 1 << tp)
+        wr.append(f"    if (yv_{x}[{i}] && de{i}_{x}[wp{i}_{x}]) m_{x}[dw{i}_{x}[wp{i}_{x}]] <= y_{x}[{i * W} +: {W}];")
+        fins.append(f"wp{i}_{x} == {tp}'d{len(tiles)}")
+    L += [f"  reg [{pw - 1}:0] ap_{x};", *[f"  reg [{tp - 1}:0] wp{i}_{x};" for i in range(R * C)],
+          f"  reg [{R * W - 1}:0] ain_{x};", f"  reg [{C * W - 1}:0] bin_{x};", f"  reg av_{x}, afi_{x}, ala_{x};",
+          f"  wire [{R * C * W - 1}:0] y_{x};", f"  wire [{R * C - 1}:0] yv_{x};",
+          f"  wire ais_{x} = busy && t == at_{x}[ap_{x}];",
+          f"  {module} #(.R({R}), .C({C})) ua_{x} (.clk(clk), .rst(rst), .a_col(ain_{x}), .b_row(bin_{x}), "
+          f".valid(av_{x}), .first(afi_{x}), .last(ala_{x}), .y(y_{x}), .y_valid(yv_{x}));",
+          "  always @(posedge clk) begin",
+          f"    if (rst || (start && !busy)) begin ap_{x} <= 0; av_{x} <= 1'b0;"
+          + "".join(f" wp{i}_{x} <= 0;" for i in range(R * C)) + " end",
+          "    else begin",
+          f"      av_{x} <= ais_{x};",
+          f"      if (ais_{x}) begin",
+          f"        ap_{x} <= ap_{x} + 1'b1; afi_{x} <= af_{x}[ap_{x}]; ala_{x} <= al_{x}[ap_{x}];", *loads,
+          "      end",
+          *[f"      if (yv_{x}[{i}]) wp{i}_{x} <= wp{i}_{x} + 1'b1;" for i in range(R * C)],
+          "    end",
+          "  end"]
+    return L, wr, fins
+
+
 def top_verilog(name: str, design, s: Schedule, header: list[str]) -> str:
     """The top module: memories with the bench's port, the lanes, start and done."""
     f = design.fmt
@@ -399,6 +535,11 @@ def top_verilog(name: str, design, s: Schedule, header: list[str]) -> str:
             writes += wr
             fins.append(fin)
             bad.append(b)
+    for e, use in s.arrays.items():
+        body, wr, fin = _array_block(s, design, e, use, tw, _array_module(design))
+        L += body
+        writes += wr
+        fins += fin
     L += ["  always @(posedge clk) begin  // every memory write: the bench's port, then the lanes' results"]
     for k, m in enumerate(mems):
         data = "ld_data" if m.bits == W else f"ld_data[{m.bits - 1}:0]"
@@ -426,10 +567,18 @@ def top_verilog(name: str, design, s: Schedule, header: list[str]) -> str:
     return "\n".join(L)
 
 
+def _array_module(design) -> str:
+    return next(k for k in design.files if k.endswith("_pe_array.v"))[:-2]
+
+
 def top_files(c, design, s: Schedule, header: list[str], name: str | None = None) -> dict[str, str]:
-    """File name -> Verilog: the top and the units it instantiates."""
+    """File name -> Verilog: the top and the units (and the 2D array) it instantiates."""
     name = name or f"attnc_{_ident(c.name)}_top"
     files = {f"{design.units[e].name}.v": design.units[e].verilog for e in s.lanes}
+    if s.arrays:
+        arr = _array_module(design)
+        files[f"{arr}.v"] = design.files[f"{arr}.v"]
+        files[f"{arr[:-len('_array')]}.v"] = design.files[f"{arr[:-len('_array')]}.v"]
     files[f"{name}.v"] = top_verilog(name, design, s, header)
     return files
 

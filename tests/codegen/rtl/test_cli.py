@@ -47,11 +47,14 @@ def test_compile_rtl_dataflow_and_the_top(tmp_path, capsys):
             "attnc_attention_1pass_top.v"} <= files and "attnc_attention_1pass_pe_array.v" not in files
     c, sh = load("attention-1pass"), dict(B=1, H=1, E=2, F=2, M=4, P=4, M0=2)
     m = parse_mapping(mfile.read_text())
-    t = top.generate_top(c, random_inputs(c, sh, seed=1), sh, None, load_spatial("fusemax"), m)
+    t = top.generate_top(c, random_inputs(c, sh, seed=1), sh, None, load_spatial("fusemax"), m, dataflow="ws")
     text = (out / "attnc_attention_1pass_top.v").read_text()
     assert f"{t.schedule.cycles} edges from start to done" in text and "Mapping: binding" in text
     assert "top attnc_attention_1pass_top" in capsys.readouterr().out
-    assert main(["compile", "attention-1pass", "--target", "rtl", "--out", str(tmp_path / "os")]) == 0
+    assert main(["compile", "attention-1pass", "--target", "rtl", "--mapping", str(mfile), "--out",
+                 str(tmp_path / "os"), "--shape", *shapes]) == 0          # output-stationary: the top uses the array
+    text = (tmp_path / "os" / "attnc_attention_1pass_top.v").read_text()
+    assert "attnc_attention_1pass_pe_array #(.R(2), .C(2))" in text
     assert "attnc_attention_1pass_pe_array.v" in {p.name for p in (tmp_path / "os").iterdir()}
 
 
