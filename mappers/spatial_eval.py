@@ -52,6 +52,14 @@ class _Counting(Symbolic):
             self.counts[key] = (sympy.Symbol(f"_N{len(self.counts)}"), expr)
         return self.counts[key][0]
 
+    def visited(self, c, e, grain: dict):
+        """A placeholder for a masked Einsum's visited / kept points, evaluated
+        exactly per tile shape of the grid (simulator.skipping)."""
+        key = ("visited", e.name, tuple((v, str(g)) for v, g in grain.items()))
+        if key not in self.counts:
+            self.counts[key] = (sympy.Symbol(f"_V{len(self.counts)}"), (c, e, dict(grain)))
+        return self.counts[key][0], None
+
 
 def _leaf_with(m, i: int, spatial):
     leaves = list(m.leaves)
@@ -217,6 +225,8 @@ class Evaluator:
                     env[r.key_names[0]] = ceil(int(r.env[r.key]) / int(k))
                 out[int(k)] = float(expr(env) if callable(expr) else expr)
             return np.array([out[int(k)] for k in k0])
+        if name.startswith("_V"):
+            return self._visited(next(x for sym, x in self.num.counts.values() if sym == s))
         if r.key_split and name == r.key_names[1]:
             return k0.astype(float)
         if r.key_split and name == r.key_names[0]:
@@ -230,6 +240,24 @@ class Evaluator:
         if name in r.env:
             return float(r.env[name])
         raise sp.MapperError(f"internal: no value for symbol {name} in the mapper's formulas")
+
+    def _visited(self, what) -> np.ndarray:
+        """Visited / kept points of a masked Einsum at each grid point's tiles."""
+        from simulator.skipping import visited_factor
+        c, e, grain = what
+        per = {}
+        for v, g in grain.items():
+            g = sympy.sympify(g)
+            syms = sorted(g.free_symbols, key=lambda x: x.name)
+            val = sympy.lambdify(syms, g, "numpy")(*[self._values(x) for x in syms]) if syms else float(g)
+            per[v] = np.broadcast_to(np.asarray(val), (len(self.grid),))
+        memo, out = {}, np.empty(len(self.grid))
+        for i in range(len(self.grid)):
+            key = tuple(int(per[v][i]) for v in grain)
+            if key not in memo:
+                memo[key] = visited_factor(c, e, dict(self.r.env), dict(zip(grain, key)))[0]
+            out[i] = memo[key]
+        return out
 
     def path(self, binding: tuple, axes: dict, at: int | None = None):
         """The derived critical path for a binding, with the Einsums' times

@@ -134,7 +134,7 @@ def simulate(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict, accounting:
         min_buffer_bytes=t.min_buffer_bytes, energy_pj=energies[acct.name].by_component,
         latency_rule=sch.rule, critical_path=sch.path, accounting=acct.name, energies=energies,
         bytes_rule=bytes_rule(c, hw, moved.tensors), dram_by_einsum=dict(moved.by_einsum),
-        notes=_compute.notes(s, t.nest, costs))
+        notes=_compute.notes(s, t.nest, hw, costs))
     check_invariants(c, s.mapping, hw, s.env, report, moved.by_einsum)
     return report
 

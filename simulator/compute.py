@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from math import prod
 
+from einsum_ir.ir import index_vars
 from hw_models.spatial import SpatialArray
 
 from .facts import facts
@@ -54,6 +55,26 @@ def pes_used(s: Space, n: Nest, e, unit, its=None) -> tuple:
     return used, pad
 
 
+def grain(s: Space, n: Nest, e, unit) -> dict:
+    """Predicate variable -> the extent of it the unit's axes hold at once (1
+    along a temporal loop)."""
+    out = {}
+    axes = list(zip(unit.shape, s.mapping.leaf_of(e.name).axes(unit.name)))
+    for v in index_vars(e.predicate):
+        g = 1
+        for size, var in axes:
+            if v.upper() in n.ranks_of(var):
+                g *= n.num.min(n.extent(var), size)
+        out[v] = g
+    return out
+
+
+def visited(s: Space, n: Nest, e, unit) -> tuple:
+    """(visited points / kept points of a masked Einsum at its tiles, or 1
+    and why not known): simulator.skipping."""
+    return n.num.visited(s.cascade, e, grain(s, n, e, unit))
+
+
 def _parts(s: Space, e) -> list:
     """(variables, operations per instance, Count of instances) of each group,
     the per-point one first with the operations `s.ops` gives less the hoisted."""
@@ -73,6 +94,8 @@ def einsum_cost(s: Space, n: Nest, hw: SpatialArray, e) -> EinsumCost:
         cpp = unit.cycles_per_point(per, pipelined=piped)
         used, pad = pes_used(s, n, e, unit, frozenset(v.upper() for v in vs))
         t = n_g * cpp / used
+        if head is None and e.predicate is not None:
+            t = t * visited(s, n, e, unit)[0]     # the per-point work of the tiles visited, masked points idle
         busy = busy + (t * pad if pad != 1 else t)
         work = work + n_g * cpp / unit.pes
         for k, c in per.items():
@@ -89,7 +112,7 @@ def compute(s: Space, n: Nest, hw: SpatialArray) -> tuple[EinsumCost, ...]:
     return tuple(einsum_cost(s, n, hw, e) for e in s.einsums if s.ops[e.name])
 
 
-def notes(s: Space, n: Nest, costs) -> tuple[str, ...]:
+def notes(s: Space, n: Nest, hw: SpatialArray, costs) -> tuple[str, ...]:
     """What the compute pass assumed, in words, for the report: constants
     folded, operations charged once per distinct value of fewer variables,
     and how masked points are charged."""
@@ -103,12 +126,21 @@ def notes(s: Space, n: Nest, costs) -> tuple[str, ...]:
             where = f"({', '.join(sorted(g.vars))})" if g.vars else "once"
             out.append(f"{ec.name}: {what} depend on {where} only: charged {n.num.count(g.count)} times, "
                        f"not once per point")
-    masked = {}
-    for e in s.einsums:
-        if e.predicate is not None and e.name in {ec.name for ec in costs}:
-            masked.setdefault(str(e.predicate), []).append(e.name)
-    for pred, names in masked.items():
-        out.append(f"where {pred} ({', '.join(names)}): only the points the predicate keeps are charged (the "
-                   "array is assumed to skip the others at point granularity); evaluating the predicate is "
-                   "addressing, not charged")
+    by_name = {e.name: e for e in s.einsums}
+    masked: dict = {}
+    for ec in costs:
+        e = by_name[ec.name]
+        if e.predicate is not None:
+            g = grain(s, n, e, hw.unit(ec.unit))
+            factor, why = n.num.visited(s.cascade, e, g)
+            masked.setdefault((str(e.predicate), why, tuple(g.items()), factor), []).append(ec.name)
+    for (pred, why, g, factor), names in masked.items():
+        where = f"where {pred} ({', '.join(names)})"
+        if why is None:
+            tile = " x ".join(f"{v} {x}" for v, x in g)
+            out.append(f"{where}: a tile of {tile} with no kept point is skipped, one with some is computed "
+                       f"whole (its masked points idle): {factor:.3g}x the kept points' time")
+        else:
+            out.append(f"{where}: only the kept points are charged, as if the array skipped masked points one "
+                       f"by one (a lower bound; {why}); evaluating the predicate is addressing, not charged")
     return tuple(out)

@@ -46,6 +46,12 @@ class Numeric:
         n = int(self.env.get(rank, covered))
         return covered / int(self.env[rank]) if covered > n else 1
 
+    def visited(self, c, e, grain: dict) -> tuple[float, str | None]:
+        """(points of the tiles a masked Einsum visits / its kept points, or 1
+        and why not known): simulator.skipping."""
+        from .skipping import visited_factor
+        return visited_factor(c, e, self.env, {v: int(g) for v, g in grain.items()})
+
 
 @dataclass(frozen=True)
 class Symbolic:
@@ -78,3 +84,9 @@ class Symbolic:
     @staticmethod
     def pad(covered, rank: str):
         return 1
+
+    @staticmethod
+    def visited(c, e, grain: dict):
+        """Formulas and the mapper's screening charge the kept points (a lower
+        bound: skipping at point granularity); `simulate` charges visited tiles."""
+        return 1, "formulas charge the kept points"

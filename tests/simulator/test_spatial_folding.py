@@ -115,17 +115,43 @@ def test_a_per_row_index_expression_is_charged_once_per_row():
     assert s.points == b * h * m * p and s.cycles_per_point == 2
 
 
-def test_a_per_point_predicate_counts_its_kept_points_exactly():
-    """A dilated window `abs(p - m) <= 6 and (p - m) % 3 == 0`: every Einsum
-    over (m, p) is charged its kept points, counted here by a plain loop."""
+def visited_tiles(keep, n: int, t: int) -> int:
+    """Points of the t x t tiles of an n x n (m, p) grid with a kept point: a plain loop."""
+    return sum(t * t for i in range(0, n, t) for j in range(0, n, t)
+               if any(keep(m, p) for m in range(i, i + t) for p in range(j, j + t)))
+
+
+def test_a_per_point_predicate_charges_the_tiles_it_visits():
+    """A dilated window `abs(p - m) <= 6 and (p - m) % 3 == 0`: operations
+    (and energy) are the kept points', counted by a plain loop; time is the
+    visited 16 x 16 tiles': the band |i - j| <= 1 of 4 x 4 tiles, 10 tiles,
+    each computed whole on 256 PEs."""
+    def keep(m, p):
+        return abs(p - m) <= 6 and (p - m) % 3 == 0
     c = design("QK[b, h, m, p] / sqrt(E)", "abs(p - m) <= 6 and (p - m) % 3 == 0")
-    kept = sum(1 for m, p in itertools.product(range(64), repeat=2) if abs(p - m) <= 6 and (p - m) % 3 == 0)
+    kept = sum(1 for m, p in itertools.product(range(64), repeat=2) if keep(m, p))
     r = simulate(c, mapping(c.name, "pe2d"), FUSEMAX, SHAPES)
     assert cost(r, "S").points == 2 * kept and cost(r, "S").ops == {"mul": 2 * kept}
     assert cost(r, "QK").ops == {"mac": 2 * kept * 8}
     assert cost(r, "SN").ops == {"exp": 2 * kept, "add": 2 * kept}
-    assert cost(r, "SN").busy_cycles == pytest.approx(2 * kept * 7 / 256)   # exp = 6 MACs, + 1 add
-    assert any("vis" in n or "predicate" in n for n in r.notes)
+    assert visited_tiles(keep, 64, 16) == 10 * 256
+    assert cost(r, "SN").busy_cycles == pytest.approx(2 * 10 * 256 * 7 / 256)   # exp = 6 MACs, + 1 add
+    assert cost(r, "QK").busy_cycles == pytest.approx(2 * 10 * 256 * 8 / 256)   # E MACs per point
+    assert any("16 x" in x and "skipped" in x for x in r.notes)
+
+
+def test_a_causal_mask_on_the_1d_array_skips_rows_of_keys():
+    """S on the 1D array along p0 (16 queries at once), m a temporal loop: a
+    step (one key, 16 queries) is skipped when none of them sees the key.
+    Causal at 64: each 16-query tile j sees keys m < 16 (j + 1), so
+    16 x 16 (1 + 2 + 3 + 4) points are computed, 2 cycles each (a multiply
+    by the folded 1 / sqrt(E), an add of the per-row term)."""
+    c = design("QK[b, h, m, p] / sqrt(E) + (p // 4) * 2", "m <= p")
+    r = simulate(c, mapping(c.name, "pe1d"), FUSEMAX, SHAPES)
+    visited = sum(16 * 16 * (j + 1) for j in range(4))
+    assert visited == sum(1 for m in range(64) for j in range(4) if any(m <= p for p in range(16 * j, 16 * j + 16))) * 16
+    kept_rows = 64                          # (p // 4) * 2: once per query p that sees some key
+    assert cost(r, "S").busy_cycles == pytest.approx((2 * visited * 2 + kept_rows * 2) / 16)
 
 
 def test_an_operation_no_unit_performs_is_refused_naming_it():

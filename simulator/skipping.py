@@ -1,0 +1,74 @@
+"""What a masked Einsum costs on an array that walks tiles: a tile of the
+mapping (the extents its array axes hold along the predicate's variables)
+with no kept point is skipped (the loop bounds leave it out, as a block
+table would), a tile with some kept point is computed whole, its masked
+points idling their PEs. So the time charged is for the points of the
+visited tiles, not for the kept points alone.
+
+Exact for a predicate of at most two index variables that reads no tensor
+(causal, windows, natten's canvas, block diffusion): it is evaluated once
+over those variables' grid (einsum_ir's executor), and the other variables
+multiply kept and visited points alike. Otherwise (a mask that reads
+tensors, more variables, a grid over 2^26 points) `visited_factor` says why
+not, and the kept points are charged (skipping at point granularity: a
+lower bound), which the report states."""
+from __future__ import annotations
+
+import numpy as np
+
+from einsum_ir.execute import _Evaluator, _Space
+from einsum_ir.ir import Access, index_vars, walk
+
+LIMIT = 1 << 26
+_CACHE: dict = {}
+_VISITED: dict = {}       # (id of a kept grid, tile extents) -> (the grid, visited / kept)
+
+
+def _kept(c, e, env: dict) -> tuple[tuple[str, ...], np.ndarray] | str:
+    """(the predicate's variables, its kept grid over them), or why not."""
+    p = e.predicate
+    if any(isinstance(n, Access) for n in walk(p)):
+        return "the predicate reads tensors"
+    vs = tuple(index_vars(p))
+    if not 1 <= len(vs) <= 2:
+        return f"the predicate has {len(vs)} variables"
+    sizes = [int(env[v.upper()]) for v in vs]
+    if int(np.prod(sizes)) > LIMIT:
+        return f"its grid of {int(np.prod(sizes)):,} points is too large to evaluate"
+    key = (id(c), str(p), tuple((v, s) for v, s in zip(vs, sizes)), tuple(sorted((k, v) for k, v in env.items())))
+    hit = _CACHE.get(key)
+    if hit is None or hit[0] is not c:
+        space = _Space(list(vs), {v: (0, s) for v, s in zip(vs, sizes)})
+        grid = np.broadcast_to(np.asarray(_Evaluator(c, env, {}, np.dtype("float64")).value(p, space, None, e), bool),
+                               tuple(sizes))
+        if len(_CACHE) > 32:
+            _CACHE.clear()
+            _VISITED.clear()
+        _CACHE[key] = hit = (c, vs, grid)
+    return hit[1], hit[2]
+
+
+def _visited_points(grid: np.ndarray, grains: tuple[int, ...]) -> int:
+    """Points of the tiles of `grains` (clipped at the edges) with a kept point."""
+    pad = [(0, -n % g) for n, g in zip(grid.shape, grains)]
+    a = np.pad(grid, pad)
+    shape = [x for n, g in zip(a.shape, grains) for x in (n // g, g)]
+    hit = a.reshape(shape).any(axis=tuple(range(1, 2 * len(grains), 2)))
+    sizes = [np.minimum(g, n - g * np.arange(-(-n // g))) for n, g in zip(grid.shape, grains)]
+    per_tile = sizes[0] if len(sizes) == 1 else np.outer(sizes[0], sizes[1])
+    return int((per_tile * hit).sum())
+
+
+def visited_factor(c, e, env: dict, grain) -> tuple[float, str | None]:
+    """(visited points / kept points, None), or (1, why not exact). `grain`:
+    variable -> the tile extent along it that the array holds at once."""
+    got = _kept(c, e, env)
+    if isinstance(got, str):
+        return 1.0, got
+    vs, grid = got
+    grains = tuple(int(grain.get(v, 1)) for v in vs)
+    key = (id(grid), grains)
+    if key not in _VISITED or _VISITED[key][0] is not grid:
+        kept = int(grid.sum())
+        _VISITED[key] = (grid, _visited_points(grid, grains) / kept if kept else 1.0)
+    return _VISITED[key][1], None
