@@ -156,6 +156,10 @@ class ChunkedGenerator:
             return self.load(e, gather=True)
         if isinstance(e, Op) and (t := index_template(e, self.extents)) is not None:
             return self.combine(t, [self.index(x) for x in e.args])
+        if isinstance(e, Op):
+            raise ChunkedFormError(f"the chunked kernel does not compute the index {e} ({e.name} in an index: the "
+                                   "fused kernel does; the chunked one takes + - * // % min max and bitwise "
+                                   "operators of coordinates, and gathers)", getattr(e, "loc", None), self.c.source)
         raise ChunkedFormError(f"cannot index with {e}", getattr(e, "loc", None), self.c.source)
 
     def cond(self, e: Expr) -> V:

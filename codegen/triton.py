@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from einsum_ir.analysis.fused import FusedForm, FusedFormError
 from einsum_ir.analysis.tile_program import (PassProgram, TileProgram, axes_of, integer_expr, reciprocal_divisor,
                                               tile_program)
-from einsum_ir.ir import Access, Expr, Idx, Num, Op, Sym, accesses, conjuncts, index_vars, rank_of, walk
+from einsum_ir.ir import (ROUNDING, Access, Expr, Idx, Num, Op, Sym, accesses, computed_index, conjuncts, index_vars,
+                          rank_of, walk)
 from einsum_ir.ops import BOOLEAN_OPS
 from mappers.gpu_mapping import GPUMapping, padded
 
@@ -53,7 +54,7 @@ PRELUDE = ["", "import triton", "import triton.language as tl", "", "LOG2E = tl.
     "@triton.jit", "def _sub00(a, b):", "    d = a - b",
     "    return tl.where(a == float(\"-inf\"), tl.where(b == float(\"-inf\"), float(\"-inf\"), d), d)", "", ""]
 _FN = {"exp2": "tl.exp2", "log": "tl.log", "log2": "tl.log2", "sqrt": "tl.sqrt", "abs": "tl.abs",
-       "floor": "tl.floor", "sigmoid": "tl.sigmoid", "sin": "tl.sin", "cos": "tl.cos", "erf": "tl.erf",
+       "floor": "tl.floor", "ceil": "tl.ceil", "sigmoid": "tl.sigmoid", "sin": "tl.sin", "cos": "tl.cos", "erf": "tl.erf",
        "tan": "_tan", "log1p": "_log1p", "expm1": "_expm1", "softplus": "_softplus", "logsigmoid": "_logsigmoid"}
 # The new operators' stable forms (libdevice's tan, log1p, expm1 and pow do not run in the interpreter):
 # log1p and expm1 by Goldberg's and Kahan's corrections, softplus = max(x, 0) + log1p(exp(-|x|)), and
@@ -165,6 +166,8 @@ class Generator:
         self.extents = frozenset(r.name for r in self.c.ranks)   # symbols known >= 1 (floor // and % bare)
         self.gathers: list = []                 # (access, dim) of each bounds-checked gathered load
         self.flagging: set = set()              # gathered loads whose check is being rendered (no re-entry)
+        self.index_oks: list[str] = []          # the finiteness checks of the floor( )s of the index being rendered
+        self.index_names: list[str] = []        # the variables computed indices are bound to (ix0, ixr1, ...)
 
     # -- emit helpers ---------------------------------------------------------------
     def out(self, line: str = ""):
@@ -205,7 +208,31 @@ class Generator:
             return self.load(e, ctx, raw="int")
         if isinstance(e, Op) and (t := index_template(e, self.extents)) is not None:
             return t.format(*[self.index(x, ctx) for x in e.args])
+        if isinstance(e, Op) and e.name in ROUNDING:      # a real number made whole (T5's log buckets)
+            r = f"ixr{len(self.index_names)}"
+            self.index_names.append(r)
+            self.out(f"{r} = tl.{e.name}({self.value(e.args[0], ctx)})")
+            self.index_oks.append(f"(({r}) == ({r})) & (tl.abs({r}) < 2147483647.0)")   # finite, in int32
+            return f"tl.where({self.index_oks[-1]}, {r}, 0.0).to(tl.int32)"
+        if isinstance(e, Op) and (t := _COMPUTED_INDEX.get(e.name)) is not None:
+            return t.format(*[self.index(x, ctx) for x in e.args])
         raise FusedFormError(f"cannot index with {e}", getattr(e, "loc", None), self.c.source)
+
+    def index_code(self, i: Expr, ctx: _Ctx) -> str:
+        """An access index; where a floor( ) or ceil( ) in it is not finite or
+        past int32 the index is -1, out of range, which the load flags."""
+        saved, self.index_oks = self.index_oks, []
+        try:
+            code = self.index(i, ctx)
+            code = f"tl.where({' & '.join(self.index_oks)}, {code}, -1)" if self.index_oks else code
+        finally:
+            self.index_oks = saved
+        if not computed_index(i):
+            return code
+        name = f"ix{len(self.index_names)}"          # computed once: the address, its mask and its check use it
+        self.index_names.append(name)
+        self.out(f"{name} = {code}")
+        return name
 
     def load(self, a: Access, ctx: _Ctx, raw: bool | str = False) -> str:
         """A tile of an input; fp32 unless `raw` (a tensor-core operand keeps
@@ -221,25 +248,26 @@ class Generator:
         else:
             offs, masks = [], []
             for d, i in enumerate(a.indices):
-                code = self.index(i, ctx)
+                code = self.index_code(i, ctx)
                 offs.append(self._offset(a.tensor, code, d))
                 if self._in_bounds(a.tensor, d, i):
                     continue
                 if isinstance(i, Idx) and i.name in self.loop_vars:
                     continue        # an in-tile reduction's bare coordinate loops over its own rank
-                if any(v not in self.f.batch for v in index_vars(i)) or _reads(i):   # batch-only indices
+                if any(v not in self.f.batch for v in index_vars(i)) or _reads(i) or computed_index(i):
                     if not isinstance(i, Idx):                                      # are in range, not data
                         masks.append(f"({code} >= 0)")
                     masks.append(f"({code} < {self.t(a.tensor)}_n{d})")
             if masks and not any(v in self.role and v not in self.loop_vars for x in a.indices for v in index_vars(x)):
                 masks.append(f"({ctx.var(ctx.axes[0])} >= 0)")   # scalar conditions only: give the mask a shape
-            elif masks and any(_reads(i) and not any(v in self.role for v in index_vars(i)) for i in a.indices):
+            elif masks and any((_reads(i) or computed_index(i)) and not any(v in self.role for v in index_vars(i))
+                               for i in a.indices):
                 masks += [f"({ctx.var(ax)} >= 0)" for ax in ctx.axes]   # a scalar gather (K[b, KVH[h], ..]) in a
                                                                         # full tile: the mask takes the tile's shape
             ptr = f"{self.t(a.tensor)} + " + " + ".join(offs)
             mask = " & ".join(masks) if masks else None
             self._flag_gather(a, ctx, masks, raw == "int")
-            if mask and any(_reads(i) for i in a.indices):
+            if mask and any(_reads(i) or computed_index(i) for i in a.indices):
                 mask = f"(({mask}).to(tl.int32) != 0)"    # the interpreter refuses a scalar-and-tile int1 mask
             if raw == "int":
                 self.out(f"{name} = tl.load({ptr}" + (f", mask={mask}, other=0" if mask else "") + ").to(tl.int32)")
@@ -257,7 +285,7 @@ class Generator:
         the address is out of the tensor, the masked load would read 0, so
         the kernel records the site in `gather_err` and the launcher raises
         (never a silently clipped gather)."""
-        if not masks or not (of_index or any(_reads(i) for i in a.indices)) or a in self.flagging:
+        if not masks or not (of_index or any(_reads(i) or computed_index(i) for i in a.indices)) or a in self.flagging:
             return
         live = []
         for v in dict.fromkeys(v for i in a.indices for v in index_vars(i)):
@@ -1109,9 +1137,17 @@ def _reads(e: Expr) -> bool:
     return any(isinstance(n, Access) for n in walk(e))
 
 
+# computed indices (docs/notation.md) in int32: conditions are 0 or 1
+_COMPUTED_INDEX = {**{n: f"({{}} {c} {{}}).to(tl.int32)" for n, c in _CMP.items()},
+                   "and": "((({}) != 0) & (({}) != 0)).to(tl.int32)", "or": "((({}) != 0) | (({}) != 0)).to(tl.int32)",
+                   "not": "(({}) == 0).to(tl.int32)", "select": "tl.where(({}) != 0, {}, {})",
+                   "clip": "tl.minimum(tl.maximum({}, {}), {})", "abs": "tl.abs({})"}
+
+
 def _has_gather(c) -> bool:
-    """Does an access index of `c` read a tensor (`OFF[DOC[p]]`)?"""
-    return any(_reads(i) for e in c.einsums for a in e.reads() for i in a.indices)
+    """Does an access index of `c` read a tensor (`OFF[DOC[p]]`) or compute
+    (`TB[h, bucket(m - p)]`)? Either may leave its tensor: the kernel flags it."""
+    return any(_reads(i) or computed_index(i) for e in c.einsums for a in e.reads() for i in a.indices)
 
 
 def wide_tensors(c, env: dict) -> frozenset:

@@ -7,15 +7,19 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .errors import Loc, ValidationError
-from .ir import (Access, Cascade, Einsum, Expr, Mask, Num, Op, Rank, Sym, TensorDecl, literal_rank, offset_of,
-                 rank_of, repeat_rank)
+from .ir import (ROUNDING, Access, Cascade, Einsum, Expr, Mask, Num, Op, Rank, Sym, TensorDecl, literal_rank,
+                 offset_of, rank_of, repeat_rank)
 from .ops import DEFAULT_DTYPE
 from .parser import EMPTY_ROWS, EmptyRowsStmt, PartitionStmt, RankStmt
 from .validate import validate
 
 
 def normalise_index(e: Expr) -> Expr:
-    """In an access index `/` is integer division; `-1` is a literal."""
+    """In an access index `/` is integer division, except inside floor( )
+    and ceil( ), whose argument is a real number (`floor(log(n / 8))`);
+    `-1` is a literal."""
+    if isinstance(e, Op) and e.name in ROUNDING:
+        return Op(e.name, tuple(normalise(a) for a in e.args), loc=e.loc)
     if isinstance(e, Op):
         args = tuple(normalise_index(a) for a in e.args)
         name = "floordiv" if e.name == "div" else e.name
@@ -82,7 +86,7 @@ def assemble(statements, name: str = "cascade", doc: str = "", source: str | Non
         elif isinstance(s, Mask):
             if s.name in masks:
                 err(f"mask '{s.name}' is already defined (at {masks[s.name].loc})", s.loc)
-            masks[s.name] = s
+            masks[s.name] = replace(s, condition=normalise(s.condition))   # as the predicates that use it
         elif isinstance(s, Einsum):
             einsums.append(replace(
                 s, output=normalise_index(s.output), expr=normalise(s.expr),

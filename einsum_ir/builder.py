@@ -44,6 +44,7 @@ sigmoid, tanh, clip, select = _call("sigmoid"), _call("tanh"), _call("clip"), _c
 abs_, maximum, minimum = _call("abs"), _call("max"), _call("min")
 sin, cos, tan, erf = _call("sin"), _call("cos"), _call("tan"), _call("erf")
 softplus, logsigmoid, log1p, expm1 = _call("softplus"), _call("logsigmoid"), _call("log1p"), _call("expm1")
+floor, ceil = _call("floor"), _call("ceil")      # in an index: a real number made whole (docs/notation.md)
 # bitwise: `a << s`, `a >> s` and `x ** y` (the text's `^`) are operators; `&` and `|` on expressions stay
 # the logic `and` / `or`, so the text's `&`, `|` are these functions
 bitand, bitor, xor = _call("band"), _call("bor"), _call("xor")

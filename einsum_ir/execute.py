@@ -19,7 +19,8 @@ import numpy as np
 
 from .errors import ExecutionError, ShapeError
 from .graph import schedule
-from .ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, Sym, offset_of, rank_of, walk
+from .ir import ROUNDING, Access, Cascade, Einsum, Expr, Idx, Num, Op, Sym, offset_of, rank_of, walk
+from .parser import MAX_INDEX_LITERAL
 from .ops import BITWISE_OPS, REDUCE_RULES, RULES
 from .printer import format_expr
 from .shapes import resolve
@@ -83,8 +84,15 @@ class _Evaluator:
             return space.coords(e.name)
         if isinstance(e, Access):
             return self.gather(e, space, domain, einsum)
+        if isinstance(e, Op) and e.name in ROUNDING:
+            return self.rounded(e, space, domain, einsum)
         if isinstance(e, Op):
             args = [self.index(a, space, zeros, domain, einsum) for a in e.args]
+            if e.name not in ("and", "or", "not"):   # a condition used as a number is 1 or 0
+                args = [a if (e.name == "select" and k == 0) or np.asarray(a).dtype != bool
+                        else np.asarray(a, dtype=np.int64) for k, a in enumerate(args)]
+            if e.name == "pow":                      # a whole exponent >= 0 (the validator): exact in int64
+                return np.power(np.asarray(args[0], dtype=np.int64), np.asarray(args[1], dtype=np.int64))
             if e.name in ("floordiv", "mod") and np.any(np.asarray(args[1]) == 0):
                 if zeros is None:
                     raise ExecutionError(f"division by zero in the index {format_expr(e, True)}", e.loc,
@@ -95,6 +103,23 @@ class _Evaluator:
                 return self.bitwise(e, args, None)
             return RULES[e.name].numpy(*args)
         raise TypeError(e)
+
+    def rounded(self, e: Op, space: _Space, domain, einsum: Einsum):
+        """floor( ) or ceil( ) in an index: its argument evaluated as a value
+        (a real number, in the executor's dtype, as in a map), then made
+        whole; a non-finite result at a point that exists is an error there
+        (never clipped), and past the int64 range too."""
+        v = np.asarray(RULES[e.name].numpy(self.value(e.args[0], space, domain, einsum)), dtype=np.float64)
+        live = np.ones(np.shape(v), dtype=bool) if domain is None else np.broadcast_to(
+            domain, np.broadcast_shapes(np.shape(domain), np.shape(v)))
+        v = np.broadcast_to(v, live.shape)
+        bad = live & ~(np.isfinite(v) & (np.abs(v) <= MAX_INDEX_LITERAL))
+        if np.any(bad):
+            at = np.argwhere(bad)[0]
+            self.fail(f"the computed index {format_expr(e, True)} = {float(v[tuple(at)])!r} in Einsum {einsum.name} "
+                      f"is not a finite whole number of at most 2**53, at {_point_text(space, live.shape, at)}",
+                      e, einsum)
+        return np.where(live, v, 0).astype(np.int64)
 
     def value(self, e: Expr, space: _Space, domain, einsum: Einsum):
         """Value of `e` over the grid. `domain` (None: everywhere) marks the
@@ -160,7 +185,8 @@ class _Evaluator:
         idx = []
         for pos, i in enumerate(a.indices):
             zeros: list = []
-            k = self.index(i, space, zeros, domain, einsum)
+            k = np.asarray(self.index(i, space, zeros, domain, einsum))
+            k = k.astype(np.int64) if k.dtype == bool else k      # a condition as an index is 0 or 1
             for op, where in zeros:              # a zero divisor matters only at a point that exists
                 live = where if domain is None else where & domain
                 if np.any(live):

@@ -136,6 +136,42 @@ def index_vars(e: Expr) -> list[str]:
     return list(seen)
 
 
+ROUNDING = ("floor", "ceil")
+"""The functions that make a real number an index (docs/notation.md,
+Computed indices): inside an access index their argument is a real-valued
+expression (`/` divides exactly there), everywhere else an index is whole."""
+
+ADDRESSING = frozenset({"add", "sub", "mul", "floordiv", "mod", "neg", "band", "bor", "xor", "shl", "shr"})
+"""Operators of plain index arithmetic (addressing); an index using any other
+(a comparison, select, min, max, clip, abs, floor, ceil) is *computed*."""
+
+
+def computed_index(e: Expr) -> bool:
+    """Does the access index `e` compute (an operator outside ADDRESSING, its
+    own gathers' indices not counted)? Such an index may leave its tensor
+    anywhere, like a gather: every stage bounds-checks or refuses it."""
+    if isinstance(e, Op):
+        return e.name not in ADDRESSING or any(computed_index(a) for a in e.args)
+    return False
+
+
+def integer_nodes(e: Expr) -> Iterator[Expr]:
+    """The nodes of an access index evaluated in whole numbers: all but the
+    arguments of floor and ceil (real-valued), an inner access's indices
+    included (each is an index again)."""
+    yield e
+    if isinstance(e, Access):
+        for i in e.indices:
+            yield from integer_nodes(i)
+    elif isinstance(e, Op):
+        for a in e.args:
+            if e.name in ROUNDING:
+                yield from (n for x in walk(a) if isinstance(x, Access) for i in x.indices
+                            for n in integer_nodes(i))
+            else:
+                yield from integer_nodes(a)
+
+
 def conjuncts(pred: Expr | None) -> list[Expr]:
     """The terms of a predicate's top-level `and`, left to right (none for no
     predicate)."""

@@ -197,6 +197,7 @@ RULES: dict[str, OpRule] = {r.name: r for r in [
     _rule("expm1", 1, np.expm1, lambda a: sympy.exp(a) - 1, "expm1", group="transcendental"),
     _rule("abs", 1, np.abs, sympy.Abs, "abs"),
     _rule("floor", 1, np.floor, sympy.floor, "abs"),
+    _rule("ceil", 1, np.ceil, sympy.ceiling, "abs"),
     _rule("max", 2, np.maximum, sympy.Max, "max", group="associative"),
     _rule("min", 2, np.minimum, sympy.Min, "max", group="associative"),
     _rule("clip", 3, lambda x, lo, hi: np.minimum(np.maximum(x, lo), hi),

@@ -110,6 +110,10 @@ def _floor(x):
     return float(math.floor(x)) if math.isfinite(x) else x
 
 
+def _ceil(x):
+    return float(math.ceil(x)) if math.isfinite(x) else x
+
+
 def _max(a, b):
     if a != a or b != b:
         return math.nan
@@ -208,6 +212,7 @@ VALUE_OPS = {
     "tanh": math.tanh,
     "abs": abs,
     "floor": _floor,
+    "ceil": _ceil,
     "max": _max,
     "min": _min,
     "clip": lambda x, lo, hi: _min(_max(x, lo), hi),
@@ -234,6 +239,13 @@ INDEX_OPS = {
     "xor": lambda a, b: a ^ b,
     "shl": lambda a, b: _index_shift(a, b, True),
     "shr": lambda a, b: _index_shift(a, b, False),
+    # computed indices (docs/notation.md): conditions are 0 or 1, and whole numbers stay Python ints
+    "lt": lambda a, b: int(a < b), "le": lambda a, b: int(a <= b), "gt": lambda a, b: int(a > b),
+    "ge": lambda a, b: int(a >= b), "eq": lambda a, b: int(a == b), "ne": lambda a, b: int(a != b),
+    "and": lambda a, b: int(bool(a) and bool(b)), "or": lambda a, b: int(bool(a) or bool(b)),
+    "not": lambda a: int(not a), "select": lambda c, a, b: a if c else b,
+    "min": min, "max": max, "clip": lambda x, lo, hi: min(max(x, lo), hi), "abs": abs,
+    "pow": lambda a, b: a ** b,
 }
 
 
@@ -492,8 +504,14 @@ class _Oracle:
         """An access index at point p: integer arithmetic of coordinates and
         symbols (`_int_expr`), where a tensor read (a gather, `OFF[DOC[p]]`)
         is read like any element, bounds-checked, and must be whole."""
-        if not any(isinstance(n, Access) for n in walk(i)):
+        if not any(isinstance(n, Access) or isinstance(n, Op) and n.name in ("floor", "ceil") for n in walk(i)):
             return _int_expr(i, p | self.env, what)
+        if isinstance(i, Op) and i.name in ("floor", "ceil"):     # a real number made whole
+            v = self.value(i.args[0], p, e)
+            v = math.floor(v) if i.name == "floor" and math.isfinite(v) else math.ceil(v) if math.isfinite(v) else v
+            if not math.isfinite(v):
+                raise OracleError(f"{what}: the computed {format_expr(i, True)} = {v} is not a finite whole number")
+            return int(v)
         if isinstance(i, Access):
             v = self.read(i, p, e)
             if not (math.isfinite(v) and float(v).is_integer()):

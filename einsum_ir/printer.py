@@ -5,7 +5,7 @@ import math
 
 from dataclasses import replace
 
-from .ir import Access, Cascade, Domain, Einsum, Expr, Idx, Num, Op, Rank, Sym, TensorDecl, repeat_rank
+from .ir import ROUNDING, Access, Cascade, Domain, Einsum, Expr, Idx, Num, Op, Rank, Sym, TensorDecl, repeat_rank
 from .ops import NEG, RULES
 
 
@@ -37,8 +37,8 @@ def format_expr(e: Expr, index: bool = False) -> str:
         return f"{e.tensor}[{', '.join(format_expr(i, True) for i in e.indices)}]"
     if isinstance(e, Op):
         r = RULES[e.name]
-        if r.infix is None:
-            return f"{e.name}({', '.join(format_expr(a, index) for a in e.args)})"
+        if r.infix is None:       # floor( ) and ceil( ) in an index take a real number: `/` divides there
+            return f"{e.name}({', '.join(format_expr(a, index and e.name not in ROUNDING) for a in e.args)})"
         if r.arity == 1:
             inner = format_expr(e.args[0], index)
             if _prec(e.args[0]) < r.precedence:

@@ -184,8 +184,9 @@ def check_divisors(c: Cascade, env: dict) -> None:
     for e, n in division_sites(c):
         d = _const(n.args[1], env)
         if d == 0:
-            raise ZeroDivisorError(f"division by zero in {e.name}: the divisor {format_expr(n.args[1], True)} of "
-                             f"{format_expr(n, True)} is 0 at "
+            # printed with `//` for floor division: right in an index, in a map and inside floor( ) alike
+            raise ZeroDivisorError(f"division by zero in {e.name}: the divisor {format_expr(n.args[1])} of "
+                             f"{format_expr(n)} is 0 at "
                              + ", ".join(f"{s}={env[s]}" for s in sorted(env) if not s.startswith("density_")),
                              n.loc or e.loc, c.source)
 

@@ -7,11 +7,12 @@ import difflib
 import math
 
 from .errors import ValidationError
-from .ir import SCAN_FLAGS, SCAN_OPS, Access, Cascade, Einsum, Expr, Idx, Num, Op, Sym, offset_of, rank_of, walk
+from .ir import (ADDRESSING, ROUNDING, SCAN_FLAGS, SCAN_OPS, Access, Cascade, Einsum, Expr, Idx, Num, Op, Sym,
+                 integer_nodes, offset_of, rank_of, walk)
 from .parser import MAX_INDEX_LITERAL
 from .ops import BITWISE_OPS, BOOLEAN_OPS, DTYPE_BYTES, REDUCE_RULES, RULES
 
-_INDEX_OPS = {"add", "sub", "mul", "floordiv", "mod", "neg"} | BITWISE_OPS
+_INDEX_OPS = ADDRESSING | BOOLEAN_OPS | {"select", "min", "max", "clip", "abs", "pow"} | set(ROUNDING)
 _UPPER_RANK = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
 # Ranks whose index variable would be a keyword of the notation: the printed
 # cascade would not parse back (`Y[inf]` even parses, as the constant inf).
@@ -44,6 +45,17 @@ def _natural(e: Expr) -> bool:
         _natural(a) for a in e.args)
 
 
+def alias_root(ranks: dict, name: str) -> str:
+    """The rank (or shape symbol) that `name` is an alias of, following
+    `rank J = X` definitions (a bare name) to the end: two ranks with the
+    same root have the same extent by definition."""
+    seen = {name}
+    while name in ranks and isinstance(ranks[name].definition, Sym) and ranks[name].definition.name not in seen:
+        name = ranks[name].definition.name
+        seen.add(name)
+    return name
+
+
 def _suggest(name: str, options) -> str:
     close = difflib.get_close_matches(name, sorted(options), n=1)
     return f" (did you mean {close[0]}?)" if close else ""
@@ -57,10 +69,12 @@ class _Checker:
 
 
     def same_extent(self, a: str, b: str) -> bool:
-        """A bare index variable of rank a may index rank b when b is a or an
-        alias of it (`rank J = M0`: a second index over the same range)."""
-        alias = lambda x, y: x in self.ranks and self.ranks[x].definition == Sym(y)  # noqa: E731
-        return a == b or alias(a, b) or alias(b, a)
+        """A bare index variable of rank a may index rank b when both are
+        aliases of one rank (`rank J = M0`; the repeated P2 of `DIST[B, P, P]`
+        and `rank M = P`): the same range by definition, so aliases are
+        transitive. Ranks that merely happen to be equal in extent are not."""
+        return alias_root(self.ranks, a) == alias_root(self.ranks, b)
+
     def fail(self, msg: str, node=None, einsum: Einsum | None = None):
         loc = getattr(node, "loc", None) or (einsum.loc if einsum is not None else None)
         if loc is None and einsum is not None:
@@ -149,10 +163,9 @@ class _Checker:
                 self.fail(f"the domain {d} of {t.name} holds no {t.dtype} value (no integer lies in it)", t)
 
     def masks_ok(self):
-        """Each named mask is a condition, is used, and does not take the name
+        """Each named mask is a condition and does not take the name
         of an index variable (a use of it would read as the mask)."""
         variables = {r.name.lower(): r.name for r in self.c.ranks}
-        conditions = [x for e in self.c.einsums for p in (e.expr, e.predicate) if p is not None for x in walk(p)]
         for m in self.c.masks:
             if m.name in variables:
                 self.fail(f"mask '{m.name}' has the name of the index variable of rank {variables[m.name]}; "
@@ -160,9 +173,29 @@ class _Checker:
             if self.kind(m.condition, None) != "bool":
                 self.fail(f"mask '{m.name}' must be a condition (a comparison, and/or/not, or a bool tensor), "
                           f"got {m.condition}", m.condition)
+
+    def masks_used(self):
+        """Each named mask is used (checked after the Einsums, so that a
+        misspelt use is reported at its place, not as an unused mask)."""
+        conditions = [x for e in self.c.einsums for p in (e.expr, e.predicate) if p is not None for x in walk(p)]
+        for m in self.c.masks:
             if not any(x is m.condition or x == m.condition for x in conditions):
                 self.fail(f"mask '{m.name}' is never used (write `where {m.name}` on the Einsums it restricts, "
                           "or remove it)", m)
+
+    def unknown_variable(self, e: Idx, einsum: Einsum):
+        """An index variable with no rank: a misspelt mask (`where causl`), a
+        mask used above its definition, or a misspelt index variable."""
+        masks = {m.name: m for m in self.c.masks}
+        if e.name in masks:
+            self.fail(f"mask '{e.name}' is used before its definition (at {masks[e.name].loc}); define a mask "
+                      "above the Einsums that use it", e, einsum)
+        close = difflib.get_close_matches(e.name, sorted(masks), n=1)
+        if close:
+            self.fail(f"unknown name '{e.name}': neither a mask nor the index variable of a rank "
+                      f"(did you mean '{close[0]}'? the mask defined at {masks[close[0]].loc})", e, einsum)
+        self.fail(f"index variable {e.name} has no rank {rank_of(e.name)}" + _suggest(rank_of(e.name), self.ranks),
+                  e, einsum)
 
     def no_rank_cycle(self):
         """Derived extents that depend on each other (`rank A = B * 2, B = A + 1`)
@@ -192,8 +225,7 @@ class _Checker:
             return "num"
         if isinstance(e, Idx):
             if rank_of(e.name) not in self.ranks:
-                self.fail(f"index variable {e.name} has no rank {rank_of(e.name)}"
-                          + _suggest(rank_of(e.name), self.ranks), e, einsum)
+                self.unknown_variable(e, einsum)
             return "num"
         if isinstance(e, Sym):
             if e.name in self.tensors:
@@ -244,7 +276,7 @@ class _Checker:
             return self.tensors[e.tensor].dtype in ("i32", "i8", "bool")
         if not isinstance(e, Op):
             return False
-        if e.name in BOOLEAN_OPS or e.name in BITWISE_OPS or e.name == "floor":
+        if e.name in BOOLEAN_OPS or e.name in BITWISE_OPS or e.name in ROUNDING:
             return True
         if e.name == "select":
             return all(self.is_integer(a) for a in e.args[1:])
@@ -289,22 +321,7 @@ class _Checker:
             self.fail(f"{a.tensor} has {len(t.ranks)} rank{'s' * (len(t.ranks) != 1)} "
                       f"[{', '.join(t.ranks)}] but is indexed with {len(a.indices)}", a, einsum)
         for pos, (i, r) in enumerate(zip(a.indices, t.ranks)):
-            for n in walk(i):
-                if isinstance(n, Access) and n is not a:
-                    self.gather_ok(n, a, einsum)
-                if isinstance(n, Op) and n.name not in _INDEX_OPS:
-                    self.fail(f"index {i} of {a.tensor} uses {n.name}; indices allow + - * / % & | << >> xor only",
-                              n, einsum)
-                if isinstance(n, Op):
-                    self.no_zero_divisor(n, einsum)
-                if isinstance(n, Num) and not float(n.value).is_integer():
-                    self.fail(f"index {i} of {a.tensor} is not an integer", n, einsum)
-                if isinstance(n, Num) and abs(n.value) > MAX_INDEX_LITERAL:
-                    self.fail(f"index {i} of {a.tensor}: {n.value:.6g} is too large for an index "
-                              f"(at most 2**53)", n, einsum)
-                if isinstance(n, Idx) and rank_of(n.name) not in self.ranks:
-                    self.fail(f"index variable {n.name} has no rank {rank_of(n.name)}"
-                              + _suggest(rank_of(n.name), self.ranks), n, einsum)
+            self.index_ok(i, a, einsum)
             # a literal extent (`INTV[NI, 2]`) bounds a literal index where it is written
             extent = self.ranks[r].definition if r in self.ranks and self.ranks[r].implicit else None
             if isinstance(i, Num) and isinstance(extent, Num) and not 0 <= i.value < extent.value:
@@ -313,6 +330,32 @@ class _Checker:
             if isinstance(i, Idx) and not self.same_extent(rank_of(i.name), r):
                 self.fail(f"rank mismatch: {a.tensor}'s rank {pos + 1} is {r}, indexed by {i.name} "
                           f"(rank {rank_of(i.name)})", i, einsum)
+
+    def index_ok(self, i: Expr, a: Access, einsum: Einsum):
+        """An access index is a whole number by its form: coordinates, shape
+        symbols, whole numbers, gathers, and + - * // % bitwise, comparisons
+        and and/or/not (0/1), select, min, max, clip, abs, x ^ n of them, and
+        floor( ) or ceil( ) of any real-valued expression (docs/notation.md,
+        Computed indices)."""
+        for n in walk(i):
+            if isinstance(n, Access) and n is not a:
+                self.gather_ok(n, a, einsum)
+        for n in integer_nodes(i):
+            if isinstance(n, Op) and n.name not in _INDEX_OPS:
+                self.fail(f"index {i} of {a.tensor} uses {n.name} outside floor( ) and ceil( ): an index is a "
+                          f"whole number; make a real-valued part whole with floor(...) or ceil(...)"
+                          + (" (in an index `/` is floor division; inside floor( ) it divides exactly)"
+                             if n.name == "div" else ""), n, einsum)
+            if isinstance(n, Num) and not float(n.value).is_integer():
+                self.fail(f"index {i} of {a.tensor} uses {n.value}, which is not a whole number (a fraction "
+                          "belongs inside floor( ) or ceil( ))", n, einsum)
+            if isinstance(n, Num) and abs(n.value) > MAX_INDEX_LITERAL:
+                self.fail(f"index {i} of {a.tensor}: {n.value:.6g} is too large for an index "
+                          f"(at most 2**53)", n, einsum)
+        self.kind(i, einsum)          # every node: ranks, arities, conditions where conditions are wanted
+        if not self.is_integer(i):
+            self.fail(f"index {i} of {a.tensor} is not a whole number by its form (an exponent must be a whole "
+                      "number >= 0 in an index)", i, einsum)
 
     def gather_ok(self, g: Access, a: Access, einsum: Einsum):
         """A gather (`OFF[DOC[p]]`, `K[.., PAGE[b, m // PS] * PS + m % PS]`):
@@ -462,6 +505,7 @@ def validate(c: Cascade) -> None:
     chk.masks_ok()
     for e in c.einsums:
         chk.einsum(e)
+    chk.masks_used()
     chk.writers()
     schedule(c)  # raises on a cycle that no iterative rank carries
     chk.outputs()

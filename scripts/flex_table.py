@@ -146,6 +146,9 @@ def refusal(msg: str) -> str:
     gather = re.search(r"reads (.*?) through the gather", msg)
     if gather:
         return f"a gather ({gather.group(1)})".replace("|", "\\|")
+    computed = re.search(r"reads (.*?) at the computed index", msg)
+    if computed:
+        return f"a computed index ({computed.group(1)})".replace("|", "\\|")
     return re.sub(r"^.*?error: ", "", msg)[:100].replace("|", "\\|")
 
 

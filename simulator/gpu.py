@@ -28,7 +28,7 @@ import numpy as np
 from einsum_ir.analysis.counts import ops_per_point
 from einsum_ir.analysis.fused import FusedForm, FusedFormError
 from einsum_ir.analysis.tile_program import (KEY, POINT, ROW, UNIFORM, PassProgram, TileProgram, packed_tile_classes,
-                                              scan_work, statement_ops, tile_program)
+                                              scan_work, statement_ops, tile_program, walk_notes)
 from einsum_ir.analysis.tiles import EMPTY, FULL, PARTIAL, cell_counts, classify, launch_order, over_batch
 from einsum_ir.ir import Access, Op, index_vars, rank_of, walk
 from einsum_ir.ops import DTYPE_BYTES, KIND_UNITS, REDUCE_RULES
@@ -703,7 +703,7 @@ def _placement_notes(program: TileProgram, env: dict) -> list[str]:
         trips = int(np.prod([env[rank_of(v)] for v in t.reduced]))
         notes.append(f"computed in the tile walk: {t.name}, a {t.reduce} over {', '.join(t.reduced)} "
                      f"({trips} steps per tile, vector work)")
-    return notes
+    return notes + walk_notes(program)
 
 
 def _binding(parts: Counter, ideal: float, total: float) -> str:

@@ -14,7 +14,7 @@ from math import ceil, prod
 import sympy
 
 from einsum_ir import Cascade
-from einsum_ir.ir import Access, walk
+from einsum_ir.ir import Access, computed_index, walk
 from einsum_ir.shapes import resolve
 from einsum_ir.sym import shape_symbol
 from hw_models.schema import HardwareError
@@ -66,6 +66,10 @@ def refuse_gathers(c: Cascade) -> None:
                     raise HardwareError(f"{c.name}: the spatial model cannot map {e.name}: it reads {a} through "
                                         f"the gather {g} (an index given by data); gathers are modelled on GPUs "
                                         "only (attnc map --hw h100, docs/gpu.md)", a.loc, c.source)
+                if computed_index(i):      # clip, select, floor(...): a position no tile of the nest walks
+                    raise HardwareError(f"{c.name}: the spatial model cannot map {e.name}: it reads {a} at the "
+                                        f"computed index {i}; computed indices, like gathers, are modelled on "
+                                        "GPUs only (attnc map --hw h100, docs/gpu.md)", a.loc, c.source)
 
 
 def space(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict) -> Space:

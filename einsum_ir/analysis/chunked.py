@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from itertools import combinations
 
 from ..errors import EinError
-from ..ir import Cascade, Einsum, Idx, Num, Sym, index_vars, rank_of, var_of
+from ..ir import Cascade, Einsum, Idx, Num, index_vars, rank_of, var_of
+from ..validate import alias_root
 
 
 class ChunkedFormError(EinError):
@@ -169,8 +170,9 @@ def recognise(c: Cascade, env: dict | None = None) -> ChunkedForm:
     if outers:
         o = outers[0]
         root, loop_var, inner = var_of(o.parent), var_of(o.name), var_of(c.inner_of(o.name))
-        chunk = [inner] + [var_of(r.name) for r in c.ranks
-                           if r.definition is not None and r.definition == Sym(c.inner_of(o.name))]
+        ranks = {r.name: r for r in c.ranks}
+        chunk = [inner] + [var_of(r.name) for r in c.ranks if r.name != c.inner_of(o.name)
+                           and alias_root(ranks, r.name) == alias_root(ranks, c.inner_of(o.name))]
         tokens = {root, loop_var, *chunk}
         batch = _batch(c, tokens, root)
         loops_spec = [(loop_var, tuple(chunk), tokens)]

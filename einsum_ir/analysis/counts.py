@@ -18,7 +18,10 @@ so `(A*V)*B` and `(A*B)*V` count the same, and a sub-product that is
 invariant in a reduced variable is hoisted. The last multiply of a summed
 product that depends on every variable is one MAC per point (the multiply
 and the add of a multiply-accumulate). Coordinate arithmetic inside access
-indices and the predicate is addressing, not counted.
+indices and the predicate is addressing, not counted; a computed index
+(`TB[h, bucket(m - p)]`, `ANC[p, clip(m - PL, 0, P - 1)]`) is work, counted
+as a map's operators: its whole-number operators as 'int', floor( ) and
+ceil( ) and their real-valued argument by their own kinds.
 
 Where a projection is not proved exact (a mask tensor over a projected
 variable, a condition that is no interval in it), the operator is counted
@@ -31,7 +34,7 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from ..ir import Access, Cascade, Einsum, Expr, Idx, Op, index_vars
+from ..ir import ROUNDING, Access, Cascade, Einsum, Expr, Idx, Op, computed_index, index_vars
 from ..ops import KIND_UNITS, REDUCE_RULES, RULES, op_kind
 from .points import Kept, points, projected_points
 
@@ -77,20 +80,25 @@ def steps(e: Einsum) -> list[Step]:
     return out
 
 
-def _walk(x: Expr, out: list[Step]):
-    """-> (indices of the outermost steps of x, its variables, its text)."""
-    if isinstance(x, Access):
-        return [], frozenset(index_vars(x)), str(x)
+def _walk(x: Expr, out: list[Step], integer: bool = False):
+    """-> (indices of the outermost steps of x, its variables, its text).
+    `integer`: x is the whole-number part of a computed access index, whose
+    operators count as integer work ('int'; floor( ) and ceil( ) as
+    themselves, their real-valued argument as a map's)."""
+    if isinstance(x, Access):        # a computed index is work (a plain one is addressing)
+        tops = [t for i in x.indices if computed_index(i) for t in _walk(i, out, True)[0]]
+        return tops, frozenset(index_vars(x)), str(x)
     if isinstance(x, Idx):
         return [], frozenset([x.name]), str(x)
     if not isinstance(x, Op):
         return [], frozenset(), str(x)
-    if x.name == "mul":
+    if x.name == "mul" and not integer:
         return _product(x, out)
-    subs = [_walk(a, out) for a in x.args]
+    real = not integer or x.name in ROUNDING
+    subs = [_walk(a, out, not real) for a in x.args]
     tops = [t for s in subs for t in s[0]]
     vs = frozenset().union(*[s[1] for s in subs])
-    kind = op_kind(x)
+    kind = op_kind(x) if real else "int" if op_kind(x) is not None else None
     if kind is None:        # free (negation): its operands' steps stay outermost
         return tops, vs, str(x)
     out.append(Step(kind, vs, str(x)))
@@ -209,14 +217,19 @@ def ops_per_point(e: Einsum) -> Counter:
     return Counter({k: v for k, v in per.items() if v})
 
 
-def _map_ops(e: Expr, counter: Counter):
+def _map_ops(e: Expr, counter: Counter, integer: bool = False):
     if isinstance(e, Op):
-        kind = op_kind(e)
+        real = not integer or e.name in ROUNDING
+        kind = op_kind(e) if real else "int" if op_kind(e) is not None else None
         if kind is not None:
             counter[kind] += 1
         for a in e.args:
-            _map_ops(a, counter)
-    # accesses: their indices are addressing; numbers, symbols, coordinates: free
+            _map_ops(a, counter, not real)
+    if isinstance(e, Access):      # a computed index is integer work (as `_walk`); plain indices are addressing
+        for i in e.indices:
+            if computed_index(i):
+                _map_ops(i, counter, True)
+    # numbers, symbols, coordinates: free
 
 
 def readable(expr: sympy.Expr) -> sympy.Expr:

@@ -30,7 +30,9 @@ from dataclasses import dataclass, field
 
 from ..errors import EinError
 from ..graph import schedule
-from ..ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, Sym, index_vars, rank_of, substitute, walk
+from ..ir import (Access, Cascade, Einsum, Expr, Idx, Num, Op, Sym, computed_index, index_vars, rank_of, substitute,
+                  walk)
+from ..validate import alias_root
 
 POS, ROOT, INNER = "position", "root", "inner"
 
@@ -83,19 +85,22 @@ def _uses(c: Cascade, var_ranks: set[str], slot_ranks: set[str]) -> bool:
 
 def rank_family(c: Cascade, rank: str) -> Family:
     """R, its parts, and the aliases that walk them. An alias (`rank J = X`
-    or `rank X = J`, X of the family) joins when an access indexes a family
+    or `rank X = J`, X of the family, or both aliases of one rank: P2 = P
+    and M = P, validate.alias_root) joins when an access indexes a family
     rank with j or J with a family variable: queries and keys of
     self-attention (`rank M = P`) that never index each other's tensors stay
     independent ranks."""
     kind, tile = _partition_kinds(c, rank)
     alias_of: dict[str, str] = {}
+    ranks = {r.name: r for r in c.ranks}
+    root = {r.name: alias_root(ranks, r.name) for r in c.ranks}   # aliases are transitive (P2 = P, M = P)
     changed = True
     while changed:
         changed = False
         for r in c.ranks:
-            for a, b in ((r.name, r.definition), (getattr(r.definition, "name", None), Sym(r.name))):
-                if not isinstance(b, Sym) or a is None or a in kind or b.name not in kind:
-                    continue
+            if r.name in kind:
+                continue
+            for a, b in [(r.name, Sym(b)) for b in kind if b in root and root[b] == root[r.name]][:1]:
                 fam = set(kind)
                 if _uses(c, {a}, fam) or _uses(c, fam, {a}):
                     kind[a], alias_of[a] = kind[b.name], b.name
@@ -151,7 +156,9 @@ def position_token(fam: Family, kind: str, index: Expr, iterative: bool):
 
 
 def _gathered(i: Expr) -> bool:
-    return any(isinstance(n, Access) for n in walk(i))
+    """A gather, or a computed index (`TB[h, bucket(m - p)]`): either way the
+    position read is not a walk of the slot's rank."""
+    return any(isinstance(n, Access) for n in walk(i)) or computed_index(i)
 
 
 def gather_token(fam: Family, index: Expr):
@@ -204,9 +211,11 @@ def gathered_position(c: Cascade, fam: Family) -> str | None:
         for a in [e.output] + e.reads():
             for r, i in zip(c.tensor(a.tensor).ranks, a.indices):
                 if fam.kind.get(r) is not None and _gathered(i):
-                    return (f"{e.name} reads {a} at a position of {fam.rank} given by data (a gather): the order "
-                            f"in which {fam.rank} is visited is the index tensor's, so passes are counted over the "
-                            "ranks whose variables index the gather instead")
+                    how = ("given by data (a gather): the order in which {r} is visited is the index tensor's"
+                           if any(isinstance(n, Access) for n in walk(i)) else
+                           "computed (a computed index): the order in which {r} is visited is the index's")
+                    return (f"{e.name} reads {a} at a position of {fam.rank} " + how.format(r=fam.rank)
+                            + ", so passes are counted over the ranks whose variables index it instead")
     return None
 
 

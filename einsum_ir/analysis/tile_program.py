@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from collections import Counter
 
-from ..ir import Access, Einsum, Expr, Idx, Num, Op, Sym, accesses, walk
+from ..ir import ROUNDING, Access, Einsum, Expr, Idx, Num, Op, Sym, accesses, walk
 from ..ops import RULES, op_kind
 from .fused import FusedForm, FusedFormError, Reduction, Score
 
@@ -109,6 +109,20 @@ def scan_work(pp: "PassProgram") -> Counter:
         out.update(sc.ops())
     if pp.walk != "any":
         out["int", UNIFORM] += WALK_MERGE_INT
+    return out
+
+
+def walk_notes(program: "TileProgram") -> list[str]:
+    """What a carried walk is, in words (the GPU model's notes)."""
+    out = []
+    for pp in program.passes:
+        for sc in pp.scans:
+            order = "from the last down" if pp.walk == "reverse" else "from the first up"
+            excl = "exclusive: the scan at the previous key, a gather; " if sc.exclusive else ""
+            out.append(f"a scan carried in the walk: {sc.name} = {sc.einsum.scan} along the keys; pass {pp.index} "
+                       f"visits its key tiles {order} (full and partial ones merged in key order), each tile a "
+                       f"tl.{sc.op} of its terms plus a running value per row ({excl}charged per tile: "
+                       "ScanCarry.ops)")
     return out
 
 
@@ -422,6 +436,10 @@ def _ops(form: FusedForm, x: Expr, out: Counter, mode: str) -> frozenset:
         ax = frozenset().union(*[_ops(form, a, out, "int") for a in x.args])
         out["int", ax] += 1
         return ax
+    if mode == "int" and x.name in ROUNDING:       # floor( ) in an index: of a real-valued argument
+        ax = _ops(form, x.args[0], out, "value")
+        out[op_kind(x), ax] += 1
+        return ax
     if mode == "int":
         ax = frozenset().union(*[_ops(form, a, out, "int") for a in x.args])
         if RULES[x.name].kind is not None:
@@ -454,4 +472,4 @@ def reciprocal_divisor(form: FusedForm, d: Expr) -> bool:
 
 __all__ = ["HeadPacking", "INT_OPS", "KEY", "Normalise", "head_packing", "packed_tile_classes", "POINT", "PassProgram", "ROW", "TileProgram", "UNIFORM", "axes_of",
            "integer_expr", "reciprocal_divisor", "ScanCarry", "scan_work", "statement_ops", "tile_program",
-           "WALK_MERGE_INT"]
+           "WALK_MERGE_INT", "walk_notes"]

@@ -249,6 +249,8 @@ def test_the_gpu_model_charges_the_scan_hand_derived():
     extra = pred.work["fp32_ops"] - pred0.work["fp32_ops"]      # the merge's integer work may issue as fp32 slots
     assert tiles * (5 * 64 * 32 + 64) <= extra <= tiles * (5 * 64 * 32 + 64 + 2 * (WALK_MERGE_INT + 2 * 32))
     assert pred.time_s > pred0.time_s and pred.parts["tiles_skipped"] > 0
+    assert any(n.startswith("a scan carried in the walk: Z = cumsum[m, reverse, exclusive] along the keys; pass 0 "
+                            "visits its key tiles from the last down") for n in pred.notes)
 
 
 def test_opposite_scans_in_one_walk_are_refused_by_name():
@@ -301,3 +303,38 @@ def test_the_mapping_search_offers_no_split_for_a_carried_walk():
         form = recognise(library.load(name))
         env = resolve(form.cascade, dict(B=1, H=2, P=1024, E=64, F=64))
         assert any(m.splits > 1 for m in candidates(form, h100, env)) == split, name
+
+
+DECODE = """rank B, H, M, E, F
+input Q[B, H, E]: f32
+input K[B, H, E, M]: f32
+input V[B, H, F, M]: f32
+S[b, h, m] = Q[b, h, e] * K[b, h, e, m]
+Z[b, h, m] = cumsum[m, reverse, exclusive] -softplus(S[b, h, m])
+AV[b, h, f] = exp(logsigmoid(S[b, h, m]) + Z[b, h, m]) * V[b, h, f, m]
+"""
+GQA = """rank B, H, P, E, F
+rank M = P
+rank KH = H / G
+input Q[B, H, E, P]: f32
+input K[B, KH, E, M]: f32
+input V[B, KH, F, M]: f32
+S[b, h, m, p] = Q[b, h, e, p] * K[b, h / G, e, m] where m < p
+Z[b, h, m, p] = cumsum[m, reverse, exclusive] -softplus(S[b, h, m, p]) where m < p
+AV[b, h, f, p] = exp(logsigmoid(S[b, h, m, p]) + Z[b, h, m, p]) * V[b, h / G, f, m] where m < p
+"""
+
+
+@pytest.mark.parametrize("text, shapes, mapping", [
+    (DECODE, dict(B=1, H=2, M=40, E=16, F=8), TILES[0]),
+    (GQA, dict(B=1, H=4, G=2, P=30, E=16, F=8), GPUMapping(16, 16, pack_heads=2, dtype="f32"))],
+    ids=["decode", "gqa-packed"])
+def test_a_carried_walk_for_one_query_and_for_packed_heads(text, shapes, mapping):
+    """Decode (one query: the scan over the keys alone, still a tile of the
+    walk since it reads the scores) and GQA with two query heads packed as
+    rows of one program (each row its own carry)."""
+    c = parse(text, "x.ein")
+    inputs = random_inputs(c, shapes, seed=9, dtype="float32")
+    k, out = run(c, shapes, mapping, inputs)
+    assert k.program.passes[0].walk == "reverse"
+    close(out, execute(c, inputs, shapes)["AV"])
