@@ -97,3 +97,17 @@ def test_a_bad_computed_index_is_an_error_in_the_kernel_as_in_the_executor(bias,
         execute(c, x, shapes)
     with pytest.raises(EinError, match="out of range|not a finite"):
         call()
+
+
+def test_the_chunked_kernel_and_the_spatial_model_refuse_a_computed_index_by_name():
+    from codegen.runtime import compile_kernel
+    from einsum_ir import library
+    from hw_models.schema import HardwareError
+    from simulator.tiling import refuse_gathers
+    text = library.path("linear-attention").read_text().replace(
+        "PK[b, h, e, m] = select(K[b, h, e, m] > 0,", "PK[b, h, e, m] = select(K[b, h, e, clip(M - 1 - m, 0, M - 1)] > 0,")
+    c = parse(text, "lin.ein")
+    with pytest.raises(EinError, match=r"the chunked kernel does not compute the index clip\(M - 1 - m, 0, M - 1\)"):
+        compile_kernel(c, MAPPING, dict(B=1, H=1, M=40, P=20, E=8, F=8))
+    with pytest.raises(HardwareError, match=r"reads K\[b, h, e, clip\(M - 1 - m, 0, M - 1\)\] at the computed index"):
+        refuse_gathers(c)
