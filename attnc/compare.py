@@ -19,7 +19,8 @@ DEFAULT_LENGTHS = (512, 1024, 2048, 4096, 8192)
 # M0 = 256-key chunks.
 ZOO_SHAPE = dict(B=1, H=32, P=4096, M=4096, E=128, F=128, W=512, ST=1, DL=1, M0=256, G=4, NS=4, HS=16,
                  TQ=128, TK=128, density_BM=0.25, R=8, D=4096, N=49, TOPK=8,
-                 PY=64, PX=64, WY=13, WX=13, STY=1, STX=1, DLY=1, DLX=1)
+                 PY=64, PX=64, WY=13, WX=13, STY=1, STX=1, DLY=1, DLX=1,
+                 NP=1024, BS=16, density_live=0.75)     # paged KV: a pool of 1024 blocks of 16, 3/4 of M live
 
 
 def free_symbols(c: Cascade) -> list[str]:

@@ -330,6 +330,7 @@ def check_gpu_model(c, shapes: dict) -> tuple[str, str]:
     from einsum_ir import random_inputs
     from hw_models.schema import HardwareError
     x = random_inputs(c, ks, seed=0)          # a mask tensor's values decide which tiles exist
+    env = {**_measured_densities(c, x, ks), **env}
     for tile in (_MODEL_TILE, 32, TILE):      # the largest tiles whose operands fit shared memory
         m = GPUMapping(tile, tile, dtype="f32")
         try:
@@ -341,6 +342,19 @@ def check_gpu_model(c, shapes: dict) -> tuple[str, str]:
     fc = form.cascade
     dots = {s.name for s in form.scores} | {r.name for r in form.reductions if r.kind == "value"}
     return _compare_work(pred, _needed(fc, dots, env, m.dtype, _read_whole(fc, form, pred)), "")
+
+
+def _measured_densities(c, x: dict, shapes: dict) -> dict:
+    """The density of each mask that reads tensors (a document mask, a
+    length `m < LEN[b]`), counted from the inputs the model is given, for
+    those the shapes do not set (the generator sets a bool mask's): without
+    them the floors cannot be evaluated and the check would refuse."""
+    from einsum_ir.analysis import analyze
+    from einsum_ir.analysis.density import data_densities
+    if not set(data_densities(c)) - set(shapes):
+        return {}
+    return analyze(c, inputs=x, shapes={k: v for k, v in shapes.items() if not k.startswith("density_")}
+                   ).measured.get("densities", {})
 
 
 def _needed(fc, dots: set, env: dict, dtype: str, whole_reads) -> dict:

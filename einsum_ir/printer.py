@@ -5,7 +5,7 @@ import math
 
 from dataclasses import replace
 
-from .ir import ROUNDING, Access, Cascade, Domain, Einsum, Expr, Idx, Num, Op, Rank, Sym, TensorDecl, repeat_rank
+from .ir import ROUNDING, Access, Cascade, Domain, Einsum, Expr, Idx, Num, Op, Rank, Sym, TensorDecl, repeat_rank, walk
 from .ops import NEG, RULES
 
 
@@ -154,13 +154,23 @@ def format_cascade(c: Cascade) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _foldable(e: Einsum, table: list[tuple[Expr, str]]) -> list[tuple[Expr, str]]:
+    """The masks `e` may name: those whose index variables are all written in
+    its output or value (the parser refuses a mask whose coordinate is only
+    in the predicate, `C[p] = 1 where causal`, so such a use prints inline)."""
+    written = {n.name for part in (e.output, e.expr) for n in walk(part) if isinstance(n, Idx)}
+    return [(cond, name) for cond, name in table
+            if {n.name for n in walk(cond) if isinstance(n, Idx)} <= written]
+
+
 def _format_masks(c: Cascade) -> list[str]:
     """Mask definitions (those still used) and the Einsums that use them, by name."""
     table = [(m.condition, m.name) for m in c.masks]
     used: set[str] = set()
     einsums = [e if not table else replace(
-        e, expr=fold_masks(e.expr, table, used),
-        predicate=None if e.predicate is None else fold_masks(e.predicate, table, used)) for e in c.einsums]
+        e, expr=fold_masks(e.expr, _foldable(e, table), used),
+        predicate=None if e.predicate is None else fold_masks(e.predicate, _foldable(e, table), used))
+        for e in c.einsums]
     bodies = {}
     for k, m in enumerate(c.masks):  # a mask written with earlier masks is printed with them
         bodies[m.name] = fold_masks(m.condition, table[:k], set())

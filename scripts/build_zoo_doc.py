@@ -36,7 +36,7 @@ GROUPS = [
      ["linear-attention", "linear-attention-causal", "lightning-attention", "transnormer-decay"]),
     ("8. Gated Linear Attention", ["gla-recurrent", "gla-chunkwise"]),
     ("9. GQA and MQA", ["gqa", "mqa"]),
-    ("10. Decode and split-KV decode", ["decode", "decode-split-kv"]),
+    ("10. Decode and split-KV decode", ["decode", "decode-split-kv", "paged-attention"]),
     ("11. Streaming heads", ["streaming-heads"]),
     ("12. Block-sparse and PowerAttention", ["block-sparse", "power-attention"]),
     ("13. Agent Attention", ["agent-attention"]),

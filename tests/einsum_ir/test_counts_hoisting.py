@@ -13,6 +13,7 @@ import random
 from collections import Counter
 from fractions import Fraction
 
+import numpy as np
 import pytest
 
 import einsum_ir as ei
@@ -26,9 +27,9 @@ from einsum_ir.shapes import resolve
 
 SHAPES = [
     dict(B=1, H=2, P=4, M=4, E=2, F=2, W=2, ST=1, DL=1, M0=3, G=2, NS=1, HS=1, TQ=2, TK=2, R=2, D=3, N=3,
-         TOPK=2, PY=3, PX=2, WY=3, WX=1, STY=1, STX=1, DLY=1, DLX=1),
+         TOPK=2, PY=3, PX=2, WY=3, WX=1, STY=1, STX=1, DLY=1, DLX=1, NP=3, BS=2),
     dict(B=2, H=2, P=6, M=4, E=1, F=3, W=1, ST=2, DL=2, M0=2, G=1, NS=2, HS=1, TQ=3, TK=2, R=1, D=2, N=4,
-         TOPK=3, PY=2, PX=3, WY=1, WX=3, STY=1, STX=2, DLY=1, DLX=1),
+         TOPK=3, PY=2, PX=3, WY=1, WX=3, STY=1, STX=2, DLY=1, DLX=1, NP=4, BS=3),
 ]
 
 # ------------------------------------------------------------ brute force
@@ -51,8 +52,8 @@ def value(x, pt, env, masks, index=False):
         return env[x.name]
     if isinstance(x, Idx):
         return pt[x.name]
-    if isinstance(x, Access):
-        return bool(masks[x.tensor][tuple(value(i, pt, env, masks, True) for i in x.indices)])
+    if isinstance(x, Access):      # a bool mask's cell, or an integer table's entry (lengths, a block table)
+        return masks[x.tensor][tuple(value(i, pt, env, masks, True) for i in x.indices)]
     args = [value(a, pt, env, masks, index) for a in x.args]
     if index and x.name == "div":
         return args[0] // args[1]
@@ -137,6 +138,12 @@ def env_for(c, shapes, seed=0):
             cells = {ix: rng.random() < 0.5 for ix in itertools.product(*[range(n) for n in dims])}
             masks[t.name] = cells
             env[f"density_{t.name}"] = Fraction(sum(cells.values()), len(cells))
+    ints = [t for t in c.inputs if t.dtype in ("i32", "i8")]
+    if ints:    # integer tables, drawn as attnc draws them; their masks' densities measured from them
+        from einsum_ir.analysis import analyze
+        x = ei.random_inputs(c, {k: shapes[k] for k in free_symbols(c)}, seed=seed)
+        masks.update({t.name: {ix: int(v) for ix, v in np.ndenumerate(x[t.name])} for t in ints})
+        env.update(analyze(c, inputs=x, shapes={k: shapes[k] for k in free_symbols(c)}).measured["densities"])
     return env, masks
 
 

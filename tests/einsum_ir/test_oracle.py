@@ -231,7 +231,7 @@ def test_operators_at_special_values_follow_ieee(name, ref):
 # ------------------------------------------------------------------ executor vs oracle
 
 SMALL = dict(B=1, H=2, M=5, P=4, E=3, F=2, M0=2, W=2, G=2, D=2, R=2, N=2, NS=1, TQ=2, TK=3, HS=1, TOPK=1,
-             PY=3, PX=3, WY=3, WX=3, STY=1, STX=1, DLY=1, DLX=2, ST=1, DL=1)
+             PY=3, PX=3, WY=3, WX=3, STY=1, STX=1, DLY=1, DLX=2, ST=1, DL=1, NP=4, BS=2)
 
 
 def tiny_shapes(c) -> dict:
@@ -248,10 +248,12 @@ def tiny_shapes(c) -> dict:
 
 
 def positive_inputs(c, shapes, seed):
-    """Uniform in [0.2, 1.2): gates and decays whose log must be finite."""
+    """Uniform in [0.2, 1.2): gates and decays whose log must be finite
+    (integer tables, a block table or lengths, as drawn)."""
     rng = np.random.default_rng(seed)
     normal = ei.random_inputs(c, shapes, seed=seed)
-    return {k: v if v.dtype == bool else rng.uniform(0.2, 1.2, v.shape) for k, v in normal.items()}
+    return {k: v if v.dtype == bool or c.tensor(k).dtype in ("i32", "i8") else rng.uniform(0.2, 1.2, v.shape)
+            for k, v in normal.items()}
 
 
 def assert_same(c, got: dict, want: dict):
