@@ -338,3 +338,26 @@ def test_a_carried_walk_for_one_query_and_for_packed_heads(text, shapes, mapping
     k, out = run(c, shapes, mapping, inputs)
     assert k.program.passes[0].walk == "reverse"
     close(out, execute(c, inputs, shapes)["AV"])
+
+
+NESTED = HEAD.format(mask="m <= p").replace("rank B, H, P, E, F", "rank B, H, P, E, F, D") + """input W[H, D]: f32
+Z1[b, h, m, p] = cumsum[m, reverse] sigmoid(S[b, h, m, p]) where m <= p
+Z2[b, h, m, p] = cumsum[m, reverse, exclusive] 0.1 * Z1[b, h, m, p] where m <= p
+AV[b, h, f, p] = exp(-Z2[b, h, m, p] * W[h, 0]) * V[b, h, f, m] where m <= p
+"""
+IN_TILE = HEAD.format(mask="m <= p").replace("rank B, H, P, E, F", "rank B, H, P, E, F, D") + """input W[H, D]: f32
+Z[b, h, m, p] = cumsum[m] W[h, d] * sigmoid(S[b, h, m, p] + d) where m <= p
+AV[b, h, f, p] = exp(-0.1 * Z[b, h, m, p]) * V[b, h, f, m] where m <= p
+"""
+
+
+@pytest.mark.parametrize("text, walk", [(NESTED, "reverse"), (IN_TILE, "forward")], ids=["nested", "in-tile-sum"])
+def test_a_scan_of_a_scan_and_a_scan_after_an_in_tile_reduction(text, walk):
+    """Z2 scans Z1 (both carried in one reverse walk, Z1 first); Z sums over
+    d inside the tile, then scans along the keys."""
+    c = parse(text, "x.ein")
+    shapes = dict(B=1, H=2, P=37, E=16, F=8, D=3)
+    inputs = random_inputs(c, shapes, seed=10, dtype="float32")
+    k, out = run(c, shapes, TILES[0], inputs)
+    assert [pp.walk for pp in k.program.passes] == [walk]
+    close(out, execute(c, inputs, shapes)["AV"])
