@@ -3,7 +3,9 @@
 
 It holds one synchronous RAM per tensor (inputs, the running statistics,
 intermediates, outputs; a view such as BK = K[m1*M0 + m0] is an address,
-not a copy), lanes of each Einsum's generated unit, and per lane a
+not a copy), the generated output-stationary 2D array for a contraction
+the mapping binds to pe2d (one tile per epoch), lanes of each other
+Einsum's generated unit, and per lane (and for the array) a
 sequencer whose micro-program (a ROM) lists every operation with its issue
 edge, its source and destination addresses, its `first` flag and its
 coordinates: the addresses are the IR's index expressions evaluated over the
@@ -498,6 +500,20 @@ def _array_block(s: Schedule, design, e: str, use: ArrayUse, tw: int, module: st
     return L, wr, fins
 
 
+def _memory_ports(mems: list, W: int, mw: int, writes: list[str]) -> list[str]:
+    """Every memory write (the bench's port, then the lanes' results) and the bench's read port."""
+    L = ["  always @(posedge clk) begin"]
+    for k, m in enumerate(mems):
+        data = "ld_data" if m.bits == W else f"ld_data[{m.bits - 1}:0]"
+        L.append(f"    if (ld_we && ld_mem == {mw}'d{k}) m_{_ident(m.name)}[ld_addr[{m.abits - 1}:0]] <= {data};")
+    L += writes + ["  end", "  always @(*) begin", "    case (rd_mem)"]
+    for k, m in enumerate(mems):
+        word = f"m_{_ident(m.name)}[rd_addr[{m.abits - 1}:0]]"
+        L.append(f"      {mw}'d{k}: rd_data = " + (word if m.bits == W else f"{{{{{W - m.bits}{{1'b0}}}}, {word}}}")
+                 + ";")
+    return L + [f"      default: rd_data = {lit(0, W)};", "    endcase", "  end"]
+
+
 def top_verilog(name: str, design, s: Schedule, header: list[str]) -> str:
     """The top module: memories with the bench's port, the lanes, start and done."""
     f = design.fmt
@@ -540,17 +556,8 @@ def top_verilog(name: str, design, s: Schedule, header: list[str]) -> str:
         L += body
         writes += wr
         fins += fin
-    L += ["  always @(posedge clk) begin  // every memory write: the bench's port, then the lanes' results"]
-    for k, m in enumerate(mems):
-        data = "ld_data" if m.bits == W else f"ld_data[{m.bits - 1}:0]"
-        L.append(f"    if (ld_we && ld_mem == {mw}'d{k}) m_{_ident(m.name)}[ld_addr[{m.abits - 1}:0]] <= {data};")
-    L += writes + ["  end", "  always @(*) begin", "    case (rd_mem)"]
-    for k, m in enumerate(mems):
-        word = f"m_{_ident(m.name)}[rd_addr[{m.abits - 1}:0]]"
-        L.append(f"      {mw}'d{k}: rd_data = " + (word if m.bits == W else f"{{{{{W - m.bits}{{1'b0}}}}, {word}}}")
-                 + ";")
-    L += [f"      default: rd_data = {lit(0, W)};", "    endcase", "  end",
-          "  wire finished = " + (" && ".join(fins) or "1'b1") + ";",
+    L += _memory_ports(mems, W, mw, writes)
+    L += ["  wire finished = " + (" && ".join(fins) or "1'b1") + ";",
           "  wire clash = " + (" || ".join(bad) or "1'b0") + ";  // a unit started while not ready",
           "  always @(posedge clk) begin",
           "    if (rst) begin busy <= 1'b0; done <= 1'b0; fault <= 1'b0; t <= 0; end",
