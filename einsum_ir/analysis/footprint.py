@@ -36,7 +36,7 @@ from ..ir import Access, Cascade, Num, index_vars, walk
 from ..ops import DTYPE_BYTES
 from ..sym import shape_symbol
 from ..graph import schedule
-from .passes import POS, ROOT, has_position, passes, rank_family, _streaming_read
+from .passes import POS, ROOT, _gathered_by, has_position, passes, rank_family, slot_kind, _streaming_read
 from .points import points
 
 
@@ -57,16 +57,34 @@ class Footprint:
         return float(evaluate(best[0], values)), best[1]
 
 
-def _step_slice(t, fam, full):
+def _step_slice(t, fam, full, pos: str | None = None, kind: str | None = None):
     """Elements of one step of R: the position rank replaced by 1 (2 for an
     iterative rank: previous and current iterate); a partitioned R kept whole
-    (`V[f, m]`) by one tile."""
-    pos = next(r for r in t.ranks if fam.kind.get(r) in (POS, ROOT))
+    (`V[f, m]`) by one tile. `pos`, `kind`: an input's slot of an alias of R
+    read at R's positions (G[m], G over P)."""
+    pos = pos or next(r for r in t.ranks if fam.kind.get(r) in (POS, ROOT))
+    kind = kind or fam.kind[pos]
     extent = shape_symbol(pos) + (1 if pos in t.iterative else 0)
     step = 2 if pos in t.iterative else 1
-    if fam.kind[pos] == ROOT:
+    if kind == ROOT:
         step = shape_symbol(fam.tile)
     return full / extent * step, pos in t.iterative
+
+
+def _input_positions(c: Cascade, fam, t) -> tuple[str, str] | None:
+    """The slot (and its kind) at which every read of input `t` names a
+    position of R (`passes.slot_kind`): K[.., m] at M; G[m], G over P, at
+    P. None if some read names none (DOC[b, m] over P, M a rank of its
+    own: every step loads other elements, so DOC is held whole, as K)."""
+    found = []
+    for a in (a for e in c.einsums for a in e.reads() if a.tensor == t.name):
+        slots = [(r, k) for r, i in zip(t.ranks, a.indices)
+                 if (k := slot_kind(c, fam, r, i, True)) in (POS, ROOT)]
+        if not slots:
+            return None
+        found += slots
+    own = [f for f in found if f[0] in fam.kind]
+    return (own or found or [None])[0]
 
 
 def _gathered_slice(c: Cascade, t, fam, full):
@@ -171,6 +189,9 @@ def footprint(c: Cascade, rank: str) -> Footprint:
             continue
         lo, hi = min(pts), max(pts)
         has_r = any(fam.kind.get(r) in (POS, ROOT) for r in t.ranks)
+        at = _input_positions(c, fam, t) if t.role == "input" else None
+        if t.role == "input" and not _gathered_by(c, fam, t.name):
+            has_r = at is not None      # read at R's positions only (an alias slot too), or held whole
         full = prod((shape_symbol(r) + (1 if r in t.iterative else 0) for r in t.ranks), start=sympy.Integer(1))
         stored = stored_elements(c, t, full)
         if has_r:
@@ -183,7 +204,7 @@ def footprint(c: Cascade, rank: str) -> Footprint:
             if later or held or (t.role != "input" and produced % 2 == 0):
                 elems = stored
             else:
-                elems, iterative = _step_slice(t, fam, full)
+                elems, iterative = _step_slice(t, fam, full, *(at or ()))
                 if iterative:  # a running state lives throughout its pass
                     for ph in {p[0] for p in pts if p[0] % 2 == 1}:
                         s = span_of_phase(ph)

@@ -5,7 +5,11 @@ dependency order. A *position* of the rank R is one coordinate of R (one
 tile m1 when R is partitioned: all m0 of a tile are on chip together). R's
 *family* is R, its partition parts, and its aliases (`rank J = M`,
 `rank J = M0`): an alias index walks R like R's own, so a sum over j is a
-reduction over R. A tensor is, after the pass that makes it,
+reduction over R. An alias with inputs of its own (the queries, `rank M =
+P`) is not of the family unless data computed in R's walk crosses between
+them (`_walks`); an input read at its coordinate is a load (DOC[b, m] over
+P), and an input read at R's variable through its slot (DOC[b, m] over M)
+a read at that position (`slot_kind`). A tensor is, after the pass that makes it,
 - *streamed*: each element is final during the visit of its position (it
   keeps the position the Einsum visits), readable at that position in that
   pass and any later one;
@@ -30,8 +34,8 @@ from dataclasses import dataclass, field
 
 from ..errors import EinError
 from ..graph import schedule
-from ..ir import (Access, Cascade, Einsum, Expr, Idx, Num, Op, Sym, computed_index, index_vars, rank_of, substitute,
-                  walk)
+from ..ir import (Access, Cascade, Einsum, Expr, Idx, Num, Op, Sym, accesses, computed_index, index_vars, rank_of,
+                  substitute, walk)
 from ..validate import alias_root
 
 POS, ROOT, INNER = "position", "root", "inner"
@@ -45,6 +49,8 @@ class Family:
     kind: dict[str, str] = field(hash=False)
     alias_of: dict[str, str] = field(hash=False)
     tile: str | None = None
+    joined_by: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    """Each alias: the access that makes it walk R ('SG[b, m] in QK'), for messages."""
 
     def var_kind(self, var: str) -> str | None:
         return self.kind.get(rank_of(var))
@@ -72,15 +78,52 @@ def _partition_kinds(c: Cascade, rank: str) -> tuple[dict[str, str], str | None]
     return kinds, c.inner_of(outer.name)
 
 
-def _uses(c: Cascade, var_ranks: set[str], slot_ranks: set[str]) -> bool:
-    """Does an access put a variable of `var_ranks` in a slot of `slot_ranks`?"""
+def _uses(c: Cascade, var_ranks: set[str], slot_ranks: set[str], skip: frozenset = frozenset()) -> str | None:
+    """An access (not of a tensor in `skip`) that puts a variable of
+    `var_ranks` in a slot of `slot_ranks` ('S[j, p] in LS'), or None."""
     vs = {r.lower() for r in var_ranks}
     for e in c.einsums:
         for a in [e.output] + e.reads():
+            if a.tensor in skip:
+                continue
             for r, i in zip(c.tensor(a.tensor).ranks, a.indices):
                 if r in slot_ranks and set(index_vars(i)) & vs:
-                    return True
-    return False
+                    return f"{a} in {e.name}"
+    return None
+
+
+def _made_before(c: Cascade, fam: set[str]) -> frozenset:
+    """Tensors that exist before any traversal of the family: the inputs,
+    and tensors whose every writer iterates no variable of the family and
+    reads only such tensors (SEG[b, p] = DOC[b, p] // 2 over M): reading
+    one at an alias coordinate is a load, as of an input."""
+    vs = {r.lower() for r in fam}
+    made, spoiled = {t.name for t in c.inputs}, set()
+    for e in (c.einsums[i] for step in schedule(c) for i in step.einsums):
+        if set(e.iteration_vars) & vs or set(c.tensor(e.name).ranks) & fam \
+                or any(a.tensor not in made for a in e.reads()):
+            spoiled.add(e.name)
+            made.discard(e.name)
+        elif e.name not in spoiled:
+            made.add(e.name)
+    return frozenset(made)
+
+
+def _walks(c: Cascade, alias: str, fam: set[str]) -> str | None:
+    """Does the alias rank walk R's family? Yes when data computed over one
+    is indexed by the other's variable (S[j, p] with S computed over M,
+    `rank J = M`), or when it reads R's inputs and has no input of its own
+    (a second index over M: X[m, j] = S[m] * S[j]). An alias with inputs of
+    its own (the queries of self-attention: Q over P, `rank M = P`) is a
+    rank in its own right: its variable reading an input of the other
+    (DOC[b, m], DOC over P), or a tensor made from inputs before any
+    traversal of R, loads it at a coordinate, as K[m] is loaded, and ties
+    no positions (`access_tokens`). Returns the access that makes it walk R."""
+    made = _made_before(c, fam)
+    if by := _uses(c, {alias}, fam, made) or _uses(c, fam, {alias}, made):
+        return by
+    own = any(alias in t.ranks and not set(t.ranks) & fam for t in c.inputs)
+    return None if own else _uses(c, {alias}, fam) or _uses(c, fam, {alias})
 
 
 def rank_family(c: Cascade, rank: str) -> Family:
@@ -92,6 +135,7 @@ def rank_family(c: Cascade, rank: str) -> Family:
     independent ranks."""
     kind, tile = _partition_kinds(c, rank)
     alias_of: dict[str, str] = {}
+    joined_by: dict[str, str] = {}
     ranks = {r.name: r for r in c.ranks}
     root = {r.name: alias_root(ranks, r.name) for r in c.ranks}   # aliases are transitive (P2 = P, M = P)
     changed = True
@@ -102,10 +146,10 @@ def rank_family(c: Cascade, rank: str) -> Family:
                 continue
             for a, b in [(r.name, Sym(b)) for b in kind if b in root and root[b] == root[r.name]][:1]:
                 fam = set(kind)
-                if _uses(c, {a}, fam) or _uses(c, fam, {a}):
-                    kind[a], alias_of[a] = kind[b.name], b.name
+                if by := _walks(c, a, fam):
+                    kind[a], alias_of[a], joined_by[a] = kind[b.name], b.name, by
                     changed = True
-    return Family(rank, kind, alias_of, tile)
+    return Family(rank, kind, alias_of, tile, joined_by)
 
 
 # ------------------------------------------------------------ positions
@@ -179,16 +223,43 @@ def gather_token(fam: Family, index: Expr):
     return "expr", str(index)
 
 
+def _alias_kind(c: Cascade, fam: Family, rank: str) -> str | None:
+    """The kind of the family rank that `rank` (outside the family) is an
+    alias of (`rank M = P`: P over M's family), or None."""
+    ranks = {r.name: r for r in c.ranks}
+    root = alias_root(ranks, rank)
+    return next((k for b, k in fam.kind.items() if alias_root(ranks, b) == root), None)
+
+
+def slot_kind(c: Cascade, fam: Family, rank: str, index: Expr, is_input: bool) -> str | None:
+    """The kind (POS, ROOT) under which a slot of `rank` read at `index`
+    names a position of R, or None. A slot of R's family does, except an
+    input's read only at variables of aliases outside the family (DOC[b, m]
+    over P, M a rank of its own: a load at another rank's coordinate, as
+    K[m]; an index through other ranks, BM[b, h, m / TK, ..] over MB, does).
+    An input's slot of an alias of the family (DOC's P over M) read at the
+    family's variables does: an input read at that position (DOC[b, m])."""
+    k = fam.kind.get(rank)
+    vs = index_vars(index)
+    if k in (POS, ROOT):
+        outside = vs and all(fam.var_kind(v) is None and _alias_kind(c, fam, rank_of(v)) for v in vs)
+        return None if is_input and outside else k
+    if k is None and is_input and any(fam.var_kind(v) for v in vs) and not _gathered(index):
+        k = _alias_kind(c, fam, rank)
+        return k if k in (POS, ROOT) else None
+    return None
+
+
 def access_tokens(c: Cascade, fam: Family, a: Access) -> set:
     t = c.tensor(a.tensor)
     out = set()
     for r, i in zip(t.ranks, a.indices):
-        k = fam.kind.get(r)
+        k = slot_kind(c, fam, r, i, t.role == "input")
         if k in (POS, ROOT):
             tok = position_token(fam, k, i, r in t.iterative)
             if tok is not None:
                 out.add(tok)
-        elif _gathered(i) and (tok := gather_token(fam, i)) is not None:
+        elif fam.kind.get(r) not in (POS, ROOT) and _gathered(i) and (tok := gather_token(fam, i)) is not None:
             out.add(tok)
     return out
 
@@ -331,7 +402,7 @@ class _Walk:
 
     def tokens(self, a: Access, internal: set[str]) -> set:
         s = self.state.get(a.tensor)
-        if a.tensor not in internal and not (s and s.bound):
+        if a.tensor not in internal and not (s and s.bound) and self.c.tensor(a.tensor).role != "input":
             return set()
         return access_tokens(self.c, self.fam, a)
 
@@ -363,6 +434,8 @@ class _Walk:
             if a.tensor in internal:
                 continue
             s = self.state[a.tensor]
+            if not toks and c.tensor(a.tensor).role == "input":
+                s = State(False, 0)     # read at no position of R (Q[p], DOC[b, m] over P): ready data
             if touches and not toks and s.via is not None and self.virtual(a) == set(visit):
                 toks = set(visit)
             k = (s.pass_ if s.streams else s.pass_ + 1) if toks else s.pass_ + 1 if touches else s.pass_
@@ -410,13 +483,15 @@ class _Walk:
         else:
             what = (f"{e1.name} reads {a1} and {e2.name} reads {a2} in one step, two different positions of "
                     f"{rank} {shown}")
-        self.unstreamable = (what + (f"; {note} walks {rank}" if note else "")
+        by = "; ".join(dict.fromkeys(self.fam.joined_by[rank_of(v)] for v in vars_ if rank_of(v) in self.fam.joined_by))
+        self.unstreamable = (what + (f"; {note} walks {rank} (through {by})" if note else "")
                              + "; an element tied to a position is on chip only while that position is visited")
 
 
 def _position_vars(c: Cascade, fam: Family, a: Access) -> set[str]:
     t = c.tensor(a.tensor)
-    return {v for r, i in zip(t.ranks, a.indices) if fam.kind.get(r) in (POS, ROOT) for v in index_vars(i)}
+    return {v for r, i in zip(t.ranks, a.indices) if slot_kind(c, fam, r, i, t.role == "input") in (POS, ROOT)
+            for v in index_vars(i)}
 
 
 def _same_or_earlier(visit, out) -> bool:
@@ -478,7 +553,9 @@ def _explain(w: _Walk, k: int, why) -> PassStep:
     if origin is None:
         return PassStep(k, reader.name, access.tensor, access.tensor, "sum", (), (), rereads, rvars)
     reduced = tuple(v for v in origin.reduced if fam.var_kind(v) in (POS, ROOT))
-    sources = tuple(dict.fromkeys(a.tensor for a in origin.reads() if w.tokens(a, set())))
+    # what the reduction combines: its map's reads (a mask read in the predicate, DOC[b, m], only selects)
+    sources = tuple(dict.fromkeys(a.tensor for a in accesses(origin.expr) if w.tokens(a, set()))) or \
+        tuple(dict.fromkeys(a.tensor for a in origin.reads() if w.tokens(a, set())))
     op = origin.reduce if reduced else "moved"
     if origin.scan is not None and origin.scan.reverse and fam.var_kind(origin.scan.var) in (POS, ROOT):
         reduced, op = (origin.scan.var,), str(origin.scan)

@@ -33,8 +33,16 @@ The model (independent of `passes.py`'s symbolic rule):
   prefix (or suffix, `reverse`) holds its position, so a suffix scan's
   element m is final only after the last position has been visited.
 - Points of one Einsum run in the cascade's dependency order; recurrences
-  step by step over their iterative rank. Predicates that read a tensor
-  (a bool mask) are taken as true: every such point exists.
+  step by step over their iterative rank. A conjunct of a predicate that
+  reads a tensor (a bool mask, `m < LEN[b]`, `DOC[b, p] == DOC[b, m]`) is
+  taken as true: every point the other conjuncts keep exists (the pass
+  analysis does not look at data either).
+- An input element is read at the visit of the position its read names
+  (`passes.slot_kind`): a slot of R's family at R's variables (K[m]), or a
+  slot of an alias of R outside the family at R's variables (DOC[b, m],
+  DOC over P, R = M); a slot of the family read only at variables of an
+  alias that is a rank of its own (DOC[b, m] over P) is a load at another
+  rank's coordinate, readable at any visit.
 The pass count is the pass of the latest point (0 if all ran before pass 1).
 With few positions, the reduction that ends a pass may complete in its last
 visit and let the next pass start early: use at least passes + 1 positions.
@@ -48,10 +56,10 @@ import numpy as np
 
 from ..errors import EinError
 from ..graph import schedule
-from ..ir import Access, Cascade, Expr, Idx, Num, Op, Sym, index_vars, rank_of
+from ..ir import Access, Cascade, Expr, Idx, Num, Op, Sym, accesses, conjuncts, index_vars, rank_of
 from ..ops import RULES
 from ..shapes import resolve
-from .passes import POS, ROOT, passes, rank_family
+from .passes import POS, ROOT, passes, rank_family, slot_kind
 
 
 @dataclass(frozen=True)
@@ -111,12 +119,14 @@ class _Sim:
     def pass_of(self, t: int) -> int:
         return t // (self.n + 1)
 
-    def visits_of(self, tensor: str, idx: tuple) -> frozenset | None:
-        """Visits at which an element with these coordinates can be read."""
+    def visits_of(self, tensor: str, idx: tuple, indices: tuple | None = None) -> frozenset | None:
+        """Visits at which an element with these coordinates can be read; an
+        input's, at the slots its read `indices` name a position through
+        (`passes.slot_kind`: DOC[b, m] over M at m's, DOC[b, m] over P none)."""
         t = self.c.tensor(tensor)
         out = None
-        for r, i in zip(t.ranks, idx):
-            kind = self.fam.kind.get(r)
+        for k, (r, i) in enumerate(zip(t.ranks, idx)):
+            kind = self.fam.kind.get(r) if indices is None else slot_kind(self.c, self.fam, r, indices[k], True)
             if kind not in (POS, ROOT):
                 continue
             if r in t.iterative:
@@ -142,7 +152,7 @@ class _Sim:
                                f"{self.fam.rank}")
         last = self.last_iterate(a)
         if t.role == "input":
-            vis = self.visits_of(a.tensor, idx)
+            vis = self.visits_of(a.tensor, idx, a.indices)
             return _Elem(self.n, vis is not None, vis), vis
         e = self.elems[a.tensor].get(idx) or _Elem(self.n, False, None)
         if last or not e.bound:
@@ -157,7 +167,7 @@ class _Sim:
             if any(o in point and i in point and point[o] * self.tile_of(i) + point[i] >= n
                    for o, i, n in self.valid):
                 continue
-            if e.predicate is not None and not bool(_value(e.predicate, self.env, point)):
+            if any(not bool(_value(t, self.env, point)) for t in conjuncts(e.predicate) if not accesses(t)):
                 continue
             yield point
 

@@ -217,8 +217,8 @@ def talking_heads():
     return ei.parse(block[block.index("```ein") + 6:block.index("```", block.index("```ein") + 6)])
 
 
-@pytest.mark.parametrize("rank", ["H", "H2"])
-def test_one_read_tying_two_positions_is_named_once(rank):
+@pytest.mark.parametrize("rank", ["H"])      # over H2, H is a rank of its own (Q, K, V): 1 pass
+def test_one_read_tying_two_positions_is_named_once(rank):    # (tests/einsum_ir/test_alias_inputs.py)
     from einsum_ir.analysis import passes
     why = passes(talking_heads(), rank).unstreamable
     assert why.count("PRE[h, h2]") == 1 and "PRE[h, h2] and PRE[h, h2]" not in why, why
