@@ -491,6 +491,7 @@ def _domain(ctx: _Ctx, name: str) -> str | None:
 
 
 def _t_slope(ctx, lay, x, b):
+    absolute = ctx.chance(0.5)
     dom = _domain(ctx, "SL")
     if dom is None and ctx.new(0.4):
         dom = ctx.lang.choice([" in (0, 1)", " > 0"])
@@ -500,7 +501,7 @@ def _t_slope(ctx, lay, x, b):
         return f"{_p(x)} - SL[h] * abs({lay.q} - {lay.kv})", b + (1 if "in" in dom else 150) * 40
     ctx.inp("SL", ["H"], "f32")
     ctx.feat("per-head", "coord", "mul")
-    if ctx.chance(0.5):
+    if absolute:
         ctx.feat("sub", "abs")
         return f"{_p(x)} - SL[h] * abs({lay.q} - {lay.kv})", b + XB * 10
     ctx.feat("add", "sub")
@@ -751,12 +752,13 @@ def _ratio(ctx: _Ctx, num: str, den: str, guard: bool) -> str:
     """num / den; guarded where den may be 0 (a row with no key)."""
     if not guard:
         return f"{num} / {_p(den)}"
+    select = ctx.chance(0.5)      # drawn first: the third stream's choice leaves the rest of the design as it was
     if ctx.new(0.3):      # a row with no key is 0 / 0: the design says it is 0
         ctx.empty_zero = True
         ctx.feat("empty-rows-zero")
         return f"{num} / {_p(den)}"
     ctx.feat("guard")
-    if ctx.chance(0.5):
+    if select:
         ctx.feat("select")
         return f"select({den} > 0, {num} / max({den}, {TINY}), 0)"
     return f"{num} / max({den}, {TINY})"
@@ -1139,12 +1141,12 @@ def _stick_breaking(ctx: _Ctx, lay: _Layout) -> None:
         ctx.emit(s, x.replace(s, qks), where)
     lb = ctx.fresh("LB")
     ctx.emit(f"{lb}[b, h, m, p]", f"-softplus({s})" if ctx.new(0.3) else f"-log(1 + exp({s}))", where)
-    cb = acc(ctx.fresh("CB"), "b", "h", "m", "p")
+    cb, explicit = acc(ctx.fresh("CB"), "b", "h", "m", "p"), ctx.chance(0.3)
     if ctx.new(0.5):    # the product over m < j as a suffix scan along m (LB is 0 where it does not exist)
         ctx.emit(cb, f"{lb}[b, h, m, p]", where, "cumsum[m, reverse, exclusive]")
         ctx.feat("scan", "suffix-scan", "exclusive-scan")
     else:
-        ctx.emit(cb, f"{lb}[b, h, j, p]", f"{where} and m < j and j {lt} p", "sum[j]" if ctx.chance(0.3) else None)
+        ctx.emit(cb, f"{lb}[b, h, j, p]", f"{where} and m < j and j {lt} p", "sum[j]" if explicit else None)
     wt = acc(ctx.fresh("WT"), "b", "h", "m", "p")
     ctx.emit(wt, f"sigmoid({s}) * exp({cb})", where)
     ctx.feat("log", "exp", "sigmoid", "intersection")
@@ -1163,12 +1165,13 @@ def _forgetting(ctx: _Ctx, lay: _Layout) -> None:
     """Forgetting attention: scores plus the cumulative log forget gates between
     key and query, as a predicated sum over the alias j."""
     lf = ctx.fresh("LF")
+    dtype, log_sigmoid = ctx.pick(["f16", "f16", "f32", "bf16"]), ctx.chance(0.5)   # (as ctx.inp draws it)
     if ctx.new(0.4):    # the gate itself, declared in (0, 1)
         ctx.inp("FG", ["B", "H", "M"], "f32", " in (0, 1)")
         ctx.emit(f"{lf}[b, h, m]", "log(FG[b, h, m])")
     else:
-        ctx.inp("FG", ["B", "H", "M"])
-        if ctx.chance(0.5):
+        ctx.inp("FG", ["B", "H", "M"], dtype)
+        if log_sigmoid:
             ctx.emit(f"{lf}[b, h, m]", "logsigmoid(FG[b, h, m])" if ctx.new(0.4) else "log(sigmoid(FG[b, h, m]))")
             ctx.feat(*(["logsigmoid"] if "logsig" in ctx.body[-1] else []))
         else:
@@ -1183,11 +1186,11 @@ def _forgetting(ctx: _Ctx, lay: _Layout) -> None:
         ctx.emit(s, qk, where)
         score = f"{s} + {d}"
     else:
-        cf = ctx.fresh("CF")
+        cf, explicit = ctx.fresh("CF"), ctx.chance(0.3)
         if ctx.new(0.5):
             _forgetting_scan(ctx, cf, lf)
         else:
-            ctx.emit(f"{cf}[b, h, m]", f"{lf}[b, h, j]", "j <= m", "sum[j]" if ctx.chance(0.3) else None)
+            ctx.emit(f"{cf}[b, h, m]", f"{lf}[b, h, j]", "j <= m", "sum[j]" if explicit else None)
         s = f"{acc(ctx.fresh('QK'), 'b', 'h', 'm', 'p')}"
         ctx.emit(s, qk, where)
         score = f"{s} + {cf}[b, h, p] - {cf}[b, h, m]"

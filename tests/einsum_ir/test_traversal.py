@@ -16,7 +16,7 @@ DESIGNS = Path(__file__).parent / "designs"
 
 # tiny extents; 5 positions of M (3 tiles at M0 = 2: the last one partial)
 TINY = dict(B=1, H=2, M=5, P=5, E=1, F=1, M0=2, N=3, D=1, R=1, G=2, W=2, ST=1, DL=1, TQ=2, TK=2, TOPK=1,
-            PY=3, PX=3, WY=2, WX=2, STY=1, STX=1, DLY=1, DLX=1, C=2.5, NS=1, HS=1)
+            PY=3, PX=3, WY=2, WX=2, STY=1, STX=1, DLY=1, DLX=1, C=2.5, NS=1, HS=1, NP=4, BS=2)
 
 
 def tiny(c, **over):
@@ -26,7 +26,13 @@ def tiny(c, **over):
     return {k: v for k, v in {**TINY, **over}.items() if k in used and k not in derived}
 
 
-@pytest.mark.parametrize("name", ei.library.names())
+_GATHERED = pytest.mark.xfail(strict=True, reason=(
+    "the traversal takes an input read only through a gather (KC[BT[b, m // BS], ..]) as having no position, "
+    "so every point runs before pass 1 ('completes in 0'); the analysis's 2 is right here (reported)"))
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_GATHERED) if n == "paged-attention" else n
+                                  for n in ei.library.names()])
 def test_every_library_design_agrees_with_the_simulated_traversal(name):
     c = ei.library.load(name)
     assert check_pass_count(c, sequence_rank(c), tiny(c)) is None
