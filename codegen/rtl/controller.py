@@ -114,33 +114,43 @@ def _digits(mm, loops, factors: dict) -> list:
     return out
 
 
-def controller_verilog(name: str, p: Plan, header: list[str]) -> str:
-    """The sequencer: loop counters, the epoch's cycle counter, one strobe per issue."""
+def controller_verilog(name: str, p: Plan, header: list[str], drain: int = 0) -> str:
+    """The sequencer: loop counters, the epoch's cycle counter (`cyc`), the
+    epochs so far (`epoch`), one strobe per issue; `drain` more epochs after
+    the nest's last (the top's skewed windows finish in them)."""
     L = [f"// {comment_text(h)}" for h in header]
     L += [f"// Controller: {p.epochs} epochs of {p.length} cycles; loops "
-          + ", ".join(f"{v} < {e}" for v, e in p.loops) + f"; {p.cycles} edges from start to done.",
+          + ", ".join(f"{v} < {e}" for v, e in p.loops) + f"; {p.cycles + drain * p.length} edges from start "
+          f"to done" + (f" ({drain} drain epochs after the nest)" if drain else "") + ".",
           *[f"// Issue {x} at cycle {s} of each epoch ({k} cycles)" for x, s, k in p.issue]]
     params = ", ".join(f"parameter integer N_{_ident(v)} = {e}" for v, e in p.loops)
-    ports = ["input wire clk", "input wire rst", "input wire start", "output reg busy", "output reg done"]
+    ports = ["input wire clk", "input wire rst", "input wire start", "output reg busy", "output reg done",
+             f"output reg [{CW - 1}:0] cyc", f"output reg [{CW - 1}:0] epoch"]
     ports += [f"output reg [{CW - 1}:0] i_{_ident(v)}" for v, _ in p.loops]
     ports += [f"output wire go_{_ident(x)}" for x, _, _ in p.issue]
     L += [f"module {name} #({params}, parameter integer EPOCH = {p.length}) (",
           ",\n".join(f"  {x}" for x in ports), ");"]
-    L += [f"  reg [{CW - 1}:0] cyc;  // cycle within the epoch",
+    L += [f"  reg [{CW - 1}:0] dr;  // drain epochs so far" if drain else "",
           *[f"  assign go_{_ident(x)} = busy && cyc == {s};" for x, s, _ in p.issue],
           "  always @(posedge clk) begin",
           "    if (rst) begin",
-          "      busy <= 1'b0; done <= 1'b0; cyc <= 0;",
+          "      busy <= 1'b0; done <= 1'b0; cyc <= 0; epoch <= 0;" + (" dr <= 0;" if drain else ""),
           *[f"      i_{_ident(v)} <= 0;" for v, _ in p.loops],
           "    end else begin",
           "      done <= 1'b0;",
           "      if (busy) begin",
           "        if (cyc == EPOCH - 1) begin",
-          "          cyc <= 0;"]
-    L += _advance(p.loops, "          ")
+          "          cyc <= 0; epoch <= epoch + 1;"]
+    if drain:
+        L += [f"          if (dr != 0) begin if (dr == {drain}) begin busy <= 1'b0; done <= 1'b1; end "
+              "else dr <= dr + 1; end else begin"]
+        L += _advance(p.loops, "            ", "dr <= 1;")
+        L += ["          end"]
+    else:
+        L += _advance(p.loops, "          ")
     L += ["        end else cyc <= cyc + 1;",
           "      end else if (start) begin",
-          "        busy <= 1'b1; cyc <= 0;",
+          "        busy <= 1'b1; cyc <= 0; epoch <= 0;" + (" dr <= 0;" if drain else ""),
           *[f"        i_{_ident(v)} <= 0;" for v, _ in p.loops],
           "      end",
           "    end",
@@ -149,7 +159,7 @@ def controller_verilog(name: str, p: Plan, header: list[str]) -> str:
     return "\n".join(L)
 
 
-def _advance(loops: list[tuple[str, int]], ind: str) -> list[str]:
+def _advance(loops: list[tuple[str, int]], ind: str, last: str = "busy <= 1'b0; done <= 1'b1;") -> list[str]:
     """The innermost loop index counts; an index at its end wraps and carries outward; the last epoch ends."""
     out, depth = [], ind
     for v, _ in reversed(loops):
@@ -157,7 +167,7 @@ def _advance(loops: list[tuple[str, int]], ind: str) -> list[str]:
         out += [f"{depth}if ({iv} != N_{_ident(v)} - 1) {iv} <= {iv} + 1;", f"{depth}else begin",
                 f"{depth}  {iv} <= 0;"]
         depth += "  "
-    out += [f"{depth}busy <= 1'b0; done <= 1'b1;"]
+    out += [f"{depth}{last}"]
     for _ in loops:
         depth = depth[:-2]
         out.append(f"{depth}end")

@@ -405,6 +405,17 @@ def _rom(name: str, bits: int, values: list[int], depth: int, fill: int = 0) -> 
             "  initial begin", *[f"    {name}[{k}] = {bits}'d{v};" for k, v in enumerate(vals)], "  end"]
 
 
+def _when(name: str, edges: list[int], depth: int, s: Schedule, tw: int, ptr: str) -> tuple[list[str], str]:
+    """(ROMs, condition) of issuing at `edges`: without a plan, at the top's
+    edge count t; with one, at the controller's epoch and cycle within it."""
+    if not s.epoch:
+        return _rom(f"rt_{name}", tw, edges, depth, (1 << tw) - 1), f"busy && t == rt_{name}[{ptr}]"
+    at = [divmod(t - BASE, s.epoch) for t in edges]
+    return (_rom(f"re_{name}", CW, [e for e, _ in at], depth, (1 << CW) - 1)
+            + _rom(f"rc_{name}", CW, [c for _, c in at], depth),
+            f"cbusy && cep == re_{name}[{ptr}] && ccyc == rc_{name}[{ptr}]")
+
+
 def _lane(s: Schedule, design, e: str, lane: int, tw: int) -> tuple[list[str], list[str], str]:
     """(declarations and logic, memory-write statements, the 'finished' condition) of one lane."""
     u, f = design.units[e], design.fmt
@@ -412,9 +423,9 @@ def _lane(s: Schedule, design, e: str, lane: int, tw: int) -> tuple[list[str], l
     n, pid = len(ops), f"{_ident(e)}_{lane}"
     pw = _bits(n)
     depth = 1 << pw
-    never = (1 << tw) - 1
     L = [f"  // lane {lane} of {comment_text(e)} ({u.name}): {n} operations"]
-    L += _rom(f"rt_{pid}", tw, [op.issue for op in ops], depth, never)
+    roms, cond = _when(pid, [op.issue for op in ops], depth, s, tw, f"p_{pid}")
+    L += roms
     L += _rom(f"rf_{pid}", 1, [op.first for op in ops], depth)
     dst = s.memories[e]
     L += _rom(f"rd_{pid}", dst.abits, [op.dst for op in ops], depth)
@@ -431,7 +442,7 @@ def _lane(s: Schedule, design, e: str, lane: int, tw: int) -> tuple[list[str], l
     L += [f"  reg [{pw - 1}:0] p_{pid}, w_{pid};  // next operation to issue, next result to write",
           f"  reg st_{pid}, fi_{pid};", *[f"  reg {w}{r};" for r, w, _ in regs],
           f"  wire dn_{pid}, rdy_{pid};", f"  wire signed [{f.width - 1}:0] y_{pid};",
-          f"  wire is_{pid} = busy && t == rt_{pid}[p_{pid}];",
+          f"  wire is_{pid} = {cond};",
           f"  {u.name} u_{pid} (.clk(clk), .rst(rst), .start(st_{pid}), .first(fi_{pid}), "
           + ", ".join(conns + [f".ready(rdy_{pid})", f".done(dn_{pid})", f".y(y_{pid})", ".exists()"]) + ");",
           "  always @(posedge clk) begin",
@@ -463,7 +474,8 @@ def _array_block(s: Schedule, design, e: str, use: ArrayUse, tw: int, module: st
     steps = [(t, k) for t in tiles for k in range(len(t.issue))]
     L = [f"  // {comment_text(e)} on the {R} x {C} output-stationary array ({module}): {len(tiles)} tiles, "
          f"{n} steps; rows stream {comment_text(ma.name)}, columns {comment_text(mb.name)}"]
-    L += _rom(f"at_{x}", tw, [t.issue[k] for t, k in steps], 1 << pw, (1 << tw) - 1)
+    roms, cond = _when(f"a_{x}", [t.issue[k] for t, k in steps], 1 << pw, s, tw, f"ap_{x}")
+    L += roms
     L += _rom(f"af_{x}", 1, [int(k == 0) for t, k in steps], 1 << pw)
     L += _rom(f"al_{x}", 1, [int(k == len(t.issue) - 1) for t, k in steps], 1 << pw)
     loads = []
@@ -483,7 +495,7 @@ def _array_block(s: Schedule, design, e: str, use: ArrayUse, tw: int, module: st
     L += [f"  reg [{pw - 1}:0] ap_{x};", *[f"  reg [{tp - 1}:0] wp{i}_{x};" for i in range(R * C)],
           f"  reg [{R * W - 1}:0] ain_{x};", f"  reg [{C * W - 1}:0] bin_{x};", f"  reg av_{x}, afi_{x}, ala_{x};",
           f"  wire [{R * C * W - 1}:0] y_{x};", f"  wire [{R * C - 1}:0] yv_{x};",
-          f"  wire ais_{x} = busy && t == at_{x}[ap_{x}];",
+          f"  wire ais_{x} = {cond};",
           f"  {module} #(.R({R}), .C({C})) ua_{x} (.clk(clk), .rst(rst), .a_col(ain_{x}), .b_row(bin_{x}), "
           f".valid(av_{x}), .first(afi_{x}), .last(ala_{x}), .y(y_{x}), .y_valid(yv_{x}));",
           "  always @(posedge clk) begin",
@@ -514,8 +526,27 @@ def _memory_ports(mems: list, W: int, mw: int, writes: list[str]) -> list[str]:
     return L + [f"      default: rd_data = {lit(0, W)};", "    endcase", "  end"]
 
 
-def top_verilog(name: str, design, s: Schedule, header: list[str]) -> str:
-    """The top module: memories with the bench's port, the lanes, start and done."""
+def drain_epochs(s: Schedule) -> int:
+    """Epochs the controller runs after the nest's last, so that every skewed window is inside one."""
+    last = max((op.issue for op in s.ops), default=BASE)
+    return max(0, (last - BASE) // s.epoch + 1 - s.epochs) if s.epoch else 0
+
+
+def _clock(name: str, s: Schedule, plan, tw: int) -> list[str]:
+    """What the sequencers issue by: the controller (epoch, cycle) with a plan, else the top's edge count t."""
+    if plan is None:
+        return [f"  reg [{tw - 1}:0] t;  // the edge about to come, counted from the one that sampled start"]
+    from .controller import CW as KW
+    empty = [f".i_{_ident(v)}()" for v, _ in plan.loops] + [f".go_{_ident(x)}()" for x, _, _ in plan.issue]
+    return ["  // the controller sequences the epochs (and the drain after them); the lanes issue at its",
+            "  // epoch and cycle (the windows skewed: its strobes and loop indices are not used)",
+            f"  wire cbusy; wire [{KW - 1}:0] ccyc, cep;",
+            f"  {name}_ctrl c_ctl (.clk(clk), .rst(rst), .start(start && !busy), .busy(cbusy), .done(), "
+            f".cyc(ccyc), .epoch(cep), {', '.join(empty)});"]
+
+
+def top_verilog(name: str, design, s: Schedule, header: list[str], plan=None) -> str:
+    """The top module: memories with the bench's port, the controller, the lanes, start and done."""
     f = design.fmt
     W = f.width
     tw = _bits(s.cycles + 2) + 1
@@ -540,8 +571,8 @@ def top_verilog(name: str, design, s: Schedule, header: list[str]) -> str:
           f"  input wire [{W - 1}:0] ld_data,",
           f"  input wire [{mw - 1}:0] rd_mem, input wire [{aw - 1}:0] rd_addr, output reg [{W - 1}:0] rd_data,",
           "  output reg busy, output reg done, output reg fault",
-          ");",
-          f"  reg [{tw - 1}:0] t;  // the edge about to come, counted from the one that sampled start"]
+          ");"]
+    L += _clock(name, s, plan, tw)
     L += [f"  reg [{m.bits - 1}:0] m_{_ident(m.name)} [0:{(1 << m.abits) - 1}];" for m in mems]
     writes, fins, bad = [], [], []
     for e, n in s.lanes.items():
@@ -560,14 +591,14 @@ def top_verilog(name: str, design, s: Schedule, header: list[str]) -> str:
     L += ["  wire finished = " + (" && ".join(fins) or "1'b1") + ";",
           "  wire clash = " + (" || ".join(bad) or "1'b0") + ";  // a unit started while not ready",
           "  always @(posedge clk) begin",
-          "    if (rst) begin busy <= 1'b0; done <= 1'b0; fault <= 1'b0; t <= 0; end",
+          "    if (rst) begin busy <= 1'b0; done <= 1'b0; fault <= 1'b0;" + (" t <= 0;" * (plan is None)) + " end",
           "    else begin",
           "      done <= 1'b0;",
           "      fault <= (start && !busy) ? 1'b0 : fault | clash;",
           "      if (busy) begin",
-          f"        t <= t + 1'b1;",
+          *["        t <= t + 1'b1;"] * (plan is None),
           "        if (finished) begin busy <= 1'b0; done <= 1'b1; end",
-          "      end else if (start) begin busy <= 1'b1; t <= 1; end",
+          "      end else if (start) begin busy <= 1'b1;" + (" t <= 1;" * (plan is None)) + " end",
           "    end",
           "  end",
           "endmodule", ""]
@@ -578,15 +609,18 @@ def _array_module(design) -> str:
     return next(k for k in design.files if k.endswith("_pe_array.v"))[:-2]
 
 
-def top_files(c, design, s: Schedule, header: list[str], name: str | None = None) -> dict[str, str]:
-    """File name -> Verilog: the top and the units (and the 2D array) it instantiates."""
+def top_files(c, design, s: Schedule, header: list[str], name: str | None = None, plan=None) -> dict[str, str]:
+    """File name -> Verilog: the top and the units (the 2D array, the controller) it instantiates."""
     name = name or f"attnc_{_ident(c.name)}_top"
     files = {f"{design.units[e].name}.v": design.units[e].verilog for e in s.lanes}
+    if plan is not None:
+        from .controller import controller_verilog
+        files[f"{name}_ctrl.v"] = controller_verilog(f"{name}_ctrl", plan, header, drain_epochs(s))
     if s.arrays:
         arr = _array_module(design)
         files[f"{arr}.v"] = design.files[f"{arr}.v"]
         files[f"{arr[:-len('_array')]}.v"] = design.files[f"{arr[:-len('_array')]}.v"]
-    files[f"{name}.v"] = top_verilog(name, design, s, header)
+    files[f"{name}.v"] = top_verilog(name, design, s, header, plan)
     return files
 
 
@@ -628,4 +662,4 @@ def generate_top(c, inputs: dict, shapes: dict, fmt=None, hw=None, mapping=None,
             f"Hardware: {hw.name if hw is not None else 'default operation costs'}",
             f"Shapes: {' '.join(f'{k}={v}' for k, v in shapes.items())}", f"Number format: {design.fmt.name}"]
     name = name or f"attnc_{_ident(c.name)}_top"
-    return Top(top_files(c, design, s, head, name), name, s, design, want, p)
+    return Top(top_files(c, design, s, head, name, p), name, s, design, want, p)
