@@ -15,13 +15,13 @@ import numpy as np
 
 from einsum_ir.analysis.fused import FusedForm, recognise
 from einsum_ir.analysis.tile_program import packed_tile_classes, tile_program
-from einsum_ir.analysis.tiles import FULL, PARTIAL, cell_counts, classify, launch_order, over_batch
+from einsum_ir.analysis.tiles import FULL, PARTIAL, cell_counts, classify, launch_order, mask_tiles, over_batch
 from einsum_ir.errors import EinError, ExecutionError, ShapeError
 from einsum_ir.ir import Access, Cascade, Idx, Op, walk
 from einsum_ir.shapes import resolve
 from mappers.gpu_mapping import GPUMapping
 
-from .triton import KernelSource, generate
+from .triton import KernelSource, _has_gather, generate
 
 class CacheError(EinError):
     """The kernel cache cannot be trusted (writable by others, not the user's)."""
@@ -263,8 +263,15 @@ class FusedKernel:
             # leading axes: the batch variables the predicates read; the kernel indexes the table by
             # every batch coordinate (head blocks when packed), or one table for all
             var = getattr(self.program.packing, "var", None) if pack > 1 else None
-            cls = cls.reshape([-1] + list(cls.shape[-2:])) if not cc.batch else over_batch(
-                cls, cc.batch, f.batch, {v: int(env[v.upper()]) // (pack if v == var else 1) for v in f.batch})
+            spread = (lambda a: a.reshape([-1] + list(a.shape[len(cc.batch):]))) if not cc.batch else (
+                lambda a: over_batch(a, cc.batch, f.batch,
+                                     {v: int(env[v.upper()]) // (pack if v == var else 1) for v in f.batch}))
+            masks = []
+            if self.program.uses_mask_table(k, pack):    # partial tiles read their masks (tiles.mask_tiles)
+                mt, base = mask_tiles(f, k, env, cls, cc.batch, m.block_m, m.block_n, values)
+                masks = [torch.tensor(mt, device=device), torch.tensor(np.ascontiguousarray(spread(base)),
+                                                                       device=device)]
+            cls = spread(cls)
             nb = cls.shape[0]
             rows, kt = cls.shape[-2:]
             tabs = []
@@ -274,7 +281,7 @@ class FusedKernel:
                 idx = np.argsort(~hit, axis=-1, kind="stable").astype(np.int32)
                 tabs += [torch.tensor(cnt, device=device), torch.tensor(idx, device=device)]
             bs = rows * kt if nb > 1 else 0
-            out.append((tabs, bs, kt))
+            out.append((tabs + masks, bs, kt))
         return out
 
     # -- calling ----------------------------------------------------------------------
@@ -299,15 +306,13 @@ class FusedKernel:
             args += _tensor_args(tensors[name])
         for name in src.outputs:
             args += _tensor_args(outs[name])
+        lead = len(args) + len(src.symbols)
         args += static
         if self.reads_tensors:            # block masks: the tables depend on the values (cached by their hash)
-            values = self.mask_values(inputs)
-            for tabs, bs, kt in self.tables(env, values, q.device):
-                args += [tabs[0], tabs[1], tabs[2], tabs[3], bs, kt]
-            args.append(self.launch_order(env, values, q.device))
+            args += self._table_args(env, self.mask_values(inputs), q.device)
         with np.errstate(all="ignore"):   # the interpreter computes padding rows too (0/0 there is masked)
             try:
-                self._launch(mod, src, m, args, grid_m, nbatch, meta, launch, q.device)
+                self._launch(mod, src, m, args, lead, grid_m, nbatch, meta, launch, q.device)
             except GatherRangeError as err:
                 _locate_gather(c, self.shapes, inputs, err)
         return outs[c.outputs[0].name] if len(outs) == 1 else outs
@@ -325,9 +330,7 @@ class FusedKernel:
         m = self._mapping_for(env)
         static = [scalar_arg(env[s]) for s in src.symbols]
         if not self.reads_tensors:
-            for tabs, bs, kt in self.tables(env, None, device):
-                static += [tabs[0], tabs[1], tabs[2], tabs[3], bs, kt]
-            static.append(self.launch_order(env, None, device))
+            static += self._table_args(env, None, device)
         rows = 1 if f.query is None else int(env[f.query.upper()])
         pack = self.program.pack_count(m.pack_heads, env)      # GQA / MQA: heads packed as rows
         grid_m = -(-rows * pack // m.block_m)
@@ -338,6 +341,16 @@ class FusedKernel:
         if src.tma and launch:
             _tma_allocator(device)
         return env, mod, src, m, grid_m, nbatch, meta, launch, static
+
+    def _table_args(self, env: dict, values: dict | None, device) -> list:
+        """The kernel's arguments after its symbols: per pass the block table
+        (full and partial counts and lists, batch stride, key tiles, then the
+        partial tiles' masks and their first index where the pass reads them),
+        then the launch order."""
+        args = []
+        for tabs, bs, kt in self.tables(env, values, device):
+            args += tabs[:4] + [bs, kt] + tabs[4:]
+        return args + [self.launch_order(env, values, device)]
 
     def _scratch(self, name: str, n: int, dtype, device):
         """A work buffer kept across calls (split-KV partials, the gather
@@ -351,17 +364,19 @@ class FusedKernel:
             buf = self._buffers[key] = torch.empty(n, dtype=dtype, device=device)
         return buf
 
-    def _launch(self, mod, src, m, args, grid_m, nbatch, meta, launch, device):
+    def _launch(self, mod, src, m, args, lead, grid_m, nbatch, meta, launch, device):
         import torch
         f = self.form
         err = {}
-        if src.gathers:      # the kernel records a gather out of range here (see Generator._flag_gather)
+        if src.gathers or _has_gather(self.cascade):    # the kernel's signature has the flag (a gather read
+            # from a mask table is checked on the host, when the table is built): it records a gather out of
+            # range here (see Generator._flag_gather)
             err = dict(gather_err=self._scratch("gather_err", 1, torch.int32, device).zero_())
         if src.splits > 1:
             per = sum(m.block_m * (src.block_f if kind == "feature" else 1) for _, kind in src.partials)
             part = self._scratch("partials", nbatch * grid_m * src.splits * per, torch.float32, device)
             mod.attnc_fused[(grid_m, nbatch, src.splits)](*args, part, per, **err, **meta, **launch)
-            cargs = args[:len(args) - 6 * f.passes - 1]      # less the block tables and the launch order
+            cargs = args[:lead]            # tensors and symbols: the combine reads no block table
             mod.attnc_combine[(grid_m, nbatch)](*cargs, part, per, **err, BLOCK_M=m.block_m, BLOCK_F=src.block_f,
                                                  SPLITS=src.splits, **launch)
         else:

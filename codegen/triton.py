@@ -437,6 +437,8 @@ class Generator:
         for k in range(f.passes):
             params += [f"bt{k}_full_cnt", f"bt{k}_full_idx", f"bt{k}_part_cnt", f"bt{k}_part_idx", f"bt{k}_bs",
                        f"bt{k}_ks"]
+            if self.p.uses_mask_table(k, self.pack):     # the partial tiles' keep masks, and each list's first
+                params += [f"bt{k}_mt", f"bt{k}_mtb"]
         params.append("launch_order")
         partials = self._partials() if splits > 1 else []
         if splits > 1:
@@ -677,6 +679,7 @@ class Generator:
         for g in gs:        # the normaliser the sums are relative to (0 for -inf), and its raw running value
             self.out(f"{self.ident('gs', g)} = tl.zeros((BLOCK_M,), dtype=tl.float32)")
             self.out(f"{self.ident('gr', g)} = tl.full((BLOCK_M,), float(\"-inf\"), dtype=tl.float32)")
+        self.pass_index = k
         self.out(f"bt_off = {self._batch_linear()} * bt{k}_bs + pid_m * bt{k}_ks")
         self.out(f"cnt_off = {self._batch_linear()} * (bt{k}_bs // bt{k}_ks) + pid_m")
         if pp.walk != "any":
@@ -687,6 +690,8 @@ class Generator:
             self.out(f"n_{kind} = tl.load(bt{k}_{kind}_cnt + cnt_off)")
             self.out(f"lo_{kind} = n_{kind} * pid_s // SPLITS")
             self.out(f"hi_{kind} = n_{kind} * (pid_s + 1) // SPLITS")
+            if partial and self.p.uses_mask_table(k, self.pack):
+                self.out(f"mt_first = tl.load(bt{k}_mtb + cnt_off)")
             self.out(f"for i in range(lo_{kind}, hi_{kind}):   # {'partial' if partial else 'full'} key tiles")
             self.ind += 1
             self.out(f"start_n = tl.load(bt{k}_{kind}_idx + bt_off + i) * BLOCK_N")
@@ -858,7 +863,12 @@ class Generator:
             return "inb"
         if e.predicate not in self.preds:
             name = f"keep{len(self.preds)}"
-            self.out(f"{name} = inb & {self.cond(e.predicate, ctx)}")
+            k = self.pass_index
+            if self.p.uses_mask_table(k, self.pack):     # read, not computed: in bounds and kept (tiles.mask_tiles)
+                self.out(f"{name} = tl.load(bt{k}_mt + (mt_first + i).to(tl.int64) * (BLOCK_M * BLOCK_N) "
+                         "+ tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]) != 0")
+            else:
+                self.out(f"{name} = inb & {self.cond(e.predicate, ctx)}")
             self.preds[e.predicate] = name
         return self.preds[e.predicate]
 

@@ -104,13 +104,14 @@ def _program(x) -> TileProgram:
     return x if isinstance(x, TileProgram) else tile_program(x)
 
 
-def _pass_ops(pp: PassProgram, form: FusedForm, env: dict) -> tuple[Counter, Counter, int]:
+def _pass_ops(pp: PassProgram, form: FusedForm, env: dict, table: bool = False) -> tuple[Counter, Counter, int]:
     """Operations of one tile step of a pass as (kind, axes) -> count, for
     every tile and the partial tiles' extra, and the number of value
     contractions: each statement of the program once, each distinct
     predicate once (the kernel computes `keep = inb & predicate` once per
-    tile and every masked statement selects with it); full tiles evaluate
-    no predicate."""
+    tile and every masked statement selects with it), or, where the pass
+    reads its masks from a table (`table`), one compare per point; full
+    tiles evaluate no predicate."""
     per, extra = Counter(), Counter()
     nvalue = 0
     for t in pp.tile_einsums:
@@ -131,6 +132,9 @@ def _pass_ops(pp: PassProgram, form: FusedForm, env: dict) -> tuple[Counter, Cou
     extra["compare", KEY] += 1                  # inb: the tile's bounds
     extra["logic", POINT] += 1
     for pred in pp.predicates:
+        if table:
+            extra["compare", POINT] += 1        # keep = mask byte != 0 (bounds included)
+            continue
         extra.update(statement_ops(form, pred, cond=True))
         extra["logic", POINT] += 1              # keep = inb & predicate
     extra["select", POINT] += len(pp.masked)
@@ -154,7 +158,7 @@ def tile_work(program, k: int, m: GPUMapping, env: dict) -> TileWork:
     TileProgram, or a FusedForm whose program is taken)."""
     program = _program(program)
     form, pp = program.form, program.passes[k]
-    per, extra, nvalue = _pass_ops(pp, form, env)
+    per, extra, nvalue = _pass_ops(pp, form, env, program.uses_mask_table(k, program.pack_count(m.pack_heads, env)))
     f = env[form.feature.upper()] if form.feature else 0
     pts = m.block_m * m.block_n
     sfu, fp, it = _weigh(per, m)
@@ -342,10 +346,12 @@ def _classify(cc, bm: int, bn: int) -> np.ndarray:
 
 
 def _tile_classes(form, k, m, env, inputs, counts, grid: _Grid, skip_empty: bool, unknown: set | None = None):
-    """Per (head block, row tile): full and partial key tiles visited, and the
-    kept points of the pass (whole problem); the classes are the kernel's
-    block table's (the same cell counts, cached by the mask's values).
-    Tensors the mask reads whose values are missing are added to `unknown`."""
+    """Per (head block, row tile): full and partial key tiles visited, the
+    empty ones, the kept points of the pass (whole problem) and the partial
+    tiles of the distinct tables (the batch coordinates the mask reads: what
+    a mask table holds); the classes are the kernel's block table's (the
+    same cell counts, cached by the mask's values). Tensors the mask reads
+    whose values are missing are added to `unknown`."""
     cc = counts[k] if counts is not None else cell_counts(form, k, env, inputs)
     if unknown is not None:
         unknown.update(cc.unknown)
@@ -354,12 +360,13 @@ def _tile_classes(form, k, m, env, inputs, counts, grid: _Grid, skip_empty: bool
     else:
         cls = _classify(cc, m.block_m if grid.rows > 1 else 16, m.block_n)    # [..batch.., row tiles, key tiles]
     kept = float(cc.any.sum()) * grid.heads / max(1, int(np.prod(cc.any.shape[:-2])))
+    distinct_partial = float((cls == PARTIAL).sum()) if skip_empty else 0.0
     cls = cls.reshape([-1] + list(cls.shape[-2:])) if not cc.batch else \
         over_batch(cls, cc.batch, form.batch, _head_block_extents(form, env, grid))
     if not skip_empty:
         cls = np.where(cls == EMPTY, PARTIAL, cls)
     return (cls == FULL).sum(-1).astype(float), (cls == PARTIAL).sum(-1).astype(float), \
-        float((cls == EMPTY).sum()), kept
+        float((cls == EMPTY).sum()), kept, distinct_partial
 
 
 def _head_block_extents(form, env: dict, grid: _Grid) -> dict:
@@ -487,11 +494,13 @@ def _tile_times(w_tensor: float, smem: float, sfu: float, fp32: float, int_ops: 
 
 def _pass_time(program: TileProgram, k, m, gpu, env, grid: _Grid, nfull, npart, parts: Counter, work: Counter,
                edge_s: float = 0.0, kc: KernelClass = KERNEL_CLASSES["triton"],
-               order: np.ndarray | None = None) -> tuple[float, float]:
+               order: np.ndarray | None = None, table_tiles: float = 0.0) -> tuple[float, float]:
     """(time, HBM bytes) of pass k's kernel; adds its parts and work. `edge_s`:
     each program's once-per-row work (the epilogue), run on its own SM.
     `order`: the launch order over [head blocks x row tiles] (launch_order);
-    None: head by head, row tiles last first."""
+    None: head by head, row tiles last first. `table_tiles`: the partial
+    tiles of the distinct mask tables, read once from HBM where the pass
+    reads its masks (each program streams its own through L2)."""
     latency = gpu.efficiency["latency_ns"] * 1e-9
     r = _rates(gpu, m, kc)
     w = tile_work(program, k, m, env)
@@ -516,7 +525,8 @@ def _pass_time(program: TileProgram, k, m, gpu, env, grid: _Grid, nfull, npart, 
     # stages) per memory latency, and at most at its share of the SM's load
     # path; the prologue and the epilogue cost a round trip each
     prog_bw = min(m.stages * max(tile_bytes, 1.0) / latency, gpu.sm_load_bytes_per_clock * gpu.clock_hz)
-    stream = prog_tiles * tile_bytes / prog_bw
+    mask_bytes = m.block_m * m.block_n if program.uses_mask_table(k, grid.pack) else 0
+    stream = (prog_tiles * tile_bytes + npart / s * mask_bytes) / prog_bw
     reps = max(1, grid.head_blocks // alone.shape[0])
     if order is None:          # head by head, row tiles last first
         order = launch_order(np.zeros((alone.shape[0] * reps, alone.shape[1])))
@@ -533,7 +543,7 @@ def _pass_time(program: TileProgram, k, m, gpu, env, grid: _Grid, nfull, npart, 
         key_hbm = grid.head_blocks * tr.key_head * waves_per_head
     else:
         key_hbm = tiles_all * tr.key_tile
-    pass_bytes = key_hbm + tiles_all * tr.pair_tile
+    pass_bytes = key_hbm + tiles_all * tr.pair_tile + table_tiles * mask_bytes
     tiles_full, tiles_part = float(nfull.sum()) * scale, float(npart.sum()) * scale
     tiles = tiles_full + tiles_part
     work["tensor_flops"] += tiles * w.tensor_flops
@@ -630,9 +640,9 @@ def predict_fused(program, m: GPUMapping, gpu: GPU, env: dict, inputs: dict | No
                for k in range(len(program.passes))]
     # longest first: by the key tiles of all passes, as the kernel's block table counts them
     launched = launch_order(sum(np.tile(nf + npt, (grid.head_blocks // nf.shape[0], 1))
-                                for nf, npt, _, _ in classes)) if order == "longest-first" else None
+                                for nf, npt, *_ in classes)) if order == "longest-first" else None
     for k, pp in enumerate(program.passes):
-        nfull, npart, nempty, kept = classes[k]
+        nfull, npart, nempty, kept, distinct = classes[k]
         useful += kept * 2.0 * (sum(env[s.contracted.upper()] for s in pp.scores) + f * len(pp.values))
         scale = grid.head_blocks / nfull.shape[0]
         tiles_seen["full"] += float(nfull.sum()) * scale
@@ -640,7 +650,7 @@ def predict_fused(program, m: GPUMapping, gpu: GPU, env: dict, inputs: dict | No
         tiles_seen["empty"] += nempty * scale
         last = k == len(program.passes) - 1
         t, pass_bytes = _pass_time(program, k, m, gpu, env, grid, nfull, npart, parts, work,
-                                   _epilogue_s(program, m, gpu, env) if last else 0.0, kc, launched)
+                                   _epilogue_s(program, m, gpu, env) if last else 0.0, kc, launched, distinct)
         if k == 0:
             t_edge, edge_bytes = _edges(program, m, gpu, env, grid, parts, work)
             t, pass_bytes = t + t_edge, pass_bytes + edge_bytes

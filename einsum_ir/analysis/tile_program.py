@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from collections import Counter
 
 from ..ir import ROUNDING, Access, Einsum, Expr, Idx, Num, Op, Sym, accesses, walk
-from ..ops import RULES, op_kind
+from ..ops import KIND_UNITS, RULES, op_kind
 from .fused import FusedForm, FusedFormError, Reduction, Score
 
 
@@ -142,6 +142,7 @@ class PassProgram:
     masked: tuple[Einsum, ...] = ()       # statements a partial tile masks with a select (see _masked)
     walk: str = "any"                     # key tile order: 'forward' | 'reverse' (scans carried) | 'any'
     scans: tuple[ScanCarry, ...] = ()     # scans along the keys, each with its carry (in `early`)
+    mask_table: bool = False              # partial tiles read their keep mask from a table (_mask_table_pays)
 
     @property
     def tile_einsums(self) -> tuple[Einsum, ...]:
@@ -198,6 +199,29 @@ class TileProgram:
                                  f"head in {self.cascade.name} ({self.packing.group} = {g})")
         return pack
 
+    def uses_mask_table(self, k: int, pack: int) -> bool:
+        """Does pass k read its partial tiles' keep masks from a table (built
+        with the block tables, codegen.runtime) rather than evaluate the
+        predicate? Not with packed heads, whose rows interleave queries."""
+        return self.passes[k].mask_table and pack == 1
+
+
+# a predicate that costs at least this many operations per point is read from a table instead: one
+# byte per point (bounds included), whose address add, load and compare cost about three (the GPU
+# model charges the compare per point and the bytes; a predicate under twice that is computed)
+MASK_TABLE_MIN_OPS = 6
+
+
+def _mask_table_pays(form: FusedForm, preds: tuple, walk: str) -> bool:
+    """One predicate per pass, walked in any order (a scan's ordered walk
+    indexes its partial tiles differently), costing MASK_TABLE_MIN_OPS or
+    more per point: neighborhood masks over a 2D grid, dilated windows."""
+    if walk != "any" or len(preds) != 1:
+        return False
+    ops = statement_ops(form, preds[0], cond=True)
+    return sum(v * sum(KIND_UNITS[kind].values()) for (kind, ax), v in ops.items() if ax == POINT) \
+        >= MASK_TABLE_MIN_OPS
+
 
 def _rows_before(form: FusedForm, k: int, done: set[str]) -> tuple[Einsum, ...]:
     """Row Einsums (cascade order) whose inputs are final before pass k and
@@ -241,7 +265,8 @@ def _pass_program(form: FusedForm, k: int, done: set[str]) -> PassProgram:
     return PassProgram(k, rows, reds, scores, tuple(t for t in tiles if t not in late),
                        tuple(r for r in reds if r.kind in ("max", "min")), norms, late,
                        tuple(r for r in reds if r.kind not in ("max", "min")), tuple(form.pass_loads(k)), preds,
-                       masked, form.walk(k), tuple(ScanCarry(t) for t in form.scans_in_pass(k)))
+                       masked, form.walk(k), tuple(ScanCarry(t) for t in form.scans_in_pass(k)),
+                       _mask_table_pays(form, preds, form.walk(k)))
 
 
 def _removed_value(e: Einsum) -> float:

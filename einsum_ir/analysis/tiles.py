@@ -114,20 +114,13 @@ def _counts(form, env, arrays, any_preds, all_preds, none) -> CellCounts:
     rc, cc = -(-rows // CELL), -(-cols // CELL)
     any_ = np.zeros(bshape + (rc, cc), np.int64)
     all_ = np.zeros(bshape + (rc, cc), np.int64)
-    arrays = {k: v if v.dtype == bool else v.astype(np.float64) for k, v in arrays.items()}
-    ev = _Evaluator(form.cascade, env, arrays, np.dtype("float64"))
+    ev = _evaluator(form, env, arrays)
     chunk = max(CELL, (1 << 24) // max(cols * max(1, int(np.prod(bshape))), 1) // CELL * CELL)
-    qv = form.query or "__q"
     for r0 in range(0, rows, chunk):
         r1 = min(rows, r0 + chunk)
-        ranges = {v: (0, int(env[v.upper()])) for v in batch}
-        ranges[qv] = (r0, r1)
-        ranges[form.key] = (0, cols)
-        space = _Space(list(batch) + [qv, form.key], ranges)
-        shape = space.shape
+        shape = bshape + (r1 - r0, cols)
         if preds:
-            val = {p: np.broadcast_to(np.asarray(ev.value(p, space, None, form.scores[0].einsum), bool), shape)
-                   for p in preds}
+            val = {p: _points(form, env, ev, p, batch, r0, r1) for p in preds}
             a_any = np.logical_or.reduce([val[p] for p in any_preds]) if not none else np.ones(shape, bool)
             a_all = np.logical_and.reduce([val[p] for p in all_preds])
         else:
@@ -136,6 +129,50 @@ def _counts(form, env, arrays, any_preds, all_preds, none) -> CellCounts:
         all_[..., r0 // CELL: -(-r1 // CELL), :] = _per_cell(a_all)
     exist = np.outer(_cell_sizes(rows), _cell_sizes(cols))
     return CellCounts(batch, any_, all_, exist, rows, cols)
+
+
+def _evaluator(form, env: dict, arrays: dict):
+    arrays = {k: v if v.dtype == bool else v.astype(np.float64) for k, v in arrays.items()}
+    return _Evaluator(form.cascade, env, arrays, np.dtype("float64"))
+
+
+def _points(form, env: dict, ev, pred, batch: tuple, r0: int, r1: int) -> np.ndarray:
+    """Predicate `pred` at every point of rows r0..r1 and every key:
+    bool [..batch.., r1 - r0, keys]."""
+    ranges = {v: (0, int(env[v.upper()])) for v in batch}
+    ranges[form.query or "__q"] = (r0, r1)
+    ranges[form.key] = (0, int(env[form.key.upper()]))
+    space = _Space(list(batch) + [form.query or "__q", form.key], ranges)
+    return np.broadcast_to(np.asarray(ev.value(pred, space, None, form.scores[0].einsum), bool), space.shape)
+
+
+def mask_tiles(form: FusedForm, pass_: int, env: dict, cls: np.ndarray, batch: tuple, block_m: int,
+               block_n: int, inputs: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The keep masks of the partial tiles of `cls` ([..batch.., row tiles,
+    key tiles], the classes of the pass's one predicate), for a kernel that
+    reads them rather than evaluates the predicate (TileProgram.
+    uses_mask_table): (tiles, int8 [n, block_m, block_n], points past the
+    ends 0; base, int32 [..batch.., row tiles], the first tile of each row
+    tile's partial list, in the order of that list: key tiles ascending)."""
+    (pred,) = dict.fromkeys(p for p in form.predicates(pass_) if p is not None)
+    rows = 1 if form.query is None else int(env[form.query.upper()])
+    cols = int(env[form.key.upper()])
+    ev = _evaluator(form, env, {k: np.asarray(v) for k, v in (inputs or {}).items()})
+    nb = int(np.prod(cls.shape[:-2]))
+    flat = cls.reshape(nb, cls.shape[-2], cls.shape[-1])
+    base = np.zeros(flat.shape[:2], np.int32)
+    tiles, n = [], 0
+    for r in range(flat.shape[1]):
+        r0, r1 = r * block_m, min(rows, (r + 1) * block_m)
+        pts = _points(form, env, ev, pred, batch, r0, r1).reshape(nb, r1 - r0, cols)
+        pts = np.pad(pts, [(0, 0), (0, block_m - (r1 - r0)), (0, -cols % block_n)])
+        for b in range(nb):
+            base[b, r] = n
+            for kt in np.flatnonzero(flat[b, r] == PARTIAL):
+                tiles.append(pts[b, :, kt * block_n:(kt + 1) * block_n])
+                n += 1
+    out = np.stack(tiles).astype(np.int8) if tiles else np.zeros((1, block_m, block_n), np.int8)
+    return out, base.reshape(cls.shape[:-1])
 
 
 def _cell_sizes(n: int) -> np.ndarray:

@@ -79,7 +79,7 @@ def test_the_kernel_launches_in_the_order_the_model_schedules():
     gpu = load_gpu("h100")
     fp = G.footprint(program.form, kernel.mapping, env, gpu)
     grid = G._grid(program, kernel.mapping, gpu, env, fp.blocks_per_sm)
-    nf, npt, _, _ = G._tile_classes(program.form, 0, kernel.mapping, env, {"DOC": inp["DOC"]}, None, grid, True)
+    nf, npt, *_ = G._tile_classes(program.form, 0, kernel.mapping, env, {"DOC": inp["DOC"]}, None, grid, True)
     tiles = np.tile(nf + npt, (grid.head_blocks // nf.shape[0], 1))
     assert order.tolist() == launch_order(tiles).tolist()
     assert tiles.reshape(-1)[order][0] == tiles.max() > tiles.min()       # skewed: the order matters here
