@@ -100,6 +100,7 @@ def test_one_run_per_array_size_bit_exact_at_the_schedules_cycles(tmp_path):
     tops = [binding_top(*size) for size in SIZES]
     for t, (rows, cols, *_) in zip(tops, SIZES):        # the score tiles on the generated systolic array
         assert list(t.schedule.arrays) == ["BQK"] and t.files[f"{t.name}.v"].count(f".R({rows}), .C({cols})") == 1
+        assert f"{t.name}_ctrl c_ctl" in t.files[f"{t.name}.v"] and f"{t.name}_ctrl.v" in t.files
     for t, res in zip(tops, run_tops(tmp_path, tops)):
         assert res["outputs"] == expected(t), t.name
         assert res["edges"] == t.schedule.cycles, t.name
