@@ -64,11 +64,11 @@ def expected(t: top.Top) -> list[int]:
 SIZES = [(2, 2, 4, 2, 2), (3, 4, 6, 2, 2), (4, 2, 8, 2, 3)]     # rows, cols, E = F, key tiles, query tiles
 
 
-def binding_top(rows, cols, e, nm, np_, seed=5, fmt=Fmt(24, 10)):
-    """The 1-pass cascade on FuseMax +Binding scaled to a rows x cols array."""
+def binding_top(rows, cols, e, nm, np_, seed=5, fmt=Fmt(24, 10), bh=1):
+    """The 1-pass cascade on FuseMax +Binding scaled to a rows x cols array (batch and heads `bh`)."""
     c = load("attention-1pass")
     hw, m = _scaled(rows, cols)
-    shapes = dict(B=1, H=1, E=e, F=e, M=rows * nm, P=cols * np_, M0=rows)
+    shapes = dict(B=bh, H=bh, E=e, F=e, M=rows * nm, P=cols * np_, M0=rows)
     return top.generate_top(c, random_inputs(c, shapes, seed=seed), shapes, fmt, hw, m,
                             name=f"attnc_top_{rows}x{cols}")
 
@@ -113,11 +113,13 @@ def test_one_run_per_array_size_bit_exact_at_the_schedules_cycles(tmp_path):
 @pytest.mark.parametrize("rows, cols, e, np_, nm", [(2, 2, 4, 2, 4), (3, 4, 6, 2, 3)])
 def test_each_epoch_costs_the_simulators_cycles(rows, cols, e, np_, nm):
     """cycles = (epochs - 1) x L + the latency of one epoch, the latency the
-    same for 2 and more key tiles: an epoch adds the simulator's L exactly."""
-    a, b = binding_top(rows, cols, e, 2, np_), binding_top(rows, cols, e, nm, np_)
-    assert b.plan.epochs == a.plan.epochs * nm // 2
-    assert a.schedule.parts()["latency"] == b.schedule.parts()["latency"]
-    for t in (a, b):
+    same for 2 and more key tiles, and for 2 batches x 2 heads: an epoch adds
+    the simulator's L exactly."""
+    a, b, d = (binding_top(rows, cols, e, 2, np_), binding_top(rows, cols, e, nm, np_),
+               binding_top(rows, cols, e, 2, np_, bh=2))
+    assert b.plan.epochs == a.plan.epochs * nm // 2 and d.plan.epochs == 4 * a.plan.epochs
+    assert a.schedule.parts()["latency"] == b.schedule.parts()["latency"] == d.schedule.parts()["latency"]
+    for t in (a, b, d):
         assert t.schedule.cycles == (t.plan.epochs - 1) * t.plan.length + t.schedule.parts()["latency"]
 
 
