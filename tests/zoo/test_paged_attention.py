@@ -136,3 +136,25 @@ def test_the_footprint_holds_one_gathered_row_per_step_in_either_layout():
         env = dict(resolve(c, {**base, **extra}), density_live=0.75)
         got.append(footprint(c, "M").at(env)[0])
     assert got[0] == pytest.approx(got[1])
+
+
+def test_the_gpu_model_charges_at_least_the_counts_over_the_live_keys(monkeypatch):
+    """The soundness harness's floor check on the design (its mask's density
+    counted from the inputs given to the model), and the check fails for a
+    model that charges no exps (at the few live keys random lengths give,
+    the model's whole-tile charge is far above the floor: a partial drop
+    hides behind it)."""
+    import attnc.soundness as sound
+    import simulator.gpu as gpu
+    c = ei.library.load(NAME)
+    shapes = dict(B=2, H=4, G=2, M=13, E=4, F=3, NP=9, BS=4)
+    assert sound.check_gpu_model(c, shapes) == ("ok", "")
+    orig = gpu.predict_fused
+
+    def no_exps(*a, **k):
+        pred = orig(*a, **k)
+        pred.work["sfu_ops"] = 0.0
+        return pred
+    monkeypatch.setattr(gpu, "predict_fused", no_exps)
+    status, detail = sound.check_gpu_model(c, shapes)
+    assert status == "mismatch" and "sfu_ops" in detail
