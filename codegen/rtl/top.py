@@ -6,23 +6,25 @@ intermediates, outputs; a view such as BK = K[m1*M0 + m0] is an address,
 not a copy), the generated output-stationary 2D array for a contraction
 the mapping binds to pe2d (one tile per epoch), lanes of each other
 Einsum's generated unit, and per lane (and for the array) a
-sequencer whose micro-program (a ROM) lists every operation with its issue
-edge, its source and destination addresses, its `first` flag and its
-coordinates: the addresses are the IR's index expressions evaluated over the
+sequencer whose micro-program (a ROM) lists every operation with when it
+issues (with a mapping: the epoch and cycle of the generated controller,
+which the top instantiates; else the top's edge count), its source and
+destination addresses, its `first` flag and its coordinates: the addresses are the IR's index expressions evaluated over the
 iteration space (`tile.run`'s trace), the issue edges the schedule below.
 A test bench loads the inputs (and initial values such as RM[0] = -inf)
 through a memory port, pulses `start`, waits for `done` and reads the
 outputs back through the same port: no DRAM interface.
 
 Schedule (`schedule`): operations in the trace's order (a valid order of
-the dependencies), each reduction's points for one output together on one
+the dependencies; with a mapping, the nest's epoch order), each reduction's points for one output together on one
 lane (the unit holds the running value), on the lane where it can start
 first; an operation reads its sources only after they were written. With
 a mapping at shapes (`controller.plan`), every Einsum issues only inside
 its share of each epoch (the controller's windows: cycle s .. s + k of each
 epoch of L cycles) on as many lanes as the simulator's PEs for it, so the
-units are booked as the mapping books the arrays; without one, each Einsum
-issues as soon as it can on `lanes` lanes.
+units are booked as the mapping books the arrays, the windows moved later
+by the hand-off latencies (`_skewed`); without one, each Einsum issues as
+soon as it can on `lanes` lanes.
 
 Timing, one convention (docs/rtl.md): edge 0 samples `start`. An
 operation issued at edge t reads its operands (registered RAM read) at t,
@@ -332,10 +334,11 @@ def _in_epochs(groups: list, plan) -> list:
 
 
 def _skewed(groups: list, ii: dict, lanes: dict, plan, arrays: dict, key) -> dict:
-    """Each Einsum's window, moved later by what its first operation waits
-    for its operands (the hand-off of the values it reads: ii + 3 edges
-    after the producer's last issue), so that the epochs' steady state keeps
-    every Einsum in its window: the epochs' issue pattern, skewed."""
+    """Each Einsum's window, moved later until its first epoch's operations
+    can all start in it (the hand-off of the values they read: ii + 3 edges
+    after the producer's last issue, r + c more from the array), so that
+    every epoch's operations keep to their window: the controller's issue
+    pattern, skewed."""
     longest: dict = {}
     for g in groups:
         longest[g[0].einsum] = max(longest.get(g[0].einsum, 0), len(g))
