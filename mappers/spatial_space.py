@@ -21,7 +21,7 @@ from itertools import product
 
 from einsum_ir import Cascade
 from einsum_ir.analysis import passes, sequence_rank
-from einsum_ir.ir import Sym, index_vars, offset_of, walk
+from einsum_ir.ir import Sym, accesses, index_vars, offset_of, walk
 from einsum_ir.shapes import resolve
 from hw_models.schema import HardwareError
 from hw_models.spatial import SpatialArray
@@ -251,9 +251,13 @@ def roles(c: Cascade, hw: SpatialArray, shapes: dict) -> Roles:
     # a batch rank splits the problem into independent copies: it indexes every input
     # along the sequence (Q, K, V have B and H; a slope per head does not count); a
     # free rank such an input lacks (a GEMM's output columns) runs along an axis or in
-    # the PEs instead, never as an outer loop re-reading that input
+    # the PEs instead, never as an outer loop re-reading that input. A tensor only a
+    # mask reads (document ids DOC[b, p], global-token flags G[p]) is broadcast over
+    # the heads: re-reading it per head is cheap, so it does not take H off the batch
     seq = set(c.parts(key)) | {key} | ({row} | set(c.parts(row)) if row else set())
-    inputs = [t for t in c.tensors if t.role == "input" and seq & set(t.ranks)]
+    masks_only = ({a.tensor for e in c.einsums if e.predicate is not None for a in accesses(e.predicate)}
+                  - {a.tensor for e in c.einsums for a in accesses(e.expr)})
+    inputs = [t for t in c.tensors if t.role == "input" and seq & set(t.ranks) and t.name not in masks_only]
     batch = tuple(r for r in free if r != row and all(r in t.ranks for t in inputs))
     row_names = _fresh(c, row, ("2", "1", "0")) if row else ("", "", "")
     work = tuple(n for n in units)
@@ -452,6 +456,18 @@ def _moves(r: Roles, var: str) -> set[str]:
     return {up}
 
 
+def cascade_label(c: Cascade, hardware: str) -> str:
+    """The mapping file's `cascade`: the design's name, unless a library design
+    of that name is another design (the corpus' `sliding-window` is not the
+    library's): a mapping naming a library design is checked against it at
+    load, so such a design is labelled apart."""
+    from .mapping import library_pair
+    lib = library_pair(c.name, hardware)
+    if lib is None or str(lib[0]) == str(c):
+        return c.name
+    return f"{c.name} (not the library design)"
+
+
 def to_yaml(r: Roles, cand: Candidate, name: str = "auto") -> str:
     """The candidate as the text of a mapping file."""
     import json
@@ -459,7 +475,7 @@ def to_yaml(r: Roles, cand: Candidate, name: str = "auto") -> str:
     lines = [f"# Found by attnc's spatial mapper (mappers/spatial_search.py) for {r.cascade.name} on {r.hw.name}",
              f"# at {' '.join(f'{k}={v}' for k, v in r.shapes.items())}.",
              f"name: {q(name)}", f"doc: {q('automatic mapping of ' + r.cascade.name)}",
-             f"cascade: {q(r.cascade.name)}", f"hardware: {q(r.hw.name)}", "factors:"]
+             f"cascade: {q(cascade_label(r.cascade, r.hw.name))}", f"hardware: {q(r.hw.name)}", "factors:"]
     if r.key_split:
         lines.append(f"  {r.key}: {{{r.key_names[0]}: rest, {r.key_names[1]}: {cand.k0}}}")
     if r.row:

@@ -35,9 +35,9 @@ AV[b, h, f, p] = SNV[b, h, f, p] / SD[b, h, p]
 """
 
 
-def design(score: str, mask: str = "") -> ei.Cascade:
+def design(score: str, mask: str = "", inputs: str = "") -> ei.Cascade:
     w = " where vis" if mask else ""
-    text = HEAD + (f"mask vis = {mask}\n" if mask else "") + f"\nQK[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m]{w}\n"
+    text = HEAD + inputs + (f"mask vis = {mask}\n" if mask else "") + f"\nQK[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m]{w}\n"
     return ei.parse(text + f"S[b, h, m, p] = {score}{w}\n" + TAIL.format(w=w))
 
 
@@ -46,7 +46,7 @@ def mapping(name: str, s_unit: str) -> object:
     on `s_unit` (along p0 on the 1D array), AV on the 1D array."""
     par = "{pe1d: [p0], pe2d: [m0, p0]}" if s_unit == "pe1d" else "{pe2d: [m0, p0]}"
     return parse_mapping(f"""name: hand
-cascade: {name}
+cascade: "{name}"
 hardware: fusemax
 factors:
   M: {{M1: rest, M0: 16}}
@@ -196,3 +196,32 @@ def test_a_canvas_rank_can_be_the_row_rank():
     r = roles(c, FUSEMAX, dict(B=1, H=2, E=8, F=8, CH=8, CW=32))
     assert r.row == "P" and r.key == "M"
     assert math.prod([8, 32]) == r.env["P"]
+
+
+def test_a_tensor_only_a_mask_reads_keeps_the_heads_a_batch_loop():
+    """A document mask `DOC[b, p] == DOC[b, m]` reads a tensor without H: it
+    is broadcast over the heads, so H stays an outer loop (before, H went
+    into the PEs and every score went through DRAM); a score term read per
+    point without H (a bias over (b, m, p)) still keeps H off the batch."""
+    from mappers.spatial_space import roles
+    doc = design("QK[b, h, m, p] / sqrt(E)", "DOC[b, p] == DOC[b, m] and m <= p", "input DOC[B, P]: i32\n")
+    r = roles(doc, FUSEMAX, dict(SHAPES, density_vis=0.5))
+    assert r.row == "P" and set(r.batch) == {"B", "H"}
+    bias = design("QK[b, h, m, p] / sqrt(E) + BI[b, m, p]", "", "input BI[B, M, P]: f32\n")
+    assert "H" not in roles(bias, FUSEMAX, SHAPES).batch
+
+
+def test_a_design_named_like_a_library_design_maps():
+    """The corpus' `sliding-window` is not the library's (other Einsums): the
+    mapper's file labels it apart, so loading it does not check its names
+    against the library design (it was refused: `S is not an Einsum`)."""
+    from mappers.spatial_space import cascade_label
+    c = ei.parse(str(design("QK[b, h, m, p] / sqrt(E)", "m <= p and p - m < 8")), name="sliding-window")
+    label = cascade_label(c, "fusemax")
+    assert label != "sliding-window" and label.startswith("sliding-window")
+    with pytest.raises(EinError, match="S is not an Einsum of sliding-window"):
+        mapping(c.name, "pe2d")            # named as the library design: checked against it
+    r = simulate(c, mapping(label, "pe2d"), FUSEMAX, dict(SHAPES))
+    assert cost(r, "QK").points == 2 * 8 * sum(1 for m_ in range(64) for p in range(64) if m_ <= p and p - m_ < 8)
+    lib = ei.library.load("attention-3pass")
+    assert cascade_label(lib, "fusemax") == "attention-3pass"
