@@ -231,18 +231,27 @@ def _alias_kind(c: Cascade, fam: Family, rank: str) -> str | None:
     return next((k for b, k in fam.kind.items() if alias_root(ranks, b) == root), None)
 
 
+def _whole(c: Cascade, rank: str) -> str:
+    """The rank a partition part belongs to (M1, M0 -> M), else itself."""
+    parents = {r.name: r.parent for r in c.ranks}
+    while parents.get(rank):
+        rank = parents[rank]
+    return rank
+
+
 def slot_kind(c: Cascade, fam: Family, rank: str, index: Expr, is_input: bool) -> str | None:
     """The kind (POS, ROOT) under which a slot of `rank` read at `index`
     names a position of R, or None. A slot of R's family does, except an
-    input's read only at variables of aliases outside the family (DOC[b, m]
-    over P, M a rank of its own: a load at another rank's coordinate, as
-    K[m]; an index through other ranks, BM[b, h, m / TK, ..] over MB, does).
+    input's read only at variables of aliases outside the family or of
+    their parts (DOC[b, m] or DOC[b, m1 * M0 + m0] over P, M a rank of its
+    own: a load at another rank's coordinate, as K[m]; an index through
+    other ranks, BM[b, h, m / TK, ..] over MB, does).
     An input's slot of an alias of the family (DOC's P over M) read at the
     family's variables does: an input read at that position (DOC[b, m])."""
     k = fam.kind.get(rank)
     vs = index_vars(index)
     if k in (POS, ROOT):
-        outside = vs and all(fam.var_kind(v) is None and _alias_kind(c, fam, rank_of(v)) for v in vs)
+        outside = vs and all(fam.var_kind(v) is None and _alias_kind(c, fam, _whole(c, rank_of(v))) for v in vs)
         return None if is_input and outside else k
     if k is None and is_input and any(fam.var_kind(v) for v in vs) and not _gathered(index):
         k = _alias_kind(c, fam, rank)

@@ -235,3 +235,19 @@ def test_the_traversal_takes_a_data_conjunct_as_true():
     c = corpus("key-padding")
     assert simulate_passes(c, "M", at(c)).passes == 2 == passes(c, "M").passes
     assert check_pass_count(c, "M", at(c)) is None
+
+
+def test_a_document_mask_on_the_one_pass_cascade():
+    # attention-1pass with M = P and DOC[b, p] == DOC[b, m1 * M0 + m0] on its
+    # scores: the running max, sum and numerator still need 1 pass over M;
+    # over P, DOC read at the tiled key is a load at M's coordinate: 1 pass
+    text = str(ei.library.load("attention-1pass"))
+    text = text.replace("rank B, H, P, E, F, M", "rank B, H, P, E, F\nrank M = P", 1)
+    text = text.replace("input V[B, H, F, M]: f16", "input V[B, H, F, M]: f16\ninput DOC[B, P]: i32", 1)
+    text = "\n".join(line + (" where DOC[b, p] == DOC[b, m1 * M0 + m0]" if line.startswith("BQK[") else "")
+                     for line in text.splitlines())
+    c = ei.parse(text)
+    assert "DOC[b, m1 * M0 + m0]" in str(c)
+    for rank in ("M", "P"):
+        assert passes(c, rank).passes == 1, passes(c, rank).unstreamable
+        assert check_pass_count(c, rank, at(c, P=7, M0=3)) is None
