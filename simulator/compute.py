@@ -124,7 +124,8 @@ def notes(s: Space, n: Nest, hw: SpatialArray, costs) -> tuple[str, ...]:
         for g in f.groups[ec.name][1:]:
             what = ", ".join(k for k, c in g.ops.items() if c)
             where = f"({', '.join(sorted(g.vars))})" if g.vars else "once"
-            out.append(f"{ec.name}: {what} depend on {where} only: charged {n.num.count(g.count)} times, "
+            verb = "depend" if len([k for k, c in g.ops.items() if c]) > 1 else "depends"
+            out.append(f"{ec.name}: {what} {verb} on {where} only: charged {n.num.count(g.count)} times, "
                        f"not once per point")
     by_name = {e.name: e for e in s.einsums}
     masked: dict = {}
