@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from einsum_ir.errors import EinError
 from einsum_ir.execute import _Evaluator, _Space
 from einsum_ir.ir import Access, index_vars, walk
 
@@ -32,6 +33,8 @@ def _kept(c, e, env: dict) -> tuple[tuple[str, ...], np.ndarray] | str:
     vs = tuple(index_vars(p))
     if not 1 <= len(vs) <= 2:
         return f"the predicate has {len(vs)} variables"
+    if any(v.upper() not in env for v in vs):
+        return "an extent of its variables is not known here"
     sizes = [int(env[v.upper()]) for v in vs]
     if int(np.prod(sizes)) > LIMIT:
         return f"its grid of {int(np.prod(sizes)):,} points is too large to evaluate"
@@ -39,8 +42,11 @@ def _kept(c, e, env: dict) -> tuple[tuple[str, ...], np.ndarray] | str:
     hit = _CACHE.get(key)
     if hit is None or hit[0] is not c:
         space = _Space(list(vs), {v: (0, s) for v, s in zip(vs, sizes)})
-        grid = np.broadcast_to(np.asarray(_Evaluator(c, env, {}, np.dtype("float64")).value(p, space, None, e), bool),
-                               tuple(sizes))
+        try:
+            value = _Evaluator(c, env, {}, np.dtype("float64")).value(p, space, None, e)
+        except EinError as err:         # e.g. a divisor of 0 at these shapes: the kept count stands
+            return f"the predicate cannot be evaluated on its grid ({str(err).splitlines()[0]})"
+        grid = np.broadcast_to(np.asarray(value, bool), tuple(sizes))
         if len(_CACHE) > 32:
             _CACHE.clear()
             _VISITED.clear()
