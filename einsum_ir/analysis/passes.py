@@ -498,9 +498,13 @@ class _Walk:
 
 
 def _position_vars(c: Cascade, fam: Family, a: Access) -> set[str]:
+    """The variables that place the visit of a read: those of its position
+    slots, and R's variables in a gather (S[BT[b, m // BS], m % BS]: m)."""
     t = c.tensor(a.tensor)
     return {v for r, i in zip(t.ranks, a.indices) if slot_kind(c, fam, r, i, t.role == "input") in (POS, ROOT)
-            for v in index_vars(i)}
+            for v in index_vars(i)} | \
+        {v for r, i in zip(t.ranks, a.indices) if fam.kind.get(r) not in (POS, ROOT) and _gathered(i)
+         for v in index_vars(i) if fam.var_kind(v) in (POS, ROOT)}
 
 
 def _same_or_earlier(visit, out) -> bool:

@@ -42,7 +42,9 @@ The model (independent of `passes.py`'s symbolic rule):
   slot of an alias of R outside the family at R's variables (DOC[b, m],
   DOC over P, R = M); a slot of the family read only at variables of an
   alias that is a rank of its own (DOC[b, m] over P) is a load at another
-  rank's coordinate, readable at any visit.
+  rank's coordinate, readable at any visit. A read through a gather by R's
+  variables (`KC[BT[b, m // BS], .., m % BS]`) happens at their visit; a
+  slot of R indexed by data (KC's NP, over NP) has no traversal order.
 The pass count is the pass of the latest point (0 if all ran before pass 1).
 With few positions, the reduction that ends a pass may complete in its last
 visit and let the next pass start early: use at least passes + 1 positions.
@@ -153,6 +155,10 @@ class _Sim:
         last = self.last_iterate(a)
         if t.role == "input":
             vis = self.visits_of(a.tensor, idx, a.indices)
+            for i in (i for i in a.indices if accesses(i)):        # a gather by R's variables: read at their visit
+                for v in (v for v in index_vars(i) if self.fam.var_kind(v) in (POS, ROOT)):
+                    at = frozenset({point[v] // self.tile if self.fam.var_kind(v) == ROOT else point[v]})
+                    vis = at if vis is None else vis & at
             return _Elem(self.n, vis is not None, vis), vis
         e = self.elems[a.tensor].get(idx) or _Elem(self.n, False, None)
         if last or not e.bound:
@@ -239,6 +245,11 @@ def simulate_passes(c: Cascade, rank: str, shapes: dict, max_passes: int = 8) ->
     says; the result names the passes needed, or why no number suffices."""
     env = resolve(c, shapes)
     sim = _Sim(c, rank, env, max_passes)
+    for e in c.einsums:      # which position a step visits is the data's choice: no order to traverse
+        for a in [e.output] + e.reads():
+            if any(sim.fam.kind.get(r) and accesses(i) for r, i in zip(c.tensor(a.tensor).ranks, a.indices)):
+                return TraversalResult(rank, None, f"{e.name} reads {a} at a position of {rank} given by data",
+                                       sim.n)
     try:
         sim.run()
     except _Stop as stop:

@@ -3,9 +3,9 @@
 m % BS]` or `S[BT[b, m // BS] * BS + m % BS]`) and read again after a full
 reduction over m needs a second traversal of m, as the same input stored
 contiguously (`S[b, m]`) does; the pass analysis counts 1. A pass count too
-low is a wrong answer, so the test states the right count and is marked as
-a known failure until einsum_ir/analysis/passes.py counts a gathered read
-where its variable is visited (docs/notation.md, Gathers)."""
+low is a wrong answer: passes.py now places a reduction of a gathered read
+at the visit of R's variables in the gather, as a read at that position
+(the reduction GM[b] over m is ready after the pass, not streamed)."""
 import pytest
 
 import einsum_ir as ei
@@ -31,8 +31,6 @@ def test_the_contiguous_form_needs_two_passes():
     assert r.passes == 2 and r.einsum_pass == {"GM": 1, "Y": 2}
 
 
-@pytest.mark.xfail(strict=True, reason="passes() counts 1 for a gathered input re-read after a max over m "
-                   "(einsum_ir/analysis/passes.py; reported, not fixed here)")
 @pytest.mark.parametrize("decl, read", GATHERED)
 def test_a_gathered_input_re_read_after_a_full_reduction_needs_a_second_pass(decl, read):
     r = _passes(decl, read)
