@@ -113,7 +113,7 @@ def test_a_count_equals_its_expression_at_any_values(expr, env):
     substitution), a fractional value of another symbol included."""
     e = sympy.sympify(expr)
     want = float(e.subs({sympy.Symbol(k): sympy.nsimplify(v) for k, v in env.items()}))
-    assert float(Count(e)(env)) == pytest.approx(want, rel=1e-12)
+    assert float(Count(e)(env)) == pytest.approx(want, rel=1e-12, abs=0)
 
 
 @pytest.mark.parametrize("mapping", ["unfused", "flat"])
@@ -221,4 +221,81 @@ def test_the_epilogue_takes_its_rows_at_one_sms_rates():
         per_sm_fp = gpu.fp32_flops / 2 / gpu.sms
         for bm in (32, 128):
             want = bm * (sfu / per_sm_sfu + fp / per_sm_fp)
-            assert _epilogue_s(program, GPUMapping(bm, 64, 4, 2, 1), gpu, env) == pytest.approx(want, rel=1e-12)
+            assert _epilogue_s(program, GPUMapping(bm, 64, 4, 2, 1), gpu, env) == pytest.approx(want, rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize("rows", [256, 16])
+def test_linear_chunked_time_by_hand(rows):
+    """The linearised kernel, by its algorithm: per chunk of C = 64 queries
+    the intra-chunk QK^T and its product with V (2 C^2 (E + F) flops), the
+    inter-chunk Q S and the state update K^T V (4 C E F), C^2 masking
+    operations on fp32, Q, K, V and O moved once; decode (fewer rows than a
+    chunk) reads and writes the fp32 E x F state instead. Time: max(compute,
+    bytes / bandwidth) + one launch; nothing on the SFU."""
+    from simulator.gpu import predict_linear_chunked
+    form, env = _fused("cab-self", B=1, H=2, P=rows, E=64, F=32)
+    heads, e, f, c, b = 2, 64, 32, 64, 2
+    if rows >= c:
+        chunks = rows // c
+        flops = heads * chunks * (2.0 * c * c * (e + f) + 4.0 * c * e * f)
+        moved = heads * rows * (2 * e + 2 * f) * b
+    else:
+        chunks = 1
+        flops = heads * rows * 4.0 * e * f
+        moved = heads * (rows * (2 * e + 2 * f) * b + 2 * e * f * 4)
+    eff = H100.efficiency["fused_tensor"] * H100.path_fraction("mma")
+    compute = flops / (eff * H100.tensor_peak("bf16")) + heads * chunks * c * c / H100.fp32_ops_per_s
+    want = max(compute, moved / H100.bandwidth) + H100.efficiency["launch_us"] * 1e-6
+    p = predict_linear_chunked(env, form, H100)
+    assert (p.flops, p.hbm_bytes) == (flops, moved)
+    assert p.parts["compute_s"] == pytest.approx(compute, rel=1e-12, abs=0)
+    assert p.time_s == pytest.approx(want, rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize("shapes,stages", [(dict(B=4, H=16, M=256, P=256, E=16, F=16), 2),
+                                           (dict(B=1, H=2, M=1024, P=1024, E=32, F=16), 8)])
+def test_a_chunked_prediction_is_bounded_by_one_sm_doing_everything(shapes, stages):
+    """A chunked kernel (linear attention, one program per batch
+    coordinate): programs fill ceil(programs / (SMs x blocks per SM))
+    waves, and the kernel is never slower than every program run one after
+    another on one SM, each streaming its bytes at that SM's load rate (or
+    slower, at `stages` chunks in flight per memory latency) and computing
+    all the work the model charges, plus its latencies and the launch."""
+    from einsum_ir.analysis.chunk_program import chunk_program
+    from einsum_ir.analysis.chunked import recognise as recognise_chunked
+    from simulator.gpu import chunk_traffic, predict_chunked
+    c = library.load("linear-attention")
+    env = resolve(c, shapes)
+    program = chunk_program(recognise_chunked(c, env), env, 64)
+    m = GPUMapping(64, 64, 4, stages, dtype="bf16")
+    p = predict_chunked(program, m, H100, env)
+    nprog = shapes["B"] * shapes["H"]
+    assert p.kind == "chunked" and p.parts["programs"] == nprog
+    assert p.parts["waves"] == -(-nprog // (H100.sms * p.parts["blocks_per_sm"]))
+    prog_bytes, chunk_bytes = chunk_traffic(program, m, env)
+    latency = H100.efficiency["latency_ns"] * 1e-9
+    rate = min(stages * chunk_bytes / latency, H100.sm_load_bytes_per_clock * H100.clock_hz)
+    serial_compute = (p.parts["tensor_s"] + p.parts["sfu_s"] + p.parts["fp32_s"]) * H100.sms
+    bound = nprog * (prog_bytes / rate + 2 * latency) + serial_compute + p.parts["launch_s"]
+    assert p.hbm_bytes / H100.bandwidth <= p.time_s <= bound
+
+
+def test_a_chunk_steps_operations_add_up_by_hand():
+    """Linear attention's KS[b, h, e] = sum[m] PK[b, h, e, m], with PK =
+    select(K > 0, K + 1, exp(K)) substituted where it is read and the
+    chunk's bound m < M as a masked select: over one chunk's tile (E = 12
+    padded to 16 lanes, 64 tokens: T = 1024 elements) each element costs a
+    compare, an add, an exp and a select for PK, a compare and a select for
+    the bound, an add for the sum; the accumulator adds its 16 lanes once."""
+    from einsum_ir.analysis.chunk_program import chunk_program
+    from einsum_ir.analysis.chunked import recognise as recognise_chunked
+    from simulator.gpu import step_work
+    c = library.load("linear-attention")
+    env = resolve(c, dict(B=2, H=3, P=45, M=70, E=12, F=20))
+    program = chunk_program(recognise_chunked(c, env), env, 64)
+    loop = next(lp for lp in program.loops if any(s.name == "KS" for s in lp.steps))
+    step = next(s for s in loop.steps if s.name == "KS")
+    tensor, ops = step_work(program, step, loop.var)
+    t = 16 * 64
+    assert tensor == 0.0
+    assert {k: v for k, v in ops.items() if v} == {"compare": 2 * t, "select": 2 * t, "exp": t, "add": 2 * t + 16}
