@@ -330,7 +330,7 @@ def check_gpu_model(c, shapes: dict) -> tuple[str, str]:
     from einsum_ir import random_inputs
     from hw_models.schema import HardwareError
     x = random_inputs(c, ks, seed=0)          # a mask tensor's values decide which tiles exist
-    env = {**_measured_densities(c, x, ks), **env}
+    env = {**_measured_densities(c, x, ks), **_measured_densities(form.cascade, x, ks), **env}
     for tile in (_MODEL_TILE, 32, TILE):      # the largest tiles whose operands fit shared memory
         m = GPUMapping(tile, tile, dtype="f32")
         try:
@@ -407,6 +407,9 @@ def _check_chunked_model(c, ks: dict, not_fused: str) -> tuple[str, str]:
     except ChunkedFormError as err:
         return "n/a", not_fused + " | not a chunked design: " + _reason(err)
     pred = predict_chunked(program, m, load_gpu("h100"), env)
+    from einsum_ir import random_inputs
+    x = random_inputs(c, ks, seed=0)
+    env = {**_measured_densities(c, x, ks), **_measured_densities(program.cascade, x, ks), **env}
     fc = program.cascade
     dots = {s.name for s in program.steps if s.how == "dot"}
     whole = [t for t in fc.tensors if t.role in ("input", "output")]
