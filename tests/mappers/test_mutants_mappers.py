@@ -1,0 +1,118 @@
+"""Behaviours that the mutation run of `mappers` (docs/benchmarks.md,
+"Mutation testing") found untested: a GPU mapping file read and refused
+where it is wrong, the GPU shortlist's count of what it considered, the
+spatial mapper's axis and keep options, the best point under each
+objective, and the name of an automatic mapping."""
+import re
+
+import numpy as np
+import pytest
+
+import einsum_ir as ei
+from einsum_ir import library
+from einsum_ir.analysis.fused import recognise
+from einsum_ir.shapes import resolve
+from hw_models import HardwareError, load_gpu, load_spatial
+from mappers.gpu_mapping import GPUMapping, parse_gpu_mapping
+from mappers.gpu_search import candidates, shortlist
+from mappers.spatial_space import axis_options, keep_options, keep_tensors, loop_vars, roles
+
+H100 = load_gpu("h100")
+
+
+def test_a_gpu_mapping_file_is_read_and_refused_at_its_location():
+    """The keys of a GPU mapping file become a GPUMapping (defaults for the
+    rest); a tile that is not a power of two is refused naming the file."""
+    m = parse_gpu_mapping("doc: a test\nblock_m: 16\nblock_n: 32\nwarps: 8\nstages: 3\ntma: false\n", "g.yaml")
+    assert m == GPUMapping(16, 32, 8, 3)
+    with pytest.raises(HardwareError, match="block_n must be a power of two") as e:
+        parse_gpu_mapping("block_m: 64\nblock_n: 48\n", "g.yaml")
+    assert e.value.loc.file == "g.yaml"
+    with pytest.raises(HardwareError, match="must be true or false") as e:
+        parse_gpu_mapping("block_m: 64\ntma: 3\n", "g.yaml")
+    assert (e.value.loc.file, e.value.loc.line) == ("g.yaml", 2)
+
+
+def test_the_shortlist_counts_every_candidate_it_considered():
+    """At head dim 256 some candidates do not fit the H100's shared memory:
+    the note counts all the candidates, and a positive number rejected."""
+    form = recognise(library.load("cab-self"))
+    env = resolve(form.cascade, dict(B=1, H=1, P=128, E=256, F=256))
+    best = shortlist(form, H100, env, top=1)
+    n, rejected = map(int, re.search(r"(\d+) mappings considered, (\d+) rejected", best[0].notes[-1]).groups())
+    assert n == len(list(candidates(form, H100, env)))
+    assert 0 < rejected < n
+
+
+ONE_PASS = ei.load("attention-1pass")
+FUSEMAX = load_spatial("fusemax")
+
+
+def _roles():
+    return roles(ONE_PASS, FUSEMAX, dict(B=1, H=2, E=64, F=64, M=4096, P=4096))
+
+
+def test_a_leaf_offers_only_the_variables_it_iterates_to_the_array():
+    """Each option of a leaf is a variable its Einsums iterate, or the
+    mapper's key or row tile when the leaf iterates the key or the row; every
+    rank it iterates that is not batch, key or row (E, F) is offered.
+    attention-1pass: the pass leaf iterates e and f, AV only f."""
+    r = _roles()
+    for i, lf in enumerate(r.leaves):
+        its = {v.upper() for e in ONE_PASS.einsums if e.name in lf.run and not e.is_initial
+               for v in e.iteration_vars}
+        allowed = {x.lower() for x in its}
+        if its & ({r.key} | set(ONE_PASS.parts(r.key))):
+            allowed.add(r.key_names[1].lower())
+        if r.row in its:
+            allowed.add(r.row_names[2].lower())
+        opts = axis_options(r, i)
+        assert set(opts) <= allowed, (lf.run, opts)
+        assert {x.lower() for x in its & {"E", "F"}} <= set(opts)
+    assert "e" not in axis_options(r, len(r.leaves) - 1)       # AV reads no E
+
+
+@pytest.mark.parametrize("order", ["kq", "qk"])
+def test_a_recurrences_state_is_never_kept_inside_the_key_loop(order):
+    """RM, RD, RNV carry their value from one key tile to the next: a keep
+    level at or inside the key tile loop (m1) would restart it each tile.
+    Their options are loops outside m1, or the PEs when m1 is innermost."""
+    r = _roles()
+    for t in keep_tensors(r):
+        if not ONE_PASS.tensor(t).iterative:
+            continue
+        opts = keep_options(r, t, order)
+        for leaf in range(len(r.leaves)):
+            loops = loop_vars(r, leaf, order)
+            if "m1" not in loops:
+                continue
+            inside = loops[loops.index("m1"):]
+            assert not set(opts) & set(inside), (t, order, opts)
+    rm = keep_options(r, "RM", order)
+    assert ("pe" in rm) == (loop_vars(r, 0, order)[-1] == "m1")
+
+
+@pytest.mark.parametrize("objective,column", [("latency", "latency"), ("energy", "energy"), ("edp", None)])
+def test_the_best_point_and_its_key_follow_the_objective(objective, column):
+    """best_point: the point of least score (latency, energy, or their
+    product), ties broken by energy, then latency, then buffer; its key
+    starts with that score."""
+    from mappers.spatial_search import best_point
+    res = {"latency": np.array([4.0, 2.0, 3.0, 2.0]), "energy": np.array([1.0, 5.0, 2.0, 4.0]),
+           "buffer": np.array([10.0, 20.0, 30.0, 40.0])}
+    score = res[column] if column else res["latency"] * res["energy"]
+    want = min(range(4), key=lambda i: (score[i], res["energy"][i], res["latency"][i], res["buffer"][i]))
+    key, i = best_point(res, objective)
+    assert i == want
+    assert key == (score[want], res["energy"][want], res["latency"][want], res["buffer"][want])
+
+
+def test_an_automatic_mapping_is_named_auto():
+    """The mapper's mappings are named `auto` unless a name is given (what
+    `attnc map` prints and --save writes)."""
+    from mappers.spatial_space import Candidate, to_mapping
+    r = _roles()
+    keep = tuple((t, keep_options(r, t, "kq")[0]) for t in keep_tensors(r))
+    cand = Candidate(1, 1, 1, "kq", tuple((e, r.units[e][0]) for e in r.work), (), keep)
+    assert to_mapping(r, cand).name == "auto"
+    assert to_mapping(r, cand, "mine").name == "mine"
