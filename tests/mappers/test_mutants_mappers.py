@@ -116,3 +116,41 @@ def test_an_automatic_mapping_is_named_auto():
     cand = Candidate(1, 1, 1, "kq", tuple((e, r.units[e][0]) for e in r.work), (), keep)
     assert to_mapping(r, cand).name == "auto"
     assert to_mapping(r, cand, "mine").name == "mine"
+
+
+def test_a_schedule_reads_as_a_critical_path():
+    """A stage with one unit is its Einsums in sequence; a stage with
+    several is the max of each unit's sequence; stages add up."""
+    from mappers.stages import Schedule
+    s = Schedule(((("pe2d", ("A", "B")),), (("pe2d", ("C",)), ("pe1d", ("D", "E"))), (("pe1d", ()),)), 0.0)
+    assert s.text() == "A + B + max(C, D + E)"
+
+
+def test_a_binding_name_the_cascade_lacks_is_shown_in_its_line():
+    """fusemax-binding checked against attention-3pass, which has none of
+    its Einsums: the error points at the first bound name in the mapping
+    file and shows that line with a caret under the name."""
+    from mappers.mapping import check_names, load_mapping
+    m = load_mapping("fusemax-binding")
+    first = m.binding[0][0]
+    with pytest.raises(HardwareError, match=f"binding: {first} is not an Einsum of attention-3pass") as e:
+        check_names(m, ei.load("attention-3pass"), FUSEMAX)
+    line = m.node.source.split("\n")[e.value.loc.line - 1]
+    assert line.strip().startswith(f"{first}:")
+    rendered = str(e.value).split("\n")
+    assert rendered[1].strip() == line.strip()
+    assert rendered[2].index("^") == rendered[1].index(first)
+
+
+def test_critical_path_errors_carry_the_file_and_point_past_the_end():
+    """A bad name is located in the given file at its own column; a path
+    that ends early is located just past its last character."""
+    from einsum_ir.errors import Loc
+    from mappers.mapping import parse_critical_path
+    at = Loc("m.yaml", 7, 18)
+    with pytest.raises(HardwareError) as e:
+        parse_critical_path("A + max(B, C", at, "x" * 40)
+    assert (e.value.loc.file, e.value.loc.line, e.value.loc.column) == ("m.yaml", 7, 18 + len("A + max(B, C"))
+    with pytest.raises(HardwareError) as e:
+        parse_critical_path("A + B - C", at, "x" * 40)
+    assert (e.value.loc.file, e.value.loc.line, e.value.loc.column) == ("m.yaml", 7, 18 + "A + B - C".index("-"))
