@@ -14,7 +14,8 @@ from einsum_ir.shapes import symbols_used
 from mappers.gpu_mapping import GPUMapping
 
 # lengths that are not multiples of the 32 x 32 tiles; B, H > 1
-BASE = dict(B=2, H=3, P=45, M=70, E=16, F=8, W=13, NS=3, TQ=16, TK=16, G=3, D=12, R=4, ST=2, DL=3, TOPK=2, HS=2)
+BASE = dict(B=2, H=3, P=45, M=70, E=16, F=8, W=13, NS=3, TQ=16, TK=16, G=3, D=12, R=4, ST=2, DL=3, TOPK=2, HS=2,
+            NP=8, BS=16)
 def _fits(name):
     try:
         recognise(library.load(name))
