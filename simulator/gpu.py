@@ -181,9 +181,13 @@ def _schedule(alone: np.ndarray, share: np.ndarray, sms: int, per_sm: int, stall
     about min(per_sm, ceil(u / sms)) - 1 others: it takes max(alone, that
     many x share). So a launch of fewer programs than SMs, or a partial last
     wave, is not charged for co-residents it does not have. `stall`: each
-    program's memory round trips (its first load, its last store), which
-    the co-residents' work fills: a program takes max(alone + stall,
-    co x share), and a program alone on its SM waits for them in full."""
+    program's memory round trips (its first load, its last store), waited
+    once: co-resident programs of a wave start and stall together, so a
+    program takes stall + max(alone, co x share) (not co x (share +
+    stall): one program's wait is not the SM's work). The published
+    kernels' short sequences (FlashAttention-2 at 512 tokens) support it
+    over both a wait hidden by the co-residents and one charged per
+    co-resident (docs/benchmarks.md)."""
     n = len(alone)
     if n == 0:
         return 0.0
@@ -193,7 +197,7 @@ def _schedule(alone: np.ndarray, share: np.ndarray, sms: int, per_sm: int, stall
         while left > 0:
             k = min(slots, left)
             co = min(per_sm, -(-left // sms))
-            t += max(float(alone[0]) + stall, co * float(share[0]))
+            t += stall + max(float(alone[0]), co * float(share[0]))
             left -= k
         return t
     heap: list[float] = [0.0] * min(slots, n)
@@ -202,7 +206,7 @@ def _schedule(alone: np.ndarray, share: np.ndarray, sms: int, per_sm: int, stall
         now = pop(heap)
         unfinished = n - i + min(i, len(heap))       # this and later ones, plus the others still running
         co = min(per_sm, max(1, -(-unfinished // sms)))
-        push(heap, now + max(a + stall, co * s))
+        push(heap, now + stall + max(a, co * s))
     return max(heap)
 
 
@@ -721,9 +725,9 @@ def _binding(parts: Counter, ideal: float, total: float) -> str:
         return "launch"
     if parts["schedule_s"] > 1.15 * ideal and parts["schedule_s"] >= parts["hbm_s"]:
         return "occupancy/waves"
-    terms = {"tensor cores": parts["tensor_s"], "SFU": parts["sfu_s"], "fp32 vector": parts["fp32_s"],
-             "HBM": parts["hbm_s"]}
-    return max(terms, key=terms.get)
+    # the units run one after another within a tile: HBM binds only when it outlasts them together
+    compute = {"tensor cores": parts["tensor_s"], "SFU": parts["sfu_s"], "fp32 vector": parts["fp32_s"]}
+    return "HBM" if parts["hbm_s"] >= sum(compute.values()) else max(compute, key=compute.get)
 
 
 # ------------------------------------------------------------------ the unfused model

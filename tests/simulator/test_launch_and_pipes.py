@@ -30,12 +30,15 @@ def test_longest_first_shortens_a_schedule_with_one_long_program_last():
     assert _schedule(times[::-1].copy(), times[::-1] / 2, sms=2, per_sm=1) == pytest.approx(4.0)
 
 
-def test_a_round_trip_is_waited_in_full_alone_and_filled_when_shared():
+def test_a_round_trip_is_waited_once_per_program_not_once_per_co_resident():
     # alone on its SM: 3 of work plus 1 of round trips
     assert _schedule(np.array([3.0]), np.array([2.0]), sms=1, per_sm=1, stall=1.0) == pytest.approx(4.0)
-    # two co-resident programs, each 2 of SM time when sharing: 2 x 2 = 4 >= 3 + 1, the waits are hidden
-    assert _schedule(np.array([3.0, 3.0]), np.array([2.0, 2.0]), sms=1, per_sm=2, stall=1.0) == pytest.approx(4.0)
-    # the old charge (the round trips inside each program's shared time) would be 2 x (2 + 1) = 6
+    # two co-resident programs start and stall together, then share the SM: 1 + max(3, 2 x 2) = 5;
+    # not 2 x (2 + 1) = 6 (each one's wait charged as SM time), nor 4 (the waits hidden entirely)
+    assert _schedule(np.array([3.0, 3.0]), np.array([2.0, 2.0]), sms=1, per_sm=2, stall=1.0) == pytest.approx(5.0)
+    uneven = np.array([3.0, 1.0, 3.0])           # the list schedule: the same rule per program
+    assert _schedule(uneven, uneven / 2, sms=1, per_sm=2, stall=1.0) == pytest.approx(
+        max(1 + max(3, 2 * 1.5), 1 + max(1, 2 * 0.5) + 1 + max(3, 1 * 1.5)))
 
 
 @pytest.mark.parametrize("gpu,fp,it,clocks", [
