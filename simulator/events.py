@@ -17,7 +17,13 @@ epochs critical path: +Architecture, no pipelining across tiles) spends its
 fill time before the first result of each tile, where the dependencies put
 it.
 Latency is when the last task ends. Meant for small and medium shapes (one
-task per Einsum per tile)."""
+task per Einsum per tile).
+
+`epoch_pipeline` is the other view of time: the fill and drain of an
+`epochs` mapping, one epoch laid out through the blocks attnc generates
+(codegen.rtl: their hand-off, skew and II formulas, imported), without
+DRAM; the analytical model's epochs x L plus that term is the generated
+top's cycle count (docs/spatial.md, Fill and drain of the epochs)."""
 from __future__ import annotations
 
 from collections import Counter
@@ -27,7 +33,7 @@ from math import prod
 from einsum_ir import Cascade
 from einsum_ir.ir import index_vars, offset_of
 from hw_models.spatial import SpatialArray
-from mappers.mapping import Mapping, Overlap
+from mappers.mapping import Add, Mapping, Name, Overlap
 
 from .analytical import Report, simulate
 from .numbers import Numeric
@@ -108,17 +114,7 @@ class _Run:
                           for t in self.tensors}
 
     def _reads_of(self, name: str) -> list:
-        """What an Einsum reads: (tensor, iterative var read one step back, or None)."""
-        out = []
-        for a in self.einsum[name].reads():
-            back = None
-            w = self.einsum.get(a.tensor)
-            if w is not None and w.iterative_var:
-                v = w.iterative_var
-                if v in index_vars(a) and not any(offset_of(i) == (v, 1) for i in a.indices):
-                    back = v                       # RM[m1]: the previous iterate
-            out.append((self.base(a.tensor), back))
-        return out
+        return _reads(self.c, self.einsum, self.base, name)
 
     def key_loops(self, t: str, lf) -> tuple:
         """The loops whose move brings a new tile of input t: those at or outside its keep level."""
@@ -224,3 +220,237 @@ def simulate_events(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict) -> E
     latency = max(run.last, run.dram_free)
     busy = dict(run.busy)
     return EventReport(latency, busy, {u: latency - b for u, b in busy.items()}, n_tasks, r, dict(run.stalls))
+
+
+# ------------------------------------------------------------------ the epochs' pipeline: fill and drain
+
+@dataclass(frozen=True)
+class Stage:
+    """One Einsum in the epochs' pipeline, in cycles from its epoch's start
+    (the last epoch's, for a leaf after the epochs')."""
+    einsum: str
+    leaf: int                    # 0: the epochs' leaf; 1: a leaf after it
+    offset: float                # where the critical path places it in the epoch (the controller's)
+    start: float                 # its first issue: the offset, or later when its operands are readable then
+    window: float                # its cycles in each epoch (`codegen.rtl.top.window_cycles`)
+    ii: int                      # edges between its points (`codegen.rtl.unit.initiation_interval`)
+    lanes: int                   # the simulator's PEs for it (1 on the 2D array: one tile at a time)
+    outputs: int                 # per epoch (per iteration of its leaf after the epochs')
+    points_per_output: int
+    fill: int                    # on the 2D array: its skew R' + C' - 2 (`pe_array.fill_cycles`); else 0
+    last_issue: float
+    first_ready: float           # when a reader may issue on its first result
+    last_ready: float            # ... on its last result
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The epochs through the generated top's blocks (docs/spatial.md,
+    Fill and drain): every epoch adds the period L, and the first epoch's
+    chain of hand-offs and the last leaf's drain are exposed once:
+    latency = epochs x L + fill_drain_cycles."""
+    epochs: int
+    period: float                # L, the analytical model's critical path per epoch
+    stages: dict                 # Einsum -> Stage
+    fill_drain_cycles: float
+    caveats: tuple               # what the top's schedule assumes that does not hold here (then an estimate)
+
+    @property
+    def latency_cycles(self) -> float:
+        return self.epochs * self.period + self.fill_drain_cycles
+
+    @property
+    def rtl_cycles(self) -> float:
+        """The top's edges from start to done: the latency and the start register (docs/rtl.md)."""
+        from codegen.rtl.top import BASE
+        return self.latency_cycles + BASE
+
+    @property
+    def exact(self) -> bool:
+        return not self.caveats
+
+
+def _within(n: Nest, mm: Mapping, loops: set, v: str) -> int:
+    """The extent of iteration variable `v` inside one iteration of `loops`."""
+    if v in loops:
+        return 1
+    parts = next((p for rank, p in mm.factors if rank == v.upper()), None)
+    if parts is None:
+        return int(n.extent(v))
+    return prod(int(n.extent(f.lower())) for f, _ in parts if f.lower() not in loops)
+
+
+def _reads(c: Cascade, einsum: dict, base, name: str) -> list:
+    """What an Einsum reads: (tensor, iterative var read one step back, or None)."""
+    out = []
+    for a in einsum[name].reads():
+        back = None
+        w = einsum.get(a.tensor)
+        if w is not None and w.iterative_var:
+            v = w.iterative_var
+            if v in index_vars(a) and not any(offset_of(i) == (v, 1) for i in a.indices):
+                back = v                       # RM[m1]: the previous iterate
+        out.append((base(a.tensor), back))
+    return out
+
+
+def _on_array(c: Cascade, e, ec, hw: SpatialArray, within, dataflow: str):
+    """The 2D array's skew R' + C' - 2 where the top runs `e` on it (its
+    tile's rows stream one operand, its columns the other), else None."""
+    from codegen.rtl import pe_array
+    from codegen.rtl.top import systolic
+    if not systolic(c, e, ec.unit, dataflow):
+        return None
+    red = set(e.reduced)
+    ins = [set(index_vars(a)) for a in e.expr.args]
+    moving = [v for v in e.iteration_vars if v not in red and within(v) > 1]
+    if any((v in ins[0]) == (v in ins[1]) for v in moving):
+        return None                            # an output index both operands (or neither) move along
+    ra = prod(within(v) for v in moving if v in ins[0])
+    rb = prod(within(v) for v in moving if v in ins[1])
+    rows, cols = (list(hw.unit(ec.unit).shape) + [1])[:2]
+    if not ((ra <= rows and rb <= cols) or (rb <= rows and ra <= cols)):
+        return None
+    return pe_array.fill_cycles(ra, rb)
+
+
+def _geometry(c: Cascade, mm: Mapping, n: Nest, hw: SpatialArray, ec, e, loops, epochs: int,
+              dataflow: str, caveats: list, in_epochs: bool) -> dict:
+    """One Einsum's outputs and points per output in one iteration of
+    `loops` (an epoch, or its leaf's iteration after the epochs), its II,
+    lanes, window and work per lane there (the top's rules)."""
+    from codegen.rtl.top import window_cycles
+    from codegen.rtl.unit import initiation_interval
+    within = lambda v: _within(n, mm, set(loops), v)  # noqa: E731
+    red = set(e.reduced)
+    outputs = prod(within(v) for v in e.iteration_vars if v not in red)
+    ppo = prod(within(v) for v in e.iteration_vars if v in red)
+    ii, lanes, share = initiation_interval(ec.cycles_per_point), max(1, int(ec.pes_used)), ec.busy_cycles / epochs
+    fill = _on_array(c, e, ec, hw, within, dataflow)
+    work = ppo if fill is not None else -(-outputs // lanes) * ppo * ii     # a tile, one step per edge; lanes
+    window = window_cycles(share, ppo, ii)
+    if share != int(share):
+        caveats.append(f"{e.name}: {share:g} cycles per epoch, not a whole number")
+    if in_epochs and work > window:
+        caveats.append(f"{e.name}: {work} cycles of work per epoch on {lanes} PEs, more than its window of "
+                       f"{window:g}: it spills into the next epoch's")
+    if e.predicate is not None:
+        caveats.append(f"{e.name}: masked (where {e.predicate}): its points per epoch vary")
+    return dict(outputs=outputs, ppo=ppo, ii=ii, lanes=1 if fill is not None else lanes, window=window,
+                work=work, fill=fill or 0, step=1 if fill is not None else ii)
+
+
+def _times(g: dict, start: float) -> tuple:
+    """(last issue, first result readable, last result readable) of a stage starting at `start`."""
+    from codegen.rtl.top import readable
+    last = start + g["work"] - g["step"]
+    return (last, readable(start + g["ppo"] * g["step"] - g["step"], g["step"]),
+            readable(last, g["step"], g["fill"]))
+
+
+def _main_stages(geo: dict, offset: dict, reads: dict, main: list, loops: list, extent, period: float,
+                 caveats: list) -> dict:
+    """The epochs' leaf: each Einsum's window opens at its offset, or later
+    when every operand its first epoch reads is readable (the top's skew);
+    then every epoch keeps the period, if each recurrence's previous value
+    is readable in time."""
+    start = {x: offset[x] for x in main}
+    for _ in range(4 * len(main) + 4):
+        times = {x: _times(geo[x], start[x]) for x in main}
+        new = {x: max([offset[x]] + [times[y][2] for y, back in reads[x] if y in times and back is None])
+               for x in main}
+        if new == start:
+            break
+        start = new
+    else:
+        raise RuntimeError("the epochs' pipeline did not settle: the windows keep moving")
+    for x in main:
+        for y, back in reads[x]:
+            if y not in times or back is None or (back in loops and extent(back) <= 1):
+                continue                       # no previous iterate within the epochs
+            gap = prod(extent(v) for v in loops[loops.index(back) + 1:]) if back in loops else 0
+            if times[y][2] - gap * period > start[x]:
+                caveats.append(f"{x} reads {y} of the previous {back} {gap} epoch(s) later: readable at "
+                               f"{times[y][2] - gap * period:g}, after {x}'s window opens at {start[x]:g}")
+    return {x: (start[x], *times[x]) for x in main}
+
+
+def _after_stage(g: dict, offset: float, ready: tuple, gap: int, period: float) -> tuple:
+    """A leaf after the epochs' (AV after the key loop) in its last
+    iteration, on one of its lanes: its points issue in its window of each
+    epoch (the controller's offset, not skewed) and back to back after the
+    last epoch, from when the producers' first results are readable, the
+    last no earlier than their last; the iteration before it (`gap` epochs
+    earlier) first. (start, last issue, first and last result readable),
+    in cycles from the last epoch's start."""
+    from codegen.rtl.top import BASE, _slots, readable
+    first, last = ready
+    n = -(-g["outputs"] // g["lanes"]) * g["ppo"]
+    runs = gap + 1
+    window = (int(offset), int(g["window"]), BASE + runs * period)
+    at = BASE + gap * period                 # the last epoch's first edge in this run of gap + 1 epochs
+    x = at + first
+    if gap:
+        before = _slots(at - gap * period + first, n, g["ii"], window, period, runs)
+        x = max(x, before[-1] + g["ii"])
+    times = _slots(x, n, g["ii"], window, period, runs)
+    t = max(times[-1], at + last) - at
+    start = times[0] - at
+    return (start, t, readable(start + (g["ppo"] - 1) * g["ii"], g["ii"]), readable(t, g["ii"]))
+
+
+def epoch_pipeline(c: Cascade, m: Mapping, hw: SpatialArray, shapes: dict, dataflow: str = "os") -> Pipeline:
+    """The fill and drain of an `epochs` mapping run by the generated top
+    (codegen.rtl.top), from the blocks' own latency formulas: each Einsum's
+    window opens when its operands are readable (the hand-off, and the 2D
+    array's skew), the epochs keep the analytical period L, and the leaves
+    after the epochs' drain after the last one. docs/spatial.md."""
+    from codegen.rtl.top import BASE, done_edges, write_edge
+    from .schedule import _place
+    r = simulate(c, m, hw, shapes)
+    if m.overlap is not Overlap.EPOCHS:
+        raise m.node.error(f"mapping {m.name}: overlap {m.overlap.name.lower()}; the pipeline's fill and drain "
+                           "are those of `epochs`")
+    mm = m.for_shapes(shapes)
+    n = nest(c, mm, r.factors, Numeric(dict(r.shapes)))
+    cost = {ec.name: ec for ec in r.einsums}
+    main = max(mm.leaves, key=lambda lf: sum(1 for x in lf.run if x in cost))
+    E, L, caveats = r.epochs, r.critical_path_cycles, []
+    per = {x: ec.busy_cycles / E for x, ec in cost.items()}
+    per.update({f"fill_{u.name}": float(u.shape[0]) for u in hw.units.values()})
+    path = mm.critical_path.expr if mm.critical_path is not None else Add(tuple(Name(x, None) for x in cost))
+    placed: list = []
+    _place(path, 0.0, per, placed)
+    offset = {x: s for x, s, _ in placed if x in cost}
+    einsum = {e.name: e for e in c.einsums if not e.is_initial}
+    vs = views(c)
+    reads = {x: _reads(c, einsum, lambda t: vs.get(t, t), x) for x in cost}
+    side = {x: (mm.leaves.index(mm.leaf_of(x)) > mm.leaves.index(main))
+            - (mm.leaves.index(mm.leaf_of(x)) < mm.leaves.index(main)) for x in cost}
+    caveats += [f"{x} runs in a leaf before the epochs' (taken as done before the first)" for x in cost if side[x] < 0]
+    for rank, size in r.shapes.items():
+        parts = next((p for rk, p in mm.factors if rk == rank), None)
+        if parts and int(size) % prod(int(r.factors[f]) for f, _ in parts):
+            caveats.append(f"{rank} = {size} is not a multiple of its tiles: the last epoch is partial")
+    geo = {x: _geometry(c, mm, n, hw, cost[x], einsum[x], (main if side[x] <= 0 else mm.leaf_of(x)).loops, E,
+                        dataflow, caveats, side[x] == 0) for x in cost}
+    first = [x for x in cost if side[x] == 0]
+    stages = _main_stages(geo, offset, reads, first, list(main.loops), lambda v: int(n.extent(v)), L, caveats)
+    for x in (x for x in cost if side[x] > 0):
+        made = [stages[y] for y, _ in reads[x] if y in stages]
+        ready = (max([0] + [s[2] for s in made]), max([0] + [s[3] for s in made]))
+        stages[x] = _after_stage(geo[x], offset[x], ready, _gap(mm.leaf_of(x), main, n), L)
+    end = max(write_edge(s[1], geo[x]["ii"], geo[x]["fill"]) for x, s in stages.items())
+    fill_drain = done_edges(BASE + (E - 1) * L + end) - BASE - E * L
+    out = {x: Stage(x, max(0, side[x]), offset[x], s[0], geo[x]["window"], geo[x]["ii"], geo[x]["lanes"],
+                    geo[x]["outputs"], geo[x]["ppo"], geo[x]["fill"], s[1], s[2], s[3]) for x, s in stages.items()}
+    return Pipeline(E, L, out, fill_drain, tuple(caveats))
+
+
+def _gap(leaf, main, n: Nest) -> int:
+    """Epochs between the last epochs of two consecutive iterations of a
+    leaf after the epochs' (0: it runs once)."""
+    moving = [v for v in leaf.loops if v in main.loops and int(n.extent(v)) > 1]
+    if not moving:
+        return 0
+    return prod(int(n.extent(v)) for v in main.loops[main.loops.index(moving[-1]) + 1:])

@@ -43,6 +43,49 @@ from .fixed import RTLError, lit
 from .unit import CW, _ident, _width
 
 BASE = 1          # the first edge an operation can issue (edge 0 samples start)
+
+
+# The top's latency formulas (docs/rtl.md, The top): the scheduler below and the
+# simulator's epoch pipeline (simulator.events.epoch_pipeline) both use these.
+
+def write_edge(issue: int, ii: int, extra: int = 0) -> int:
+    """The edge the RAM takes the result of an operation issued at `issue`:
+    the RAM's registered read at issue, the unit samples at issue + 1, its
+    result is registered ii later, the RAM written one edge after; `extra`:
+    the 2D array's skew (r + c for PE (r, c))."""
+    return issue + ii + 2 + extra
+
+
+def readable(issue: int, ii: int, extra: int = 0) -> int:
+    """The first edge a reader of that result may issue (the hand-off: ii + 3 after the issue)."""
+    return write_edge(issue, ii, extra) + 1
+
+
+def done_edges(last_write: int) -> int:
+    """Edges from the one that samples `start` to the one that registers
+    `done` (one after the last write), inclusive."""
+    return last_write + 2
+
+
+def window_cycles(share: int | float, points_per_output: int, ii: int) -> int | float:
+    """An Einsum's window in each epoch: its share of the epoch, or one
+    output's points where the mapping spreads a reduction over more PEs than
+    it has outputs (each output's points run on one lane: the top holds the
+    running value in the unit)."""
+    return max(share, points_per_output * ii)
+
+
+def systolic(c, e, bound: str | None, dataflow: str = "os") -> bool:
+    """Whether the top runs Einsum `e` on the generated output-stationary 2D
+    array (where its tiles fit): a contraction bound to pe2d, no predicate,
+    two distinct fixed-point operands."""
+    from einsum_ir.ir import Access
+    from . import is_contraction
+    return (dataflow == "os" and bound == "pe2d" and is_contraction(e) and e.predicate is None
+            and len(set(e.expr.args)) == 2
+            and all(isinstance(a, Access) and c.tensor(a.tensor).dtype != "bool" for a in e.expr.args))
+
+
 MAX_OPERATIONS = 200_000     # the micro-programs' entries: a top for test-sized tiles
 
 
@@ -116,7 +159,7 @@ class Schedule:
     arrays: dict = field(default_factory=dict)  # Einsum -> ArrayUse: contractions on the 2D array
 
     def write_edge(self, op: TopOp) -> int:
-        return op.issue + self.ii[op.einsum] + 2 + op.extra
+        return write_edge(op.issue, self.ii[op.einsum], op.extra)
 
     @property
     def last_write(self) -> int:
@@ -126,7 +169,7 @@ class Schedule:
     def cycles(self) -> int:
         """Edges from the one that samples `start` to the one that registers `done`
         (one after the last write), inclusive."""
-        return self.last_write + 2
+        return done_edges(self.last_write)
 
     def parts(self) -> dict[str, int]:
         """With a plan, the cycles as the simulator's and what the top adds:
@@ -263,7 +306,7 @@ def schedule(groups: list, ii: dict[str, int], lanes: dict[str, int], windows: d
         for op, t in zip(group, times):
             op.issue, op.lane, op.ready = t, lane, x
         free[(e, lane)] = times[-1] + ii[e]
-        ready[(e, group[-1].dst)] = times[-1] + ii[e] + 3
+        ready[(e, group[-1].dst)] = readable(times[-1], ii[e])
 
 
 def _arrange(groups: list, use: ArrayUse):
@@ -292,25 +335,23 @@ def _place_tile(groups: list, use: ArrayUse, ready: dict, free: dict, window, le
         r, c = pos[id(g)]
         for op, t in zip(g, times):
             op.issue, op.lane, op.ready, op.extra = t, r * use.cols + c, x, r + c
-        ready[(e, g[-1].dst)] = times[-1] + 4 + r + c
+        ready[(e, g[-1].dst)] = readable(times[-1], 1, r + c)     # one step per edge
         dst[r * use.cols + c] = g[-1].dst
     free[(e, "array")] = times[-1] + 1
     pad = lambda seqs, n: [list(q) for q in seqs] + [None] * (n - len(seqs))  # noqa: E731
     use.tiles.append(ArrayTile(times, pad(rows, use.rows), pad(cols, use.cols), dst))
 
 
-def _arrays(design, groups: list, plan) -> dict:
-    """Contractions bound to pe2d (no predicate, two fixed-point operands, an
-    output-stationary array) whose every tile fits the array, on it."""
-    from . import is_contraction
+def _arrays(c, design, groups: list, plan) -> dict:
+    """Contractions bound to pe2d (`systolic`: no predicate, two fixed-point
+    operands, an output-stationary array) whose every tile fits the array, on it."""
     out = {}
     for x, u in design.units.items():
         tiles: dict = {}
         for g in groups:
             if g[0].einsum == x:
                 tiles.setdefault(plan.epoch_key(x, g[-1].pt), []).append(g)
-        if not (tiles and design.dataflow == "os" and design.binding.get(x) == "pe2d" and is_contraction(u.einsum)
-                and u.pred is None and len(u.operands) == 2 and all(t == "fx" for _, _, t in u.operands)):
+        if not (tiles and systolic(c, u.einsum, design.binding.get(x), design.dataflow)):
             continue
         for rowport in (1, 0):
             fits = [_arrange(ts, ArrayUse(design.rows, design.cols, rowport)) for ts in tiles.values()]
@@ -344,7 +385,7 @@ def _skewed(groups: list, ii: dict, lanes: dict, plan, arrays: dict, key) -> dic
         longest[g[0].einsum] = max(longest.get(g[0].einsum, 0), len(g))
     # a reduction the mapping spreads over more PEs than it has outputs (FuseMax's LM: one cycle,
     # two points per output) runs on fewer lanes for longer: its window holds one output's points
-    win = {x: (s, max(k, longest[x] * ii[x])) for x, s, k in plan.issue if x in longest}
+    win = {x: (s, window_cycles(k, longest[x], ii[x])) for x, s, k in plan.issue if x in longest}
     for x, (s, k) in win.items():
         if k < ii[x]:
             raise RTLError(f"Einsum {x}: a share of {k} cycles per epoch is shorter than one point "
@@ -378,7 +419,7 @@ def build(c, design, trace: list, ints: dict, plan=None, pes: dict | None = None
             raise RTLError(f"Einsum {missing[0]} has work but no share of the epoch in the mapping's plan")
         n = {e: max(1, int((pes or {}).get(e, 1))) for e in port_mem}
         groups = _in_epochs(groups, plan)
-        arrays = _arrays(design, groups, plan)
+        arrays = _arrays(c, design, groups, plan)
         key = lambda g: plan.epoch_key(g[-1].einsum, g[-1].pt)  # noqa: E731
         windows = _skewed(groups, ii, n, plan, arrays, key)
         schedule(groups, ii, n, windows, plan.length, plan.epochs, arrays, key)

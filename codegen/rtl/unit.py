@@ -80,6 +80,13 @@ class Step:
     micro: list[str] = field(default_factory=list)   # statements of the cycles before the last (exp's MACs)
 
 
+def initiation_interval(cycles_per_point: int) -> int:
+    """Edges between points a unit takes back to back: its cycles per point
+    (a 0-operation Einsum still registers once). The simulator's epoch
+    pipeline uses this formula too."""
+    return max(1, int(cycles_per_point))
+
+
 @dataclass
 class Unit:
     """One Einsum's datapath. `model` is the bit-exact reference of `verilog`."""
@@ -106,7 +113,7 @@ class Unit:
     def ii(self) -> int:
         """Edges between points streamed back to back (a 0-operation Einsum
         still registers once)."""
-        return max(1, self.cycles_per_point)
+        return initiation_interval(self.cycles_per_point)
 
     @property
     def latency(self) -> int:

@@ -64,11 +64,16 @@ def expected(t: top.Top) -> list[int]:
 SIZES = [(2, 2, 4, 2, 2), (3, 4, 6, 2, 2), (4, 2, 8, 2, 3)]     # rows, cols, E = F, key tiles, query tiles
 
 
-def binding_top(rows, cols, e, nm, np_, seed=5, fmt=Fmt(24, 10), bh=1):
-    """The 1-pass cascade on FuseMax +Binding scaled to a rows x cols array (batch and heads `bh`)."""
+def binding_case(rows, cols, e, nm, np_, bh=1):
+    """(cascade, hardware, mapping, shapes): the 1-pass cascade on FuseMax
+    +Binding scaled to a rows x cols array (batch and heads `bh`)."""
     c = load("attention-1pass")
     hw, m = _scaled(rows, cols)
-    shapes = dict(B=bh, H=bh, E=e, F=e, M=rows * nm, P=cols * np_, M0=rows)
+    return c, hw, m, dict(B=bh, H=bh, E=e, F=e, M=rows * nm, P=cols * np_, M0=rows)
+
+
+def binding_top(rows, cols, e, nm, np_, seed=5, fmt=Fmt(24, 10), bh=1):
+    c, hw, m, shapes = binding_case(rows, cols, e, nm, np_, bh)
     return top.generate_top(c, random_inputs(c, shapes, seed=seed), shapes, fmt, hw, m,
                             name=f"attnc_top_{rows}x{cols}")
 
@@ -91,19 +96,33 @@ def in_windows(t: top.Top) -> None:
         assert s.windows[x][1] == max(share[x], longest * s.ii[x]), x
 
 
+PIPELINED = ["architecture 2x2 (fill_pe2d on the path)", "binding 2x2, key loop inside, no critical path", "chain"]
+
+
 def test_one_run_per_array_size_bit_exact_at_the_schedules_cycles(tmp_path):
     """Three array sizes, each a whole tile computation (2 key tiles, 2 or 3
     query tiles) in one run: outputs bit-exact with the fixed-point model,
     the edges from start to done the schedule's; the schedule keeps every
     Einsum in its epoch windows; its cycles are the simulator's epochs x L
-    + 1 plus the skew and the tail (docs/rtl.md)."""
+    + 1 plus the skew and the tail (docs/rtl.md). In the same run, other
+    mappings (test_pipeline.CONFIGS); every top's measured edges are the
+    simulator's prediction (`simulator.events.epoch_pipeline`) exactly."""
+    from simulator.events import epoch_pipeline
+    from .test_pipeline import config_top
     tops = [binding_top(*size) for size in SIZES]
+    predicted = [epoch_pipeline(c, m, hw, shapes) for c, hw, m, shapes in (binding_case(*size) for size in SIZES)]
+    for name in PIPELINED:
+        t, p = config_top(name)
+        tops.append(t)
+        predicted.append(p)
     for t, (rows, cols, *_) in zip(tops, SIZES):        # the score tiles on the generated systolic array
         assert list(t.schedule.arrays) == ["BQK"] and t.files[f"{t.name}.v"].count(f".R({rows}), .C({cols})") == 1
         assert f"{t.name}_ctrl c_ctl" in t.files[f"{t.name}.v"] and f"{t.name}_ctrl.v" in t.files
-    for t, res in zip(tops, run_tops(tmp_path, tops)):
+    results = run_tops(tmp_path, tops)
+    for t, p, res in zip(tops, predicted, results):
         assert res["outputs"] == expected(t), t.name
-        assert res["edges"] == t.schedule.cycles, t.name
+        assert p.exact and res["edges"] == t.schedule.cycles == p.rtl_cycles, (t.name, p.caveats)
+    for t, res in zip(tops[:len(SIZES)], results):
         in_windows(t)
         parts = t.schedule.parts()
         assert parts["epochs"] == t.plan.cycles
@@ -119,8 +138,11 @@ def test_each_epoch_costs_the_simulators_cycles(rows, cols, e, np_, nm):
                binding_top(rows, cols, e, 2, np_, bh=2))
     assert b.plan.epochs == a.plan.epochs * nm // 2 and d.plan.epochs == 4 * a.plan.epochs
     assert a.schedule.parts()["latency"] == b.schedule.parts()["latency"] == d.schedule.parts()["latency"]
-    for t in (a, b, d):
+    from simulator.events import epoch_pipeline
+    for t, (nm_, bh) in zip((a, b, d), ((2, 1), (nm, 1), (2, 2))):
         assert t.schedule.cycles == (t.plan.epochs - 1) * t.plan.length + t.schedule.parts()["latency"]
+        c, hw, m, shapes = binding_case(rows, cols, e, nm_, np_, bh)
+        assert epoch_pipeline(c, m, hw, shapes).rtl_cycles == t.schedule.cycles     # the simulator predicts it
 
 
 OTHERS = [("softcap", dict(B=1, H=1, E=3, F=2, P=5), 2, Fmt(32, 16)),              # tanh score map, causal
