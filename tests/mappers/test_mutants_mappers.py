@@ -160,13 +160,15 @@ def test_a_derived_schedule_costs_what_its_path_says_at_any_times():
     """derive's stage schedule for attention-1pass's binding at seeded
     random times per Einsum: its reported cost is its own path's value at
     those times (stages add, units in a stage overlap), never below the
-    busiest unit's total and never above everything in sequence."""
+    busiest unit's total and never above everything in sequence, nor above
+    the paper's hand-written path (fusemax-binding's), a feasible schedule."""
     import random
 
     from mappers.mapping import load_mapping, parse_critical_path
     from mappers.stages import derive
     r = _roles()
-    binding = dict(load_mapping("fusemax-binding").binding)
+    hand = load_mapping("fusemax-binding")
+    binding = dict(hand.binding)
     rng = random.Random(21)
     for _ in range(12):
         times = {e: float(rng.choice([1, 2, 3, 5, 8, 13, 64])) for e in r.work}
@@ -175,3 +177,4 @@ def test_a_derived_schedule_costs_what_its_path_says_at_any_times():
         per_unit = {u: sum(t for e, t in times.items() if binding[e] == u) for u in set(binding.values())}
         assert s.cost == pytest.approx(value, abs=1e-9)
         assert max(per_unit.values()) - 1e-9 <= s.cost <= sum(times.values()) + 1e-9
+        assert s.cost <= hand.critical_path.value(times) + 1e-9
