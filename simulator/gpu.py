@@ -537,17 +537,7 @@ def _pass_time(program: TileProgram, k, m, gpu, env, grid: _Grid, nfull, npart, 
     seq = lambda x: np.tile(np.tile(x, (reps, 1)).reshape(-1)[order], s)     # splits outermost (grid z)
     makespan = _schedule(seq(np.maximum(alone, stream)) + edge_s, seq(np.maximum(share, stream)) + edge_s,
                          gpu.sms, grid.blocks_per_sm, stall=2 * latency)
-    # HBM: the programs of a head run together and read the same key tiles
-    # within a short window, so key-only operands come from HBM once per head
-    # per wave of its programs while L2 holds what all slots stream in that
-    # window; else once per program. Pair operands: each program its own tiles.
-    waves_per_head = -(-grid.row_tiles * s // grid.slots)
-    tiles_all = float(prog_tiles.sum()) * scale
-    if grid.slots * m.stages * tr.key_tile <= gpu.l2_bytes:
-        key_hbm = grid.head_blocks * tr.key_head * waves_per_head
-    else:
-        key_hbm = tiles_all * tr.key_tile
-    pass_bytes = key_hbm + tiles_all * tr.pair_tile + table_tiles * mask_bytes
+    pass_bytes = _pass_hbm(tr, m, gpu, grid, float(prog_tiles.sum()) * scale) + table_tiles * mask_bytes
     tiles_full, tiles_part = float(nfull.sum()) * scale, float(npart.sum()) * scale
     tiles = tiles_full + tiles_part
     work["tensor_flops"] += tiles * w.tensor_flops
@@ -560,6 +550,20 @@ def _pass_time(program: TileProgram, k, m, gpu, env, grid: _Grid, nfull, npart, 
     parts["fp32_s"] += (tiles_full * r.alu_s(fp_f, w.int_full) + tiles_part * r.alu_s(fp_p, w.int_partial)) / gpu.sms
     parts["schedule_s"] += makespan
     return makespan, pass_bytes
+
+
+def _pass_hbm(tr: Traffic, m: GPUMapping, gpu: GPU, grid: _Grid, tiles_all: float) -> float:
+    """HBM bytes of a pass's operands. The programs of a head run together
+    and read the same key tiles within a short window, so key-only operands
+    come from HBM once per head per wave of its programs while L2 holds what
+    all slots stream in that window; else once per program. Pair operands:
+    each program its own tiles."""
+    waves_per_head = -(-grid.row_tiles * m.splits // grid.slots)
+    if grid.slots * m.stages * tr.key_tile <= gpu.l2_bytes:
+        key_hbm = grid.head_blocks * tr.key_head * waves_per_head
+    else:
+        key_hbm = tiles_all * tr.key_tile
+    return key_hbm + tiles_all * tr.pair_tile
 
 
 def _combine_time(program: TileProgram, m: GPUMapping, gpu: GPU, env: dict, grid: _Grid, parts: Counter) -> tuple:
@@ -649,9 +653,7 @@ def predict_fused(program, m: GPUMapping, gpu: GPU, env: dict, inputs: dict | No
         nfull, npart, nempty, kept, distinct = classes[k]
         useful += kept * 2.0 * (sum(env[s.contracted.upper()] for s in pp.scores) + f * len(pp.values))
         scale = grid.head_blocks / nfull.shape[0]
-        tiles_seen["full"] += float(nfull.sum()) * scale
-        tiles_seen["partial"] += float(npart.sum()) * scale
-        tiles_seen["empty"] += nempty * scale
+        tiles_seen.update(full=float(nfull.sum()) * scale, partial=float(npart.sum()) * scale, empty=nempty * scale)
         last = k == len(program.passes) - 1
         t, pass_bytes = _pass_time(program, k, m, gpu, env, grid, nfull, npart, parts, work,
                                    _epilogue_s(program, m, gpu, env) if last else 0.0, kc, launched, distinct)
