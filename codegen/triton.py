@@ -824,6 +824,8 @@ class Generator:
             g_safe, g_raw, g_log2 = self.ident("gs", g), self.ident("gr", g), self.ident("gl", g)
             self.out(f"alpha = tl.exp2(({g_raw} - g_new) * LOG2E)")
             for r in n.rescaled:
+                if r.rescale is not None:     # the online rewrite's justification, from the same derivation
+                    self.out(f"# {r.rescale.why()}")
                 self.out(f"{self.r(r.name)} = {self.r(r.name)} * alpha" + ("[:, None]" if r.kind == "value" else ""))
             self.out(f"{g_safe} = g_new")
             self.out(f"{g_raw} = {gcode}")

@@ -24,9 +24,14 @@ Passes. A reduction that reads a row statistic needs it final, so it runs in
 a later pass over the keys, except in the online case: a sum whose terms are
 homogeneous of degree one in exp(-G), where the normaliser G is computed
 from max reductions of the same pass. Then the running sum is rescaled by
-exp(G_old - G_new) whenever G grows (softmax's online form, derived here,
-not written by the user). A design that does not fit gets a FusedFormError
-naming the Einsum and the reason.
+exp(G_old - G_new) whenever G grows (softmax's online form, derived, not
+written by the user). Which statistics are normalisers and which sums are
+rescaled, and why, is decided by einsum_ir.rewrites.derive, the functions
+the online rewrite calls too (`Reduction.rescale` is its Rescale, whose
+`why()` the rewrite prints); what the kernel does not generate of that
+derivation (a power of exp(A - G), two normalisers in one term, a min)
+runs in a later pass, the reason in `FusedForm.not_online`. A design that
+does not fit gets a FusedFormError naming the Einsum and the reason.
 """
 from __future__ import annotations
 
@@ -55,6 +60,7 @@ class Reduction:
     rescaled_by: str | None = None    # the normaliser G whose growth rescales the running value
     weight: Expr | None = None        # the term (without V) of a value contraction
     value: Access | None = None       # the V access of a value contraction
+    rescale: object = None            # the shared derivation's Rescale (einsum_ir.rewrites.derive): why it is exact
 
     @property
     def name(self) -> str:
@@ -94,6 +100,7 @@ class FusedForm:
     rows: tuple[Einsum, ...]
     hoisted: tuple[Einsum, ...]
     normalisers: dict[int, tuple[str, ...]] = field(default_factory=dict)   # pass -> online normalisers G
+    not_online: dict[str, str] = field(default_factory=dict)   # sum -> why it does not join its normaliser's pass
 
     @property
     def k(self) -> Access:
@@ -487,66 +494,143 @@ def _split_value(x: Expr, v: Access) -> Expr | None:
 
 
 def _assign_passes(form: FusedForm) -> FusedForm:
+    """Each reduction's pass: after the statistics it reads are final,
+    except a sum the shared online derivation (einsum_ir.rewrites.derive,
+    the one the online rewrite uses) rescales by a normaliser of the
+    previous pass, which joins that pass."""
+    from ..rewrites.derive import running_normaliser
     c = form.cascade
-    avail: dict[str, int] = {}        # row tensor -> passes completed before it is final
-    from_max: dict[str, int | None] = {}   # row tensor -> pass of the max reductions it derives from
+    avail: dict[str, int] = {}        # statistic -> passes completed before it is final
+    norm_pass: dict[str, int] = {}    # normaliser -> the pass whose walk holds it as a running value
     reds: list[Reduction] = []
     normalisers: dict[int, tuple[str, ...]] = {}
+    not_online: dict[str, str] = {}
     by_name = {r.name: r for r in form.reductions}
-
-    def stats_read(x: Expr) -> set[str]:
-        out = set()
-        for a in accesses(x):
-            if a.tensor in avail:
-                out.add(a.tensor)
-            t = form.tile_einsum(a.tensor)
-            if t is not None and form.score(a.tensor) is None:
-                out |= stats_read(t.expr) | (stats_read(t.predicate) if t.predicate is not None else set())
-        return out
-
+    stats_read = _stats_reader(form, avail)
     for e in c.einsums:
         if e.name in by_name:
             r = by_name[e.name]
             term = e.expr if r.kind != "value" else r.weight
-            deps = stats_read(term) | (stats_read(e.predicate) if e.predicate is not None else set())
+            deps = stats_read(term) | stats_read(e.predicate)
             pass_ = max((avail[d] for d in deps), default=0)
-            rescaled_by = None
-            if r.kind in ("sum", "value"):
-                online = [d for d in deps if avail[d] == pass_ and pass_ > 0 and from_max.get(d) == pass_ - 1]
-                if len(online) == 1 and all(avail[d] < pass_ for d in deps if d != online[0]):
-                    g = online[0]
-                    if _degree(form, term, g) == 1:
-                        pass_, rescaled_by = pass_ - 1, g
-                        if g not in normalisers.get(pass_, ()):
-                            normalisers[pass_] = normalisers.get(pass_, ()) + (g,)
-            reds.append(Reduction(e, r.kind, pass_, rescaled_by, r.weight, r.value))
+            rescale = None
+            if r.kind in ("sum", "value") and pass_ > 0:
+                rescale, why = _online(form, e, term, deps, pass_, avail, norm_pass, stats_read)
+                if rescale is not None:
+                    pass_ = pass_ - 1
+                    g = rescale.normalisers[0]
+                    if g not in normalisers.get(pass_, ()):
+                        normalisers[pass_] = normalisers.get(pass_, ()) + (g,)
+                elif why is not None:
+                    not_online[e.name] = why
+            reds.append(Reduction(e, r.kind, pass_, rescale.normalisers[0] if rescale else None, r.weight,
+                                  r.value, rescale))
             avail[e.name] = pass_ + 1
-            from_max[e.name] = pass_ if r.kind in ("max",) and not stats_read(term) else None
+            if r.kind in ("max", "min") and running_normaliser(e, form.key, deps) is None:
+                norm_pass[e.name] = pass_
         elif e in form.rows:
-            deps = [a.tensor for a in e.reads() if a.tensor in avail]
+            deps = {a.tensor for a in e.reads() if a.tensor in avail}
             avail[e.name] = max((avail[d] for d in deps), default=0)
-            srcs = {from_max.get(d) for d in deps}
-            from_max[e.name] = srcs.pop() if len(srcs) == 1 else None
-    form = FusedForm(**{**form.__dict__, "reductions": tuple(reds), "normalisers": normalisers})
-    return form
+            if _row_normaliser(deps, norm_pass):
+                norm_pass[e.name] = norm_pass[next(iter(deps))]
+    return FusedForm(**{**form.__dict__, "reductions": tuple(reds), "normalisers": normalisers,
+                        "not_online": not_online})
 
 
-def _degree(form: FusedForm, x: Expr, g: str) -> int | None:
-    """Degree of `x` in exp(-G): the rewrites' recognition of "exp(A - G)
-    times G-free factors" (einsum_ir.rewrites.algebra), looking through the
-    tile Einsums (not the scores) as the kernel computes them."""
-    from ..rewrites.algebra import exp_degree
+def _row_normaliser(deps: set[str], norm_pass: dict[str, int]) -> bool:
+    """The shared rule (rows made only of normalisers), over one walk: the
+    normalisers it reads run in the same pass."""
+    from ..rewrites.derive import row_normaliser
+    return row_normaliser(deps, set(norm_pass)) and len({norm_pass[d] for d in deps}) == 1
+
+
+def _stats_reader(form: FusedForm, avail: dict[str, int]):
+    """stats_read(x): the statistics (keys of `avail`) x reads, directly or
+    through tile Einsums (their where clauses included)."""
+    def stats_read(x: Expr | None) -> set[str]:
+        out: set[str] = set()
+        for a in accesses(x) if x is not None else ():
+            if a.tensor in avail:
+                out.add(a.tensor)
+            t = form.tile_einsum(a.tensor)
+            if t is not None and form.score(a.tensor) is None:
+                out |= stats_read(t.expr) | stats_read(t.predicate)
+        return out
+    return stats_read
+
+
+def _online(form: FusedForm, e: Einsum, term: Expr, deps: set[str], pass_: int, avail, norm_pass, stats_read):
+    """(the Rescale, None) when sum `e` joins pass pass_ - 1 by the shared
+    derivation and the kernel generates its rescaling; else (None, why not),
+    why being None when no normaliser of that pass was in question."""
+    from ..rewrites.derive import Rescale, rescaling
+    running = {d for d in deps if avail[d] == pass_}
+    norms = {g for g, q in norm_pass.items() if q == pass_ - 1}
+    if not running & norms:
+        return None, None
+    pred = stats_read(e.predicate)
+    for t in form.tile_deps(term) + (form.tile_deps(e.predicate) if e.predicate is not None else []):
+        pred |= stats_read(t.predicate)
+    kind = {r.name: r.einsum.reduce for r in form.reductions}
+    got = rescaling(e, form.key, term, running, pred & running, norms, _expander(form, running),
+                    lambda g: kind.get(g, "row value"))
+    if isinstance(got, str):
+        return None, got
+    return _kernel_rescales(form, got, norm_pass)
+
+
+def _kernel_rescales(form: FusedForm, got, norm_pass) -> tuple:
+    """The generated kernel's part of the online form: one normaliser per
+    sum, degree 1, made of running maxima (its running value starts at
+    -inf). The derivation's other cases (the online rewrite writes them)
+    run the sum in the next pass instead, and say so."""
+    (g, d), *more = got.degrees
+    mins = [n for n in _chain_reductions(form, g) if n.einsum.reduce != "max"]
+    if more:
+        return None, (f"{got.why()}; the kernel rescales a running sum by one normaliser, not "
+                      f"{', '.join(n for n, _ in got.degrees)}: it runs in a later pass")
+    if d != 1:
+        return None, (f"{got.why()}; the kernel rescales by exp(G_old - G_new), not its power {d}: it runs in a "
+                      "later pass")
+    if mins:
+        return None, (f"{got.why()}; the kernel carries a normaliser made of running maxima, not the "
+                      f"{mins[0].einsum.reduce} {mins[0].name}: it runs in a later pass")
+    return got, None
+
+
+def _chain_reductions(form: FusedForm, g: str) -> list[Reduction]:
+    """The reductions normaliser g is made of (itself, or through rows)."""
+    reds = {r.name: r for r in form.reductions}
+    rows = {e.name: e for e in form.rows}
+    out, todo, seen = [], [g], set()
+    while todo:
+        n = todo.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if n in reds:
+            out.append(reds[n])
+        elif n in rows:
+            todo += [a.tensor for a in rows[n].reads()]
+    return out
+
+
+def _expander(form: FusedForm, running: set[str]):
+    """Tile Einsums (not scores) as the kernel computes them, for
+    exp_degree. A scan whose terms read no running statistic is a leaf
+    (G-free); one whose terms do stands for that statistic, so no degree is
+    defined (its carry would hold terms under an old G)."""
+    reader = _stats_reader(form, {n: 0 for n in running})
 
     def expand(a: Access) -> Expr | None:
         t = form.tile_einsum(a.tensor)
         if t is None or form.score(a.tensor) is not None:
             return None
         if t.scan is not None:
-            # a scan of G-free terms is G-free (a leaf); one of terms in G is not the
-            # rescalable form (its carry would hold terms under an old G): no degree
-            return None if exp_degree(t.expr, g, expand) == 0 else Access(g, ())
+            hit = sorted(reader(t.expr) | reader(t.predicate))
+            return Access(hit[0], ()) if hit else None
         return t.expr
-    return exp_degree(x, g, expand)
+    return expand
 
 
 __all__ = ["FusedForm", "FusedFormError", "Reduction", "Score", "recognise"]

@@ -48,7 +48,7 @@ def rewrite(c: Cascade, to: str, verify: bool = True, shapes: dict | None = None
     if to not in FORMS:
         raise RewriteError(f"unknown rewrite {to!r}; the forms are {', '.join(FORMS)}")
     scan = next((e for e in c.einsums if e.scan is not None), None)
-    if scan is not None:   # the rewrites rebuild Einsums from their reduction; none carries a scan yet
+    if scan is not None and to == "deferred":   # deferral rebuilds Einsums from their reduction, never a scan
         raise RewriteError(f"cannot rewrite {c.name} to the {to} form: {scan.name} is a scan ({scan.scan}), "
                            "and the rewrites do not carry scans", scan.loc, c.source)
     K, before = key_rank(c, to, rank)
@@ -89,11 +89,14 @@ def _walk_form(c: Cascade, to: str, K: str, before: int | None, steps: list[str]
                            + (" (it has no max normaliser to carry)" if not _has_max(c, K) else ""))
     if to == "split-kv":
         from .chunks import split_recurrence
+        if any(t.iterative for t in c.tensors):
+            _no_scan(c, to, "splitting a written recurrence into chunks")
         got = split_recurrence(c, K)
         if got is not None:
             return got
     src = c
     if find(c)[0] is not None:
+        _no_scan(c, to, "the division deferral this form needs first")
         src, _, _, n = _defer(c, before)
         src = src.replace(name=c.name, doc=c.doc)
         steps.append(f"first deferred {n} division{'s' * (n > 1)} past the value sum (as --to deferred does)")
@@ -106,6 +109,16 @@ def _walk_form(c: Cascade, to: str, K: str, before: int | None, steps: list[str]
         return online(src, w, before)
     from .splitkv import split_kv
     return split_kv(src, w, before)
+
+
+def _no_scan(c: Cascade, to: str, step: str) -> None:
+    """Deferral and the split of a written recurrence rebuild Einsums from
+    their reduction and carry no scan; the walk forms hoist a scan of
+    inputs (walk.py) and refuse any other."""
+    scan = next((e for e in c.einsums if e.scan is not None), None)
+    if scan is not None:
+        raise RewriteError(f"cannot rewrite {c.name} to the {to} form: {scan.name} is a scan ({scan.scan}), and "
+                           f"{step} does not carry scans", scan.loc, c.source)
 
 
 def _count(n: int | None) -> str:

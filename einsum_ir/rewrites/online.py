@@ -189,17 +189,12 @@ def _reduction(ctx: _Ctx, e: Einsum, cur: Expr, prm, notes, dtypes) -> list[Eins
                     f"tiles' {e.reduce}ima, carried as the running value {R} ({R}[0] = {identity(e.reduce)})"]
     else:
         scale: Expr = prev
-        parts = []
-        for g, d in sorted(w.degrees[n].items()):
+        for g, d in w.rescales[n].degrees:
             gw = w.c.writers(g)[0].output.indices
             for _ in range(d):
                 scale = Op("mul", (scale, at(prm[g], insert(gw, ctx.pos[g], Idx(k1)))))
-            parts.append(f"exp(A - {g})" + (f"^{d}" if d > 1 else "") + f" times {g}-free factors")
         step = Op("add", (here, scale)) if w.degrees[n] else Op("add", (prev, here))
-        why = (f"{n}'s term is {' and '.join(parts)}, so the sum of the tiles before, computed with the old "
-               f"normaliser, times exp(G_old - G_new) per factor, is the same sum computed with the new one"
-               if w.degrees[n] else f"{n}'s term reads no normaliser: the running sum adds each tile's sum")
-        notes[L] = [why]
+        notes[L] = [w.rescales[n].why()]        # the same text the fused kernel's rescaling carries
     return [local, init, Einsum(at(R, insert(idx, pos, next_iter(k1))), step)]
 
 

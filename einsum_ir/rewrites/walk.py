@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from ..errors import EinError
 from ..ir import Access, Cascade, Einsum, Expr, Idx, Sym, accesses, index_vars, rank_of
-from .algebra import exp_degree
+from .derive import Rescale, rescaling, row_normaliser, running_normaliser
 
 
 class RewriteError(EinError):
@@ -40,6 +40,7 @@ class Walk:
     hoisted: dict[str, Einsum] = field(default_factory=dict)
     normalisers: set[str] = field(default_factory=set)          # max/min statistics and rows made of them
     degrees: dict[str, dict[str, int]] = field(default_factory=dict)   # sum -> {normaliser G: degree}
+    rescales: dict[str, Rescale] = field(default_factory=dict)         # sum -> its rescaling (derive.py)
 
     @property
     def K(self) -> str:
@@ -60,6 +61,21 @@ class Walk:
             t = self.tiles.get(a.tensor)
             if t is not None:
                 out |= self.stats_read(t.expr) | self.stats_read(t.predicate)
+        return out
+
+    def predicate_stats(self, e: Einsum) -> set[str]:
+        """Statistics read by e's where clause or by the where clause of a
+        tile Einsum e reads (directly or through tiles)."""
+        out = self.stats_read(e.predicate)
+        seen: set[str] = set()
+        todo = [a.tensor for x in (e.expr, e.predicate) if x is not None for a in accesses(x)]
+        while todo:
+            t = self.tiles.get(todo.pop())
+            if t is None or t.name in seen:
+                continue
+            seen.add(t.name)
+            out |= self.stats_read(t.predicate)
+            todo += [a.tensor for a in accesses(t.expr)]
         return out
 
     def has_predicate(self) -> bool:
@@ -96,11 +112,14 @@ def recognise(c: Cascade, K: str, form: str) -> Walk:
     if any(r.parent == K for r in c.ranks):
         raise refuse(c, None, f"the key rank {K} is already partitioned (tiles written by hand); give the "
                               "unpartitioned design", form)
-    for r in c.ranks:
-        if r.definition == Sym(K) and any(r.name.lower() in e.iteration_vars for e in c.einsums):
-            raise refuse(c, None, f"rank {r.name} = {K} pairs two key positions in one Einsum; the {form} "
-                                  f"form walks one key at a time", form)
     w = Walk(c, K.lower())
+    aliases = {r.name.lower(): r.name for r in c.ranks if r.definition == Sym(K)}
+    before = _before_walk(c, w.k, set(aliases))
+    for e in c.einsums:
+        pair = sorted(set(e.iteration_vars) & set(aliases))
+        if pair and e.name not in before:
+            raise refuse(c, None, f"rank {aliases[pair[0]]} = {K} pairs two key positions in one Einsum; the "
+                                  f"{form} form walks one key at a time", form)
     _classify(w, form)
     _check_reads(w, form)
     _normalisers(w, form)
@@ -117,8 +136,15 @@ def _classify(w: Walk, form: str) -> None:
     for e in c.einsums:
         if k in e.iteration_vars or any(a.tensor in keyed for a in e.reads()):
             keyed.add(e.name)
+    aliases = {r.name.lower() for r in c.ranks if r.definition == Sym(w.K)}
+    before = _before_walk(c, k, aliases)
     for e in c.einsums:
-        if k in e.reduced:
+        if e.name in before:
+            w.hoisted[e.name] = e       # a scan of inputs (forgetting attention's gates): computed before the walk
+        elif e.scan is not None and e.name in keyed:
+            raise refuse(c, e, f"a scan ({e.scan}) of values computed in the walk over {k}; the rewrites do not "
+                         "carry a scan from tile to tile (the fused generator does)", form)
+        elif k in e.reduced:
             if e.reduce not in ("max", "min", "sum"):
                 raise refuse(c, e, f"a {e.reduce} reduction over {k}", form)
             w.reductions[e.name] = e
@@ -130,6 +156,41 @@ def _classify(w: Walk, form: str) -> None:
             w.hoisted[e.name] = e
     if not w.reductions:
         raise refuse(c, None, f"no Einsum reduces over {k}", form)
+
+
+def _before_walk(c: Cascade, k: str, aliases: set[str]) -> set[str]:
+    """Einsums computed before the walk, as the fused kernel hoists them: a
+    scan, or a sum over an alias of the keys (a prefix sum written as
+    `where j <= m`), over the keys' own variables only (those an input read
+    at key k carries: forgetting attention's gates F[b, h, m]) and reducing
+    nothing over k, with the Einsums it reads and those reading only such
+    values. A scan over the keys and the queries (stick-breaking's stick)
+    is a tile the walk would have to carry from tile to tile."""
+    inputs = {t.name for t in c.inputs}
+    own = {k} | aliases
+    for e in c.einsums:
+        for x in (e.expr, e.predicate):
+            for a in accesses(x) if x is not None else ():
+                if a.tensor in inputs and k in {v for i in a.indices for v in index_vars(i)}:
+                    own |= {v for i in a.indices for v in index_vars(i)}
+    fits: set[str] = set()             # over own variables, from inputs and such values only
+    for e in c.einsums:
+        if k not in e.reduced and set(e.iteration_vars) <= own and all(
+                a.tensor in inputs or a.tensor in fits for a in e.reads()):
+            fits.add(e.name)
+    seeds = {e.name for e in c.einsums if e.name in fits and (e.scan is not None or set(e.iteration_vars) & aliases)}
+    writers = {e.name: e for e in c.einsums}
+    out: set[str] = set()
+    todo = list(seeds)
+    while todo:                         # the seeds and what they read
+        n = todo.pop()
+        if n not in out:
+            out.add(n)
+            todo += [a.tensor for a in writers[n].reads() if a.tensor in writers]
+    for e in c.einsums:                 # and what reads only them and inputs
+        if e.name in fits and any(a.tensor in out for a in e.reads()):
+            out.add(e.name)
+    return out
 
 
 def _check_reads(w: Walk, form: str) -> None:
@@ -155,46 +216,31 @@ def _check_reads(w: Walk, form: str) -> None:
 
 
 def _normalisers(w: Walk, form: str) -> None:
+    """Normalisers and rescalings by the shared derivation (derive.py),
+    which the fused kernel generator calls too."""
     c, k = w.c, w.k
     for e in c.einsums:
         if e.name in w.reductions:
             stats = w.stats_read(e.expr) | w.stats_read(e.predicate)
             if e.reduce in ("max", "min"):
-                if stats:
-                    raise refuse(c, e, f"a {e.reduce} over {k} of a term that reads {', '.join(sorted(stats))}, "
-                                 f"itself a statistic over the keys; a running {e.reduce} needs a term "
-                                 "fixed while the keys stream", form)
+                why = running_normaliser(e, k, stats)
+                if why is not None:
+                    raise refuse(c, e, why, form)
                 w.normalisers.add(e.name)
                 continue
-            w.degrees[e.name] = _sum_degrees(w, e, stats, form)
+            got = rescaling(e, k, e.expr, stats, w.predicate_stats(e), w.normalisers, w.expand,
+                            lambda g: w.reductions[g].reduce if g in w.reductions else "row value")
+            if isinstance(got, str):
+                raise refuse(c, e, got, form)
+            w.rescales[e.name] = got
+            w.degrees[e.name] = dict(got.degrees)
         elif e.name in w.rows:
             stats = {a.tensor for a in e.reads() if a.tensor in w.reductions or a.tensor in w.rows}
-            if stats and stats <= w.normalisers:
+            if row_normaliser(stats, w.normalisers):
                 w.normalisers.add(e.name)
         elif e.name in w.tiles and w.stats_read(e.predicate):
             raise refuse(c, e, f"its where clause reads {', '.join(sorted(w.stats_read(e.predicate)))}, a "
                          "statistic over the keys", form)
-
-
-def _sum_degrees(w: Walk, e: Einsum, stats: set[str], form: str) -> dict[str, int]:
-    c, k = w.c, w.k
-    if w.stats_read(e.predicate):
-        raise refuse(c, e, f"its where clause reads {', '.join(sorted(w.stats_read(e.predicate)))}, a "
-                     "statistic over the keys", form)
-    out = {}
-    for g in sorted(stats, key=lambda s: (s in w.normalisers, s)):     # a non-normaliser is the first reason
-        if g not in w.normalisers:
-            kind = w.reductions[g].reduce if g in w.reductions else "row value"
-            raise refuse(c, e, f"its term reads {g} ({kind} over {k}, or made from one) inside the walk; only "
-                         f"a normaliser made of maxima over {k} can be corrected while the keys stream, a sum "
-                         "is complete only after the whole walk (defer a division by it first)", form)
-        d = exp_degree(e.expr, g, w.expand)
-        if d is None or d < 1:
-            raise refuse(c, e, f"its term depends on the normaliser {g} other than through factors "
-                         f"exp(A - {g}) times {g}-free terms (its degree in exp(-{g}) is not defined), so a "
-                         f"change of {g} cannot be undone by rescaling", form)
-        out[g] = d
-    return out
 
 
 def plain_vars(a: Access) -> list[str]:
