@@ -44,3 +44,23 @@ def test_the_mutmut_table_parses_and_mutates_only_the_package():
     assert "simulator" not in cfg["also_copy"] and {"einsum_ir", "mappers", "codegen"} <= set(cfg["also_copy"])
     assert cfg["pytest_add_cli_args_test_selection"] == ["tests/simulator"]
     assert "--timeout=300" in cfg["pytest_add_cli_args"]
+
+
+def test_deselected_tests_are_left_out_of_every_mutmut_run():
+    cfg = tomllib.loads(mutation.mutmut_config("mappers", ["tests/mappers"], 300,
+                                               ["tests/mappers/test_a.py::test_slow"]))["tool"]["mutmut"]
+    assert "--deselect=tests/mappers/test_a.py::test_slow" in cfg["pytest_add_cli_args"]
+    assert cfg["pytest_add_cli_args_test_selection"] == ["tests/mappers"]
+
+
+def test_a_recheck_keeps_a_kill_and_replaces_other_verdicts(tmp_path):
+    """scripts/mutation_recheck.py merges verdicts: a mutant once killed
+    stays killed (another test file may not reach it); others are replaced."""
+    spec = importlib.util.spec_from_file_location("attnc_mutation_recheck", SCRIPT.with_name("mutation_recheck.py"))
+    recheck = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recheck)
+    path = tmp_path / "recheck.json"
+    recheck.merge(path, {"a": {"verdict": "killed"}, "b": {"verdict": "survived"}})
+    got = recheck.merge(path, {"a": {"verdict": "survived"}, "b": {"verdict": "killed"}, "c": {"verdict": "no tests"}})
+    assert {k: v["verdict"] for k, v in got.items()} == {"a": "killed", "b": "killed", "c": "no tests"}
+    assert recheck.VERDICT[1] == recheck.VERDICT[3] == "killed" and recheck.VERDICT[0] == "survived"
