@@ -161,15 +161,17 @@ def test_a_prediction_reports_the_footprint_it_was_charged_at():
 def _documented_binding(p: dict) -> str:
     """docs/gpu.md: launch when launches are over half the time; else
     occupancy/waves when the schedule is over 15% longer than the busiest
-    resource (tensor + SFU + fp32 time, or HBM); else the largest of those."""
+    resource (tensor + SFU + fp32 time, or HBM); else HBM when its time
+    outlasts the units' together (they run one after another within a
+    tile; commit 56180f7), else the largest unit."""
     total = p["time_s"]
     if p["launch_s"] > 0.5 * total:
         return "launch"
     ideal = max(p["tensor_s"] + p["sfu_s"] + p["fp32_s"], p["hbm_s"])
     if p["schedule_s"] > 1.15 * ideal and p["schedule_s"] >= p["hbm_s"]:
         return "occupancy/waves"
-    terms = {"tensor cores": p["tensor_s"], "SFU": p["sfu_s"], "fp32 vector": p["fp32_s"], "HBM": p["hbm_s"]}
-    return max(terms, key=terms.get)
+    units = {"tensor cores": p["tensor_s"], "SFU": p["sfu_s"], "fp32 vector": p["fp32_s"]}
+    return "HBM" if p["hbm_s"] >= sum(units.values()) else max(units, key=units.get)
 
 
 @pytest.mark.parametrize("name,shapes,m", [
