@@ -775,8 +775,7 @@ def predict_unfused(form: FusedForm, gpu: GPU, env: dict, dtype: str = "bf16",
 
 # ------------------------------------------------------------------ chunked linear attention
 
-def predict_linear_chunked(env: dict, form: FusedForm, gpu: GPU, chunk: int = 64, dtype: str = "bf16",
-                           causal: bool = True) -> Prediction:
+def predict_linear_chunked(env: dict, form: FusedForm, gpu: GPU, chunk: int = 64, dtype: str = "bf16") -> Prediction:
     """The same shapes, linearised: per chunk of C queries, intra-chunk
     QK^T and its product with V (C x C, masked), the inter-chunk term Q S
     and the state update S += K^T V (E x F), in one kernel streaming Q, K, V
