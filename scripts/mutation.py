@@ -43,6 +43,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--deselect", nargs="+", default=[], metavar="NODEID",
                    help="tests (pytest node ids or prefixes) left out of every run: a slow test that only "
                         "repeats what others check, so that the one-off stats and clean runs take less")
+    p.add_argument("--do-not-mutate", nargs="+", default=[], metavar="GLOB",
+                   help="source files left unmutated (mutmut globs relative to the project, e.g. "
+                        "'codegen/rtl/*'): a sub-package whose tests are too slow for the run")
     p.add_argument("--test-timeout", type=int, default=300,
                    help="pytest-timeout wall seconds per test, a guard against hangs (default 300)")
     p.add_argument("--workdir", type=Path, default=ROOT / ".mutation", help="scratch folder (default .mutation/)")
@@ -68,8 +71,9 @@ def copy_tree(dest: Path, rev: str | None) -> None:
             shutil.copy2(src, dest / name)
 
 
-def mutmut_config(package: str, tests: list[str], test_timeout: int, deselect: list[str] = ()) -> str:
-    """The [tool.mutmut] table for one package: mutate it, copy everything else beside it."""
+def mutmut_config(package: str, tests: list[str], test_timeout: int, deselect: list[str] = (),
+                  do_not_mutate: list[str] = ()) -> str:
+    """The [tool.mutmut] table for one package: mutate it (but `do_not_mutate`), copy everything else beside it."""
     others = [p for p in ALL_PACKAGES if p != package] + ["benchmarks", "scripts", "docs", "README.md"]
     cfg = {
         "source_paths": [package],
@@ -77,6 +81,7 @@ def mutmut_config(package: str, tests: list[str], test_timeout: int, deselect: l
         "pytest_add_cli_args": ["-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:randomly",
                                 f"--timeout={test_timeout}", *(f"--deselect={d}" for d in deselect)],
         "pytest_add_cli_args_test_selection": tests,
+        "do_not_mutate": list(do_not_mutate),
         # CPU-second limit per mutant = (time of its tests + constant) * multiplier * 2.
         "timeout_multiplier": 3.0,
         "timeout_constant": 5.0,
@@ -95,7 +100,7 @@ def prepare(args: argparse.Namespace) -> Path:
     project = work / "pyproject.toml"
     text = project.read_text().split("\n[tool.mutmut]\n")[0]     # a resumed run may change the options
     project.write_text(text + mutmut_config(args.package, args.tests or [f"tests/{args.package}"], args.test_timeout,
-                                               args.deselect))
+                                               args.deselect, args.do_not_mutate))
     return work
 
 

@@ -64,3 +64,11 @@ def test_a_recheck_keeps_a_kill_and_replaces_other_verdicts(tmp_path):
     got = recheck.merge(path, {"a": {"verdict": "survived"}, "b": {"verdict": "killed"}, "c": {"verdict": "no tests"}})
     assert {k: v["verdict"] for k, v in got.items()} == {"a": "killed", "b": "killed", "c": "no tests"}
     assert recheck.VERDICT[1] == recheck.VERDICT[3] == "killed" and recheck.VERDICT[0] == "survived"
+
+
+def test_files_left_unmutated_reach_the_mutmut_table():
+    """--do-not-mutate: codegen's run leaves codegen/rtl (cocotb-tested, minutes a test) unmutated."""
+    cfg = tomllib.loads(mutation.mutmut_config("codegen", ["tests/codegen"], 300, [],
+                                               ["codegen/rtl/*"]))["tool"]["mutmut"]
+    assert cfg["do_not_mutate"] == ["codegen/rtl/*"] and cfg["source_paths"] == ["codegen"]
+    assert mutation.parse_args(["codegen", "--do-not-mutate", "codegen/rtl/*"]).do_not_mutate == ["codegen/rtl/*"]
