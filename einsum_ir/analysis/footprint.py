@@ -12,7 +12,11 @@ between passes run the Einsums that do not iterate R. What must be on chip:
   combine several positions (a sum over an alias `rank J = M` kept at m):
   all of it, until its last reader;
 - a tensor without R (Q, a running max, an accumulator such as GM or AV):
-  all of it, throughout every pass that produces or reads it.
+  all of it, throughout every pass that produces or reads it;
+- an input read through a gather by R's variables (a paged KV pool
+  `KC[BT[b, m // BS], .., m % BS]`): what one step's reads name, as for a
+  streamed input (`_gathered_slice`); whole if some read is not tied to
+  one position of R.
 R means R's family (`passes.rank_family`): its partition parts and the
 aliases that walk it. A tensor that keeps only an index inside a tile
 (M0, `rank J = M0`) keeps no position of R: it is held like a tensor
@@ -32,7 +36,7 @@ from math import prod
 import sympy
 
 from ..errors import EinError
-from ..ir import Access, Cascade, Num, index_vars, walk
+from ..ir import Access, Cascade, Num, index_vars, rank_of
 from ..ops import DTYPE_BYTES
 from ..sym import shape_symbol
 from ..graph import schedule
@@ -45,6 +49,8 @@ class Footprint:
     rank: str
     candidates: tuple[tuple[sympy.Expr, tuple[str, ...]], ...]   # (bytes, live tensors) per point
     elements: tuple[sympy.Expr, ...] = field(repr=False, default=())
+    sizes: dict[str, sympy.Expr] = field(repr=False, default_factory=dict, compare=False, hash=False)
+    """Bytes each tensor holds while it is live (a streamed one: one step's)."""
 
     @property
     def bytes(self) -> sympy.Expr:
@@ -87,30 +93,59 @@ def _input_positions(c: Cascade, fam, t) -> tuple[str, str] | None:
     return (own or found or [None])[0]
 
 
-def _gathered_slice(c: Cascade, t, fam, full):
-    """Elements of one step of R of an input read only through gathers by
-    R's variables (`KC[h, e, PAGE[b, m / PS] * PS + m % PS]`): per gathered
-    slot, as many elements as the other variables of its index take (B
-    slots for one m, one per sequence), not the whole slot rank; None if t
-    is read otherwise too."""
+def _step_values(fam, v: str) -> sympy.Expr:
+    """Values variable `v` takes within one step of R: one for R's position
+    (m, m1, a walking alias), a tile for a partitioned R indexed whole (m),
+    its whole rank otherwise (m0, b, p)."""
+    kind = fam.var_kind(v)
+    if kind == POS:
+        return sympy.Integer(1)
+    return shape_symbol(fam.tile) if kind == ROOT else shape_symbol(rank_of(v))
+
+
+def _read_slice(c: Cascade, fam, t, a: Access) -> sympy.Expr | None:
+    """Elements of input `t` that read `a` names in one step of R: a slot
+    whose index uses R's variables takes at most as many values as the
+    index's other variables (min the slot's extent: `m % BS` one, `BT[b, m
+    // BS]` B), jointly at most what those variables take together; a slot
+    indexed without R is taken whole, as for a streamed input. None if the
+    read is not tied to one position of R (no position variable, or two)."""
+    pos = {v for i in a.indices for v in index_vars(i) if fam.var_kind(v) == POS}
+    if len(pos) > 1 or not pos and not any(fam.var_kind(v) == ROOT for i in a.indices for v in index_vars(i)):
+        return None
+    free, tied, seen, shared = sympy.Integer(1), sympy.Integer(1), set(), False
+    for r, i in zip(t.ranks, a.indices):
+        vs = set(index_vars(i))
+        if not any(fam.var_kind(v) for v in vs):
+            free *= shape_symbol(r)
+            continue
+        n = prod((_step_values(fam, v) for v in vs), start=sympy.Integer(1))
+        tied *= n if n == 1 else sympy.Min(n, shape_symbol(r))
+        shared |= any(_step_values(fam, v) != 1 for v in vs & seen)
+        seen |= vs
+    if shared:      # a variable in several slots (X[BT[b, m], BU[b, m]]): B tuples, not B x B
+        tied = sympy.Min(tied, prod((_step_values(fam, v) for v in seen), start=sympy.Integer(1)))
+    return free * tied
+
+
+def _gathered_slice(c: Cascade, t, fam):
+    """Elements of one step of R of an input read through gathers by R's
+    variables (`KC[BT[b, m // BS], h / G, e, m % BS]`): which element a step
+    reads is the data's choice, but it is one per value of the index's other
+    variables (B per key here, one block slot per sequence), as the
+    contiguous K[b, h / G, e, m]; the sum over its distinct reads. None if
+    some read is not tied to R's steps (`POOL[IDX[b, j]]` summed over j at
+    every step: held whole) or t is not an input (made on chip, kept)."""
     if t.role != "input":
         return None
-    slots: dict[str, sympy.Expr] = {}
-    for e in c.einsums:
-        for a in e.reads():
-            if a.tensor != t.name:
-                continue
-            for r, i in zip(t.ranks, a.indices):
-                vs = index_vars(i)
-                if not any(isinstance(n, Access) for n in walk(i)) or not any(fam.var_kind(v) for v in vs):
-                    if any(fam.var_kind(v) for v in vs):
-                        return None
-                    continue
-                others = prod((shape_symbol(v.upper()) for v in vs if not fam.var_kind(v)), start=sympy.Integer(1))
-                slots[r] = sympy.Max(slots.get(r, sympy.Integer(0)), sympy.Min(others, shape_symbol(r)))
-    if not slots:
-        return None
-    return full * prod((n / shape_symbol(r) for r, n in slots.items()), start=sympy.Integer(1))
+    reads = {str(a): a for e in c.einsums for a in e.reads() if a.tensor == t.name}
+    total = sympy.Integer(0)
+    for a in reads.values():
+        n = _read_slice(c, fam, t, a)
+        if n is None:
+            return None
+        total += n
+    return total
 
 
 def _as_late_as_possible(c, pr, order, parts, part_vars, fam) -> dict[int, int]:
@@ -190,11 +225,14 @@ def footprint(c: Cascade, rank: str) -> Footprint:
         lo, hi = min(pts), max(pts)
         has_r = any(fam.kind.get(r) in (POS, ROOT) for r in t.ranks)
         at = _input_positions(c, fam, t) if t.role == "input" else None
-        if t.role == "input" and not _gathered_by(c, fam, t.name):
+        gathered = _gathered_slice(c, t, fam) if _gathered_by(c, fam, t.name) else None
+        if t.role == "input":
             has_r = at is not None      # read at R's positions only (an alias slot too), or held whole
         full = prod((shape_symbol(r) + (1 if r in t.iterative else 0) for r in t.ranks), start=sympy.Integer(1))
         stored = stored_elements(c, t, full)
-        if has_r:
+        if gathered is not None:
+            elems = gathered      # read one step at a time through its gathers, like a streamed input
+        elif has_r:
             produced = min((point[i][0] for i in writers), default=0)
             later = t.role != "input" and any(
                 _streaming_read(c, a, parts) and point[i][0] > produced and point[i][0] % 2 == 1
@@ -209,8 +247,6 @@ def footprint(c: Cascade, rank: str) -> Footprint:
                     for ph in {p[0] for p in pts if p[0] % 2 == 1}:
                         s = span_of_phase(ph)
                         lo, hi = min(lo, s[0]), max(hi, s[1])
-        elif (gathered := _gathered_slice(c, t, fam, full)) is not None:
-            elems = gathered      # read one step at a time through its gathers, like a streamed input
         else:
             elems = stored
             # used inside a pass: needed at every step of that pass
@@ -232,4 +268,4 @@ def footprint(c: Cascade, rank: str) -> Footprint:
     for k in kept:
         if k not in unique:
             unique.append(k)
-    return Footprint(rank, tuple(unique))
+    return Footprint(rank, tuple(unique), sizes=size)
