@@ -188,7 +188,9 @@ def _before_walk(c: Cascade, k: str, aliases: set[str]) -> set[str]:
             out.add(n)
             todo += [a.tensor for a in writers[n].reads() if a.tensor in writers]
     for e in c.einsums:                 # and what reads only them and inputs
-        if e.name in fits and any(a.tensor in out for a in e.reads()):
+        reads = e.reads()
+        if e.name in fits and any(a.tensor in out for a in reads) and all(
+                a.tensor in inputs or a.tensor in out for a in reads):
             out.add(e.name)
     return out
 

@@ -225,3 +225,28 @@ def test_what_the_kernel_does_not_generate_is_said(tile, limit):
     f = fused(c)
     assert f.passes == 2 and limit in f.not_online["SD"] and limit in f.not_online["SNV"]
     assert agree(c) == "no normaliser"
+
+
+def test_a_decode_score_is_not_taken_before_the_walk_with_a_scan():
+    """Regression (rewrite sweep): in decode every key-side value is over
+    the keys' own variables; a tile reading the hoisted gate scan stays in
+    the walk unless everything it reads is before the walk too."""
+    c = parse("""
+rank B, H, M, E, F
+input Q[B, H, E]: f32
+input K[B, H, E, M]: f32
+input V[B, H, F, M]: f32
+input KG[B, H, M]: f32
+output AV[B, H, F]: f32
+QK[b, h, m] = Q[b, h, e] * K[b, h, e, m]
+CK[b, h, m] = cumprod[m, reverse] 1 - 0.5 * sigmoid(KG[b, h, m])
+S[b, h, m] = QK[b, h, m] + log(CK[b, h, m])
+GM[b, h] = max[m] S[b, h, m]
+SN[b, h, m] = exp(S[b, h, m] - GM[b, h])
+SD[b, h] = SN[b, h, m]
+SNV[b, h, f] = SN[b, h, m] * V[b, h, f, m]
+AV[b, h, f] = SNV[b, h, f] / SD[b, h]
+""")
+    w = walk(c, "M", "split-kv")
+    assert set(w.hoisted) == {"CK"} and {"QK", "S"} <= set(w.tiles)
+    assert rewrite(c, "split-kv").checked and agree(c) == "online"
