@@ -118,7 +118,8 @@ for name, p in zip(fn.arg_names, fn.params):
     if p.is_constexpr:
         continue
     ptr = any(name.endswith("_" + t) and name.count("_") == 1 for t in {pointers!r})
-    sig[name] = "*bf16" if ptr else "*i32" if name.endswith(("_idx", "_cnt")) else "i32"
+    table = name.endswith(("_idx", "_cnt", "_mtb")) or name == "launch_order"     # int32 tables
+    sig[name] = "*bf16" if ptr else "*i32" if table else "*i8" if name.endswith("_mt") else "i32"
 k = triton.compile(ASTSource(fn, sig, dict(BLOCK_M=128, BLOCK_N=64, BLOCK_E=128, BLOCK_F=128, SPLITS=1)),
                    target=GPUTarget("cuda", 90, 32), options=dict(num_warps=8, num_stages=3))
 print("TMA" if "cp.async.bulk.tensor" in k.asm["ptx"] else "no TMA", "wgmma" if "wgmma" in k.asm["ptx"] else "no wgmma")
