@@ -252,6 +252,13 @@ class FusedKernel:
         for k in range(f.passes):
             cc = cell_counts(f, k, env, values)
             if cc.unknown:
+                inputs = {t.name for t in self.cascade.inputs}
+                computed = [t for t in cc.unknown if t not in inputs]
+                if computed:
+                    raise ShapeError(f"a predicate of pass {k} reads {', '.join(computed)}, computed by the "
+                                     "cascade: the kernel's block table is built before it runs, from inputs "
+                                     "only, so this design has no fused kernel (write the condition over "
+                                     "inputs and coordinates, or as a select in the Einsum)")
                 raise ShapeError(f"the mask reads {', '.join(cc.unknown)}: the kernel's block table needs "
                                  "their values")
             pack = self.program.pack_count(m.pack_heads, env)
