@@ -2,15 +2,23 @@
 docs/benchmarks.md) found unchecked, now checked against independent
 references: the reference executor, numpy, or values derived by hand."""
 import contextvars
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import triton
 
 from codegen.autotune import autotune
 from codegen.runtime import ChunkedKernel, FusedKernel, compile_kernel
+from codegen.triton import generate
 from einsum_ir import execute, library, parse, random_inputs
+from einsum_ir.analysis.fused import FusedFormError, recognise
 from einsum_ir.errors import ExecutionError, ShapeError
+from einsum_ir.shapes import resolve
 from mappers.gpu_mapping import GPUMapping
 
 SMALL = dict(B=1, H=1, P=20, M=24, E=16, F=8)
@@ -177,3 +185,72 @@ def test_a_gather_under_a_chunk_predicate():
                    reason="open bug: a partial last chunk's positions past M are flagged as gathers out of range")
 def test_a_gather_in_a_partial_last_chunk():
     _heads_gather(40)                                                # 40 = 2 x 16 + 8
+
+
+COMPILE = """
+import sys
+sys.path.insert(0, {folder!r})
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+import K_split_kernel as mod
+for fn in (mod.attnc_combine,):
+    sig = {{}}
+    for name, p in zip(fn.arg_names, fn.params):
+        if not p.is_constexpr:
+            ptr = name == "part_ptr" or any(name.endswith("_" + t) and name.count("_") == 1 for t in {pointers!r})
+            table = name.endswith(("_idx", "_cnt", "_mtb")) or name in ("launch_order", "gather_err")
+            sig[name] = "*fp32" if ptr else "*i32" if table else "*i8" if name.endswith("_mt") else "i32"
+    meta = {{k: v for k, v in dict(BLOCK_M=64, BLOCK_N=64, BLOCK_E=16, BLOCK_F=16, SPLITS=2).items()
+             if k in fn.arg_names}}
+    triton.compile(ASTSource(fn, sig, meta), target=GPUTarget("cuda", 90, 32), options=dict(num_warps=4))
+    print(fn.__name__)
+"""
+
+
+@pytest.mark.skipif(not (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists(),
+                    reason="no ptxas in this Triton")
+def test_the_split_kv_combine_compiles_for_a_gpu(tmp_path):
+    """Triton's interpreter runs code its compiler refuses (tl.full of None is
+    NaN there, and tl.maximum skips NaN), so the combine kernel of a split-KV
+    design with a max and a min statistic is compiled for sm_90 too (the
+    fused kernel's compile: test_tma); in a process of its own, as Triton is
+    imported there without the interpreter."""
+    src = SOFTMAX.replace("AV[b, h, f, p] = SNV[b, h, f, p] / SD[b, h, p]",
+                          "LM[b, h, p] = min[m] QK[b, h, m, p]\n"
+                          "AV[b, h, f, p] = SNV[b, h, f, p] / SD[b, h, p] + LM[b, h, p]")
+    c = parse(src, "split.ein")
+    env = resolve(c, dict(B=1, H=2, P=4, M=512, E=16, F=16))
+    gen = generate(recognise(c, env), GPUMapping(64, 64, splits=2, dtype="f32"), env)
+    assert gen.splits == 2 and "attnc_combine" in gen.text
+    (tmp_path / "K_split_kernel.py").write_text(gen.text)
+    script = COMPILE.format(folder=str(tmp_path), pointers=sorted(gen.tensors + gen.outputs))
+    env_vars = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env_vars, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["attnc_combine"]
+
+
+def test_an_index_the_chunked_kernel_cannot_compute_is_refused_with_what_it_takes():
+    """abs() in an index: the fused kernel computes it, the chunked one does
+    not; the refusal names the index and the operators the chunked kernel
+    takes instead (so the design can be rewritten), not a Triton error."""
+    src = library.path("lightning-attention").read_text().replace(
+        "V[b, h, f, m1 * M0 + j]", "V[b, h, f, abs(m1 * M0 + j)]")
+    c = parse(src, "lightning-abs.ein")
+    with pytest.raises(FusedFormError) as err:
+        compile_kernel(c, GPUMapping(16, 16, dtype="f32"), dict(B=1, H=1, M=40, E=16, F=8, M0=16))
+    text = str(err.value)
+    assert "does not compute the index abs(m1 * M0 + j) (abs in an index" in text
+    assert "the chunked one takes + - * // % min max and bitwise operators of coordinates, and gathers)" in text
+
+
+def test_the_pass_header_marks_only_the_sums_the_running_max_rescales():
+    """The kernel's pass header says which statistics a growing running max
+    rescales: in one-pass softmax the sums of exp(QK - GM), SD and SNV, but
+    not the max GM itself (derived by hand from the design)."""
+    c = parse(SOFTMAX, "softmax.ein")
+    env = resolve(c, SMALL)
+    text = generate(recognise(c, env), GPUMapping(16, 16, dtype="f32"), env).text
+    headers = [x.strip() for x in text.splitlines() if "# ---- pass" in x]
+    assert headers == ["# ---- pass 0: GM (max), SD (sum, rescaled), SNV (value, rescaled)"]
