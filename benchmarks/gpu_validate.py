@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     folds.append(Fold("none", "all", [Error(c, predict_case(c, fitted[c.row["device"]]).time_s) for c in cases],
                       {}))
     consts = ", ".join(f"{g}: " + ", ".join(f"{k}={fitted[g].efficiency[k]:g}" for k in
-                                            ("fused_tensor", "mma", "wgmma", "serial_overlap", "ws_overlap"))
+                                            ("fused_tensor", "mma", "wgmma", "serial_overlap", "ws_overlap", "program_cycles"))
                        for g in fitted)
     text = (f"Cross-validated {datetime.date.today().isoformat()} on {len(cases)} published measurements "
             f"({Path(a.results).name}); constants fitted to all rows: {consts}.\n\n" + render_cv(folds))

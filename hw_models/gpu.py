@@ -33,6 +33,8 @@ OPTIONAL_EFFICIENCY = {
     "ws_overlap": ("Hopper warp-specialised kernels: fraction of the shorter of softmax / MMA time hidden "
                    "(ping-pong warpgroups, softmax under the next tile's products)", 0.8),
     "combine_us": ("fixed cost of a split-KV combine kernel beyond its bytes, microseconds", 2.0),
+    "program_cycles": ("SM cycles each program spends outside its tile loop (setup, the Q tile into shared "
+                       "memory, the output's conversion and store instructions), fitted", 0.0),
 }
 
 
@@ -157,7 +159,8 @@ def gpu_from_node(root: Node) -> GPU:
     e = eff_node.mapping(required=tuple(EFFICIENCY_KEYS), optional=tuple(OPTIONAL_EFFICIENCY))
     eff = {k: d for k, (_, d) in OPTIONAL_EFFICIENCY.items()}
     for k in [k for k in (*EFFICIENCY_KEYS, *OPTIONAL_EFFICIENCY) if k in e]:
-        v = e[k].number(allow_zero=(k in ("launch_us", "wgmma", "serial_overlap", "ws_overlap", "combine_us")))
+        v = e[k].number(allow_zero=(k in ("launch_us", "wgmma", "serial_overlap", "ws_overlap", "combine_us",
+                                             "program_cycles")))
         if k in FRACTIONS and v > 1:
             raise e[k].error(f"{k} is a fraction ({EFFICIENCY_KEYS.get(k) or OPTIONAL_EFFICIENCY[k][0]}); got {v}, above 1")
         eff[k] = v

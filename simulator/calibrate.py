@@ -270,7 +270,8 @@ def fit(cases: list[Case], gpu: GPU, constants=("fused_tensor", "latency_ns"), t
 
 
 SHARED = ("fused_tensor", "serial_overlap", "ws_overlap")
-RANGES.update({"mma": (0.2, 1.0), "wgmma": (0.2, 1.0), "serial_overlap": (0.0, 1.0), "ws_overlap": (0.0, 1.0)})
+RANGES.update({"mma": (0.2, 1.0), "wgmma": (0.2, 1.0), "serial_overlap": (0.0, 1.0), "ws_overlap": (0.0, 1.0),
+               "program_cycles": (0.0, 20000.0)})
 
 
 def fittable(cases: list[Case], gpus: dict[str, GPU]) -> list[tuple[str | None, str]]:
@@ -281,7 +282,7 @@ def fittable(cases: list[Case], gpus: dict[str, GPU]) -> list[tuple[str | None, 
     path a GEMM measures keeps the preset's value, so a GPU left out of the
     fit is predicted from its own datasheet and GEMM fractions)."""
     classes = {c.row.get("model_class", "fa2") for c in cases}
-    out = [(None, "fused_tensor")]
+    out = [(None, "fused_tensor"), (None, "program_cycles")]
     if classes & {"fa2", "triton"}:
         out.append((None, "serial_overlap"))
     if "hopper-ws" in classes:

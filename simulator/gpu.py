@@ -535,6 +535,7 @@ def _pass_time(program: TileProgram, k, m, gpu, env, grid: _Grid, nfull, npart, 
     if order is None:          # head by head, row tiles last first
         order = launch_order(np.zeros((alone.shape[0] * reps, alone.shape[1])))
     seq = lambda x: np.tile(np.tile(x, (reps, 1)).reshape(-1)[order], s)     # splits outermost (grid z)
+    edge_s += gpu.efficiency["program_cycles"] / gpu.clock_hz     # each program's work outside its tiles
     makespan = _schedule(seq(np.maximum(alone, stream)) + edge_s, seq(np.maximum(share, stream)) + edge_s,
                          gpu.sms, grid.blocks_per_sm, stall=2 * latency)
     pass_bytes = _pass_hbm(tr, m, gpu, grid, float(prog_tiles.sum()) * scale) + table_tiles * mask_bytes

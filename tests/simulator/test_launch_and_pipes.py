@@ -11,6 +11,7 @@ from einsum_ir.analysis.tiles import launch_order
 from hw_models.gpu import load_gpu
 from mappers.gpu_mapping import GPUMapping
 from simulator import gpu as G
+from einsum_ir.analysis.fused import recognise
 from simulator.gpu import _rates, _schedule, kernel_class, predict_fused
 
 
@@ -93,3 +94,18 @@ def test_the_kernel_launches_in_the_order_the_model_schedules():
     fast = predict_fused(program, kernel.mapping, gpu, env, inputs={"DOC": inp["DOC"]})
     slow = predict_fused(program, kernel.mapping, gpu, env, inputs={"DOC": inp["DOC"]}, order="head-major")
     assert fast.time_s <= slow.time_s
+
+
+def test_each_program_adds_its_cycles_outside_the_tile_loop_once():
+    # 8 programs on 132 SMs: one wave, each alone on its SM, so 1980 cycles more (1 us at 1.98 GHz) add
+    # exactly 1 us to the makespan
+    c = ei.library.load("cab-self-causal")
+    env = ei.resolve(c, dict(B=1, H=1, P=1024, E=64, F=64))
+    gpu = load_gpu("h100")
+    m = GPUMapping(128, 64)
+    assert gpu.clock_hz == pytest.approx(1.98e9)
+    base = predict_fused(recognise(c), m,
+                         gpu.with_efficiency(program_cycles=0), env)
+    more = predict_fused(base.program, m, gpu.with_efficiency(program_cycles=1980), env)
+    assert more.parts["programs"] == 8
+    assert more.parts["schedule_s"] - base.parts["schedule_s"] == pytest.approx(1e-6, rel=1e-9)
