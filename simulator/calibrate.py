@@ -276,21 +276,18 @@ RANGES.update({"mma": (0.2, 1.0), "wgmma": (0.2, 1.0), "serial_overlap": (0.0, 1
 
 def fittable(cases: list[Case], gpus: dict[str, GPU]) -> list[tuple[str | None, str]]:
     """(GPU or None for a constant every GPU shares, constant) the cases can
-    pin down. Shared: the attention kernels' fraction of their path's rate
-    and each class's overlap, where a case of that class is present. Per
-    GPU: only `mma` on a GPU with wgmma (no GEMM there measures mma.sync; a
-    path a GEMM measures keeps the preset's value, so a GPU left out of the
-    fit is predicted from its own datasheet and GEMM fractions)."""
+    pin down: the attention kernels' fraction of their path's rate, the
+    per-program cycles, and each class's overlap where a case of that class
+    is present. No path fraction is fitted: a path a GEMM measures keeps the
+    preset's value, and Hopper's mma.sync is derived from Ampere's (its
+    preset, docs/gpu.md), so a GPU or class left out of the fit is predicted
+    from nothing it measured."""
     classes = {c.row.get("model_class", "fa2") for c in cases}
     out = [(None, "fused_tensor"), (None, "program_cycles")]
     if classes & {"fa2", "triton"}:
         out.append((None, "serial_overlap"))
     if "hopper-ws" in classes:
         out.append((None, "ws_overlap"))
-    for name in sorted({c.row["device"] for c in cases}):
-        if gpus[name].has_wgmma and any(c.row["device"] == name and c.row.get("model_class") == "fa2"
-                                        for c in cases):
-            out.append((name, "mma"))
     return out
 
 

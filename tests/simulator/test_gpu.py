@@ -150,11 +150,11 @@ def test_published_flash_attention_2_within_25_percent():
     errors = validate(cases, H100)
     # these 18 points are not in the fit (gpu_measured.csv is), the one clean out-of-sample check of FA2 on
     # H100 (docs/benchmarks.md): median 13.2% before warps and stages had terms of their own, 15.2% with
-    # them, 16.8% with the longest-first launch order too; 15.4% (worst 23.2%, non-causal at 512 tokens)
-    # with the round trips waited once per wave and the fitted per-program cycles, each refitted
-    # (2026-11-29); all predicted too slow
+    # them, 16.8% with the longest-first launch order too; 12.6% (worst 22.1%, non-causal at 512 tokens)
+    # with the round trips waited once per wave, the fitted per-program cycles and H100's mma fraction
+    # derived from A100's rather than fitted, each refitted (2026-11-29); nearly all predicted too slow
     assert max(abs(e.relative) for e in errors) < 0.25
-    assert median_abs(errors) < 0.16
+    assert median_abs(errors) < 0.14
 
 
 def test_calibration_recovers_a_known_constant(tmp_path):
