@@ -393,7 +393,9 @@ def write_preset(source: Path, gpu: GPU, out: Path, note: str) -> None:
         raise CalibrationError(f"{source} has no efficiency block")
     block = m.group(1)
     for k, v in gpu.efficiency.items():
-        block = re.sub(rf"^(\s+{k}:\s*)[^#\n]*", lambda mm: f"{mm.group(1)}{v:g}", block, flags=re.M)
+        # the value only: a comment after it keeps its place (and the space before its '#')
+        block = re.sub(rf"^(\s+{k}:[ \t]*)[^#\n]*?([ \t]*(?:#.*)?)$", lambda mm: f"{mm.group(1)}{v:g}{mm.group(2)}",
+                       block, flags=re.M)
     text = text[:m.start(1)] + block + text[m.end(1):]
     text = re.sub(rf"^{PROVENANCE}.*\n", "", text, flags=re.M)       # the record of an earlier fit
     text = f"{PROVENANCE}{note}\n" + text

@@ -20,7 +20,8 @@ from simulator.gpu import predict_fused, tile_work
 
 from .test_triton import FAMILY   # every library design the fused generator accepts
 
-BASE = dict(B=1, H=2, P=64, M=96, E=16, F=8, W=13, NS=3, TQ=16, TK=16, G=2, D=12, R=4, ST=2, DL=3, TOPK=2, HS=2)
+BASE = dict(B=1, H=2, P=64, M=96, E=16, F=8, W=13, NS=3, TQ=16, TK=16, G=2, D=12, R=4, ST=2, DL=3, TOPK=2, HS=2,
+            NP=8, BS=16)
 MAPPING = GPUMapping(32, 32, dtype="f32")
 H100 = load_gpu("h100")
 

@@ -65,3 +65,18 @@ def test_start_must_name_a_fitted_constant(tmp_path, capsys):
     code = main(["calibrate", str(ROOT / DATA), "--out", str(tmp_path / "x.yaml"), "--fit", "fused_tensor",
                  "--start", "latency_ns=5"])
     assert code == 2 and "latency_ns" in capsys.readouterr().err
+
+
+def test_write_preset_keeps_a_comment_after_a_value(tmp_path):
+    """A value with a comment after it (h100's derived mma) is replaced and
+    the comment kept, still valid YAML."""
+    from hw_models.gpu import load_gpu
+    from simulator.calibrate import write_preset
+    src = Path(__file__).resolve().parents[2] / "hw_models" / "presets" / "gpu" / "h100.yaml"
+    assert "  mma: 0.4386                     # not fitted" in src.read_text()
+    out = tmp_path / "h.yaml"
+    write_preset(src, load_gpu("h100").with_efficiency(mma=0.5, fused_tensor=0.5), out, "test")
+    text = out.read_text()
+    assert "  mma: 0.5                     # not fitted" in text and "  fused_tensor: 0.5" in text
+    g = load_gpu(out)
+    assert g.efficiency["mma"] == 0.5 and g.efficiency["fused_tensor"] == 0.5
