@@ -325,16 +325,17 @@ class ChunkedGenerator:
         t = self.c.tensor(a.tensor) if self.c.has_tensor(a.tensor) else None
         if not a.indices:
             return self.let(f"tl.load({self.t(a.tensor)}).to(tl.float32)", "ld"), ()
-        offs, masks = [], []
+        offs, masks, read_masks = [], [], []
         for d, i in enumerate(a.indices):
             ic = self.index(i)
             offs.append((f"{ic[0]} * {self.t(a.tensor)}_s{d}", ic[1]))
             plain = isinstance(i, Idx) and (i.name in self.f.batch or i.name in self.loop_vars) \
                 and t is not None and rank_of(i.name) == t.ranks[d]
             if not plain:                       # h / G, m1 + 1, a chunk position: may fall outside
-                if not _nonneg(i):
-                    masks.append((f"({ic[0]} >= 0)", ic[1]))
-                masks.append((f"({ic[0]} < {self.t(a.tensor)}_n{d})", ic[1]))
+                bounds = ([(f"({ic[0]} >= 0)", ic[1])] if not _nonneg(i) else []) + \
+                    [(f"({ic[0]} < {self.t(a.tensor)}_n{d})", ic[1])]
+                masks += bounds
+                read_masks += bounds if _reads(i) else []
         ptr = self.combine(f"{self.t(a.tensor)} + " + " + ".join("{}" for _ in offs), offs)
         if masks:
             mask = self.combine(" & ".join("{}" for _ in masks), masks)
@@ -347,14 +348,18 @@ class ChunkedGenerator:
         else:
             axes, ld = ptr[1], f"tl.load({ptr[0]}"
         if masks and (gather or any(_reads(i) for i in a.indices)):
-            self._flag_gather(a, mask)
+            # a gathered index out of range where the position exists (its other indices in range, as a
+            # partial last chunk's padding is not): an error; the padding is only masked
+            rest = [m_ for m_ in masks if m_ not in read_masks]
+            self._flag_gather(a, self.combine(" & ".join("{}" for _ in read_masks), read_masks)
+                              if read_masks and not gather else mask, rest if read_masks and not gather else [])
         if gather:
             return self.let(ld + ").to(tl.int32)", "ld"), axes
         if t is not None and t.dtype == "bool":
             return self.let(ld + ") != 0", "ld"), axes
         return self.let(ld + (".0" if masks else "") + ").to(tl.float32)", "ld"), axes
 
-    def _flag_gather(self, a: Access, mask: V):
+    def _flag_gather(self, a: Access, mask: V, exists: list | None = None):
         """Where the load's coordinates are in range of their ranks but its
         address (given by data) is not, record the site in `gather_err`: the
         launcher raises (a gather is never clipped)."""
@@ -367,7 +372,7 @@ class ChunkedGenerator:
                 live.append((f"({code} < {self.sym(rank_of(v))})", axes))
         self.flagging.add(a)
         try:
-            live += self._exists_at_load(a)
+            live += self._exists_at_load(a) + list(exists or [])
         finally:
             self.flagging.discard(a)
         bad = self.combine(" & ".join(["{}"] * len(live) + ["({} == 0)"]), live + [mask])
