@@ -102,3 +102,38 @@ def test_the_model_charges_a_compare_per_point_for_a_table_and_its_bytes_once():
     qkvo = 4 * 16 * 4096 * 64 * 2
     assert with_table.hbm_bytes >= qkvo + partial * 64 * 64
     assert with_table.hbm_bytes <= 2 * qkvo + partial * 64 * 64
+
+
+# a costly predicate that reads a per-sequence tensor: one mask table per batch coordinate
+DILATED = """
+rank B, H, P, E, F
+rank M = P
+input Q[B, H, E, P]: f32
+input K[B, H, E, M]: f32
+input V[B, H, F, M]: f32
+input DL[B]: i32
+input WW[B]: i32
+mask vis = (p - m) % DL[b] == 0 and abs(p - m) <= WW[b] and m <= p
+QK[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m] where vis
+GM[b, h, p] = max[m] QK[b, h, m, p] where vis
+SN[b, h, m, p] = exp(QK[b, h, m, p] - GM[b, h, p]) where vis
+SD[b, h, p] = SN[b, h, m, p] where vis
+SNV[b, h, f, p] = SN[b, h, m, p] * V[b, h, f, m] where vis
+AV[b, h, f, p] = SNV[b, h, f, p] / SD[b, h, p]
+"""
+
+
+def test_a_table_per_batch_coordinate_when_the_predicate_reads_one():
+    c = ei.parse(DILATED)
+    assert tile_program(recognise(c)).passes[0].mask_table
+    shapes = dict(B=2, H=2, P=40, E=16, F=16)
+    inp = ei.random_inputs(c, shapes, seed=2, dtype="float32")
+    inp["DL"], inp["WW"] = np.array([2, 3], np.int32), np.array([9, 30], np.int32)
+    kernel = FusedKernel(c, GPUMapping(16, 16, dtype="f32"), shapes)
+    out = kernel(**{k: torch.tensor(v) for k, v in inp.items()}).double().numpy()
+    ref = ei.execute(c, inp, shapes, dtype="float64")["AV"]
+    assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
+    inp["WW"] = np.array([30, 9], np.int32)              # other values: other tables, not the cached ones
+    out = kernel(**{k: torch.tensor(v) for k, v in inp.items()}).double().numpy()
+    ref = ei.execute(c, inp, shapes, dtype="float64")["AV"]
+    assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
