@@ -481,6 +481,8 @@ def to_yaml(r: Roles, cand: Candidate, name: str = "auto") -> str:
     if r.row:
         lines.append(f"  {r.row}: {{{r.row_names[0]}: rest, {r.row_names[1]}: {cand.q1}, "
                      f"{r.row_names[2]}: {cand.q0}}}")
+    if lines[-1] == "factors:":             # no rank split (a recurrence walks its own rank): none
+        lines[-1] = "factors: {}"
     lines.append("nest:")
     axes = {(i, u): vs for i, u, vs in cand.axes}
     binding = dict(cand.binding)

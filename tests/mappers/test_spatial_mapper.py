@@ -192,3 +192,14 @@ def test_the_lower_bound_never_exceeds_the_exact_cost():
         fin = np.isfinite(exact["latency"])
         assert np.all(low["latency"][fin] <= exact["latency"][fin] * (1 + 1e-12))
         assert np.array_equal(np.isfinite(low["latency"]), fin)
+
+
+def test_a_design_with_no_rank_to_split_maps_with_empty_factors():
+    """A linear design whose only walk is a recurrence over its own rank has
+    no key or row rank to split: the mapper's candidates have no factors and
+    must still be valid mapping files (it once wrote a bare `factors:`,
+    which the mapping parser refused with a located error on `<probe>`)."""
+    import attnc.soundness as sound
+    from einsum_ir.random_designs import random_design
+    d = random_design(93011, "linear")
+    assert sound.check_spatial_design(d.cascade(), d.shapes, 93011) == ("ok", "mapped on fusemax")
