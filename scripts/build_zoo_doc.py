@@ -7,7 +7,6 @@ Run: python scripts/build_zoo_doc.py [--plot]
 """
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import einsum_ir as ei  # noqa: E402
+from scripts.doc_blocks import fill as fill_blocks  # noqa: E402
 from attnc.compare import ZOO_SHAPE, compare, plot_growth, shapes_for  # noqa: E402
 from attnc.report import human  # noqa: E402
 from einsum_ir.parser import header_comment  # noqa: E402
@@ -136,12 +136,7 @@ def generated_blocks() -> dict[str, str]:
 
 
 def fill(text: str, blocks: dict[str, str]) -> str:
-    for key, content in blocks.items():
-        pattern = re.compile(rf"(<!-- BEGIN generated:{key} -->\n).*?(<!-- END generated:{key} -->)", re.S)
-        if not pattern.search(text):
-            raise SystemExit(f"{DOC} lacks the markers of the generated block {key!r}")
-        text = pattern.sub(lambda m: m.group(1) + content + "\n" + m.group(2), text)
-    return text
+    return fill_blocks(text, blocks, DOC)
 
 
 def main(argv: list[str]) -> int:

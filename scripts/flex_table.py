@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 import einsum_ir as ei  # noqa: E402
 from attnc import analyze  # noqa: E402
+from scripts.doc_blocks import fill as fill_blocks  # noqa: E402
 from attnc.gpu import map_design  # noqa: E402
 from attnc.report import human  # noqa: E402
 from einsum_ir.errors import EinError  # noqa: E402
@@ -257,12 +258,7 @@ def old_spatial(text: str) -> dict:
 
 
 def fill(text: str, blocks: dict[str, str]) -> str:
-    for key, content in blocks.items():
-        pattern = re.compile(rf"(<!-- BEGIN generated:{key} -->\n).*?(<!-- END generated:{key} -->)", re.S)
-        if not pattern.search(text):
-            raise SystemExit(f"{DOC} lacks the markers of the generated block {key!r}")
-        text = pattern.sub(lambda m: m.group(1) + content + "\n" + m.group(2), text)
-    return text
+    return fill_blocks(text, blocks, DOC)
 
 
 def spatial_only(names: list[str]) -> int:
