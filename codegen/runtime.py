@@ -237,12 +237,19 @@ class FusedKernel:
             self._tables[key] = (tabs, self._launch_order(env, tabs, device, m))
         return self._tables[key]
 
+    def _grid(self, env: dict, m) -> tuple[int, int]:
+        """(row tiles, batch programs) of the launch: with GQA / MQA packing,
+        a program's rows are (query, head of the group) and there are heads /
+        pack batch programs."""
+        f = self.form
+        rows = 1 if f.query is None else int(env[f.query.upper()])
+        pack = self.program.pack_count(m.pack_heads, env)
+        return -(-rows * pack // m.block_m), int(np.prod([env[v.upper()] for v in f.batch])) // pack
+
     def _launch_order(self, env: dict, tabs: list, device, m):
         import torch
-        f = self.form
         counts = sum(t[0].cpu().numpy().astype(np.int64) + t[2].cpu().numpy() for t, _, _ in tabs)
-        pack = self.program.pack_count(m.pack_heads, env)
-        nbatch = int(np.prod([env[v.upper()] for v in f.batch])) // pack
+        nbatch = self._grid(env, m)[1]
         counts = np.broadcast_to(counts.reshape(-1, counts.shape[-1]), (nbatch, counts.shape[-1]))
         return torch.tensor(launch_order(counts).astype(np.int32), device=device)
 
@@ -325,7 +332,7 @@ class FusedKernel:
         return outs[c.outputs[0].name] if len(outs) == 1 else outs
 
     def _plan(self, inputs: dict) -> tuple:
-        c, f = self.cascade, self.form
+        c = self.cascade
         _check_names(c, inputs)
         env = resolve(c, self.shapes, inputs)
         for r, n in self.unrolled.items():
@@ -338,10 +345,7 @@ class FusedKernel:
         static = [scalar_arg(env[s]) for s in src.symbols]
         if not self.reads_tensors:
             static += self._table_args(env, None, device)
-        rows = 1 if f.query is None else int(env[f.query.upper()])
-        pack = self.program.pack_count(m.pack_heads, env)      # GQA / MQA: heads packed as rows
-        grid_m = -(-rows * pack // m.block_m)
-        nbatch = int(np.prod([env[v.upper()] for v in f.batch])) // pack
+        grid_m, nbatch = self._grid(env, m)
         meta = dict(BLOCK_M=m.block_m, BLOCK_N=m.block_n, BLOCK_E=src.block_e, BLOCK_F=src.block_f,
                     SPLITS=src.splits, **src.blocks)
         launch = {} if os.environ.get("TRITON_INTERPRET") == "1" else dict(num_warps=m.warps, num_stages=m.stages)
