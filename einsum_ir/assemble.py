@@ -4,6 +4,7 @@ text may leave out (rank declarations, intermediate tensors, reduced ranks,
 output roles), then runs the verifier."""
 from __future__ import annotations
 
+import difflib
 from dataclasses import replace
 
 from .errors import Loc, ValidationError
@@ -118,8 +119,11 @@ def assemble(statements, name: str = "cascade", doc: str = "", source: str | Non
                 where = "in the output" if extra[0] in out else "not in the iteration space"
                 err(f"{e.name} reduces over {extra[0]}, which is {where}", e.loc)
             missing = [v for v in inferred if v not in e.reduced]
+            close = difflib.get_close_matches(missing[0], sorted(masks), n=1)
+            hint = (f" ({missing[0]} names no rank: did you mean the mask '{close[0]}' defined at "
+                    f"{masks[close[0]].loc}?)" if close and missing[0].upper() not in ranks else "")
             err(f"{e.name}: index {missing[0]} is absent from the output, so it is reduced, "
-                f"but the reduction lists only [{', '.join(e.reduced)}]", e.loc)
+                f"but the reduction lists only [{', '.join(e.reduced)}]{hint}", e.loc)
         done.append(replace(e, reduced=inferred if e.reduced is None else tuple(e.reduced)))
     einsums = done
 

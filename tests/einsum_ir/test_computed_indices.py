@@ -234,3 +234,14 @@ def test_a_mask_with_a_division_in_an_index_is_the_predicate_that_uses_it():
     x = random_inputs(c, dict(M=6, P=4, N=3), seed=0)
     keep = np.array([[x["X"][m // 2] > 0 and m <= p for p in range(4)] for m in range(6)])
     np.testing.assert_allclose(execute(c, x, dict(M=6, P=4, N=3))["Y"], (x["S"] * keep).sum(axis=0))
+
+
+def test_a_misspelt_mask_under_an_explicit_reduction_names_the_mask_it_resembles():
+    # with `max[m]` the misspelt word is first taken for a reduced index; the message says which mask
+    with pytest.raises(ValidationError) as e:
+        parse(MASKED + "Y[p] = max[m] S[m, p] where causl\n", "mask.ein")
+    assert "index causl is absent from the output" in e.value.message
+    assert "did you mean the mask 'causal' defined at mask.ein:3:6" in e.value.message
+    with pytest.raises(ValidationError) as e:                   # a real index of a rank: no mask hint
+        parse("rank M, P, K\ninput S[M, P, K]: f32\nmask causal = m <= p\nY[p] = max[m] S[m, p, k] where causal\n")
+    assert "index k is absent" in e.value.message and "did you mean" not in e.value.message
