@@ -178,6 +178,7 @@ def _documented_binding(p: dict) -> str:
     ("cab-self", dict(B=2, H=8, P=1024, E=128, F=128), GPUMapping(128, 64, 8, 2, 1)),   # fp32 time decides
     ("cab-self", dict(B=1, H=2, P=256, E=64, F=64), GPUMapping(64, 64, 4, 2, 1)),
     ("sliding-window", dict(B=1, H=4, P=1024, E=64, F=64, W=128), GPUMapping(128, 64, 8, 2, 1)),
+    ("softcap", dict(B=8, H=16, M=1024, P=1024, E=64, F=64), GPUMapping(128, 64, 8, 2, 1)),    # SFU-bound
 ])
 def test_the_binding_resource_follows_the_documented_rule(name, shapes, m):
     from simulator.gpu import predict_fused
@@ -301,3 +302,191 @@ def test_a_chunk_steps_operations_add_up_by_hand():
     t = 16 * 64
     assert tensor == 0.0
     assert {k: v for k, v in ops.items() if v} == {"compare": 2 * t, "select": 2 * t, "exp": t, "add": 2 * t + 16}
+
+
+def test_an_sfu_bound_kernel_is_named_so():
+    """softcap's tanh per score makes the SFU time the largest unit's: the
+    binding names it "SFU" (the word docs/gpu.md uses), not another unit."""
+    from simulator.gpu import predict_fused
+    form, env = _fused("softcap", B=8, H=16, M=1024, P=1024, E=64, F=64)
+    pred = predict_fused(form, GPUMapping(128, 64, 8, 2, 1), H100, env)
+    p = pred.parts
+    assert p["sfu_s"] > max(p["tensor_s"], p["fp32_s"]) and pred.binding == "SFU"
+
+
+# ------------------------------------------------------------------ found by the fresh run (fourth session)
+
+def test_the_report_states_the_latency_rule_it_used():
+    """The report's latency_rule names the schedule that combined the
+    latency: the mapping's stated critical path, the default sequence when
+    it states none, the overlapped maximum."""
+    stated = simulate(ONE_PASS, BINDING, FUSEMAX, SMALL).latency_rule
+    default = simulate(ONE_PASS, BINDING.with_changes(critical_path=None), FUSEMAX, SMALL).latency_rule
+    over = simulate(ONE_PASS, BINDING.with_changes(overlap="overlapped"), FUSEMAX, SMALL).latency_rule
+    assert "critical_path" in stated and "no critical_path" not in stated
+    assert "no critical_path stated" in default and "sequence" in default
+    assert over.startswith("overlapped")
+
+
+def test_an_operation_on_fewer_variables_is_noted_with_them_and_its_count():
+    """A factor exp(RM[m1]) in SLN depends on (b, h, m1, p), not on m0: the
+    report notes it with exactly those variables and B x H x M1 x P, the
+    number of distinct values it is charged for."""
+    old = "SLN[b, h, m1, m0, p] = exp(BQK[b, h, m1, m0, p] - RM[b, h, m1 + 1, p])"
+    text = str(ONE_PASS)
+    assert text.count(old) == 1
+    c = ei.parse(text.replace(old, old + " * exp(RM[b, h, m1, p])"), name="sln-factor")
+    r = simulate(c, BINDING, FUSEMAX, SMALL)
+    notes = [n for n in r.notes if n.startswith("SLN: ") and " only: charged " in n]
+    m1 = r.shapes["M1"] if "M1" in r.shapes else -(-SMALL["M"] // r.shapes["M0"])
+    want = SMALL["B"] * SMALL["H"] * m1 * SMALL["P"]
+    assert notes == [f"SLN: exp depends on (b, h, m1, p) only: charged {want} times, not once per point"]
+
+
+def test_a_tensor_through_the_staging_file_is_written_once_and_read_by_its_reader():
+    """fusemax-binding passes LM, SLD and SLNV from one array to the other
+    through the staging register file: each written there once, its whole
+    extent at the declared type's width, and read once by its one reader."""
+    r = simulate(ONE_PASS, BINDING, FUSEMAX, SMALL)
+    staged = {t.name: t for t in r.tensors if t.staging_read_bytes or t.staging_write_bytes}
+    assert set(staged) == {"LM", "SLD", "SLNV"}
+    for name, t in staged.items():
+        decl = ONE_PASS.tensor(name)
+        elems = np.prod([r.shapes[x] for x in decl.ranks])
+        assert t.staging_write_bytes == t.staging_read_bytes == elems * DTYPE_BYTES[decl.dtype], name
+
+
+def test_a_data_mask_is_not_evaluated_for_the_visited_fraction():
+    """A predicate that reads a tensor has no kept grid without the tensor's
+    values: the visited fraction is 1 and the reason says it reads tensors."""
+    from simulator.skipping import visited_factor
+    c = ei.parse("""rank M, P, E
+input Q[E, P]: f16
+input K[E, M]: f16
+input MK[M, P]: f16
+output S[M, P]: f16
+S[m, p] = Q[e, p] * K[e, m] where MK[m, p] > 0 and m <= p
+""", name="data-mask")
+    assert visited_factor(c, c.einsums[0], dict(M=64, P=64, E=8), {"m": 16, "p": 16}) == \
+        (1.0, "the predicate reads tensors")
+
+
+def test_the_hoisted_note_gives_the_tensors_size_in_mib():
+    """gated-attention's gate G is materialised before the kernel: the note
+    gives its elements (B x H x F x P) and their fp32 size in MiB."""
+    from simulator.gpu import predict_fused
+    form, env = _fused("gated-attention", B=2, H=16, M=1024, P=1024, E=64, F=64, D=64)
+    pred = predict_fused(form, GPUMapping(64, 64, 4, 2, 1), H100, env)
+    notes = [n for n in pred.notes if n.startswith("materialised before the kernel: G[")]
+    assert len(notes) == 1
+    n = 2 * 16 * 64 * 1024
+    assert f"{n:,} elements ({n * 4 / 2 ** 20:,.1f} MiB fp32)" in notes[0]     # 8.0 MiB
+
+
+def test_the_encoder_layers_linear_gemms_by_hand():
+    """A BERT-style encoder layer's linear work beside attention: Q, K, V
+    projections D -> H x E, the output projection H x E -> D, the FFN
+    D -> S -> D, each a GEMM over B x P tokens; MACs and DRAM words by hand."""
+    from simulator.linear import encoder_linear_layers
+    B, P, H, E, D, S = 2, 128, 4, 16, 64, 256
+    got = encoder_linear_layers(B, P, H, E, D, S, FUSEMAX)
+    n = B * P
+    want = [("Q projection", n, D, H * E), ("K projection", n, D, H * E), ("V projection", n, D, H * E),
+            ("output projection", n, H * E, D), ("FFN up", n, D, S), ("FFN down", n, S, D)]
+    assert [(g.name, g.rows, g.inner, g.cols) for g in got] == want
+    for g, (_, r, i, o) in zip(got, want):
+        assert g.macs == r * i * o
+        assert g.dram_bytes == (r * i + i * o + r * o) * FUSEMAX.word_bytes
+        assert g.latency_cycles >= g.macs / FUSEMAX.unit("pe2d").pes
+
+
+def test_a_chunked_kernels_hoisted_work_is_charged_by_hand():
+    """A chunked kernel whose hoisted WN[h] = sum[f] W[h, f] * DC[h] reads the
+    element-wise DC[h] = exp(M0 * log(LAM[h])): before the kernel, H x F
+    MACs on the tensor cores and per head a multiply (fp32), a log and an
+    exp (SFU), at the GEMM efficiency and the SFU / fp32 rates."""
+    from codegen.runtime import ChunkedKernel
+    from simulator.gpu import predict_chunked
+    c = ei.parse("""rank B, H, E, F
+partition M -> M1, M0
+input K[B, H, E, M]: f32
+input V[B, H, F, M]: f32
+input LAM[H]: f32
+input W[H, F]: f32
+DC[h] = exp(M0 * log(LAM[h]))
+WN[h] = sum[f] W[h, f] * DC[h]
+KVU[b, h, e, f, m1] = K[b, h, e, m1 * M0 + m0] * V[b, h, f, m1 * M0 + m0]
+KV[b, h, e, f, 0] = 0
+KV[b, h, e, f, m1 + 1] = DC[h] * KV[b, h, e, f, m1] + KVU[b, h, e, f, m1]
+AV[b, h, e, f] = KV[b, h, e, f, M1] * WN[h]
+""", name="hoisted-reads-element-wise")
+    env = resolve(c, dict(B=2, H=3, E=16, F=32, M=128, M0=16))
+    m = GPUMapping(16, 16, 4, 2, dtype="f32")
+    program = ChunkedKernel(c, m).program_for(env)
+    assert [h.name for h in program.hoisted] == ["WN"]
+    H, F = 3, 32
+    want = (2.0 * H * F / (H100.efficiency["gemm_tensor"] * H100.tensor_peak("f32"))
+            + 2 * H / H100.sfu_ops_per_s + H / H100.fp32_ops_per_s)
+    p = predict_chunked(program, m, H100, env)
+    assert p.parts["hoisted_s"] == pytest.approx(want, rel=1e-12, abs=0)
+
+
+def _costs(**busy):
+    """Hand-made per-Einsum costs (the fields timeline reads): name=(unit, busy cycles)."""
+    from types import SimpleNamespace
+    return [SimpleNamespace(name=n, unit=u, busy_cycles=float(b)) for n, (u, b) in busy.items()]
+
+
+def test_an_epoch_timeline_by_hand_with_dram_as_long_as_the_path():
+    """Epochs, no stated path (every Einsum in sequence): A (30 cycles per
+    epoch on pe2d) then B (10 on pe1d) in each of 2 epochs of 40 cycles;
+    DRAM takes exactly 40 per epoch too. The Einsums follow each other and
+    stay on the critical path at the tie (something sets the latency); the
+    DRAM bar is critical only when it outlasts them."""
+    from simulator.schedule import Bar
+    m = BINDING.with_changes(critical_path=None)
+    costs = _costs(A=("pe2d", 60), B=("pe1d", 20))
+    for dram, dram_critical in ((80.0, False), (100.0, True)):
+        sch = Schedule(max(80.0, dram), 2, 40.0, "epochs", "A + B", {"pe2d": 60.0, "pe1d": 20.0})
+        bars = timeline(m, costs, FUSEMAX, sch, dram, {})
+        want = []
+        for k in (0, 1):
+            t = 40.0 * k
+            want += [Bar("pe2d", "A", k, t, t + 30, not dram_critical), Bar("pe1d", "B", k, t + 30, t + 40,
+                                                                             not dram_critical),
+                     Bar("dram", "DRAM", k, t, t + dram / 2, dram_critical)]
+        assert sorted(bars, key=str) == sorted(want, key=str)
+
+
+def test_a_phase_without_work_takes_no_time():
+    """Phases: a phase whose Einsums do no work (initial values) and move no
+    DRAM bytes has no bars and lasts 0 cycles; the next phase starts at 0."""
+    from types import SimpleNamespace
+
+    from mappers.mapping import Overlap
+    from simulator.schedule import Bar
+    m = SimpleNamespace(overlap=Overlap.PHASES, phases=(("INIT",), ("A", "B")), critical_path=None)
+    costs = _costs(INIT=("pe1d", 0), A=("pe2d", 50), B=("pe1d", 20))
+    sch = Schedule(70.0, 1, 0.0, "phases", "", {"pe2d": 50.0, "pe1d": 20.0})
+    bars = timeline(m, costs, FUSEMAX, sch, 0.0, {})
+    assert sorted(bars, key=str) == sorted([Bar("pe2d", "A", 1, 0.0, 50.0, True),
+                                            Bar("pe1d", "B", 1, 0.0, 20.0, False)], key=str)
+
+
+def test_a_fixed_index_on_a_rank_that_is_not_iterative_counts_the_rank_whole():
+    """traffic.accessed's rule: an iterative rank (RD's M1) counts one
+    iterate where the access names a fixed one; every other rank counts its
+    whole extent, as for a tensor without iterative ranks, whatever its
+    index. So AV reading RD[b, h, M1, 0] moves the bytes RD[b, h, M1, p]
+    does (an upper bound for the fixed query; docs/spatial.md's traffic)."""
+    old = "AV[b, h, f, p] = RNV[b, h, f, M1, p] / RD[b, h, M1, p]"
+    text = str(ONE_PASS)
+    assert text.count(old) == 1
+    fixed = ei.parse(text.replace(old, old.replace("RD[b, h, M1, p]", "RD[b, h, M1, 0]")), name="fixed-query")
+
+    def rd(c):
+        t = next(t for t in simulate(c, BINDING, FUSEMAX, SMALL).tensors if t.name == "RD")
+        return t.dram_read_bytes, t.buffer_read_bytes, t.buffer_write_bytes
+
+    assert rd(fixed) == rd(ONE_PASS)
+    assert rd(ONE_PASS)[1] > 0
