@@ -107,17 +107,18 @@ def dense_of(c):
     return ei.parse("\n".join(lines))
 
 
-@functools.lru_cache(maxsize=1)
-def document_prediction():
-    """(sparse, dense, fraction of key tiles visited) for a document mask at a
-    shape that fills the GPU (64 heads of 4K, 8 documents of random lengths),
-    at the mapping the model picks for dense attention (128 x 128)."""
+@functools.lru_cache(maxsize=4)
+def document_prediction(docs: int = 8, seed: int = 0):
+    """(sparse, dense, fraction of key tiles visited) for a document mask at
+    a shape that fills the GPU (64 heads of 4K, `docs` documents of random
+    lengths), at the mapping the model picks for dense attention (128 x
+    128); dense: the same kernel without the mask."""
     c = design("document")
     n = 4096
     env = ei.resolve(c, dict(B=1, H=64, P=n, E=64, F=64))
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     doc = np.zeros((1, n), np.int32)
-    for cut in np.sort(rng.choice(np.arange(1, n), 7, replace=False)):
+    for cut in np.sort(rng.choice(np.arange(1, n), docs - 1, replace=False)):
         doc[0, cut:] += 1
     gpu = load_gpu("h100")
     m = GPUMapping(128, 128, warps=4, stages=2, dtype="bf16")
@@ -127,20 +128,27 @@ def document_prediction():
     return sparse, dense, seen / (seen + sparse.parts["tiles_skipped"])
 
 
-def test_a_document_masks_prediction_follows_the_tiles_it_visits():
-    """Never above dense; and no more than 2x dense x the fraction of key tiles
-    visited (the model today: 1.71x here, see the next test)."""
-    sparse, dense, frac = document_prediction()
-    assert 0 < frac < 0.3
+@pytest.mark.parametrize("docs", [8, 2])
+def test_a_document_masks_prediction_follows_the_tiles_it_visits(docs):
+    """Never above dense; and no more than 2x dense x the fraction of key
+    tiles visited (8 documents of about 512 tokens: 1.51x, see the next test)."""
+    sparse, dense, frac = document_prediction(docs)
+    assert 0 < frac < 0.6
     assert sparse.time_s <= dense.time_s
     assert sparse.time_s <= 2.0 * dense.time_s * frac, (sparse.time_s, dense.time_s, frac)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 22's target, not met by the calibrated model: 1.51x at 128 x 128 "
-                   "(2.1x for the corpus' document mask, docs/flex.md Findings 7): each program visits a "
-                   "few key tiles and pays its cost outside them (two round trips and program_cycles, fitted to "
-                   "published short-sequence measurements); a kernel whose programs take several row tiles each "
-                   "would pay it once per SM")
+def test_documents_of_2k_tokens_are_within_issue_22s_bound():
+    """Two documents of about 2K: each row tile visits about 8 key tiles of
+    128, enough to carry its cost outside them (benchmarks/block_sparse_bound.py)."""
+    sparse, dense, frac = document_prediction(2, seed=1)
+    assert sparse.time_s <= 1.5 * dense.time_s * frac, (sparse.time_s, dense.time_s, frac)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 22's target, not met for short documents: 1.51x here (documents of "
+                   "about 512 tokens; 2.1x at 256, docs/flex.md Findings 7). Each row tile visits 2-4 key tiles and "
+                   "pays its cost outside them (program_cycles and two round trips), which published measurements "
+                   "of FlashAttention-2 and of the persistent FlashAttention-3 show is paid per row tile")
 def test_a_document_masks_prediction_is_within_1_5x_of_dense_times_the_fraction_visited():
     sparse, dense, frac = document_prediction()
     assert sparse.time_s <= 1.5 * dense.time_s * frac, (sparse.time_s, dense.time_s, frac)
