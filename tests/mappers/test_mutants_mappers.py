@@ -178,3 +178,158 @@ def test_a_derived_schedule_costs_what_its_path_says_at_any_times():
         assert s.cost == pytest.approx(value, abs=1e-9)
         assert max(per_unit.values()) - 1e-9 <= s.cost <= sum(times.values()) + 1e-9
         assert s.cost <= hand.critical_path.value(times) + 1e-9
+
+
+# ------------------------------------------------------------------ found by the fresh run (fourth session)
+
+def _small_flat(side=8):
+    import dataclasses
+    hw = load_spatial("flat")
+    return hw.with_changes(units={u: dataclasses.replace(x, shape=tuple(side for _ in x.shape))
+                                  for u, x in hw.units.items()})
+
+
+SMALL_SHAPES = dict(B=2, H=2, E=8, F=8, M=64, P=32)
+
+
+@pytest.mark.parametrize("accounting", ["physical", "evaluation"])
+def test_the_screening_evaluator_is_the_simulator_on_sampled_candidates(accounting):
+    """relu-attention on an 8 x 8 FLAT: for structures drawn at random (both
+    loop orders) and factor points drawn from each, the evaluator's latency
+    and energy (in the accounting asked for) are the simulator's on the
+    mapping file the candidate becomes."""
+    import random
+
+    from mappers.spatial_eval import Evaluator
+    from mappers.spatial_search import _shapes, _with_path, build, dimensions
+    from mappers.spatial_space import to_mapping
+    from simulator.analytical import simulate
+    c, hw = ei.load("relu-attention"), _small_flat()
+    r = roles(c, hw, SMALL_SHAPES)
+    ev = Evaluator(r, accounting)
+    rng, dims, orders, compared = random.Random(5), dimensions(ev), set(), 0
+    for _ in range(24):
+        st = build(ev, {(k, w): rng.choice(v) for k, w, v in dims})
+        if st is None:
+            continue
+        out = ev.evaluate(st, "energy")
+        for i in rng.sample(range(len(ev.grid)), 2):
+            if not np.isfinite(out["latency"][i]):
+                continue
+            cand = _with_path(ev, st, i, *map(int, ev.grid[i]))
+            rep = simulate(c, to_mapping(r, cand, "t"), hw, _shapes(r, cand))
+            assert out["latency"][i] == pytest.approx(rep.latency_cycles, rel=1e-9)
+            assert out["energy"][i] == pytest.approx(rep.total_energy(accounting), rel=1e-9)
+            orders.add(st.order)
+            compared += 1
+    assert compared >= 10 and orders == set(ev.orders) and len(orders) == 2
+
+
+@pytest.mark.parametrize("accounting", ["physical", "evaluation"])
+def test_a_search_screens_in_the_accounting_asked_for(accounting):
+    """search(accounting=...) screens energy in that accounting: the chosen
+    point's screening estimate is the exact report's energy in it (the two
+    accountings differ on this mapping)."""
+    from mappers.spatial_search import search
+    c, hw = ei.load("relu-attention"), _small_flat()
+    f = search(c, hw, SMALL_SHAPES, objective="energy", method="random", seed=1, budget=3_000,
+               accounting=accounting)
+    other = "evaluation" if accounting == "physical" else "physical"
+    assert f.report.total_energy(accounting) != pytest.approx(f.report.total_energy(other), rel=1e-6)
+    assert f.screened == pytest.approx(f.report.total_energy(accounting), rel=1e-9)
+
+
+def _reread_by_the_rule(c, m) -> set:
+    """docs/mapper.md's rule read off a mapping file: a tensor is re-read
+    from the buffer when, in a leaf that uses it (a view's reader uses the
+    view's input), a loop inside the innermost loop indexing it does not
+    index it; inputs and outputs always qualify, an intermediate only when
+    `keep` holds it in the buffer."""
+    in_leaf = {n for lf in m.leaves for n in lf.run}
+    views = {e.name: {a.tensor for a in e.reads()} for e in c.einsums if not e.is_initial and e.name not in in_leaf}
+    keep, out = dict(m.keep), set()
+    for lf in m.leaves:
+        used = set()
+        for e in c.einsums:
+            if e.name in lf.run and not e.is_initial:
+                names = {a.tensor for a in e.reads()} | {e.name}
+                used |= names.union(*(views.get(n, set()) for n in names)) - set(views)
+        for t in used:
+            if c.tensor(t).role not in ("input", "output") and not (t in keep and keep[t].in_buffer):
+                continue
+            ranks = set(c.tensor(t).ranks)
+
+            def indexes(v):
+                return bool({v.upper(), v.rstrip("0123456789").upper()} & ranks)
+
+            inner = max((k for k, v in enumerate(lf.loops) if indexes(v)), default=-1)
+            if not all(indexes(v) for v in lf.loops[inner + 1:]):
+                out.add(t)
+    return out
+
+
+@pytest.mark.parametrize("design,hw_name", [("relu-attention", "flat"), ("attention-1pass", "fusemax")])
+def test_reread_follows_the_rule_on_the_written_nest(design, hw_name):
+    """For structures drawn at random, the mapping file's `reread` list is
+    what the rule gives on its own nest and keep levels; among them streamed
+    inputs and intermediates kept in the buffer."""
+    import dataclasses
+    import random
+
+    from mappers.spatial_eval import Evaluator
+    from mappers.spatial_search import _with_path, build, dimensions
+    from mappers.spatial_space import to_mapping
+    hw = load_spatial(hw_name)
+    hw = hw.with_changes(units={u: dataclasses.replace(x, shape=tuple(8 for _ in x.shape))
+                                for u, x in hw.units.items()})
+    c = ei.load(design)
+    r = roles(c, hw, SMALL_SHAPES)
+    ev = Evaluator(r)
+    rng, dims, listed = random.Random(5), dimensions(ev), set()
+    for _ in range(30):
+        st = build(ev, {(k, w): rng.choice(v) for k, w, v in dims})
+        if st is None:
+            continue
+        m = to_mapping(r, _with_path(ev, st, 0, *map(int, ev.grid[0])), "t")
+        assert set(m.reread) == _reread_by_the_rule(c, m), (st.order, dict(m.keep))
+        listed |= {(c.tensor(t).role, str(m.keep_of(t))) for t in m.reread}
+    assert ("input", "stream") in listed
+    if design == "attention-1pass":
+        assert any(role == "tensor" for role, _ in listed)
+
+
+@pytest.mark.parametrize("n", [1024, 40, 10])
+def test_the_factor_grid_by_hand(n):
+    """The tile factors the search screens (docs/mapper.md): k0 and q0 the
+    powers of two from 16 up to the largest array side (or up to the extent,
+    then the extent itself, when the rank is shorter than the side; only
+    the extent when it is shorter than 16); q1 every power of two up to the
+    row tiles left, ceil(n / q0), and that number itself."""
+    from mappers.spatial_space import factor_grid
+    hw = load_spatial("fusemax")
+    side = max(max(u.shape) for u in hw.units.values())
+    r = roles(ei.load("attention-1pass"), hw, dict(B=1, H=2, E=64, F=64, M=n, P=n))
+    grid = factor_grid(r)
+    tiles = [1 << j for j in range(4, 20) if (1 << j) <= min(side, n)] + ([n] if n < side and n % 16 else [])
+    tiles = sorted(set(tiles)) if n >= 16 else [n]
+    assert sorted({k for k, _, _ in grid}) == sorted({q for _, q, _ in grid}) == tiles
+    for k in tiles:
+        for q in tiles:
+            left = -(-n // q)
+            want = sorted({1 << j for j in range(0, 20) if (1 << j) <= left} | {left})
+            assert sorted(x for kk, qq, x in grid if (kk, qq) == (k, q)) == want
+
+
+def test_the_progress_bar_names_the_search(capsys):
+    """With progress on, the fused search's bar is labelled `fused` (and
+    the random search's `random`) on stderr; with it off nothing is shown."""
+    from mappers.spatial_eval import Evaluator
+    from mappers.spatial_search import fused, random_search
+    c, hw = ei.load("relu-attention"), _small_flat(4)
+    shapes = dict(B=1, H=1, E=4, F=4, M=16, P=16)
+    fused(Evaluator(roles(c, hw, shapes)), "latency", seed=1, budget=300, restarts=0, progress=True)
+    assert re.search(r"(^|\r)fused:", capsys.readouterr().err, flags=re.M)
+    random_search(Evaluator(roles(c, hw, shapes)), "latency", 20, 1, progress=True)
+    assert re.search(r"(^|\r)random:", capsys.readouterr().err, flags=re.M)
+    fused(Evaluator(roles(c, hw, shapes)), "latency", seed=1, budget=300, restarts=0, progress=False)
+    assert capsys.readouterr().err == ""
