@@ -268,7 +268,19 @@ def _reread_by_the_rule(c, m) -> set:
     return out
 
 
-@pytest.mark.parametrize("design,hw_name", [("relu-attention", "flat"), ("attention-1pass", "fusemax")])
+GAINED = """rank B, H, M, P, E, F
+input Q[B, H, E, P]: f16
+input K[B, H, E, M]: f16
+input V[B, H, F, M]: f16
+input G[F]: f16
+output AV[B, H, F, P]: f16
+QK[b, h, m, p] = sum[e] Q[b, h, e, p] * K[b, h, e, m]
+AV[b, h, f, p] = sum[m] max(QK[b, h, m, p], 0) * V[b, h, f, m] * G[f]
+"""
+
+
+@pytest.mark.parametrize("design,hw_name", [("relu-attention", "flat"), ("attention-1pass", "fusemax"),
+                                            ("gained", "flat")])
 def test_reread_follows_the_rule_on_the_written_nest(design, hw_name):
     """For structures drawn at random, the mapping file's `reread` list is
     what the rule gives on its own nest and keep levels; among them streamed
@@ -282,7 +294,7 @@ def test_reread_follows_the_rule_on_the_written_nest(design, hw_name):
     hw = load_spatial(hw_name)
     hw = hw.with_changes(units={u: dataclasses.replace(x, shape=tuple(8 for _ in x.shape))
                                 for u, x in hw.units.items()})
-    c = ei.load(design)
+    c = ei.parse(GAINED, name="gained") if design == "gained" else ei.load(design)
     r = roles(c, hw, SMALL_SHAPES)
     ev = Evaluator(r)
     rng, dims, listed = random.Random(5), dimensions(ev), set()
@@ -296,6 +308,8 @@ def test_reread_follows_the_rule_on_the_written_nest(design, hw_name):
     assert ("input", "stream") in listed
     if design == "attention-1pass":
         assert any(role == "tensor" for role, _ in listed)
+    if design == "gained":              # no loop indexes G (F is on the array): held nowhere, re-read
+        assert "G" in m.reread
 
 
 @pytest.mark.parametrize("n", [1024, 40, 10])
@@ -333,3 +347,12 @@ def test_the_progress_bar_names_the_search(capsys):
     assert re.search(r"(^|\r)random:", capsys.readouterr().err, flags=re.M)
     fused(Evaluator(roles(c, hw, shapes)), "latency", seed=1, budget=300, restarts=0, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_a_found_mapping_file_names_its_shapes_in_its_header():
+    """The file's second line records the shapes it was found at, `K=V`
+    pairs separated by spaces, in the order given."""
+    from mappers.spatial_search import search
+    c, hw = ei.load("relu-attention"), _small_flat()
+    f = search(c, hw, SMALL_SHAPES, method="random", seed=1, budget=600)
+    assert f.text.splitlines()[1] == "# at " + " ".join(f"{k}={v}" for k, v in SMALL_SHAPES.items()) + "."
