@@ -368,6 +368,22 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_simulate(args) -> int:
+    from mappers.mapping import load_mapping
+    from simulator.skipping import mask_values
+    if args.plot:
+        from .figures import check_plot_path
+        check_plot_path(args.plot, ".csv", args.force)
+    shapes, values = parse_shapes(args.shape), None
+    if args.inputs:                      # extents and exact mask densities from the tensors
+        from .inputs import with_inputs
+        ci = ei.load(args.design or load_mapping(args.mapping).cascade)
+        values = _inputs(args, ci)
+        shapes = with_inputs(ci, shapes, values)
+    with mask_values(values):            # and the tiles a mask that reads them visits
+        return _simulate(args, shapes)
+
+
+def _simulate(args, shapes: dict) -> int:
     import dataclasses
 
     from hw_models import load_spatial
@@ -375,14 +391,6 @@ def cmd_simulate(args) -> int:
     from simulator.analytical import simulate
 
     from .report import render_simulation
-    if args.plot:
-        from .figures import check_plot_path
-        check_plot_path(args.plot, ".csv", args.force)
-    shapes = parse_shapes(args.shape)
-    if args.inputs:                      # extents and exact mask densities from the tensors
-        from .inputs import with_inputs
-        ci = ei.load(args.design or load_mapping(args.mapping).cascade)
-        shapes = with_inputs(ci, shapes, _inputs(args, ci))
     if args.mapping is None:             # no mapping given: the spatial mapper finds one first
         if not args.design or not args.hw:
             raise EinError("simulate without --mapping needs a design and --hw (a spatial preset or file): "

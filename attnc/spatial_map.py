@@ -62,12 +62,14 @@ def map_spatial(design: str, hw_name: str, shapes: dict, objective: str = "laten
     read tensors (attnc.inputs.with_inputs)."""
     from hw_models import load_spatial
     from mappers.spatial_search import search
+    from simulator.skipping import mask_values
 
     from .inputs import with_inputs
     c = ei.load(design)
     shapes = with_inputs(c, shapes, inputs)
     hw = load_spatial(hw_name)
-    found = search(c, hw, shapes, objective, method, seed, budget, progress)
+    with mask_values(inputs):          # masks that read tensors: their tiles classified from the values
+        found = search(c, hw, shapes, objective, method, seed, budget, progress)
     return c, hw, found, bounds(c, hw, found.report.shapes)
 
 

@@ -5,14 +5,17 @@ table would), a tile with some kept point is computed whole, its masked
 points idling their PEs. So the time charged is for the points of the
 visited tiles, not for the kept points alone.
 
-Exact for a predicate of at most two index variables that reads no tensor
-(causal, windows, natten's canvas, block diffusion): it is evaluated once
-over those variables' grid (einsum_ir's executor), and the other variables
-multiply kept and visited points alike. Otherwise (a mask that reads
-tensors, more variables, a grid over 2^26 points) `visited_factor` says why
+Exact for a predicate that reads no tensor (causal, windows, natten's
+canvas, block diffusion), or whose tensors' values are given
+(`mask_values`: a document mask, global tokens): it is evaluated once over
+its variables' grid (einsum_ir's executor), and the other variables
+multiply kept and visited points alike. Otherwise (a mask whose tensors
+have no values here, a grid over 2^26 points) `visited_factor` says why
 not, and the kept points are charged (skipping at point granularity: a
 lower bound), which the report states."""
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 
@@ -23,27 +26,49 @@ from einsum_ir.ir import Access, index_vars, walk
 LIMIT = 1 << 26
 _CACHE: dict = {}
 _VISITED: dict = {}       # (id of a kept grid, tile extents) -> (the grid, visited / kept)
+_GIVEN: list = [{}, None]  # the values of the tensors masks read (mask_values), and their digest
+
+
+@contextlib.contextmanager
+def mask_values(values: dict | None):
+    """Within it, masks that read these tensors (name -> array) are
+    classified tile by tile from their values, as the GPU's block table is
+    (attnc's --inputs); the entry points of the spatial model set it."""
+    from einsum_ir.analysis.density import digest
+    old = list(_GIVEN)
+    _GIVEN[:] = [dict(values or {}), digest(values) if values else None]
+    try:
+        yield
+    finally:
+        _GIVEN[:] = old
+
+
+def _reads(p) -> set[str]:
+    return {n.tensor for n in walk(p) if isinstance(n, Access)}
 
 
 def _kept(c, e, env: dict) -> tuple[tuple[str, ...], np.ndarray] | str:
     """(the predicate's variables, its kept grid over them), or why not."""
     p = e.predicate
-    if any(isinstance(n, Access) for n in walk(p)):
-        return "the predicate reads tensors"
+    missing = sorted(_reads(p) - set(_GIVEN[0]))
+    if missing:
+        return f"the predicate reads {', '.join(missing)}, whose values are not given (--inputs)"
     vs = tuple(index_vars(p))
-    if not 1 <= len(vs) <= 2:
-        return f"the predicate has {len(vs)} variables"
+    if not vs:
+        return "the predicate has no variable"
     if any(v.upper() not in env for v in vs):
         return "an extent of its variables is not known here"
     sizes = [int(env[v.upper()]) for v in vs]
     if int(np.prod(sizes)) > LIMIT:
         return f"its grid of {int(np.prod(sizes)):,} points is too large to evaluate"
-    key = (id(c), str(p), tuple((v, s) for v, s in zip(vs, sizes)), tuple(sorted((k, v) for k, v in env.items())))
+    key = (id(c), str(p), tuple((v, s) for v, s in zip(vs, sizes)), tuple(sorted((k, v) for k, v in env.items())),
+           _GIVEN[1] if _reads(p) else None)
     hit = _CACHE.get(key)
     if hit is None or hit[0] is not c:
         space = _Space(list(vs), {v: (0, s) for v, s in zip(vs, sizes)})
+        arrays = {t: np.asarray(_GIVEN[0][t]) for t in _reads(p)}
         try:
-            value = _Evaluator(c, env, {}, np.dtype("float64")).value(p, space, None, e)
+            value = _Evaluator(c, env, arrays, np.dtype("float64")).value(p, space, None, e)
         except EinError as err:         # e.g. a divisor of 0 at these shapes: the kept count stands
             return f"the predicate cannot be evaluated on its grid ({str(err).splitlines()[0]})"
         grid = np.broadcast_to(np.asarray(value, bool), tuple(sizes))
@@ -61,7 +86,9 @@ def _visited_points(grid: np.ndarray, grains: tuple[int, ...]) -> int:
     shape = [x for n, g in zip(a.shape, grains) for x in (n // g, g)]
     hit = a.reshape(shape).any(axis=tuple(range(1, 2 * len(grains), 2)))
     sizes = [np.minimum(g, n - g * np.arange(-(-n // g))) for n, g in zip(grid.shape, grains)]
-    per_tile = sizes[0] if len(sizes) == 1 else np.outer(sizes[0], sizes[1])
+    per_tile = sizes[0]
+    for more in sizes[1:]:
+        per_tile = np.multiply.outer(per_tile, more)
     return int((per_tile * hit).sum())
 
 

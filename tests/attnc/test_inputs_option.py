@@ -177,3 +177,17 @@ def test_compare_takes_a_masks_density(capsys, tmp_path):
     assert code == 0
     code, _, err = run(capsys, "compare", path, "--shape", "B=1", "H=2", "P=64", "E=8", "F=8")
     assert code == 2 and "density_vis" in err
+
+
+def test_the_spatial_mapper_with_inputs_skips_the_document_masks_empty_tiles(doc_design):
+    """On the spatial array too: with DOC's values the report classifies the
+    mask's tiles (skipped or computed whole), not only its kept points."""
+    from attnc.spatial_map import map_spatial
+    path, _, arrays = doc_design
+    shapes = dict(H=2, E=16, F=16)
+    for values, skipped in (({"DOC": arrays["DOC"]}, True), (None, False)):
+        _, _, found, _ = map_spatial(str(path), "fusemax", dict(shapes, B=2, P=48, density_vis=0.5) if values is None else shapes,
+                                     budget=8, inputs=values)
+        note = next(n for n in found.report.notes if "where DOC[b, p] == DOC[b, m]" in n)
+        assert ("with no kept point is skipped" in note) == skipped
+        assert ("lower bound" in note) != skipped

@@ -358,7 +358,8 @@ def test_a_tensor_through_the_staging_file_is_written_once_and_read_by_its_reade
 
 def test_a_data_mask_is_not_evaluated_for_the_visited_fraction():
     """A predicate that reads a tensor has no kept grid without the tensor's
-    values: the visited fraction is 1 and the reason says it reads tensors."""
+    values: the visited fraction is 1 and the reason names the tensor
+    (tests/simulator/test_mask_values_spatial.py: with its values)."""
     from simulator.skipping import visited_factor
     c = ei.parse("""rank M, P, E
 input Q[E, P]: f16
@@ -368,7 +369,7 @@ output S[M, P]: f16
 S[m, p] = Q[e, p] * K[e, m] where MK[m, p] > 0 and m <= p
 """, name="data-mask")
     assert visited_factor(c, c.einsums[0], dict(M=64, P=64, E=8), {"m": 16, "p": 16}) == \
-        (1.0, "the predicate reads tensors")
+        (1.0, "the predicate reads MK, whose values are not given (--inputs)")
 
 
 def test_the_hoisted_note_gives_the_tensors_size_in_mib():
