@@ -356,3 +356,35 @@ def test_a_found_mapping_file_names_its_shapes_in_its_header():
     c, hw = ei.load("relu-attention"), _small_flat()
     f = search(c, hw, SMALL_SHAPES, method="random", seed=1, budget=600)
     assert f.text.splitlines()[1] == "# at " + " ".join(f"{k}={v}" for k, v in SMALL_SHAPES.items()) + "."
+
+
+# attention-1pass: each Einsum's producers in the same key tile (read at the current iterate), by hand
+SAME_TILE = {"LM": ["BQK"], "RM": ["LM"], "SLN": ["BQK", "RM"], "SLD": ["SLN"], "SLNV": ["SLN"], "PRM": ["RM"],
+             "SPD": ["PRM"], "RD": ["SLD", "SPD"], "SPNV": ["PRM"], "RNV": ["SLNV", "SPNV"]}
+
+
+def test_a_derived_schedule_runs_each_einsum_after_its_producers():
+    """docs/mapper.md's stage rule: an Einsum that reads a result of the
+    same tile is in a later stage, or in the same stage on the same unit
+    after it; only an Einsum no one reads in its tile (a recurrence's next
+    iterate) may wrap into stage 0. Checked on schedules derived for the
+    FuseMax binding at random busy times."""
+    import random
+
+    from mappers.mapping import load_mapping
+    from mappers.stages import derive
+    c, hw = ei.load("attention-1pass"), load_spatial("fusemax")
+    r = roles(c, hw, dict(B=64, H=12, E=64, F=64, M=4096, P=4096))
+    binding = dict(load_mapping("fusemax-binding").binding)
+    read_in_tile = {x for xs in SAME_TILE.values() for x in xs}
+    rng = random.Random(3)
+    for _ in range(20):
+        times = {e: rng.choice([1.0, 2.0, 5.0, 20.0]) for e in r.work}
+        s = derive(r, binding, times)
+        where = {e: (k, u, es.index(e)) for k, st in enumerate(s.stages) for u, es in st for e in es}
+        assert set(where) == set(r.work)
+        for y, xs in SAME_TILE.items():
+            for x in xs:
+                (sy, uy, iy), (sx, ux, ix) = where[y], where[x]
+                after = sy > sx or (sy == sx and uy == ux and iy > ix)
+                assert after or (sy == 0 and y not in read_in_tile), (y, x, s.stages)
