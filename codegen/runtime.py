@@ -96,6 +96,22 @@ def _check_names(c: Cascade, inputs: dict):
     unknown = sorted(inputs.keys() - names)
     if unknown:
         raise ShapeError(f"{unknown[0]} is not an input of {c.name}; its inputs are {', '.join(sorted(names))}")
+    _check_devices(inputs)
+
+
+def _check_devices(inputs: dict):
+    """One device for all inputs, and one Triton can run on: a GPU, or the
+    CPU under Triton's interpreter (without it, Triton finds no driver and
+    says nothing the user can act on)."""
+    devices = {str(t.device) for t in inputs.values()}
+    if len(devices) > 1:
+        where = ", ".join(f"{n} on {t.device}" for n, t in inputs.items())
+        raise ExecutionError(f"the inputs are on different devices ({where}): move them to one")
+    if devices == {"cpu"} and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ExecutionError("the inputs are on the CPU, and Triton runs kernels on a GPU: move them there "
+                             "(tensor.cuda()), or set TRITON_INTERPRET=1 in the environment before the first "
+                             "compile to run the kernel in Triton's CPU interpreter (slow: for small shapes "
+                             "and tests)")
 
 
 def compile_kernel(c: Cascade, mapping: GPUMapping, shapes: dict | None = None):
