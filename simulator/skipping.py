@@ -50,6 +50,9 @@ def _reads(p) -> set[str]:
 def _kept(c, e, env: dict) -> tuple[tuple[str, ...], np.ndarray] | str:
     """(the predicate's variables, its kept grid over them), or why not."""
     p = e.predicate
+    computed = sorted(_reads(p) - {t.name for t in c.inputs})
+    if computed:
+        return f"the predicate reads {', '.join(computed)}, computed by the cascade"
     missing = sorted(_reads(p) - set(_GIVEN[0]))
     if missing:
         return f"the predicate reads {', '.join(missing)}, whose values are not given (--inputs)"

@@ -85,3 +85,17 @@ def test_new_values_give_a_new_count_and_leaving_the_context_forgets_them():
     with mask_values({"MK": many}):
         assert visited_factor(c, c.einsums[0], env, grain) == (512 / 3, None)
     assert visited_factor(c, c.einsums[0], env, grain)[1].startswith("the predicate reads MK")
+
+
+def test_a_predicate_over_a_computed_tensor_is_charged_its_kept_points_and_says_why():
+    c = ei.parse("""rank M, P, E
+input Q[E, P]: f16
+input K[E, M]: f16
+input MK[M, P]: f16
+output S[M, P]: f16
+T[m, p] = MK[m, p] * 2
+S[m, p] = Q[e, p] * K[e, m] where T[m, p] > 0
+""", name="computed-mask")
+    with mask_values({"MK": np.ones((8, 8), np.float16)}):
+        assert visited_factor(c, c.einsums[1], dict(M=8, P=8, E=8), {"m": 4, "p": 4}) == \
+            (1.0, "the predicate reads T, computed by the cascade")
