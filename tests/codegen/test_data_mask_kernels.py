@@ -166,3 +166,23 @@ def test_decode_with_cache_lengths_split_kv_matches_the_executor():
     kernel = FusedKernel(c, GPUMapping(16, 32, splits=2, dtype="f32"), shapes)
     out = kernel(**{k: torch.tensor(v) for k, v in inp.items()}).double().numpy()
     assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+def test_the_prediction_says_what_the_programs_fixed_cost_is_when_it_is_most_of_the_answer():
+    """Short documents: each program's cost outside its key tiles is named,
+    with the key tiles per program; dense attention at 4K: no such note."""
+    sparse, dense, _ = document_prediction(16)
+    visited = sparse.parts["tiles_full"] + sparse.parts["tiles_partial"]
+    assert sparse.parts["key_tiles_per_program"] == pytest.approx(visited / sparse.parts["programs"])
+    note = next(n for n in sparse.notes if "outside them" in n)
+    assert f"{visited / sparse.parts['programs']:.1f} key tiles" in note
+    assert not any("outside them" in n for n in dense.notes)
+    # the fixed cost includes program_cycles: a model without them is faster by no more than it
+    c = design("document")
+    env = ei.resolve(c, dict(B=1, H=64, P=4096, E=64, F=64))
+    doc = (np.arange(4096) // 256).astype(np.int32)[None]
+    m = GPUMapping(128, 128, warps=4, stages=2, dtype="bf16")
+    gpu = load_gpu("h100")
+    with_pc = predict_fused(recognise(c, env), m, gpu, env, {"DOC": doc})
+    without = predict_fused(recognise(c, env), m, gpu.with_efficiency(program_cycles=0), env, {"DOC": doc})
+    assert 0 < with_pc.time_s - without.time_s <= with_pc.parts["fixed_s"] * (1 + 1e-9)
