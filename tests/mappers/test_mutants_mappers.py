@@ -388,3 +388,19 @@ def test_a_derived_schedule_runs_each_einsum_after_its_producers():
                 (sy, uy, iy), (sx, ux, ix) = where[y], where[x]
                 after = sy > sx or (sy == sx and uy == ux and iy > ix)
                 assert after or (sy == 0 and y not in read_in_tile), (y, x, s.stages)
+
+
+def test_an_einsums_energy_piece_does_not_depend_on_what_was_asked_first():
+    """Evaluator.value builds an Einsum's operation energy on a unit with its
+    busy cycles; asked for first (before any busy piece), it is built at
+    the unit's first axis choice and is the same array."""
+    from mappers.spatial_eval import Evaluator
+    c, hw = ei.load("relu-attention"), _small_flat()
+    first, after = Evaluator(roles(c, hw, SMALL_SHAPES)), Evaluator(roles(c, hw, SMALL_SHAPES))
+    r = first.r
+    for e in r.work:
+        for u in r.units[e]:
+            after.value(("busy", e, u, after.axes[(r.leaf_of(e), u)][-1]))
+            got = first.value(("energy", e, u))
+            assert np.all(got > 0)
+            np.testing.assert_array_equal(got, after.value(("energy", e, u)))
