@@ -14,6 +14,7 @@ from einsum_ir.analysis.fused import recognise
 from einsum_ir.shapes import resolve
 from hw_models import HardwareError, load_gpu, load_spatial
 from mappers.gpu_mapping import GPUMapping, parse_gpu_mapping
+from mappers.mapping import load_mapping, parse_critical_path
 from mappers.gpu_search import candidates, shortlist
 from mappers.spatial_space import axis_options, keep_options, keep_tensors, loop_vars, roles
 
@@ -404,3 +405,32 @@ def test_an_einsums_energy_piece_does_not_depend_on_what_was_asked_first():
             got = first.value(("energy", e, u))
             assert np.all(got > 0)
             np.testing.assert_array_equal(got, after.value(("energy", e, u)))
+
+
+def test_a_critical_path_written_as_a_folded_scalar_is_refused_at_the_scalar():
+    """In a folded YAML scalar the text's columns are not the file's: an
+    error in such a path points at the scalar itself; in a plain one, at
+    the offending token's column (here the `-`, 6 characters in)."""
+    from einsum_ir.errors import Loc
+    from hw_models import HardwareError as Err
+    from mappers.mapping import parse_mapping
+    for columns, col in ((True, 26), (False, 20)):
+        with pytest.raises(Err, match="'-' is not allowed") as e:
+            parse_critical_path("A + B - C", Loc("f.yaml", 3, 20), "x", columns=columns)
+        assert (e.value.loc.file, e.value.loc.line, e.value.loc.column) == ("f.yaml", 3, col)
+    text = load_mapping("fusemax-binding").node.source
+    folded = re.sub(r"critical_path: (.*)", lambda m: "critical_path: >-\n    " + m.group(1) + " - BQK", text)
+    with pytest.raises(Err, match="'-' is not allowed") as e:
+        parse_mapping(folded, "folded.yaml")
+    lines = folded.splitlines()
+    line = lines.index(next(x for x in lines if x.startswith("  critical_path:")))
+    at = (e.value.loc.file, e.value.loc.line, e.value.loc.column)
+    assert at == ("folded.yaml", line + 1, lines[line].index(">") + 1)      # the scalar's `>-`, 1-based
+
+
+def test_an_unknown_overlap_kind_is_refused_with_the_kinds_listed():
+    from mappers.mapping import OVERLAP_KINDS, parse_mapping
+    text = load_mapping("fusemax-binding").node.source.replace("kind: epochs", "kind: pipelined")
+    with pytest.raises(HardwareError, match="unknown overlap kind 'pipelined'") as e:
+        parse_mapping(text, "k.yaml")
+    assert str(e.value).splitlines()[0].endswith("expected one of " + ", ".join(OVERLAP_KINDS))
