@@ -124,3 +124,72 @@ def test_generated_designs_claim_every_trait_they_have():
                 missing.append(f"{d.name}: has {f}, does not claim it")
     assert len(seen) >= 15, f"the sample shows only {sorted(seen)}"     # the premise: most traits occur
     assert not missing, "\n".join(missing[:10])
+
+
+# ------------------------------------------------------------------ found by the fresh run (fourth session)
+
+def test_a_built_cascade_keeps_its_doc():
+    """CascadeBuilder(name, doc) gives a cascade whose doc is that text, as
+    parsing the same design with the doc as its leading comment does."""
+    cb = CascadeBuilder("documented", doc="Squares X.\nSecond line.")
+    (i,) = indices("i")
+    cb.ranks("I")
+    x, y = cb.input("X", "I", "f32"), cb.output("Y", "I")
+    cb.einsum(y[i], x[i] * x[i])
+    built = cb.build()
+    assert built.doc == "Squares X.\nSecond line."
+    parsed = parse("# Squares X.\n# Second line.\nrank I\ninput X[I]: f32\nY[i] = X[i] * X[i]\n")
+    assert built.doc == parsed.doc and str(built).startswith("# Squares X.\n# Second line.\n")
+
+
+MASKED = """rank B, H, P, M, E, F
+input Q[B, H, E, P]: f32
+input K[B, H, E, M]: f32
+input V[B, H, F, M]: f32
+QK[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m] where m <= p + 20 and (m + 2 * p) % 5 != 0
+GM[b, h, p] = max[m] QK[b, h, m, p] where m <= p + 20 and (m + 2 * p) % 5 != 0
+SN[b, h, m, p] = exp(QK[b, h, m, p] - GM[b, h, p]) where m <= p + 20 and (m + 2 * p) % 5 != 0
+SD[b, h, p] = SN[b, h, m, p] where m <= p + 20 and (m + 2 * p) % 5 != 0
+SNV[b, h, f, p] = SN[b, h, m, p] * V[b, h, f, m] where m <= p + 20 and (m + 2 * p) % 5 != 0
+AV[b, h, f, p] = SNV[b, h, f, p] / SD[b, h, p]
+"""
+
+
+@pytest.mark.parametrize("bm,bn,p,m", [(16, 32, 72, 40), (32, 16, 40, 72), (16, 16, 40, 24)])
+def test_mask_tiles_hold_each_partial_tiles_mask_when_row_and_key_tiles_differ(bm, bn, p, m):
+    """analysis.tiles.mask_tiles, for more row tiles than key tiles and
+    fewer: each partial tile (by the classification) holds the predicate's
+    mask by plain loops over (query, key), zero past the ends, and `base`
+    is each row tile's first tile in that list."""
+    from einsum_ir.analysis.fused import recognise
+    from einsum_ir.analysis.tiles import PARTIAL, cell_counts, classify, mask_tiles
+    from einsum_ir.shapes import resolve
+    c = parse(MASKED)
+    form = recognise(c)
+    env = resolve(c, dict(B=1, H=1, P=p, M=m, E=4, F=4))
+    cls = classify(cell_counts(form, 0, env), bm, bn)
+    assert cls.shape == (-(-p // bm), -(-m // bn))
+    tiles, base = mask_tiles(form, 0, env, cls, (), bm, bn)
+    dense = np.zeros((-(-p // bm) * bm, -(-m // bn) * bn), bool)
+    for q in range(p):
+        for k in range(m):
+            dense[q, k] = k <= q + 20 and (k + 2 * q) % 5 != 0
+    n = 0
+    for r in range(cls.shape[0]):
+        assert base[r] == n
+        for kt in np.flatnonzero(cls[r] == PARTIAL):
+            np.testing.assert_array_equal(tiles[n], dense[r * bm:(r + 1) * bm, kt * bn:(kt + 1) * bn])
+            n += 1
+    assert n == len(tiles) == (cls == PARTIAL).sum() > 0
+
+
+def test_a_scan_in_the_walk_is_explained_with_where_it_is_charged():
+    """stick-breaking's exclusive reverse cumsum over the keys: its note names
+    the scan, the walk's order, the Triton op, and where its cost is
+    charged (ScanCarry.ops, the class the GPU model reads)."""
+    from einsum_ir.analysis.fused import recognise
+    from einsum_ir.analysis.tile_program import ScanCarry, tile_program, walk_notes
+    (note,) = walk_notes(tile_program(recognise(library.load("stick-breaking"))))
+    assert note.startswith("a scan carried in the walk: Z = cumsum[m, reverse, exclusive] along the keys")
+    assert "from the last down" in note and "tl.cumsum" in note and "exclusive: the scan at the previous key" in note
+    assert note.endswith(f"charged per tile: {ScanCarry.__name__}.{ScanCarry.ops.__name__})")
