@@ -193,3 +193,27 @@ def test_a_scan_in_the_walk_is_explained_with_where_it_is_charged():
     assert note.startswith("a scan carried in the walk: Z = cumsum[m, reverse, exclusive] along the keys")
     assert "from the last down" in note and "tl.cumsum" in note and "exclusive: the scan at the previous key" in note
     assert note.endswith(f"charged per tile: {ScanCarry.__name__}.{ScanCarry.ops.__name__})")
+
+
+def test_the_verify_shapes_of_a_split_recurrence_cross_chunks_and_a_partial_tile():
+    """rewrites.small_shapes, the shapes a rewrite is checked at: for
+    attention-1pass split into chunks of MT key tiles (split-kv), at least
+    two chunks (so the combine across chunks runs), every chunk of two or
+    more tiles (so each chunk's own recurrence runs) and a partial last tile."""
+    from einsum_ir.rewrites import rewrite, small_shapes
+    d = rewrite(library.load("attention-1pass"), "split-kv", verify=False).cascade
+    s = small_shapes(d)
+    tiles = -(-s["M"] // s["M0"])
+    chunks = [min(s["MT"], tiles - k * s["MT"]) for k in range(-(-tiles // s["MT"]))]
+    assert len(chunks) >= 2 and min(chunks) >= 2 and s["M"] % s["M0"] != 0, s
+
+
+@pytest.mark.parametrize("w", [0, 1, 3, 8])
+def test_a_window_of_any_width_down_to_zero_is_counted_by_the_symbolic_counts(w):
+    """sliding-window's kept points (m <= p and p - m < W) at W = 0 (no key:
+    nothing kept), 1, 3 and 8, as counted by loops over (query, key); the
+    symbolic counts take shape symbols to be integers >= 0, 0 included."""
+    shapes = dict(B=1, H=2, M=8, P=8, E=4, F=4, W=w)
+    got = analyze(library.load("sliding-window")).at(shapes)["points"]
+    kept = sum(1 for p in range(8) for m in range(8) if m <= p and p - m < w)
+    assert got["GM"] == 2 * kept and got["QK"] == 2 * kept * 4
