@@ -336,7 +336,7 @@ def finish(ev: Evaluator, pool: _Pool, objective: str, method: str, t0: float, n
         cand = _with_path(ev, st, i, k0, q0, q1)
         try:
             m = sp.to_mapping(r, cand, name)
-            rep = simulate(r.cascade, m, r.hw, _shapes(r, cand))
+            rep = simulate(r.cascade, m, r.hw, _shapes(r, cand), accounting=ev.acct.name)
         except sp.HardwareError as e:      # a screened point the exact model refuses (e.g. padding)
             errors.append(e.message)
             continue
@@ -365,6 +365,8 @@ def _shapes(r: sp.Roles, cand: sp.Candidate) -> dict:
 
 
 def _exact_key(rep, objective: str) -> tuple:
+    """The objective on the exact report, in the report's energy accounting
+    (the one the search screened in)."""
     lat, en = rep.latency_cycles, rep.total_energy()
     main = {"latency": lat, "pareto": lat, "energy": en, "edp": lat * en}[objective]
     return (main, en, lat, rep.buffer_bytes)

@@ -238,6 +238,8 @@ def test_a_search_screens_in_the_accounting_asked_for(accounting):
     other = "evaluation" if accounting == "physical" else "physical"
     assert f.report.total_energy(accounting) != pytest.approx(f.report.total_energy(other), rel=1e-6)
     assert f.screened == pytest.approx(f.report.total_energy(accounting), rel=1e-9)
+    # and the exact pick is ranked and reported in it too (it was the hardware's default accounting)
+    assert f.report.accounting == accounting
 
 
 def _reread_by_the_rule(c, m) -> set:
