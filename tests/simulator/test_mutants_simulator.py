@@ -408,19 +408,8 @@ def test_a_chunked_kernels_hoisted_work_is_charged_by_hand():
     exp (SFU), at the GEMM efficiency and the SFU / fp32 rates."""
     from codegen.runtime import ChunkedKernel
     from simulator.gpu import predict_chunked
-    c = ei.parse("""rank B, H, E, F
-partition M -> M1, M0
-input K[B, H, E, M]: f32
-input V[B, H, F, M]: f32
-input LAM[H]: f32
-input W[H, F]: f32
-DC[h] = exp(M0 * log(LAM[h]))
-WN[h] = sum[f] W[h, f] * DC[h]
-KVU[b, h, e, f, m1] = K[b, h, e, m1 * M0 + m0] * V[b, h, f, m1 * M0 + m0]
-KV[b, h, e, f, 0] = 0
-KV[b, h, e, f, m1 + 1] = DC[h] * KV[b, h, e, f, m1] + KVU[b, h, e, f, m1]
-AV[b, h, e, f] = KV[b, h, e, f, M1] * WN[h]
-""", name="hoisted-reads-element-wise")
+    from tests.codegen.test_chunked import EDGE_CASES
+    c = ei.parse(EDGE_CASES["hoisted-reads-element-wise"][0], name="hoisted-reads-element-wise")
     env = resolve(c, dict(B=2, H=3, E=16, F=32, M=128, M0=16))
     m = GPUMapping(16, 16, 4, 2, dtype="f32")
     program = ChunkedKernel(c, m).program_for(env)
