@@ -16,7 +16,7 @@ import hw_models as hw
 from einsum_ir import library
 from einsum_ir.analysis.fused import recognise
 from einsum_ir.ops import DTYPE_BYTES, KIND_UNITS
-from einsum_ir.shapes import resolve
+from einsum_ir.shapes import resolve, symbols_used
 from mappers.gpu_mapping import GPUMapping, footprint
 from mappers.mapping import Add, Max, Name, Num, Scale, load_mapping, parse_critical_path
 from simulator.analytical import simulate
@@ -480,3 +480,21 @@ def test_a_fixed_index_on_a_rank_that_is_not_iterative_counts_the_rank_whole():
 
     assert rd(fixed) == rd(ONE_PASS)
     assert rd(ONE_PASS)[1] > 0
+
+
+@pytest.mark.parametrize("bm, f", [(128, 64), (64, 32)])
+def test_a_tiles_once_per_row_work_by_hand(bm, f):
+    """Online softmax, per row of a (row tile, key tile) step: one exp for
+    the rescale factor exp(old max - new max) (SFU); on the fp32 units the
+    max and the subtraction, and the rescaling of each running sum: SD (one
+    number) and SNV (F numbers) where the output is SNV / SD (flex corpus
+    `full`, one pass), SD alone where the values are weighted after the
+    division (library attention-3pass: its second pass does A V)."""
+    from pathlib import Path
+    from simulator.gpu import tile_work
+    full = ei.load(str(Path(__file__).resolve().parents[1] / "flex" / "corpus" / "full.ein"))
+    for c, per_row in ((full, f + 1 + 2), (library.load("attention-3pass"), 1 + 2)):
+        env = resolve(c, dict(B=1, H=2, P=256, E=64, F=f, **({"M": 256} if "M" in symbols_used(c) else {})))
+        w = tile_work(recognise(c, env), 0, GPUMapping(bm, 64, dtype="bf16"), env)
+        assert w.row_sfu == bm
+        assert w.row_fp32 == bm * per_row
