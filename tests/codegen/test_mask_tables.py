@@ -14,9 +14,10 @@ from einsum_ir.analysis.tiles import PARTIAL, cell_counts, classify, mask_tiles
 from hw_models.gpu import load_gpu
 from mappers.gpu_mapping import GPUMapping
 from simulator.gpu import _pass_ops, predict_fused
+from tests.designs import masked_softmax
 
 # a 2D neighborhood on a W-wide grid, the window's centre clipped at the edges: eight or so operations per point
-NEIGHBORHOOD = """
+NEIGHBORHOOD = masked_softmax("""
 rank B, H, E, F
 rank P = CH * CW
 rank M = P
@@ -25,13 +26,7 @@ input K[B, H, E, M]: f32
 input V[B, H, F, M]: f32
 let near(q, k, n, w) = abs(clip(q, w // 2, n - 1 - w // 2) - k) <= w // 2
 mask vis = near(p // CW, m // CW, CH, KH) and near(p % CW, m % CW, CW, KW)
-QK[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m] where vis
-GM[b, h, p] = max[m] QK[b, h, m, p] where vis
-SN[b, h, m, p] = exp(QK[b, h, m, p] - GM[b, h, p]) where vis
-SD[b, h, p] = SN[b, h, m, p] where vis
-SNV[b, h, f, p] = SN[b, h, m, p] * V[b, h, f, m] where vis
-AV[b, h, f, p] = SNV[b, h, f, p] / SD[b, h, p]
-"""
+""")
 SHAPES = dict(B=1, H=2, E=16, F=16, CH=6, CW=7, KH=3, KW=5)      # P = 42: partial last tiles
 
 
@@ -105,7 +100,7 @@ def test_the_model_charges_a_compare_per_point_for_a_table_and_its_bytes_once():
 
 
 # a costly predicate that reads a per-sequence tensor: one mask table per batch coordinate
-DILATED = """
+DILATED = masked_softmax("""
 rank B, H, P, E, F
 rank M = P
 input Q[B, H, E, P]: f32
@@ -114,13 +109,7 @@ input V[B, H, F, M]: f32
 input DL[B]: i32
 input WW[B]: i32
 mask vis = (p - m) % DL[b] == 0 and abs(p - m) <= WW[b] and m <= p
-QK[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m] where vis
-GM[b, h, p] = max[m] QK[b, h, m, p] where vis
-SN[b, h, m, p] = exp(QK[b, h, m, p] - GM[b, h, p]) where vis
-SD[b, h, p] = SN[b, h, m, p] where vis
-SNV[b, h, f, p] = SN[b, h, m, p] * V[b, h, f, m] where vis
-AV[b, h, f, p] = SNV[b, h, f, p] / SD[b, h, p]
-"""
+""")
 
 
 def test_a_table_per_batch_coordinate_when_the_predicate_reads_one():

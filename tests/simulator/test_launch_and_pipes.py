@@ -13,6 +13,7 @@ from mappers.gpu_mapping import GPUMapping
 from simulator import gpu as G
 from einsum_ir.analysis.fused import recognise
 from simulator.gpu import _rates, _schedule, kernel_class, predict_fused
+from tests.designs import masked_softmax
 
 
 def test_launch_order_is_most_tiles_first_ties_row_tiles_last_first():
@@ -53,7 +54,7 @@ def test_integer_work_runs_on_its_own_pipe_and_shares_the_issue_slots(gpu, fp, i
     assert r.alu_s(fp, it) * g.clock_hz == pytest.approx(clocks)
 
 
-DOC = """
+DOC = masked_softmax("""
 rank B, H, P, E, F
 rank M = P
 input Q[B, H, E, P]: f32
@@ -61,13 +62,7 @@ input K[B, H, E, M]: f32
 input V[B, H, F, M]: f32
 input DOC[B, P]: i32
 mask vis = DOC[b, p] == DOC[b, m] and m <= p
-QK[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m] where vis
-GM[b, h, p] = max[m] QK[b, h, m, p] where vis
-SN[b, h, m, p] = exp(QK[b, h, m, p] - GM[b, h, p]) where vis
-SD[b, h, p] = SN[b, h, m, p] where vis
-SNV[b, h, f, p] = SN[b, h, m, p] * V[b, h, f, m] where vis
-AV[b, h, f, p] = SNV[b, h, f, p] / SD[b, h, p]
-"""
+""")
 
 
 def test_the_kernel_launches_in_the_order_the_model_schedules():
