@@ -316,7 +316,7 @@ class _Pred:
             else:
                 op = self.ops[i - 1]
                 left = f"({out})" if (" or " in out or " and " in out) and op == "and" else out
-                out = f"{left} {op} {t if ' or ' not in t else '(' + t + ')'}"
+                out = f"{left} {op} {t}"           # no atom has an `or` of its own
         return out + extra
 
     def _atom(self, a: _Atom, k, q, lay) -> str:

@@ -126,7 +126,10 @@ def _count(n: int | None) -> str:
 
 
 def _has_max(c: Cascade, K: str) -> bool:
-    return any(e.reduce in ("max", "min") and K.lower() in e.reduced for e in c.einsums)
+    """A max or min over K or any of its parts (attention-1pass's LM is a max over m0)."""
+    from ..analysis.passes import rank_family
+    vs = {r.lower() for r in rank_family(c, K).kind}
+    return any(e.reduce in ("max", "min") and vs & set(e.reduced) for e in c.einsums)
 
 
 def small_shapes(c: Cascade) -> dict:

@@ -217,3 +217,76 @@ def test_a_window_of_any_width_down_to_zero_is_counted_by_the_symbolic_counts(w)
     got = analyze(library.load("sliding-window")).at(shapes)["points"]
     kept = sum(1 for p in range(8) for m in range(8) if m <= p and p - m < w)
     assert got["GM"] == 2 * kept and got["QK"] == 2 * kept * 4
+
+
+# ---- survivors of the seed-22 sample (docs/benchmarks.md)
+
+def test_a_rank_no_einsum_uses_takes_no_pass():
+    """An unused rank: 0 passes, said in the plural."""
+    from einsum_ir.analysis import passes
+    c = parse("""rank M, P
+input X[P]: f32
+Y[p] = X[p] * 2
+""")
+    r = passes(c, "M")
+    assert r.passes == 0
+    assert r.explain() == ["no Einsum traverses M: 0 passes"]
+
+
+def test_the_builder_reads_an_iterative_rank_of_a_two_letter_name():
+    """`M1+1` declares rank M1 with one more element (the iterates of a
+    recurrence), as the text `X[B, M1+1]` does."""
+    cb = CascadeBuilder()
+    cb.ranks("B")
+    cb.partition("M", "M1", "M0")
+    cb.tensor("RM", "B, M1+1")
+    decl = cb.statements[-1]
+    assert decl.ranks == ("B", "M1")
+    assert decl.iterative == frozenset({"M1"})
+    text = parse("rank B\npartition M -> M1, M0\ninput X[B, M]: f32\n"
+                 "RM[b, 0] = 0\nRM[b, m1 + 1] = RM[b, m1] + X[b, m1 * M0 + m0]\nY[b] = RM[b, M1] * 2\n")
+    assert text.tensor("RM").ranks == decl.ranks and text.tensor("RM").iterative == decl.iterative
+
+
+def test_online_refusal_says_no_max_only_when_there_is_none():
+    """attention-1pass carries a max over the key tiles (LM over m0): its
+    refusal must not say it has none; linear attention has none."""
+    from einsum_ir.rewrites import RewriteError, rewrite
+    with pytest.raises(RewriteError) as one:
+        rewrite(library.load("attention-1pass"), "online")
+    assert "already makes 1 pass over M" in str(one.value)
+    assert "no max normaliser" not in str(one.value)
+    with pytest.raises(RewriteError, match=r"already makes 1 pass over M \(it has no max normaliser to carry\)"):
+        rewrite(library.load("linear-attention"), "online")
+
+
+def test_a_split_kv_refusal_points_at_the_einsum_it_names():
+    """The refusal is located at KV's line, column 1, in the design's file."""
+    from einsum_ir.rewrites import RewriteError, rewrite
+    c = library.load("lightning-attention")
+    with pytest.raises(RewriteError) as err:
+        rewrite(c, "split-kv")
+    loc = err.value.loc
+    kv = next(e for e in c.einsums if e.name == "KV" and not e.is_initial)
+    assert loc is not None and (loc.line, loc.column) == (kv.loc.line, 1)
+    assert c.source.splitlines()[loc.line - 1].startswith("KV[b, h, e, f, m1 + 1] =")
+    assert f":{loc.line}:1: error: cannot rewrite lightning-attention to the split-kv form: KV:" in str(err.value)
+
+
+def test_a_chunk_programs_loads_name_their_tensors_and_tiles():
+    """Linear attention's chunked program at 16-token chunks: the key walk
+    loads K and V tiles, the query walk Q tiles, each 16 x 16 (by hand: a
+    chunk of tokens times the padded feature extent 16)."""
+    from einsum_ir.analysis.chunk_program import chunk_program
+    from einsum_ir.analysis.chunked import recognise
+    from einsum_ir.shapes import resolve
+    c = library.load("linear-attention")
+    env = resolve(c, dict(B=1, H=2, M=40, P=40, E=4, F=4))
+    p = chunk_program(recognise(c), env, block_n=16)
+    walks = [{ld.access.tensor for s in lp.steps for ld in s.loads} for lp in p.loops]
+    assert walks == [{"K", "V"}, {"Q"}]
+    for lp in p.loops:
+        for s in lp.steps:
+            for ld in s.loads:
+                assert ld.elements == 16 * 16 and ld.per_chunk
+                assert c.tensor(ld.access.tensor).role == "input"
