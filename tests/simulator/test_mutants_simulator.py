@@ -498,3 +498,79 @@ def test_a_tiles_once_per_row_work_by_hand(bm, f):
         w = tile_work(recognise(c, env), 0, GPUMapping(bm, 64, dtype="bf16"), env)
         assert w.row_sfu == bm
         assert w.row_fp32 == bm * per_row
+
+
+# ---- survivors of the seed-22 sample (docs/benchmarks.md)
+
+def test_a_decode_row_is_predicted_at_the_best_mapping_the_model_finds():
+    """A published decode row (one query) is not a fixed kernel class's
+    tiles: calibrate predicts it at the shortlist's best, the least time
+    over every candidate mapping predicted one by one."""
+    from hw_models import HardwareError
+    from mappers.gpu_search import candidates
+    from simulator.calibrate import Case, predict_case
+    from simulator.gpu import predict_fused
+    h100 = hw.load_gpu("h100")
+    row = dict(device="h100", kernel="k", dtype="bf16", batch=2, heads=8, kv_heads=2, q_len=1, kv_len=2048,
+               head_dim=64, causal=0)
+    env = dict(B=2, H=8, G=4, P=1, M=2048, E=64, F=64)
+    got = predict_case(Case(row, "gqa", env, 1.0), h100)
+    form = recognise(library.load("gqa"))
+    renv = resolve(form.cascade, env)
+    times = []
+    for m in candidates(form, h100, renv, "bf16"):
+        try:
+            times.append(predict_fused(form, m, h100, renv).time_s)
+        except HardwareError:
+            pass
+    assert len(times) > 1 and got.time_s == pytest.approx(min(times), rel=1e-12)
+
+
+def test_a_kernel_filter_that_matches_no_row_names_the_kernel(tmp_path):
+    from simulator.calibrate import CalibrationError, read_results
+    path = tmp_path / "r.csv"
+    path.write_text("device,kernel,dtype,batch,heads,kv_heads,q_len,kv_len,head_dim,causal,time_s,tflops\n"
+                    "x,fa2,bf16,1,2,2,256,256,64,0,1e-5,0\n")
+    with pytest.raises(CalibrationError, match=r"r\.csv: no rows for kernel fa3, triton$"):
+        read_results(str(path), ["fa3", "triton"])
+
+
+def test_a_mask_read_from_a_table_costs_a_compare_not_the_predicate():
+    """power-attention's predicate (exp2, floor, log2 of the offset) is
+    read from the block tables' mask bytes unpacked: its partial tiles add
+    no SFU work to a full tile's, where evaluating the predicate would."""
+    from simulator.gpu import _pass_ops, _weigh, tile_work
+    from einsum_ir.analysis.tile_program import tile_program
+    c = library.load("power-attention")
+    form = recognise(c)
+    program = tile_program(form)
+    env = resolve(c, dict(B=1, H=2, P=256, E=64, F=64))
+    m = GPUMapping(64, 64, 4, 2, dtype="bf16")
+    assert program.passes[0].mask_table
+    w = tile_work(program, 0, m, env)
+    assert w.sfu_partial == w.sfu_full
+    _, computed, _ = _pass_ops(program.passes[0], form, env, table=False)
+    assert _weigh(computed, m)[0] > 0          # the predicate itself has SFU work the table saves
+
+
+def test_a_unit_with_no_busy_time_under_its_einsums_work_is_an_internal_error():
+    """check_work names the unit and its 0 busy cycles (no unit entry)."""
+    from simulator import tiling
+    from simulator.invariants import InvariantError, check_work
+    c = library.load(BINDING.cascade)
+    r = simulate(c, BINDING, FUSEMAX, SMALL)
+    env = tiling.space(c, BINDING, FUSEMAX, SMALL).env
+    check_work(c, BINDING, FUSEMAX, env, r)                     # as simulated: consistent
+    with pytest.raises(InvariantError, match=r"pe2d is busy 0 cycles, below its Einsums' operations"):
+        check_work(c, BINDING, FUSEMAX, env, dataclasses.replace(r, unit_busy_cycles={}))
+
+
+def test_a_scaled_term_of_the_critical_path_by_hand():
+    """`2 * A + B`: A's bar runs 30 cycles from 0 and the path waits for it
+    twice (B starts at 60); B runs 10. Both are on the critical path."""
+    from simulator.schedule import Bar
+    m = BINDING.with_changes(critical_path=parse_critical_path("2 * A + B"))
+    costs = _costs(A=("pe2d", 30), B=("pe1d", 10))
+    sch = Schedule(70.0, 1, 70.0, "epochs", "2 * A + B", {"pe2d": 30.0, "pe1d": 10.0})
+    assert sorted(timeline(m, costs, FUSEMAX, sch, 0.0, {}), key=str) == sorted(
+        [Bar("pe2d", "A", 0, 0.0, 30.0, True), Bar("pe1d", "B", 0, 60.0, 70.0, True)], key=str)
