@@ -56,8 +56,14 @@ def read_results(path, kernels: list[str] | None = None) -> list[Case]:
     except OSError as e:
         raise CalibrationError(f"cannot read {path}: {e.strerror}") from None
     reader = csv.DictReader(lines)
-    if "kclass" in (reader.fieldnames or []):
-        return read_measured(path, reader, kernels)
+    cases = (read_measured if "kclass" in (reader.fieldnames or []) else _read_runs)(path, reader, kernels)
+    if not cases:
+        raise CalibrationError(f"{path}: no rows" + (f" for kernel {', '.join(kernels)}" if kernels else ""))
+    return cases
+
+
+def _read_runs(path: Path, reader, kernels=None) -> list[Case]:
+    """Cases of benchmarks/gpu_attention.py's results (COLUMNS)."""
     missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
         raise CalibrationError(f"{path}: missing column{'s' * (len(missing) > 1)} {', '.join(missing)} "
@@ -82,8 +88,6 @@ def read_results(path, kernels: list[str] | None = None) -> list[Case]:
             cases.append(Case(row, "cab-self-causal", dict(B=b, H=h, P=q, E=d, F=d), t))
         else:
             cases.append(Case(row, "gqa", dict(B=b, H=h, G=h // kvh, P=q, M=kv, E=d, F=d), t))
-    if not cases:
-        raise CalibrationError(f"{path}: no rows" + (f" for kernel {', '.join(kernels)}" if kernels else ""))
     return cases
 
 
@@ -144,8 +148,6 @@ def read_measured(path: Path, reader, kernels=None) -> list[Case]:
                    model_class=MODEL_CLASS[row["kclass"]], kclass=row["kclass"], mask=row["mask"])
         env = dict(B=b, H=h, G=h // kvh, P=q, M=kv, E=d, F=d)
         cases.append(Case(std, "gqa-causal-br" if causal else "gqa", env, t))
-    if not cases:
-        raise CalibrationError(f"{path}: no rows" + (f" for kernel {', '.join(kernels)}" if kernels else ""))
     return cases
 
 
