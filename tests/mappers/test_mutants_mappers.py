@@ -2,7 +2,9 @@
 "Mutation testing") found untested: a GPU mapping file read and refused
 where it is wrong, the GPU shortlist's count of what it considered, the
 spatial mapper's axis and keep options, the best point under each
-objective, and the name of an automatic mapping."""
+objective, the name of an automatic mapping; and (the seed-22 sample) a
+GPU mapping's text, the chunked shortlist, the screening with a key split,
+the balanced start and the search's progress bar."""
 import re
 
 import numpy as np
@@ -436,3 +438,182 @@ def test_an_unknown_overlap_kind_is_refused_with_the_kinds_listed():
     with pytest.raises(HardwareError, match="unknown overlap kind 'pipelined'") as e:
         parse_mapping(text, "k.yaml")
     assert str(e.value).splitlines()[0].endswith("expected one of " + ", ".join(OVERLAP_KINDS))
+
+
+# ------------------------------------------------------------------ found by the seed-22 sample (issue 21)
+
+def _words(m: GPUMapping) -> dict:
+    """A GPU mapping's text read back word by word: `KEY=n` pairs, bare flags true."""
+    out = {}
+    for w in str(m).split():
+        pair = re.fullmatch(r"(\w+)=(\d+)", w)
+        out.update({pair[1]: int(pair[2])} if pair else {w: True})
+    return out
+
+
+@pytest.mark.parametrize("m", [GPUMapping(), GPUMapping(64, 32, 8, 3, splits=4),
+                               GPUMapping(16, 16, pack_heads=4, tma=True), GPUMapping(128, 64, tma=True)])
+def test_a_gpu_mappings_text_names_its_fields(m):
+    """What `attnc map` prints for a mapping: BLOCK_M, BLOCK_N, warps and
+    stages always, splits and pack_heads when above 1, the bare word `tma`
+    when set; nothing else."""
+    want = {"BLOCK_M": m.block_m, "BLOCK_N": m.block_n, "warps": m.warps, "stages": m.stages}
+    want.update({k: getattr(m, k) for k in ("splits", "pack_heads") if getattr(m, k) > 1})
+    want.update({"tma": True} if m.tma else {})
+    assert _words(m) == want
+
+
+def test_a_tma_mapping_the_model_ties_is_shown_as_differing_by_tma():
+    """The model charges TMA loads as pointer loads, so a mapping and the
+    same with `tma` tie: `attnc map` shows them as one row, `(= 1 more: tma)`;
+    on an A100 the refusal names the mapping with its `tma`."""
+    from attnc.gpu import distinct
+    from simulator.gpu import predict_fused
+    form = recognise(library.load("cab-self-causal"))
+    env = resolve(form.cascade, dict(B=1, H=2, P=256, E=64, F=64))
+    plain = GPUMapping(64, 32)
+    ps = [predict_fused(form, m, H100, env) for m in (plain, plain.with_changes(tma=True))]
+    assert ps[0].time_s == ps[1].time_s
+    assert [(p.mapping, n, alt) for p, n, alt in distinct(ps)] == [(plain, 1, "tma")]
+    assert ps[1].as_dict()["mapping"] == str(plain) + " tma"
+    with pytest.raises(HardwareError, match=re.escape(f"mapping {plain} tma: TMA")):
+        predict_fused(form, plain.with_changes(tma=True), load_gpu("a100"), env)
+
+
+@pytest.mark.parametrize("design,shapes", [("linear-attention", dict(B=1, H=4, P=1024, M=1024, E=64, F=64)),
+                                           ("lightning-attention", dict(B=1, H=4, M=1024, E=64, F=64, M0=32))])
+def test_the_chunked_shortlist_is_the_model_over_every_chunk_warps_and_stages(design, shapes):
+    """shortlist_chunked: docs/gpu.md's grid (chunks of 32, 64, 128 tokens for
+    an unpartitioned design, the design's own M0 for a partitioned one; 4 or
+    8 warps; 2 or 3 stages), each charged by predict_chunked on the chunk
+    program built for its own chunk, ranked by time: the same list as the
+    model run here on each point, and each prediction's program is built
+    with its mapping's chunk."""
+    from einsum_ir.analysis.chunk_program import chunk_program
+    from einsum_ir.analysis.chunked import recognise as recognise_chunked
+    from mappers.gpu_search import shortlist_chunked
+    from simulator.gpu import predict_chunked
+    c = library.load(design)
+    env = resolve(c, shapes)
+    form = recognise_chunked(c, env)
+    chunks = (64,) if form.partitioned else (32, 64, 128)
+    want = {}
+    for bn in chunks:
+        for w in (4, 8):
+            for st in (2, 3):
+                m = GPUMapping(64, bn, w, st)
+                want[m] = predict_chunked(chunk_program(form, env, bn), m, H100, env).time_s
+    got = shortlist_chunked(form, H100, env, top=100)
+    assert {p.mapping: p.time_s for p in got} == pytest.approx(want, rel=1e-12)
+    assert got[0].time_s == min(want.values())
+    assert [p.time_s for p in got] == sorted(p.time_s for p in got)
+    assert got[0].notes[-1] == f"{len(want)} mappings considered"
+    chunk_axes = form.token_axes()
+    for p in got:
+        blocks = {p.program.blocks[a] for a in p.program.blocks if a in chunk_axes}
+        assert blocks == {int(env["M0"]) if form.partitioned else p.mapping.block_n}
+        assert p.parts["programs"] == env["B"] * env["H"]
+    if not form.partitioned:            # the chunk matters here: a shortlist that ignored it would tie
+        assert len({round(t, 15) for t in want.values()}) > 1
+
+
+def _fusemax(side):
+    import dataclasses
+    hw = load_spatial("fusemax")
+    return hw.with_changes(units={u: dataclasses.replace(x, shape=(side,) * len(x.shape)) for u, x in hw.units.items()})
+
+
+def test_the_screening_with_a_key_split_is_the_simulator_on_the_same_path():
+    """attention-1pass splits its key rank (M1 tiles of M0 keys): at every
+    factor point of structures drawn at random, with key tiles of 16 and 32
+    (M1 = 8 and 4), the evaluator's latency is the exact simulation of the
+    mapping written with the path the screening uses (the reference point's);
+    and the file's key factors are M0 = k0 and M1 the rest."""
+    import random
+
+    from mappers.spatial_eval import Evaluator
+    from mappers.spatial_search import _shapes, build, dimensions
+    from mappers.spatial_space import to_mapping
+    from simulator.analytical import simulate
+    c, hw = ONE_PASS, _fusemax(32)
+    r = roles(c, hw, dict(B=1, H=2, E=16, F=16, M=128, P=32))
+    ev = Evaluator(r)
+    assert r.key_split and sorted({int(k) for k in ev.grid[:, 0]}) == [16, 32]
+    rng, dims, seen, compared = random.Random(7), dimensions(ev), set(), 0
+    for _ in range(12):
+        st = build(ev, {(k, w): rng.choice(v) for k, w, v in dims})
+        if st is None or compared >= 8:
+            continue
+        out, path = ev.evaluate(st, "latency"), ev.path(st.binding, dict(st.axes))
+        for i in rng.sample(range(len(ev.grid)), 2):
+            if not np.isfinite(out["latency"][i]):
+                continue
+            k0, q0, q1 = map(int, ev.grid[i])
+            cand = st.candidate(k0, q0, q1, str(path))
+            m = to_mapping(r, cand, "t")
+            assert dict(m.factors)["M"] == (("M1", "rest"), ("M0", k0))
+            rep = simulate(c, m, hw, _shapes(r, cand))
+            assert out["latency"][i] == pytest.approx(rep.latency_cycles, rel=1e-12), (st, ev.grid[i])
+            seen.add(k0)
+            compared += 1
+    assert compared >= 6 and seen == {16, 32}
+
+
+@pytest.mark.parametrize("side", [32, 64])
+def test_the_balanced_start_spreads_the_cascade_to_the_least_makespan(side):
+    """FuseMax shrunk to a side x side 2D array beside its 256-PE 1D array:
+    every Einsum but AV can run on either. The fused search's balanced
+    start has the least makespan (the busiest unit's total of the Einsums'
+    times at the reference point) of all 2^11 bindings, found here by
+    brute force, below the largest-unit start's and the first-name one's;
+    and the fused search costs it."""
+    from itertools import product
+
+    from mappers.spatial_eval import Evaluator
+    from mappers.spatial_search import _balanced, _start, build, dimensions, fused
+    r = roles(ONE_PASS, _fusemax(side), dict(B=1, H=2, E=64, F=64, M=1024, P=1024))
+    ev = Evaluator(r)
+    dims = dimensions(ev)
+    bal, start = _balanced(ev, dims), _start(ev, dims)
+    ref = ev.reference_index()
+    epochs = ev.value(("epochs",))[ref]
+    t = {(e, u): float(ev.value(("busy", e, u, start[("axes", (r.leaf_of(e), u))]))[ref] / epochs)
+         for e in r.work for u in r.units[e]}
+
+    def makespan(units):
+        load = {}
+        for e, u in zip(r.work, units):
+            load[u] = load.get(u, 0.0) + t[(e, u)]
+        return max(load.values())
+
+    least = min(makespan(us) for us in product(*(r.units[e] for e in r.work)))
+    got = makespan([bal[("unit", e)] for e in r.work])
+    assert got == pytest.approx(least, rel=1e-12)
+    assert got < makespan([start[("unit", e)] for e in r.work])
+    assert got < makespan([min(r.units[e]) for e in r.work])
+    target, plain = build(ev, bal), ev.evaluate
+
+    def evaluate(st, *a, **k):
+        if st == target:
+            raise _Reached
+        return plain(st, *a, **k)
+    ev.evaluate = evaluate
+    with pytest.raises(_Reached):
+        fused(ev, "latency", seed=0, budget=10**7, restarts=0)
+
+
+class _Reached(Exception):
+    """The fused search came to cost the structure a test waits for."""
+
+
+@pytest.mark.parametrize("method", ["random", "fused"])
+def test_search_passes_progress_to_each_method(method, capsys):
+    """search(progress=True) shows the chosen method's bar on stderr, labelled
+    with the method; progress=False shows nothing."""
+    from mappers.spatial_search import search
+    c, hw = ei.load("relu-attention"), _small_flat(4)
+    shapes = dict(B=1, H=1, E=4, F=4, M=16, P=16)
+    for progress in (True, False):
+        search(c, hw, shapes, method=method, seed=1, budget=60, progress=progress)
+        err = capsys.readouterr().err
+        assert bool(re.search(rf"(^|\r){method}:", err, flags=re.M)) == progress, err
