@@ -442,9 +442,12 @@ def _bits(n: int) -> int:
 
 
 def _rom(name: str, bits: int, values: list[int], depth: int, fill: int = 0) -> list[str]:
-    """A ROM as a register array initialised in place (one entry per operation, padded to `depth`)."""
-    mask = (1 << bits) - 1
-    vals = [v & mask for v in values] + [fill & mask] * (depth - len(values))
+    """A ROM as a register array initialised in place (one entry per operation, padded to `depth`);
+    a value its width cannot hold is an internal error, never cut to fit."""
+    vals = list(values) + [fill] * (depth - len(values))
+    bad = next((v for v in vals if not 0 <= v < 1 << bits), None)
+    if bad is not None:
+        raise RTLError(f"internal error: ROM {name} would hold {bad}, which is not a {bits}-bit value")
     return [f"  reg [{bits - 1}:0] {name} [0:{depth - 1}];",
             "  initial begin", *[f"    {name}[{k}] = {bits}'d{v};" for k, v in enumerate(vals)], "  end"]
 

@@ -127,3 +127,35 @@ def test_and_of_a_number_is_refused_at_the_einsum():
     with pytest.raises(RTLError, match=rf"Einsum {e.name}: and of a number in p and m") as err:
         low.lower(Op("and", (Idx("p"), Idx("m"))), True)
     assert err.value.loc == e.loc
+
+
+def test_the_tile_model_reads_an_index_computed_by_subtraction():
+    """Y[b, m] = 2 X[b, M - 1 - m] + W[b, m] (a reversal): the fixed-point
+    model equals the executor within a few units in the last place."""
+    from codegen.rtl import tile
+    c = ei.parse("""rank B, M
+input X[B, M]: f32
+input W[B, M]: f32
+Y[b, m] = X[b, M - 1 - m] * 2 + W[b, m]
+""", name="reverse")
+    shapes = dict(B=2, M=5)
+    xs = random_inputs(c, shapes, seed=0)
+    fmt = Fmt(32, 16)
+    got = tile.run(c, xs, shapes, fmt)["Y"]
+    want = 2 * xs["X"][:, ::-1] + xs["W"]
+    assert abs(got - want).max() <= 4 * fmt.ulp
+
+
+@pytest.mark.parametrize("array", ["65x2", "2x65", "0x2", "2x"])
+def test_rtl_stats_refuses_an_array_outside_1_to_64(tmp_path, array, capsys):
+    assert main(["rtl-stats", str(tmp_path), "--array", array]) == 2
+    assert f"--array {array}: give ROWSxCOLS, each 1 to 64" in capsys.readouterr().err
+
+
+def test_a_rom_value_its_width_cannot_hold_is_an_internal_error():
+    from codegen.rtl.top import _rom
+    assert _rom("r", 3, [0, 7], 4, fill=5)[2:6] == ["    r[0] = 3'd0;", "    r[1] = 3'd7;", "    r[2] = 3'd5;",
+                                                    "    r[3] = 3'd5;"]
+    for values, fill in (([8], 0), ([-1], 0), ([1], 8)):
+        with pytest.raises(RTLError, match="internal error: ROM r would hold"):
+            _rom("r", 3, values, 4, fill)
