@@ -15,8 +15,11 @@ tests check it with the executor.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .errors import EinError
-from .ir import Access, Cascade, Einsum, Expr, Num, Op, Sym, TensorDecl, index_vars, substitute
+from .ir import Access, Cascade, Einsum, Expr, Num, Op, Sym, TensorDecl, index_vars, substitute, walk
+from .ops import RULES
 from .validate import validate
 
 MAX_UNROLL = 8        # components; a larger rank is a batch rank, not a set of branches
@@ -45,19 +48,30 @@ def constant_indexed_ranks(c: Cascade) -> list[str]:
 
 
 def _const(i: Expr, env: dict, what: str, e: Einsum, c: Cascade) -> int:
-    """Value of an index expression without index variables."""
+    """Value of an index expression without index variables or tensor reads,
+    with the executor's integer rules (any operator: max, abs, shifts, ...)."""
+    v = _value(i, env)
+    if v is None or not float(v).is_integer():
+        raise UnrollError(f"{e.name}: {what} is indexed by {i}, which is not a constant whole number once the rank "
+                          "is unrolled", getattr(i, "loc", None) or e.loc, c.source)
+    return int(v)
+
+
+def _value(i: Expr, env: dict):
+    """A number, or None where the expression reads a coordinate or a tensor,
+    or divides by zero."""
     if isinstance(i, Num):
-        return int(i.value)
+        return i.value
     if isinstance(i, Sym):
-        return int(env[i.name])
-    if isinstance(i, Op):
-        xs = [_const(a, env, what, e, c) for a in i.args]
-        ops = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
-               "floordiv": lambda a, b: a // b, "mod": lambda a, b: a % b, "neg": lambda a: -a}
-        if i.name in ops:
-            return ops[i.name](*xs)
-    raise UnrollError(f"{e.name}: {what} is indexed by {i}, which is not a constant once the rank is unrolled",
-                      getattr(i, "loc", None) or e.loc, c.source)
+        return env.get(i.name)
+    if not isinstance(i, Op):
+        return None
+    args = [_value(a, env) for a in i.args]
+    if any(a is None for a in args) or (i.name in ("div", "floordiv", "mod") and args[1] == 0):
+        return None
+    whole = [np.int64(a) if float(a).is_integer() else np.float64(a) for a in args]
+    with np.errstate(all="ignore"):
+        return float(RULES[i.name].numpy(*whole))
 
 
 class _Unroller:
@@ -154,6 +168,10 @@ def unroll(c: Cascade, rank: str, env: dict) -> Cascade:
     return out
 
 
+def _reads_tensor(i: Expr) -> bool:
+    return any(isinstance(n, Access) for n in walk(i))
+
+
 def check_constant_reads(c: Cascade, env: dict) -> None:
     """Every read at a constant index lies inside its tensor (a kernel loads it
     with no bounds mask)."""
@@ -161,8 +179,8 @@ def check_constant_reads(c: Cascade, env: dict) -> None:
         for a in e.reads():
             t = c.tensor(a.tensor)
             for pos, (r, i) in enumerate(zip(t.ranks, a.indices)):
-                if index_vars(i) or r in t.iterative or r not in env:
-                    continue
+                if index_vars(i) or r in t.iterative or r not in env or _reads_tensor(i):
+                    continue          # a gather's index is checked where it is read (bounds-checked gathers)
                 k = _const(i, env, f"{a.tensor}'s rank {r}", e, c)
                 if not 0 <= k < int(env[r]):
                     raise UnrollError(f"{e.name}: {a} reads index {k} of {a.tensor}'s rank {pos + 1} ({r}), "

@@ -290,3 +290,119 @@ def test_a_chunk_programs_loads_name_their_tensors_and_tiles():
             for ld in s.loads:
                 assert ld.elements == 16 * 16 and ld.per_chunk
                 assert c.tensor(ld.access.tensor).role == "input"
+
+
+# ---- survivors of the seed-23 sample (docs/benchmarks.md)
+
+def test_a_chunked_refusal_names_the_einsum_it_is_about():
+    from einsum_ir.analysis.chunked import ChunkedFormError, recognise
+    with pytest.raises(ChunkedFormError, match="linear-attention-causal does not fit a chunked linear kernel: "
+                                               "KV: a recurrence over m, one token at a time"):
+        recognise(library.load("linear-attention-causal"))
+
+
+def test_two_sequence_walks_that_need_each_others_results_are_refused():
+    """The key walk needs QS (a sum over the queries) and the query walk
+    needs KV (a sum over the keys): neither can run first."""
+    from einsum_ir.analysis.chunked import ChunkedFormError, recognise
+    c = parse("""rank B, H, M, P, E, F
+input Q[B, H, E, P]: f16
+input K[B, H, E, M]: f16
+input V[B, H, F, M]: f16
+QS[b, h, e] = Q[b, h, e, p]
+KV[b, h, e, f] = K[b, h, e, m] * V[b, h, f, m] * QS[b, h, e]
+O[b, h, f, p] = Q[b, h, e, p] * KV[b, h, e, f]
+""", name="crossed")
+    with pytest.raises(ChunkedFormError, match="crossed does not fit a chunked linear kernel: the loops over m, p "
+                                               "each need the other's result first"):
+        recognise(c)
+
+
+def test_shifts_of_coordinates_by_the_executor_and_numpy():
+    c = parse("""rank M
+input X[M]: f32
+Y[m] = X[m] * ((m << 2) - (m >> 1)) where (m << 1) < 9
+""")
+    x = np.arange(1.0, 7.0)
+    m = np.arange(6)
+    want = np.where((m << 1) < 9, x * ((m << 2) - (m >> 1)), 0.0)
+    np.testing.assert_array_equal(execute(c, {"X": x}, dict(M=6))["Y"], want)
+
+
+def test_the_printed_masks_stand_apart_from_the_einsums():
+    c = parse("rank M, P\ninput X[M, P]: f32\nmask causal = m <= p\nY[m, p] = X[m, p] where causal\n")
+    lines = str(c).splitlines()
+    k = lines.index("mask causal = m <= p")
+    assert lines[k + 1] == "" and lines[k + 2] == "Y[m, p] = X[m, p] where causal"
+    assert parse(str(c)) == c
+
+
+def test_exp_of_the_normaliser_minus_itself_has_no_degree():
+    """exp(G - G) is not exp(A - G) with A free of G."""
+    from einsum_ir.ir import Access, Idx
+    from einsum_ir.rewrites.algebra import exp_degree
+    g = Access("G", (Idx("p"),))
+    assert exp_degree(Op("exp", (Op("sub", (g, g)),)), "G", lambda a: None) is None
+
+
+def test_a_running_sum_rescaled_by_two_factors_is_refused_for_split_kv():
+    from einsum_ir.rewrites import RewriteError, rewrite
+    one = str(library.load("attention-1pass"))
+    old = "SPD[b, h, m1, p] = RD[b, h, m1, p] * PRM[b, h, m1, p]"
+    assert one.count(old) == 1
+    c = parse(one.replace(old, "SPD[b, h, m1, p] = RD[b, h, m1, p] * (PRM[b, h, m1, p] * "
+                                "exp(LM[b, h, m1, p] - RM[b, h, m1 + 1, p]))"), name="two-factors")
+    with pytest.raises(RewriteError, match="two-factors to the split-kv form: RD: RD is rescaled by two different "
+                                           "factors") as err:
+        rewrite(c, "split-kv")
+    assert err.value.loc is not None
+
+
+def test_a_statistic_read_at_other_indices_inside_the_walk_is_refused_for_online():
+    from einsum_ir.rewrites import RewriteError, rewrite
+    three = str(library.load("attention-3pass"))
+    c = parse(three.replace("exp(QK[b, h, m, p] - GM[b, h, p])", "exp(QK[b, h, m, p] - GM[b, h, 0])"), name="odd")
+    with pytest.raises(RewriteError, match=r"odd to the online form: SN: reads the statistic GM\[b, h, 0\] inside "
+                                           r"the walk, not at the indices it is written at \(GM\[b, h, p\]\)"):
+        rewrite(c, "online")
+
+
+@pytest.mark.parametrize("index, k", [("max(0, 1)", 1), ("abs(0 - 2)", 2), ("1 << 1", 2), ("xor(1, 3)", 2),
+                                      ("7 % 3", 1), ("-7 // 3 + 3", 0), ("C - 1", 2)])
+def test_any_constant_index_is_read_where_the_executor_reads_it(index, k):
+    """A constant index of any operator: the bounds check and the unrolled
+    cascade read component k, as the executor does."""
+    from einsum_ir.shapes import resolve
+    from einsum_ir.unroll import unroll_constant_indices
+    c = parse(f"""rank B, C, M
+input X[B, C, M]: f32
+S[b, c] = X[b, c, m]
+Y[b] = S[b, {index}] * 2
+""")
+    shapes = dict(B=2, C=3, M=4)
+    x = np.random.default_rng(0).standard_normal((2, 3, 4))
+    u = unroll_constant_indices(c, resolve(c, shapes))
+    want = 2 * x[:, k, :].sum(axis=1)
+    np.testing.assert_allclose(execute(c, {"X": x}, shapes)["Y"], want, rtol=1e-12)
+    np.testing.assert_allclose(execute(u, {"X": x}, shapes)["Y"], want, rtol=1e-12)
+
+
+def test_constant_indices_out_of_range_or_gathered():
+    """Out of range: refused naming the index and the extent. A gather at a
+    constant position is no constant: an input read so is left to the
+    run-time check every gather has; an intermediate cannot be unrolled at it."""
+    from einsum_ir.shapes import resolve
+    from einsum_ir.unroll import UnrollError, unroll_constant_indices
+    head = "rank B, C, M, N\ninput X[B, C, M]: f32\ninput IDX[N]: i32\nS[b, c] = X[b, c, m]\n"
+    shapes = dict(B=2, C=3, M=4, N=2)
+    c = parse(head + "Y[b] = S[b, max(0, 5)] + IDX[0]\n")
+    with pytest.raises(UnrollError, match=r"reads index 5 of S's rank 2 \(C\), which has 3 elements"):
+        unroll_constant_indices(c, resolve(c, shapes))
+    c = parse(head + "Y[b] = X[b, IDX[0], 0] + S[b, 0]\n")
+    u = unroll_constant_indices(c, resolve(c, shapes))
+    x, idx = np.random.default_rng(1).standard_normal((2, 3, 4)), np.array([2, 0])
+    np.testing.assert_allclose(execute(u, {"X": x, "IDX": idx}, shapes)["Y"], x[:, 2, 0] + x[:, 0, :].sum(axis=1))
+    c = parse(head + "Y[b] = S[b, IDX[0]] + S[b, 1]\n")
+    with pytest.raises(UnrollError, match=r"Y: S's rank C is indexed by IDX\[0\], which is not a constant whole "
+                                          r"number once the rank is unrolled"):
+        unroll_constant_indices(c, resolve(c, shapes))
