@@ -406,3 +406,22 @@ def test_constant_indices_out_of_range_or_gathered():
     with pytest.raises(UnrollError, match=r"Y: S's rank C is indexed by IDX\[0\], which is not a constant whole "
                                           r"number once the rank is unrolled"):
         unroll_constant_indices(c, resolve(c, shapes))
+
+
+def test_a_pass_with_an_unmasked_einsum_computes_every_point():
+    """attention-3pass with the causal mask on SN alone: each pass holds
+    Einsums without a predicate, so some Einsum computes every point (any =
+    every point), while all are kept only at m <= p (P (P + 1) / 2, by hand)."""
+    from einsum_ir.analysis.fused import recognise
+    from einsum_ir.analysis.tiles import cell_counts
+    from einsum_ir.shapes import resolve
+    text = str(library.load("attention-3pass"))
+    old = "SN[b, h, m, p] = exp(QK[b, h, m, p] - GM[b, h, p])"
+    c = parse(text.replace(old, old + " where m <= p"), name="masked-sn")
+    form = recognise(c)
+    env = resolve(c, dict(B=1, H=1, M=40, P=40, E=2, F=2))
+    for k in range(form.passes):
+        assert None in form.predicates(k)
+        cc = cell_counts(form, k, env)
+        assert int(cc.any.sum()) == int(cc.exist.sum()) == 40 * 40
+        assert int(cc.all.sum()) == 40 * 41 // 2
