@@ -9,4 +9,8 @@ if ! .venv/bin/python -c "import mutmut, pytest_timeout" 2>/dev/null; then
     .venv/bin/python -m pip install -q -e ".[mutation]"
 fi
 export TRITON_INTERPRET=1
+# mutmut forks a test process per mutant from a process that has run tests: an OpenMP thread pool
+# (torch's libgomp, MKL) started before the fork deadlocks the child at its next parallel region
+# (a futex wait with no CPU, seen in a torch matmul). One thread means no pool to inherit.
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 exec nice -n 19 .venv/bin/python scripts/mutation.py "$@"
