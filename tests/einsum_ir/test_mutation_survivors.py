@@ -425,3 +425,25 @@ def test_a_pass_with_an_unmasked_einsum_computes_every_point():
         cc = cell_counts(form, k, env)
         assert int(cc.any.sum()) == int(cc.exist.sum()) == 40 * 40
         assert int(cc.all.sum()) == 40 * 41 // 2
+
+
+def test_a_condition_as_a_value_is_refused_saying_how_to_use_it():
+    from einsum_ir.errors import ValidationError
+    with pytest.raises(ValidationError, match=r"the value of Y is a condition; use select\(cond, a, b\), a number "
+                                              r"times it \(a condition is 1 or 0 as a number\), or put it in a "
+                                              r"`where` clause"):
+        parse("rank M\ninput X[M]: f32\nY[m] = X[m] > 0\n")
+
+
+def test_a_rewritten_reduction_over_an_output_variable_is_refused():
+    """Rewrites build cascades without the parser and validate them: a
+    reduction over a variable of the output is refused there too."""
+    import dataclasses
+
+    from einsum_ir.errors import ValidationError
+    from einsum_ir.validate import validate
+    c = parse("rank M, N\ninput X[M, N]: f32\nY[m] = X[m, n]\n")
+    e = c.einsums[0]
+    bad = dataclasses.replace(c, einsums=(dataclasses.replace(e, reduced=("n", "m")),))
+    with pytest.raises(ValidationError, match="Y reduces over m, which is in its output"):
+        validate(bad)
