@@ -258,13 +258,14 @@ class Generator:
                     if not isinstance(i, Idx):                                      # are in range, not data
                         masks.append(f"({code} >= 0)")
                     masks.append(f"({code} < {self.t(a.tensor)}_n{d})")
+            ptr = f"{self.t(a.tensor)} + " + " + ".join(offs)
             if masks and not any(v in self.role and v not in self.loop_vars for x in a.indices for v in index_vars(x)):
-                masks.append(f"({ctx.var(ctx.axes[0])} >= 0)")   # scalar conditions only: give the mask a shape
+                masks.append(f"({ctx.var(ctx.axes[0])} >= 0)")   # scalar conditions only: give the mask a shape,
+                ptr += f" + 0 * {ctx.var(ctx.axes[0])}"          # and the address the same (OFF[DOC[M - 1]])
             elif masks and any((_reads(i) or computed_index(i)) and not any(v in self.role for v in index_vars(i))
                                for i in a.indices):
                 masks += [f"({ctx.var(ax)} >= 0)" for ax in ctx.axes]   # a scalar gather (K[b, KVH[h], ..]) in a
                                                                         # full tile: the mask takes the tile's shape
-            ptr = f"{self.t(a.tensor)} + " + " + ".join(offs)
             mask = " & ".join(masks) if masks else None
             self._flag_gather(a, ctx, masks, raw == "int")
             if mask and any(_reads(i) or computed_index(i) for i in a.indices):

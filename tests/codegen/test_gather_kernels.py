@@ -121,3 +121,40 @@ def test_gpu_model_charges_the_page_table_at_its_width():
     plain = FusedKernel(_contiguous_paged(), m, shapes).program
     t_paged, t_plain = traffic(paged, 0, m, shapes), traffic(plain, 0, m, shapes)
     assert t_paged.key_tile - t_plain.key_tile == m.block_n * 4
+
+
+LAST_DOC = """rank B, H, M, P, E, F, ND
+input Q[B, H, E, P]: f32
+input K[B, H, E, M]: f32
+input V[B, H, F, M]: f32
+input DOC[M]: i32
+input OFF[ND]: i32
+QK[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m] where m >= OFF[DOC[M - 1]]
+GM[b, h, p] = max[m] QK[b, h, m, p] where m >= OFF[DOC[M - 1]]
+SN[b, h, m, p] = exp(QK[b, h, m, p] - GM[b, h, p]) where m >= OFF[DOC[M - 1]]
+SD[b, h, p] = SN[b, h, m, p] where m >= OFF[DOC[M - 1]]
+SNV[b, h, f, p] = SN[b, h, m, p] * V[b, h, f, m] where m >= OFF[DOC[M - 1]]
+AV[b, h, f, p] = SNV[b, h, f, p] / SD[b, h, p]
+"""
+
+
+def test_a_gather_at_a_constant_position_in_the_kernel():
+    """Every query sees the keys of the last token's document (from its
+    offset on): OFF[DOC[M - 1]] is one number per launch, read by each tile
+    as a gather (a soundness seed, 7003, found the kernel failing to
+    compile it). Against numpy; an offset past the end is flagged."""
+    c = parse(LAST_DOC, name="last-doc")
+    shapes = dict(B=1, H=2, M=37, P=5, E=16, F=16, ND=3)
+    x = random_inputs(c, shapes, seed=4)
+    x["DOC"] = np.repeat(np.arange(3), [10, 15, 12]).astype(np.int64)
+    x["OFF"] = np.array([0, 10, 25])
+    s = np.einsum("bhep,bhem->bhmp", x["Q"], x["K"])
+    s = np.where(np.arange(37)[:, None] >= 25, s, -np.inf)
+    w = np.exp(s - s.max(axis=2, keepdims=True))
+    want = np.einsum("bhmp,bhfm->bhfp", w / w.sum(axis=2, keepdims=True), x["V"])
+    kernel = FusedKernel(c, MAPPING, shapes)
+    assert np.allclose(kernel(**_torch(x)).double().numpy(), want, atol=2e-5)
+    x["OFF"][2] = 40
+    x["DOC"][-1] = 3
+    with pytest.raises(ExecutionError, match="OFF"):
+        kernel(**_torch(x))
