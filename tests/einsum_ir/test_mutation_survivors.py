@@ -447,3 +447,129 @@ def test_a_rewritten_reduction_over_an_output_variable_is_refused():
     bad = dataclasses.replace(c, einsums=(dataclasses.replace(e, reduced=("n", "m")),))
     with pytest.raises(ValidationError, match="Y reduces over m, which is in its output"):
         validate(bad)
+
+
+# ---- survivors of the seed-25 sample (docs/benchmarks.md)
+
+def test_a_chunked_walk_reading_a_state_at_a_fixed_iterate_is_refused_at_its_einsum():
+    from einsum_ir.analysis.chunked import ChunkedFormError, recognise
+    text = str(library.load("lightning-attention"))
+    old = "* DQ[h, m0] * KV[b, h, e, f, m1]"
+    assert text.count(old) == 1
+    c = parse(text.replace(old, "* DQ[h, m0] * KV[b, h, e, f, 0]"), name="fixed")
+    with pytest.raises(ChunkedFormError, match=r"fixed does not fit a chunked linear kernel: OX: reads "
+                                               r"KV\[b, h, e, f, 0\] at a fixed index") as err:
+        recognise(c)
+    assert err.value.loc is not None and c.source.splitlines()[err.value.loc.line - 1].startswith("OX[")
+
+
+def test_statement_ops_count_each_operator_once_by_kind():
+    """attention-3pass's SN = exp(QK - GM): one subtraction (an add) and one
+    exp, at every point of the tile; a select counts its condition's compare
+    and one select."""
+    from collections import Counter
+
+    from einsum_ir.analysis.fused import recognise
+    from einsum_ir.analysis.tile_program import POINT, statement_ops
+    from einsum_ir.ir import Access, Idx, Num
+    form = recognise(library.load("attention-3pass"))
+    sn = next(e for e in form.cascade.einsums if e.name == "SN")
+    assert statement_ops(form, sn.expr) == Counter({("add", POINT): 1, ("exp", POINT): 1})
+    qk = Access("QK", (Idx("b"), Idx("h"), Idx("m"), Idx("p")))
+    sel = Op("select", (Op("gt", (qk, Num(0.0))), qk, Op("mul", (qk, Num(0.5)))))
+    got = statement_ops(form, sel)
+    assert got[("select", POINT)] == 1 and got[("mul", POINT)] == 1 and sum(got.values()) == 3
+
+
+STICKS = """rank B, H, P, E, F
+rank M = P
+input Q[B, H, E, P]: f32
+input K[B, H, E, M]: f32
+input V[B, H, F, M]: f32
+S[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m] where m <= p
+Z[b, h, m, p] = cumsum[m, exclusive] -softplus(S[b, h, m, p]) where m <= p
+A[b, h, m, p] = exp(logsigmoid(S[b, h, m, p]) + Z[b, h, m, p]) where m <= p
+AV[b, h, f, p] = A[b, h, m, p] * V[b, h, f, m] where m <= p
+"""
+
+
+def test_a_scan_in_the_walk_is_charged_its_carry_work():
+    """An exclusive prefix sum along the keys, by the ScanCarry rule's own
+    list: the local scan and the carry added at every point (2), the
+    total's row sum (1), the previous key's value and the first key's
+    identity (2 selects), the previous key's column (2 integer ops per key),
+    the carry's update per row (1); and the ordered walk's merge of the
+    block table (WALK_MERGE_INT)."""
+    from collections import Counter
+
+    from einsum_ir.analysis.fused import recognise
+    from einsum_ir.analysis.tile_program import KEY, POINT, ROW, UNIFORM, WALK_MERGE_INT, scan_work, tile_program
+    (pp,) = tile_program(recognise(parse(STICKS))).passes
+    assert pp.walk == "forward" and len(pp.scans) == 1
+    assert scan_work(pp) == Counter({("add", POINT): 3, ("select", POINT): 2, ("int", KEY): 2, ("add", ROW): 1,
+                                     ("int", UNIFORM): WALK_MERGE_INT})
+
+
+def test_counts_without_a_masks_values_bound_the_counts_with_them():
+    """Documents read from DQ and DK, and causal: without their values the
+    counts are bounds (any: the causal points, 40 x 41 / 2; all: none); with
+    four documents of ten tokens, the exact 4 x (10 x 11 / 2) lies between."""
+    from einsum_ir.analysis.fused import recognise
+    from einsum_ir.analysis.tiles import cell_counts
+    from einsum_ir.shapes import resolve
+    where = "where DQ[p] == DK[m] and m <= p"
+    c = parse(f"""rank B, H, M, P, E, F
+input Q[B, H, E, P]: f32
+input K[B, H, E, M]: f32
+input V[B, H, F, M]: f32
+input DQ[P]: i32
+input DK[M]: i32
+QK[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m] {where}
+GM[b, h, p] = max[m] QK[b, h, m, p] {where}
+SN[b, h, m, p] = exp(QK[b, h, m, p] - GM[b, h, p]) {where}
+SD[b, h, p] = SN[b, h, m, p] {where}
+SNV[b, h, f, p] = SN[b, h, m, p] * V[b, h, f, m] {where}
+AV[b, h, f, p] = SNV[b, h, f, p] / SD[b, h, p]
+""", name="docs")
+    form = recognise(c)
+    env = resolve(c, dict(B=1, H=1, M=40, P=40, E=2, F=2))
+    docs = np.repeat(np.arange(4), 10)
+    for k in range(form.passes):
+        bound = cell_counts(form, k, env)
+        exact = cell_counts(form, k, env, {"DQ": docs, "DK": docs})
+        assert bound.unknown == ("DK", "DQ") and exact.unknown == ()
+        assert int(bound.any.sum()) == 40 * 41 // 2 and int(bound.all.sum()) == 0
+        assert int(exact.any.sum()) == int(exact.all.sum()) == 4 * 55
+        assert (bound.all <= exact.all).all() and (exact.any <= bound.any).all()
+
+
+def test_unrolled_components_keep_their_declarations_place():
+    """Each component tensor is declared where the tensor it comes from was,
+    so an error about it points at the user's line; a name clash says so
+    with the source line."""
+    from einsum_ir.unroll import UnrollError, unroll
+    c = parse("""rank C, M, P
+input X[C, M, P]: f32
+tensor Y[C, P]: f32
+Y[c, p] = max[m] X[c, m, p]
+W[p] = Y[0, p] - Y[1, p]
+""")
+    u = unroll(c, "C", dict(C=2, M=3, P=4))
+    y = c.tensor("Y")
+    assert [u.tensor(n).loc for n in ("Y_C0", "Y_C1")] == [y.loc, y.loc] and y.loc is not None
+    clash = parse(str(c).replace("input X[C, M, P]: f32", "input X[C, M, P]: f32\ninput Y_C1[P]: f32")
+                  .replace("W[p] = Y[0, p] - Y[1, p]", "W[p] = Y[0, p] - Y[1, p] + Y_C1[p]"))
+    with pytest.raises(UnrollError, match="cannot unroll C: the name Y_C1 is taken") as err:
+        unroll(clash, "C", dict(C=2, M=3, P=4))
+    assert "tensor Y[C, P]: f32" in str(err.value)          # the declaration's line, quoted from the source
+
+
+def test_the_online_rewrite_explains_its_rescaling_and_the_empty_rows():
+    from einsum_ir.rewrites import rewrite
+    from einsum_ir.rewrites.derive import Rescale
+    r = rewrite(library.load("attention-3pass"), "online", verify=False)
+    text = "\n".join(r.explanation) + r.text
+    assert "A normaliser that is still -inf (no finite score yet) is used as 0, so masked scores add 0." in text
+    one = Rescale("SD", (("GM", 1),)).why()
+    assert "exp(A - GM) times GM-free factors" in one and "^" not in one
+    assert "exp(A - GM)^2 times GM-free factors" in Rescale("S2", (("GM", 2),)).why()
