@@ -573,3 +573,13 @@ def test_the_online_rewrite_explains_its_rescaling_and_the_empty_rows():
     one = Rescale("SD", (("GM", 1),)).why()
     assert "exp(A - GM) times GM-free factors" in one and "^" not in one
     assert "exp(A - GM)^2 times GM-free factors" in Rescale("S2", (("GM", 2),)).why()
+
+
+def test_a_scan_across_the_query_rows_is_refused_saying_why():
+    from einsum_ir.analysis.fused import FusedFormError, recognise
+    c = parse(STICKS.replace("cumsum[m, exclusive] -softplus(S[b, h, m, p])", "cumsum[p] S[b, h, m, p]"))
+    with pytest.raises(FusedFormError, match=r"Z: cumsum\[p\] along the query rank of \(b, h, m, p\): a program "
+                                             r"holds one tile of rows, so a scan across rows or batch coordinates "
+                                             r"would need the other programs' values; it is not generated \(a scan "
+                                             r"along the key rank of the tile is\)"):
+        recognise(c)
