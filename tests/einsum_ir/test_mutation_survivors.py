@@ -583,3 +583,53 @@ def test_a_scan_across_the_query_rows_is_refused_saying_why():
                                              r"would need the other programs' values; it is not generated \(a scan "
                                              r"along the key rank of the tile is\)"):
         recognise(c)
+
+
+def test_a_read_of_the_previous_position_streams_in_one_pass():
+    """X[m] = S[m - 1]: when position m is visited, S[m - 1] was computed at
+    the visit before, so X[m] is final then and Y reads it in the same
+    traversal (one pass), as a streaming loop over m would run it."""
+    from einsum_ir.analysis import passes
+    c = parse("rank M\ninput A[M]: f32\nS[m] = A[m] * 2\nX[m] = S[m - 1] where m >= 1\nY[m] = X[m] * A[m]\n")
+    r = passes(c, "M")
+    assert r.passes == 1 and r.einsum_pass == {"S": 1, "X": 1, "Y": 1}
+    a = np.arange(1.0, 6.0)
+    y = execute(c, {"A": a}, dict(M=5))["Y"]
+    prev = np.concatenate([[0.0], 2 * a[:-1]])            # a streaming loop: S of the previous visit
+    np.testing.assert_array_equal(y, prev * a)
+
+
+def test_an_expression_too_large_is_refused_at_its_place():
+    from einsum_ir.errors import ParseError
+    from einsum_ir.parser import MAX_NODES
+    terms = " + ".join(["X[m]"] * (MAX_NODES // 2 + 1))
+    with pytest.raises(ParseError, match=f"expression too large \\(more than {MAX_NODES} nodes\\)") as err:
+        parse(f"rank M\ninput X[M]: f32\nY[m] = {terms}\n")
+    assert err.value.loc is not None and err.value.loc.line == 3
+
+
+def test_an_integer_literal_with_leading_zeros_is_its_value():
+    c = parse("rank M\ninput X[M]: f32\nY[m] = X[m] * " + "0" * 400 + "7\n")
+    assert c.einsums[0].expr.args[1].value == 7.0
+
+
+def test_a_derived_rank_of_no_elements_is_refused():
+    from einsum_ir.shapes import ShapeError, resolve
+    c = parse("rank M\nrank R = M - 4\ninput X[M]: f32\ninput W[R]: f32\nY[m] = X[m] * W[0]\n")
+    assert resolve(c, dict(M=5))["R"] == 1
+    with pytest.raises(ShapeError, match=r"rank R = M - 4 gives 0, not a positive integer, at M=4"):
+        resolve(c, dict(M=4))
+
+
+@pytest.mark.parametrize("lo, hi", [(float("nan"), 1.0), (0.0, float("nan"))])
+def test_a_domain_with_a_nan_end_is_refused(lo, hi):
+    """The text cannot write NaN; a built cascade can."""
+    from einsum_ir.errors import ValidationError
+    from einsum_ir.ir import Domain
+    cb = CascadeBuilder("nan-domain")
+    cb.ranks("M")
+    x = cb.input("X", "M", domain=Domain(lo, hi))
+    m, = indices("m")
+    cb.einsum(cb.tensors("Y")[0][m], x[m])
+    with pytest.raises(ValidationError, match="the domain of X has a closed infinite or NaN end"):
+        cb.build()
