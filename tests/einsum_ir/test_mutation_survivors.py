@@ -633,3 +633,59 @@ def test_a_domain_with_a_nan_end_is_refused(lo, hi):
     cb.einsum(cb.tensors("Y")[0][m], x[m])
     with pytest.raises(ValidationError, match="the domain of X has a closed infinite or NaN end"):
         cb.build()
+
+
+# ---- refusals no test reached (coverage of tests/einsum_ir, 2026-11-30), each with its Einsum and line
+
+LIN = str(library.load("linear-attention"))
+LIGHT = str(library.load("lightning-attention"))
+OX = "OX[b, h, f, m1, m0] = sum[e] Q[b, h, e, m1 * M0 + m0] * DQ[h, m0] * KV[b, h, e, f, m1]"
+
+
+def _chunked_refusal(text, name, match, einsum=None):
+    from einsum_ir.analysis.chunked import ChunkedFormError, recognise
+    c = parse(text, name=name)
+    with pytest.raises(ChunkedFormError, match=f"{name} does not fit a chunked linear kernel: " + match) as err:
+        recognise(c)
+    if einsum is not None:
+        assert c.source.splitlines()[err.value.loc.line - 1].startswith(einsum + "[")
+    return err.value
+
+
+def test_chunked_refusals_of_the_design_as_a_whole():
+    _chunked_refusal(LIN + "output KS2[B, H, E]: f32\nKS2[b, h, e] = KS[b, h, e] * 2\n", "two-outputs",
+                     "2 outputs; a chunked kernel writes one")
+    _chunked_refusal("rank M, P, E, F\ninput Q[E, P]: f16\ninput K[E, M]: f16\ninput V[F, M]: f16\n"
+                     "KV[e, f] = K[e, m] * V[f, m]\nAV[f, p] = Q[e, p] * KV[e, f]\n", "no-batch",
+                     r"no batch rank \(one that indexes every sequence input and the output, never reduced\)")
+
+
+def test_chunked_refusals_name_the_einsum_that_breaks_the_chunks():
+    assert OX in LIGHT
+    _chunked_refusal(LIGHT.replace(OX, OX.replace("* KV[b, h, e, f, m1]", "* KV[b, h, e, f, m1] * K[b, h, e, m]")
+                                   .replace("sum[e]", "sum[e, m]")), "both", "OX: iterates over both m and m0; "
+                     "read m as M1-chunks", "OX")
+    text = LIGHT.replace("DC[h] = exp(M0 * log(LAM[h]))", "DC[h] = exp(M0 * log(LAM[h]))\n"
+                         "KT[b, h, e] = sum[m] K[b, h, e, m]").replace(OX, OX + " * KT[b, h, e]")
+    _chunked_refusal(text, "whole", r"KT: reduces over m, the partitioned rank: write the reduction over m1 and "
+                     r"m0 \(sum\[m1, m0\] ..\)", "KT")
+
+
+def test_fused_refusals_name_the_einsum_that_leaves_the_tile():
+    from einsum_ir.analysis.fused import FusedFormError, recognise
+    a3 = str(library.load("attention-3pass"))
+    sn = "SN[b, h, m, p] = exp(QK[b, h, m, p] - GM[b, h, p])"
+    av = "AV[b, h, f, p] = A[b, h, m, p] * V[b, h, f, m]"
+    extra = (a3.replace("rank B, H, M, P, E, F", "rank B, H, M, P, E, F, R")
+             .replace("input V[B, H, F, M]: f16", "input V[B, H, F, M]: f16\ninput W[R]: f32")
+             .replace(sn, sn + "\nX[b, h, r, m, p] = SN[b, h, m, p] * W[r]")
+             .replace(av, av.replace("V[b, h, f, m]", "V[b, h, f, m] * X[b, h, 0, m, p]")))
+    cases = [(extra, r"X: element-wise over the key rank but also over r; a tile holds only the query and key "
+                     r"positions", "X"),
+             (a3.replace("GM[b, h, p] = max[m] QK[b, h, m, p]", "GM[b, h, p] = max[m, e] QK[b, h, m, p] * Q[b, h, e, p]"),
+              r"GM: reduces over m, e together with the key rank m; a fused kernel reduces only over keys", "GM")]
+    for text, match, einsum in cases:
+        c = parse(text, name="leaves")
+        with pytest.raises(FusedFormError, match="leaves does not fit a fused attention kernel: " + match) as err:
+            recognise(c)
+        assert c.source.splitlines()[err.value.loc.line - 1].startswith(einsum + "[")
