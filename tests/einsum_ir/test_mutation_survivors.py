@@ -689,3 +689,10 @@ def test_fused_refusals_name_the_einsum_that_leaves_the_tile():
         with pytest.raises(FusedFormError, match="leaves does not fit a fused attention kernel: " + match) as err:
             recognise(c)
         assert c.source.splitlines()[err.value.loc.line - 1].startswith(einsum + "[")
+
+
+def test_a_rewrite_over_a_rank_the_design_lacks_names_its_ranks():
+    from einsum_ir.rewrites import RewriteError, rewrite
+    with pytest.raises(RewriteError, match="cannot rewrite attention-3pass to the online form: it has no "
+                                           "unpartitioned rank Z; its ranks are B, H, M, P, E, F"):
+        rewrite(library.load("attention-3pass"), "online", rank="Z")
