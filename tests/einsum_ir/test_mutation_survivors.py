@@ -696,3 +696,30 @@ def test_a_rewrite_over_a_rank_the_design_lacks_names_its_ranks():
     with pytest.raises(RewriteError, match="cannot rewrite attention-3pass to the online form: it has no "
                                            "unpartitioned rank Z; its ranks are B, H, M, P, E, F"):
         rewrite(library.load("attention-3pass"), "online", rank="Z")
+
+
+@pytest.mark.parametrize("old, new, einsum, match", [
+    ("RM[b, h, 0, p] = -inf", "RM[b, h, 0, p] = 0", "RM",
+     r"RM: a max recurrence that is not RM\[t\+1\] = max\(RM\[t\], L\) from -inf"),
+    ("PRM[b, h, m1, p] = exp(RM[b, h, m1, p] - RM[b, h, m1 + 1, p])",
+     "PRM[b, h, m1, p] = exp(RM[b, h, m1, p] - LM[b, h, m1, p])", "RD",
+     r"RD: the rescaling exp\(RM\[b, h, m1, p\] - LM\[b, h, m1, p\]\) of RD is not exp\(G\(t\) - G\(t\+1\)\) of "
+     r"one value G"),
+    ("SLN[b, h, m1, m0, p] = exp(BQK[b, h, m1, m0, p] - RM[b, h, m1 + 1, p])",
+     "SLN[b, h, m1, m0, p] = BQK[b, h, m1, m0, p] * RM[b, h, m1 + 1, p]", "RD",
+     r"RD: the new terms of RD are not exp\(A - G\)\^1 times G-free factors for its normaliser G = "
+     r"RM\[b, h, m1 \+ 1, p\], so a chunk's sum cannot be moved to another normaliser"),
+    ("AV[b, h, f, p] = RNV[b, h, f, M1, p] / RD[b, h, M1, p]",
+     "AV[b, h, f, p] = RNV[b, h, f, M1, p] / RD[b, h, M1, p] + LM[b, h, 0, p]", "AV",
+     r"AV: reads LM, a per-tile value, after the walk"),
+])
+def test_split_kv_refusals_name_the_recurrence_and_why(old, new, einsum, match):
+    """attention-1pass changed in one line so that its tiles cannot be split
+    into chunks combined afterwards: each refusal names the Einsum, at its line."""
+    from einsum_ir.rewrites import RewriteError, rewrite
+    one = str(library.load("attention-1pass"))
+    assert one.count(old) == 1
+    c = parse(one.replace(old, new), name="changed")
+    with pytest.raises(RewriteError, match="cannot rewrite changed to the split-kv form: " + match) as err:
+        rewrite(c, "split-kv", verify=False)
+    assert c.source.splitlines()[err.value.loc.line - 1].startswith(einsum + "[")
