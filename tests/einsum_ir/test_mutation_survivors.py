@@ -723,3 +723,37 @@ def test_split_kv_refusals_name_the_recurrence_and_why(old, new, einsum, match):
     with pytest.raises(RewriteError, match="cannot rewrite changed to the split-kv form: " + match) as err:
         rewrite(c, "split-kv", verify=False)
     assert c.source.splitlines()[err.value.loc.line - 1].startswith(einsum + "[")
+
+
+# ---- survivors of the seed-26 sample (docs/benchmarks.md)
+
+def test_the_step_after_a_chunk_walk_that_writes_the_output_is_the_output():
+    """attention-1pass as a chunked program: AV, after the walk over the key
+    tiles, is the cascade's output; no other step is."""
+    from einsum_ir.analysis.chunk_program import chunk_program
+    from einsum_ir.analysis.chunked import recognise
+    from einsum_ir.shapes import resolve
+    c = library.load("attention-1pass")
+    env = resolve(c, dict(B=1, H=2, M=64, P=64, E=4, F=4, M0=16))
+    p = chunk_program(recognise(c, env), env, block_n=16)
+    roles = {s.einsum.name: s.role for lp in p.loops for s in lp.steps + lp.states + lp.after}
+    assert roles["AV"] == "output" and c.outputs[0].name == "AV"
+    assert [n for n, r in roles.items() if r == "output"] == ["AV"]
+
+
+def test_the_degree_of_a_negated_term_is_the_terms():
+    from einsum_ir.ir import Access, Idx
+    from einsum_ir.rewrites.algebra import exp_degree
+    s, g = Access("S", (Idx("m"), Idx("p"))), Access("G", (Idx("p"),))
+    term = Op("exp", (Op("sub", (s, g)),))
+    assert exp_degree(Op("neg", (term,)), "G", lambda a: None) == 1
+    assert exp_degree(Op("neg", (s,)), "G", lambda a: None) == 0
+
+
+def test_an_integer_power_of_a_coordinate_is_an_integer_index():
+    """m ^ 2 with a whole exponent is an integer: a valid index and
+    bitwise operand, as numpy computes it."""
+    c = parse("rank M, N\ninput X[N]: f32\nY[m] = X[m ^ 2] + xor(m ^ 2, 1)\n")
+    x = np.arange(10.0) * 3
+    m = np.arange(3)
+    np.testing.assert_array_equal(execute(c, {"X": x}, dict(M=3, N=10))["Y"], x[m ** 2] + ((m ** 2) ^ 1))
