@@ -753,7 +753,7 @@ def test_the_degree_of_a_negated_term_is_the_terms():
 def test_an_integer_power_of_a_coordinate_is_an_integer_index():
     """m ^ 2 with a whole exponent is an integer: a valid index and
     bitwise operand, as numpy computes it."""
-    c = parse("rank M, N\ninput X[N]: f32\nY[m] = X[m ^ 2] + xor(m ^ 2, 1)\n")
+    c = parse("rank M, N\ninput X[N]: f32\nY[m] = X[m ^ (2 ^ 1)] + xor(m ^ 2, 1)\n")   # a power as exponent too
     x = np.arange(10.0) * 3
     m = np.arange(3)
     np.testing.assert_array_equal(execute(c, {"X": x}, dict(M=3, N=10))["Y"], x[m ** 2] + ((m ** 2) ^ 1))
