@@ -757,3 +757,38 @@ def test_an_integer_power_of_a_coordinate_is_an_integer_index():
     x = np.arange(10.0) * 3
     m = np.arange(3)
     np.testing.assert_array_equal(execute(c, {"X": x}, dict(M=3, N=10))["Y"], x[m ** 2] + ((m ** 2) ^ 1))
+
+
+def test_a_fractional_symbol_in_integer_arithmetic_is_refused_at_its_use():
+    from einsum_ir.shapes import ShapeError, check_whole
+    c = parse("rank M, P\ninput X[M, P]: f32\nY[m, p] = X[m, p] where (m - p) % W == 0\n")
+    check_whole(c, dict(M=4, P=4, W=2))
+    with pytest.raises(ShapeError, match=r"shape symbol W = 2.5 is not a whole number, but Y uses it in the integer "
+                                         r"operation \(m - p\) % W in the predicate") as err:
+        check_whole(c, dict(M=4, P=4, W=2.5))
+    assert (err.value.loc.line, err.value.loc.column) == (3, 25)       # the `%`, not the Einsum's start
+
+
+def test_the_simulated_traversal_names_the_rank_it_walked():
+    from einsum_ir.analysis.traversal import simulate_passes
+    r = simulate_passes(library.load("attention-3pass"), "M", dict(B=1, H=1, M=4, P=3, E=2, F=2))
+    assert (r.rank, r.passes) == ("M", 3)
+
+
+def test_a_prefix_product_is_explained_as_a_running_product():
+    from einsum_ir.analysis import passes
+    text = STICKS.replace("cumsum[m, exclusive] -softplus(S[b, h, m, p])", "cumprod[m] (1 - sigmoid(S[b, h, m, p]))")
+    notes = passes(parse(text), "M").explain()
+    assert ("Z: cumprod[m] is a prefix scan along M: a running product carried from position to position, its "
+            "element m final when m is visited: no extra pass") in notes
+
+
+def test_sequence_ranks_not_longer_than_the_registers_are_refused_saying_so():
+    from einsum_ir.analysis.chunked import ChunkedFormError, recognise
+    from einsum_ir.shapes import resolve
+    c = parse("rank B, H, M, P, E, F\ninput Q[B, H, E, P]: f16\ninput K[B, H, E, M]: f16\ninput V[B, H, F, M]: f16\n"
+              "KV[b, h, e, f] = K[b, h, e, m] * V[b, h, f, m]\nS[b, h, p] = Q[b, h, e, p] * K[b, h, e, m]\n"
+              "O[b, h, f, p] = Q[b, h, e, p] * KV[b, h, e, f] * S[b, h, p]\n", name="two")
+    with pytest.raises(ChunkedFormError, match="no Einsum may iterate over two, and they must be longer than the "
+                                               "ranks held in registers"):
+        recognise(c, resolve(c, dict(B=1, H=1, M=8, P=8, E=4, F=4)))
