@@ -792,3 +792,30 @@ def test_sequence_ranks_not_longer_than_the_registers_are_refused_saying_so():
     with pytest.raises(ChunkedFormError, match="no Einsum may iterate over two, and they must be longer than the "
                                                "ranks held in registers"):
         recognise(c, resolve(c, dict(B=1, H=1, M=8, P=8, E=4, F=4)))
+
+
+def test_the_oracle_refuses_an_input_of_the_wrong_rank_naming_its_declaration():
+    from einsum_ir.shapes import ShapeError
+    c = parse("rank M, N\ninput X[M, N]: f32\nY[m] = X[m, n]\n")
+    with pytest.raises(ShapeError, match=r"input X has 3 dimensions, its declaration \[M, N\] 2"):
+        oracle.evaluate(c, {"X": np.zeros((2, 3, 4))}, dict(M=2, N=3))
+
+
+def test_the_split_kv_text_says_how_each_chunks_sum_moves_to_the_global_normaliser():
+    from einsum_ir.rewrites import rewrite
+    text = rewrite(library.load("attention-3pass"), "split-kv", verify=False).text
+    assert ("# SD = sum over the chunks of LSD times exp(SGM - GM): each chunk's terms move from the chunk's "
+            "normaliser to the global one") in text.splitlines()
+
+
+def test_a_predicates_integer_compares_are_each_counted():
+    """sliding-window's `m <= p and p - m < W`: two integer compares and one
+    subtraction (3 integer operations per point), one `and`."""
+    from collections import Counter
+
+    from einsum_ir.analysis.fused import recognise
+    from einsum_ir.analysis.tile_program import POINT, statement_ops
+    form = recognise(library.load("sliding-window"))
+    pred = next(e.predicate for e in form.cascade.einsums if e.predicate is not None)
+    assert str(pred) == "m <= p and p - m < W"
+    assert statement_ops(form, pred, cond=True) == Counter({("int", POINT): 3, ("logic", POINT): 1})
