@@ -819,3 +819,18 @@ def test_a_predicates_integer_compares_are_each_counted():
     pred = next(e.predicate for e in form.cascade.einsums if e.predicate is not None)
     assert str(pred) == "m <= p and p - m < W"
     assert statement_ops(form, pred, cond=True) == Counter({("int", POINT): 3, ("logic", POINT): 1})
+
+
+def test_a_floor_in_an_address_is_counted_once_per_key():
+    """K[b, h, e, floor(m / 2.5)]: the reciprocal of 2.5 once (uniform), then
+    per key one multiply and one floor (the floor's kind from the operator
+    table)."""
+    from collections import Counter
+
+    from einsum_ir.analysis.fused import recognise
+    from einsum_ir.analysis.tile_program import KEY, UNIFORM, statement_ops
+    from einsum_ir.ir import Access, Idx, Num
+    from einsum_ir.ops import RULES
+    form = recognise(library.load("attention-3pass"))
+    a = Access("K", (Idx("b"), Idx("h"), Idx("e"), Op("floor", (Op("div", (Idx("m"), Num(2.5))),))))
+    assert statement_ops(form, a) == Counter({("divide", UNIFORM): 1, ("mul", KEY): 1, (RULES["floor"].kind, KEY): 1})
