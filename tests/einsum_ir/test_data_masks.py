@@ -15,6 +15,7 @@ from einsum_ir.analysis.density import data_densities, density_values
 from einsum_ir.analysis.fused import recognise
 from einsum_ir.analysis.points import points
 from einsum_ir.analysis.tiles import EMPTY, FULL, cell_counts, classify
+from tests.designs import masked_softmax
 
 HEAD = """empty rows = 0
 rank B, H, P, E, F
@@ -22,13 +23,6 @@ rank M = P
 input Q[B, H, E, P]: f32
 input K[B, H, E, M]: f32
 input V[B, H, F, M]: f32
-"""
-BODY = """QK[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m] where vis
-GM[b, h, p] = max[m] QK[b, h, m, p] where vis
-SN[b, h, m, p] = exp(QK[b, h, m, p] - GM[b, h, p]) where vis
-SD[b, h, p] = SN[b, h, m, p] where vis
-SNV[b, h, f, p] = SN[b, h, m, p] * V[b, h, f, m] where vis
-AV[b, h, f, p] = SNV[b, h, f, p] / SD[b, h, p]
 """
 # name -> (declarations and mask, numpy reference of the mask over [b, p, m] from the arrays and W)
 MASKS = {
@@ -46,7 +40,7 @@ MASKS = {
 
 
 def design(name):
-    return ei.parse(HEAD + MASKS[name][0] + BODY)
+    return ei.parse(masked_softmax(HEAD + MASKS[name][0]))
 
 
 def values(name, b, n, seed):
