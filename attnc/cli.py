@@ -628,7 +628,8 @@ def cmd_compile(args) -> int:
     inputs = _inputs(args, c)
     shapes = with_inputs(c, parse_shapes(args.shape), inputs, densities=False)
     _gpu_model_fits(args.design, shapes)
-    mapping, best = kernel_mapping(c, args.hw or "h100", shapes, args.dtype, inputs)
+    gpu = args.hw or "h100"
+    mapping, best = kernel_mapping(c, gpu, shapes, args.dtype, inputs)
     src = compile_kernel(c, mapping, shapes).source(resolve(c, shapes))
     out = Path(args.out or f"{c.name}_triton.py")
     example = out.with_name(out.stem + "_example.py")
@@ -642,10 +643,10 @@ def cmd_compile(args) -> int:
     if best is not None and best.kind == "chunked":
         loops = "; ".join(f"loop over {lp.var} (chunk axes {', '.join(lp.axes)})" for lp in src.form.loops)
         print(f"{c.name}: chunked linear-time kernel, one program per ({', '.join(src.form.batch)}); {loops}; "
-              f"{best.mapping.warps} warps on {args.hw or 'h100'}, predicted {best.time_s * 1e6:,.1f} us "
+              f"{best.mapping.warps} warps on {gpu}, predicted {best.time_s * 1e6:,.1f} us "
               f"(bound by {best.binding})")
     elif best is not None:
-        print(f"{c.name}: {best.mapping} on {args.hw}, predicted {best.time_s * 1e6:,.1f} us "
+        print(f"{c.name}: {best.mapping} on {gpu}, predicted {best.time_s * 1e6:,.1f} us "
               f"({best.tflops:.0f} TFLOP/s, bound by {best.binding})")
     print(f"wrote {out} (kernel source) and {example} (usage)")
     return 0

@@ -185,6 +185,12 @@ def test_compile_writes_the_kernel_and_a_usage_example_and_never_overwrites(tmp_
     assert code == 2 and "--force" in err and out.read_text() == src
 
 
+def test_compile_without_hw_names_the_gpu_it_predicted_for(tmp_path, capsys):
+    """No --hw: the mapping is chosen for the default H100, and the summary says so (it said `on None`)."""
+    code, text, _ = run(capsys, "compile", "attention-3pass", *SMALL, "--out", str(tmp_path / "k.py"))
+    assert code == 0 and " on h100, predicted " in text and "None" not in text
+
+
 def test_compile_a_linear_time_design_gives_a_chunked_kernel(tmp_path, capsys):
     out = tmp_path / "gla.py"
     code, text, _ = run(capsys, "compile", "gla-chunkwise", "--target", "triton", "--out", str(out),
