@@ -260,6 +260,23 @@ def test_online_refusal_says_no_max_only_when_there_is_none():
         rewrite(library.load("linear-attention"), "online")
 
 
+def test_online_refusal_of_two_passes_with_no_max_to_carry():
+    """Forgetting attention without its max: its gates' prefix sum, written
+    as a sum over an alias, costs a pass of its own, and the sums over the
+    keys have no normaliser the online form could carry: refused as such,
+    not rewritten into a form that still takes two passes."""
+    from einsum_ir.analysis.passes import passes
+    from einsum_ir.rewrites import RewriteError, rewrite
+
+    from .test_online_agreement import FOX
+    src = FOX.replace("GATES\n", "rank J = M\nLF[b, h, m] = log(FG[b, h, m])\nCF[b, h, m] = LF[b, h, j] where j <= m\n")
+    c = parse(src.replace("GM[b, h, p] = max[m] S[b, h, m, p] where m <= p\n", "").replace(" - GM[b, h, p]", ""))
+    assert passes(c, "M").passes == 2
+    with pytest.raises(RewriteError, match=r"to the online form: no max \(or min\) over m to carry as a running "
+                                           r"value; its sums over the keys need no second pass"):
+        rewrite(c, "online", verify=False)
+
+
 def test_a_split_kv_refusal_points_at_the_einsum_it_names():
     """The refusal is located at KV's line, column 1, in the design's file."""
     from einsum_ir.rewrites import RewriteError, rewrite
