@@ -125,8 +125,13 @@ class _Checker:
                                   "it may use only shape symbols and numbers", n)
                 if r.name in {n.name for n in walk(r.definition) if isinstance(n, Sym)}:
                     self.fail(f"the extent of rank {r.name} is defined in terms of itself", r)
-            if r.parent is not None and self.ranks[r.parent].parent is None and r.parent == r.name:
+            if r.parent == r.name:
                 self.fail(f"rank {r.name} cannot be partitioned into itself", r)
+            if r.parent is not None and r.parent not in self.ranks:
+                self.fail(f"rank {r.name} is a part of {r.parent}, which is not declared", r)
+            if r.parent is not None and r.part not in ("outer", "inner"):
+                self.fail(f"rank {r.name} is part {r.part!r} of {r.parent}; a partition has an outer and an "
+                          "inner part", r)
         self.no_rank_cycle()
         for t in self.c.tensors:
             if t.dtype not in DTYPE_BYTES:
