@@ -78,6 +78,9 @@ def as_int(x):
     if not np.all(np.isfinite(x) & (x == np.floor(x))):
         bad = x[~(np.isfinite(x) & (x == np.floor(x)))].flat[0]
         raise ValueError(f"a bitwise operand is not an integer: {bad}")
+    outside = (x >= 2.0 ** 63) | (x < -2.0 ** 63)       # the cast below would wrap them
+    if np.any(outside):
+        raise ValueError(f"a bitwise operand does not fit in a 64-bit integer: {x[outside].flat[0]}")
     return x.astype(np.int64)
 
 
@@ -93,6 +96,12 @@ def _shift(left: bool):
         a, s = as_int(a), as_int(s)
         if np.any((s < 0) | (s > 62)):
             raise ValueError(f"a shift count must lie in 0..62, got {s[(s < 0) | (s > 62)].flat[0]}")
+        if left:                # a * 2^s must fit: int64 would wrap it silently
+            a, s = np.broadcast_arrays(a, s)
+            hi = np.right_shift(np.int64(2 ** 63 - 1), s)
+            bad = (a > hi) | (a < -hi - 1)
+            if np.any(bad):
+                raise ValueError(f"{a[bad].flat[0]} << {s[bad].flat[0]} does not fit in a 64-bit integer")
         return np.left_shift(a, s) if left else np.right_shift(a, s)
     return f
 

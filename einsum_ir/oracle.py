@@ -31,6 +31,7 @@ from __future__ import annotations
 import itertools
 import math
 import sys
+from fractions import Fraction
 
 import numpy as np
 
@@ -106,12 +107,18 @@ def _sigmoid(x):
     return z / (1.0 + z)
 
 
-def _floor(x):
-    return float(math.floor(x)) if math.isfinite(x) else x
+def _rounded(fn):
+    """floor or ceil as numpy's: a zero result keeps its argument's sign
+    (ceil(-0.5) = -0.0, as 1 / it = -inf shows)."""
+    def f(x):
+        if not math.isfinite(x):
+            return x
+        r = float(fn(x))
+        return math.copysign(r, x) if r == 0 else r
+    return f
 
 
-def _ceil(x):
-    return float(math.ceil(x)) if math.isfinite(x) else x
+_floor, _ceil = _rounded(math.floor), _rounded(math.ceil)
 
 
 def _max(a, b):
@@ -170,17 +177,27 @@ def _logsigmoid(x):
 
 
 def _whole(x) -> int:
-    if isinstance(x, bool) or (isinstance(x, (int, float)) and math.isfinite(x) and float(x).is_integer()):
-        return int(x)
-    raise ValueError(f"a bitwise operand is not an integer: {x}")
+    """A bitwise operand: a whole number that fits in a 64-bit integer (the
+    executor's int64; Python's integers would not overflow where it does)."""
+    if not (isinstance(x, bool) or (isinstance(x, (int, float)) and math.isfinite(x) and float(x).is_integer())):
+        raise ValueError(f"a bitwise operand is not an integer: {x}")
+    if not -2 ** 63 <= int(x) < 2 ** 63:
+        raise ValueError(f"a bitwise operand does not fit in a 64-bit integer: {x}")
+    return int(x)
 
 
-def _bits(fn, shift=False):
+def _shifted(a: int, s: int, left: bool) -> int:
+    """a << s or a >> s on 64-bit integers, refused where int64 would wrap."""
+    if not 0 <= s <= 62:
+        raise ValueError(f"a shift count must lie in 0..62, got {s}")
+    if left and not -2 ** 63 <= a << s < 2 ** 63:
+        raise ValueError(f"{a} << {s} does not fit in a 64-bit integer")
+    return a << s if left else a >> s
+
+
+def _bits(fn):
     def f(a, b):
-        a, b = _whole(a), _whole(b)
-        if shift and not 0 <= b <= 62:
-            raise ValueError(f"a shift count must lie in 0..62, got {b}")
-        return float(fn(a, b))
+        return float(fn(_whole(a), _whole(b)))
     return f
 
 
@@ -222,7 +239,7 @@ VALUE_OPS = {
     "erf": math.erf, "softplus": _softplus, "logsigmoid": _logsigmoid, "log1p": _log1p,
     "expm1": _guarded(math.expm1),
     "band": _bits(lambda a, b: a & b), "bor": _bits(lambda a, b: a | b), "xor": _bits(lambda a, b: a ^ b),
-    "shl": _bits(lambda a, b: a << b, True), "shr": _bits(lambda a, b: a >> b, True),
+    "shl": _bits(lambda a, b: _shifted(a, b, True)), "shr": _bits(lambda a, b: _shifted(a, b, False)),
 }
 
 # integer arithmetic of access indices and rank definitions
@@ -250,9 +267,10 @@ INDEX_OPS = {
 
 
 def _index_shift(a: int, b: int, left: bool) -> int:
-    if not 0 <= b <= 62:
-        raise OracleError(f"a shift count must lie in 0..62, got {b}")
-    return a << b if left else a >> b
+    try:
+        return _shifted(a, b, left)
+    except ValueError as err:
+        raise OracleError(str(err)) from None
 
 # reduction: (identity, fold)
 def _sum(acc, x):
@@ -264,21 +282,25 @@ REDUCTIONS = {"sum": (0.0, _sum), "max": (-math.inf, _max), "min": (math.inf, _m
 
 # ------------------------------------------------------------------ extents
 
-def _int_expr(e: Expr, env: dict, what: str) -> int:
-    """An integer expression over shape symbols (and, given `env`, variables)."""
+def _int_expr(e: Expr, env: dict, what: str, exact: bool = False) -> int | Fraction:
+    """An integer expression over shape symbols (and, given `env`, variables).
+    `exact`: an extent's `/`, exact division (a Fraction where it is not whole,
+    refused by `extents` as the notation says), not an index's floor."""
     if isinstance(e, Num):
         if not float(e.value).is_integer():
             raise OracleError(f"{what}: {e} is not an integer")
         return int(e.value)
     if isinstance(e, (Sym, Idx)):
         v = env[e.name]
-        if isinstance(v, float) and not v.is_integer():
+        if not float(v).is_integer():
             raise OracleError(f"{what}: {e.name} = {v} is not an integer")
         return int(v)
     if isinstance(e, Op) and e.name in INDEX_OPS:
-        args = [_int_expr(a, env, what) for a in e.args]
+        args = [_int_expr(a, env, what, exact) for a in e.args]
         if e.name in ("floordiv", "div", "mod") and args[1] == 0:
             raise OracleError(f"{what}: division by zero in {format_expr(e, True)}")
+        if exact and e.name == "div":
+            return Fraction(args[0]) / args[1]
         return INDEX_OPS[e.name](*args)
     raise OracleError(f"{what}: {e} is not integer arithmetic")
 
@@ -323,7 +345,7 @@ def extents(c: Cascade, shapes: dict | None, arrays: dict) -> dict:
             if r.definition is not None:
                 need = {n.name for n in walk(r.definition) if isinstance(n, Sym)}
                 if need <= env.keys():
-                    value, why = _int_expr(r.definition, env, f"rank {r.name}"), f"{r.name} = {r.definition}"
+                    value, why = _int_expr(r.definition, env, f"rank {r.name}", exact=True), f"{r.name} = {r.definition}"
                 else:
                     continue
             elif r.part == "outer":
@@ -344,7 +366,7 @@ def extents(c: Cascade, shapes: dict | None, arrays: dict) -> dict:
     for name in ranks:
         v = env[name]
         if not float(v).is_integer() or v < 1:
-            raise ShapeError(f"extent of rank {name} is {v}, not a positive integer")
+            raise ShapeError(f"extent of rank {name} is {float(v):g}, not a positive integer")
         env[name] = int(v)
     return env
 

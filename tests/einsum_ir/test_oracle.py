@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 
 import numpy as np
 import pytest
@@ -207,25 +208,43 @@ def test_operator_table_covers_the_vocabulary():
     assert set(RULES) <= set(oracle.VALUE_OPS)
 
 
-SPECIAL = [0.0, -0.0, 1.0, -2.5, 3.0, math.inf, -math.inf, math.nan, 800.0, -800.0]
+SPECIAL = [0.0, -0.0, 1.0, -1.0, 0.5, 2.0, -2.5, 3.0, 40.0, -40.0, 1e-310, math.inf, -math.inf, math.nan,
+           800.0, -800.0]
+WHOLE = [0.0, 1.0, 2.0, 3.0, 5.0, 12.0, 62.0, 63.0, -1.0, -7.0, 2.0 ** 62, 2.0 ** 63, -2.0 ** 63]
 
 
-@pytest.mark.parametrize("name, ref", [
-    ("div", np.divide), ("floordiv", np.floor_divide), ("mod", np.mod), ("max", np.maximum),
-    ("min", np.minimum), ("exp", np.exp), ("exp2", np.exp2), ("log", np.log), ("log2", np.log2),
-    ("sqrt", np.sqrt), ("tanh", np.tanh), ("floor", np.floor), ("abs", np.abs),
-    ("sigmoid", lambda x: 1 / (1 + np.exp(-x)))])
-def test_operators_at_special_values_follow_ieee(name, ref):
-    """The oracle's Python-float operators never raise and give numpy's
-    IEEE answer (inf, nan) where Python's math would throw."""
-    fn = oracle.VALUE_OPS[name]
-    n = 2 if name in ("div", "floordiv", "mod", "max", "min") else 1
+def _operators():
+    from einsum_ir.ops import RULES
+    return sorted(RULES)
+
+
+@pytest.mark.parametrize("name", _operators())
+def test_operators_at_special_values_follow_ieee(name):
+    """Every operator of the table, the oracle's plain-Python rule against
+    the executor's numpy one, at values where Python's math would throw or
+    round differently (inf, nan, -0, overflow, subnormals; whole numbers for
+    the bitwise ones, bools for and/or/not): the oracle never raises and
+    gives numpy's IEEE answer. sigmoid is the exception numpy gets wrong far
+    out: its tanh form rounds sigmoid(-40) = 4.2e-18 to 0, which an
+    absolute tolerance allows."""
+    from einsum_ir.ops import RULES
+    rule, fn = RULES[name], oracle.VALUE_OPS[name]
+    values = [False, True] if rule.group == "logic" else WHOLE if rule.group == "bitwise" else SPECIAL
     with np.errstate(all="ignore"):
-        for args in itertools.product(SPECIAL, repeat=n):
-            want = float(ref(*map(np.float64, args)))
+        for args in itertools.product(values, repeat=rule.arity):
+            try:
+                want = rule.numpy(*(np.array([a]) for a in args))[0]
+            except ValueError as err:           # a shift count out of range: both refuse, alike
+                with pytest.raises(ValueError, match=re.escape(str(err))):
+                    fn(*args)
+                continue
             got = fn(*args)
-            assert (math.isnan(got) and math.isnan(want)) or got == pytest.approx(want, rel=1e-12, abs=1e-300), \
+            assert isinstance(got, (bool, float, int)), (name, args, got)
+            want, got = float(want), float(got)
+            assert (math.isnan(got) and math.isnan(want)) or got == pytest.approx(want, rel=1e-12, abs=1e-17), \
                 (name, args, got, want)
+            if got == want == 0 and name not in ("max", "min", "clip"):    # which zero of max(0, -0): unspecified
+                assert math.copysign(1, got) == math.copysign(1, want), (name, args, "sign of zero", got, want)
 
 
 # ------------------------------------------------------------------ executor vs oracle
@@ -295,3 +314,37 @@ def test_an_element_that_needs_itself_is_an_error():
                 (Einsum(Access("A", n), Access("B", n) + Access("X", n)), Einsum(Access("B", n), Access("A", n))))
     with pytest.raises(oracle.OracleError, match="depends on itself"):
         oracle.evaluate(c, {"X": np.ones(3)})
+
+
+_X = np.arange(6.0).reshape(2, 3)
+_GATHER = "rank B, M\ninput X[B, M]: f32\ninput D[B]: i32\n"
+
+
+@pytest.mark.parametrize("src, inputs, shapes, executor_says, oracle_says", [
+    ("rank B, M\ninput X[B, M]: f32\nY[b] = X[b, m]\n", {"X": _X, "Z": _X}, None,
+     "Z is not an input of cascade", "Z is not an input of cascade"),
+    ("rank B, M\ninput X[B, M]: f32\nY[b] = X[b, m]\n", {}, None, "missing input: X", "missing input X"),
+    ("rank B\npartition M -> M1, M0\ninput X[B, M]: f32\nY[b] = X[b, m1 * M0 + m0]\n", {"X": _X}, {"M0": 0},
+     "extent of rank M0 must be a positive integer, got 0", "tile size M0 = 0 must be a positive integer"),
+    ("rank B, M\nrank H = M / 2\ninput X[B, M]: f32\nY[b, h] = X[b, 2 * h]\n", {"X": _X}, None,
+     r"rank H = M / 2 gives 1.5, not a positive integer", "extent of rank H is 1.5, not a positive integer"),
+    (_GATHER + "Y[b] = X[b, m // D[b]] where m < 1\n", {"X": _X, "D": np.array([0, 1])}, None,
+     r"division by zero in the index m / D\[b\]", r"division by zero in m / D\[b\]"),
+    (_GATHER + "Y[b] = X[b, D[b]]\n", {"X": _X, "D": np.array([0.5, 1])}, None,
+     r"the gathered index D\[b\] = 0.5 in Einsum Y is not a whole number",
+     r"the gathered D\[b\] = 0.5 in Y is not a whole number"),
+    (_GATHER + "Y[b] = X[b, D[b] << 62]\n", {"X": _X, "D": np.array([2, 1])}, None,
+     "2 << 62 does not fit in a 64-bit integer", "2 << 62 does not fit in a 64-bit integer"),
+    (_GATHER + "Y[b, m] = X[b, m] * (D[b] << 62)\n", {"X": _X, "D": np.array([1, 2])}, None,
+     "2 << 62 does not fit in a 64-bit integer", "2 << 62 does not fit in a 64-bit integer"),
+])
+def test_the_oracle_refuses_what_the_executor_refuses(src, inputs, shapes, executor_says, oracle_says):
+    """The two evaluators are independent, so each refusal of bad inputs and
+    shapes is written twice: they must agree on what is refused (an extent
+    `M / 2` at M = 3 was once floored by the oracle and refused by the
+    executor)."""
+    c = ei.parse(src)
+    with pytest.raises(ei.EinError, match=executor_says):
+        ei.execute(c, inputs, shapes)
+    with pytest.raises(ei.EinError, match=oracle_says):
+        oracle.evaluate(c, inputs, shapes)
