@@ -1,0 +1,56 @@
+"""Refusals of the text no other test reaches, each with its message and
+where it points (line, column), and the one domain end only the text can
+write open at -inf."""
+import math
+
+import pytest
+
+from einsum_ir import parse, print_cascade
+from einsum_ir.errors import ParseError
+from einsum_ir.parser import parse_file
+
+
+def _refused(text: str, message: str, line: int, column: int):
+    with pytest.raises(ParseError) as err:
+        parse(text)
+    assert err.value.message == message
+    assert (err.value.line, err.value.column) == (line, column)
+
+
+def test_a_let_named_as_a_mask():
+    _refused("rank M, P\nmask causal = m <= p\nlet causal(x) = x * 2\ninput X[M, P]: f32\n"
+             "Y[m, p] = X[m, p] where causal\n", "'causal' is already a mask", 3, 5)
+
+
+def test_a_mask_named_as_a_let():
+    _refused("rank M, P\nlet causal(x) = x * 2\nmask causal = m <= p\ninput X[M, P]: f32\nY[m, p] = X[m, p]\n",
+             "'causal' is already defined by a let", 3, 6)
+
+
+def test_a_closed_infinite_domain_end():
+    _refused("rank M\ninput X[M]: f32 in [-inf, 0)\nY[m] = X[m]\n",
+             "a closed end of a domain must be finite, got -inf: write that end open, with (", 2, 21)
+
+
+def test_an_open_end_at_minus_infinity_is_kept_and_printed():
+    c = parse("rank M\ninput X[M]: f32 in (-inf, 0]\nY[m] = X[m]\n")
+    d = c.tensor("X").domain
+    assert (d.lo, d.hi, d.lo_closed, d.hi_closed) == (-math.inf, 0.0, False, True)
+    assert parse(print_cascade(c)).tensor("X").domain == d
+
+
+@pytest.mark.parametrize("text, expected, line, column", [
+    ("rank M\ninput X[M", "',', ']' (or an operator continuing the expression)", 2, 10),
+    ("rank M\ninput X[M]: f32\nY[m] = (X[m]", "')'", 3, 13),
+])
+def test_a_design_that_stops_mid_statement(text, expected, line, column):
+    _refused(text, f"unexpected end of line; expected {expected}", line, column)
+
+
+def test_a_file_that_cannot_be_read(tmp_path):
+    with pytest.raises(ParseError) as err:
+        parse_file(tmp_path)
+    assert err.value.message == f"cannot read {tmp_path}: it is a directory"
+    with pytest.raises(ParseError) as err:
+        parse_file(tmp_path / "nope.ein")
+    assert err.value.message == f"cannot read {tmp_path / 'nope.ein'}: No such file or directory"
