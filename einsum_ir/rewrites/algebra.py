@@ -52,7 +52,7 @@ def exp_degree(x: Expr, g: str, expand: Expand) -> int | None:
         if ds[0] != 0:
             return None
         live = [d for d, z in zip(ds[1:], zero[1:]) if not z]
-        return live[0] if live and len(set(live)) == 1 else 0
+        return 0 if not live else live[0] if len(set(live)) == 1 else None
     return 0 if all(d == 0 for d in ds) else None
 
 
