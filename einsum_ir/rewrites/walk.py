@@ -118,7 +118,7 @@ def recognise(c: Cascade, K: str, form: str) -> Walk:
     for e in c.einsums:
         pair = sorted(set(e.iteration_vars) & set(aliases))
         if pair and e.name not in before:
-            raise refuse(c, None, f"rank {aliases[pair[0]]} = {K} pairs two key positions in one Einsum; the "
+            raise refuse(c, e, f"rank {aliases[pair[0]]} = {K} pairs two key positions in one Einsum; the "
                                   f"{form} form walks one key at a time", form)
     _classify(w, form)
     _check_reads(w, form)
