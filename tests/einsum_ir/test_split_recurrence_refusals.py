@@ -1,0 +1,35 @@
+"""Split-KV of a written recurrence (attention-1pass's running max and
+rescaled sums, einsum_ir.rewrites.chunks): each recurrence the split does
+not recognise is refused at the Einsum it is about, with its reason."""
+import pytest
+
+from einsum_ir import library, parse
+from einsum_ir.rewrites import RewriteError, rewrite
+
+ONE = str(library.load("attention-1pass"))
+RD = "RD[b, h, m1 + 1, p] = SLD[b, h, m1, p] + SPD[b, h, m1, p]"
+SPD = "SPD[b, h, m1, p] = RD[b, h, m1, p] * PRM[b, h, m1, p]"
+AV = "AV[b, h, f, p] = RNV[b, h, f, M1, p] / RD[b, h, M1, p]"
+NOT_RUNNING = ("RD's recurrence is neither a running max, a running sum nor a rescaled running sum "
+               "L + X[t] * exp(a(t) - a(t+1)) from 0")
+
+
+@pytest.mark.parametrize("old, new, at, why", [
+    (RD, RD.replace("p] + SPD", "p] * SPD"), RD.replace("p] + SPD", "p] * SPD"), f"RD: {NOT_RUNNING}"),
+    ("RD[b, h, 0, p] = 0", "RD[b, h, 0, p] = 1", RD, f"RD: {NOT_RUNNING}"),
+    (SPD, SPD.replace("RD[b, h, m1, p]", "RNV[b, h, 0, m1, p]"), RD,
+     "RD: RD reads per-tile values or previous iterates without reading itself: not a value made of running maxima"),
+    (AV, "T[b, h, p] = SLD[b, h, m1, p]\n" + AV + " + T[b, h, p]", "T[b, h, p] = SLD[b, h, m1, p]",
+     "T: reduces over the tiles m1 outside the recurrence; the split needs every value over M1 carried by a "
+     "recurrence"),
+    (SPD, SPD.replace("PRM[b, h, m1, p]", "PRM[b, h, 0, p]"), RD,
+     "RD: the rescaling exp(RM[b, h, 0, p] - RM[b, h, 0 + 1, p]) of RD is not exp(G(t) - G(t+1)) of one value G"),
+    (AV, AV + " + LM[b, h, M1 - 1, p]", AV, "AV: reads LM, a per-tile value, after the walk"),
+])
+def test_a_recurrence_the_split_does_not_recognise_is_refused_at_its_einsum(old, new, at, why):
+    assert ONE.count(old) == 1
+    text = ONE.replace(old, new)
+    with pytest.raises(RewriteError) as err:
+        rewrite(parse(text, name="broken"), "split-kv", verify=False)
+    assert err.value.message == f"cannot rewrite broken to the split-kv form: {why}"
+    assert err.value.line == 1 + text[:text.index(at)].count("\n")
