@@ -363,7 +363,8 @@ def recognise(c: Cascade, env: dict | None = None) -> FusedForm:
             kinds[e.name] = "row"
             continue
         if e.reduced:
-            raise _fail(e, f"reduces over {', '.join(e.reduced)}" + (f" together with the key rank {key}"
+            others = [v for v in e.reduced if v != key]
+            raise _fail(e, f"reduces over {', '.join(others)}" + (f" together with the key rank {key}"
                            if key in e.reduced else "") + "; a fused kernel reduces only over keys", c)
         if key in vars_:
             raise _fail(e, "uses the key rank in an unsupported way", c)

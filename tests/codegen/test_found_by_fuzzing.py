@@ -69,3 +69,12 @@ def test_a_hoisted_einsum_that_broadcasts_over_an_output_rank():
     text = text.replace("QK[b, h, m, p] = Q", "T[b, h, p] = SC[h]\nQK[b, h, m, p] = Q")
     shapes = {k: v for k, v in SHAPES.items() if k != "W"}
     assert _error(text, shapes) < 1e-5
+
+
+@pytest.mark.parametrize("extra", ["V[b, h, f, 0]", "V[b, h, f, M - 1] * Q[b, h, 0, p]"])
+def test_an_epilogue_that_reads_an_input_at_a_constant_key(extra):
+    """A row Einsum after the walk reading V at one key (the first, the
+    last) is a plain load in the epilogue, not a tile read."""
+    text = SOFTMAX.format(inputs=QKV, score="S[b, h, m, p] = QK[b, h, m, p]").replace(
+        "AV[b, h, f, p] = SNV[b, h, f, p] / SD[b, h, p]", f"AV[b, h, f, p] = SNV[b, h, f, p] / SD[b, h, p] + {extra}")
+    assert _error(text, dict(B=1, H=2, M=37, P=39, E=4, F=3)) < 1e-5

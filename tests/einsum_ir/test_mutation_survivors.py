@@ -700,7 +700,7 @@ def test_fused_refusals_name_the_einsum_that_leaves_the_tile():
     cases = [(extra, r"X: element-wise over the key rank but also over r; a tile holds only the query and key "
                      r"positions", "X"),
              (a3.replace("GM[b, h, p] = max[m] QK[b, h, m, p]", "GM[b, h, p] = max[m, e] QK[b, h, m, p] * Q[b, h, e, p]"),
-              r"GM: reduces over m, e together with the key rank m; a fused kernel reduces only over keys", "GM")]
+              r"GM: reduces over e together with the key rank m; a fused kernel reduces only over keys", "GM")]
     for text, match, einsum in cases:
         c = parse(text, name="leaves")
         with pytest.raises(FusedFormError, match="leaves does not fit a fused attention kernel: " + match) as err:
