@@ -263,6 +263,13 @@ def recognise(c: Cascade, env: dict | None = None) -> ChunkedForm:
         k = loop_index.get(t)
         return k is not None and loops_spec[k][0] in writer[t].reduced
 
+    def fed_by(t: str) -> set[int]:
+        """The loops whose results an Einsum run after the loops reads."""
+        out = set()
+        for u in _reads(writer[t], inline) - {t}:
+            out |= {loop_index[u]} if loop_index.get(u) is not None else fed_by(u) if u in writer else set()
+        return out
+
     pass_of: dict[str, int] = {}
     before: dict[tuple[int, int], set] = {}
     for e in body:
@@ -271,6 +278,9 @@ def recognise(c: Cascade, env: dict | None = None) -> ChunkedForm:
         for t in _reads(e, inline) - {e.name}:
             j = loop_index.get(t)
             if j is None:
+                if k is not None and t in writer and k in fed_by(t):
+                    raise _fail(e, f"reads {t}, which runs after the loop over {loops_spec[k][0]} (it needs that "
+                                   "loop's results), inside that loop", c)
                 continue
             if j != k and not (accumulates(t) or k is None and t in states):
                 raise _fail(e, f"reads {t}, which exists only one chunk at a time in the loop over "
