@@ -78,3 +78,26 @@ def test_an_epilogue_that_reads_an_input_at_a_constant_key(extra):
     text = SOFTMAX.format(inputs=QKV, score="S[b, h, m, p] = QK[b, h, m, p]").replace(
         "AV[b, h, f, p] = SNV[b, h, f, p] / SD[b, h, p]", f"AV[b, h, f, p] = SNV[b, h, f, p] / SD[b, h, p] + {extra}")
     assert _error(text, dict(B=1, H=2, M=37, P=39, E=4, F=3)) < 1e-5
+
+
+LOG_SUM_EXP = """rank B, H, M, P, E, F
+{inputs}
+QK[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m] where m <= p
+GM[b, h, p] = max[m] QK[b, h, m, p] where m <= p
+SD[b, h, p] = exp(QK[b, h, m, p] - GM[b, h, p]) where m <= p
+LSD[b, h, p] = GM[b, h, p] + log(SD[b, h, p])
+SNV[b, h, f, p] = exp(QK[b, h, m, p] - LSD[b, h, p]) * V[b, h, f, m] where m <= p
+AV[b, h, f, p] = SNV[b, h, f, p] * 1
+"""
+
+
+def test_a_row_value_computed_between_two_passes():
+    """The log-sum-exp LSD is a row value made of pass 1's statistics and
+    read by pass 2's tiles: it is computed between the walks, once per row
+    (the tile program places it before pass 2), and the kernel matches."""
+    from einsum_ir.analysis.fused import recognise
+    from einsum_ir.analysis.tile_program import tile_program
+    text = LOG_SUM_EXP.format(inputs=QKV)
+    first, second = tile_program(recognise(parse(text))).passes
+    assert [e.name for e in first.rows] == [] and [e.name for e in second.rows] == ["LSD"]
+    assert _error(text, dict(B=1, H=2, M=37, P=39, E=4, F=3)) < 1e-5
