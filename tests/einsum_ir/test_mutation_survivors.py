@@ -527,14 +527,16 @@ def test_a_scan_in_the_walk_is_charged_its_carry_work():
                                      ("int", UNIFORM): WALK_MERGE_INT})
 
 
-def test_counts_without_a_masks_values_bound_the_counts_with_them():
+@pytest.mark.parametrize("where", ["where DQ[p] == DK[m] and m <= p", "where not (DQ[p] != DK[m]) and m <= p"])
+def test_counts_without_a_masks_values_bound_the_counts_with_them(where):
     """Documents read from DQ and DK, and causal: without their values the
     counts are bounds (any: the causal points, 40 x 41 / 2; all: none); with
-    four documents of ten tokens, the exact 4 x (10 x 11 / 2) lies between."""
+    four documents of ten tokens, the exact 4 x (10 x 11 / 2) lies between.
+    Written under a `not`, the unknown condition's bounds swap polarity and
+    the counts are the same."""
     from einsum_ir.analysis.fused import recognise
     from einsum_ir.analysis.tiles import cell_counts
     from einsum_ir.shapes import resolve
-    where = "where DQ[p] == DK[m] and m <= p"
     c = parse(f"""rank B, H, M, P, E, F
 input Q[B, H, E, P]: f32
 input K[B, H, E, M]: f32
