@@ -46,3 +46,8 @@ def test_a_tensor_read_needs_its_own_symbolic_value():
 def test_anything_else_is_a_type_error():
     with pytest.raises(TypeError):
         to_sympy("m")
+
+
+def test_not_takes_its_condition_as_it_is():
+    x = to_sympy(Op("not", (Op("lt", (Idx("m"), Idx("p"))),)))
+    assert x == (m >= p)
