@@ -13,3 +13,10 @@ AV[b, h, f, p] = SNV[b, h, f, p] / SD[b, h, p]
 def masked_softmax(header: str) -> str:
     """`header` (ending in `mask vis = ...`) followed by the masked body."""
     return header.rstrip("\n") + "\n" + MASKED_SOFTMAX
+
+SOFTMAX = MASKED_SOFTMAX.replace(" where vis", "")
+
+
+def softmax(header: str) -> str:
+    """`header` followed by the unmasked body."""
+    return header.rstrip("\n") + "\n" + SOFTMAX

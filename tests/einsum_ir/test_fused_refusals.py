@@ -6,19 +6,15 @@ import pytest
 from einsum_ir import parse
 from einsum_ir.analysis.fused import FusedFormError, recognise
 
-BASE = """rank B, H, P, E, F, G
+from ..designs import softmax
+
+BASE = softmax("""rank B, H, P, E, F, G
 rank M = P
 input Q[B, H, E, P]: f32
 input K[B, H, E, M]: f32
 input V[B, H, F, M]: f32
 INPUTS
-QK[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m]
-GM[b, h, p] = max[m] QK[b, h, m, p]
-SN[b, h, m, p] = exp(QK[b, h, m, p] - GM[b, h, p])
-SD[b, h, p] = SN[b, h, m, p]
-SNV[b, h, f, p] = SN[b, h, m, p] * V[b, h, f, m]
-AV[b, h, f, p] = SNV[b, h, f, p] / SD[b, h, p]
-"""
+""")
 SNV = "SNV[b, h, f, p] = SN[b, h, m, p] * V[b, h, f, m]"
 NEITHER = ("a sum over keys that is neither a row statistic nor a value contraction (a tile term times one input "
            "V[.., f, m])")

@@ -8,18 +8,14 @@ from einsum_ir import parse
 from einsum_ir.rewrites import RewriteError
 from einsum_ir.rewrites.walk import recognise
 
-BASE = """rank B, H, P, E, F
+from ..designs import softmax
+
+BASE = softmax("""rank B, H, P, E, F
 rank M = P
 input Q[B, H, E, P]: f32
 input K[B, H, E, M]: f32
 input V[B, H, F, M]: f32
-QK[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m]
-GM[b, h, p] = max[m] QK[b, h, m, p]
-SN[b, h, m, p] = exp(QK[b, h, m, p] - GM[b, h, p])
-SD[b, h, p] = SN[b, h, m, p]
-SNV[b, h, f, p] = SN[b, h, m, p] * V[b, h, f, m]
-AV[b, h, f, p] = SNV[b, h, f, p] / SD[b, h, p]
-"""
+""")
 SNV = "SNV[b, h, f, p] = SN[b, h, m, p] * V[b, h, f, m]"
 SN = "exp(QK[b, h, m, p] - GM[b, h, p])"
 
