@@ -104,22 +104,22 @@ def too_deep(e: Expr, limit: int = MAX_DEPTH) -> Expr | None:
     return None
 
 
-_OPERATORS = {"AND", "OR", "CMPOP", "PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "__ANON_0", "LPAR",
-              "WHERE", "DOUBLE_SLASH", "CIRCUMFLEX", "AMPERSAND", "VBAR", "SHL", "SHR"}
+# Tokens that continue an expression, by their text: lark names some terminals
+# itself (`//` is __ANON_1), so names would drift with the grammar.
+_OPERATOR_TEXTS = frozenset({"and", "or", "+", "-", "*", "/", "//", "%", "(", "where", "^", "&", "|", "<<", ">>"})
 
 
 def _describe(names) -> str:
     """Expected tokens, structure first: `',' or ']'` rather than every operator
     that could also continue an expression."""
-    terminals = {t.name: t for t in _lark().terminals}
     if "NUMBER" in names:
         return "an expression (a number, a name, a tensor element, a function call or '(')"
     if "IN" in names:  # after a declaration: its optional domain
         return _describe(set(names) - {"IN", "CMPOP"}) + " or a domain (in (0, 1), > 0, ...)"
-    ops = {n for n in names if n in _OPERATORS or (
+    terminals = {t.name: t for t in _lark().terminals}
+    ops = {n for n in names if n == "CMPOP" or (
         n in terminals and isinstance(terminals[n].pattern, lark.lexer.PatternStr)
-        and terminals[n].pattern.value in ("and", "or", "+", "-", "*", "/", "//", "%", "(", "where", "^", "&", "|",
-                                           "<<", ">>"))}
+        and terminals[n].pattern.value in _OPERATOR_TEXTS)}
     structural = set(names) - ops
     if structural and ops:
         return _describe_all(structural) + " (or an operator continuing the expression)"
