@@ -54,3 +54,16 @@ def test_a_file_that_cannot_be_read(tmp_path):
     with pytest.raises(ParseError) as err:
         parse_file(tmp_path / "nope.ein")
     assert err.value.message == f"cannot read {tmp_path / 'nope.ein'}: No such file or directory"
+
+
+@pytest.mark.parametrize("text, message, line, column", [
+    ("rank M\ninput X[M]: f32\nY[m = X[m]\n",
+     "unexpected '='; expected ',', ')', ']', end of line (or an operator continuing the expression)", 3, 5),
+    ("rank M\ninput X[M]: f32\nY[m] = (X[m] ]\n", "unexpected ']'; expected ')'", 3, 14),
+    ("rank M\ninput X[M]: f32 in (0 1)\nY[m] = X[m]\n", "unexpected '1'; expected ',', ')', ']', end of line", 2, 23),
+])
+def test_the_expected_tokens_name_structure_first_and_operators_as_one(text, message, line, column):
+    """Operators that could continue the expression (+, >>, //, where, ...)
+    are summed up in one phrase, not listed among the tokens the statement
+    needs."""
+    _refused(text, message, line, column)
