@@ -344,7 +344,9 @@ def test_the_oracle_refuses_what_the_executor_refuses(src, inputs, shapes, execu
     `M / 2` at M = 3 was once floored by the oracle and refused by the
     executor)."""
     c = ei.parse(src)
-    with pytest.raises(ei.EinError, match=executor_says):
+    with pytest.raises(ei.EinError, match=executor_says) as err:
         ei.execute(c, inputs, shapes)
+    if err.value.line is not None:          # located: the message quotes the line it points at
+        assert src.splitlines()[err.value.line - 1] in str(err.value)
     with pytest.raises(ei.EinError, match=oracle_says):
         oracle.evaluate(c, inputs, shapes)
