@@ -33,3 +33,26 @@ def test_a_recurrence_the_split_does_not_recognise_is_refused_at_its_einsum(old,
         rewrite(parse(text, name="broken"), "split-kv", verify=False)
     assert err.value.message == f"cannot rewrite broken to the split-kv form: {why}"
     assert err.value.line == 1 + text[:text.index(at)].count("\n")
+
+
+RM = "RM[b, h, m1 + 1, p] = max(RM[b, h, m1, p], LM[b, h, m1, p])"
+RM_MIN = RM.replace("max(", "min(")
+
+
+def test_a_running_min_splits_with_a_min_over_the_chunks():
+    """A running min from +inf (the normaliser written the other way round)
+    splits as a running max does; the rewrite is checked against the
+    original by the executor."""
+    text = ONE.replace(RM, RM_MIN).replace("RM[b, h, 0, p] = -inf", "RM[b, h, 0, p] = inf")
+    r = rewrite(parse(text, name="mins"), "split-kv")
+    assert r.checked["max_abs_diff"] < 1e-12
+    assert "CRM[b, h, p] = min[ms] RM[b, h, ms, MT, p]" in r.text
+
+
+def test_a_running_min_from_minus_infinity_is_refused():
+    text = ONE.replace(RM, RM_MIN)
+    with pytest.raises(RewriteError) as err:
+        rewrite(parse(text, name="mins"), "split-kv", verify=False)
+    assert err.value.message == ("cannot rewrite mins to the split-kv form: RM: a min recurrence that is not "
+                                 "RM[t+1] = min(RM[t], L) from inf")
+    assert err.value.line == 1 + text[:text.index(RM_MIN)].count("\n")
