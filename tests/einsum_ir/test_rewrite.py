@@ -162,6 +162,10 @@ def test_differential_attention_sum_of_quotients():
 def test_deferral_refused_with_reasons():
     with pytest.raises(RewriteError, match=r"A divides inside clip\(\.\.\.\)"):
         rewrite(ei.load("clipped-softmax"), "deferred")
+    minus = str(ei.load("clipped-softmax")).replace("(ZETA[] - GAMMA[]) * SN[b, h, m, p] / SD[b, h, p] + GAMMA[]",
+                                                    "ZETA[] - SN[b, h, m, p] / SD[b, h, p] * GAMMA[]")
+    with pytest.raises(RewriteError, match=r"A divides inside clip\(\.\.\.\), not as a factor"):  # through the -
+        rewrite(ei.parse(minus), "deferred")
     with pytest.raises(RewriteError, match="AV divides but no Einsum sums it"):
         rewrite(ei.load("attention-3pass-deferred"), "deferred")
     bad = THREE_PASS_GQA.replace("A[b, h, m, p] = 2 * SN[b, h, m, p] / SD[b, h, p]",
