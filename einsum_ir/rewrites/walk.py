@@ -64,19 +64,11 @@ class Walk:
         return out
 
     def predicate_stats(self, e: Einsum) -> set[str]:
-        """Statistics read by e's where clause or by the where clause of a
-        tile Einsum e reads (directly or through tiles)."""
-        out = self.stats_read(e.predicate)
-        seen: set[str] = set()
-        todo = [a.tensor for x in (e.expr, e.predicate) if x is not None for a in accesses(x)]
-        while todo:
-            t = self.tiles.get(todo.pop())
-            if t is None or t.name in seen:
-                continue
-            seen.add(t.name)
-            out |= self.stats_read(t.predicate)
-            todo += [a.tensor for a in accesses(t.expr)]
-        return out
+        """Statistics read by e's where clause. A tile Einsum whose where
+        clause reads one is refused before its readers are looked at
+        (`_normalisers` visits the cascade in order), so the tiles e reads
+        add none."""
+        return self.stats_read(e.predicate)
 
     def has_predicate(self) -> bool:
         return any(e.predicate is not None for e in (*self.tiles.values(), *self.reductions.values()))

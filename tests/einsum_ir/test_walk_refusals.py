@@ -40,6 +40,8 @@ def test_the_base_design_is_a_walk():
      "SN: reads the statistic GM[b, h, 0] inside the walk, not at the indices it is written at (GM[b, h, p])"),
     ((SNV, SNV + " where QK[b, h, m, p] > GM[b, h, p] - 5"), "M", 10,
      "SNV: its where clause reads GM, a statistic over the keys"),
+    ((SN, SN + " where QK[b, h, m, p] > GM[b, h, p] - 5"), "M", 8,       # a tile's, before its readers
+     "SN: its where clause reads GM, a statistic over the keys"),
 ])
 def test_a_design_that_is_no_walk_is_refused_at_its_einsum(edit, key, line, why):
     text = BASE.replace(*edit)
