@@ -131,3 +131,15 @@ def test_elimination_of_a_causal_key_past_the_keys():
     for mm, pp in ((3, 8), (8, 3), (5, 5)):
         got = sum(bool(left.subs({M: mm, p: q})) for q in range(pp))
         assert got == min(mm, pp)
+
+
+def test_an_equality_is_an_interval_of_one_point_over_a_box_too_large_to_enumerate():
+    """2m == p over 10^5 x (10^5 + 1) points (more than enumeration takes):
+    along m each p gives the interval [ceil(p/2), floor(p/2)], one point
+    for even p: 50,001 in all; and 2m + 1 == p below m = 1000: 1,000."""
+    box = ((m, 100_000), (p, 100_001))
+    assert 100_000 * 100_001 > pts._MAX_POINTS
+    pts.count_points.cache_clear()
+    assert pts.count_points(sympy.Eq(2 * m, p), box) == 50_001
+    assert pts.count_points(sympy.And(sympy.Eq(2 * m + 1, p), m < 1000), box) == 1000
+    pts.count_points.cache_clear()
