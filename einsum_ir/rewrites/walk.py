@@ -205,8 +205,6 @@ def _check_reads(w: Walk, form: str) -> None:
                 if a.indices != written.indices:
                     raise refuse(c, e, f"reads the statistic {a} inside the walk, not at the indices it is "
                                  f"written at ({written})", form)
-            if (a.tensor in w.reductions or a.tensor in w.rows) and any(k in index_vars(i) for i in a.indices):
-                raise refuse(c, e, f"reads the statistic {a} at a key-dependent index", form)
 
 
 def _normalisers(w: Walk, form: str) -> None:
