@@ -446,8 +446,8 @@ def statement_ops(form: FusedForm, x: Expr, cond: bool = False) -> Counter:
 def _ops(form: FusedForm, x: Expr, out: Counter, mode: str) -> frozenset:
     if isinstance(x, Access):
         for i in x.indices:
-            if isinstance(i, Op):
-                _ops(form, i, out, "int")          # address arithmetic
+            if isinstance(i, (Op, Access)):
+                _ops(form, i, out, "int")          # address arithmetic, a gather's own address included
         return axes_of(form, x)
     if not isinstance(x, Op):
         return axes_of(form, x)

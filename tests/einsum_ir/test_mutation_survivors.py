@@ -853,3 +853,22 @@ def test_a_floor_in_an_address_is_counted_once_per_key():
     form = recognise(library.load("attention-3pass"))
     a = Access("K", (Idx("b"), Idx("h"), Idx("e"), Op("floor", (Op("div", (Idx("m"), Num(2.5))),))))
     assert statement_ops(form, a) == Counter({("divide", UNIFORM): 1, ("mul", KEY): 1, (RULES["floor"].kind, KEY): 1})
+
+
+# ---- fresh run, seed 27 (2026-11-30): the sampled mutants no test detected
+
+@pytest.mark.parametrize("design, einsum, ops", [
+    # p - m + M - 1: three integer operations per point (the address), the bias add a float one
+    ("relative-bias", "S", {("int", frozenset("pm")): 3, ("add", frozenset("pm")): 1}),
+    # h / G: one integer division per program (no tile axis), the score a multiply per point
+    ("gqa", "QK", {("int", frozenset()): 1, ("mul", frozenset("pm")): 1}),
+    # BT[b, m // BS] (the gather's own address) and m % BS per key, h / G per program; one query row
+    ("paged-attention", "QK", {("int", frozenset()): 1, ("int", frozenset("m")): 2, ("mul", frozenset("m")): 1}),
+])
+def test_address_arithmetic_is_integer_work(design, einsum, ops):
+    """A computed index is integer work on the axes it varies over, never a
+    float add or multiply (the GPU model charges them on different units)."""
+    from einsum_ir.analysis.fused import recognise
+    from einsum_ir.analysis.tile_program import statement_ops
+    c = library.load(design)
+    assert dict(statement_ops(recognise(c), c.writers(einsum)[0].expr)) == ops
