@@ -236,7 +236,9 @@ class _Evaluator:
             if np.any(bad):
                 worst = int(pick(kb[bad]))
                 at = np.argwhere(bad & (kb == worst))[0]
-                found.append(f"{format_expr(a.indices[pos], True)} = {worst} is {side}, at {_point_text(space, shape, at)}")
+                text = format_expr(a.indices[pos], True)
+                value = f"{text} = {worst}" if text != str(worst) else f"the constant {worst}"
+                found.append(f"{value} is {side}, at {_point_text(space, shape, at)}")
         rank = self.c.tensor(a.tensor).ranks[pos]
         gathered = _reads_tensor(a.indices[pos])   # the data gave the index: say whose Einsum, never clip
         self.fail(f"index out of range: {a} at rank {pos + 1} ({rank}) of {a.tensor}, which takes values in "

@@ -872,3 +872,59 @@ def test_address_arithmetic_is_integer_work(design, einsum, ops):
     from einsum_ir.analysis.tile_program import statement_ops
     c = library.load(design)
     assert dict(statement_ops(recognise(c), c.writers(einsum)[0].expr)) == ops
+
+
+def test_why_a_sum_is_not_online_names_a_row_values_kind():
+    """AV's term reads R = 1 / SD, a row value made from the pass's sum: the
+    kernel cannot rescale it while the keys stream, so AV runs in a second
+    pass, and the reason says what R is."""
+    from einsum_ir.analysis.fused import recognise
+    f = recognise(parse("""rank B, H, P, E, F
+rank M = P
+input Q[B, H, E, P]: f32
+input K[B, H, E, M]: f32
+input V[B, H, F, M]: f32
+QK[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m]
+GM[b, h, p] = max[m] QK[b, h, m, p]
+SD[b, h, p] = exp(QK[b, h, m, p] - GM[b, h, p])
+R[b, h, p] = 1 / SD[b, h, p]
+AV[b, h, f, p] = exp(QK[b, h, m, p] - GM[b, h, p]) * V[b, h, f, m] * R[b, h, p]
+"""))
+    assert f.passes == 2
+    assert f.not_online == {"AV": "its term reads R (row value over m, or made from one) inside the walk; only a "
+                                  "normaliser made of maxima over m can be corrected while the keys stream, a sum "
+                                  "is complete only after the whole walk (defer a division by it first)"}
+
+
+def test_a_divisor_that_is_zero_only_where_the_predicate_removes_the_point():
+    """m - 2 is 0 at m = 2, a point the where clause removes: no error, and
+    the kept points divide."""
+    out = execute(parse("rank M\ninput X[M]: f32\nY[m] = X[m] / (m - 2) where m != 2\n"), {"X": np.arange(5.0)})["Y"]
+    assert np.array_equal(out, [0.0, -1.0, 0.0, 3.0, 2.0])
+
+
+@pytest.mark.parametrize("index, says", [("-1", "the constant -1 is below 0"), ("7", "the constant 7 is past the end")])
+def test_a_constant_index_out_of_range_is_named_once(index, says):
+    from einsum_ir.errors import ExecutionError
+    with pytest.raises(ExecutionError) as err:
+        execute(parse(f"rank M\ninput X[M]: f32\nY[m] = X[{index}] * X[m]\n"), {"X": np.arange(4.0)})
+    assert err.value.message == (f"index out of range: X[{index}] at rank 1 (M) of X, which takes values in [0, 3]: "
+                                 f"{says}, at m=0")
+    assert (err.value.line, err.value.column) == (3, 8)
+
+
+def test_a_rank_defined_by_itself_is_refused_at_its_name():
+    from einsum_ir.errors import ValidationError
+    with pytest.raises(ValidationError) as err:
+        parse("rank M\nrank H = H * 2\ninput X[M]: f32\nY[m] = X[m]\n")
+    assert err.value.message == "the extent of rank H is defined in terms of itself"
+    assert (err.value.line, err.value.column) == (2, 6)
+
+
+def test_a_cascade_whose_every_tensor_is_read_again_has_no_output():
+    from einsum_ir.errors import ValidationError
+    with pytest.raises(ValidationError) as err:
+        parse("rank M\ninput X[M]: f32\nS[0] = 0\nS[m + 1] = S[m] + X[m]\n")
+    assert err.value.message == ("the cascade has no output: every tensor it computes is read again (declare one "
+                                 "with `output NAME[...]`)")
+    assert (err.value.line, err.value.column) == (4, 1)

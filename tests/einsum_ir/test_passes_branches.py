@@ -76,11 +76,13 @@ def test_a_read_of_the_next_tile_is_held_until_the_pass_ends():
     ]
 
 
-def test_a_shifted_whole_index_of_a_partitioned_rank_is_held():
-    """K[m + 1] over the whole variable m (no tile form at all): the element
-    m = M0 - 1 is read in the next tile's visit, so Y is held (3 passes)."""
+@pytest.mark.parametrize("idx", ["m + 1", "2 * m"])
+def test_a_later_whole_index_of_a_partitioned_rank_is_held(idx):
+    """K[m + 1], K[2 * m] over the whole variable m (a sum that is no tile
+    form, a product): some Y[m] is read in a later tile's visit than m's, so
+    Y is held (3 passes)."""
     c = ei.parse("rank P\npartition M -> M1, M0\ninput K[M, P]\n"
-                 "Y[m, p] = K[m + 1, p] where m + 1 < M\nG[p] = max[m] Y[m, p]\nZ[m, p] = Y[m, p] - G[p]")
+                 f"Y[m, p] = K[{idx}, p] where {idx} < M\nG[p] = max[m] Y[m, p]\nZ[m, p] = Y[m, p] - G[p]")
     agree(c, "M", 3, P=2)
     assert passes(c, "M").explain() == [
         "pass 2: Y <- elements of K from other positions; G traverses m again",
@@ -127,11 +129,13 @@ def test_two_einsums_of_a_recurrence_reading_two_positions_are_refused():
 
 # ------------------------------------------------------------ disagreements with the simulator (bugs)
 
-@pytest.mark.xfail(strict=True, reason="bug: K[m1 * M0] (no inner term) is not seen as tile m1 "
-                                       "(_tile_outer wants `a * M0 + b`): Y held, one pass too many")
-def test_bug_the_first_element_of_the_visited_tile_streams():
+@pytest.mark.xfail(strict=True, reason="bug: a read of a partitioned M at an index naming the visited "
+                                       "or an earlier tile, other than `a * M0 + b`, is an expression token: "
+                                       "Y held, one pass too many")
+@pytest.mark.parametrize("out, idx", [("m1", "m1 * M0"), ("m", "m - 1"), ("m", "m // 2")])
+def test_bug_a_read_of_the_visited_or_an_earlier_tile_streams(out, idx):
     c = ei.parse("rank P\npartition M -> M1, M0\ninput K[M, P]\n"
-                 "Y[m1, p] = K[m1 * M0, p]\nG[p] = max[m1] Y[m1, p]")
+                 f"Y[{out}, p] = K[{idx}, p] where {idx} >= 0\nG[p] = max[{out}] Y[{out}, p]")
     agree(c, "M", 1, P=2)      # analysis: 2
 
 
