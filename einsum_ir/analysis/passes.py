@@ -429,6 +429,8 @@ class _Walk:
         c = self.c
         members = [c.einsums[i] for i in step.einsums]
         internal = {e.name for e in members} if step.var else set()
+        if step.var and self.fam.var_kind(step.var) is None and self.fed_back_reduction(members, step.var):
+            return
         reads = [(e, a, self.tokens(a, internal)) for e in members for a in e.reads()]
         touches = any(toks for _, a, toks in reads if a.tensor not in internal)
         visit = {}
@@ -476,6 +478,21 @@ class _Walk:
             self.state[e.name] = State(True, best, bound=True)
         else:
             self.state[e.name] = State(False, best, origin=i, bound=True)
+
+    def fed_back_reduction(self, members: list[Einsum], var: str) -> bool:
+        """A recurrence over another rank (t) whose step reduces over R and
+        feeds the result back (G[t] = sum over m of S[t, m], S[t + 1, m] =
+        G[t] * X[m]): every step waits for a whole traversal of R, so the
+        passes grow with T, no fixed number. Says so and returns True."""
+        for red in members:
+            over = [v for v in red.reduced if self.fam.var_kind(v) is not None]
+            reader = next((e for e in members if e is not red and any(a.tensor == red.name for a in e.reads())), None)
+            if over and reader is not None:
+                self.unstreamable = (f"{red.name} reduces over {over[0]} inside the recurrence over {var}, and "
+                                     f"{reader.name} reads it in the same step: each step of {var} needs a whole "
+                                     f"pass over {self.fam.rank}, {rank_of(var)} passes in all, no fixed number")
+                return True
+        return False
 
     def refuse(self, visit: dict) -> None:
         """Why no traversal of R can stream this step: the first two

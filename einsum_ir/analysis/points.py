@@ -125,6 +125,8 @@ def _linear_bound(rel, v):
             return None
         d, u = int(k.q), sympy.Dummy("u", integer=True)
         expr = expr.xreplace({floors[0]: u})
+        if v in expr.free_symbols:      # v both inside and outside the floor (m + m // 2 < p): no interval in u
+            return None
     ab = _affine(expr, u)
     if ab is None:
         return None

@@ -1,0 +1,172 @@
+"""Branches of the pass analysis (einsum_ir/analysis/passes.py) that the
+library designs do not take: a tile index partitioned again, a partitioned
+rank read through an index expression, gathers indexed by the whole
+variable of a partitioned rank, a step with no re-read, and a recurrence
+whose two Einsums read two positions. Each count is checked against the
+point-by-point traversal simulator (analysis/traversal.py), which shares
+no rule with passes.py; refusals and explanations are compared whole.
+
+The last section keeps designs where the analysis disagrees with the
+simulator, as strict xfails (the reports of those bugs)."""
+import pytest
+
+import einsum_ir as ei
+from einsum_ir.analysis import passes
+from einsum_ir.analysis.traversal import simulate_passes
+from einsum_ir.errors import EinError
+
+# M not a multiple of M0 (a partial last tile), and enough tiles that a
+# reduction ending a pass cannot complete in the next pass's first visit
+SHAPES = [dict(M=7, M0=2), dict(M=9, M0=2), dict(M=11, M0=3)]
+
+
+def agree(c, rank, expected, shapes=SHAPES, **fixed):
+    """The analysis gives `expected`, and so does the simulator at each shape."""
+    assert passes(c, rank).passes == expected
+    for s in shapes:
+        sim = simulate_passes(c, rank, {**fixed, **s})
+        assert sim.passes == expected, (s, sim.why)
+
+
+# ------------------------------------------------------------ the family
+
+def test_partitioning_the_tile_index_again_is_refused_by_name():
+    """M1 partitioned again has no single position per tile: refused, not
+    miscounted; the refusal is about M only (P is still analysed)."""
+    c = ei.parse("rank M, P\npartition M -> M1, M0\npartition M1 -> M11, M10\n"
+                 "input X[M, P]\nY[p] = X[m, p]")
+    with pytest.raises(EinError) as err:
+        passes(c, "M")
+    assert err.value.message == ("cascade: the pass analysis over M does not support partitioning its "
+                                 "tile index M1 again")
+    assert err.value.line is None
+    assert passes(c, "P").passes == simulate_passes(c, "P", dict(M=8, M0=2, M10=2, P=3)).passes == 1
+
+
+# ------------------------------------------------------------ positions of a partitioned rank
+
+CHAIN = """rank P
+partition M -> M1, M0
+input K[M, P]
+Y[m1, m0, p] = K[{idx}, p] where {idx} < M
+G[p] = max[m1, m0] Y[m1, m0, p]
+Z[m1, m0, p] = Y[m1, m0, p] - G[p]
+"""
+
+
+@pytest.mark.parametrize("idx", ["m1 * M0 + m0", "m0 + M0 * m1"])
+def test_a_read_inside_the_visited_tile_streams(idx):
+    """`m1 * M0 + m0` in either order is tile m1 (`_tile_outer`): Y streams,
+    so G's max takes the one extra pass (2, not 3 as for a held Y)."""
+    c = ei.parse(CHAIN.format(idx=idx))
+    agree(c, "M", 2, P=2)
+    assert passes(c, "M").explain() == ["pass 2: G <- max over m1 of Y; Z re-reads Y over m1, m0"]
+
+
+def test_a_read_of_the_next_tile_is_held_until_the_pass_ends():
+    """`m1 * M0 + M0 + m0` is no tile offset of m1 (an expression `(..) // M0`):
+    Y's element of tile m1 is made in the visit of tile m1 + 1, so it is
+    final only after the pass: G needs pass 2, Z pass 3. Neither reader
+    re-reads a streamed tensor: both lines say 'traverses .. again'."""
+    c = ei.parse(CHAIN.format(idx="m1 * M0 + M0 + m0"))
+    agree(c, "M", 3, P=2)
+    assert passes(c, "M").explain() == [
+        "pass 2: Y <- elements of K from other positions; G traverses m1, m0 again",
+        "pass 3: G <- max over m1 of Y; Z traverses m1, m0 again",
+    ]
+
+
+@pytest.mark.parametrize("idx", ["m + 1", "2 * m"])
+def test_a_later_whole_index_of_a_partitioned_rank_is_held(idx):
+    """K[m + 1], K[2 * m] over the whole variable m (a sum that is no tile
+    form, a product): some Y[m] is read in a later tile's visit than m's, so
+    Y is held (3 passes)."""
+    c = ei.parse("rank P\npartition M -> M1, M0\ninput K[M, P]\n"
+                 f"Y[m, p] = K[{idx}, p] where {idx} < M\nG[p] = max[m] Y[m, p]\nZ[m, p] = Y[m, p] - G[p]")
+    agree(c, "M", 3, P=2)
+    assert passes(c, "M").explain() == [
+        "pass 2: Y <- elements of K from other positions; G traverses m again",
+        "pass 3: G <- max over m of Y; Z traverses m again",
+    ]
+
+
+def test_a_held_alias_sum_explains_a_traversal_without_re_reads():
+    """H sums X over j (rank J = M) kept at m: held, final after pass 1; Y
+    reads only H, so its line says it traverses m again (no re-read)."""
+    c = ei.parse("rank M, P\nrank J = M\ninput X[M, P]\nH[m, p] = X[j, p]\nY[m, p] = H[m, p] * 2")
+    agree(c, "M", 2, shapes=[dict(M=5), dict(M=7)], P=2)
+    assert passes(c, "M").explain() == [
+        "pass 2: H <- sum over j of X (rank J = M: a reduction over the whole fiber); Y traverses m again"]
+
+
+# ------------------------------------------------------------ gathers by a partitioned rank
+
+@pytest.mark.parametrize("idx", ["T[m]", "T[m] + m // M0"])
+def test_a_gather_by_the_whole_variable_is_read_in_its_tile(idx):
+    """X[T[m], p] (X over N, outside M's family) is read during the visit of
+    tile m // M0 (`gather_token`), where Y[m] is written: Y streams, 2 passes
+    (an expression token would hold Y and give 3)."""
+    c = ei.parse("rank P, N\npartition M -> M1, M0\ninput T[M]: i32 in [0, 2]\ninput X[N, P]\n"
+                 f"Y[m, p] = X[{idx}, p]\nG[p] = max[m] Y[m, p]\nZ[m, p] = Y[m, p] - G[p]")
+    agree(c, "M", 2, P=2, N=6)
+    assert passes(c, "M").explain() == ["pass 2: G <- max over m of Y; Z re-reads Y over m"]
+
+
+# ------------------------------------------------------------ refusals
+
+def test_two_einsums_of_a_recurrence_reading_two_positions_are_refused():
+    """The recurrence over T is one step: A reads S[t, m] at m while S reads
+    Y[m - 1] at m - 1, with A[t, m] (at m): no visit holds both."""
+    c = ei.parse("rank M, T\ninput X[M]\ninput Y[M]\ntensor S[T+1, M]: f32\nS[0, m] = 0\n"
+                 "A[t, m] = S[t, m] + X[m]\nS[t + 1, m] = A[t, m] * Y[m - 1] where m >= 1\nZ[m] = S[T, m]")
+    r = passes(c, "M")
+    assert r.passes is None
+    assert r.explain() == [
+        "not streamable over M: A reads S[t, m] and S reads Y[m - 1] in one step, two different positions of M "
+        "(m and m - 1); an element tied to a position is on chip only while that position is visited"]
+    assert simulate_passes(c, "M", dict(M=5, T=3)).passes is None
+
+
+# ------------------------------------------------------------ disagreements with the simulator (bugs)
+
+@pytest.mark.xfail(strict=True, reason="bug: a read of a partitioned M at an index naming the visited "
+                                       "or an earlier tile, other than `a * M0 + b`, is an expression token: "
+                                       "Y held, one pass too many")
+@pytest.mark.parametrize("out, idx", [("m1", "m1 * M0"), ("m", "m - 1"), ("m", "m // 2")])
+def test_bug_a_read_of_the_visited_or_an_earlier_tile_streams(out, idx):
+    c = ei.parse("rank P\npartition M -> M1, M0\ninput K[M, P]\n"
+                 f"Y[{out}, p] = K[{idx}, p] where {idx} >= 0\nG[p] = max[{out}] Y[{out}, p]")
+    agree(c, "M", 1, P=2)      # analysis: 2
+
+
+@pytest.mark.xfail(strict=True, reason="bug: a gather indexed only by the tile-inner m0 is given a "
+                                       "position ('expr', 'T[m0]') by gather_token: 1 pass, not 0")
+def test_bug_a_gather_by_the_inner_variable_only_names_no_position():
+    c = ei.parse("rank P, N\npartition M -> M1, M0\ninput T[M0]: i32 in [0, 2]\ninput X[N, P]\n"
+                 "Y[m0, p] = X[T[m0], p]")
+    agree(c, "M", 0, P=2, N=3)  # analysis: 1
+
+
+def test_a_reduction_over_the_rank_fed_back_in_a_recurrence_needs_a_pass_per_step():
+    """G[t] sums S[t, .] over m and S[t + 1, .] needs G[t]: each step of the
+    recurrence over T waits for a whole traversal of M, so the simulator
+    counts T passes; the analysis says no fixed number suffices (it once
+    said 1)."""
+    text = ("rank M, T\ninput X[M]\ntensor S[T+1, M]: f32\nS[0, m] = 0\nG[t] = S[t, m]\n"
+            "S[t + 1, m] = G[t] * X[m]\nZ[m] = S[T, m]")
+    c = ei.parse(text)
+    for t in (2, 3, 4):
+        assert simulate_passes(c, "M", dict(M=5, T=t)).passes == t
+    r = passes(c, "M")
+    assert r.passes is None
+    assert r.explain() == ["not streamable over M: G reduces over m inside the recurrence over t, and S reads it "
+                           "in the same step: each step of t needs a whole pass over M, T passes in all, no fixed "
+                           "number"]
+
+
+@pytest.mark.xfail(strict=True, reason="bug: a shift recurrence (S[t + 1, m] = A[t, m - 1]) is refused "
+                                       "as two positions, but every point reads one: 1 pass")
+def test_bug_a_shift_recurrence_streams():
+    c = ei.parse("rank M, T\ninput X[M]\ntensor S[T+1, M]: f32\nS[0, m] = X[m]\nA[t, m] = S[t, m] * X[m]\n"
+                 "S[t + 1, m] = A[t, m - 1] where m >= 1\nZ[m] = S[T, m]")
+    agree(c, "M", 1, shapes=[dict(M=5, T=3)])   # analysis: None
