@@ -211,7 +211,7 @@ def gather_token(fam: Family, index: Expr):
     happens: the position of R's variable in it (the element read there is
     the data's choice, but it is read once, at that visit); None if the
     index uses none of R's variables."""
-    vs = [v for v in index_vars(index) if fam.var_kind(v) is not None]
+    vs = [v for v in index_vars(index) if fam.var_kind(v) in (POS, ROOT)]     # m0 names no position
     pos = [v for v in vs if fam.var_kind(v) == POS]
     roots = [v for v in vs if fam.var_kind(v) == ROOT]
     if not vs:

@@ -139,12 +139,16 @@ def test_bug_a_read_of_the_visited_or_an_earlier_tile_streams(out, idx):
     agree(c, "M", 1, P=2)      # analysis: 2
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a gather indexed only by the tile-inner m0 is given a "
-                                       "position ('expr', 'T[m0]') by gather_token: 1 pass, not 0")
-def test_bug_a_gather_by_the_inner_variable_only_names_no_position():
+def test_a_gather_by_the_inner_variable_only_names_no_position():
+    """T[m0] names a place inside every tile, no position of M (it once
+    counted as one: 1 pass where none is needed); beside a read of K at its
+    own position, one pass."""
     c = ei.parse("rank P, N\npartition M -> M1, M0\ninput T[M0]: i32 in [0, 2]\ninput X[N, P]\n"
                  "Y[m0, p] = X[T[m0], p]")
-    agree(c, "M", 0, P=2, N=3)  # analysis: 1
+    agree(c, "M", 0, P=2, N=3)
+    c = ei.parse("rank P, N\npartition M -> M1, M0\ninput T[M0]: i32 in [0, 2]\ninput X[N, P]\ninput K[M, P]\n"
+                 "Y[m1, m0, p] = X[T[m0], p] * K[m1 * M0 + m0, p]\nG[p] = max[m1, m0] Y[m1, m0, p]")
+    agree(c, "M", 1, P=2, N=3)
 
 
 def test_a_reduction_over_the_rank_fed_back_in_a_recurrence_needs_a_pass_per_step():
