@@ -165,7 +165,9 @@ def _offset(index: Expr) -> tuple[str, int] | None:
 
 
 def _tile_outer(fam: Family, index: Expr) -> Expr | None:
-    """`a * M0 + b` with b inside the tile -> a."""
+    """`a * M0 + b` with b inside the tile, or `a * M0` -> a."""
+    if isinstance(index, Op) and index.name == "mul" and Sym(fam.tile) in index.args:
+        return index.args[0] if index.args[1] == Sym(fam.tile) else index.args[1]
     if not (isinstance(index, Op) and index.name == "add"):
         return None
     for x, y in (index.args, index.args[::-1]):
