@@ -22,6 +22,7 @@ from ..sym import index_symbol, predicate_to_sympy, shape_symbol
 
 _BRUTE_FORCE_POINTS = 1 << 22
 _MAX_POINTS = 1 << 33
+_MAX_GRID = 1 << 26          # cells of the other variables' grid the interval strategy evaluates
 
 
 class Kept(sympy.Function):
@@ -231,8 +232,10 @@ def count_points(pred, limits: tuple) -> int:
         if counted is not None:
             return counted
     if total > _MAX_POINTS:
-        raise EinError(f"cannot count the points of {pred} over {total} points: no variable makes "
-                       "every condition an interval")
+        small = any(total // n <= _MAX_GRID for n in ns)
+        raise EinError(f"cannot count the points of {pred} over {total} points: " + (
+            "no variable makes every condition an interval" if small else
+            f"along any variable the grid of the others holds over {_MAX_GRID} cells"))
     return _enumerate(pred, vs, ns)
 
 
@@ -321,7 +324,7 @@ def _count_by_intervals(pred, vs, ns, k) -> int | None:
     v, n = vs[k], ns[k]
     outer_v = [x for i, x in enumerate(vs) if i != k]
     outer_n = [x for i, x in enumerate(ns) if i != k]
-    if prod(outer_n) > 1 << 26:
+    if prod(outer_n) > _MAX_GRID:
         return None
     lo_terms, hi_terms, filters, congruence = [sympy.Integer(0)], [sympy.Integer(n - 1)], [], None
     for c in _conjuncts(pred):

@@ -110,7 +110,7 @@ def test_an_interval_grid_too_large_is_not_built():
     with pytest.raises(EinError) as err:
         pts.count_points(h + m + p < 5, ((h, 1 << 14), (m, 1 << 14), (p, 1 << 14)))
     assert err.value.message == ("cannot count the points of h + m + p < 5 over 4398046511104 points: "
-                                 "no variable makes every condition an interval")
+                                 "along any variable the grid of the others holds over 67108864 cells")
 
 
 # ------------------------------------------------------------ projected_points
