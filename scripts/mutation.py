@@ -28,6 +28,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("einsum_ir", "simulator", "codegen", "mappers")
 ALL_PACKAGES = ("einsum_ir", "hw_models", "mappers", "simulator", "codegen", "attnc")
+# What a package's run uses unless told otherwise (docs/benchmarks.md says why):
+# einsum_ir is checked by the tests of what is built on it too (codegen's
+# kernels against the executor, the simulator's counts, the zoo), not the RTL
+# (which never calls its analyses); its fuzzer only makes test designs; the
+# gna-2d cases repeat the 1-D ones at 40x the time.
+GNA_2D = [f"tests/einsum_ir/{f}[gna-2d]" for f in (
+    "test_traversal.py::test_every_library_design_agrees_with_the_simulated_traversal",
+    "test_oracle.py::test_executor_agrees_with_the_oracle_on_every_design",
+    "test_counts_hoisting.py::test_library_counts_equal_brute_force")]
+DEFAULTS = {
+    "einsum_ir": {"tests": ["tests/einsum_ir", "tests/codegen", "tests/simulator", "tests/zoo"],
+                  "deselect": ["tests/codegen/rtl", *GNA_2D], "do_not_mutate": ["einsum_ir/random_designs.py"]},
+}
 # mutmut's exit-code vocabulary (mutmut/stats.py), grouped for the score.
 DETECTED = {"killed", "timeout", "segfault"}
 UNDETECTED = {"survived", "no tests"}
@@ -39,13 +52,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--sample", type=int, default=80, help="mutants drawn at random; 0 runs all (default 80)")
     p.add_argument("--seed", type=int, default=21, help="seed of the draw (default 21)")
     p.add_argument("--rev", help="mutate this git revision instead of the working tree (e.g. HEAD)")
-    p.add_argument("--tests", nargs="+", help="test paths to run (default tests/<package>)")
+    p.add_argument("--tests", nargs="+", help="test paths to run (default tests/<package>; for einsum_ir also "
+                                               "tests/codegen, tests/simulator and tests/zoo)")
     p.add_argument("--deselect", nargs="+", default=[], metavar="NODEID",
-                   help="tests (pytest node ids or prefixes) left out of every run: a slow test that only "
-                        "repeats what others check, so that the one-off stats and clean runs take less")
+                   help="tests (pytest node ids or prefixes) left out of every run, besides the package's "
+                        "defaults: a slow test that only repeats what others check, so that the one-off stats "
+                        "and clean runs take less")
     p.add_argument("--do-not-mutate", nargs="+", default=[], metavar="GLOB",
                    help="source files left unmutated (mutmut globs relative to the project, e.g. "
-                        "'codegen/rtl/*'): a sub-package whose tests are too slow for the run")
+                        "'codegen/rtl/*'), besides the package's defaults: a sub-package whose tests are too "
+                        "slow for the run")
     p.add_argument("--test-timeout", type=int, default=300,
                    help="pytest-timeout wall seconds per test, a guard against hangs (default 300)")
     p.add_argument("--workdir", type=Path, default=ROOT / ".mutation", help="scratch folder (default .mutation/)")
@@ -90,6 +106,16 @@ def mutmut_config(package: str, tests: list[str], test_timeout: int, deselect: l
     return "\n[tool.mutmut]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in cfg.items())
 
 
+def run_options(args: argparse.Namespace) -> tuple[list[str], list[str], list[str]]:
+    """(tests, deselected, unmutated): the package's defaults, `--tests`
+    replacing its tests, `--deselect` and `--do-not-mutate` adding to them."""
+    d = DEFAULTS.get(args.package, {})
+    tests = args.tests or d.get("tests") or [f"tests/{args.package}"]
+    deselect = list(dict.fromkeys(d.get("deselect", []) + args.deselect))
+    keep = list(dict.fromkeys(d.get("do_not_mutate", []) + args.do_not_mutate))
+    return tests, deselect, keep
+
+
 def prepare(args: argparse.Namespace) -> Path:
     """A scratch copy of the project with a mutmut configuration for the package."""
     work = (args.workdir / args.package).resolve()
@@ -99,8 +125,8 @@ def prepare(args: argparse.Namespace) -> Path:
         copy_tree(work, args.rev)
     project = work / "pyproject.toml"
     text = project.read_text().split("\n[tool.mutmut]\n")[0]     # a resumed run may change the options
-    project.write_text(text + mutmut_config(args.package, args.tests or [f"tests/{args.package}"], args.test_timeout,
-                                               args.deselect, args.do_not_mutate))
+    tests, deselect, keep = run_options(args)
+    project.write_text(text + mutmut_config(args.package, tests, args.test_timeout, deselect, keep))
     return work
 
 

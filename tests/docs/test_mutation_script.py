@@ -72,3 +72,17 @@ def test_files_left_unmutated_reach_the_mutmut_table():
                                                ["codegen/rtl/*"]))["tool"]["mutmut"]
     assert cfg["do_not_mutate"] == ["codegen/rtl/*"] and cfg["source_paths"] == ["codegen"]
     assert mutation.parse_args(["codegen", "--do-not-mutate", "codegen/rtl/*"]).do_not_mutate == ["codegen/rtl/*"]
+
+
+def test_einsum_ir_runs_against_the_tests_built_on_it_by_default():
+    """docs/benchmarks.md's sixth-session command: einsum_ir's own tests and
+    those of codegen (not the RTL), simulator and zoo; the fuzzer unmutated;
+    flags add to the defaults, --tests replaces them."""
+    tests, deselect, keep = mutation.run_options(mutation.parse_args(["einsum_ir"]))
+    assert tests == ["tests/einsum_ir", "tests/codegen", "tests/simulator", "tests/zoo"]
+    assert deselect[0] == "tests/codegen/rtl" and len(deselect) == 4 and all("[gna-2d]" in d for d in deselect[1:])
+    assert keep == ["einsum_ir/random_designs.py"]
+    tests, deselect, keep = mutation.run_options(mutation.parse_args(
+        ["einsum_ir", "--tests", "tests/einsum_ir", "--deselect", "x", "--do-not-mutate", "einsum_ir/ops.py"]))
+    assert tests == ["tests/einsum_ir"] and deselect[-1] == "x" and keep[-1] == "einsum_ir/ops.py"
+    assert mutation.run_options(mutation.parse_args(["simulator"])) == (["tests/simulator"], [], [])
