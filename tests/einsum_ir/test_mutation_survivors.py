@@ -928,3 +928,20 @@ def test_a_cascade_whose_every_tensor_is_read_again_has_no_output():
     assert err.value.message == ("the cascade has no output: every tensor it computes is read again (declare one "
                                  "with `output NAME[...]`)")
     assert (err.value.line, err.value.column) == (4, 1)
+
+
+@pytest.mark.parametrize("where, keep", [
+    ("m // 4 == p // 4", lambda m, p: m // 4 == p // 4),
+    ("m // 4 <= p // 3 and (m * p) % 5 == 0", lambda m, p: m // 4 <= p // 3 and (m * p) % 5 == 0),
+])
+def test_a_count_kept_symbolic_with_floors_evaluates_to_the_points(where, keep):
+    """A predicate with floors that has no closed form stays a Kept term
+    (its floors written one way, `_canonical_kept`), and evaluates at any
+    shapes to the points a loop counts (a seed-26 survivor)."""
+    from einsum_ir.analysis import evaluate
+    from einsum_ir.analysis.points import Kept, points
+    c = parse(f"rank M, P\ninput X[M, P]: f32\nY[p] = X[m, p] where {where}\n")
+    n = points(c, c.einsums[0])
+    assert n.has(Kept)
+    for mm, pp in ((10, 10), (13, 7)):
+        assert evaluate(n, dict(M=mm, P=pp)) == sum(keep(m, p) for m in range(mm) for p in range(pp))
