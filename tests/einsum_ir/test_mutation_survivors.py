@@ -945,3 +945,24 @@ def test_a_count_kept_symbolic_with_floors_evaluates_to_the_points(where, keep):
     assert n.has(Kept)
     for mm, pp in ((10, 10), (13, 7)):
         assert evaluate(n, dict(M=mm, P=pp)) == sum(keep(m, p) for m in range(mm) for p in range(pp))
+
+
+def test_a_sum_of_an_alias_input_read_at_the_keys_is_ready_only_after_its_pass():
+    """CNT[b] counts DOC[b, m] over the keys (DOC over P, M = P: a read at
+    each key's position): final after a whole pass, so the scores that read
+    it need a second; the traversal simulator agrees (the seed-26
+    `_position_vars` 12 survivor counted 1)."""
+    from einsum_ir.analysis.passes import passes
+    from einsum_ir.analysis.traversal import simulate_passes
+    c = parse("""rank B, H, P, E, F
+rank M = P
+input Q[B, H, E, P]: f32
+input K[B, H, E, M]: f32
+input V[B, H, F, M]: f32
+input DOC[B, P]: i32
+CNT[b] = select(DOC[b, m] == 0, 1, 0)
+S[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m] * CNT[b]
+AV[b, h, f, p] = S[b, h, m, p] * V[b, h, f, m]
+""")
+    assert passes(c, "M").passes == 2
+    assert simulate_passes(c, "M", dict(B=1, H=1, E=2, F=2, P=4)).passes == 2
