@@ -186,6 +186,9 @@ def position_token(fam: Family, kind: str, index: Expr, iterative: bool):
     if kind == ROOT:
         if isinstance(index, Idx) and fam.var_kind(index.name) == ROOT:
             return index.name + "//", 0
+        o = _offset(index)
+        if o is not None and fam.var_kind(o[0]) == ROOT:   # m - 1: m's tile or the one before (after, for m + 1)
+            return o[0] + "//", (o[1] > 0) - (o[1] < 0)
         outer = _tile_outer(fam, index)
         if outer is None:
             return "expr", f"({index}) // {fam.tile}"
