@@ -20,3 +20,10 @@ SOFTMAX = MASKED_SOFTMAX.replace(" where vis", "")
 def softmax(header: str) -> str:
     """`header` followed by the unmasked body."""
     return header.rstrip("\n") + "\n" + SOFTMAX
+
+SELF_ATTENTION_HEADER = """rank B, H, P, E, F
+rank M = P
+input Q[B, H, E, P]: f32
+input K[B, H, E, M]: f32
+input V[B, H, F, M]: f32
+"""

@@ -879,12 +879,9 @@ def test_why_a_sum_is_not_online_names_a_row_values_kind():
     kernel cannot rescale it while the keys stream, so AV runs in a second
     pass, and the reason says what R is."""
     from einsum_ir.analysis.fused import recognise
-    f = recognise(parse("""rank B, H, P, E, F
-rank M = P
-input Q[B, H, E, P]: f32
-input K[B, H, E, M]: f32
-input V[B, H, F, M]: f32
-QK[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m]
+
+    from ..designs import SELF_ATTENTION_HEADER
+    f = recognise(parse(SELF_ATTENTION_HEADER + """QK[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m]
 GM[b, h, p] = max[m] QK[b, h, m, p]
 SD[b, h, p] = exp(QK[b, h, m, p] - GM[b, h, p])
 R[b, h, p] = 1 / SD[b, h, p]
