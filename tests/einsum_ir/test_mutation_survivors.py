@@ -860,6 +860,8 @@ def test_a_floor_in_an_address_is_counted_once_per_key():
 @pytest.mark.parametrize("design, einsum, ops", [
     # p - m + M - 1: three integer operations per point (the address), the bias add a float one
     ("relative-bias", "S", {("int", frozenset("pm")): 3, ("add", frozenset("pm")): 1}),
+    # the distance m - p is integer work even as a value (times the head's slope): one op, then a mul and an add
+    ("alibi", "S", {("int", frozenset("pm")): 1, ("mul", frozenset("pm")): 1, ("add", frozenset("pm")): 1}),
     # h / G: one integer division per program (no tile axis), the score a multiply per point
     ("gqa", "QK", {("int", frozenset()): 1, ("mul", frozenset("pm")): 1}),
     # BT[b, m // BS] (the gather's own address) and m % BS per key, h / G per program; one query row
@@ -963,3 +965,10 @@ AV[b, h, f, p] = S[b, h, m, p] * V[b, h, f, m]
 """)
     assert passes(c, "M").passes == 2
     assert simulate_passes(c, "M", dict(B=1, H=1, E=2, F=2, P=4)).passes == 2
+
+
+def test_an_analysis_over_a_rank_the_design_lacks_names_its_ranks():
+    from einsum_ir.errors import EinError
+    with pytest.raises(EinError) as err:
+        analyze(library.load("gqa"), rank="Z")
+    assert err.value.message == "gqa has no rank Z; its ranks are B, H, M, P, E, F, KH"

@@ -67,3 +67,15 @@ def test_the_expected_tokens_name_structure_first_and_operators_as_one(text, mes
     are summed up in one phrase, not listed among the tokens the statement
     needs."""
     _refused(text, message, line, column)
+
+
+@pytest.mark.parametrize("name", ["inf", "in", "where", "sum", "exp"])
+def test_a_mask_named_as_a_built_in_name(name):
+    _refused(f"rank M, P\nmask {name} = m <= p\ninput X[M, P]: f32\nY[m, p] = X[m, p]\n",
+             f"'{name}' is a built-in name; choose another name for the mask", 2, 6)
+
+
+def test_an_unknown_scan_is_refused_with_the_closest_name():
+    _refused("rank M\ninput X[M]: f32\nY[m] = cumsun[m] X[m]\n",
+             "unknown reduction or scan 'cumsun' (did you mean cumsum?); a reduction is sum, max or min, a scan "
+             "cumsum or cumprod", 3, 8)
