@@ -972,3 +972,18 @@ def test_an_analysis_over_a_rank_the_design_lacks_names_its_ranks():
     with pytest.raises(EinError) as err:
         analyze(library.load("gqa"), rank="Z")
     assert err.value.message == "gqa has no rank Z; its ranks are B, H, M, P, E, F, KH"
+
+
+@pytest.mark.parametrize("where", ["p >= 2 and m <= p and m >= 3", "m <= p and m >= 3 and p >= 2",
+                                   "m >= 3 and p >= 2 and m <= p and p != 7"])
+def test_a_projection_keeps_every_condition_of_the_rows(where):
+    """Rows p that keep some m: every conjunct counts, those free of m
+    (p >= 2, p != 7) as they are, whatever their place (a seed-28 survivor
+    dropped the ones after the first free of m)."""
+    from einsum_ir.analysis import evaluate
+    from einsum_ir.analysis.points import projected_points
+    c = parse(f"rank M, P\ninput X[M, P]: f32\nY[p] = X[m, p] where {where}\n")
+    n, _ = projected_points(c, c.einsums[0], frozenset(["p"]))
+    keep = eval("lambda m, p: " + where.replace("!=", "!= "))
+    for mm, pp in ((10, 12), (5, 9), (3, 6)):
+        assert evaluate(n, dict(M=mm, P=pp)) == sum(any(keep(m, p) for m in range(mm)) for p in range(pp))
