@@ -79,3 +79,20 @@ def test_an_unknown_scan_is_refused_with_the_closest_name():
     _refused("rank M\ninput X[M]: f32\nY[m] = cumsun[m] X[m]\n",
              "unknown reduction or scan 'cumsun' (did you mean cumsum?); a reduction is sum, max or min, a scan "
              "cumsum or cumprod", 3, 8)
+
+
+def test_an_output_index_that_is_an_expression():
+    """Refused by the assembler for an undeclared tensor and by validation
+    for a declared one, each at the index."""
+    _refused_any("rank M\ninput X[M]: f32\nY[m * 2] = X[m]\n",
+                 "output index m * 2 of Y must be an index variable, `v + 1` (iterative) or 0 (initial value)", 3, 3)
+    _refused_any("rank M\ninput X[M]: f32\noutput Y[M]: f32\nY[m * 2] = X[m]\n",
+                 "output index m * 2 of Y must be an index variable, `v + 1` or 0", 4, 3)
+
+
+def _refused_any(text: str, message: str, line: int, column: int):
+    from einsum_ir.errors import EinError
+    with pytest.raises(EinError) as err:
+        parse(text)
+    assert err.value.message == message
+    assert (err.value.line, err.value.column) == (line, column)
