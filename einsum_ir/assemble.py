@@ -86,7 +86,8 @@ def assemble(statements, name: str = "cascade", doc: str = "", source: str | Non
             empty.append(s)
         elif isinstance(s, Mask):
             if s.name in masks:
-                err(f"mask '{s.name}' is already defined (at {masks[s.name].loc})", s.loc)
+                first = masks[s.name].loc
+                err(f"mask '{s.name}' is already defined" + (f" (at {first})" if first else ""), s.loc)
             masks[s.name] = replace(s, condition=normalise(s.condition))   # as the predicates that use it
         elif isinstance(s, Einsum):
             einsums.append(replace(

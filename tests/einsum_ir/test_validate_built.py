@@ -189,3 +189,19 @@ def test_a_node_with_no_location_names_its_einsum():
     assert err.value.line is None
     assert err.value.message == "unknown reduction 'median'; use sum, max or min\n  in: T[b, m] = median[e] X[b, m, e]"
     assert isinstance(c.tensor("T"), TensorDecl)
+
+
+def test_a_mask_built_twice():
+    """The text's parser refuses a second mask of one name itself; a built
+    cascade reaches the assembler's check, with no location to quote."""
+    from einsum_ir.builder import CascadeBuilder, indices
+    cb = CascadeBuilder("twice")
+    cb.ranks("M, P")
+    x = cb.input("X", "M, P")
+    m, p = indices("m, p")
+    cb.mask("a", m <= p)
+    cb.mask("a", m < p)
+    cb.einsum(cb.tensors("Y")[0][m, p], x[m, p])
+    with pytest.raises(ValidationError) as err:
+        cb.build()
+    assert err.value.message == "mask 'a' is already defined" and err.value.loc is None
