@@ -490,7 +490,7 @@ class _Walk:
         G[t] * X[m]): every step waits for a whole traversal of R, so the
         passes grow with T, no fixed number. Says so and returns True."""
         for red in members:
-            over = [v for v in red.reduced if self.fam.var_kind(v) is not None]
+            over = [v for v in red.reduced if self.fam.var_kind(v) in (POS, ROOT)]     # m0: within a tile
             reader = next((e for e in members if e is not red and any(a.tensor == red.name for a in e.reads())), None)
             if over and reader is not None:
                 self.unstreamable = (f"{red.name} reduces over {over[0]} inside the recurrence over {var}, and "

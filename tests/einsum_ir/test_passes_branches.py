@@ -179,6 +179,14 @@ def test_a_gather_by_the_inner_variable_only_names_no_position():
     agree(c, "M", 1, P=2, N=3)
 
 
+def test_a_reduction_within_a_tile_fed_back_in_a_recurrence_streams():
+    """G[t, m1] sums only inside tile m1: every step of T runs within the
+    tile's visit, one pass (not the whole traversal per step below)."""
+    c = ei.parse("rank T\npartition M -> M1, M0\ninput X[M]\ntensor S[T+1, M1, M0]: f32\nS[0, m1, m0] = 0\n"
+                 "G[t, m1] = S[t, m1, m0]\nS[t + 1, m1, m0] = G[t, m1] * X[m1 * M0 + m0]\nZ[m1, m0] = S[T, m1, m0]")
+    agree(c, "M", 1, shapes=[dict(M=7, M0=2, T=3), dict(M=9, M0=3, T=2)])
+
+
 def test_a_reduction_over_the_rank_fed_back_in_a_recurrence_needs_a_pass_per_step():
     """G[t] sums S[t, .] over m and S[t + 1, .] needs G[t]: each step of the
     recurrence over T waits for a whole traversal of M, so the simulator
