@@ -32,7 +32,7 @@ ALL_PACKAGES = ("einsum_ir", "hw_models", "mappers", "simulator", "codegen", "at
 # einsum_ir is checked by the tests of what is built on it too (codegen's
 # kernels against the executor, the simulator's counts, the zoo), not the RTL
 # (which never calls its analyses); its fuzzer only makes test designs; the
-# gna-2d cases repeat the 1-D ones at 40x the time.
+# gna-2d cases (50 to 85 s each) repeat tests every other design runs.
 GNA_2D = [f"tests/einsum_ir/{f}[gna-2d]" for f in (
     "test_traversal.py::test_every_library_design_agrees_with_the_simulated_traversal",
     "test_oracle.py::test_executor_agrees_with_the_oracle_on_every_design",
