@@ -191,17 +191,41 @@ def position_token(fam: Family, kind: str, index: Expr, iterative: bool):
             return o[0] + "//", (o[1] > 0) - (o[1] < 0)
         outer = _tile_outer(fam, index)
         if outer is None:
-            return "expr", f"({index}) // {fam.tile}"
+            return _expr_token(f"({index}) // {fam.tile}", index, "//")
         index = outer
     if isinstance(index, Op) and index.name in ("div", "floordiv") and isinstance(index.args[0], Idx) \
             and index.args[1] == Sym(fam.tile) and fam.var_kind(index.args[0].name) == ROOT:
         return index.args[0].name + "//", 0
     o = _offset(index)
     if o is None:
-        return "expr", str(index)
+        return ("expr", str(index), None) if iterative else _expr_token(str(index), index, "")
     if iterative:  # iterate v + k is made in visit v + k - 1 and carried to visit v + k
         return o[0], o[1] - 1 if o[1] >= 1 else o[1]
     return o
+
+
+def _expr_token(text: str, index: Expr, suffix: str):
+    """('expr', text, v): a position computed from one variable v that is
+    never after v's own (`m // 2`, `(m - 3) // 4`): the read is final by
+    the visit of v, so an output at v streams (`_same_or_earlier`); else
+    ('expr', text, None)."""
+    return "expr", text, (min(index_vars(index)) + suffix if _never_after(index) else None)
+
+
+def _never_after(e: Expr) -> bool:
+    """Is e <= v for every integer v >= 0, v its one variable? A structural
+    proof: v itself, v less a constant, the floor of a quotient by a
+    constant of at least 1 (for x <= v: x >= 0 gives x // c <= x, x < 0
+    gives x // c < 0 <= v). Each step keeps one variable; every constant
+    in an index is whole (validated). (A min or max is a computed index,
+    refused before this.)"""
+    if isinstance(e, Op) and e.name == "sub":
+        return isinstance(e.args[1], Num) and e.args[1].value >= 0 and _never_after(e.args[0])
+    if isinstance(e, Op) and e.name == "add":
+        return any(isinstance(x, Num) and x.value <= 0 and _never_after(y) for x, y in (e.args, e.args[::-1]))
+    if isinstance(e, Op) and e.name == "floordiv":
+        return isinstance(e.args[1], Num) and e.args[1].value >= 1 and _never_after(e.args[0])
+    return isinstance(e, Idx)
 
 
 def _gathered(i: Expr) -> bool:
@@ -225,7 +249,7 @@ def gather_token(fam: Family, index: Expr):
         return pos[0], 0
     if len(roots) == 1 and not pos:
         return roots[0] + "//", 0
-    return "expr", str(index)
+    return "expr", str(index), None
 
 
 def _alias_kind(c: Cascade, fam: Family, rank: str) -> str | None:
@@ -305,7 +329,7 @@ def gathered_position(c: Cascade, fam: Family) -> str | None:
 
 
 def _show(fam: Family, tok) -> str:
-    name, k = tok
+    name, k = tok[:2]
     if name in ("const", "expr"):
         return str(k)
     name = f"{name[:-2]} // {fam.tile}" if name.endswith("//") else name
@@ -532,7 +556,11 @@ def _position_vars(c: Cascade, fam: Family, a: Access) -> set[str]:
 def _same_or_earlier(visit, out) -> bool:
     """The output element at `out` is final when the visit at `visit` ends:
     the same position, or an earlier one of the same variable (X[m] = S[m - 1])."""
-    return visit == out or (visit[0] == out[0] and visit[0] not in ("const", "expr") and visit[1] <= out[1])
+    if visit == out:
+        return True
+    if visit[0] == "expr":     # a computed position never after v's (an output's offset is never below 0)
+        return visit[2] == out[0]
+    return visit[0] == out[0] and visit[0] != "const" and visit[1] <= out[1]
 
 
 def passes(c: Cascade, rank: str) -> PassResult:
