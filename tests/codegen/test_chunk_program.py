@@ -135,3 +135,47 @@ def test_the_program_is_immutable():
         program.loops = ()
     with pytest.raises(TypeError):
         program.blocks["m"] = 1
+
+
+def _inputs_reached(c, name: str) -> set[str]:
+    """The inputs a tensor is computed from, through every tensor between."""
+    seen, todo, found = set(), [name], set()
+    while todo:
+        t = todo.pop()
+        if t in seen:
+            continue
+        seen.add(t)
+        if c.tensor(t).role == "input":
+            found.add(t)
+        todo += [a.tensor for e in c.einsums if e.name == t for a in e.reads()]
+    return found
+
+
+GATE_SCANS = library.path("gla-chunkwise").read_text().replace(
+    "LB[b, h, e, m1, m0] = LA[b, h, e, m1 * M0 + j] where j <= m0",
+    "LB[b, h, e, m1, m0] = cumsum[m0] LA[b, h, e, m1 * M0 + m0]").replace(
+    "AV[b, h, f, m] = OI[b, h, f, m / M0, m % M0] + OX[b, h, f, m / M0, m % M0]",
+    "VS[b, h, f, m1, m0] = cumsum[m0] V[b, h, f, m1 * M0 + m0]\n"
+    "AV[b, h, f, m] = OI[b, h, f, m / M0, m % M0] + OX[b, h, f, m / M0, m % M0] + 0 * VS[b, h, f, m / M0, m % M0]")
+assert GATE_SCANS.count("cumsum[m0]") == 2 and "VS" in GATE_SCANS
+
+
+@pytest.mark.parametrize("name", CHUNKED + ["gla-two-scans"])
+def test_each_step_loads_only_what_its_einsum_reads(name):
+    """A step's loads are the tiles its own Einsum needs (inputs it reaches
+    through tensors computed inline), each once: a scan placed after steps
+    with other loads (VS after GT's ALPHA) lists V alone, so the kernel
+    loads and the model charges nothing twice."""
+    from einsum_ir import parse
+    c = parse(GATE_SCANS, "gla-two-scans.ein") if name == "gla-two-scans" else library.load(name)
+    shapes = dict(B=1, H=1, M=40, E=16, F=8, M0=16) if name == "gla-two-scans" else test_chunked._shapes(c)
+    p = chunk_program(recognise(c), resolve(c, shapes), block_n=16)
+    steps = [s for lp in p.loops for s in lp.steps]
+    assert steps
+    for s in steps:
+        tensors = [ld.access.tensor for ld in s.loads]
+        assert len(set(map(str, (ld.access for ld in s.loads)))) == len(s.loads), s.einsum.name
+        assert set(tensors) <= _inputs_reached(c, s.einsum.name), (s.einsum.name, tensors)
+    if name == "gla-two-scans":
+        vs = next(s for s in steps if s.einsum.name == "VS")
+        assert vs.how == "scan" and [ld.access.tensor for ld in vs.loads] == ["V"]
