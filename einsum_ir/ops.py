@@ -277,10 +277,3 @@ def op_kind(node) -> str | None:
     if node.name == "pow" and type(node.args[1]).__name__ == "Num" and float(node.args[1].value).is_integer():
         return {2: "mul", -1: "divide", 1: None, 0: None}.get(int(node.args[1].value), "pow")
     return RULES[node.name].kind
-
-
-def rule(name: str) -> OpRule:
-    try:
-        return RULES[name]
-    except KeyError:
-        raise KeyError(f"no rule for operator {name!r}") from None

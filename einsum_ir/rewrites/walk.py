@@ -70,9 +70,6 @@ class Walk:
         add none."""
         return self.stats_read(e.predicate)
 
-    def has_predicate(self) -> bool:
-        return any(e.predicate is not None for e in (*self.tiles.values(), *self.reductions.values()))
-
 
 def key_rank(c: Cascade, form: str, rank: str | None = None) -> tuple[str, int | None]:
     """The rank to walk (the given one, else, of the ranks some Einsum
