@@ -30,11 +30,17 @@ def indices(names: str) -> tuple[Idx, ...]:
     return tuple(Idx(n) for n in names.split())
 
 
+def _apply(name: str, *args) -> Op:
+    if len(args) != RULES[name].arity:
+        raise TypeError(f"{name} takes {RULES[name].arity} arguments, got {len(args)}")
+    return Op(name, tuple(as_expr(a) for a in args))
+
+
 def _call(name):
+    """The builder function for an operator (its work in `_apply`, a
+    module function, so a mutation test sees which tests call it)."""
     def f(*args):
-        if len(args) != RULES[name].arity:
-            raise TypeError(f"{name} takes {RULES[name].arity} arguments, got {len(args)}")
-        return Op(name, tuple(as_expr(a) for a in args))
+        return _apply(name, *args)
     f.__name__ = name
     return f
 

@@ -9,6 +9,7 @@ silent default.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 import math
 from typing import Callable
 
@@ -84,26 +85,25 @@ def as_int(x):
     return x.astype(np.int64)
 
 
-def _bitwise(fn):
-    def f(a, b):
-        return fn(as_int(a), as_int(b))
-    return f
+# Operators bound with functools.partial, not built as closures, so that
+# each call runs these module functions (and a mutation test sees which
+# tests reach them).
+def _bitwise(fn, a, b):
+    return fn(as_int(a), as_int(b))
 
 
-def _shift(left: bool):
+def _shift(left: bool, a, s):
     """Shifts of int64 by 0..62 bits: `a << s` is a * 2^s, `a >> s` is floor(a / 2^s)."""
-    def f(a, s):
-        a, s = as_int(a), as_int(s)
-        if np.any((s < 0) | (s > 62)):
-            raise ValueError(f"a shift count must lie in 0..62, got {s[(s < 0) | (s > 62)].flat[0]}")
-        if left:                # a * 2^s must fit: int64 would wrap it silently
-            a, s = np.broadcast_arrays(a, s)
-            hi = np.right_shift(np.int64(2 ** 63 - 1), s)
-            bad = (a > hi) | (a < -hi - 1)
-            if np.any(bad):
-                raise ValueError(f"{a[bad].flat[0]} << {s[bad].flat[0]} does not fit in a 64-bit integer")
-        return np.left_shift(a, s) if left else np.right_shift(a, s)
-    return f
+    a, s = as_int(a), as_int(s)
+    if np.any((s < 0) | (s > 62)):
+        raise ValueError(f"a shift count must lie in 0..62, got {s[(s < 0) | (s > 62)].flat[0]}")
+    if left:                # a * 2^s must fit: int64 would wrap it silently
+        a, s = np.broadcast_arrays(a, s)
+        hi = np.right_shift(np.int64(2 ** 63 - 1), s)
+        bad = (a > hi) | (a < -hi - 1)
+        if np.any(bad):
+            raise ValueError(f"{a[bad].flat[0]} << {s[bad].flat[0]} does not fit in a 64-bit integer")
+    return np.left_shift(a, s) if left else np.right_shift(a, s)
 
 
 class _IntFn(sympy.Function):
@@ -123,27 +123,27 @@ class _IntFn(sympy.Function):
 # `_imp_`: the numpy meaning sympy.lambdify uses (point counts evaluate predicates on grids)
 class BitAnd(_IntFn):
     _op = staticmethod(lambda a, b: a & b)
-    _imp_ = staticmethod(_bitwise(np.bitwise_and))
+    _imp_ = staticmethod(partial(_bitwise, np.bitwise_and))
 
 
 class BitOr(_IntFn):
     _op = staticmethod(lambda a, b: a | b)
-    _imp_ = staticmethod(_bitwise(np.bitwise_or))
+    _imp_ = staticmethod(partial(_bitwise, np.bitwise_or))
 
 
 class BitXor(_IntFn):
     _op = staticmethod(lambda a, b: a ^ b)
-    _imp_ = staticmethod(_bitwise(np.bitwise_xor))
+    _imp_ = staticmethod(partial(_bitwise, np.bitwise_xor))
 
 
 class ShiftLeft(_IntFn):
     _op = staticmethod(lambda a, b: a << b if 0 <= b <= 62 else None)
-    _imp_ = staticmethod(_shift(True))
+    _imp_ = staticmethod(partial(_shift, True))
 
 
 class ShiftRight(_IntFn):
     _op = staticmethod(lambda a, b: a >> b if 0 <= b <= 62 else None)
-    _imp_ = staticmethod(_shift(False))
+    _imp_ = staticmethod(partial(_shift, False))
 
 
 def as_number_sympy(x):
@@ -153,65 +153,61 @@ def as_number_sympy(x):
     return x
 
 
-def _rule(name, arity, np_fn, sp_fn, kind, infix=None, prec=100, group="elementwise", right_assoc=False):
-    return OpRule(name, arity, np_fn, sp_fn, kind, infix, prec, group, right_assoc)
-
-
 # Precedence levels of the infix forms, lowest first (bitwise below + - as in
 # Python, so `m & 3 == 0` is `(m & 3) == 0`; `^` above unary minus: -x^2 = -(x^2)).
 OR, AND, NOT, CMP, BOR, BAND, SHIFT, ADD, MUL, NEG, POW = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
 
 RULES: dict[str, OpRule] = {r.name: r for r in [
     # arithmetic
-    _rule("add", 2, np.add, lambda a, b: a + b, "add", "+", ADD),
-    _rule("sub", 2, np.subtract, lambda a, b: a - b, "add", "-", ADD),
-    _rule("mul", 2, np.multiply, lambda a, b: a * b, "mul", "*", MUL),
-    _rule("div", 2, np.divide, lambda a, b: a / b, "divide", "/", MUL),
-    _rule("floordiv", 2, np.floor_divide, lambda a, b: sympy.floor(a / b), "divide", "//", MUL),
-    _rule("mod", 2, np.mod, lambda a, b: sympy.Mod(a, b), "divide", "%", MUL),
-    _rule("neg", 1, np.negative, lambda a: -a, None, "-", NEG),
-    _rule("pow", 2, _pow, lambda a, b: a ** b, "pow", "^", POW, right_assoc=True),
+    OpRule("add", 2, np.add, lambda a, b: a + b, "add", "+", ADD),
+    OpRule("sub", 2, np.subtract, lambda a, b: a - b, "add", "-", ADD),
+    OpRule("mul", 2, np.multiply, lambda a, b: a * b, "mul", "*", MUL),
+    OpRule("div", 2, np.divide, lambda a, b: a / b, "divide", "/", MUL),
+    OpRule("floordiv", 2, np.floor_divide, lambda a, b: sympy.floor(a / b), "divide", "//", MUL),
+    OpRule("mod", 2, np.mod, lambda a, b: sympy.Mod(a, b), "divide", "%", MUL),
+    OpRule("neg", 1, np.negative, lambda a: -a, None, "-", NEG),
+    OpRule("pow", 2, _pow, lambda a, b: a ** b, "pow", "^", POW, right_assoc=True),
     # bitwise, on integers only (validate.py checks the operands)
-    _rule("band", 2, _bitwise(np.bitwise_and), BitAnd, "int", "&", BAND, "bitwise"),
-    _rule("bor", 2, _bitwise(np.bitwise_or), BitOr, "int", "|", BOR, "bitwise"),
-    _rule("xor", 2, _bitwise(np.bitwise_xor), BitXor, "int", group="bitwise"),
-    _rule("shl", 2, _shift(True), ShiftLeft, "int", "<<", SHIFT, "bitwise"),
-    _rule("shr", 2, _shift(False), ShiftRight, "int", ">>", SHIFT, "bitwise"),
+    OpRule("band", 2, partial(_bitwise, np.bitwise_and), BitAnd, "int", "&", BAND, "bitwise"),
+    OpRule("bor", 2, partial(_bitwise, np.bitwise_or), BitOr, "int", "|", BOR, "bitwise"),
+    OpRule("xor", 2, partial(_bitwise, np.bitwise_xor), BitXor, "int", group="bitwise"),
+    OpRule("shl", 2, partial(_shift, True), ShiftLeft, "int", "<<", SHIFT, "bitwise"),
+    OpRule("shr", 2, partial(_shift, False), ShiftRight, "int", ">>", SHIFT, "bitwise"),
     # comparison and logic (the vocabulary of predicates and select conditions)
-    _rule("lt", 2, np.less, sympy.Lt, "compare", "<", CMP, "compare"),
-    _rule("le", 2, np.less_equal, sympy.Le, "compare", "<=", CMP, "compare"),
-    _rule("gt", 2, np.greater, sympy.Gt, "compare", ">", CMP, "compare"),
-    _rule("ge", 2, np.greater_equal, sympy.Ge, "compare", ">=", CMP, "compare"),
-    _rule("eq", 2, np.equal, sympy.Eq, "compare", "==", CMP, "compare"),
-    _rule("ne", 2, np.not_equal, sympy.Ne, "compare", "!=", CMP, "compare"),
-    _rule("and", 2, np.logical_and, sympy.And, "logic", "and", AND, "logic"),
-    _rule("or", 2, np.logical_or, sympy.Or, "logic", "or", OR, "logic"),
-    _rule("not", 1, np.logical_not, sympy.Not, "logic", "not", NOT, "logic"),
+    OpRule("lt", 2, np.less, sympy.Lt, "compare", "<", CMP, "compare"),
+    OpRule("le", 2, np.less_equal, sympy.Le, "compare", "<=", CMP, "compare"),
+    OpRule("gt", 2, np.greater, sympy.Gt, "compare", ">", CMP, "compare"),
+    OpRule("ge", 2, np.greater_equal, sympy.Ge, "compare", ">=", CMP, "compare"),
+    OpRule("eq", 2, np.equal, sympy.Eq, "compare", "==", CMP, "compare"),
+    OpRule("ne", 2, np.not_equal, sympy.Ne, "compare", "!=", CMP, "compare"),
+    OpRule("and", 2, np.logical_and, sympy.And, "logic", "and", AND, "logic"),
+    OpRule("or", 2, np.logical_or, sympy.Or, "logic", "or", OR, "logic"),
+    OpRule("not", 1, np.logical_not, sympy.Not, "logic", "not", NOT, "logic"),
     # functions
-    _rule("exp", 1, np.exp, sympy.exp, "exp", group="transcendental"),
-    _rule("exp2", 1, np.exp2, lambda a: 2 ** a, "exp", group="transcendental"),
-    _rule("log", 1, np.log, sympy.log, "log", group="transcendental"),
-    _rule("log2", 1, np.log2, lambda a: sympy.log(a, 2), "log", group="transcendental"),
-    _rule("sqrt", 1, np.sqrt, sympy.sqrt, "sqrt", group="transcendental"),
-    _rule("sigmoid", 1, _sigmoid, lambda a: 1 / (1 + sympy.exp(-a)), "sigmoid", group="transcendental"),
-    _rule("tanh", 1, np.tanh, sympy.tanh, "tanh", group="transcendental"),
-    _rule("sin", 1, np.sin, sympy.sin, "trig", group="transcendental"),
-    _rule("cos", 1, np.cos, sympy.cos, "trig", group="transcendental"),
-    _rule("tan", 1, np.tan, sympy.tan, "tan", group="transcendental"),
-    _rule("erf", 1, _erf, sympy.erf, "erf", group="transcendental"),
-    _rule("softplus", 1, _softplus, lambda a: sympy.log(1 + sympy.exp(a)), "softplus", group="transcendental"),
-    _rule("logsigmoid", 1, _logsigmoid, lambda a: -sympy.log(1 + sympy.exp(-a)), "softplus",
+    OpRule("exp", 1, np.exp, sympy.exp, "exp", group="transcendental"),
+    OpRule("exp2", 1, np.exp2, lambda a: 2 ** a, "exp", group="transcendental"),
+    OpRule("log", 1, np.log, sympy.log, "log", group="transcendental"),
+    OpRule("log2", 1, np.log2, lambda a: sympy.log(a, 2), "log", group="transcendental"),
+    OpRule("sqrt", 1, np.sqrt, sympy.sqrt, "sqrt", group="transcendental"),
+    OpRule("sigmoid", 1, _sigmoid, lambda a: 1 / (1 + sympy.exp(-a)), "sigmoid", group="transcendental"),
+    OpRule("tanh", 1, np.tanh, sympy.tanh, "tanh", group="transcendental"),
+    OpRule("sin", 1, np.sin, sympy.sin, "trig", group="transcendental"),
+    OpRule("cos", 1, np.cos, sympy.cos, "trig", group="transcendental"),
+    OpRule("tan", 1, np.tan, sympy.tan, "tan", group="transcendental"),
+    OpRule("erf", 1, _erf, sympy.erf, "erf", group="transcendental"),
+    OpRule("softplus", 1, _softplus, lambda a: sympy.log(1 + sympy.exp(a)), "softplus", group="transcendental"),
+    OpRule("logsigmoid", 1, _logsigmoid, lambda a: -sympy.log(1 + sympy.exp(-a)), "softplus",
           group="transcendental"),
-    _rule("log1p", 1, np.log1p, lambda a: sympy.log(1 + a), "log1p", group="transcendental"),
-    _rule("expm1", 1, np.expm1, lambda a: sympy.exp(a) - 1, "expm1", group="transcendental"),
-    _rule("abs", 1, np.abs, sympy.Abs, "abs"),
-    _rule("floor", 1, np.floor, sympy.floor, "abs"),
-    _rule("ceil", 1, np.ceil, sympy.ceiling, "abs"),
-    _rule("max", 2, np.maximum, sympy.Max, "max", group="associative"),
-    _rule("min", 2, np.minimum, sympy.Min, "max", group="associative"),
-    _rule("clip", 3, lambda x, lo, hi: np.minimum(np.maximum(x, lo), hi),
+    OpRule("log1p", 1, np.log1p, lambda a: sympy.log(1 + a), "log1p", group="transcendental"),
+    OpRule("expm1", 1, np.expm1, lambda a: sympy.exp(a) - 1, "expm1", group="transcendental"),
+    OpRule("abs", 1, np.abs, sympy.Abs, "abs"),
+    OpRule("floor", 1, np.floor, sympy.floor, "abs"),
+    OpRule("ceil", 1, np.ceil, sympy.ceiling, "abs"),
+    OpRule("max", 2, np.maximum, sympy.Max, "max", group="associative"),
+    OpRule("min", 2, np.minimum, sympy.Min, "max", group="associative"),
+    OpRule("clip", 3, lambda x, lo, hi: np.minimum(np.maximum(x, lo), hi),
           lambda x, lo, hi: sympy.Min(sympy.Max(x, lo), hi), "max"),
-    _rule("select", 3, np.where, lambda c, a, b: sympy.Piecewise((a, c), (b, True)), "select"),
+    OpRule("select", 3, np.where, lambda c, a, b: sympy.Piecewise((a, c), (b, True)), "select"),
 ]}
 
 # Names usable in call syntax `name(args)`.

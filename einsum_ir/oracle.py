@@ -32,6 +32,7 @@ import itertools
 import math
 import sys
 from fractions import Fraction
+from functools import partial
 
 import numpy as np
 
@@ -86,12 +87,10 @@ def _exp2(x):
         return math.inf
 
 
-def _logarithm(fn):
-    def log(x):
-        if x != x or x < 0:
-            return math.nan
-        return -math.inf if x == 0 else fn(x)
-    return log
+def _logarithm(fn, x):
+    if x != x or x < 0:
+        return math.nan
+    return -math.inf if x == 0 else fn(x)
 
 
 def _sqrt(x):
@@ -107,18 +106,16 @@ def _sigmoid(x):
     return z / (1.0 + z)
 
 
-def _rounded(fn):
+def _rounded(fn, x):
     """floor or ceil as numpy's: a zero result keeps its argument's sign
     (ceil(-0.5) = -0.0, as 1 / it = -inf shows)."""
-    def f(x):
-        if not math.isfinite(x):
-            return x
-        r = float(fn(x))
-        return math.copysign(r, x) if r == 0 else r
-    return f
+    if not math.isfinite(x):
+        return x
+    r = float(fn(x))
+    return math.copysign(r, x) if r == 0 else r
 
 
-_floor, _ceil = _rounded(math.floor), _rounded(math.ceil)
+_floor, _ceil = partial(_rounded, math.floor), partial(_rounded, math.ceil)
 
 
 def _max(a, b):
@@ -149,22 +146,20 @@ def _pow(a, b):
         return math.nan
 
 
-def _guarded(fn, overflow=math.inf):
-    """`fn` from math, NaN where math refuses (sin(inf), log1p(-2)), `overflow` past the range."""
-    def f(x):
-        if x != x:
-            return x
-        try:
-            return fn(x)
-        except OverflowError:
-            return overflow
-        except ValueError:
-            return math.nan
-    return f
+def _guarded(fn, x):
+    """`fn` from math, NaN where math refuses (sin(inf), log1p(-2)), inf past the range (expm1(1000))."""
+    if x != x:
+        return x
+    try:
+        return fn(x)
+    except OverflowError:
+        return math.inf
+    except ValueError:
+        return math.nan
 
 
 def _log1p(x):
-    return -math.inf if x == -1 else _guarded(math.log1p)(x)
+    return -math.inf if x == -1 else _guarded(math.log1p, x)
 
 
 def _softplus(x):
@@ -195,10 +190,8 @@ def _shifted(a: int, s: int, left: bool) -> int:
     return a << s if left else a >> s
 
 
-def _bits(fn):
-    def f(a, b):
-        return float(fn(_whole(a), _whole(b)))
-    return f
+def _bits(fn, a, b):
+    return float(fn(_whole(a), _whole(b)))
 
 
 # name -> function of Python floats / bools. `and` and `or` are listed for
@@ -222,8 +215,8 @@ VALUE_OPS = {
     "not": lambda a: not a,
     "exp": _exp,
     "exp2": _exp2,
-    "log": _logarithm(math.log),
-    "log2": _logarithm(math.log2),
+    "log": partial(_logarithm, math.log),
+    "log2": partial(_logarithm, math.log2),
     "sqrt": _sqrt,
     "sigmoid": _sigmoid,
     "tanh": math.tanh,
@@ -235,11 +228,13 @@ VALUE_OPS = {
     "clip": lambda x, lo, hi: _min(_max(x, lo), hi),
     "select": lambda c, a, b: a if c else b,
     "pow": _pow,
-    "sin": _guarded(math.sin), "cos": _guarded(math.cos), "tan": _guarded(math.tan),
+    "sin": partial(_guarded, math.sin), "cos": partial(_guarded, math.cos), "tan": partial(_guarded, math.tan),
     "erf": math.erf, "softplus": _softplus, "logsigmoid": _logsigmoid, "log1p": _log1p,
-    "expm1": _guarded(math.expm1),
-    "band": _bits(lambda a, b: a & b), "bor": _bits(lambda a, b: a | b), "xor": _bits(lambda a, b: a ^ b),
-    "shl": _bits(lambda a, b: _shifted(a, b, True)), "shr": _bits(lambda a, b: _shifted(a, b, False)),
+    "expm1": partial(_guarded, math.expm1),
+    "band": partial(_bits, lambda a, b: a & b), "bor": partial(_bits, lambda a, b: a | b),
+    "xor": partial(_bits, lambda a, b: a ^ b),
+    "shl": partial(_bits, lambda a, b: _shifted(a, b, True)),
+    "shr": partial(_bits, lambda a, b: _shifted(a, b, False)),
 }
 
 # integer arithmetic of access indices and rank definitions
