@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from ..ir import Access, Cascade, Einsum, Expr, Idx, Num, Op, Rank, Sym, accesses, offset_of
 from .algebra import exp_degree, fresh, map_expr, rename_vars
-from .build import assemble_rewrite
+from .build import assemble_rewrite, finite
 from .walk import RewriteError, plain_vars
 
 FORM = "split-kv"
@@ -93,8 +93,9 @@ def _check_masks(r: _Rec) -> None:
 
 
 def _finite_form(a: Expr) -> bool:
-    return (isinstance(a, Op) and a.name == "select" and isinstance(a.args[0], Op) and a.args[0].name == "lt"
-            and a.args[0].args[1] == Num(float("inf")) and a.args[2] == Num(0.0))
+    """Is a the finite stand-in `select(abs(x) < inf, x, 0)` of some x? (A
+    guard such as `select(x < inf, x, 0)` lets -inf through.)"""
+    return isinstance(a, Op) and a.name == "select" and a == finite(a.args[1])
 
 
 def _split_add(x: Expr, own) -> tuple[Expr, Expr] | None:

@@ -56,3 +56,28 @@ def test_a_running_min_from_minus_infinity_is_refused():
     assert err.value.message == ("cannot rewrite mins to the split-kv form: RM: a min recurrence that is not "
                                  "RM[t+1] = min(RM[t], L) from inf")
     assert err.value.line == 1 + text[:text.index(RM_MIN)].count("\n")
+
+
+@pytest.mark.parametrize("guard, splits", [
+    (r"select(abs(\1) < inf, \1, 0.0)", True),        # the online rewrite's stand-in
+    (r"select(\1 < inf, \1, 0.0)", False),            # lets -inf through
+    (r"select(abs(\1) < inf, \1, 1.0)", False),
+    (r"select(abs(\1) <= inf, \1, 0.0)", False),      # always true
+    (r"select(abs(\1) < 1e30, \1, 0.0)", False),
+])
+def test_only_the_finite_stand_in_guards_a_masked_normaliser(guard, splits):
+    """Sliding-window attention in its online form, where a chunk's first
+    tiles can see no key: the split needs each normaliser used through
+    select(abs(x) < inf, x, 0); a guard that differs in any part is refused
+    (`select(x < inf, x, 0)` once passed for it)."""
+    import re
+    text = rewrite(library.load("sliding-window"), "online", verify=False).text
+    stand_in = r"select\(abs\((\w+\[[^\]]*\])\) < inf, \1, 0\.0\)"
+    assert len(re.findall(stand_in, text)) == 2                       # SGM's and PGM's
+    written = re.sub(stand_in, guard, text)
+    assert (written == text) == splits and (splits or not re.search(stand_in, written))
+    if splits:
+        rewrite(parse(written), "split-kv", verify=False)
+    else:
+        with pytest.raises(RewriteError, match="where clause can leave a chunk's first tiles without a key"):
+            rewrite(parse(written), "split-kv", verify=False)
