@@ -602,7 +602,7 @@ def check_domains(c: Cascade, inputs: dict) -> None:
         if np.any(bad):
             at = tuple(int(i) for i in np.argwhere(bad)[0])
             where = ", ".join(f"{r.lower()}={i}" for r, i in zip(t.ranks, at))
-            raise ShapeError(f"input {t.name} has {x[at]!r} at [{where}], outside its declared domain "
+            raise ShapeError(f"input {t.name} has {float(x[at])!r} at [{where}], outside its declared domain "
                              f"{t.domain} ({int(bad.sum())} of {bad.size} elements are outside)", t.loc, c.source)
 
 

@@ -238,6 +238,9 @@ def test_execute_checks_inputs_against_their_domains_on_request():
     with pytest.raises(ei.ShapeError) as err:
         ei.execute(c, {"G": g}, check_domains=True)
     assert "G" in err.value.message and "b=1, m=2" in err.value.message and "in (0, 1)" in err.value.message
+    assert str(err.value).splitlines() == [
+        "<string>:2:7: error: input G has 1.0 at [b=1, m=2], outside its declared domain in (0, 1) "
+        "(1 of 6 elements are outside)", "  input G[B, M]: f32 in (0, 1)", "        ^"]
     g[0, 0] = np.nan
     with pytest.raises(ei.ShapeError, match="nan"):
         check_domains(c, {"G": g})

@@ -214,3 +214,16 @@ def test_an_alias_comparing_two_heads_makes_heads_unstreamable():
     assert passes(c, "H").passes is None and "CNT" in passes(c, "H").unstreamable
     assert sequence_rank(c) == "M"
     assert analyze(c).at(tiny(c))["passes"]["H"] is None
+
+
+@pytest.mark.parametrize("text", [
+    "rank M\npartition N -> N1, N0\ninput X[M, N]\nY[m] = X[m, n]\nZ[n] = X[m, n]",
+    "rank M, N\ninput X[M, N]\ntensor S[N+1, M]: f32\nS[0, m] = 0\nS[n + 1, m] = S[n, m] + X[m, n]\n"
+    "Z[m] = S[N, m]\nG[n] = X[m, n]",
+])
+def test_at_equal_passes_a_tiled_or_stepped_rank_is_the_sequence_before_m(text):
+    """M and N take one pass each; N is partitioned (or a recurrence steps
+    through it), M is neither: N is the rank the design walks."""
+    c = ei.parse(text)
+    assert passes(c, "M").passes == passes(c, "N").passes == 1
+    assert sequence_rank(c) == "N"
