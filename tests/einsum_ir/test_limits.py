@@ -4,6 +4,7 @@ too big and where, found in bounded time; numbers are checked where they
 enter; a row with no key gets 0 in the guarded library designs."""
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
@@ -59,6 +60,26 @@ def test_an_integer_literal_past_the_float64_range_is_located():
     with pytest.raises(ParseError, match="too large: it has no float64 value") as e:
         ei.parse(text, file="lit.ein")
     assert (e.value.loc.line, e.value.loc.column) == (3, text.split("\n")[2].index(literal) + 1)
+
+
+@pytest.mark.parametrize("literal, fits", [
+    ("1" + "0" * 308, True),                               # 1e308: 309 digits, below the largest float64
+    ("00" + "1" + "0" * 308, True),                        # leading zeros count for nothing
+    (str(int(sys.float_info.max)), True),                  # the largest float64 itself
+    (str(int(sys.float_info.max) + 1), False),             # past it
+    ("2" + "0" * 308, False),
+    ("1" + "0" * 309, False),                              # 310 digits
+    ("9" * 5000, False),                                   # past Python's own digit limit for int()
+])
+def test_an_integer_literal_has_a_float64_value_up_to_the_largest(literal, fits):
+    """The largest float64 is 1.797e308, a 309-digit integer: a literal of
+    309 digits below it keeps its value (one was refused for its length)."""
+    text = HEAD + f"Y[m, p] = S[m, p] * {literal}\n"
+    if fits:
+        assert ei.parse(text).einsums[0].expr.args[1].value == int(literal)
+    else:
+        with pytest.raises(ParseError, match="too large: it has no float64 value"):
+            ei.parse(text)
 
 
 def test_large_numbers_in_a_map_keep_their_float64_value():
