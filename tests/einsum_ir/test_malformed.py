@@ -201,6 +201,8 @@ CASES = [
          "repeated M", "rank M2 is already declared"),
     case("mixed-case-rank-name", "rank Mx, P\ninput S[Mx, P]: f32\nY[p] = S[mx, p]\n", V, 1, "Mx",
          "rank name Mx must be upper case"),
+    case("mixed-case-partitioned-rank-name", "partition Mx -> M1, M0\ninput S[M1]: f32\nY[m1] = S[m1]\n", V, 1,
+         "Mx", "rank name Mx must be upper case"),
     case("rank-defined-by-itself", "rank M = M * 2\ninput S[M]: f32\nY[m] = S[m]\n", V, 1, "M",
          "the extent of rank M is defined in terms of itself"),
     case("rank-defined-by-index-variable", "rank K = k\ninput S[K]: f32\nY[k] = S[k]\n", V, 1, ("k", 2),
