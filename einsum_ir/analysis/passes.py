@@ -466,7 +466,7 @@ class _Walk:
         for e, a, toks in reads:
             for t in sorted(toks, key=str):       # a stable order for the messages
                 visit.setdefault(t, (e, a))
-        if touches and len(visit) > 1:
+        if touches and len(visit) > 1 and not self.each_reads_one(members, reads):     # (one Einsum: it reads two)
             self.refuse(visit)
             return
         best, why = (1 if touches else 0), None
@@ -507,6 +507,21 @@ class _Walk:
             self.state[e.name] = State(True, best, bound=True)
         else:
             self.state[e.name] = State(False, best, origin=i, bound=True)
+
+    def each_reads_one(self, members: list[Einsum], reads) -> bool:
+        """A recurrence over another rank whose step reads two positions,
+        each Einsum of it one (`A[t, m] = S[t, m] * X[m]`, `S[t + 1, m] =
+        A[t, m - 1]`), each at or before the position it writes: with the
+        traversal outside the recurrence every dependence runs forward in
+        R, so each Einsum runs in the visit of its own read. (Its outputs
+        are then final by their own visits whichever of the step's reads
+        `settle` is given: an output index is a variable.)"""
+        for e in members:
+            toks = {t for f, _, ts in reads if f is e for t in ts}
+            out = access_tokens(self.c, self.fam, e.output)
+            if len(toks) != 1 or len(out) != 1 or not _same_or_earlier(next(iter(toks)), next(iter(out))):
+                return False
+        return True
 
     def fed_back_reduction(self, members: list[Einsum], var: str) -> bool:
         """A recurrence over another rank (t) whose step reduces over R and

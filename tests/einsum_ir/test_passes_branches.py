@@ -234,9 +234,57 @@ def test_a_reduction_over_the_rank_fed_back_in_a_recurrence_needs_a_pass_per_ste
                            "number"]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a shift recurrence (S[t + 1, m] = A[t, m - 1]) is refused "
-                                       "as two positions, but every point reads one: 1 pass")
-def test_bug_a_shift_recurrence_streams():
-    c = ei.parse("rank M, T\ninput X[M]\ntensor S[T+1, M]: f32\nS[0, m] = X[m]\nA[t, m] = S[t, m] * X[m]\n"
-                 "S[t + 1, m] = A[t, m - 1] where m >= 1\nZ[m] = S[T, m]")
-    agree(c, "M", 1, shapes=[dict(M=5, T=3)])   # analysis: None
+SHIFT_HEAD = {"whole": "rank M, T\ninput X[M]\ntensor S[T+1, M]: f32\nS[0, m] = X[m]\n",
+              "tiled": "rank T\npartition M -> M1, M0\ninput X[M]\ntensor S[T+1, M]: f32\nS[0, m] = X[m]\n"}
+SHIFT_SHAPES = {"whole": [dict(M=5, T=3), dict(M=6, T=2)], "tiled": [dict(M=7, M0=2, T=3), dict(M=9, M0=3, T=2)]}
+
+
+@pytest.mark.parametrize("m", ["whole", "tiled"])
+@pytest.mark.parametrize("body, expected", [
+    ("A[t, m] = S[t, m] * X[m]\nS[t + 1, m] = A[t, m - 1] where m >= 1", 1),
+    ("A[t, m] = S[t, m] * X[m]\nS[t + 1, m] = A[t, m - 2] where m >= 2", 1),
+    ("A[t, m] = S[t, m] * X[m]\nB[t, m] = A[t, m - 1] where m >= 1\nS[t + 1, m] = B[t, m] + A[t, m]", 1),
+    # each Einsum reads one position, but Y is read again after its max
+    ("A[t, m] = S[t, m] * X[m]\nS[t + 1, m] = A[t, m - 1] where m >= 1\nY[m] = S[T, m]\n"
+     "G[p] = max[m] Y[m] * p\nW[m, p] = Y[m] - G[p]", 2),
+    # an Einsum reading two positions itself
+    ("A[t, m] = S[t, m] * X[m]\nS[t + 1, m] = A[t, m - 1] + A[t, m] where m >= 1", None),
+    ("A[t, m] = S[t, m] * X[m - 1] where m >= 1\nS[t + 1, m] = A[t, m - 1] where m >= 1", None),
+])
+def test_a_shift_recurrence_runs_each_einsum_at_its_own_read(m, body, expected):
+    """A recurrence over T whose step reads m and m - 1, each Einsum one of
+    them at or before the position it writes (`S[t + 1, m] = A[t, m - 1]`):
+    with M traversed outside the recurrence every dependence runs forward,
+    one pass (it was refused as two positions at once). Whole M and tiled,
+    against the simulator."""
+    text = SHIFT_HEAD[m] + body + ("" if "Y[m]" in body else "\nZ[m] = S[T, m]")
+    if "[p]" in text:
+        text = text.replace("rank M, T", "rank M, T, P").replace("rank T\n", "rank T, P\n")
+    shapes = [dict(s, P=2) if "[p]" in text else s for s in SHIFT_SHAPES[m]]
+    agree(ei.parse(text), "M", expected, shapes=shapes)
+
+
+def test_a_shift_recurrence_with_an_einsum_writing_no_position_is_refused():
+    """C[t] = A[t, 0] writes no position of M: the rule that runs each
+    Einsum at its own read does not place it, so the step is refused (the
+    simulator streams it in one pass: conservative, never a wrong count)."""
+    c = ei.parse(SHIFT_HEAD["whole"] + "A[t, m] = S[t, m] * X[m]\nC[t] = A[t, 0]\n"
+                 "S[t + 1, m] = A[t, m - 1] * C[t] where m >= 1\nZ[m] = S[T, m]")
+    r = passes(c, "M")
+    assert r.passes is None and r.unstreamable.startswith("A reads S[t, m] and C reads A[t, 0] in one step")
+    assert simulate_passes(c, "M", dict(M=5, T=3)).passes == 1
+
+
+@pytest.mark.parametrize("m", ["whole", "tiled"])
+def test_a_shift_recurrence_reading_ahead_is_refused(m):
+    """`S[t + 1, m] = A[t, m + 1]`: each step needs a later position than
+    it writes, so steps of T cost passes (the simulator counts T + 1 over
+    whole M; over tiles, fewer where the read stays in the tile): the count
+    depends on T, no fixed number, refused."""
+    c = ei.parse(SHIFT_HEAD[m] + "A[t, m] = S[t, m] * X[m]\nS[t + 1, m] = A[t, m + 1] where m + 1 < M\n"
+                 "Z[m] = S[T, m]")
+    r = passes(c, "M")
+    assert r.passes is None and "two different positions of M" in r.unstreamable
+    tiles = dict(M0=2) if m == "tiled" else {}
+    counts = [simulate_passes(c, "M", dict(M=9, T=t, **tiles)).passes for t in (2, 3, 4)]
+    assert counts == ([3, 4, 5] if m == "whole" else [2, 3, 3])
