@@ -213,19 +213,33 @@ def _expr_token(text: str, index: Expr, suffix: str):
 
 
 def _never_after(e: Expr) -> bool:
-    """Is e <= v for every integer v >= 0, v its one variable? A structural
-    proof: v itself, v less a constant, the floor of a quotient by a
-    constant of at least 1 (for x <= v: x >= 0 gives x // c <= x, x < 0
-    gives x // c < 0 <= v). Each step keeps one variable; every constant
-    in an index is whole (validated). (A min or max is a computed index,
-    refused before this.)"""
-    if isinstance(e, Op) and e.name == "sub":
-        return isinstance(e.args[1], Num) and e.args[1].value >= 0 and _never_after(e.args[0])
-    if isinstance(e, Op) and e.name == "add":
-        return any(isinstance(x, Num) and x.value <= 0 and _never_after(y) for x, y in (e.args, e.args[::-1]))
-    if isinstance(e, Op) and e.name == "floordiv":
-        return isinstance(e.args[1], Num) and e.args[1].value >= 1 and _never_after(e.args[0])
-    return isinstance(e, Idx)
+    """Is e <= v for every integer v >= 0, v its one variable?"""
+    d = _excess(e)
+    return d is not None and d <= 0
+
+
+def _excess(e: Expr) -> int | None:
+    """A d with e <= v + d for every integer v >= 0, v the index's one
+    variable, or None: v gives 0, adding or taking a constant moves d, and
+    the floor of a quotient by a whole c >= 1 gives 0 when d <= c - 1
+    ((v + d) // c <= v: at v = 0 as d < c, above it as v + c - 1 <= c v),
+    else d (x // c <= max(x, 0)). Each step keeps one variable; every
+    constant in an index is whole (validated); a min or max is a computed
+    index, refused before this."""
+    if isinstance(e, Idx):
+        return 0
+    if not (isinstance(e, Op) and e.name in ("add", "sub", "floordiv")):
+        return None
+    x, k = e.args
+    if e.name == "add" and isinstance(x, Num):
+        x, k = k, x
+    if not isinstance(k, Num) or (d := _excess(x)) is None:
+        return None
+    if e.name == "add":
+        return d + int(k.value)
+    if e.name == "sub":
+        return d - int(k.value)
+    return None if k.value < 1 else 0 if d <= k.value - 1 else d
 
 
 def _gathered(i: Expr) -> bool:

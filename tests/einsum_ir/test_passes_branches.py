@@ -164,18 +164,24 @@ def test_a_read_of_a_partitioned_rank_a_few_keys_away(body, expected):
     ("Y[m, p] = K[-1 + m // 2, p] where m >= 2\nG[p] = max[m] Y[m, p]", 1),
     ("Y[m, p] = K[m // 2 + 0, p]\nG[p] = max[m] Y[m, p]", 1),
     ("Y[m, p] = K[(m - 1) // 2 - 1, p] where m >= 3\nG[p] = max[m] Y[m, p]", 1),
+    ("Y[m, p] = K[(m + 1) // 2, p]\nG[p] = max[m] Y[m, p]", 1),
+    ("Y[m, p] = K[(m + 5) // 6, p]\nG[p] = max[m] Y[m, p]", 1),
+    ("Y[m, p] = K[((m + 1) // 2 + 1) // 2, p]\nG[p] = max[m] Y[m, p]", 1),
+    ("Y[m, p] = K[(m - -1) // 2, p]\nG[p] = max[m] Y[m, p]", 1),
     ("Y[m, p] = K[m, p] * 2\nZ[m, p] = Y[m // 2, p]\nG[p] = max[m] Z[m, p]", 1),
     # after m somewhere: no proof, held (the simulator agrees)
     ("Y[m, p] = K[M - 1 - m, p]\nG[p] = max[m] Y[m, p]", 2),
     ("Y[m, p] = K[(m + 1) // 1, p] where m + 1 < M\nG[p] = max[m] Y[m, p]", 2),
+    ("Y[m, p] = K[(m + 2) // 2 + 3, p] where (m + 2) // 2 + 3 < M\nG[p] = max[m] Y[m, p]", 2),
+    ("Y[m, p] = K[(m - 8) // -2, p] where (m - 8) // -2 >= 0 and (m - 8) // -2 < M\nG[p] = max[m] Y[m, p]", 2),
     ("Y[m, p] = K[m * 2, p] where m * 2 < M\nG[p] = max[m] Y[m, p]", 2),
     ("Y[m, p] = K[m // 2, p] * K[m, p]\nG[p] = max[m] Y[m, p]", None),
     # never after j's position, but Y[m] sums over all of J = M
     ("rank J = M\nY[m, p] = K[j // 2, p]\nG[p] = max[m] Y[m, p]", 2),
 ])
 def test_a_read_at_a_position_computed_from_m(partition, body, expected):
-    """A computed position never after m's own (`m // 2`, `(m - 3) // 4`, a
-    min or max of such) is final by m's visit: Y[m] streams (it once counted
+    """A computed position never after m's own (`m // 2`, `(m - 3) // 4`,
+    `(m + 1) // 2`) is final by m's visit: Y[m] streams (it once counted
     as an expression and was held, one pass too many). A position that can
     come after m's stays held (`(m + 2) // 2` is never after m's tile for
     tiles of 2 or more, but is after m = 0 itself: held, one pass more than
