@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from einsum_ir.analysis.fused import FusedForm
-from einsum_ir.ir import Idx, Op, Sym, accesses, index_vars
+from einsum_ir.ir import accesses, index_vars
 from einsum_ir.ops import DTYPE_BYTES
 from hw_models.gpu import GPU
 from hw_models.schema import HardwareError, Node, load, load_file
@@ -102,16 +102,6 @@ def padded(n: int) -> int:
     return max(16, 1 << (int(n) - 1).bit_length())
 
 
-def head_group(form: FusedForm) -> str | None:
-    """The symbol G of a K access indexed `h / G` (GQA), if any."""
-    for i in form.k.indices:
-        if isinstance(i, Op) and i.name in ("div", "floordiv") and isinstance(i.args[0], Idx) \
-                and isinstance(i.args[1], Sym):
-            return i.args[1].name
-    return None
-
-
-
 def footprint(form: FusedForm, m: GPUMapping, env: dict, gpu: GPU) -> Footprint:
     """Shared memory and registers of one block; blocks per SM. Raises a
     HardwareError with the numbers when the block cannot run at all."""
@@ -153,5 +143,5 @@ def footprint(form: FusedForm, m: GPUMapping, env: dict, gpu: GPU) -> Footprint:
     return Footprint(smem, regs, threads, limits[limit], limit)
 
 
-__all__ = ["Footprint", "GPUMapping", "footprint", "gpu_mapping_from_node", "head_group", "load_gpu_mapping",
+__all__ = ["Footprint", "GPUMapping", "footprint", "gpu_mapping_from_node", "load_gpu_mapping",
            "padded", "parse_gpu_mapping"]

@@ -385,8 +385,9 @@ def _phases(node: Node, binding: dict[str, str], leaves: list[Leaf]) -> tuple[tu
         out.append(tuple(names))
     missing = [e for e in binding if e not in seen]
     if missing:
-        raise node.error(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} bound but in no phase: "
-                         f"its time would be left out of the latency")
+        one = len(missing) == 1
+        raise node.error(f"{', '.join(missing)} {'is' if one else 'are'} bound but in no phase: "
+                         f"{'its' if one else 'their'} time would be left out of the latency")
     return tuple(out)
 
 

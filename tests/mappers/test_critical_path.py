@@ -182,7 +182,10 @@ UNFUSED = load_mapping("unfused").node.source
 @pytest.mark.parametrize("old,new,message", [
     ("[[QK], [GM, SN, SD, A], [AV]]", "[[QK], [GM, SN, SD, A], [AVV]]", "phase names AVV"),
     ("[[QK], [GM, SN, SD, A], [AV]]", "[[QK], [GM, SN, SD, A], [AV, QK]]", "QK is in two phases"),
-    ("[[QK], [GM, SN, SD, A], [AV]]", "[[QK], [GM, SN, A], [AV]]", "SD is bound but in no phase"),
+    ("[[QK], [GM, SN, SD, A], [AV]]", "[[QK], [GM, SN, A], [AV]]",
+     r"SD is bound but in no phase: its time would be left out of the latency\n"),
+    ("[[QK], [GM, SN, SD, A], [AV]]", "[[QK], [GM, A], [AV]]",
+     r"SN, SD are bound but in no phase: their time would be left out of the latency\n"),
 ])
 def test_phases_are_checked_at_load(old, new, message):
     assert old in UNFUSED

@@ -363,6 +363,15 @@ def test_a_found_mapping_file_names_its_shapes_in_its_header():
     assert f.text.splitlines()[1] == "# at " + " ".join(f"{k}={v}" for k, v in SMALL_SHAPES.items()) + "."
 
 
+@pytest.mark.parametrize("method", ["random", "fused"])
+def test_a_found_mapping_names_the_search_that_found_it(method):
+    """Found.method is the search asked for (`attnc map` prints it)."""
+    from mappers.spatial_search import search
+    c, hw = ei.load("relu-attention"), _small_flat()
+    f = search(c, hw, SMALL_SHAPES, method=method, seed=1, budget=600)
+    assert (f.method, f.objective) == (method, "latency")
+
+
 # attention-1pass: each Einsum's producers in the same key tile (read at the current iterate), by hand
 SAME_TILE = {"LM": ["BQK"], "RM": ["LM"], "SLN": ["BQK", "RM"], "SLD": ["SLN"], "SLNV": ["SLN"], "PRM": ["RM"],
              "SPD": ["PRM"], "RD": ["SLD", "SPD"], "SPNV": ["PRM"], "RNV": ["SLNV", "SPNV"]}
@@ -617,3 +626,16 @@ def test_search_passes_progress_to_each_method(method, capsys):
         search(c, hw, shapes, method=method, seed=1, budget=60, progress=progress)
         err = capsys.readouterr().err
         assert bool(re.search(rf"(^|\r){method}:", err, flags=re.M)) == progress, err
+
+
+@pytest.mark.parametrize("m, most", [(128, 2), (4096, 64), (8192, 128), (65536, 128)])
+def test_key_splits_double_up_to_twice_the_key_tiles_and_at_most_128(m, most):
+    """Decode (one query row, too few programs for 132 SMs) tries key splits
+    1, 2, 4, ... up to twice the key tiles at the largest BLOCK_N (128),
+    never past 128 splits."""
+    form = recognise(library.load("decode"))
+    env = resolve(form.cascade, dict(B=1, H=8, M=m, E=64, F=64))
+    splits = sorted({c.splits for c in candidates(form, H100, env)})
+    tiles = -(-m // 128)
+    assert splits == [1] + [2 ** k for k in range(1, 8) if 2 ** k <= min(128, 2 * tiles)]
+    assert splits[-1] == most
