@@ -363,6 +363,29 @@ def test_a_found_mapping_file_names_its_shapes_in_its_header():
     assert f.text.splitlines()[1] == "# at " + " ".join(f"{k}={v}" for k, v in SMALL_SHAPES.items()) + "."
 
 
+def test_the_search_starts_each_einsum_on_the_unit_with_the_most_pes():
+    """FuseMax with its units listed 1D array first: the start still puts
+    QK and AV on the 2D array (65,536 PEs, not 256), whatever the order."""
+    from mappers.spatial_search import Evaluator, _start, dimensions
+    hw = FUSEMAX.with_changes(units=dict(reversed(list(FUSEMAX.units.items()))))
+    ev = Evaluator(roles(ei.load("relu-attention"), hw, dict(B=1, H=2, E=64, F=64, M=4096, P=4096)))
+    assert all(ev.r.units[e][0] == "pe1d" for e in ev.r.work)
+    start = _start(ev, dimensions(ev))
+    assert {e: start[("unit", e)] for e in ev.r.work} == {"QK": "pe2d", "AV": "pe2d"}
+
+
+def test_the_fused_search_stops_when_a_small_space_is_exhausted():
+    """One Einsum on a 4 x 4 FLAT at tiny shapes: twenty restarts in a row
+    find nothing new long before the budget, and the search ends there
+    with the best mapping (it once returned nothing from that exit)."""
+    from mappers.spatial_search import search
+    c = ei.parse("rank B, H, E, M, P\ninput Q[B, H, E, P]: f16\ninput K[B, H, E, M]: f16\n"
+                 "QK[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m]\n", name="scores")
+    f = search(c, _small_flat(4), dict(B=1, H=1, E=4, M=8, P=8), method="fused", budget=10 ** 9)
+    assert f.method == "fused" and 0 < f.evaluated < 10 ** 6
+    assert f.report.latency_cycles > 0
+
+
 @pytest.mark.parametrize("method", ["random", "fused"])
 def test_a_found_mapping_names_the_search_that_found_it(method):
     """Found.method is the search asked for (`attnc map` prints it)."""
