@@ -39,11 +39,10 @@ PE, STREAM, DRAM = "pe", "stream", "dram"
 @dataclass(frozen=True)
 class LeafPlan:
     """Einsums that run together: one pass over the key rank, or Einsums
-    outside any pass (after pass `after`)."""
+    outside any pass (between two passes, or after the last one)."""
 
     run: tuple[str, ...]
     in_pass: bool
-    pass_: int
 
 
 @dataclass(frozen=True)
@@ -214,7 +213,7 @@ def _leaves(c: Cascade, key_passes: dict, deps: dict, views: dict) -> tuple[Leaf
     for n in names:
         groups.setdefault(slot[n], []).append(n)
     order = sorted(groups, key=lambda k: (k[0], not k[1]))
-    return tuple(LeafPlan(tuple(groups[k]), k[1], k[0]) for k in order)
+    return tuple(LeafPlan(tuple(groups[k]), k[1]) for k in order)
 
 
 def roles(c: Cascade, hw: SpatialArray, shapes: dict) -> Roles:

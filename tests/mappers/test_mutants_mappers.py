@@ -662,3 +662,17 @@ def test_key_splits_double_up_to_twice_the_key_tiles_and_at_most_128(m, most):
     tiles = -(-m // 128)
     assert splits == [1] + [2 ** k for k in range(1, 8) if 2 ** k <= min(128, 2 * tiles)]
     assert splits[-1] == most
+
+
+def test_a_batch_rank_indexes_every_input_along_the_sequence_queries_included():
+    """Queries shared across the batch (Q[H, E, P]): B indexes the keys and
+    values but not the queries, so it is no batch rank (an outer loop over
+    B would re-read Q); H indexes all three and is one. With the queries
+    per batch too, B is a batch rank again."""
+    text = ("rank B, H, E, F, M, P\ninput Q[H, E, P]: f16\ninput K[B, H, E, M]: f16\ninput V[B, H, F, M]: f16\n"
+            "QK[b, h, m, p] = Q[h, e, p] * K[b, h, e, m]\nAV[b, h, f, p] = QK[b, h, m, p] * V[b, h, f, m]\n")
+    shapes = dict(B=2, H=2, E=64, F=64, M=4096, P=4096)
+    r = roles(ei.parse(text, name="shared-queries"), FUSEMAX, shapes)
+    assert (r.key, r.row, r.batch) == ("M", "P", ("H",))
+    per_batch = text.replace("input Q[H, E, P]", "input Q[B, H, E, P]").replace("Q[h, e, p]", "Q[b, h, e, p]")
+    assert roles(ei.parse(per_batch), FUSEMAX, shapes).batch == ("B", "H")
