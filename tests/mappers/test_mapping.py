@@ -107,3 +107,30 @@ def test_mapping_values_are_typed():
     assert m.with_changes(overlap="phases", phases=(("BQK",),)).overlap is Overlap.PHASES
     with pytest.raises(ValueError):
         m.with_changes(overlap="sometimes")
+
+
+FLAT_TEXT = load_mapping("flat").node.source
+
+
+@pytest.mark.parametrize("fraction, ok", [("1", True), ("0", True), ("1.5", False), ("2", False)])
+def test_a_spilled_fraction_is_at_most_one(fraction, ok):
+    """A variant's spill is a fraction of the tensor sent to DRAM: 0 to 1;
+    more is refused where it is written."""
+    old = "    spill: {QK: 0.0691, SN: 0.0691, A: 0.0691}"
+    text = FLAT_TEXT.replace(old, f"    spill: {{QK: {fraction}, SN: 0.0691, A: 0.0691}}")
+    assert old in FLAT_TEXT and text != FLAT_TEXT
+    if ok:
+        m = parse_mapping(text, "map.yaml").for_shapes(dict(M=4096, E=128))
+        assert dict(m.spill)["QK"] == float(fraction)
+    else:
+        with pytest.raises(hw.HardwareError, match=f"a spilled fraction is at most 1, got {fraction}") as e:
+            parse_mapping(text, "map.yaml")
+        assert (e.value.loc.file, e.value.loc.line) == ("map.yaml", FLAT_TEXT[:FLAT_TEXT.index(old)].count("\n") + 1)
+
+
+def test_the_tensors_sent_through_dram_are_read_from_the_file():
+    """`dram: [QK, A]` (FLAT's longest variants) is the set the mapping gives."""
+    m = load_mapping("flat").for_shapes(dict(M=1 << 20, E=64))
+    assert m.dram == {"QK", "A"}
+    text = FLAT_TEXT.replace("    dram: [QK, A]", "    dram: [QK]")
+    assert parse_mapping(text, "map.yaml").for_shapes(dict(M=1 << 20, E=64)).dram == {"QK"}
