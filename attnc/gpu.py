@@ -51,13 +51,13 @@ def _map_chunked(c, gpu: GPU, env: dict, dtype: str, top: int, fused) -> MapResu
     reasons; `unfused` and `linear` are None (there is no score matrix)."""
     from einsum_ir.analysis.chunked import ChunkedFormError
     from einsum_ir.analysis.chunked import recognise as recognise_chunked
-    from einsum_ir.analysis.fused import FusedFormError
+    from einsum_ir.analysis.fused import refused_by_both
     from mappers.gpu_search import shortlist_chunked
     try:
         form = recognise_chunked(c, env)
         best = shortlist_chunked(form, gpu, env, dtype, top)
     except ChunkedFormError as chunked:
-        raise FusedFormError(f"{fused.message}\n  and {chunked.message}", fused.loc, fused.source) from None
+        raise refused_by_both(c, fused, chunked) from None
     return MapResult(c.name, gpu, env, form, best, None, None)
 
 

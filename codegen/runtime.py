@@ -119,7 +119,7 @@ def compile_kernel(c: Cascade, mapping: GPUMapping, shapes: dict | None = None):
     attention; a design that fits neither gets both reasons."""
     from einsum_ir.analysis.chunked import ChunkedFormError
     from einsum_ir.analysis.chunked import recognise as recognise_chunked
-    from einsum_ir.analysis.fused import FusedFormError
+    from einsum_ir.analysis.fused import FusedFormError, refused_by_both
     env = _extents(c, shapes)
     try:
         return FusedKernel(c, mapping, shapes)
@@ -130,7 +130,7 @@ def compile_kernel(c: Cascade, mapping: GPUMapping, shapes: dict | None = None):
             if env is not None:
                 kernel.source(env)          # what only the generator can check, said now, not at the first call
         except ChunkedFormError as chunked:
-            raise FusedFormError(f"{fused.message}\n  and {chunked.message}", fused.loc, fused.source) from None
+            raise refused_by_both(c, fused, chunked) from None
         return kernel
 
 

@@ -231,6 +231,15 @@ class FusedForm:
         return preds
 
 
+def refused_by_both(c: Cascade, fused: FusedFormError, chunked: EinError) -> FusedFormError:
+    """Both kernel families' reasons in one error, located where the likelier
+    family points: the chunked generator's for a design with a recurrence
+    (a state carried over chunks, which no fused kernel runs), else the
+    fused generator's."""
+    first = chunked if any(t.iterative for t in c.tensors) and chunked.loc is not None else fused
+    return FusedFormError(f"{fused.message}\n  and {chunked.message}", first.loc, first.source)
+
+
 def _fail(e: Einsum | None, why: str, c: Cascade) -> FusedFormError:
     where = f"{e.name}: " if e is not None else ""
     return FusedFormError(f"{c.name} does not fit a fused attention kernel: {where}{why}",
@@ -634,4 +643,4 @@ def _expander(form: FusedForm, running: set[str]):
     return expand
 
 
-__all__ = ["FusedForm", "FusedFormError", "Reduction", "Score", "recognise"]
+__all__ = ["FusedForm", "FusedFormError", "Reduction", "Score", "recognise", "refused_by_both"]

@@ -42,3 +42,36 @@ def test_a_loop_that_reads_what_runs_after_it_is_refused_at_the_reader():
     assert err.value.message == ("early does not fit a chunked linear kernel: AV: reads FS, which runs after the "
                                  "loop over m1 (it needs that loop's results), inside that loop")
     assert err.value.line == 11
+
+
+def test_a_design_neither_kernel_takes_is_located_at_the_likelier_reason():
+    """With a recurrence (a state carried over chunks) the design is the
+    chunked generator's business: the combined refusal points at AV's
+    line, where that reason is, not at the recurrence the fused generator
+    refuses; both reasons are in the message."""
+    from codegen.runtime import compile_kernel
+    from einsum_ir.analysis.fused import FusedFormError
+    from mappers.gpu_mapping import GPUMapping
+    text = STATE.replace("OUT", "FS[b, h, f] = KV[b, h, e, f, M1]\nAV[b, h, f, m] = V[b, h, f, m] * FS[b, h, f]")
+    with pytest.raises(FusedFormError) as err:
+        compile_kernel(parse(text, name="early"), GPUMapping(16, 16), dict(B=1, H=1, E=16, F=16, M=32, M0=16))
+    first, second = err.value.message.split("\n  and ")
+    assert first.startswith("early does not fit a fused attention kernel: ")
+    assert second.startswith("early does not fit a chunked linear kernel: AV: reads FS")
+    assert err.value.line == 11
+
+
+def test_a_design_without_a_recurrence_is_located_at_the_fused_reason():
+    """No recurrence: the fused generator's reason places the refusal."""
+    from attnc.gpu import map_design
+    from einsum_ir.analysis.fused import FusedFormError
+    text = ("rank B, H, E, M, P\ninput Q[B, H, E, P]: f16\ninput K[B, H, E, M]: f16\n"
+            "QK[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m]\nY[b, p] = QK[b, h, m, p]\n")
+    with pytest.raises(FusedFormError) as err:
+        map_design(parse(text, name="plain"), "h100", dict(B=1, H=1, E=16, M=32, P=32))
+    assert "\n  and " in err.value.message
+    fused_alone = err.value.message.split("\n  and ")[0]
+    from einsum_ir.analysis.fused import recognise as recognise_fused
+    with pytest.raises(FusedFormError) as alone:
+        recognise_fused(parse(text, name="plain"))
+    assert alone.value.message == fused_alone and err.value.loc == alone.value.loc and err.value.line == 5
