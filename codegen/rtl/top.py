@@ -417,7 +417,7 @@ def build(c, design, trace: list, ints: dict, plan=None, pes: dict | None = None
         missing = sorted(set(port_mem) - {x for x, _, _ in plan.issue})
         if missing:
             raise RTLError(f"Einsum {missing[0]} has work but no share of the epoch in the mapping's plan")
-        n = {e: max(1, int((pes or {}).get(e, 1))) for e in port_mem}
+        n = {e: max(1, int(pes[e])) for e in port_mem}      # the simulator reports every Einsum with work
         groups = _in_epochs(groups, plan)
         arrays = _arrays(c, design, groups, plan)
         key = lambda g: plan.epoch_key(g[-1].einsum, g[-1].pt)  # noqa: E731

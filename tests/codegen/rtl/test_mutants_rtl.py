@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
 import einsum_ir as ei
@@ -119,6 +120,26 @@ def test_integer_arithmetic_on_coordinates_stays_integer():
         assert v.py(env) == want, expr
 
 
+def test_every_comparison_is_lowered_to_its_verilog_operator():
+    """Each of < <= > >= == != on coordinates: a boolean with Verilog's
+    operator, and the unit's model agrees with Python's at equal and
+    unequal coordinates."""
+    import operator
+    from codegen.rtl.unit import _Lower, cycles_table
+    c = load("attention-1pass")
+    e = next(x for x in c.einsums if not x.is_initial)
+    low = _Lower(c, e, Fmt(24, 10), cycles_table())
+    p, m = Idx("p"), Idx("m")
+    ops = {"lt": ("<", operator.lt), "le": ("<=", operator.le), "gt": (">", operator.gt),
+           "ge": (">=", operator.ge), "eq": ("==", operator.eq), "ne": ("!=", operator.ne)}
+    for name, (sym, fn) in ops.items():
+        v = low.lower(Op(name, (m, p)), True)
+        assert v.type == "bool" and f" {sym} " in v.v, name
+        for pm in ((3, 3), (2, 5), (5, 2)):
+            env = {"c": {"p": pm[1], "m": pm[0]}, "k": {}, "in": []}
+            assert v.py(env) == int(fn(*pm)), (name, pm)
+
+
 def test_and_of_a_number_is_refused_at_the_einsum():
     from codegen.rtl.unit import _Lower, cycles_table
     c = load("attention-1pass")
@@ -144,6 +165,22 @@ Y[b, m] = X[b, M - 1 - m] * 2 + W[b, m]
     got = tile.run(c, xs, shapes, fmt)["Y"]
     want = 2 * xs["X"][:, ::-1] + xs["W"]
     assert abs(got - want).max() <= 4 * fmt.ulp
+
+
+@pytest.mark.parametrize("index", ["m // 2", "(m + 1) // 2", "m % 3 + m // 4"])
+def test_the_tile_model_reads_an_index_computed_by_floor_division(index):
+    """Y[b, m] = X[b, i(m)] + W[b, m] with a floor division in i: the
+    fixed-point model reads the element numpy's floor division names."""
+    from codegen.rtl import tile
+    c = ei.parse(f"rank B, M\ninput X[B, M]: f32\ninput W[B, M]: f32\nY[b, m] = X[b, {index}] + W[b, m]\n",
+                 name="halves")
+    shapes = dict(B=2, M=7)
+    xs = random_inputs(c, shapes, seed=1)
+    fmt = Fmt(32, 16)
+    m = np.arange(7)
+    at = eval(index.replace("m", "m_"), {"m_": m})          # numpy's // and % on the coordinates
+    got = tile.run(c, xs, shapes, fmt)["Y"]
+    assert abs(got - (xs["X"][:, at] + xs["W"])).max() <= 4 * fmt.ulp
 
 
 @pytest.mark.parametrize("array", ["65x2", "2x65", "0x2", "2x"])
