@@ -84,6 +84,20 @@ def test_a_tile_larger_than_the_buffer_is_rejected_with_numbers():
         simulate(ONE_PASS, BINDING, tiny, dict(B=1, H=1, M=1024, P=1024, E=64, F=64))
 
 
+@pytest.mark.parametrize("p_factors", [
+    (("P2", "rest"), ("P1", 4), ("P0", 256)),   # no `fit` factor: the tiling itself is checked
+    (("P2", 1), ("P1", "fit"), ("P0", 256)),    # a `fit` factor and no `rest`
+])
+def test_a_tiling_that_cannot_fit_is_rejected_whatever_its_factors(p_factors):
+    """Fixed factors whose tiles overflow a 64 KiB buffer, or a fit factor
+    with no rest beside it: refused with the numbers, never simulated."""
+    tiny = FUSEMAX.with_changes(buffer=dataclasses.replace(FUSEMAX.buffer, capacity_bytes=64 * 1024))
+    m = BINDING.with_changes(factors=(("M", (("M1", "rest"), ("M0", 256))), ("P", p_factors)))
+    with pytest.raises(hw.HardwareError, match=r"no tile fits the 65536 B global buffer of fusemax: even the "
+                                               r"smallest needs \d+ B \(.*K \d+"):
+        simulate(ONE_PASS, m, tiny, dict(B=1, H=1, M=1024, P=1024, E=64, F=64))
+
+
 def test_an_einsum_on_a_unit_that_cannot_run_it_is_rejected():
     m = BINDING.with_changes(binding=tuple((e, "pe2d" if e == "AV" else u) for e, u in BINDING.binding))
     with pytest.raises(hw.HardwareError, match="AV needs divide, which unit pe2d of fusemax cannot perform"):
