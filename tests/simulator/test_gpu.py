@@ -174,3 +174,12 @@ def test_calibration_recovers_a_known_constant(tmp_path):
     fitted = fit(read_results(path), H100, ("fused_tensor",))
     assert fitted.efficiency["fused_tensor"] == pytest.approx(0.4, abs=0.005)
     assert median_abs(validate(read_results(path), fitted)) < 0.01
+
+
+def test_the_unfused_kernels_bind_on_hbm_until_the_gemms_outlast_the_score_traffic():
+    """Three kernels with the scores through HBM: at head dim 64 the traffic
+    binds; at 4096 the two GEMMs' tensor-core time is longer than it."""
+    f = recognise(library.load("cab-self"))
+    bound = {e: predict_unfused(f, load_gpu("h100"), resolve(f.cascade, dict(B=1, H=1, P=2048, E=e, F=e))).binding
+             for e in (64, 4096)}
+    assert bound == {64: "HBM", 4096: "tensor cores"}
