@@ -183,3 +183,24 @@ def test_the_unfused_kernels_bind_on_hbm_until_the_gemms_outlast_the_score_traff
     bound = {e: predict_unfused(f, load_gpu("h100"), resolve(f.cascade, dict(B=1, H=1, P=2048, E=e, F=e))).binding
              for e in (64, 4096)}
     assert bound == {64: "HBM", 4096: "tensor cores"}
+
+
+def test_a_chunked_kernel_holds_its_state_in_registers_and_says_when_it_spills():
+    """Linear attention's E x F state lives in registers across the walk:
+    at least E F / (32 warps) per thread above the fixed overhead; at
+    E = F = 128 with 4 warps that is past 255 and the prediction says the
+    kernel spills."""
+    from einsum_ir.analysis.chunk_program import chunk_program
+    from einsum_ir.analysis.chunked import recognise as recognise_chunked
+    from mappers.gpu_mapping import REG_OVERHEAD
+    from simulator.gpu import _chunk_registers, predict_chunked
+    c = library.load("linear-attention")
+    m = GPUMapping(16, 16, 4, 2, dtype="f32")
+    for e in (16, 128):
+        env = resolve(c, dict(B=1, H=2, M=256, P=256, E=e, F=e))
+        program = chunk_program(recognise_chunked(c), env, block_n=16)
+        regs = _chunk_registers(program, m)
+        assert regs >= REG_OVERHEAD + e * e / (32 * 4)
+        spills = [n for n in predict_chunked(program, m, load_gpu("h100"), env).notes if "spills" in n]
+        assert spills == ([f"about {regs} registers per thread: the kernel spills (more warps, or smaller chunks)"]
+                          if e == 128 else [])
