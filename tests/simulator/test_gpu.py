@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 from hypothesis import given, settings, strategies as st
 
+import einsum_ir as ei
 from einsum_ir import library
 from einsum_ir.analysis.fused import recognise
 from einsum_ir.ops import DTYPE_BYTES
@@ -204,3 +205,21 @@ def test_a_chunked_kernel_holds_its_state_in_registers_and_says_when_it_spills()
         spills = [n for n in predict_chunked(program, m, load_gpu("h100"), env).notes if "spills" in n]
         assert spills == ([f"about {regs} registers per thread: the kernel spills (more warps, or smaller chunks)"]
                           if e == 128 else [])
+
+
+def test_each_per_pair_input_is_loaded_per_key_tile():
+    """Dense bias, and the same design with a second bias over (m, p): per
+    key tile a program loads BLOCK_M x BLOCK_N of each, 2 bytes an element
+    (bf16), so the pair traffic doubles; the key-only K and V tiles stay."""
+    from simulator.gpu import traffic
+    one = library.path("dense-bias").read_text()
+    two = one.replace("input BIAS[B, H, M, P]: f16", "input BIAS[B, H, M, P]: f16\ninput BIAS2[B, H, M, P]: f16") \
+        .replace("+ BIAS[b, h, m, p]", "+ BIAS[b, h, m, p] * BIAS2[b, h, m, p]")
+    m = GPUMapping(64, 32, 4, 2)
+    got = []
+    for text in (one, two):
+        f = recognise(ei.parse(text))
+        env = resolve(f.cascade, dict(B=1, H=2, M=256, P=256, E=64, F=64))
+        got.append(traffic(f, 0, m, env))
+    assert [t.pair_tile for t in got] == [64 * 32 * 2, 2 * 64 * 32 * 2]
+    assert got[0].key_tile == got[1].key_tile
