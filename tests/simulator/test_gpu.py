@@ -223,3 +223,26 @@ def test_each_per_pair_input_is_loaded_per_key_tile():
         got.append(traffic(f, 0, m, env))
     assert [t.pair_tile for t in got] == [64 * 32 * 2, 2 * 64 * 32 * 2]
     assert got[0].key_tile == got[1].key_tile
+
+
+def test_the_work_hoisted_before_a_chunked_kernel_is_charged():
+    """A per-head weight computed before the kernel (NL[h], from W[h, e]):
+    written with an exp, the prediction's SFU work grows by the H x E
+    exponentials the analysis counts, each at its SFU cost."""
+    from einsum_ir.analysis.chunk_program import chunk_program
+    from einsum_ir.analysis.chunked import recognise as recognise_chunked
+    from simulator.gpu import kind_units, predict_chunked
+    text = ("rank B, H, E, F\npartition M -> M1, M0\ninput K[B, H, E, M]: f32\ninput V[B, H, F, M]: f32\n"
+            "input W[H, E]: f32\nNL[h] = W[h, e] * W[h, e]\n"
+            "KDV[b, h, e, f, m1] = K[b, h, e, m1 * M0 + m0] * V[b, h, f, m1 * M0 + m0]\n"
+            "KV[b, h, e, f, 0] = 0\nKV[b, h, e, f, m1 + 1] = NL[h] * KV[b, h, e, f, m1] + KDV[b, h, e, f, m1]\n"
+            "ST[b, h, e, f] = KV[b, h, e, f, M1] * 2\n")
+    shapes, sfu = dict(B=1, H=3, E=16, F=16, M=64, M0=16), []
+    for t in (text, text.replace("NL[h] = W[h, e] * W[h, e]", "NL[h] = exp(W[h, e]) * W[h, e]")):
+        c = ei.parse(t)
+        env = resolve(c, shapes)
+        form = recognise_chunked(c)
+        assert [e.name for e in form.hoisted] == ["NL"]
+        sfu.append(predict_chunked(chunk_program(form, env, block_n=16), GPUMapping(16, 16, dtype="f32"),
+                                   load_gpu("h100"), env).work["sfu_ops"])
+    assert sfu[1] - sfu[0] == pytest.approx(3 * 16 * kind_units("exp")["sfu"])
