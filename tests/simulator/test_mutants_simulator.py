@@ -179,12 +179,16 @@ def _documented_binding(p: dict) -> str:
     ("cab-self", dict(B=1, H=2, P=256, E=64, F=64), GPUMapping(64, 64, 4, 2, 1)),
     ("sliding-window", dict(B=1, H=4, P=1024, E=64, F=64, W=128), GPUMapping(128, 64, 8, 2, 1)),
     ("softcap", dict(B=8, H=16, M=1024, P=1024, E=64, F=64), GPUMapping(128, 64, 8, 2, 1)),    # SFU-bound
+    # the bias's bucket arithmetic outlasts the exps at head dim 16: the fp32 (and integer) pipe binds
+    ("relative-bias", dict(B=4, H=16, M=4096, P=4096, E=16, F=16), GPUMapping(128, 64, 8, 2, 1)),
 ])
 def test_the_binding_resource_follows_the_documented_rule(name, shapes, m):
     from simulator.gpu import predict_fused
     form, env = _fused(name, **shapes)
     pred = predict_fused(form, m, H100, env)
     assert pred.binding == _documented_binding(dict(pred.parts, time_s=pred.time_s))
+    if name == "relative-bias":
+        assert pred.binding == "fp32 vector"
 
 
 def test_a_mask_without_its_values_is_an_upper_bound_that_says_so():
