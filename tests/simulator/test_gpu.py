@@ -246,3 +246,17 @@ def test_the_work_hoisted_before_a_chunked_kernel_is_charged():
         sfu.append(predict_chunked(chunk_program(form, env, block_n=16), GPUMapping(16, 16, dtype="f32"),
                                    load_gpu("h100"), env).work["sfu_ops"])
     assert sfu[1] - sfu[0] == pytest.approx(3 * 16 * kind_units("exp")["sfu"])
+
+
+@pytest.mark.parametrize("off", [0, 2])
+def test_the_unfused_flops_count_the_points_a_data_mask_keeps(off):
+    """Block-sparse attention at B = 2, H = 3 with BM's values: the unfused
+    kernels' flops are 2 (E + F) per kept point, over every batch and head
+    (all blocks on; or every other key block off: half the points)."""
+    f = recognise(library.load("block-sparse"))
+    env = resolve(f.cascade, dict(B=2, H=3, P=256, M=256, E=64, F=64, TQ=64, TK=64))
+    bm = np.ones((2, 3, 4, 4), dtype=bool)
+    if off:
+        bm[..., ::off, :] = False
+    kept = 2 * 3 * 256 * 256 * (1 - (1 / off if off else 0))
+    assert predict_unfused(f, load_gpu("h100"), env, inputs={"BM": bm}).flops == 2 * (64 + 64) * kept
