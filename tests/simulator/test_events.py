@@ -57,3 +57,21 @@ def test_architecture_fill_stall_is_simulated_where_it_occurs(n):
     b = simulate_events(ONE_PASS, BINDING, FUSEMAX, shapes)
     assert b.fill_cycles == {}
     assert 2.3 < r.latency_cycles / b.latency_cycles < 3.0
+
+
+def test_the_epochs_pipeline_of_a_single_einsum_settles():
+    """One Einsum (QK) on a 4 x 4 FLAT: the epochs' leaf holds it alone; its
+    window opens at its offset and the pipeline settles at once (the loop
+    that moves windows must run at least once)."""
+    import dataclasses
+    from mappers.spatial_search import search
+    from simulator.events import epoch_pipeline
+    flat = hw.load_spatial("flat")
+    small = flat.with_changes(units={u: dataclasses.replace(x, shape=tuple(4 for _ in x.shape))
+                                     for u, x in flat.units.items()})
+    c = ei.parse("rank B, H, E, M, P\ninput Q[B, H, E, P]: f16\ninput K[B, H, E, M]: f16\n"
+                 "QK[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m]\n", name="scores")
+    shapes = dict(B=1, H=1, E=4, M=8, P=8)
+    m = search(c, small, shapes, method="random", seed=1, budget=200).mapping
+    p = epoch_pipeline(c, m, small, shapes)
+    assert list(p.stages) == ["QK"] and p.epochs >= 1 and p.period > 0
