@@ -75,3 +75,20 @@ def test_the_epochs_pipeline_of_a_single_einsum_settles():
     m = search(c, small, shapes, method="random", seed=1, budget=200).mapping
     p = epoch_pipeline(c, m, small, shapes)
     assert list(p.stages) == ["QK"] and p.epochs >= 1 and p.period > 0
+
+
+def test_intermediates_through_dram_are_written_and_read_back_in_the_timeline():
+    """FLAT with QK and A sent through DRAM (as its longest variants do),
+    at 512 tokens: the simulated DRAM is busy for exactly the analytical
+    model's DRAM bytes, QK and A out and back in included, and the latency
+    grows over the same mapping that keeps them on chip."""
+    m = load_mapping("flat")
+    flat = hw.load_spatial(m.hardware)
+    c = ei.library.load(m.cascade)
+    shapes = dict(B=1, H=1, E=64, F=64, M=512, P=512)
+    on_chip, through = (simulate_events(c, m.with_changes(dram=d), flat, shapes)
+                        for d in (frozenset(), frozenset({"QK", "A"})))
+    for r in (on_chip, through):
+        assert r.unit_busy_cycles["dram"] == pytest.approx(r.analytical.dram_bytes / flat.dram_bytes_per_cycle)
+    assert through.unit_busy_cycles["dram"] > 4 * on_chip.unit_busy_cycles["dram"]
+    assert through.latency_cycles > on_chip.latency_cycles
