@@ -36,6 +36,7 @@ def test_the_measured_csv_is_read_by_its_columns(tmp_path):
         assert c.row["device"] == GPU_PRESET[gpu] and c.row["model_class"] == MODEL_CLASS[kclass]
         assert c.design == ("gqa" if mask == "none" else "gqa-causal-br")
         assert c.env == dict(B=int(b), H=int(h), G=int(h) // int(kvh), P=int(q), M=int(kv), E=int(d), F=int(d))
+        assert all(type(v) is int for v in c.env.values()), c.env           # shapes are whole numbers
         assert c.measured_s == pytest.approx(float(us) * 1e-6)
         assert {k: c.row[k] for k in ("batch", "heads", "kv_heads", "q_len", "kv_len", "head_dim", "causal")} == \
             dict(batch=int(b), heads=int(h), kv_heads=int(kvh), q_len=int(q), kv_len=int(kv), head_dim=int(d),

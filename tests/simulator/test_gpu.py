@@ -260,3 +260,17 @@ def test_the_unfused_flops_count_the_points_a_data_mask_keeps(off):
         bm[..., ::off, :] = False
     kept = 2 * 3 * 256 * 256 * (1 - (1 / off if off else 0))
     assert predict_unfused(f, load_gpu("h100"), env, inputs={"BM": bm}).flops == 2 * (64 + 64) * kept
+
+
+def test_the_unfused_kernels_move_the_score_and_probability_matrices_through_hbm():
+    """QK^T writes the scores (n = H P M elements), softmax reads them and
+    writes the probabilities, PV reads them with V and writes O; plus Q and
+    K: H b ((P + M) E + 4 P M + P F + M F) bytes at b = 2 (bf16), by hand.
+    Its report names every figure."""
+    f = recognise(library.load("cab-self"))
+    h, p_, m_, e, f_ = 2, 512, 512, 64, 32      # self-attention: M = P
+    env = resolve(f.cascade, dict(B=1, H=h, P=p_, E=e, F=f_))
+    pred = predict_unfused(f, load_gpu("h100"), env)
+    assert pred.hbm_bytes == h * 2 * ((p_ + m_) * e + 4 * p_ * m_ + p_ * f_ + m_ * f_)
+    d = pred.as_dict()
+    assert (d["flops"], d["hbm_bytes"], d["binding"]) == (pred.flops, pred.hbm_bytes, pred.binding)
