@@ -274,3 +274,32 @@ def test_the_unfused_kernels_move_the_score_and_probability_matrices_through_hbm
     assert pred.hbm_bytes == h * 2 * ((p_ + m_) * e + 4 * p_ * m_ + p_ * f_ + m_ * f_)
     d = pred.as_dict()
     assert (d["flops"], d["hbm_bytes"], d["binding"]) == (pred.flops, pred.hbm_bytes, pred.binding)
+
+
+def test_two_unequal_programs_on_one_sm_share_it_with_each_other_only():
+    """Two programs (alone 1 and 2, each 1 when sharing) on one SM with four
+    slots: each runs beside the other only, so co = 2 and each takes
+    max(alone, 2 x 1) = 2; both start at once: makespan 2 (by hand). A third
+    program on a second SM does not add a co-resident to the first."""
+    from simulator.gpu import _schedule
+    assert _schedule(np.array([1.0, 2.0]), np.array([1.0, 1.0]), 1, 4) == 2.0
+    assert _schedule(np.array([1.0, 2.0, 3.0]), np.array([1.0, 1.0, 1.0]), 3, 4) == 3.0
+
+
+def test_the_median_error_of_an_even_count_is_the_mean_of_the_middle_two():
+    """|relative errors| 0.1, 0.4, 0.2, 0.3: the median is (0.2 + 0.3) / 2."""
+    from types import SimpleNamespace
+    from simulator.calibrate import Error
+
+    def err(r):
+        return Error(SimpleNamespace(measured_s=1.0), 1.0 + r)
+    assert median_abs([err(x) for x in (0.1, -0.4, 0.2, 0.3)]) == pytest.approx(0.25)
+    assert median_abs([err(x) for x in (0.1, -0.4, 0.2)]) == pytest.approx(0.2)
+
+
+def test_launch_binds_when_launches_are_over_half_the_time():
+    from collections import Counter
+    from simulator.gpu import _binding
+    parts = Counter(launch_s=3.0, tensor_s=1.0, hbm_s=0.5)
+    assert _binding(parts, ideal=1.0, total=5.0) == "launch"
+    assert _binding(Counter(tensor_s=1.0, hbm_s=0.5, launch_s=2.0), ideal=1.0, total=5.0) == "tensor cores"
