@@ -150,3 +150,21 @@ def test_formulas_evaluate_to_the_simulated_numbers(mapping, n):
         assert evaluate(f[f"busy_cycles[{e.name}]"], env) == pytest.approx(e.busy_cycles), e.name
     assert evaluate(f["dram_bytes"], env) == pytest.approx(r.dram_bytes)
     assert {"B", "H", "P"} <= {str(s) for s in f["dram_bytes"].free_symbols}   # a formula, not a number
+
+
+def test_a_binding_of_an_einsum_the_cascade_lacks_is_refused_by_name():
+    """A mapping made for another design binds QK, which attention-1pass
+    does not have: refused naming both, before anything is simulated."""
+    m = BINDING.with_changes(binding=BINDING.binding + (("QK", "pe2d"),))
+    with pytest.raises(hw.HardwareError, match=r"binding: QK is not an Einsum of attention-1pass \(did you mean "
+                                               r"'BQK'\?\)\n") as err:
+        simulate(ONE_PASS, m, FUSEMAX, dict(B=1, H=1, M=512, P=512, E=64, F=64))
+    assert err.value.loc is not None and err.value.loc.file.endswith("fusemax-binding.yaml")
+
+
+def test_the_report_gives_the_dram_time_of_its_bytes():
+    """dram_cycles is the DRAM bytes at the hardware's bytes per cycle, and
+    the latency is never below it."""
+    r = simulate(ONE_PASS, BINDING, FUSEMAX, dict(B=1, H=2, M=4096, P=4096, E=64, F=64))
+    assert r.dram_cycles == pytest.approx(r.dram_bytes / FUSEMAX.dram_bytes_per_cycle)
+    assert r.latency_cycles >= r.dram_cycles
