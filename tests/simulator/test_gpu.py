@@ -246,6 +246,16 @@ def test_the_work_hoisted_before_a_chunked_kernel_is_charged():
         sfu.append(predict_chunked(chunk_program(form, env, block_n=16), GPUMapping(16, 16, dtype="f32"),
                                    load_gpu("h100"), env).work["sfu_ops"])
     assert sfu[1] - sfu[0] == pytest.approx(3 * 16 * kind_units("exp")["sfu"])
+    # two hoisted Einsums with an exp each: both charged (3 x 16 exps each)
+    two = text.replace("NL[h] = W[h, e] * W[h, e]", "NL[h] = exp(W[h, e]) * W[h, e]\nNG[h] = exp(W[h, e])") \
+        .replace("= NL[h] * KV", "= NL[h] * NG[h] * KV")
+    c = ei.parse(two)
+    env = resolve(c, shapes)
+    form = recognise_chunked(c)
+    assert sorted(e.name for e in form.hoisted) == ["NG", "NL"]
+    pred = predict_chunked(chunk_program(form, env, block_n=16), GPUMapping(16, 16, dtype="f32"), load_gpu("h100"), env)
+    assert pred.work["sfu_ops"] - sfu[0] == pytest.approx(2 * 3 * 16 * kind_units("exp")["sfu"])
+    assert pred.parts["schedule_s"] > 0          # the programs' makespan, which the binding rule reads
 
 
 @pytest.mark.parametrize("off", [0, 2])
