@@ -9,7 +9,7 @@ import pytest
 
 from hw_models import load_gpu
 from mappers.gpu_mapping import GPUMapping
-from simulator.calibrate import (GPU_PRESET, MEASURED_COLUMNS, MODEL_CLASS, RANGES, CalibrationError, class_mapping,
+from simulator.calibrate import (COLUMNS, GPU_PRESET, MEASURED_COLUMNS, MODEL_CLASS, RANGES, CalibrationError, class_mapping,
                                  cross_validate, fit_many, fittable, predict_case, read_results)
 
 HEADER = ",".join(MEASURED_COLUMNS)
@@ -116,3 +116,16 @@ def test_cross_validation_predicts_each_group_from_a_fit_without_it(tmp_path):
         assert "fused_tensor" in "".join(f.constants)
     with pytest.raises(CalibrationError, match="needs two groups"):
         cross_validate(cases[:1], gpus, by=("device",), rounds=1, steps=1)
+
+
+@pytest.mark.parametrize("header, missing", [
+    ("device,kernel,dtype,batch,heads", "columns"),
+    (",".join(c for c in COLUMNS if c != "time_s"), "column time_s"),
+])
+def test_a_results_file_without_its_columns_names_them(tmp_path, header, missing):
+    """benchmarks/gpu_attention.py's results format: the missing columns
+    (one, or several: "columns") and the columns expected."""
+    path = tmp_path / "r.csv"
+    path.write_text(header + "\n")
+    with pytest.raises(CalibrationError, match=rf"r\.csv: missing {missing}\b.*\(expected {','.join(COLUMNS)}\)"):
+        read_results(path)
