@@ -313,3 +313,20 @@ def test_launch_binds_when_launches_are_over_half_the_time():
     parts = Counter(launch_s=3.0, tensor_s=1.0, hbm_s=0.5)
     assert _binding(parts, ideal=1.0, total=5.0) == "launch"
     assert _binding(Counter(tensor_s=1.0, hbm_s=0.5, launch_s=2.0), ideal=1.0, total=5.0) == "tensor cores"
+
+
+def test_a_two_pass_kernel_walks_the_key_tiles_twice():
+    """attention-3pass fuses into two passes over the keys (the max, then
+    the rest): each program walks 1024 / 64 = 16 key tiles per pass, 32 in
+    all, where one-pass cross attention walks 16 (by hand); its makespan
+    is that of both passes, more than the one-pass kernel's."""
+    m, gpu = GPUMapping(64, 64, 4, 2, 1), load_gpu("h100")
+    got = {}
+    for name in ("attention-3pass", "cab-cross"):
+        f = recognise(library.load(name))
+        env = resolve(f.cascade, dict(B=1, H=2, M=1024, P=512, E=64, F=64))
+        got[name] = (f.passes, predict_fused(f, m, gpu, env).parts)
+    (p3, three), (p1, one) = got["attention-3pass"], got["cab-cross"]
+    assert (p3, p1) == (2, 1)
+    assert (three["key_tiles_per_program"], one["key_tiles_per_program"]) == (32.0, 16.0)
+    assert three["schedule_s"] > one["schedule_s"]
