@@ -168,3 +168,13 @@ def test_the_report_gives_the_dram_time_of_its_bytes():
     r = simulate(ONE_PASS, BINDING, FUSEMAX, dict(B=1, H=2, M=4096, P=4096, E=64, F=64))
     assert r.dram_cycles == pytest.approx(r.dram_bytes / FUSEMAX.dram_bytes_per_cycle)
     assert r.latency_cycles >= r.dram_cycles
+
+
+def test_operations_on_the_array_count_each_operator_once_per_value_of_its_variables():
+    """Y[m, n] = X X 2 + W[n] W[n] 3 at M = 4, N = 5: two multiplies and an
+    add per point (40 + 20), and W's two multiplies once per n (10), by hand."""
+    from simulator.facts import facts, groups
+    c = ei.parse("rank M, N\ninput X[M, N]: f32\ninput W[N]: f32\nY[m, n] = X[m, n] * X[m, n] * 2 + W[n] * W[n] * 3\n")
+    by_vars = {frozenset(g.vars): dict(g.ops) for g in groups(c, c.einsums[0])}
+    assert by_vars == {frozenset("mn"): {"mul": 2, "add": 1}, frozenset("n"): {"mul": 2}}
+    assert {k: v({"M": 4, "N": 5}) for k, v in facts(c).ops["Y"].items()} == {"mul": 50, "add": 20}
