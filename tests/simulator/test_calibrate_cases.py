@@ -9,8 +9,8 @@ import pytest
 
 from hw_models import load_gpu
 from mappers.gpu_mapping import GPUMapping
-from simulator.calibrate import (COLUMNS, GPU_PRESET, MEASURED_COLUMNS, MODEL_CLASS, RANGES, CalibrationError, class_mapping,
-                                 cross_validate, fit_many, fittable, predict_case, read_results)
+from simulator.calibrate import (COLUMNS, GPU_PRESET, MEASURED_COLUMNS, MODEL_CLASS, RANGES, CalibrationError,
+                                 class_mapping, cross_validate, fit_many, fittable, predict_case, read_results)
 
 HEADER = ",".join(MEASURED_COLUMNS)
 ROWS = ["H100 SXM5 80GB,flash-attention-2,FA2,1,2,2,256,256,64,causal,30.0",
