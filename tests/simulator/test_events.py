@@ -92,3 +92,18 @@ def test_intermediates_through_dram_are_written_and_read_back_in_the_timeline():
         assert r.unit_busy_cycles["dram"] == pytest.approx(r.analytical.dram_bytes / flat.dram_bytes_per_cycle)
     assert through.unit_busy_cycles["dram"] > 4 * on_chip.unit_busy_cycles["dram"]
     assert through.latency_cycles > on_chip.latency_cycles
+
+
+def test_the_epochs_pipeline_follows_the_mapping_variant_for_the_shapes():
+    """FuseMax's binding with a variant for M = 4096 (tiles of 128, not
+    256): the pipeline is the variant's (four times the epochs), the same
+    as for the mapping resolved at those shapes, not the base mapping's."""
+    from mappers.mapping import parse_mapping
+    from simulator.events import epoch_pipeline
+    text = BINDING.node.source + ("variants:\n  - when: {M: 4096}\n"
+                                  "    factors: {M: {M1: rest, M0: 128}, P: {P2: rest, P1: fit, P0: 128}}\n")
+    m = parse_mapping(text, "v.yaml")
+    shapes = dict(B=1, H=1, E=64, F=64, M=4096, P=4096)
+    p, resolved, base = (epoch_pipeline(ONE_PASS, x, FUSEMAX, shapes) for x in (m, m.for_shapes(shapes), BINDING))
+    assert (p.epochs, p.period) == (resolved.epochs, resolved.period)
+    assert p.epochs == 4 * base.epochs
