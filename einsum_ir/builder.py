@@ -31,6 +31,8 @@ def indices(names: str) -> tuple[Idx, ...]:
 
 
 def _apply(name: str, *args) -> Op:
+    """Operator `name` on built expressions, its arity checked here, where a
+    Python caller gets a TypeError, not a validation error later."""
     if len(args) != RULES[name].arity:
         raise TypeError(f"{name} takes {RULES[name].arity} arguments, got {len(args)}")
     return Op(name, tuple(as_expr(a) for a in args))

@@ -183,7 +183,7 @@ class _ToIR(lark.Transformer_NonRecursive):
             value = float(text)            # past the float64 range: inf, as IEEE rounds it
         else:
             digits = text.lstrip("0")
-            if len(digits) > 309 or int(text) > sys.float_info.max:     # 309 digits: up to 9.99e308
+            if len(digits) > 309 or int(text) > sys.float_info.max:     # the largest float64 has 309 digits
                 self._err(f"integer {_short(text)} is too large: it has no float64 value (write inf, or a "
                           "float such as 1e300)", tok)
             value = int(text)

@@ -179,8 +179,9 @@ def _tile_outer(fam: Family, index: Expr) -> Expr | None:
 
 def position_token(fam: Family, kind: str, index: Expr, iterative: bool):
     """A name for the position an index of a POS or ROOT slot points at:
-    ('m1', 0), ('m', 1) for m + 1, ('m//', 0) for the tile of m; None for the
-    last or first iterate of an iterative rank (a ready value)."""
+    ('m1', 0), ('m', 1) for m + 1, ('m//', 0) for the tile of m, ('expr',
+    text, v) for a computed one (`_expr_token`); None for the last or first
+    iterate of an iterative rank (a ready value)."""
     if not index_vars(index):
         return None if iterative else ("const", str(index))
     if kind == ROOT:
