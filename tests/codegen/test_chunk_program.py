@@ -179,3 +179,29 @@ def test_each_step_loads_only_what_its_einsum_reads(name):
     if name == "gla-two-scans":
         vs = next(s for s in steps if s.einsum.name == "VS")
         assert vs.how == "scan" and [ld.access.tensor for ld in vs.loads] == ["V"]
+
+
+def test_an_inlined_masked_einsum_is_charged_its_body_and_its_select():
+    """lightning-attention's intra-chunk output OI = BS x DM x V (masked
+    j <= m0) is a dot over j: BS and DM on its [j, m0] side, V on [f, j],
+    and the chunk's valid rows (m1 * M0 + m0 < M) on its [f, m0] result.
+    DM[h, m0, j] = exp((m0 - j) * log(LAM[h])) where j <= m0 is computed
+    inline, so on the [j, m0] side (32 x 32) each element costs DM's body
+    (a subtract, a multiply, a log, an exp) and its mask (a compare, a
+    select), the dot's own mask j <= m0 (a compare, a select) and the
+    product BS x DM (a multiply); each of the [f, m0] result's 32 x 32
+    elements its row mask (a multiply, an add, a compare, a select). Counted
+    by hand from the .ein text."""
+    from simulator.gpu import step_work
+    c = library.load("lightning-attention")
+    shapes = dict(B=2, H=3, M=70, E=12, F=20, M0=32)
+    env = resolve(c, shapes)
+    p = chunk_program(recognise(c, env), env, 32)
+    lp = p.loops[0]
+    oi = next(s for s in lp.steps if s.einsum.name == "OI")
+    assert oi.how == "dot" and "DM" in p.inline
+    side, out = 32 * 32, 32 * 32                      # [j, m0] at 32 x 32; [f, m0]: F = 20 padded to 32
+    tensor, ops = step_work(p, oi, lp.var)
+    assert tensor == 2.0 * 32 * 32 * 32
+    assert dict(ops) == {"select": 2 * side + out, "compare": 2 * side + out, "exp": side, "log": side,
+                         "mul": 2 * side + out, "add": side + out}

@@ -330,3 +330,34 @@ def test_a_two_pass_kernel_walks_the_key_tiles_twice():
     assert (p3, p1) == (2, 1)
     assert (three["key_tiles_per_program"], one["key_tiles_per_program"]) == (32.0, 16.0)
     assert three["schedule_s"] > one["schedule_s"]
+
+
+@pytest.mark.parametrize("name", ["attention-3pass", "attention-naive", "clipped-softmax"])
+def test_a_multi_pass_kernels_time_is_every_pass_schedule_plus_launches(name):
+    """Each pass is its own launch: its time is the larger of its programs'
+    schedule and its bytes over the bandwidth, plus a launch. At 4096 keys
+    these passes are compute-bound (all passes' HBM time together is under a
+    tenth of the schedule), so the kernel's time is the schedules of both
+    passes added, the hoisted Einsums and two launches: the parts the
+    prediction reports add up to its time."""
+    m, gpu = GPUMapping(64, 64, 4, 2, 1), load_gpu("h100")
+    f = recognise(library.load(name))
+    env = resolve(f.cascade, dict(B=2, H=8, M=4096, P=4096, E=64, F=64))
+    pred = predict_fused(f, m, gpu, env)
+    q = pred.parts
+    assert f.passes == 2
+    assert q["launch_s"] == pytest.approx(2 * gpu.efficiency["launch_us"] * 1e-6)
+    assert q["hbm_s"] < q["schedule_s"] / 10
+    assert pred.time_s == pytest.approx(q["schedule_s"] + q["hoisted_s"] + q["launch_s"], rel=1e-12)
+
+
+def test_tma_is_charged_as_pointer_loads_and_the_report_says_so():
+    f = recognise(library.load("cab-cross"))
+    env = resolve(f.cascade, dict(B=1, H=2, M=1024, P=512, E=64, F=64))
+    gpu = load_gpu("h100")
+    plain = predict_fused(f, GPUMapping(64, 64, 4, 2, 1), gpu, env)
+    tma = predict_fused(f, GPUMapping(64, 64, 4, 2, 1, tma=True), gpu, env)
+    assert (tma.time_s, tma.hbm_bytes) == (plain.time_s, plain.hbm_bytes)
+    added = [n for n in tma.notes if n not in plain.notes]
+    assert added == ["K and V through TMA descriptors: charged as the same bytes as pointer loads (no "
+                     "measurement yet tells them apart)"]

@@ -99,3 +99,22 @@ S[m, p] = Q[e, p] * K[e, m] where T[m, p] > 0
     with mask_values({"MK": np.ones((8, 8), np.float16)}):
         assert visited_factor(c, c.einsums[1], dict(M=8, P=8, E=8), {"m": 4, "p": 4}) == \
             (1.0, "the predicate reads T, computed by the cascade")
+
+
+def test_a_bool_mask_given_as_bytes_keeps_every_nonzero_point():
+    """A bool mask read from an image-style file (0 and 255, uint8) keeps
+    the same points as the bool array: three kept points, [0, 31] in one
+    16 x 16 tile and [20, 20], [21, 21] in another: 2 x 256 visited / 3 kept."""
+    c = ei.parse("""rank M, P, E
+input Q[E, P]: f16
+input K[E, M]: f16
+input MK[M, P]: bool
+output S[M, P]: f16
+S[m, p] = Q[e, p] * K[e, m] where MK[m, p]
+""", name="bool-mask")
+    env, grain = dict(M=32, P=32, E=8), {"m": 16, "p": 16}
+    keep = np.zeros((32, 32), bool)
+    keep[0, 31] = keep[20, 20] = keep[21, 21] = True
+    for given in (keep, keep.astype(np.uint8) * 255, keep * 3.0):
+        with mask_values({"MK": given}):
+            assert visited_factor(c, c.einsums[0], env, grain) == (2 * 256 / 3, None)
