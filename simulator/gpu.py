@@ -782,10 +782,8 @@ def predict_unfused(form: FusedForm, gpu: GPU, env: dict, dtype: str = "bf16",
     mem = m1 + m2 + m3
     comp = c1 + c2 + c3
     binding = "HBM" if mem > comp else "tensor cores"
-    pred = Prediction("unfused", t1 + t2 + t3, 2.0 * (e * ns + f * nv) * kept, float(sum(traffic)), binding, peak,
-                      parts)
-    pred.notes += _unknown_notes(counts.unknown if counts else ())
-    return pred
+    return Prediction("unfused", t1 + t2 + t3, 2.0 * (e * ns + f * nv) * kept, float(sum(traffic)), binding, peak,
+                      parts, notes=_unknown_notes(counts.unknown if counts else ()))
 
 
 # ------------------------------------------------------------------ chunked linear attention

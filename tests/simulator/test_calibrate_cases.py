@@ -3,14 +3,17 @@ into cases, the tiles each kernel class is modelled with, which constants a
 set of cases can pin down, and the multi-GPU fit and its cross-validation
 run end to end on two tiny cases. (The mutation run of `simulator` found
 these reached by no test in tests/simulator; docs/benchmarks.md.)"""
+import dataclasses
 import math
+from types import SimpleNamespace
 
 import pytest
 
 from hw_models import load_gpu
 from mappers.gpu_mapping import GPUMapping
 from simulator.calibrate import (COLUMNS, GPU_PRESET, MEASURED_COLUMNS, MODEL_CLASS, RANGES, CalibrationError,
-                                 class_mapping, cross_validate, fit_many, fittable, predict_case, read_results)
+                                 Error, Fold, class_mapping, cross_validate, fit_many, fittable, predict_case,
+                                 read_results, render_cv)
 
 HEADER = ",".join(MEASURED_COLUMNS)
 ROWS = ["H100 SXM5 80GB,flash-attention-2,FA2,1,2,2,256,256,64,causal,30.0",
@@ -38,6 +41,7 @@ def test_the_measured_csv_is_read_by_its_columns(tmp_path):
         assert c.env == dict(B=int(b), H=int(h), G=int(h) // int(kvh), P=int(q), M=int(kv), E=int(d), F=int(d))
         assert all(type(v) is int for v in c.env.values()), c.env           # shapes are whole numbers
         assert c.measured_s == pytest.approx(float(us) * 1e-6)
+        assert c.row["time_s"] == c.measured_s and (c.row["kclass"], c.row["mask"]) == (kclass, mask)
         assert {k: c.row[k] for k in ("batch", "heads", "kv_heads", "q_len", "kv_len", "head_dim", "causal")} == \
             dict(batch=int(b), heads=int(h), kv_heads=int(kvh), q_len=int(q), kv_len=int(kv), head_dim=int(d),
                  causal=int(mask != "none"))
@@ -70,6 +74,8 @@ def test_each_kernel_class_runs_its_published_tiles(d):
         assert class_mapping(kclass, d) == m
     with pytest.raises(CalibrationError, match="no mapping for kernel class 'FA2'"):
         class_mapping("FA2", d)
+    for kclass in want:
+        assert class_mapping(kclass, d, "f16") == dataclasses.replace(want[kclass], dtype="f16")
 
 
 def test_the_constants_the_cases_can_pin_down(tmp_path):
@@ -129,3 +135,21 @@ def test_a_results_file_without_its_columns_names_them(tmp_path, header, missing
     path.write_text(header + "\n")
     with pytest.raises(CalibrationError, match=rf"r\.csv: missing {missing}\b.*\(expected {','.join(COLUMNS)}\)"):
         read_results(path)
+
+
+def test_the_cross_validation_table_by_hand():
+    """Two folds leaving a GPU out (h100 errors +10%, -30%; a100 +20%) and
+    one leaving a class out (h100 +50%): one table per grouping, each with
+    only its folds' errors, grouped by GPU and class."""
+    def err(device, rel):
+        return Error(SimpleNamespace(row=dict(device=device, kernel="flash", kclass="FA2"), measured_s=1.0), 1.0 + rel)
+    folds = [Fold("device", "h100", [err("h100", 0.1), err("h100", -0.3)], {}),
+             Fold("device", "a100", [err("a100", 0.2)], {}),
+             Fold("kclass", "FA2", [err("h100", 0.5)], {})]
+    head = ["| GPU | kernel class | points | median abs error | worst | median signed |", "|---|---|---|---|---|---|"]
+    assert render_cv(folds).splitlines() == [
+        "**leave one GPU out**", "", *head,
+        "| a100 | FA2 | 1 | 20.0% | 20.0% | +20.0% |",
+        "| h100 | FA2 | 2 | 20.0% | 30.0% | +10.0% |", "",
+        "**leave one kernel class out**", "", *head,
+        "| h100 | FA2 | 1 | 50.0% | 50.0% | +50.0% |"]

@@ -1,0 +1,110 @@
+"""Figures the GPU model reports, counted by hand on small designs: a
+packed GQA decode with a key-padding mask (tiles, flops, exponentials, and
+the time of one wave), a chunked kernel's HBM bytes and time, the hoisted
+Einsums' integer work, and the prediction's dictionary."""
+from collections import Counter
+
+import numpy as np
+import pytest
+
+import einsum_ir as ei
+from einsum_ir import library
+from einsum_ir.analysis.chunk_program import chunk_program
+from einsum_ir.analysis.chunked import recognise as recognise_chunked
+from einsum_ir.analysis.fused import recognise
+from einsum_ir.shapes import resolve
+from hw_models import load_gpu
+from mappers.gpu_mapping import GPUMapping
+from simulator.gpu import _hoisted_cost, chunk_traffic, predict_chunked, predict_fused
+
+H100 = load_gpu("h100")
+
+GQA_KEY_PADDING = """rank B, H, M, P, E, F
+rank KH = H / G
+input Q[B, H, E, P]: f16
+input K[B, KH, E, M]: f16
+input V[B, KH, F, M]: f16
+input VALID[B, M]: i32
+QK[b, h, m, p] = Q[b, h, e, p] * K[b, h / G, e, m] where VALID[b, m] > 0
+GM[b, h, p] = max[m] QK[b, h, m, p] where VALID[b, m] > 0
+SN[b, h, m, p] = exp(QK[b, h, m, p] - GM[b, h, p]) where VALID[b, m] > 0
+SD[b, h, p] = SN[b, h, m, p] where VALID[b, m] > 0
+SNV[b, h, f, p] = SN[b, h, m, p] * V[b, h / G, f, m] where VALID[b, m] > 0
+AV[b, h, f, p] = SNV[b, h, f, p] / SD[b, h, p]
+"""
+
+
+def test_a_packed_gqa_decode_with_key_padding_by_hand():
+    """Decode (P = 1), B = 2, H = 8 in groups of G = 4, 256 keys of which
+    sequence 0 keeps the first 100 and sequence 1 the first 200. Tiles of
+    16 rows x 32 keys: sequence 0 has 3 full key tiles (0-95), 1 partial
+    (96-127) and 4 empty; sequence 1 has 6 full, 1 partial, 1 empty. One
+    program per head (pack 1: 8 per sequence) or per KV head with its 4
+    query heads packed into its rows (pack 4: 2 per sequence). Per visited
+    tile: 2 x 16 x 32 x (E + F) tensor flops and 16 x 32 + 16 exponentials
+    (the scores and the running max's rescale); the epilogue divides each
+    of the 16 rows' 64 features once. Either way every program runs in one
+    wave, and the longest walks 7 key tiles of the same shape: the same time."""
+    c = ei.parse(GQA_KEY_PADDING, name="gqa-key-padding")
+    form = recognise(c)
+    env = resolve(c, dict(B=2, H=8, G=4, M=256, P=1, E=64, F=64))
+    valid = np.zeros((2, 256), np.int32)
+    valid[0, :100] = valid[1, :200] = 1
+    got = {}
+    for pack, heads in ((1, 8), (4, 2)):
+        p = predict_fused(form, GPUMapping(16, 32, 4, 2, 1, pack), H100, env, inputs={"VALID": valid})
+        full, partial, empty = heads * (3 + 6), heads * (1 + 1), heads * (4 + 1)
+        assert (p.parts["tiles_full"], p.parts["tiles_partial"], p.parts["tiles_skipped"]) == (full, partial, empty)
+        assert p.parts["programs"] == 2 * heads
+        assert p.work["tensor_flops"] == (full + partial) * 2 * 16 * 32 * 128
+        assert p.work["sfu_ops"] == (full + partial) * (16 * 32 + 16) + 2 * 8 * 64
+        got[pack] = p
+    assert got[4].time_s == pytest.approx(got[1].time_s, rel=0.05)
+    assert got[4].hbm_bytes < got[1].hbm_bytes          # K and V read once per KV head, not per query head
+
+
+def test_a_chunked_kernels_bytes_and_time_by_hand():
+    """Non-causal linear attention, B x H = 6 programs, chunks of 32: the
+    walk over m loads per chunk a K tile (E = 20 padded to 32) and a V tile
+    (F = 40 padded to 64), 7 chunks for 200 keys; the walk over p a Q tile
+    per chunk, 4 chunks for 100 queries; 2 bytes each; the output once.
+    The kernel is not memory-bound here, so its time is the programs'
+    schedule and one launch."""
+    c = library.load("linear-attention")
+    env = resolve(c, dict(B=2, H=3, M=200, P=100, E=20, F=40))
+    program = chunk_program(recognise_chunked(c, env), env, 32)
+    m = GPUMapping(64, 32, dtype="bf16")
+    per_program = (7 * (32 * 32 + 64 * 32) + 4 * 32 * 32) * 2
+    assert chunk_traffic(program, m, env) == (per_program, (32 * 32 + 64 * 32) * 2)
+    pred = predict_chunked(program, m, H100, env)
+    assert pred.kind == "chunked" and pred.parts["programs"] == 6
+    assert pred.hbm_bytes == pred.work["hbm_bytes"] == 6 * per_program + 2 * 3 * 100 * 40 * 2
+    q = pred.parts
+    assert q["hbm_s"] < q["schedule_s"]
+    assert q["launch_s"] == pytest.approx(H100.efficiency["launch_us"] * 1e-6)
+    assert pred.time_s == pytest.approx(q["schedule_s"] + q["launch_s"] + q["hoisted_s"], rel=1e-12)
+
+
+def test_hoisted_integer_work_is_charged_on_the_alu():
+    """An Einsum hoisted before a kernel that shifts and masks an integer
+    tensor: two integer operations per point, no SFU work, charged at the
+    ALU rate; its input and its result pass through HBM once each way."""
+    c = ei.parse("rank B, M\ninput A[B, M]: i32\nX[b, m] = (A[b, m] >> 1) & 3\n", name="bits")
+    env = dict(B=4, M=100)
+    parts, work = Counter(), Counter()
+    t, nbytes = _hoisted_cost(c, c.einsums, GPUMapping(64, 64, dtype="bf16"), H100, env, parts, work)
+    assert work == Counter(tensor_flops=0.0, sfu_ops=0.0, fp32_ops=2 * 400)
+    assert t == parts["hoisted_s"] == pytest.approx(800 / H100.fp32_ops_per_s)
+    assert nbytes == 2 * (400 + 400) * 2
+
+
+def test_the_prediction_as_a_dictionary():
+    f = recognise(library.load("cab-cross"))
+    env = resolve(f.cascade, dict(B=1, H=2, M=1024, P=512, E=64, F=64))
+    p = predict_fused(f, GPUMapping(64, 64, 4, 2, 1), H100, env)
+    d = p.as_dict()
+    assert d == {"kind": "fused", "time_s": p.time_s, "tflops": p.flops / p.time_s / 1e12,
+                 "fraction_of_peak": p.flops / p.time_s / p.peak_flops, "binding": p.binding,
+                 "hbm_bytes": p.hbm_bytes, "flops": p.flops, "mapping": str(p.mapping), "kernel_class": "triton",
+                 "parts": p.parts, "notes": p.notes}
+    assert p.flops == 2 * 2 * 512 * 1024 * (64 + 64)          # every (query, key) point kept: 2 (E + F) each
