@@ -252,23 +252,28 @@ def fit(cases: list[Case], gpu: GPU, constants=("fused_tensor", "latency_ns"), t
 
     for _ in range(2):
         for name in constants:
-            lo, hi = RANGES[name]
-            phi = (math.sqrt(5) - 1) / 2
-            a, b = hi - phi * (hi - lo), lo + phi * (hi - lo)
-            fa, fb = loss(gpu.with_efficiency(**{name: a})), loss(gpu.with_efficiency(**{name: b}))
-            for _ in range(FIT_STEPS):
-                if fa <= fb:
-                    hi, b, fb = b, a, fa
-                    a = hi - phi * (hi - lo)
-                    fa = loss(gpu.with_efficiency(**{name: a}))
-                else:
-                    lo, a, fa = a, b, fb
-                    b = lo + phi * (hi - lo)
-                    fb = loss(gpu.with_efficiency(**{name: b}))
-            best = (a + b) / 2
+            best = _golden(lambda v: loss(gpu.with_efficiency(**{name: v})), *RANGES[name], FIT_STEPS)
             if abs(loss(gpu.with_efficiency(**{name: best})) - loss(gpu)) > 1e-12:
                 gpu = gpu.with_efficiency(**{name: float(f"{best:.4g}")})
     return gpu
+
+
+def _golden(loss, lo: float, hi: float, steps: int) -> float:
+    """The minimiser of a loss over [lo, hi] by golden-section search, the
+    interval narrowed `steps` times (the loss is evaluated steps + 2 times)."""
+    phi = (math.sqrt(5) - 1) / 2
+    a, b = hi - phi * (hi - lo), lo + phi * (hi - lo)
+    fa, fb = loss(a), loss(b)
+    for _ in range(steps):
+        if fa <= fb:
+            hi, b, fb = b, a, fa
+            a = hi - phi * (hi - lo)
+            fa = loss(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + phi * (hi - lo)
+            fb = loss(b)
+    return (a + b) / 2
 
 
 SHARED = ("fused_tensor", "serial_overlap", "ws_overlap")
@@ -276,52 +281,40 @@ RANGES.update({"mma": (0.2, 1.0), "wgmma": (0.2, 1.0), "serial_overlap": (0.0, 1
                "program_cycles": (0.0, 20000.0)})
 
 
-def fittable(cases: list[Case], gpus: dict[str, GPU]) -> list[tuple[str | None, str]]:
-    """(GPU or None for a constant every GPU shares, constant) the cases can
-    pin down: the attention kernels' fraction of their path's rate, the
-    per-program cycles, and each class's overlap where a case of that class
-    is present. No path fraction is fitted: a path a GEMM measures keeps the
-    preset's value, and Hopper's mma.sync is derived from Ampere's (its
-    preset, docs/gpu.md), so a GPU or class left out of the fit is predicted
-    from nothing it measured."""
+def fittable(cases: list[Case]) -> list[str]:
+    """The constants the cases can pin down, each shared by every GPU: the
+    attention kernels' fraction of their path's rate, the per-program
+    cycles, and each class's overlap where a case of that class is present.
+    No path fraction is fitted: a path a GEMM measures keeps the preset's
+    value, and Hopper's mma.sync is derived from Ampere's (its preset,
+    docs/gpu.md), so a GPU or class left out of the fit is predicted from
+    nothing it measured."""
     classes = {c.row.get("model_class", "fa2") for c in cases}
-    out = [(None, "fused_tensor"), (None, "program_cycles")]
+    out = ["fused_tensor", "program_cycles"]
     if classes & {"fa2", "triton"}:
-        out.append((None, "serial_overlap"))
+        out.append("serial_overlap")
     if "hopper-ws" in classes:
-        out.append((None, "ws_overlap"))
+        out.append("ws_overlap")
     return out
 
 
-def _set(gpus: dict[str, GPU], which: str | None, name: str, value: float) -> dict[str, GPU]:
-    return {g: (x.with_efficiency(**{name: value}) if which in (None, g) else x) for g, x in gpus.items()}
+def _set(gpus: dict[str, GPU], name: str, value: float) -> dict[str, GPU]:
+    return {g: x.with_efficiency(**{name: value}) for g, x in gpus.items()}
 
 
 def fit_many(cases: list[Case], gpus: dict[str, GPU], rounds: int = 2, steps: int = 12) -> dict[str, GPU]:
     """The constants `fittable` names, fitted to `cases` on their GPUs
     (least squares in log(predicted / measured), golden-section search per
-    constant, `rounds` times round)."""
+    constant, `rounds` times round); a value is taken only where it lowers
+    the loss."""
     def loss(gs) -> float:
         return sum(math.log(predict_case(c, gs[c.row["device"]]).time_s / c.measured_s) ** 2 for c in cases)
 
-    phi = (math.sqrt(5) - 1) / 2
     for _ in range(rounds):
-        for which, name in fittable(cases, gpus):
-            lo, hi = RANGES[name]
-            a, b = hi - phi * (hi - lo), lo + phi * (hi - lo)
-            fa, fb = loss(_set(gpus, which, name, a)), loss(_set(gpus, which, name, b))
-            for _ in range(steps):
-                if fa <= fb:
-                    hi, b, fb = b, a, fa
-                    a = hi - phi * (hi - lo)
-                    fa = loss(_set(gpus, which, name, a))
-                else:
-                    lo, a, fa = a, b, fb
-                    b = lo + phi * (hi - lo)
-                    fb = loss(_set(gpus, which, name, b))
-            best = float(f"{(a + b) / 2:.4g}")
-            if loss(_set(gpus, which, name, best)) < loss(gpus):
-                gpus = _set(gpus, which, name, best)
+        for name in fittable(cases):
+            best = float(f"{_golden(lambda v: loss(_set(gpus, name, v)), *RANGES[name], steps):.4g}")
+            if loss(_set(gpus, name, best)) < loss(gpus):
+                gpus = _set(gpus, name, best)
     return gpus
 
 

@@ -998,7 +998,7 @@ def predict_chunked(program, m: GPUMapping, gpu: GPU, env: dict, kclass: str | K
     kc = kernel_class(kclass)
     r = _rates(gpu, m, kc)
     latency = gpu.efficiency["latency_ns"] * 1e-9
-    parts, work, notes = Counter(), Counter(), []
+    parts, notes = Counter(), []
     per_prog, alone = Counter(), 0.0
     for k, lp in enumerate(list(program.loops) + [None]):
         w = chunk_work(program, k if lp is not None else None)
@@ -1019,8 +1019,7 @@ def predict_chunked(program, m: GPUMapping, gpu: GPU, env: dict, kclass: str | K
     per_sm = max(1, min(gpu.registers_per_sm // (min(regs, MAX_REGS_PER_THREAD) * threads),
                         gpu.max_threads_per_sm // threads, gpu.max_blocks_per_sm))
     makespan = _schedule(np.full(nprog, each), np.full(nprog, each), gpu.sms, per_sm)
-    for key, v in per_prog.items():
-        work[key] += nprog * v
+    work = Counter({key: nprog * v for key, v in per_prog.items()})
     out_bytes = sum(float(np.prod([env[x] for x in o.ranks])) for o in program.cascade.outputs) * DTYPE_BYTES[m.dtype]
     t_h, h_bytes = _hoisted_cost(program.cascade, _before_kernel(program), m, gpu, env, parts, work)
     hbm = nprog * prog_bytes + out_bytes + h_bytes

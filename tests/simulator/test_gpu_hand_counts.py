@@ -15,7 +15,7 @@ from einsum_ir.analysis.fused import recognise
 from einsum_ir.shapes import resolve
 from hw_models import load_gpu
 from mappers.gpu_mapping import GPUMapping
-from simulator.gpu import _hoisted_cost, chunk_traffic, predict_chunked, predict_fused
+from simulator.gpu import _hoisted_cost, chunk_traffic, predict_chunked, predict_fused, predict_unfused
 
 H100 = load_gpu("h100")
 
@@ -58,6 +58,8 @@ def test_a_packed_gqa_decode_with_key_padding_by_hand():
         assert p.parts["programs"] == 2 * heads
         assert p.work["tensor_flops"] == (full + partial) * 2 * 16 * 32 * 128
         assert p.work["sfu_ops"] == (full + partial) * (16 * 32 + 16) + 2 * 8 * 64
+        assert p.work["fp32_ops"] >= (full + partial) * 16 * 32 * 2     # at least a max and an add per score
+        assert p.flops == 8 * (100 + 200) * 2 * (64 + 64)     # 8 heads keep 100 keys, 8 heads 200
         got[pack] = p
     assert got[4].time_s == pytest.approx(got[1].time_s, rel=0.05)
     assert got[4].hbm_bytes < got[1].hbm_bytes          # K and V read once per KV head, not per query head
@@ -83,6 +85,27 @@ def test_a_chunked_kernels_bytes_and_time_by_hand():
     assert q["hbm_s"] < q["schedule_s"]
     assert q["launch_s"] == pytest.approx(H100.efficiency["launch_us"] * 1e-6)
     assert pred.time_s == pytest.approx(q["schedule_s"] + q["launch_s"] + q["hoisted_s"], rel=1e-12)
+    # useful flops: the dots at the ranks' extents (E = 20, F = 40), each chunk of 32 tokens whole
+    assert pred.flops == 6 * (7 * 2 * 20 * 40 * 32 + 4 * 2 * 32 * 40 * 20)
+    assert pred.peak_flops == H100.tensor_peak("bf16")
+    assert pred.fraction_of_peak == pytest.approx(pred.flops / pred.time_s / H100.tensor_peak("bf16"))
+    assert q["sfu_s"] == pytest.approx(pred.work["sfu_ops"] / H100.sfu_ops_per_s)
+    assert q["hbm_s"] == pytest.approx(pred.hbm_bytes / H100.bandwidth)
+
+
+@pytest.mark.parametrize("latency_ns", [500.0, 1000.0])
+def test_a_chunked_program_streams_its_chunks_at_its_stages_per_latency(latency_ns):
+    """The same kernel at a memory latency L: a program keeps `stages` = 2
+    chunks in flight, so it streams its 51,200 bytes at 2 x 6,144 bytes
+    per L, and waits two round trips (its first load, its last store): with
+    its six programs in one wave, the schedule is L x (51,200 / 12,288 + 2)."""
+    c = library.load("linear-attention")
+    env = resolve(c, dict(B=2, H=3, M=200, P=100, E=20, F=40))
+    program = chunk_program(recognise_chunked(c, env), env, 32)
+    m = GPUMapping(64, 32, dtype="bf16")
+    assert m.stages == 2
+    pred = predict_chunked(program, m, H100.with_efficiency(latency_ns=latency_ns), env)
+    assert pred.parts["schedule_s"] == pytest.approx(latency_ns * 1e-9 * (51200 / (2 * 6144) + 2), rel=1e-12)
 
 
 def test_hoisted_integer_work_is_charged_on_the_alu():
@@ -108,3 +131,39 @@ def test_the_prediction_as_a_dictionary():
                  "hbm_bytes": p.hbm_bytes, "flops": p.flops, "mapping": str(p.mapping), "kernel_class": "triton",
                  "parts": p.parts, "notes": p.notes}
     assert p.flops == 2 * 2 * 512 * 1024 * (64 + 64)          # every (query, key) point kept: 2 (E + F) each
+
+
+def test_a_single_wave_pays_its_round_trips_and_program_cycles_once():
+    """Cross attention without a mask, 2 heads x 4 row tiles = 8 equal
+    programs, fewer than the SMs: each alone on its SM, so the schedule's
+    fixed part is one program's fixed cycles and its two memory round
+    trips (its first load and last store)."""
+    f = recognise(library.load("cab-cross"))
+    env = resolve(f.cascade, dict(B=1, H=2, M=1024, P=512, E=64, F=64))
+    p = predict_fused(f, GPUMapping(128, 64, 4, 2, 1), H100, env)
+    assert p.parts["programs"] == 8 < H100.sms
+    want = 2 * H100.efficiency["latency_ns"] * 1e-9 + H100.efficiency["program_cycles"] / H100.clock_hz
+    assert p.parts["fixed_s"] == pytest.approx(want, rel=1e-9)
+
+
+def test_the_unfused_kernels_of_equal_head_dimensions_take_equal_time():
+    """With E = F, QK^T (2 n E flops; Q, K in, the scores out) and PV (2 n F
+    flops; P, V in, the output out) move and compute the same: equal times."""
+    f = recognise(library.load("cab-cross"))
+    env = resolve(f.cascade, dict(B=1, H=2, M=1024, P=512, E=64, F=64))
+    p = predict_unfused(f, H100, env)
+    assert set(p.parts) == {"qk_s", "softmax_s", "pv_s"}
+    assert p.parts["qk_s"] == pytest.approx(p.parts["pv_s"], rel=1e-12)
+    assert p.time_s == pytest.approx(sum(p.parts.values()), rel=1e-12)
+
+
+def test_linearised_decode_without_a_query_rank_updates_the_state_once():
+    """The `decode` design has no query rank: one row per head, which reads
+    and writes the E x F state (fp32) and its q, k, v, o vectors once."""
+    from simulator.gpu import predict_linear_chunked
+    f = recognise(library.load("decode"))
+    assert f.query is None
+    env = resolve(f.cascade, dict(B=2, H=4, M=512, E=64, F=32))
+    p = predict_linear_chunked(env, f, H100)
+    heads = 2 * 4
+    assert (p.flops, p.hbm_bytes) == (heads * 4.0 * 64 * 32, heads * ((2 * 64 + 2 * 32) * 2 + 2 * 64 * 32 * 4))
