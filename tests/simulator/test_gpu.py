@@ -315,6 +315,14 @@ def test_launch_binds_when_launches_are_over_half_the_time():
     assert _binding(Counter(tensor_s=1.0, hbm_s=0.5, launch_s=2.0), ideal=1.0, total=5.0) == "tensor cores"
 
 
+def test_a_schedule_longer_than_the_ideal_binds_unless_hbm_is_longer_still():
+    from collections import Counter
+    from simulator.gpu import _binding
+    assert _binding(Counter(schedule_s=3.0, tensor_s=1.0, hbm_s=2.0), ideal=1.0, total=3.5) == "occupancy/waves"
+    assert _binding(Counter(schedule_s=3.0, tensor_s=1.0, hbm_s=4.0), ideal=1.0, total=4.5) == "HBM"
+    assert _binding(Counter(schedule_s=1.1, tensor_s=1.0, hbm_s=0.5), ideal=1.0, total=1.5) == "tensor cores"
+
+
 def test_a_two_pass_kernel_walks_the_key_tiles_twice():
     """attention-3pass fuses into two passes over the keys (the max, then
     the rest): each program walks 1024 / 64 = 16 key tiles per pass, 32 in

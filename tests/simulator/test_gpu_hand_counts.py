@@ -167,3 +167,43 @@ def test_linearised_decode_without_a_query_rank_updates_the_state_once():
     p = predict_linear_chunked(env, f, H100)
     heads = 2 * 4
     assert (p.flops, p.hbm_bytes) == (heads * 4.0 * 64 * 32, heads * ((2 * 64 + 2 * 32) * 2 + 2 * 64 * 32 * 4))
+
+
+def test_a_hoisted_projection_runs_as_a_gemm_before_the_kernel():
+    """gated-attention's gate G = X . WG (B x H x F x P x D multiply-adds)
+    reads no score, so it is hoisted before the kernel: charged as a GEMM,
+    2 flops per multiply-add at the GEMM efficiency, nothing on the vector
+    units."""
+    f = recognise(library.load("gated-attention"))
+    assert [e.name for e in f.hoisted] == ["G"]
+    env = resolve(f.cascade, dict(B=1, H=2, M=256, P=128, E=64, F=64, D=96))
+    p = predict_fused(f, GPUMapping(64, 64, 4, 2, 1), H100, env)
+    macs = 1 * 2 * 64 * 128 * 96
+    assert p.parts["hoisted_s"] == pytest.approx(
+        2.0 * macs / (H100.efficiency["gemm_tensor"] * H100.tensor_peak("bf16")), rel=1e-12)
+
+
+LSE = """rank B, H, M, P, E
+input Q[B, H, E, P]: f16
+input K[B, H, E, M]: f16
+QK[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m]
+GM[b, h, p] = max[m] QK[b, h, m, p]
+SD[b, h, p] = exp(QK[b, h, m, p] - GM[b, h, p])
+L[b, h, p] = GM[b, h, p] + log(SD[b, h, p])
+"""
+
+
+def test_a_log_sum_exp_kernels_tile_work_by_hand():
+    """The log-sum-exp of each query's scores, no value product: per
+    64 x 32 tile each score is compared into the running max, has the max
+    subtracted, is exponentiated and added into the sum (3 fp32 operations
+    and 1 exp per point), and each row rescales its sum when the max moves
+    (an exp per row); one 64 x 32 x 64 dot."""
+    from einsum_ir.analysis.tile_program import tile_program
+    from simulator.gpu import tile_work
+    c = ei.parse(LSE, name="lse")
+    f = recognise(c)
+    assert f.feature is None
+    env = resolve(c, dict(B=1, H=2, M=256, P=128, E=64))
+    w = tile_work(tile_program(f), 0, GPUMapping(64, 32, 4, 2, 1), env)
+    assert (w.tensor_flops, w.sfu_full, w.fp32_full, w.row_sfu) == (2 * 64 * 32 * 64, 64 * 32, 3 * 64 * 32, 64)
