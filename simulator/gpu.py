@@ -571,11 +571,14 @@ def _pass_hbm(tr: Traffic, m: GPUMapping, gpu: GPU, grid: _Grid, tiles_all: floa
 
 
 def _combine_time(program: TileProgram, m: GPUMapping, gpu: GPU, env: dict, grid: _Grid, parts: Counter) -> tuple:
-    """Split-KV: each split's running statistics (fp32) written, read back and merged."""
+    """Split-KV: each split's running statistics (fp32) written, read back
+    and merged. Every program of every split stores whole tiles, padding
+    included: BLOCK_M rows of each statistic and normaliser, BLOCK_M x
+    BLOCK_F of each value accumulator (codegen.triton, _store_partials)."""
     form, pp = program.form, program.passes[0]
-    f = env[form.feature.upper()] if form.feature else 0
+    f = padded(env[form.feature.upper()]) if form.feature else 0
     per_row = sum(f if r.kind == "value" else 1 for r in pp.init) + len(pp.normalise)
-    partial_bytes = grid.heads * grid.rows * m.splits * per_row * 4
+    partial_bytes = grid.head_blocks * grid.row_tiles * m.splits * m.block_m * per_row * 4
     t = partial_bytes / gpu.bandwidth + 2 * gpu.efficiency["latency_ns"] * 1e-9 + gpu.efficiency["combine_us"] * 1e-6
     parts["combine_s"] += t
     parts["launch_s"] += gpu.efficiency["combine_us"] * 1e-6

@@ -164,3 +164,34 @@ def test_the_kernels_match_the_executor(name, score):
     out = FusedKernel(c, GPUMapping(16, 16, dtype="f32"), shapes)(**{k: torch.tensor(v) for k, v in inp.items()})
     o = out.double().numpy()
     assert np.abs(o - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("name,shapes,mapping", [
+    ("gqa", dict(B=2, H=8, G=4, M=1024, P=1, E=64, F=40), GPUMapping(16, 32, splits=4, dtype="bf16", pack_heads=4)),
+    ("mqa", None, GPUMapping(16, 64, splits=3, dtype="bf16")),
+    ("cab-cross", dict(B=1, H=3, M=2048, P=20, E=32, F=32), GPUMapping(16, 32, splits=2, dtype="bf16")),
+])
+def test_split_kv_is_charged_the_statistics_each_split_stores(name, shapes, mapping):
+    """Split-KV: every program of every split stores its statistics whole
+    (padding included) and the combine kernel reads them back. Read from the
+    generated source: BLOCK_M floats per row store, BLOCK_M x BLOCK_F per
+    feature store; the model's combine time is those bytes over the
+    bandwidth, two memory round trips and the combine launch."""
+    from einsum_ir import library
+    c = library.load(name)
+    if shapes is None:
+        from tests.codegen import test_tile_program
+        shapes, _ = test_tile_program._env(c)
+    env = resolve(c, shapes)
+    k = FusedKernel(c, mapping, shapes)
+    src = k.source(dict(env))
+    assert src.splits == mapping.splits
+    stores = src.text.split("# ---- this split's statistics")[1].split("\n\n")[0]
+    features = len(re.findall(r"tl\.store\(base .*BLOCK_F \+ offs_f", stores))
+    rows = stores.count("tl.store(base") - features
+    assert rows >= 2
+    pred = k.predict(H100, dict(env))
+    per_program = mapping.block_m * (rows + features * src.block_f) * 4
+    stored = pred.parts["programs"] * per_program              # programs: row tiles x head blocks x splits
+    want = stored / H100.bandwidth + 2 * H100.efficiency["latency_ns"] * 1e-9 + H100.efficiency["combine_us"] * 1e-6
+    assert pred.parts["combine_s"] == pytest.approx(want, rel=1e-12)

@@ -207,3 +207,40 @@ def test_a_log_sum_exp_kernels_tile_work_by_hand():
     env = resolve(c, dict(B=1, H=2, M=256, P=128, E=64))
     w = tile_work(tile_program(f), 0, GPUMapping(64, 32, 4, 2, 1), env)
     assert (w.tensor_flops, w.sfu_full, w.fp32_full, w.row_sfu) == (2 * 64 * 32 * 64, 64 * 32, 3 * 64 * 32, 64)
+
+
+def test_without_the_masks_values_every_kept_tile_is_partial_and_the_notes_say_so():
+    """The key-padding decode with no values for VALID: every one of a
+    program's 256 / 32 = 8 key tiles is counted visited and partial (an
+    upper bound), which the note names; the fixed cost per program is most
+    of so short a kernel, which the second note states with its figures.
+    Two mask tensors without values: 'their'."""
+    c = ei.parse(GQA_KEY_PADDING, name="gqa-key-padding")
+    env = resolve(c, dict(B=2, H=8, G=4, M=256, P=1, E=64, F=64))
+    p = predict_fused(recognise(c), GPUMapping(16, 32, 4, 2, 1, 4), H100, env)
+    assert (p.parts["tiles_full"], p.parts["tiles_partial"], p.parts["tiles_skipped"]) == (0, 4 * 8, 0)
+    bound = ("without its values every key tile the index-only conditions keep is counted as visited and partial, "
+             "an upper bound; give the values (inputs=, --inputs FILE.npz) for the block table the kernel builds")
+    assert p.notes == [
+        f"the mask reads VALID: {bound}",
+        f"each program visits 8.0 key tiles on average; what each pays outside them (program_cycles and two "
+        f"memory round trips, fitted to published short-sequence measurements) is {p.parts['fixed_s'] * 1e6:,.1f} "
+        f"of the {p.time_s * 1e6:,.1f} us: longer rows of visited tiles (longer sequences, documents or windows) "
+        f"amortise it"]
+    assert p.parts["fixed_s"] >= 0.2 * p.time_s
+    assert predict_unfused(recognise(c), H100, env).notes == [f"the mask reads VALID: {bound}"]
+    two = ei.parse(GQA_KEY_PADDING.replace("input VALID[B, M]: i32", "input VALID[B, M]: i32\ninput KEEP[B, M]: i32")
+                   .replace("where VALID[b, m] > 0", "where VALID[b, m] > 0 and KEEP[b, m] > 0"), name="two-masks")
+    got = predict_fused(recognise(two), GPUMapping(16, 32, 4, 2, 1, 4), H100, env).notes[0]
+    assert got == "the mask reads KEEP, VALID: " + bound.replace("its values", "their values")
+
+
+def test_a_long_kernel_has_no_fixed_cost_note_and_a_hoisted_tensor_is_named():
+    """At 8192 keys the per-program cost is a small part: no note. The
+    hoisted gate G[B, H, F, P] = 1 x 2 x 64 x 128 = 16,384 elements, 64 KiB
+    in fp32, is named with its size."""
+    f = recognise(library.load("gated-attention"))
+    env = resolve(f.cascade, dict(B=1, H=2, M=8192, P=128, E=64, F=64, D=96))
+    p = predict_fused(f, GPUMapping(64, 64, 4, 2, 1), H100, env)
+    assert p.notes == ["materialised before the kernel: G[B, H, F, P], 16,384 elements (0.1 MiB fp32), charged "
+                       "as hoisted work and traffic"]
