@@ -169,3 +169,39 @@ def test_the_cross_validation_table_by_hand():
         "| h100 | FA2 | 1 | 50.0% | 50.0% | +50.0% |", "",
         "**kernel**", "", *head,                      # a grouping of cross_validate's `by` without a title
         "| a100 | FA2 | 1 | 10.0% | 10.0% | -10.0% |"]
+
+
+def test_each_case_is_labelled_by_kernel_mask_and_shapes(tmp_path):
+    """The label the reports print: kernel, mask (or decode for one query),
+    batch, heads / KV heads, queries x keys, head dimension; a results file
+    of benchmarks/gpu_attention.py has no mask column: causal or full."""
+    assert [c.label for c in read_results(_csv(tmp_path, ROWS))] == [
+        "flash-attention-2 causal B=1 H=2/2 N=256x256 D=64",
+        "cudnn causal-br B=1 H=4/2 N=128x512 D=64",
+        "triton none B=2 H=2/1 N=256x256 D=128"]
+    runs = tmp_path / "runs.csv"
+    runs.write_text(",".join(COLUMNS) + "\n" + "h100,fa2,bf16,1,8,2,1,4096,128,0,2e-5,0\n"
+                    "h100,fa2,bf16,2,4,4,512,512,64,1,3e-5,0\nh100,fa2,bf16,2,4,4,512,1024,64,0,3e-5,0\n")
+    assert [c.label for c in read_results(runs)] == ["fa2 decode B=1 H=8/2 N=1x4096 D=128",
+                                                     "fa2 causal B=2 H=4/4 N=512x512 D=64",
+                                                     "fa2 full B=2 H=4/4 N=512x1024 D=64"]
+
+
+def test_a_prefill_row_runs_its_classs_tiles_in_head_major_order(tmp_path):
+    """A published prefill row is predicted with its kernel class's tiles
+    and overlap, programs launched head by head (as published kernels
+    launch), over the design's exact cell counts."""
+    from einsum_ir import library as lib
+    from einsum_ir.analysis.fused import recognise
+    from einsum_ir.shapes import resolve
+    from simulator.gpu import predict_fused
+    case = read_results(_csv(tmp_path, ROWS))[2]                   # Triton (Hopper), no mask, head dim 128
+    h100 = load_gpu("h100")
+    form = recognise(lib.load("gqa"))
+    env = resolve(form.cascade, case.env)
+    want = predict_fused(form, GPUMapping(128, 64, 8, 3, 1, 1, "bf16"), h100, env, kclass="triton",
+                         order="head-major")
+    assert predict_case(case, h100).time_s == pytest.approx(want.time_s, rel=1e-12)
+    other = predict_fused(form, GPUMapping(128, 64, 8, 3, 1, 1, "bf16"), h100, env, kclass="fa2",
+                          order="head-major")
+    assert other.time_s != want.time_s                     # the class matters here
