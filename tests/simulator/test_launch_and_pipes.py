@@ -65,7 +65,7 @@ mask vis = DOC[b, p] == DOC[b, m] and m <= p
 """)
 
 
-def test_the_kernel_launches_in_the_order_the_model_schedules():
+def test_the_kernel_launches_in_the_order_the_model_schedules(monkeypatch):
     c = ei.parse(DOC)
     shapes = dict(B=2, H=2, P=96, E=16, F=16)
     inp = ei.random_inputs(c, shapes, seed=3, dtype="float32")
@@ -85,8 +85,13 @@ def test_the_kernel_launches_in_the_order_the_model_schedules():
     out = kernel(**{k: torch.tensor(v) for k, v in inp.items()}).double().numpy()
     ref = ei.execute(c, inp, shapes, dtype="float64")["AV"]
     assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
-    # and the model with this order is no slower than launching head by head
+    # the order predict_fused schedules is the kernel's
+    scheduled = []
+    monkeypatch.setattr(G, "launch_order", lambda t: scheduled.append(launch_order(t)) or scheduled[-1])
     fast = predict_fused(program, kernel.mapping, gpu, env, inputs={"DOC": inp["DOC"]})
+    assert [o.tolist() for o in scheduled] == [order.tolist()]
+    monkeypatch.undo()
+    # and the model with this order is no slower than launching head by head
     slow = predict_fused(program, kernel.mapping, gpu, env, inputs={"DOC": inp["DOC"]}, order="head-major")
     assert fast.time_s <= slow.time_s
 
