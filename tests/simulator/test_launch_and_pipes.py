@@ -109,3 +109,26 @@ def test_each_program_adds_its_cycles_outside_the_tile_loop_once():
     more = predict_fused(base.program, m, gpu.with_efficiency(program_cycles=1980), env)
     assert more.parts["programs"] == 8
     assert more.parts["schedule_s"] - base.parts["schedule_s"] == pytest.approx(1e-6, rel=1e-9)
+
+
+def test_a_tile_steps_overlap_and_stall_by_hand():
+    """One tile step with 10 s of MMAs and 4 s of vector work (3 on the SFU,
+    1 on the FP32 pipe), serial_overlap 0.5, ws_overlap 0.8:
+    - serial, 4 streams per block, 2 blocks per SM: alone the 4 s hide by
+      0.5 x (1 - 1/4), shared by 0.5 x (1 - 1/8): 12.5 s and 12.25 s;
+    - warp-specialised: 0.8 always: 10.8 s;
+    - the chunked model (no streams): the fitted 0.5: 12 s;
+    - with 2 stages and a 10 s memory latency a step waits 10 exp(-t / 10)
+      alone, shared among the 8 streams of the SM."""
+    from simulator.gpu import KERNEL_CLASSES, _Rates, _tile_times
+    gpu = load_gpu("h100").with_efficiency(serial_overlap=0.5, ws_overlap=0.8, latency_ns=10e9)
+    r = _Rates(tensor=1.0, smem=1e12, sfu=1.0, fp32=1.0, int=1.0, issue=1e12, path="mma")
+    serial, ws = KERNEL_CLASSES["triton"], KERNEL_CLASSES["hopper-ws"]
+    assert _tile_times(10.0, 0.0, 3.0, 1.0, 0.0, r, gpu, serial, 4, 2) == pytest.approx((12.5, 12.25))
+    assert _tile_times(10.0, 0.0, 3.0, 1.0, 0.0, r, gpu, ws, 4, 2) == pytest.approx((10.8, 10.8))
+    assert _tile_times(10.0, 0.0, 3.0, 1.0, 0.0, r, gpu, serial) == pytest.approx((12.0, 12.0))
+    assert _tile_times(10.0, 0.0, 3.0, 1.0, 0.0, r, gpu, serial, 4, 2, stages=2) == pytest.approx(
+        (12.5 + 10 * np.exp(-1.25), 12.25 + 10 * np.exp(-1.225) / 8))
+    # shared memory bounds the MMAs when it is the slower: 20 bytes at 1 byte/s
+    slow_smem = _Rates(tensor=1.0, smem=1.0, sfu=1.0, fp32=1.0, int=1.0, issue=1e12, path="mma")
+    assert _tile_times(10.0, 20.0, 3.0, 1.0, 0.0, slow_smem, gpu, ws, 4, 2) == pytest.approx((20.8, 20.8))
