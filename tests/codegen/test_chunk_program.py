@@ -205,3 +205,25 @@ def test_an_inlined_masked_einsum_is_charged_its_body_and_its_select():
     assert tensor == 2.0 * 32 * 32 * 32
     assert dict(ops) == {"select": 2 * side + out, "compare": 2 * side + out, "exp": side, "log": side,
                          "mul": 2 * side + out, "add": side + out}
+
+
+def test_an_inlined_masked_einsum_read_inside_a_product_keeps_its_mask():
+    """decode-split-kv's LNV = SN x V summed over the chunk m0, with SN =
+    exp(BQK - LM) computed inline and masked to the chunk's valid keys (m1 x
+    M0 + m0 < M), read as an operand of the product. Per element of its
+    F x M0 = 32 x 32 tile: the product (a multiply); SN's body (a subtract,
+    an exp) and its mask (a multiply, an add, a compare, a select); LNV's
+    own mask (the same four); the sum (an add). LD = sum of SN over m0
+    (a 32-element tile) costs the same without the product. By hand."""
+    from simulator.gpu import step_work
+    c = library.load("decode-split-kv")
+    env = resolve(c, dict(B=2, H=3, M=70, E=12, F=20, M0=32))
+    p = chunk_program(recognise(c, env), env, 32)
+    lp = p.loops[0]
+    step = {s.einsum.name: s for s in lp.steps}
+    assert "SN" in p.inline
+    _, lnv = step_work(p, step["LNV"], lp.var)
+    n = 32 * 32
+    assert dict(lnv) == {"mul": 3 * n, "add": 4 * n, "exp": n, "compare": 2 * n, "select": 2 * n}
+    _, ld = step_work(p, step["LD"], lp.var)
+    assert dict(ld) == {"mul": 2 * 32, "add": 4 * 32, "exp": 32, "compare": 2 * 32, "select": 2 * 32}

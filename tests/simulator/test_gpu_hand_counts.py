@@ -244,3 +244,55 @@ def test_a_long_kernel_has_no_fixed_cost_note_and_a_hoisted_tensor_is_named():
     p = predict_fused(f, GPUMapping(64, 64, 4, 2, 1), H100, env)
     assert p.notes == ["materialised before the kernel: G[B, H, F, P], 16,384 elements (0.1 MiB fp32), charged "
                        "as hoisted work and traffic"]
+
+
+TWO_SCORES = """rank B, H, M, P, E, F
+input Q[B, H, E, P]: f16
+input K[B, H, E, M]: f16
+input R[B, H, E, P]: f16
+input W[B, H, E, M]: f16
+input V[B, H, F, M]: f16
+S1[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m]
+S2[b, h, m, p] = R[b, h, e, p] * W[b, h, e, m]
+T[b, h, m, p] = S1[b, h, m, p] + S2[b, h, m, p]
+GM[b, h, p] = max[m] T[b, h, m, p]
+SN[b, h, m, p] = exp(T[b, h, m, p] - GM[b, h, p])
+SD[b, h, p] = SN[b, h, m, p]
+SNV[b, h, f, p] = SN[b, h, m, p] * V[b, h, f, m]
+AV[b, h, f, p] = SNV[b, h, f, p] / SD[b, h, p]
+"""
+
+
+@pytest.mark.parametrize("e", [64, 1024])
+def test_two_score_gemms_unfused_cost_twice_one(e):
+    """Scores summed from two contractions: the unfused QK^T step runs two
+    GEMMs, each with the flops and bytes of cross attention's one, in one
+    launch: twice its time less one launch, whether memory-bound (E = 64)
+    or compute-bound (E = 1024)."""
+    two = recognise(ei.parse(TWO_SCORES, name="two-scores"))
+    one = recognise(library.load("cab-cross"))
+    assert len(two.scores) == 2
+    shapes = dict(B=1, H=2, M=4096, P=4096, E=e, F=64)
+    t2 = predict_unfused(two, H100, resolve(two.cascade, shapes)).parts["qk_s"]
+    t1 = predict_unfused(one, H100, resolve(one.cascade, shapes)).parts["qk_s"]
+    launch = H100.efficiency["launch_us"] * 1e-6
+    assert t2 - launch == pytest.approx(2 * (t1 - launch), rel=1e-12)
+
+
+@pytest.mark.parametrize("warps", [4, 8, 16])
+def test_a_chunked_kernels_blocks_per_sm_take_the_tightest_limit(warps):
+    """Blocks per SM: the register file over registers x threads, the
+    thread limit over threads, the block limit. On H100 (64 K registers,
+    2,048 threads) the registers bind (every thread holds more than 32);
+    with a register file 16 times larger the threads do: 2048 / (32 x warps)."""
+    import dataclasses
+    from simulator.gpu import _chunk_registers
+    c = library.load("linear-attention")
+    env = resolve(c, dict(B=2, H=3, M=64, P=64, E=16, F=16))
+    program = chunk_program(recognise_chunked(c, env), env, 16)
+    m = GPUMapping(64, 16, warps, dtype="bf16")
+    regs, threads = _chunk_registers(program, m), 32 * warps
+    assert regs > 32
+    assert predict_chunked(program, m, H100, env).parts["blocks_per_sm"] == min(65536 // (regs * threads), 32)
+    big = dataclasses.replace(H100, registers_per_sm=16 * 65536)
+    assert predict_chunked(program, m, big, env).parts["blocks_per_sm"] == 2048 // threads
