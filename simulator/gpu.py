@@ -365,7 +365,7 @@ def _tile_classes(form, k, m, env, inputs, counts, grid: _Grid, skip_empty: bool
         cls = _classify(cc, m.block_m if grid.rows > 1 else 16, m.block_n)    # [..batch.., row tiles, key tiles]
     kept = float(cc.any.sum()) * grid.heads / max(1, int(np.prod(cc.any.shape[:-2])))
     distinct_partial = float((cls == PARTIAL).sum()) if skip_empty else 0.0
-    cls = cls.reshape([-1] + list(cls.shape[-2:])) if not cc.batch else \
+    cls = cls[None] if not cc.batch else \
         over_batch(cls, cc.batch, form.batch, _head_block_extents(form, env, grid))
     if not skip_empty:
         cls = np.where(cls == EMPTY, PARTIAL, cls)

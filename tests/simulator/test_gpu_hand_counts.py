@@ -296,3 +296,39 @@ def test_a_chunked_kernels_blocks_per_sm_take_the_tightest_limit(warps):
     assert predict_chunked(program, m, H100, env).parts["blocks_per_sm"] == min(65536 // (regs * threads), 32)
     big = dataclasses.replace(H100, registers_per_sm=16 * 65536)
     assert predict_chunked(program, m, big, env).parts["blocks_per_sm"] == 2048 // threads
+
+
+def test_a_normalisers_chain_is_charged_once_per_row_per_key_tile(monkeypatch):
+    """sink-logit's normaliser GM = max(LM, SINK[h]) is recomputed from the
+    running max at every key tile: one max per row per tile, 64 rows x 40
+    visited tiles (causal, 256 keys in 64 x 32 tiles: 4 row tiles visit 2,
+    4, 6 and 8 key tiles, 2 heads). Without the chain the model charges
+    exactly that many fewer fp32 operations and nothing else."""
+    import simulator.gpu as G
+    f = recognise(library.load("sink-logit"))
+    env = resolve(f.cascade, dict(B=1, H=2, P=256, E=64, F=64))
+    m = GPUMapping(64, 32, 4, 2, 1)
+    with_chain = predict_fused(f, m, H100, env)
+    assert with_chain.parts["tiles_full"] + with_chain.parts["tiles_partial"] == 2 * (2 + 4 + 6 + 8)
+    monkeypatch.setattr(G, "chain_work", lambda pp: Counter())
+    without = predict_fused(f, m, H100, env)
+    assert with_chain.work["fp32_ops"] - without.work["fp32_ops"] == 64 * 40
+    assert with_chain.work["sfu_ops"] == without.work["sfu_ops"]
+
+
+@pytest.mark.parametrize("name", ["cab-cross", "attention-3pass"])
+def test_the_epilogue_runs_once_in_the_last_passs_programs(monkeypatch, name):
+    """Eight equal programs, one wave, each alone on its SM: a second of
+    epilogue per program makes the kernel exactly a second longer than
+    none, once however many passes it has."""
+    import simulator.gpu as G
+    f = recognise(library.load(name))
+    env = resolve(f.cascade, dict(B=1, H=2, M=1024, P=512, E=64, F=64))
+    m = GPUMapping(128, 64, 4, 2, 1)
+    times = {}
+    for seconds in (0.0, 1.0):
+        monkeypatch.setattr(G, "_epilogue_s", lambda *a, s=seconds: s)
+        p = predict_fused(f, m, H100, env)
+        assert p.parts["programs"] == 8
+        times[seconds] = p.time_s
+    assert times[1.0] - times[0.0] == pytest.approx(1.0, rel=1e-9)
