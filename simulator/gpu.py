@@ -478,8 +478,8 @@ def _tile_times(w_tensor: float, smem: float, sfu: float, fp32: float, int_ops: 
     `stages` K/V tiles in flight, a load has stages - 1 steps to arrive;
     memory latency taken as exponential with mean L (latency_ns), a step
     waits L exp(-(stages - 1) t / L) on average, which the other streams
-    fill when shared. `own` = 0: the fitted overlap, no stall (the chunked
-    model)."""
+    fill when shared (`stages` needs `own`). `own` = 0: the fitted overlap;
+    `stages` = 0: no stall (the chunked model passes neither)."""
     t_mma = max(w_tensor / r.tensor, smem / r.smem)
     t_vec = sfu / r.sfu + r.alu_s(fp32, int_ops)
     lo, hi = min(t_mma, t_vec), max(t_mma, t_vec)
@@ -489,7 +489,7 @@ def _tile_times(w_tensor: float, smem: float, sfu: float, fp32: float, int_ops: 
     else:
         ov_alone = ov_share = ov
     alone, share = hi + (1 - ov_alone) * lo, hi + (1 - ov_share) * lo
-    if own and stages:
+    if stages:
         lat = gpu.efficiency["latency_ns"] * 1e-9
         alone += lat * float(np.exp(-(stages - 1) * alone / lat))
         share += lat * float(np.exp(-(stages - 1) * share / lat)) / (own * per_sm)

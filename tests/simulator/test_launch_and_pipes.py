@@ -132,3 +132,14 @@ def test_a_tile_steps_overlap_and_stall_by_hand():
     # shared memory bounds the MMAs when it is the slower: 20 bytes at 1 byte/s
     slow_smem = _Rates(tensor=1.0, smem=1.0, sfu=1.0, fp32=1.0, int=1.0, issue=1e12, path="mma")
     assert _tile_times(10.0, 20.0, 3.0, 1.0, 0.0, slow_smem, gpu, ws, 4, 2) == pytest.approx((20.8, 20.8))
+
+
+def test_an_unknown_kernel_class_or_operation_kind_is_named():
+    from hw_models import HardwareError
+    from simulator.gpu import kind_units
+    with pytest.raises(HardwareError, match=r"^error: unknown kernel class 'fa3'; known: triton, fa2, hopper-ws$"):
+        kernel_class("fa3")
+    with pytest.raises(ValueError, match=r"^the GPU model has no cost for operation kind 'fft' \(add it to "
+                                         r"einsum_ir\.ops\.KIND_UNITS\)$"):
+        kind_units("fft")
+    assert kind_units("convert") == {"fp32": 1} and kind_units("pow") == {"sfu": 2, "fp32": 1}
