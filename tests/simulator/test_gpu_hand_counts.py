@@ -332,3 +332,28 @@ def test_the_epilogue_runs_once_in_the_last_passs_programs(monkeypatch, name):
         assert p.parts["programs"] == 8
         times[seconds] = p.time_s
     assert times[1.0] - times[0.0] == pytest.approx(1.0, rel=1e-9)
+
+
+def test_key_tiles_come_from_hbm_once_per_head_per_wave_while_l2_holds_them():
+    """Cross attention, 1024 keys (K and V: 1024 x (64 + 64) x 2 bytes =
+    256 KiB per head), 64-row programs, 5 blocks per SM on 132 SMs (660
+    slots). Each program reads its Q tile once and writes its output.
+    - 2 heads x 512 queries: 16 programs, one wave: K and V once per head;
+    - an L2 of one byte: every program reads every key tile (16 x 16 tiles
+      of 64 x 128 x 2 bytes);
+    - 1 head x 65,536 queries: 1024 programs, two waves: K and V twice."""
+    import dataclasses
+    f = recognise(library.load("cab-cross"))
+    m = GPUMapping(64, 64, 4, 2, 1)
+    kv_head = 1024 * 128 * 2
+    env = resolve(f.cascade, dict(B=1, H=2, M=1024, P=512, E=64, F=64))
+    q_and_out = 2 * (2 * 512 * 64 * 2)
+    p = predict_fused(f, m, H100, env)
+    assert (p.parts["programs"], p.parts["blocks_per_sm"]) == (16, 5)
+    assert p.hbm_bytes == 2 * kv_head + q_and_out
+    assert predict_fused(f, m, dataclasses.replace(H100, l2_bytes=1), env).hbm_bytes == \
+        16 * 16 * (64 * 128 * 2) + q_and_out
+    env = resolve(f.cascade, dict(B=1, H=1, M=1024, P=65536, E=64, F=64))
+    p = predict_fused(f, m, H100, env)
+    assert (p.parts["programs"], p.parts["blocks_per_sm"]) == (1024, 5)
+    assert p.hbm_bytes == 2 * kv_head + 2 * (65536 * 64 * 2)
