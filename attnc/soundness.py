@@ -362,18 +362,15 @@ def _needed(fc, dots: set, env: dict, dtype: str, whole_reads) -> dict:
     it runs as dots, every transcendental (a kernel may reassociate divides,
     `SN * V / SD` as `(SN / SD) * V`, never skip an exp), and each tensor of
     `whole_reads` once."""
+    from simulator.gpu import element_bytes
     ops = Counter()
     for e in fc.einsums:
         for kind, v in _floor_ops(fc, e, env).items():
             ops[("dot-" if e.name in dots else "") + kind] += v
     return {"tensor_flops": 2.0 * ops["dot-mac"],
             "sfu_ops": sum(v for k, v in ops.items() if k.removeprefix("dot-") in TRANSCENDENTAL),
-            "hbm_bytes": _bytes(dtype) * sum(math.prod(env[r] for r in t.ranks) for t in whole_reads)}
-
-
-def _bytes(dtype: str) -> int:
-    from einsum_ir.ops import DTYPE_BYTES
-    return DTYPE_BYTES[dtype]
+            "hbm_bytes": sum(element_bytes(fc, t.name, dtype) * math.prod(env[r] for r in t.ranks)
+                             for t in whole_reads)}
 
 
 def _compare_work(pred, need: dict, kind: str) -> tuple[str, str]:

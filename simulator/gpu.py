@@ -223,47 +223,59 @@ class Traffic:
 
 def _elements(form: FusedForm, a, env: dict, rows: int, keys: int) -> float:
     """Elements of access `a` that one program touches with `rows` query
-    positions and `keys` key positions."""
-    n = 1.0
+    positions and `keys` key positions: its distinct index tuples. The
+    ranks indexed by the key take `keys` values together, however many
+    there are (a paged cache's block and slot, BT[m // BS] and m % BS);
+    a rank indexed by the key and the query alone (p - m) a band of rows +
+    keys - 1; ranks indexed by the query, `rows` together; the others their
+    extent (batch variables: one value)."""
     t = form.cascade.tensor(a.tensor)
+    by_key, by_query, n = [], [], 1.0
     for r, i in zip(t.ranks, a.indices):
         vs = set(index_vars(i))
         if form.key in vs:
-            n *= keys + (rows - 1 if form.query in vs else 0)   # p - m: a band of rows + keys - 1
+            by_key.append(form.query in vs)
         elif form.query is not None and form.query in vs:
-            n *= rows
+            by_query.append(r)
         elif vs - set(form.batch):
             n *= env[r]
+    if by_key:
+        n *= keys * rows if by_query else keys + (rows - 1 if any(by_key) else 0)
+    elif by_query:
+        n *= rows
     return n
 
 
 def traffic(program, k: int, m: GPUMapping, env: dict) -> Traffic:
     program = _program(program)
     form = program.form
-    b = DTYPE_BYTES[m.dtype]
     rows = m.block_m if form.query is not None else 1
     key_tile = pair_tile = key_head = 0.0
-    index = _index_tensors(form.cascade)
     for a in program.passes[k].loads:
         if form.key not in index_vars(a):
             continue
-        ab = index.get(a.tensor, b)
+        ab = element_bytes(form.cascade, a.tensor, m.dtype)
         if form.query is not None and form.query in index_vars(a):
             pair_tile += _elements(form, a, env, rows, m.block_n) * ab
         else:
             key_tile += _elements(form, a, env, rows, m.block_n) * ab
             key_head += _elements(form, a, env, rows, env[form.key.upper()]) * ab
-    once = sum(_elements(form, a, env, rows, 0) * index.get(a.tensor, b) for a in _program_loads(program))
+    once = sum(_elements(form, a, env, rows, 0) * element_bytes(form.cascade, a.tensor, m.dtype)
+               for a in _program_loads(program))
     return Traffic(key_tile, pair_tile, key_head, once)
 
 
-def _index_tensors(c) -> dict[str, int]:
-    """Bytes per element of the tensors read inside an index (a gather's
-    PAGE, DOC): the kernel loads them at their declared integer width, not
-    the mapping's. The gathered tile itself (K rows of scattered pages) is
+INTEGER_DTYPES = ("i32", "i8", "bool")
+
+
+def element_bytes(c, tensor: str, dtype: str) -> int:
+    """Bytes a kernel mapped at `dtype` loads per element of `tensor`: an
+    integer or bool tensor (a gather's PAGE or block table, a document id
+    DOC, a length LEN) at its declared width, any other at the mapping's
+    float width. The gathered tile itself (K rows of scattered pages) is
     charged as plain loads of its elements: docs/gpu.md, Gathers."""
-    return {n.tensor: DTYPE_BYTES[c.tensor(n.tensor).dtype] for e in c.einsums for a in e.reads()
-            for i in a.indices for n in walk(i) if isinstance(n, Access)}
+    declared = c.tensor(tensor).dtype
+    return DTYPE_BYTES[declared if declared in INTEGER_DTYPES else dtype]
 
 
 def _program_loads(program: TileProgram) -> list:

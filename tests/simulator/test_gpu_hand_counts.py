@@ -357,3 +357,35 @@ def test_key_tiles_come_from_hbm_once_per_head_per_wave_while_l2_holds_them():
     p = predict_fused(f, m, H100, env)
     assert (p.parts["programs"], p.parts["blocks_per_sm"]) == (1024, 5)
     assert p.hbm_bytes == 2 * kv_head + 2 * (65536 * 64 * 2)
+
+
+def test_a_paged_caches_key_tile_is_its_keys_rows_once():
+    """paged-attention reads K and V through the block table:
+    KC[BT[b, m // BS], h / G, e, m % BS]. The key picks a block and a slot
+    (two ranks), but a key tile of 32 keys still loads 32 rows of E = 64
+    (not 32 x 32): K and V 2 x 32 x 64 x 2 bytes, and the table's entry for
+    each key at its declared 4 bytes; all 1024 keys of a head likewise.
+    Per program, once: the query's row of Q and the sequence's length LEN
+    (i32, 4 bytes). Its prediction reads what a contiguous GQA decode reads,
+    plus the table and the lengths."""
+    from simulator.gpu import traffic
+    f = recognise(library.load("paged-attention"))
+    env = resolve(f.cascade, dict(B=2, H=8, G=4, M=1024, E=64, F=64, NP=128, BS=16))
+    t = traffic(f, 0, GPUMapping(16, 32, 4, 2), env)
+    assert (t.key_tile, t.pair_tile) == (2 * 32 * 64 * 2 + 32 * 4, 0)
+    assert t.key_head == 2 * 1024 * 64 * 2 + 1024 * 4
+    assert t.program == 64 * 2 + 4
+
+
+def test_a_relative_bias_band_and_element_widths():
+    """relative-bias reads T[h, p - m + M - 1]: a 64-query x 32-key tile
+    touches the 64 + 32 - 1 diagonals of the band. Integer and bool tensors
+    load at their declared width, any other at the mapping's."""
+    from simulator.gpu import element_bytes, traffic
+    f = recognise(library.load("relative-bias"))
+    env = resolve(f.cascade, dict(B=1, H=2, M=256, P=256, E=64, F=64))
+    assert traffic(f, 0, GPUMapping(64, 32, 4, 2), env).pair_tile == (64 + 32 - 1) * 2
+    c = ei.parse("rank M\ninput X[M]: f32\ninput I[M]: i32\ninput J[M]: i8\ninput K[M]: bool\n"
+                 "Y[m] = X[m] + I[m] + J[m] where K[m]\n", name="widths")
+    assert [element_bytes(c, t, "bf16") for t in "XIJK"] == [2, 4, 1, 1]
+    assert [element_bytes(c, t, "f32") for t in "XIJK"] == [4, 4, 1, 1]
