@@ -36,15 +36,10 @@ class Numeric:
     def min(a, b):
         return min(a, b)
 
-    @staticmethod
-    def max(a, b):
-        return max(a, b)
-
     def pad(self, covered, rank: str):
         """The padding factor of a rank whose tiles cover `covered` points:
         partial tiles still occupy whole PE rows."""
-        n = int(self.env.get(rank, covered))
-        return covered / int(self.env[rank]) if covered > n else 1
+        return max(1, covered / int(self.env.get(rank, covered)))
 
     def visited(self, c, e, grain: dict) -> tuple[float, str | None]:
         """(points of the tiles a masked Einsum visits / its kept points, or 1
@@ -76,10 +71,6 @@ class Symbolic:
     @staticmethod
     def min(a, b):
         return sympy.Min(a, b)
-
-    @staticmethod
-    def max(a, b):
-        return sympy.Max(a, b)
 
     @staticmethod
     def pad(covered, rank: str):

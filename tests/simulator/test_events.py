@@ -107,3 +107,48 @@ def test_the_epochs_pipeline_follows_the_mapping_variant_for_the_shapes():
     p, resolved, base = (epoch_pipeline(ONE_PASS, x, FUSEMAX, shapes) for x in (m, m.for_shapes(shapes), BINDING))
     assert (p.epochs, p.period) == (resolved.epochs, resolved.period)
     assert p.epochs == 4 * base.epochs
+
+
+@pytest.mark.parametrize("shapes,tasks", [(dict(B=1, H=1, E=64, F=64, M=512, P=512), 1 * 2 * 2 * 11 + 1 * 2),
+                                          (dict(B=2, H=3, E=64, F=64, M=768, P=256), 6 * 3 * 1 * 11 + 6 * 1)])
+def test_the_event_simulation_runs_one_task_per_einsum_per_leaf_iteration(shapes, tasks):
+    """FuseMax's binding, tiles of 256 x 256: the first leaf runs its 11
+    Einsums with operations (BK and BV only copy) B x H x M1 x P1 times,
+    the second AV B x H x P1 times (P2 = 1)."""
+    r = simulate_events(ONE_PASS, BINDING, FUSEMAX, shapes)
+    assert r.tasks == tasks
+
+
+def test_the_skew_of_a_tile_that_fills_a_non_square_array():
+    """FuseMax's binding on a 2D array of 64 rows x 256 columns, query tiles
+    of 64: BQK's 64 queries stream along the rows and its 256 keys along the
+    columns, filling the array exactly: its skew is 64 + 256 - 2 = 318
+    cycles. The same on the 256 x 64 array, the operands the other way."""
+    import dataclasses
+    from mappers.mapping import parse_mapping
+    from simulator.events import epoch_pipeline
+    m = parse_mapping(BINDING.node.source.replace("P: {P2: rest, P1: fit, P0: 256}", "P: {P2: rest, P1: fit, P0: 64}"),
+                      "narrow.yaml")
+    for shape in ((64, 256), (256, 64)):
+        array = FUSEMAX.with_changes(units={u: dataclasses.replace(x, shape=shape if u == "pe2d" else (64,))
+                                            for u, x in FUSEMAX.units.items()})
+        p = epoch_pipeline(ONE_PASS, m, array, dict(B=1, H=1, E=64, F=64, M=512, P=256))
+        assert p.stages["BQK"].fill == 64 + 256 - 2
+
+
+def test_a_load_that_exactly_fills_the_buffer_starts_at_once():
+    """A 100-byte buffer holding 40 resident bytes and a 30-byte input tile
+    still in use until cycle 50: a 30-byte load fits exactly (100 bytes)
+    and starts now, done at cycle 30 at a byte per cycle; a 31-byte load
+    waits for the tile to free (cycle 50) and is done at 81."""
+    from collections import Counter
+    from types import SimpleNamespace
+    from simulator.events import _Run
+
+    def run():
+        r = _Run.__new__(_Run)
+        r.hw = SimpleNamespace(buffer=SimpleNamespace(capacity_bytes=100), dram_bytes_per_cycle=1.0)
+        r.dram_free, r.resident, r.live, r.busy = 0.0, 40, [[30, 50.0]], Counter()
+        return r
+    assert run().start_load(30) == 30.0
+    assert run().start_load(31) == 81.0

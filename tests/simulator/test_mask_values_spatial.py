@@ -118,3 +118,10 @@ S[m, p] = Q[e, p] * K[e, m] where MK[m, p]
     for given in (keep, keep.astype(np.uint8) * 255, keep * 3.0):
         with mask_values({"MK": given}):
             assert visited_factor(c, c.einsums[0], env, grain) == (2 * 256 / 3, None)
+
+
+def test_a_grid_too_large_to_evaluate_is_charged_its_kept_points_and_says_its_size():
+    c = ei.parse(DATA_MASK, name="data-mask")
+    with mask_values({"MK": np.ones((8, 8), np.float16)}):
+        got = visited_factor(c, c.einsums[0], dict(M=1 << 14, P=1 << 13, E=8), {"m": 16, "p": 16})
+    assert got == (1.0, "its grid of 134,217,728 points is too large to evaluate")

@@ -97,6 +97,9 @@ def test_constants_of_a_product_are_multiplied_once():
     # per point: the scaled score (mul) and the sum (add); per head: h + 1, times 8 / H, exp2
     groups = {tuple(sorted(g.vars)): dict(g.ops) for g in facts(c).groups["S"]}
     assert groups == {("b", "h", "m", "p"): {"mul": 1, "add": 1}, ("h",): {"add": 1, "mul": 1, "exp": 1}}
+    notes = simulate(c, mapping(c.name, "pe2d"), FUSEMAX, SHAPES).notes
+    assert f"S: {', '.join(fold(s)[1])} computed once at compile time, outside the array" in notes
+    assert "S: add, mul, exp depend on (h) only: charged 2 times, not once per point" in notes
 
 
 def test_a_per_row_index_expression_is_charged_once_per_row():

@@ -306,3 +306,35 @@ def test_a_pipelined_einsum_that_keeps_no_point_is_simulated_idle():
     r = simulate(c, m, a, dict(B=1, H=1, M=256, P=1, E=64, F=64))
     assert {e.name: e.busy_cycles for e in r.einsums}["SN"] == 0
     assert_invariants(c, m, a, r)
+
+
+def test_a_partition_the_cascade_states_tiles_as_the_mappings_factors_do():
+    """attention-1pass partitions M into M1 x M0 itself; FuseMax's binding
+    also factors M (M0 = 256). Left to the cascade (M0 given as a shape),
+    the loops over m1 and m0 still move along M: K and V are read per key
+    tile the same, and the report is the same."""
+    _, m, a = _design("fusemax-binding")
+    c = ei.library.load(m.cascade)
+    from mappers.mapping import parse_mapping
+    text = m.node.source
+    assert text.count("  M: {M1: rest, M0: 256}\n") == 1
+    bare = parse_mapping(text.replace("  M: {M1: rest, M0: 256}\n", ""), "cascade-partition.yaml")
+    shapes = dict(B=1, H=2, E=64, F=64, M=1024, P=1024)
+    want, got = simulate(c, m, a, shapes), simulate(c, bare, a, dict(shapes, M0=256))
+    assert (got.latency_cycles, got.dram_bytes) == (want.latency_cycles, want.dram_bytes)
+    assert [(t.name, t.dram_read_bytes, t.buffer_bytes) for t in got.tensors] == \
+        [(t.name, t.dram_read_bytes, t.buffer_bytes) for t in want.tensors]
+
+
+def test_a_polynomial_count_is_evaluated_from_its_integer_terms(monkeypatch):
+    """Counts are evaluated millions of times in a mapping search: an integer
+    polynomial in the shapes (and a constant) is summed from its terms, not
+    through sympy; anything else (a ceiling, a fraction) goes through sympy."""
+    import simulator.facts as F
+    poly, const, ceil = F.Count("2*B*H*M*P + 3*P"), F.Count("5"), F.Count("ceiling(M / 3) * P")
+    calls = []
+    monkeypatch.setattr(F, "evaluate", lambda expr, env: calls.append(expr) or 0)
+    assert poly(dict(B=2, H=3, M=5, P=7)) == 2 * 2 * 3 * 5 * 7 + 3 * 7
+    assert const({}) == 5 and calls == []
+    ceil(dict(M=10, P=2))
+    assert len(calls) == 1
