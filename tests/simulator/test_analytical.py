@@ -150,6 +150,10 @@ def test_formulas_evaluate_to_the_simulated_numbers(mapping, n):
         assert evaluate(f[f"busy_cycles[{e.name}]"], env) == pytest.approx(e.busy_cycles), e.name
     assert evaluate(f["dram_bytes"], env) == pytest.approx(r.dram_bytes)
     assert {"B", "H", "P"} <= {str(s) for s in f["dram_bytes"].free_symbols}   # a formula, not a number
+    dram = [t for t in r.tensors if t.home == "dram"]
+    assert dram and {k for k in f if k.startswith("dram_bytes[")} == {f"dram_bytes[{t.name}]" for t in dram}
+    for t in dram:                           # read and written: inputs read, outputs written, spills both
+        assert evaluate(f[f"dram_bytes[{t.name}]"], env) == pytest.approx(t.dram_read_bytes + t.dram_write_bytes)
 
 
 def test_a_binding_of_an_einsum_the_cascade_lacks_is_refused_by_name():

@@ -152,3 +152,17 @@ def test_a_load_that_exactly_fills_the_buffer_starts_at_once():
         return r
     assert run().start_load(30) == 30.0
     assert run().start_load(31) == 81.0
+
+
+def test_a_trailing_stage_hands_off_its_first_result_after_its_first_output():
+    """AV, after the epochs in FuseMax's binding, computes one point per
+    output: its first result is complete when its first point issues and
+    readable at the top's hand-off from that edge (codegen.rtl.top.readable);
+    its last at the hand-off from its last issue."""
+    from codegen.rtl.top import readable
+    from simulator.events import epoch_pipeline
+    p = epoch_pipeline(ONE_PASS, BINDING, FUSEMAX, dict(B=1, H=1, E=64, F=64, M=512, P=256))
+    av = p.stages["AV"]
+    assert av.points_per_output == 1 and av.leaf == 1
+    assert av.first_ready == readable(int(av.start), av.ii) > av.start
+    assert av.last_ready == readable(int(av.last_issue), av.ii)

@@ -330,7 +330,10 @@ def test_the_report_states_the_latency_rule_it_used():
     assert "critical_path" in stated and "no critical_path" not in stated
     assert default == ("epochs: no critical_path stated; default: every Einsum in sequence (the sum over units of "
                        "their busy time, an upper bound)")
-    assert over.startswith("overlapped")
+    assert over == "overlapped: max of DRAM time and each unit's busy time"
+    unfused = load_mapping("unfused")
+    phases = simulate(ei.library.load(unfused.cascade), unfused, hw.load_spatial(unfused.hardware), SMALL).latency_rule
+    assert phases == "phases: sum over 3 phases of max(DRAM, each unit)"
 
 
 def test_an_operation_on_fewer_variables_is_noted_with_them_and_its_count():
@@ -579,3 +582,17 @@ def test_a_scaled_term_of_the_critical_path_by_hand():
     sch = Schedule(70.0, 1, 70.0, "epochs", "2 * A + B", {"pe2d": 30.0, "pe1d": 10.0})
     assert sorted(timeline(m, costs, FUSEMAX, sch, 0.0, {}), key=str) == sorted(
         [Bar("pe2d", "A", 0, 0.0, 30.0, True), Bar("pe1d", "B", 0, 60.0, 70.0, True)], key=str)
+
+
+def test_a_critical_path_is_laid_out_bar_by_bar_by_hand():
+    """`A + max(B, C + 2) + 2 * D` with A 3 cycles, B 4, C 1, D 5 and E
+    named nowhere in `per` (an Einsum without work): A from 0 to 3; B from
+    3 to 7 beside C from 3 to 4 and 2 idle cycles (B is the longer branch,
+    7 against 6); D from 7 to 12, waited twice (the epoch ends at 17); E a
+    bar of no length at 17. The critical bars: A, B, D and E."""
+    from simulator.schedule import _place
+    out = []
+    end, crit = _place(parse_critical_path("A + max(B, C + 2) + 2 * D + E").expr, 0.0,
+                       {"A": 3.0, "B": 4.0, "C": 1.0, "D": 5.0}, out)
+    assert out == [("A", 0.0, 3.0), ("B", 3.0, 7.0), ("C", 3.0, 4.0), ("D", 7.0, 12.0), ("E", 17.0, 17.0)]
+    assert end == 17.0 and [out[i][0] for i in crit] == ["A", "B", "D", "E"]
