@@ -338,3 +338,18 @@ def test_a_polynomial_count_is_evaluated_from_its_integer_terms(monkeypatch):
     assert const({}) == 5 and calls == []
     ceil(dict(M=10, P=2))
     assert len(calls) == 1
+
+
+def test_a_gather_is_refused_by_the_spatial_simulator_at_the_read():
+    """paged-attention reads K through its block table: the spatial model
+    has no tile for elements the data picks, so simulate refuses at QK's
+    read of KC, naming the gather, before any number."""
+    _, m, a = _design("fusemax-binding")
+    c = ei.library.load("paged-attention")
+    with pytest.raises(hw.HardwareError, match=r"paged-attention: the spatial model cannot map QK: it reads "
+                                               r"KC\[.*\] through the gather BT\[b, m / BS\] \(an index given "
+                                               r"by data\); gathers are modelled on GPUs only") as err:
+        simulate(c, m, a, dict(B=1, H=2, G=1, M=64, E=8, F=8, NP=8, BS=16))
+    loc = err.value.loc
+    line = c.source.splitlines()[loc.line - 1]
+    assert line.startswith("QK[") and line[loc.column - 1:].startswith("KC[")
