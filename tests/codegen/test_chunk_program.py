@@ -227,3 +227,22 @@ def test_an_inlined_masked_einsum_read_inside_a_product_keeps_its_mask():
     assert dict(lnv) == {"mul": 3 * n, "add": 4 * n, "exp": n, "compare": 2 * n, "select": 2 * n}
     _, ld = step_work(p, step["LD"], lp.var)
     assert dict(ld) == {"mul": 2 * 32, "add": 4 * 32, "exp": 32, "compare": 2 * 32, "select": 2 * 32}
+
+
+def test_a_scan_steps_work_by_hand():
+    """Two scans along the chunk of gla-two-scans (chunks of 16, E = F = 16),
+    each on a 16 x 16 tile: VS = cumsum of V adds once per element beside its
+    mask of the chunk's valid keys (m1 x M0 + m0 < M: a multiply, an add, a
+    compare, a select); LB = cumsum of LA = log(ALPHA), computed inline,
+    adds the log and LA's own mask of the same keys."""
+    from einsum_ir import parse
+    from simulator.gpu import step_work
+    c = parse(GATE_SCANS, "gla-two-scans.ein")
+    env = resolve(c, dict(B=1, H=1, M=40, E=16, F=8, M0=16))
+    p = chunk_program(recognise(c), env, block_n=16)
+    lp = p.loops[0]
+    scans = {s.einsum.name: s for s in lp.steps if s.how == "scan"}
+    n = 16 * 16
+    assert dict(step_work(p, scans["VS"], lp.var)[1]) == {"add": 2 * n, "mul": n, "compare": n, "select": n}
+    assert dict(step_work(p, scans["LB"], lp.var)[1]) == {"add": 3 * n, "mul": 2 * n, "compare": 2 * n,
+                                                         "select": 2 * n, "log": n}

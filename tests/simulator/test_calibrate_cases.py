@@ -205,3 +205,27 @@ def test_a_prefill_row_runs_its_classs_tiles_in_head_major_order(tmp_path):
     other = predict_fused(form, GPUMapping(128, 64, 8, 3, 1, 1, "bf16"), h100, env, kclass="fa2",
                           order="head-major")
     assert other.time_s != want.time_s                     # the class matters here
+
+
+def test_a_decode_row_is_searched_at_its_own_dtype_and_designs_are_parsed_once():
+    """A decode row (one query) of a results file in f32: the best mapping
+    in f32, not in bf16. The GQA designs are parsed and recognised once,
+    then shared by every case."""
+    from einsum_ir.analysis.fused import recognise
+    from einsum_ir.shapes import resolve
+    from mappers.gpu_search import shortlist
+    from simulator import calibrate
+    from simulator.calibrate import Case
+    h100 = load_gpu("h100")
+    row = dict(device="h100", kernel="k", dtype="f32", batch=1, heads=8, kv_heads=2, q_len=1, kv_len=1024,
+               head_dim=64, causal=0)
+    env = dict(B=1, H=8, G=4, P=1, M=1024, E=64, F=64)
+    calibrate._FORMS.clear()
+    got = predict_case(Case(row, "gqa", env, 1.0), h100)
+    form, program = calibrate._FORMS["gqa"]
+    assert program.form is form and form.cascade.name == "gqa"
+    assert calibrate._form("gqa") == (form, program)
+    want = shortlist(recognise(form.cascade), h100, resolve(form.cascade, env), "f32", top=1)[0]
+    assert got.mapping.dtype == "f32" and got.time_s == pytest.approx(want.time_s, rel=1e-12)
+    generated = calibrate._form("gqa-causal-br")[0]
+    assert generated.cascade.name == "gqa-causal-br" and generated.passes == 1

@@ -339,8 +339,9 @@ def test_key_tiles_come_from_hbm_once_per_head_per_wave_while_l2_holds_them():
     256 KiB per head), 64-row programs, 5 blocks per SM on 132 SMs (660
     slots). Each program reads its Q tile once and writes its output.
     - 2 heads x 512 queries: 16 programs, one wave: K and V once per head;
-    - an L2 of one byte: every program reads every key tile (16 x 16 tiles
-      of 64 x 128 x 2 bytes);
+    - an L2 smaller than the tiles all slots have in flight (a byte, 10
+      MB): every program reads every key tile (16 x 16 tiles of 64 x 128 x
+      2 bytes);
     - 1 head x 65,536 queries: 1024 programs, two waves: K and V twice."""
     import dataclasses
     f = recognise(library.load("cab-cross"))
@@ -353,6 +354,10 @@ def test_key_tiles_come_from_hbm_once_per_head_per_wave_while_l2_holds_them():
     assert p.hbm_bytes == 2 * kv_head + q_and_out
     assert predict_fused(f, m, dataclasses.replace(H100, l2_bytes=1), env).hbm_bytes == \
         16 * 16 * (64 * 128 * 2) + q_and_out
+    # what all 660 slots have in flight, 2 stages of 16 KiB each, is 21.6 MB: an L2 of 10 MB holds less
+    assert predict_fused(f, m, dataclasses.replace(H100, l2_bytes=10e6), env).hbm_bytes == \
+        16 * 16 * (64 * 128 * 2) + q_and_out
+    assert predict_fused(f, m, dataclasses.replace(H100, l2_bytes=22e6), env).hbm_bytes == 2 * kv_head + q_and_out
     env = resolve(f.cascade, dict(B=1, H=1, M=1024, P=65536, E=64, F=64))
     p = predict_fused(f, m, H100, env)
     assert (p.parts["programs"], p.parts["blocks_per_sm"]) == (1024, 5)
@@ -389,3 +394,38 @@ def test_a_relative_bias_band_and_element_widths():
                  "Y[m] = X[m] + I[m] + J[m] where K[m]\n", name="widths")
     assert [element_bytes(c, t, "bf16") for t in "XIJK"] == [2, 4, 1, 1]
     assert [element_bytes(c, t, "f32") for t in "XIJK"] == [4, 4, 1, 1]
+
+
+def test_a_reduction_inside_the_tile_walk_is_noted_with_its_steps():
+    """An L1 distance between query and key, summed over the E = 64 head
+    dimensions, is no dot product: the kernel loops over e inside each
+    tile (64 steps, vector work), which the prediction's note says."""
+    c = ei.parse("""rank B, H, M, P, E, F
+input Q[B, H, E, P]: f16
+input K[B, H, E, M]: f16
+input V[B, H, F, M]: f16
+QK[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m]
+L1[b, h, m, p] = abs(Q[b, h, e, p] - K[b, h, e, m])
+S[b, h, m, p] = QK[b, h, m, p] - L1[b, h, m, p]
+GM[b, h, p] = max[m] S[b, h, m, p]
+SN[b, h, m, p] = exp(S[b, h, m, p] - GM[b, h, p])
+SD[b, h, p] = SN[b, h, m, p]
+SNV[b, h, f, p] = SN[b, h, m, p] * V[b, h, f, m]
+AV[b, h, f, p] = SNV[b, h, f, p] / SD[b, h, p]
+""", name="l1-score")
+    env = resolve(c, dict(B=1, H=2, M=256, P=128, E=64, F=64))
+    notes = predict_fused(recognise(c), GPUMapping(64, 32, 4, 2, 1), H100, env).notes
+    assert "computed in the tile walk: L1, a sum over e (64 steps per tile, vector work)" in notes
+
+
+@pytest.mark.parametrize("warps", [1, 2, 4])
+def test_a_chunked_kernels_registers_by_hand(warps):
+    """Linear attention, E = F = 16 in chunks of 16: the states KV (16 x 16)
+    and KS (16) live across the walk, 272 elements; the largest step tile
+    is 16 x 16, about two of which are live at a time: 784 registers'
+    worth over 32 x warps threads, plus the kernel's fixed 32."""
+    from simulator.gpu import _chunk_registers
+    c = library.load("linear-attention")
+    env = resolve(c, dict(B=2, H=3, M=64, P=64, E=16, F=16))
+    program = chunk_program(recognise_chunked(c, env), env, 16)
+    assert _chunk_registers(program, GPUMapping(64, 16, warps, dtype="bf16")) == -(-(272 + 2 * 256) // (32 * warps)) + 32
