@@ -32,8 +32,10 @@ class Schedule:
 
 
 def _overlap_node(m: Mapping):
-    node = m.node.value.get("overlap") if isinstance(m.node.value, dict) else None
-    return node if node is not None else m.node
+    """Where a phases error is located: the file's `overlap` entry (every
+    mapping, the mapper's included, is loaded from YAML, where it is
+    required)."""
+    return m.node.value["overlap"]
 
 
 def check_schedule(c: Cascade, m: Mapping, hw: SpatialArray, costs, by_einsum: Counter) -> None:

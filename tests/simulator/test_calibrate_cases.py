@@ -229,3 +229,12 @@ def test_a_decode_row_is_searched_at_its_own_dtype_and_designs_are_parsed_once()
     assert got.mapping.dtype == "f32" and got.time_s == pytest.approx(want.time_s, rel=1e-12)
     generated = calibrate._form("gqa-causal-br")[0]
     assert generated.cascade.name == "gqa-causal-br" and generated.passes == 1
+
+
+def test_a_folds_constants_are_the_shared_ones_and_the_paths_per_gpu():
+    from simulator.calibrate import _constants
+    gpus = {"h100": load_gpu("h100"), "a100-pcie": load_gpu("a100-pcie")}
+    got = _constants(gpus)
+    names = ("fused_tensor", "serial_overlap", "ws_overlap", "mma", "wgmma")
+    assert got == {f"{g}.{k}": gpus[g].efficiency[k] for g in gpus for k in names if k in gpus[g].efficiency}
+    assert {"h100.wgmma", "h100.mma", "a100-pcie.mma", "h100.fused_tensor"} <= set(got)

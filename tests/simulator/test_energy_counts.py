@@ -188,6 +188,12 @@ def test_linear_layer_by_rule_8():
     base = macs * 17.1645 + reads * _word(FM, "read") + 512 * 1000 * _word(FM, "write") + dram * 8 * 3.9
     assert g.energy_pj("evaluation") == pytest.approx(base + rf / 65536)
     assert g.energy_pj("physical") == pytest.approx(base + rf)
+    parts = {"mac": macs * 17.1645, "other_ops": 0.0, "buffer_read": reads * _word(FM, "read"),
+             "buffer_write": 512 * 1000 * _word(FM, "write"), "dram": dram * 8 * 3.9}
+    assert g.energies == {"physical": pytest.approx({**parts, "register_files": rf}),
+                          "evaluation": pytest.approx({**parts, "register_files": rf / 65536})}
+    assert (g.macs, g.dram_bytes) == (macs, dram)
+    assert g.latency_cycles == max(dram / FM.dram_bytes_per_cycle, macs / 65536)
 
 
 def test_the_hardware_file_chooses_the_default_accounting():

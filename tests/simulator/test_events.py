@@ -166,3 +166,22 @@ def test_a_trailing_stage_hands_off_its_first_result_after_its_first_output():
     assert av.points_per_output == 1 and av.leaf == 1
     assert av.first_ready == readable(int(av.start), av.ii) > av.start
     assert av.last_ready == readable(int(av.last_issue), av.ii)
+
+
+def test_a_recurrence_read_too_early_is_named_in_a_caveat():
+    """FuseMax's binding shrunk to 4 x 4 arrays, tiles of 4 keys x 4
+    queries, E = F = 1: an epoch is so short that SPNV's window opens
+    before RNV of the previous key tile (one epoch earlier) is readable.
+    The pipeline says which read, how many epochs apart, and both times."""
+    import dataclasses
+    from mappers.mapping import parse_mapping
+    from simulator.events import epoch_pipeline
+    m = parse_mapping(BINDING.node.source.replace("M0: 256", "M0: 4").replace("P0: 256", "P0: 4"), "small.yaml")
+    small = FUSEMAX.with_changes(units={u: dataclasses.replace(x, shape=tuple(4 for _ in x.shape))
+                                        for u, x in FUSEMAX.units.items()})
+    p = epoch_pipeline(ONE_PASS, m, small, dict(B=1, H=1, E=1, F=1, M=16, P=4))
+    late = [cv for cv in p.caveats if " of the previous " in cv]
+    assert late == [f"SPNV reads RNV of the previous m1 1 epoch(s) later: readable at "
+                    f"{p.stages['RNV'].first_ready - p.period:g}, after SPNV's window opens at "
+                    f"{p.stages['SPNV'].start:g}"]
+    assert p.stages["RNV"].first_ready - p.period > p.stages["SPNV"].start

@@ -176,7 +176,8 @@ def test_split_kv_is_charged_the_statistics_each_split_stores(name, shapes, mapp
     (padding included) and the combine kernel reads them back. Read from the
     generated source: BLOCK_M floats per row store, BLOCK_M x BLOCK_F per
     feature store; the model's combine time is those bytes over the
-    bandwidth, two memory round trips and the combine launch."""
+    bandwidth, two memory round trips and the combine launch, and they are
+    all the HBM bytes the splits add (written, then read back)."""
     from einsum_ir import library
     c = library.load(name)
     if shapes is None:
@@ -195,3 +196,50 @@ def test_split_kv_is_charged_the_statistics_each_split_stores(name, shapes, mapp
     stored = pred.parts["programs"] * per_program              # programs: row tiles x head blocks x splits
     want = stored / H100.bandwidth + 2 * H100.efficiency["latency_ns"] * 1e-9 + H100.efficiency["combine_us"] * 1e-6
     assert pred.parts["combine_s"] == pytest.approx(want, rel=1e-12)
+    # the splits read the same keys and query rows as one program would: HBM grows by the statistics alone
+    whole = predict_fused(k.program, mapping.with_changes(splits=1), H100, dict(env))
+    assert pred.hbm_bytes - whole.hbm_bytes == pytest.approx(2 * stored, rel=1e-12)
+
+
+TWO_VALUES = """rank B, H, M, P, E, F
+input Q[B, H, E, P]: f16
+input K[B, H, E, M]: f16
+input V[B, H, F, M]: f16
+input W[B, H, F, M]: f16
+QK[b, h, m, p] = Q[b, h, e, p] * K[b, h, e, m]
+GM[b, h, p] = max[m] QK[b, h, m, p]
+SN[b, h, m, p] = exp(QK[b, h, m, p] - GM[b, h, p])
+SD[b, h, p] = SN[b, h, m, p]
+SNV[b, h, f, p] = SN[b, h, m, p] * V[b, h, f, m]
+SNW[b, h, f, p] = SN[b, h, m, p] * W[b, h, f, m]
+AV[b, h, f, p] = (SNV[b, h, f, p] + SNW[b, h, f, p]) / SD[b, h, p]
+"""
+
+
+@pytest.mark.parametrize("name", ["cab-cross", "cab-self-causal", "two-values"])
+def test_a_tile_steps_operations_by_hand(name):
+    """Per point of a tile, every tile: the running max (a max), the score
+    less the max (an add), its exp, the sum (an add) and P converted to 16
+    bit for each value product (one per `.to(` in the kernel's loop).
+    A partial tile adds: the key bounds (a compare per key), `keep` (a
+    logic op per point, and one more to and it with a predicate); causal's
+    m <= p (an integer compare); and a select per statement the tile masks:
+    every reduction without a predicate (GM, SD and each value product),
+    QK and SN under one (the reductions of SN then need none)."""
+    from einsum_ir.analysis import tile_program as TP
+    from einsum_ir import library
+    from simulator.gpu import _pass_ops
+    c = parse(TWO_VALUES, name="two-values") if name == "two-values" else library.load(name)
+    shapes = dict(B=1, H=2, M=64, P=64, E=16, F=16) if name != "cab-self-causal" else dict(B=1, H=2, P=64, E=16, F=16)
+    form = recognise(c)
+    env = resolve(c, shapes)
+    per, extra, nvalue = _pass_ops(tile_program(form).passes[0], form, env)
+    values = 2 if name == "two-values" else 1
+    assert nvalue == values
+    assert per == {("max", POINT): 1, ("add", POINT): 2, ("exp", POINT): 1, ("convert", POINT): values}
+    masked = {("select", POINT): 2, ("logic", POINT): 2, ("int", POINT): 1} if name == "cab-self-causal" else \
+        {("select", POINT): 2 + values, ("logic", POINT): 1}
+    assert extra == {("compare", KEY): 1, **masked}
+    src = FusedKernel(c, GPUMapping(16, 16, dtype="bf16"), shapes).source(dict(env)).text
+    loop = src.split("# full key tiles")[1].split("# partial key tiles")[0] if "# partial key tiles" in src else src
+    assert len(re.findall(r"\)\.to\(t\d+_[VW]\.dtype", loop)) == values

@@ -447,3 +447,38 @@ def test_the_unfused_kernels_binding_weighs_all_three_kernels(e, binding):
     moved = (2 * (rows + cols) * e * b + n * b) + 2 * n * b + (n * b + 2 * (rows + cols) * e * b)
     assert (moved / H100.bandwidth > flops + softmax) == (binding == "HBM")
     assert predict_unfused(f, H100, env).binding == binding
+
+
+@pytest.mark.parametrize("e,f,memory", [(64, 32, 1), (1024, 512, 1), (64, 32, 100)])
+def test_the_unfused_kernels_by_hand(e, f, memory):
+    """Cross attention as QK^T, a softmax kernel and PV, 2 heads x 2048
+    queries x 4096 keys (n = 16.8 M scores), bf16, the scores and the
+    probabilities through HBM at 2 bytes. Each kernel takes the larger of
+    its compute and its bytes over the bandwidth, plus a launch:
+    - QK^T: 2 n E flops at the GEMM efficiency; Q, K and S moved;
+    - softmax: n exponentials and 4 n fp32 operations; S in, P out;
+    - PV: 2 n F flops; P, V in, O out.
+    Useful flops: 2 (E + F) per (query, key). On H100 the softmax is
+    always memory-bound; with 100 times its bandwidth its compute binds.
+    """
+    import dataclasses
+    gpu = dataclasses.replace(H100, hbm_bytes_per_s=H100.hbm_bytes_per_s * memory,
+                              measured={k: v * memory if k == "hbm_bandwidth" else v for k, v in H100.measured.items()})
+    assert gpu.bandwidth == H100.bandwidth * memory
+    fm = recognise(library.load("cab-cross"))
+    env = resolve(fm.cascade, dict(B=1, H=2, M=4096, P=2048, E=e, F=f))
+    heads, rows, cols, b = 2, 2048, 4096, 2
+    n = heads * rows * cols
+    gemm = gpu.efficiency["gemm_tensor"] * gpu.tensor_peak("bf16")
+    launch, bw = gpu.efficiency["launch_us"] * 1e-6, gpu.bandwidth
+    qk = (2 * n * e / gemm, (heads * (rows + cols) * e + n) * b / bw)
+    softmax = (n / gpu.sfu_ops_per_s + 4 * n / gpu.fp32_ops_per_s, 2 * n * b / bw)
+    pv = (2 * n * f / gemm, (n + heads * rows * f + heads * cols * f) * b / bw)
+    p = predict_unfused(fm, gpu, env)
+    assert (softmax[0] > softmax[1]) == (memory == 100)
+    assert p.parts == pytest.approx({"qk_s": max(qk) + launch, "softmax_s": max(softmax) + launch,
+                                     "pv_s": max(pv) + launch}, rel=1e-12)
+    assert p.time_s == pytest.approx(sum(max(k) for k in (qk, softmax, pv)) + 3 * launch, rel=1e-12)
+    assert p.hbm_bytes == ((heads * (rows + cols) * e + n) + 2 * n + (n + heads * rows * f + heads * cols * f)) * b
+    assert p.flops == 2 * (e + f) * n
+    assert p.binding == ("HBM" if qk[1] + softmax[1] + pv[1] > qk[0] + softmax[0] + pv[0] else "tensor cores")

@@ -353,3 +353,15 @@ def test_a_gather_is_refused_by_the_spatial_simulator_at_the_read():
     loc = err.value.loc
     line = c.source.splitlines()[loc.line - 1]
     assert line.startswith("QK[") and line[loc.column - 1:].startswith("KC[")
+
+
+def test_a_loop_variable_of_neither_the_cascade_nor_the_factors_is_named():
+    from simulator.numbers import Numeric
+    from simulator.tiling import nest
+    _, m, _ = _design("fusemax-binding")
+    c = ei.library.load(m.cascade)
+    n = nest(c, m, {"M0": 256, "M1": 2}, Numeric(dict(B=1, H=1, M=512)))
+    assert (n.extent("m1"), n.extent("h"), n.ranks_of("m0")) == (2, 1, {"M0", "M"})
+    with pytest.raises(hw.HardwareError, match=r"^error: mapping binding: loop variable q9 is neither a rank of "
+                                               r"attention-1pass nor a factor in `factors`$"):
+        n.extent("q9")
