@@ -42,6 +42,7 @@ def test_the_measured_csv_is_read_by_its_columns(tmp_path):
         assert all(type(v) is int for v in c.env.values()), c.env           # shapes are whole numbers
         assert c.measured_s == pytest.approx(float(us) * 1e-6)
         assert c.row["time_s"] == c.measured_s and (c.row["kclass"], c.row["mask"]) == (kclass, mask)
+        assert c.row["dtype"] == "bf16"                   # the published measurements are all bf16
         assert {k: c.row[k] for k in ("batch", "heads", "kv_heads", "q_len", "kv_len", "head_dim", "causal")} == \
             dict(batch=int(b), heads=int(h), kv_heads=int(kvh), q_len=int(q), kv_len=int(kv), head_dim=int(d),
                  causal=int(mask != "none"))
@@ -238,3 +239,17 @@ def test_a_folds_constants_are_the_shared_ones_and_the_paths_per_gpu():
     names = ("fused_tensor", "serial_overlap", "ws_overlap", "mma", "wgmma")
     assert got == {f"{g}.{k}": gpus[g].efficiency[k] for g in gpus for k in names if k in gpus[g].efficiency}
     assert {"h100.wgmma", "h100.mma", "a100-pcie.mma", "h100.fused_tensor"} <= set(got)
+
+
+def test_a_row_without_a_dtype_is_predicted_in_bf16(tmp_path):
+    """A results row whose dtype is empty is taken as bf16, the dtype of
+    every published measurement: the same prediction as the row in bf16."""
+    runs = tmp_path / "runs.csv"
+    runs.write_text(",".join(COLUMNS) + "\n" + "h100,fa2,,1,8,2,1,1024,64,0,2e-5,0\n"
+                    "h100,fa2,bf16,1,8,2,1,1024,64,0,2e-5,0\nh100,fa2,,1,4,4,256,256,64,1,2e-5,0\n"
+                    "h100,fa2,bf16,1,4,4,256,256,64,1,2e-5,0\nh100,fa2,f32,1,4,4,256,256,64,1,2e-5,0\n")
+    h100 = load_gpu("h100")
+    got = [predict_case(c, h100) for c in read_results(runs)]
+    assert got[0].time_s == got[1].time_s and got[0].mapping.dtype == "bf16"
+    assert got[2].time_s == got[3].time_s and got[2].mapping.dtype == "bf16"
+    assert got[4].mapping.dtype == "f32" and got[4].time_s != got[3].time_s

@@ -185,3 +185,17 @@ def test_a_recurrence_read_too_early_is_named_in_a_caveat():
                     f"{p.stages['RNV'].first_ready - p.period:g}, after SPNV's window opens at "
                     f"{p.stages['SPNV'].start:g}"]
     assert p.stages["RNV"].first_ready - p.period > p.stages["SPNV"].start
+
+
+def test_a_phases_mapping_is_simulated_phase_after_phase():
+    """The unfused mapping's three phases (QK; the softmax; AV), one head of
+    512 x 512 in 256 x 256 tiles: the event simulation runs every task of a
+    phase before the next: QK's 2 x 2 tiles; the softmax's GM, SN and SD,
+    then A, each per query tile and key (2 x 512); AV's 2 x 2 tiles. Its
+    latency is at least every unit's busy time."""
+    m = load_mapping("unfused")
+    c = ei.library.load(m.cascade)
+    r = simulate_events(c, m, hw.load_spatial(m.hardware), dict(B=1, H=1, E=64, F=64, M=512, P=512))
+    assert m.phases == (("QK",), ("GM", "SN", "SD", "A"), ("AV",))
+    assert r.latency_cycles >= max(r.unit_busy_cycles.values()) > 0
+    assert r.tasks == 2 * 2 * 1 + 2 * 512 * 3 + 2 * 512 * 1 + 2 * 2 * 1

@@ -362,6 +362,10 @@ def test_key_tiles_come_from_hbm_once_per_head_per_wave_while_l2_holds_them():
     p = predict_fused(f, m, H100, env)
     assert (p.parts["programs"], p.parts["blocks_per_sm"]) == (1024, 5)
     assert p.hbm_bytes == 2 * kv_head + 2 * (65536 * 64 * 2)
+    # 1000 keys: each row tile's last key tile is partial, masked by its bounds, not by a table: no table bytes
+    env = resolve(f.cascade, dict(B=1, H=2, M=1000, P=512, E=64, F=64))
+    p = predict_fused(f, m, H100, env)
+    assert p.parts["tiles_partial"] == 16 and p.hbm_bytes == 2 * (1000 * 128 * 2) + q_and_out
 
 
 def test_a_paged_caches_key_tile_is_its_keys_rows_once():
@@ -396,11 +400,7 @@ def test_a_relative_bias_band_and_element_widths():
     assert [element_bytes(c, t, "f32") for t in "XIJK"] == [4, 4, 1, 1]
 
 
-def test_a_reduction_inside_the_tile_walk_is_noted_with_its_steps():
-    """An L1 distance between query and key, summed over the E = 64 head
-    dimensions, is no dot product: the kernel loops over e inside each
-    tile (64 steps, vector work), which the prediction's note says."""
-    c = ei.parse("""rank B, H, M, P, E, F
+L1_SCORE = """rank B, H, M, P, E, F
 input Q[B, H, E, P]: f16
 input K[B, H, E, M]: f16
 input V[B, H, F, M]: f16
@@ -412,7 +412,14 @@ SN[b, h, m, p] = exp(S[b, h, m, p] - GM[b, h, p])
 SD[b, h, p] = SN[b, h, m, p]
 SNV[b, h, f, p] = SN[b, h, m, p] * V[b, h, f, m]
 AV[b, h, f, p] = SNV[b, h, f, p] / SD[b, h, p]
-""", name="l1-score")
+"""
+
+
+def test_a_reduction_inside_the_tile_walk_is_noted_with_its_steps():
+    """An L1 distance between query and key, summed over the E = 64 head
+    dimensions, is no dot product: the kernel loops over e inside each
+    tile (64 steps, vector work), which the prediction's note says."""
+    c = ei.parse(L1_SCORE, name="l1-score")
     env = resolve(c, dict(B=1, H=2, M=256, P=128, E=64, F=64))
     notes = predict_fused(recognise(c), GPUMapping(64, 32, 4, 2, 1), H100, env).notes
     assert "computed in the tile walk: L1, a sum over e (64 steps per tile, vector work)" in notes
@@ -482,3 +489,36 @@ def test_the_unfused_kernels_by_hand(e, f, memory):
     assert p.hbm_bytes == ((heads * (rows + cols) * e + n) + 2 * n + (n + heads * rows * f + heads * cols * f)) * b
     assert p.flops == 2 * (e + f) * n
     assert p.binding == ("HBM" if qk[1] + softmax[1] + pv[1] > qk[0] + softmax[0] + pv[0] else "tensor cores")
+
+
+def test_partial_tiles_share_the_sm_and_the_pipeline_as_full_ones(monkeypatch):
+    """A causal kernel's full and partial tiles run in the same programs:
+    both tile times are taken with the same streams, blocks per SM and
+    stages (they differ only in the mask's work)."""
+    import simulator.gpu as G
+    calls = []
+    real = G._tile_times
+
+    def spy(*args, **kw):
+        calls.append(args[8:])
+        return real(*args, **kw)
+    monkeypatch.setattr(G, "_tile_times", spy)
+    f = recognise(library.load("cab-self-causal"))
+    env = resolve(f.cascade, dict(B=1, H=2, P=1024, E=64, F=64))
+    p = predict_fused(f, GPUMapping(64, 64, 4, 3, 1), H100, env)
+    full, partial = calls                                  # (streams, blocks per SM, stages)
+    assert full == partial == (1, p.parts["blocks_per_sm"], 3)     # wgmma: 4 warps are one stream
+
+
+def test_an_in_tile_reductions_term_runs_once_per_reduced_coordinate():
+    """The L1 score sums |Q - K| over E = 64 inside each tile: per point, 64
+    subtracts, 64 absolute values and 64 adds, beside the softmax's own
+    (the running max, the score less the max, its exp, the sum) and QK - L1."""
+    from einsum_ir.analysis.tile_program import POINT, tile_program
+    from simulator.gpu import _pass_ops
+    c = ei.parse(L1_SCORE, name="l1-score")
+    form = recognise(c)
+    env = resolve(c, dict(B=1, H=2, M=256, P=128, E=64, F=64))
+    per, _, _ = _pass_ops(tile_program(form).passes[0], form, env)
+    assert per == {("add", POINT): 64 + 64 + 1 + 2, ("abs", POINT): 64, ("max", POINT): 1, ("exp", POINT): 1,
+                   ("convert", POINT): 1}
