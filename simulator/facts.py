@@ -59,6 +59,8 @@ def _constant(x) -> bool:
 
 
 def _fold(x, found: list):
+    """x with its constant subexpressions folded into symbols; the result is
+    only counted (never reported), so it keeps no source locations."""
     if not isinstance(x, Op):
         return x
     if _constant(x):
@@ -68,7 +70,7 @@ def _fold(x, found: list):
         return x
     if x.name in ("mul", "div"):
         return _fold_product(x, found)
-    return Op(x.name, tuple(_fold(a, found) for a in x.args), loc=x.loc)
+    return Op(x.name, tuple(_fold(a, found) for a in x.args))
 
 
 def _factors(x, out: list, consts: list) -> None:
@@ -102,12 +104,12 @@ def _fold_product(x, found: list):
     _factors(x, varying, consts)
     work = len(consts) > 1 or any(d or any(isinstance(n, Op) and op_kind(n) for n in walk(k)) for k, d in consts)
     if not work:
-        return Op(x.name, tuple(_fold(a, found) for a in x.args), loc=x.loc)
+        return Op(x.name, tuple(_fold(a, found) for a in x.args))
     text = _constant_text(consts)
     found.append(text)
     out = Sym(f"({text})")
     for f in reversed(varying):
-        out = Op("mul", (_fold(f, found), out), loc=x.loc)
+        out = Op("mul", (_fold(f, found), out))
     return out
 
 

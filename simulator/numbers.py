@@ -19,7 +19,6 @@ class Numeric:
 
     env: dict = field(hash=False)
     symbolic = False
-    zero = 0.0
 
     def shape(self, rank: str) -> int:
         return int(self.env[rank])
@@ -54,7 +53,6 @@ class Symbolic:
     padding), so a formula reads as the rule it states."""
 
     symbolic = True
-    zero = sympy.Integer(0)
 
     @staticmethod
     def shape(rank: str) -> sympy.Expr:

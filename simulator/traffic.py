@@ -233,8 +233,7 @@ def tensor_traffic(s: Space, n: Nest, t, word: int, kept, by_einsum: Counter) ->
     home = Home.DRAM if t.role in ("input", "output") or t.name in m.dram else Home.CHIP
     x = _Tensor(t, m.keep_of(t.name), home, size_elems(n, t), word, DTYPE_BYTES[t.dtype], t.name in m.reread,
                 tuple(id(lf) for _, lf, _ in writes), m.unit_of(t.name))
-    acc: Counter = Counter({k: n.num.zero for k in ("dram_read", "dram_write", "buffer_read", "buffer_write",
-                                                     "staging_read", "staging_write")})
+    acc: Counter = Counter()
     _reads(s, n, x, reads, acc, by_einsum)
     _writes(s, n, x, writes, acc, by_einsum)
     _spill(s, x, reads, writes, acc, by_einsum)
