@@ -253,3 +253,22 @@ def test_a_row_without_a_dtype_is_predicted_in_bf16(tmp_path):
     assert got[0].time_s == got[1].time_s and got[0].mapping.dtype == "bf16"
     assert got[2].time_s == got[3].time_s and got[2].mapping.dtype == "bf16"
     assert got[4].mapping.dtype == "f32" and got[4].time_s != got[3].time_s
+
+
+def test_fit_many_recovers_a_known_constant(tmp_path):
+    """Times made by the model itself with fused_tensor = 0.4 on both GPUs
+    (four prefill rows): the fit, from the presets, finds 0.4 again, and
+    predicts the rows back within 1%."""
+    import dataclasses
+    from simulator.calibrate import median_abs, validate
+    gpus = {"h100": load_gpu("h100"), "a100-pcie": load_gpu("a100-pcie")}
+    truth = {g: x.with_efficiency(fused_tensor=0.4) for g, x in gpus.items()}
+    rows = [ROWS[0], ROWS[2], "A100 80GB PCIe,fa2,FA2-class sm80,1,4,4,1024,1024,64,causal,1.0",
+            "H100 SXM5 80GB,fa2,FA2,2,8,8,2048,2048,128,none,1.0"]
+    cases = [dataclasses.replace(c, measured_s=predict_case(c, truth[c.row["device"]]).time_s)
+             for c in read_results(_csv(tmp_path, rows))]
+    fitted = fit_many(cases, gpus, rounds=2, steps=14)
+    assert {g: x.efficiency["fused_tensor"] for g, x in fitted.items()} == pytest.approx(
+        {"h100": 0.4, "a100-pcie": 0.4}, abs=0.01)
+    for g in gpus:
+        assert median_abs(validate([c for c in cases if c.row["device"] == g], fitted[g])) < 0.01

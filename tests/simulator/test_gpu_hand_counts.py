@@ -342,7 +342,8 @@ def test_key_tiles_come_from_hbm_once_per_head_per_wave_while_l2_holds_them():
     - an L2 smaller than the tiles all slots have in flight (a byte, 10
       MB): every program reads every key tile (16 x 16 tiles of 64 x 128 x
       2 bytes);
-    - 1 head x 65,536 queries: 1024 programs, two waves: K and V twice."""
+    - 1 head x 65,536 queries: 1024 programs, two waves: K and V twice;
+      split in two, 2048 programs in four waves: K and V four times."""
     import dataclasses
     f = recognise(library.load("cab-cross"))
     m = GPUMapping(64, 64, 4, 2, 1)
@@ -362,6 +363,11 @@ def test_key_tiles_come_from_hbm_once_per_head_per_wave_while_l2_holds_them():
     p = predict_fused(f, m, H100, env)
     assert (p.parts["programs"], p.parts["blocks_per_sm"]) == (1024, 5)
     assert p.hbm_bytes == 2 * kv_head + 2 * (65536 * 64 * 2)
+    # split in two along the keys: 2048 programs, four waves, K and V four times; each program stores 64 rows
+    # of its max, sum and normaliser and 64 x 64 accumulators (fp32), written and read back
+    p = predict_fused(f, m.with_changes(splits=2), H100, env)
+    assert p.parts["programs"] == 2048
+    assert p.hbm_bytes == 4 * kv_head + 2 * (65536 * 64 * 2) + 2 * 2048 * 64 * (3 + 64) * 4
     # 1000 keys: each row tile's last key tile is partial, masked by its bounds, not by a table: no table bytes
     env = resolve(f.cascade, dict(B=1, H=2, M=1000, P=512, E=64, F=64))
     p = predict_fused(f, m, H100, env)

@@ -125,3 +125,27 @@ def test_a_grid_too_large_to_evaluate_is_charged_its_kept_points_and_says_its_si
     with mask_values({"MK": np.ones((8, 8), np.float16)}):
         got = visited_factor(c, c.einsums[0], dict(M=1 << 14, P=1 << 13, E=8), {"m": 16, "p": 16})
     assert got == (1.0, "its grid of 134,217,728 points is too large to evaluate")
+
+
+def test_a_masks_grid_is_evaluated_once_for_the_same_shapes_and_values(monkeypatch):
+    """A mapping search asks for the same mask's grid thousands of times:
+    it is evaluated once per (cascade, predicate, shapes, values) and then
+    reused; new values are evaluated afresh."""
+    import simulator.skipping as S
+    calls = []
+    real = S._Evaluator
+
+    class Counting(real):
+        def __init__(self, *a, **kw):
+            calls.append(1)
+            super().__init__(*a, **kw)
+    monkeypatch.setattr(S, "_Evaluator", Counting)
+    c = ei.parse(DATA_MASK, name="data-mask")
+    env, mk = dict(M=32, P=32, E=8), np.eye(32, dtype=np.float16)
+    with mask_values({"MK": mk}):
+        first = visited_factor(c, c.einsums[0], env, {"m": 16, "p": 16})
+        assert visited_factor(c, c.einsums[0], env, {"m": 8, "p": 8}) != first      # another grain, the same grid
+    assert len(calls) == 1
+    with mask_values({"MK": mk[::-1].copy()}):
+        visited_factor(c, c.einsums[0], env, {"m": 16, "p": 16})
+    assert len(calls) == 2
