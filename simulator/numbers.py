@@ -35,6 +35,10 @@ class Numeric:
     def min(a, b):
         return min(a, b)
 
+    @staticmethod
+    def max(a, b):
+        return max(a, b)
+
     def pad(self, covered, rank: str):
         """The padding factor of a rank whose tiles cover `covered` points:
         partial tiles still occupy whole PE rows."""
@@ -69,6 +73,10 @@ class Symbolic:
     @staticmethod
     def min(a, b):
         return sympy.Min(a, b)
+
+    @staticmethod
+    def max(a, b):
+        return sympy.Max(a, b)
 
     @staticmethod
     def pad(covered, rank: str):

@@ -173,7 +173,7 @@ def symbolic_factors(m: Mapping) -> dict:
 
 def tile_elems(s: Space, t, keep: Keep, n: Nest):
     """Elements of t's tile kept under its loop (the largest over the leaves
-    that touch t), at numeric shapes (`formulas` leave the buffer out)."""
+    that touch t); symbolic for the spatial mapper's occupancy formulas."""
     if not keep.in_buffer:
         return 0
     level = keep.loop
@@ -193,7 +193,7 @@ def tile_elems(s: Space, t, keep: Keep, n: Nest):
                 continue            # updated in place: one iterate
             split = [v for v, ranks in moves.items() if r in ranks]
             elems *= n.num.shape(r) if not split else prod(n.extent(v) for v in split if v in inside)
-        best = max(best, elems)
+        best = n.num.max(best, elems)        # symbolic shapes: a sympy Max, never a Python comparison
     return best
 
 

@@ -365,3 +365,25 @@ def test_a_loop_variable_of_neither_the_cascade_nor_the_factors_is_named():
     with pytest.raises(hw.HardwareError, match=r"^error: mapping binding: loop variable q9 is neither a rank of "
                                                r"attention-1pass nor a factor in `factors`$"):
         n.extent("q9")
+
+
+@pytest.mark.parametrize("name", ["flat", "fusemax-binding", "unfused"])
+def test_kept_tiles_as_formulas_evaluate_to_the_simulated_bytes(name):
+    """The spatial mapper sizes the buffer from each kept tile as a formula
+    in the shapes and factors (a sympy Max over the leaves that touch the
+    tensor); at the simulated shapes and factors it is the simulator's
+    kept tile, for every tensor of the mapping."""
+    from simulator.numbers import Symbolic
+    from simulator.tiling import nest, space, symbolic_factors, tile_elems, tiling
+    c, m, a = _design(name)
+    shapes = dict(B=1, H=2, E=64, F=64, M=1024, P=1024)
+    m = m.for_shapes(shapes)
+    s = space(c, m, a, shapes)
+    numeric = tiling(s, a)
+    n = nest(c, m, symbolic_factors(m), Symbolic())
+    env = {**s.env, **numeric.factors}
+    kept = [t for t in s.tensors if numeric.kept_bytes[t.name]]
+    assert kept
+    for t in s.tensors:
+        formula = tile_elems(s, t, m.keep_of(t.name), n)
+        assert evaluate(formula, env) * a.word_bytes == numeric.kept_bytes[t.name], t.name
