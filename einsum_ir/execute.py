@@ -21,7 +21,7 @@ from .errors import ExecutionError, ShapeError
 from .graph import schedule
 from .ir import ROUNDING, Access, Cascade, Einsum, Expr, Idx, Num, Op, Sym, offset_of, rank_of, walk
 from .parser import MAX_INDEX_LITERAL
-from .ops import BITWISE_OPS, REDUCE_RULES, RULES
+from .ops import BITWISE_OPS, INTEGER_DTYPES, REDUCE_RULES, RULES
 from .printer import format_expr
 from .shapes import resolve
 
@@ -490,7 +490,7 @@ def random_inputs(c: Cascade, shapes: dict, seed: int = 0, dtype="float64") -> d
         shape = tuple(env[r] + (1 if r in t.iterative else 0) for r in t.ranks)
         if t.dtype == "bool":
             out[t.name] = rng.random(shape) < 0.5
-        elif t.domain is None and t.dtype in _INTEGER:
+        elif t.domain is None and t.dtype in INTEGER_DTYPES:
             out[t.name] = _whole_numbers(rng.standard_normal(shape), index_bounds(c, env).get(t.name, _SMALL), dtype)
         elif t.domain is None:
             out[t.name] = rng.standard_normal(shape).astype(dtype)
@@ -499,7 +499,6 @@ def random_inputs(c: Cascade, shapes: dict, seed: int = 0, dtype="float64") -> d
     return out
 
 
-_INTEGER = ("i32", "i8")
 _SMALL = 4
 """An integer input without a domain holds whole numbers in [0, n): n is the
 extent of the rank it indexes where it is a whole index (a page table, a
@@ -563,7 +562,7 @@ def _into_domain(z: np.ndarray, t, dtype: np.dtype, c: Cascade) -> np.ndarray:
     that lie inside. Integer types (i32, i8) get whole numbers of the domain."""
     d = t.domain
     u = 1.0 / (1.0 + np.exp(-z))
-    if t.dtype in ("i32", "i8"):
+    if t.dtype in INTEGER_DTYPES:
         lo, hi = d.integer_ends()
         if math.isfinite(d.lo) and math.isfinite(d.hi):
             x = lo + np.minimum(np.floor(u * (hi - lo + 1)), hi - lo)

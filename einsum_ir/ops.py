@@ -257,6 +257,7 @@ REDUCE_RULES: dict[str, ReduceRule] = {r.name: r for r in [
 
 # Byte width of each element type, used by size and traffic analyses.
 DTYPE_BYTES = {"f64": 8, "f32": 4, "tf32": 4, "f16": 2, "bf16": 2, "f8": 1, "i32": 4, "i8": 1, "bool": 1}
+INTEGER_DTYPES = ("i32", "i8")          # whole numbers: indices, ids, lengths (bool is its own type)
 DEFAULT_DTYPE = "f16"
 
 

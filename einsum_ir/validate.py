@@ -10,7 +10,7 @@ from .errors import ValidationError
 from .ir import (ADDRESSING, ROUNDING, SCAN_FLAGS, SCAN_OPS, Access, Cascade, Einsum, Expr, Idx, Num, Op, Sym,
                  integer_nodes, offset_of, rank_of, walk)
 from .parser import MAX_INDEX_LITERAL
-from .ops import BITWISE_OPS, BOOLEAN_OPS, DTYPE_BYTES, REDUCE_RULES, RULES
+from .ops import BITWISE_OPS, BOOLEAN_OPS, DTYPE_BYTES, INTEGER_DTYPES, REDUCE_RULES, RULES
 
 _INDEX_OPS = ADDRESSING | BOOLEAN_OPS | {"select", "min", "max", "clip", "abs", "pow"} | set(ROUNDING)
 _UPPER_RANK = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
@@ -162,7 +162,7 @@ class _Checker:
             self.fail(f"the domain of {t.name} has a closed infinite or NaN end: {d}", t)
         if not (d.lo < d.hi or (d.lo == d.hi and d.lo_closed and d.hi_closed)):
             self.fail(f"the domain of {t.name} is empty: {d}", t)
-        if t.dtype in ("i32", "i8") and math.isfinite(d.lo) and math.isfinite(d.hi):
+        if t.dtype in INTEGER_DTYPES and math.isfinite(d.lo) and math.isfinite(d.hi):
             lo, hi = d.integer_ends()
             if lo > hi:
                 self.fail(f"the domain {d} of {t.name} holds no {t.dtype} value (no integer lies in it)", t)
@@ -278,7 +278,7 @@ class _Checker:
         if isinstance(e, (Idx, Sym)):
             return True
         if isinstance(e, Access):
-            return self.tensors[e.tensor].dtype in ("i32", "i8", "bool")
+            return self.tensors[e.tensor].dtype in INTEGER_DTYPES + ("bool",)
         if not isinstance(e, Op):
             return False
         if e.name in BOOLEAN_OPS or e.name in BITWISE_OPS or e.name in ROUNDING:
@@ -371,7 +371,7 @@ class _Checker:
         t = self.tensors.get(g.tensor)
         if t is None:
             self.fail(f"undefined tensor {g.tensor}" + _suggest(g.tensor, self.tensors), g, einsum)
-        if t.dtype not in ("i32", "i8"):
+        if t.dtype not in INTEGER_DTYPES:
             self.fail(f"a gather reads {g.tensor} inside an index of {a.tensor}: an index tensor must hold "
                       f"integers (i32 or i8), but {g.tensor} is {t.dtype}", g, einsum)
         if t.iterative:

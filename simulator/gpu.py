@@ -31,7 +31,7 @@ from einsum_ir.analysis.tile_program import (KEY, POINT, ROW, UNIFORM, PassProgr
                                               scan_work, statement_ops, tile_program, walk_notes)
 from einsum_ir.analysis.tiles import EMPTY, FULL, PARTIAL, cell_counts, classify, launch_order, over_batch
 from einsum_ir.ir import Access, Op, index_vars, rank_of, walk
-from einsum_ir.ops import DTYPE_BYTES, KIND_UNITS, REDUCE_RULES
+from einsum_ir.ops import DTYPE_BYTES, INTEGER_DTYPES, KIND_UNITS, REDUCE_RULES
 from hw_models.gpu import GPU
 from hw_models.schema import HardwareError
 from mappers.gpu_mapping import GPUMapping, footprint, padded
@@ -230,18 +230,18 @@ def _elements(form: FusedForm, a, env: dict, rows: int, keys: int) -> float:
     keys - 1; ranks indexed by the query, `rows` together; the others their
     extent (batch variables: one value)."""
     t = form.cascade.tensor(a.tensor)
-    by_key, by_query, n = [], [], 1.0
+    key_ranks, on_query, n = [], False, 1.0     # key_ranks: whether each rank the key indexes holds the query too
     for r, i in zip(t.ranks, a.indices):
         vs = set(index_vars(i))
         if form.key in vs:
-            by_key.append(form.query in vs)
+            key_ranks.append(form.query in vs)
         elif form.query is not None and form.query in vs:
-            by_query.append(r)
+            on_query = True
         elif vs - set(form.batch):
             n *= env[r]
-    if by_key:
-        n *= keys * rows if by_query else keys + (rows - 1 if any(by_key) else 0)
-    elif by_query:
+    if key_ranks:
+        n *= keys * rows if on_query else keys + (rows - 1 if any(key_ranks) else 0)
+    elif on_query:
         n *= rows
     return n
 
@@ -265,9 +265,6 @@ def traffic(program, k: int, m: GPUMapping, env: dict) -> Traffic:
     return Traffic(key_tile, pair_tile, key_head, once)
 
 
-INTEGER_DTYPES = ("i32", "i8", "bool")
-
-
 def element_bytes(c, tensor: str, dtype: str) -> int:
     """Bytes a kernel mapped at `dtype` loads per element of `tensor`: an
     integer or bool tensor (a gather's PAGE or block table, a document id
@@ -275,7 +272,7 @@ def element_bytes(c, tensor: str, dtype: str) -> int:
     float width. The gathered tile itself (K rows of scattered pages) is
     charged as plain loads of its elements: docs/gpu.md, Gathers."""
     declared = c.tensor(tensor).dtype
-    return DTYPE_BYTES[declared if declared in INTEGER_DTYPES else dtype]
+    return DTYPE_BYTES[declared if declared in INTEGER_DTYPES + ("bool",) else dtype]
 
 
 def _program_loads(program: TileProgram) -> list:
